@@ -1,0 +1,52 @@
+import type { IRecognitionException, IToken } from 'chevrotain';
+import type { Comment, PlanFile } from './ast.ts';
+import { attachComments } from './comments.ts';
+import { byPosition, type Diagnostic, error } from './diagnostics.ts';
+import { planLexer } from './lexer.ts';
+import { planParser, tokenSpan } from './parser.ts';
+import { LineMap, type Span } from './source.ts';
+
+export interface ParseResult {
+  /** Present only when the file parsed without errors. */
+  readonly file: PlanFile | undefined;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+const describeChars = (s: string): string =>
+  [...s]
+    .map((c) =>
+      c >= ' ' && c <= '~' ? c : `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`,
+    )
+    .join('');
+
+function errorSpan(e: IRecognitionException, lines: LineMap): Span {
+  const t: IToken = e.token;
+  if (Number.isFinite(t.startOffset)) return tokenSpan(t);
+  // Tokens inserted by error recovery, and EOF, have no offset: point at the previous token's end.
+  const prev = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
+  if (prev && Number.isFinite(prev.endOffset)) {
+    const at = (prev.endOffset ?? 0) + 1;
+    return lines.span(at, at + 1);
+  }
+  return lines.span(lines.text.length, lines.text.length);
+}
+
+/** Lexes and parses one plan file; never throws on any input text. */
+export function parsePlanText(text: string): ParseResult {
+  const lines = new LineMap(text);
+  const lexed = planLexer.tokenize(text);
+  const diagnostics: Diagnostic[] = lexed.errors.map((e) => {
+    const chars = text.slice(e.offset, e.offset + e.length);
+    return error(lines.span(e.offset, e.offset + e.length), `unexpected character '${describeChars(chars)}'`);
+  });
+  planParser.input = lexed.tokens;
+  const parsed = planParser.file();
+  for (const e of planParser.errors) diagnostics.push(error(errorSpan(e, lines), e.message));
+  diagnostics.sort(byPosition);
+  if (diagnostics.length > 0) return { file: undefined, diagnostics };
+  const comments: Comment[] = (lexed.groups.comments ?? []).map((t) => ({
+    text: t.image,
+    span: tokenSpan(t),
+  }));
+  return { file: attachComments(parsed, comments), diagnostics };
+}
