@@ -1,3 +1,4 @@
+import './src/dsl/polyfill.ts';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({

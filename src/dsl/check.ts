@@ -1,7 +1,12 @@
-import type { Plan } from './ast.ts';
-import { type Diagnostic, hasErrors } from './diagnostics.ts';
+import type { Expr, Plan } from './ast.ts';
+import { byPosition, type Diagnostic, error, hasErrors } from './diagnostics.ts';
 import { parsePlanText } from './front.ts';
+import { Canvas } from './semantics/canvas.ts';
+import { evaluate } from './semantics/evaluate.ts';
+import { premiseOf } from './semantics/premise.ts';
+import { noApproximations, scenarios, simulatePlan } from './semantics/simulate.ts';
 import type { SourceFile } from './source.ts';
+import { type TypedPlan, typecheckPlan } from './typecheck.ts';
 
 /** `exact`: equals full attention up to float error; otherwise the premise under which it would. */
 export type Classification = { readonly exact: true } | { readonly exact: false; readonly premise: string };
@@ -23,12 +28,82 @@ export interface CheckResult {
   readonly diagnostics: readonly Diagnostic[];
 }
 
+/** The value of a constant expression (the type checker has made sure it is one). */
+function constant(typed: TypedPlan, e: Expr): number {
+  const unreachable = () => {
+    throw new Error('constant expression reads the token state');
+  };
+  const hooks = {
+    modelScore: unreachable,
+    selection: unreachable,
+    targets: unreachable,
+    dirty: unreachable,
+    attnSimilarity: unreachable,
+  };
+  return evaluate(e, { canvas: new Canvas(1, 1, 1), bindings: typed.bindings, hooks }) as number;
+}
+
+/** Enough layers to tell every layer scope of the plan apart. */
+function layersToSimulate(typed: TypedPlan): number {
+  let top = 0;
+  for (const s of typed.plan.body) {
+    if (!('layers' in s) || !s.layers) continue;
+    const bounds = s.layers.kind === 'cmp' ? [s.layers.bound] : [s.layers.lo, s.layers.hi];
+    for (const b of bounds) top = Math.max(top, constant(typed, b));
+  }
+  return Math.max(4, top + 3);
+}
+
+/** Checks one type-correct plan by simulating generations, and classifies it. */
+function checkSemantics(typed: TypedPlan): { classification: Classification; diagnostics: Diagnostic[] } {
+  const blocks = typed.plan.body.find((s) => s.kind === 'blocks');
+  const blockLen = blocks ? constant(typed, blocks.length) : undefined;
+  const approx = noApproximations();
+  const diagnostics = new Map<string, Diagnostic>();
+  for (const sc of scenarios(blockLen, layersToSimulate(typed))) {
+    for (const d of simulatePlan(typed, sc, approx)) {
+      const key = `${d.span.start.offset}`;
+      if (!diagnostics.has(key)) diagnostics.set(key, d);
+    }
+  }
+  const premise = premiseOf(approx);
+  return {
+    classification: premise === undefined ? { exact: true } : { exact: false, premise },
+    diagnostics: [...diagnostics.values()],
+  };
+}
+
 /** Parses and checks one plan file; `plans` is empty whenever `diagnostics` holds an error. */
-export function checkSource(file: SourceFile, _options: CheckOptions = {}): CheckResult {
+export function checkSource(file: SourceFile, options: CheckOptions = {}): CheckResult {
   const parsed = parsePlanText(file.text);
   if (!parsed.file || hasErrors(parsed.diagnostics)) return { plans: [], diagnostics: parsed.diagnostics };
-  return {
-    plans: parsed.file.plans.map((plan) => ({ plan, params: new Map(), classification: { exact: true } })),
-    diagnostics: [],
-  };
+  const diagnostics: Diagnostic[] = [];
+  const plans: CheckedPlan[] = [];
+  const seen = new Map<string, Plan>();
+  for (const plan of parsed.file.plans) {
+    const prior = seen.get(plan.name);
+    if (prior)
+      diagnostics.push(
+        error(plan.nameSpan, `plan '${plan.name}' is already defined at line ${prior.nameSpan.start.line}`),
+      );
+    seen.set(plan.name, plan);
+    const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map());
+    diagnostics.push(...typeErrors);
+    if (!typed) continue;
+    const { classification, diagnostics: semanticErrors } = checkSemantics(typed);
+    diagnostics.push(...semanticErrors);
+    const params = new Map<string, number | boolean>();
+    for (const [name, b] of typed.bindings) if (b.kind === 'param') params.set(name, b.value);
+    plans.push({ plan, params, classification });
+  }
+  if (parsed.file.plans.length === 0) {
+    diagnostics.push(
+      error(
+        { start: { offset: 0, line: 1, col: 1 }, end: { offset: 0, line: 1, col: 1 } },
+        'the file defines no plan',
+      ),
+    );
+  }
+  diagnostics.sort(byPosition);
+  return hasErrors(diagnostics) ? { plans: [], diagnostics } : { plans, diagnostics };
 }

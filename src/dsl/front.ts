@@ -2,7 +2,7 @@ import type { IRecognitionException, IToken } from 'chevrotain';
 import type { Comment, PlanFile } from './ast.ts';
 import { attachComments } from './comments.ts';
 import { byPosition, type Diagnostic, error } from './diagnostics.ts';
-import { planLexer } from './lexer.ts';
+import { FloatLit, IntLit, planLexer } from './lexer.ts';
 import { planParser, tokenSpan } from './parser.ts';
 import { LineMap, type Span } from './source.ts';
 
@@ -21,10 +21,10 @@ const describeChars = (s: string): string =>
 
 function errorSpan(e: IRecognitionException, lines: LineMap): Span {
   const t: IToken = e.token;
-  if (Number.isFinite(t.startOffset)) return tokenSpan(t);
+  if (t.tokenType.name !== 'EOF' && t.startOffset >= 0) return tokenSpan(t);
   // Tokens inserted by error recovery, and EOF, have no offset: point at the previous token's end.
   const prev = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
-  if (prev && Number.isFinite(prev.endOffset)) {
+  if (prev && prev.tokenType.name !== 'EOF' && (prev.endOffset ?? -1) >= 0) {
     const at = (prev.endOffset ?? 0) + 1;
     return lines.span(at, at + 1);
   }
@@ -39,11 +39,27 @@ export function parsePlanText(text: string): ParseResult {
     const chars = text.slice(e.offset, e.offset + e.length);
     return error(lines.span(e.offset, e.offset + e.length), `unexpected character '${describeChars(chars)}'`);
   });
+  for (const t of lexed.tokens) {
+    if ((t.tokenType === IntLit || t.tokenType === FloatLit) && !Number.isFinite(Number(t.image))) {
+      diagnostics.push(
+        error(
+          tokenSpan(t),
+          `number ${t.image.length > 24 ? `${t.image.slice(0, 24)}…` : t.image} is too large`,
+        ),
+      );
+    }
+  }
   planParser.input = lexed.tokens;
-  const parsed = planParser.file();
+  let parsed: PlanFile | undefined;
+  try {
+    parsed = planParser.file();
+  } catch (e) {
+    // Recovery can hand an action a node it never built; the errors it recorded still stand.
+    if (planParser.errors.length === 0) throw e;
+  }
   for (const e of planParser.errors) diagnostics.push(error(errorSpan(e, lines), e.message));
   diagnostics.sort(byPosition);
-  if (diagnostics.length > 0) return { file: undefined, diagnostics };
+  if (diagnostics.length > 0 || !parsed) return { file: undefined, diagnostics };
   const comments: Comment[] = (lexed.groups.comments ?? []).map((t) => ({
     text: t.image,
     span: tokenSpan(t),

@@ -14,7 +14,7 @@ const ruleWords: Record<string, string> = {
   unaryExpr: 'an expression',
   notExpr: 'an expression',
   attendStmt: 'a key set or `split { ... } merge lse`',
-  layerScope: "'layer' or 'layers'",
+  layerScope: 'a layer scope (`on layer N`, `on layers >= N` or `on layers A..B`)',
   cmpOp: 'a comparison (==, !=, <, <=, >, >=)',
   param: 'a parameter',
 };

@@ -71,8 +71,15 @@ export const tokenSpan = (first: IToken, last: IToken = first): Span => ({
   start: startPos(first),
   end: endPos(last),
 });
-const spanOf = (a: { span: Span }, b: { span: Span }): Span => ({ start: a.span.start, end: b.span.end });
-const fromTo = (t: IToken, node: { span: Span }): Span => ({ start: startPos(t), end: node.span.end });
+// Error recovery can leave a sub-node undefined; the AST is then discarded, but building it must not throw.
+type Spanned = { span: Span } | undefined;
+const spanOf = (a: Spanned, b: Spanned): Span => ({
+  start: (a ?? b)?.span.start ?? noPos,
+  end: (b ?? a)?.span.end ?? noPos,
+});
+const fromTo = (t: IToken, node: Spanned): Span => ({ start: startPos(t), end: node?.span.end ?? endPos(t) });
+const noPos: Pos = { offset: 0, line: 1, col: 1 };
+const sp = (node: Spanned): Span => node?.span ?? { start: noPos, end: noPos };
 
 const noComments = { leading: [] as Comment[], trailing: undefined };
 
@@ -178,7 +185,7 @@ class PlanParser extends EmbeddedActionsParser {
       declaredType,
       defaultValue,
       range,
-      span: { start: startPos(name), end: (range ?? defaultValue).span.end },
+      span: { start: startPos(name), end: sp(range ?? defaultValue).end },
     }));
   });
 
@@ -194,7 +201,7 @@ class PlanParser extends EmbeddedActionsParser {
     const minus = this.OPTION(() => this.CONSUME(Minus));
     const n = this.SUBRULE(this.number);
     return this.ACTION(() =>
-      minus ? { ...n, value: -n.value, span: { start: startPos(minus), end: n.span.end } } : n,
+      minus && n ? { ...n, value: -n.value, span: { start: startPos(minus), end: n.span.end } } : n,
     );
   });
 
@@ -378,7 +385,7 @@ class PlanParser extends EmbeddedActionsParser {
     });
     const shift = this.OPTION3(() => this.CONSUME(K.ar_shift));
     return this.ACTION(() => {
-      const end = shift ? endPos(shift) : (within ?? by ?? rule).span.end;
+      const end = shift ? endPos(shift) : sp(within ?? by ?? rule).end;
       return {
         kind: 'decode' as const,
         rule,
@@ -579,7 +586,7 @@ class PlanParser extends EmbeddedActionsParser {
         kind: 'filter' as const,
         set: out,
         predicate,
-        span: { start: out.span.start, end: endPos(close) },
+        span: { start: sp(out).start, end: endPos(close) },
       }));
     });
     return out;
@@ -614,7 +621,7 @@ class PlanParser extends EmbeddedActionsParser {
       kind: 'call' as const,
       callee,
       args,
-      span: { start: callee.span.start, end: endPos(close) },
+      span: { start: sp(callee).start, end: endPos(close) },
     }));
   });
 

@@ -30,7 +30,8 @@ const exprPrecedence = (e: Expr): number => {
 };
 
 export function formatNumber(n: NumberLit): string {
-  if (n.isInt) return String(n.value);
+  // BigInt spells every digit: String(1e21) would give `1e+21`, which reads back as a float.
+  if (n.isInt) return BigInt(n.value).toString();
   return Number.isInteger(n.value) ? n.value.toFixed(1) : String(n.value);
 }
 
@@ -74,10 +75,13 @@ function printParam(p: Param): string {
   return `${p.name}${type} = ${def}${range}`;
 }
 
+// Layer bounds are parsed at `|` precedence (so that `..` and the comparison stay outside them).
+const bound = (e: Expr): string => wrap(e, (precedence['|'] ?? ATOM) - 1);
+
 function printLayers(l: LayerScope | undefined): string {
   if (!l) return '';
-  if (l.kind === 'range') return ` on layers ${printExpr(l.lo)}..${printExpr(l.hi)}`;
-  return l.op === '==' ? ` on layer ${printExpr(l.bound)}` : ` on layers ${l.op} ${printExpr(l.bound)}`;
+  if (l.kind === 'range') return ` on layers ${bound(l.lo)}..${bound(l.hi)}`;
+  return l.op === '==' ? ` on layer ${printExpr(l.bound)}` : ` on layers ${l.op} ${bound(l.bound)}`;
 }
 
 function printStmtBody(s: Stmt, indent: string): string {

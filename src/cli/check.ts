@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import { checkSource } from '../dsl/check.ts';
+import { formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
+import { parsePlanText } from '../dsl/front.ts';
+import { LineMap } from '../dsl/source.ts';
+import { collectSetting, Exit, type Io, readPlanFile, worstExit } from './io.ts';
+
+export interface CheckCommandOptions {
+  readonly set?: Map<string, string>;
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** `kvplan check`: parses and checks each file; one summary line per plan (or per failed file). */
+export function runCheck(paths: readonly string[], options: CheckCommandOptions, io: Io): number {
+  const overrides: ReadonlyMap<string, string> = options.set ?? new Map();
+  const codes: number[] = [];
+  // Parameter names declared in the files read; complete while every file was read and parsed.
+  const declared = new Set<string>();
+  let complete = true;
+  for (const path of paths) {
+    const read = readPlanFile(path, io);
+    if (!read.ok) {
+      complete = false;
+      codes.push(Exit.usage);
+      continue;
+    }
+    const parsed = parsePlanText(read.file.text).file;
+    if (!parsed) complete = false;
+    for (const plan of parsed?.plans ?? []) for (const p of plan.params) declared.add(p.name);
+    const result = checkSource(read.file, { overrides });
+    const lines = new LineMap(read.file.text);
+    for (const d of result.diagnostics) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+    if (hasErrors(result.diagnostics)) {
+      const n = result.diagnostics.filter((d) => d.severity === 'error').length;
+      io.out(`error  ${path}  ${plural(n, 'error')}\n`);
+      codes.push(Exit.failed);
+      continue;
+    }
+    if (result.plans.length === 0) io.out(`ok  ${path}  (no plans)\n`);
+    for (const { plan, classification } of result.plans) {
+      const verdict = classification.exact ? 'exact' : `approximate: ${classification.premise}`;
+      io.out(`ok  ${path}  ${plan.name}  ${verdict}\n`);
+    }
+    codes.push(Exit.ok);
+  }
+  // A misspelt --set would otherwise be silently ignored.
+  for (const name of overrides.keys()) {
+    if (declared.has(name) || !complete) continue;
+    io.err(`kvplan: --set ${name}: no plan in the checked files declares a parameter '${name}'\n`);
+    codes.push(Exit.usage);
+  }
+  return worstExit(codes);
+}
+
+export function registerCheck(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('check')
+    .description('check plan files; print one line per plan: exact, or approximate and its premise')
+    .argument('<files...>', 'plan files (.kvp)')
+    .option(
+      '--set <name=value>',
+      'override a parameter of every plan that declares it (repeatable)',
+      collectSetting,
+    )
+    .addHelpText(
+      'after',
+      '\nExit status: 0 all files well-formed, 1 a plan has errors, 2 usage error or unreadable file.',
+    )
+    .action((files: string[], options: CheckCommandOptions) => {
+      setExit(runCheck(files, options, io));
+    });
+}

@@ -1,0 +1,70 @@
+import { type Command, Option } from 'commander';
+import { formatDiagnostic } from '../dsl/diagnostics.ts';
+import { parsePlanText } from '../dsl/front.ts';
+import { printFile } from '../dsl/printer.ts';
+import { LineMap } from '../dsl/source.ts';
+import { Exit, type Io, readPlanFile, worstExit, writePlanFile } from './io.ts';
+
+export interface FmtCommandOptions {
+  readonly write?: boolean;
+  readonly check?: boolean;
+}
+
+/**
+ * `kvplan fmt`: prints the canonical text of each file, or (`--write`) rewrites files that are not
+ * canonical, or (`--check`) lists them and fails. A file that does not parse is never written.
+ */
+export function runFmt(paths: readonly string[], options: FmtCommandOptions, io: Io): number {
+  const codes: number[] = [];
+  for (const path of paths) {
+    const read = readPlanFile(path, io);
+    if (!read.ok) {
+      codes.push(Exit.usage);
+      continue;
+    }
+    const parsed = parsePlanText(read.file.text);
+    const lines = new LineMap(read.file.text);
+    for (const d of parsed.diagnostics) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+    if (!parsed.file) {
+      codes.push(Exit.failed);
+      continue;
+    }
+    const canonical = printFile(parsed.file);
+    const changed = canonical !== read.file.text;
+    if (options.check) {
+      if (changed) io.out(`would reformat ${path}\n`);
+      codes.push(changed ? Exit.failed : Exit.ok);
+    } else if (options.write) {
+      if (changed) {
+        if (!writePlanFile(path, canonical, io)) {
+          codes.push(Exit.failed);
+          continue;
+        }
+        io.err(`formatted ${path}\n`);
+      }
+      codes.push(Exit.ok);
+    } else {
+      io.out(canonical);
+      codes.push(Exit.ok);
+    }
+  }
+  return worstExit(codes);
+}
+
+export function registerFmt(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('fmt')
+    .description('print plan files in canonical form, or rewrite or check them')
+    .argument('<files...>', 'plan files (.kvp)')
+    .addOption(new Option('--write', 'rewrite files that are not in canonical form'))
+    .addOption(
+      new Option('--check', 'list files that are not in canonical form and fail if any').conflicts('write'),
+    )
+    .addHelpText(
+      'after',
+      '\nExit status: 0 ok, 1 a file does not parse (or, with --check, is not canonical), 2 usage error.',
+    )
+    .action((files: string[], options: FmtCommandOptions) => {
+      setExit(runFmt(files, options, io));
+    });
+}

@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { registerCheck } from './check.ts';
+import { registerFmt } from './fmt.ts';
+import { Exit, type Io, processIo } from './io.ts';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: unknown;
+  };
+  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+}
+
+function buildProgram(io: Io, setExit: (code: number) => void): Command {
+  const program = new Command('kvplan');
+  // Settings made before .command() are inherited by every subcommand.
+  program
+    .description('A compiler for KV-cache policies of diffusion language models')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'print help')
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .showHelpAfterError('(run kvplan --help for usage)')
+    .exitOverride();
+  registerCheck(program, io, setExit);
+  registerFmt(program, io, setExit);
+  return program;
+}
+
+/**
+ * Runs the CLI and returns its exit status (never calls process.exit): 0 ok, 1 a checked file
+ * failed, 2 usage error, 70 internal error. Set KVPLAN_DEBUG=1 to see an internal error's stack.
+ */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  let code: number = Exit.ok;
+  try {
+    const program = buildProgram(io, (c) => {
+      code = c;
+    });
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    // Commander has already printed its message (or the help / version text).
+    if (e instanceof CommanderError) return e.exitCode === 0 ? Exit.ok : Exit.usage;
+    const message = e instanceof Error ? e.message : String(e);
+    io.err(`kvplan: internal error: ${message}\n`);
+    if (process.env.KVPLAN_DEBUG && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
+    return Exit.internal;
+  }
+}

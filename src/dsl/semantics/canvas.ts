@@ -1,0 +1,75 @@
+/**
+ * The token state of one sequence during a generation: which positions are prompt, masked or
+ * decoded, when each was decoded, and where the block schedule stands.
+ */
+export class Canvas {
+  /** Step at which each position was decoded; -1 while masked (and for prompt positions). */
+  readonly decodedAt: Int32Array;
+  step = 0;
+  block = 0;
+  blockStep = 0;
+
+  constructor(
+    readonly promptLen: number,
+    readonly genLen: number,
+    readonly blockLen: number,
+  ) {
+    this.decodedAt = new Int32Array(promptLen + genLen).fill(-1);
+  }
+
+  get length(): number {
+    return this.promptLen + this.genLen;
+  }
+  get numBlocks(): number {
+    return Math.ceil(this.genLen / this.blockLen);
+  }
+
+  isPrompt(i: number): boolean {
+    return i < this.promptLen;
+  }
+  isMasked(i: number): boolean {
+    return i >= this.promptLen && (this.decodedAt[i] ?? -1) < 0;
+  }
+  /** Block index of a position; the prompt is block -1. */
+  blockOf(i: number): number {
+    return i < this.promptLen ? -1 : Math.floor((i - this.promptLen) / this.blockLen);
+  }
+  /** First step at which the position's current token is the model's input. */
+  tokenSince(i: number): number {
+    const d = this.decodedAt[i] ?? -1;
+    return d < 0 ? 0 : d + 1;
+  }
+  age(i: number): number {
+    if (this.isPrompt(i)) return this.step + 1;
+    const d = this.decodedAt[i] ?? -1;
+    return d < 0 ? 0 : this.step - d;
+  }
+  blockRange(b: number): [number, number] {
+    const start = this.promptLen + b * this.blockLen;
+    return [start, Math.min(this.length, start + this.blockLen)];
+  }
+  maskedInBlock(b: number): number {
+    const [s, e] = this.blockRange(b);
+    let n = 0;
+    for (let i = s; i < e; i++) if (this.isMasked(i)) n++;
+    return n;
+  }
+  get done(): boolean {
+    for (let i = this.promptLen; i < this.length; i++) if (this.isMasked(i)) return false;
+    return true;
+  }
+
+  commit(positions: Iterable<number>): void {
+    for (const i of positions) this.decodedAt[i] = this.step;
+  }
+
+  /** Moves to the next step, and to the next block once the current one has no masks left. */
+  advance(): void {
+    this.step++;
+    this.blockStep++;
+    while (this.block < this.numBlocks - 1 && this.maskedInBlock(this.block) === 0) {
+      this.block++;
+      this.blockStep = 0;
+    }
+  }
+}

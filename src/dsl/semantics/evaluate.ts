@@ -1,0 +1,272 @@
+import type { Expr } from '../ast.ts';
+import { builtins } from '../builtins.ts';
+import { arithmetic, type Binding } from '../typecheck.ts';
+import type { Canvas } from './canvas.ts';
+
+/** A token set or per-token predicate (1 = member) over the canvas. */
+export type Mask = Uint8Array;
+export type RuntimeValue = Mask | Float64Array | number | boolean;
+
+/** What expression evaluation needs beyond the canvas; the simulator and the inspector provide it. */
+export interface EvalHooks {
+  /** A per-token score that comes from the model (confidence, rollout, attention_mass, …). */
+  modelScore(name: string, queries: Mask | undefined, canvas: Canvas): Float64Array;
+  /** The current value of a `select`ed set. */
+  selection(name: string): Mask;
+  targets(next: boolean): Mask;
+  dirty(set: Mask): number;
+  attnSimilarity(layer: number): number;
+  /** Called for every score applied to a set, so that callers can check what the score needs. */
+  scoreUse?(score: Expr, over: Mask): void;
+}
+
+export interface EvalEnv {
+  readonly canvas: Canvas;
+  readonly bindings: ReadonlyMap<string, Binding>;
+  readonly hooks: EvalHooks;
+}
+
+export const maskOf = (n: number, f: (i: number) => boolean): Mask => {
+  const m = new Uint8Array(n);
+  for (let i = 0; i < n; i++) m[i] = f(i) ? 1 : 0;
+  return m;
+};
+export const count = (m: Mask): number => m.reduce((a, b) => a + b, 0);
+export const members = (m: Mask): number[] => {
+  const out: number[] = [];
+  m.forEach((x, i) => {
+    if (x) out.push(i);
+  });
+  return out;
+};
+
+function baseSet(name: string, c: Canvas): Mask | undefined {
+  const n = c.length;
+  switch (name) {
+    case 'all':
+      return maskOf(n, () => true);
+    case 'none':
+      return maskOf(n, () => false);
+    case 'prompt':
+      return maskOf(n, (i) => c.isPrompt(i));
+    case 'generated':
+      return maskOf(n, (i) => !c.isPrompt(i));
+    case 'masked':
+      return maskOf(n, (i) => c.isMasked(i));
+    case 'decoded':
+      return maskOf(n, (i) => !c.isPrompt(i) && !c.isMasked(i));
+    case 'newly_decoded':
+      return maskOf(n, (i) => !c.isPrompt(i) && !c.isMasked(i) && c.age(i) === 1);
+    case 'current_block':
+      return maskOf(n, (i) => c.blockOf(i) === c.block);
+    case 'before_block':
+      return maskOf(n, (i) => !c.isPrompt(i) && c.blockOf(i) < c.block);
+    case 'after_block':
+      return maskOf(n, (i) => c.blockOf(i) > c.block);
+    default:
+      return undefined;
+  }
+}
+
+/** Whether selecting by this score prefers low values (entropy, and scores pooled from it). */
+export function lowIsBetter(score: Expr): boolean {
+  if (score.kind === 'name') {
+    const b = builtins[score.name];
+    return b?.kind === 'value' && b.lowIsBetter === true;
+  }
+  if (score.kind === 'call' && score.callee.name === 'maxpool' && score.args[0])
+    return lowIsBetter(score.args[0]);
+  return false;
+}
+
+/** Members of `set` ordered best score first; ties go to the lower position, so results are deterministic. */
+export function rankMembers(set: Mask, score: Float64Array, low: boolean): number[] {
+  return members(set).sort((a, b) => {
+    const d = low ? (score[a] ?? 0) - (score[b] ?? 0) : (score[b] ?? 0) - (score[a] ?? 0);
+    return d !== 0 ? d : a - b;
+  });
+}
+
+export function evaluate(e: Expr, env: EvalEnv): RuntimeValue {
+  const c = env.canvas;
+  const n = c.length;
+  switch (e.kind) {
+    case 'number':
+    case 'bool':
+      return e.value;
+    case 'name': {
+      const b = env.bindings.get(e.name);
+      if (b?.kind === 'param') return b.value;
+      if (b?.kind === 'let') return evaluate(b.expr, env);
+      if (b?.kind === 'select') return env.hooks.selection(e.name);
+      return evalBuiltinName(e.name, env);
+    }
+    case 'filter': {
+      const s = evaluate(e.set, env) as Mask;
+      const p = evaluate(e.predicate, env) as Mask;
+      return maskOf(n, (i) => s[i] === 1 && p[i] === 1);
+    }
+    case 'unary': {
+      const v = evaluate(e.operand, env);
+      if (e.op === 'neg') return -(v as number);
+      return v instanceof Uint8Array ? maskOf(n, (i) => v[i] === 0) : !v;
+    }
+    case 'binary':
+      return evalBinary(e.op, evaluate(e.left, env), evaluate(e.right, env), n, e.left, e.right);
+    case 'call':
+      return evalCall(e, env);
+  }
+}
+
+function evalBuiltinName(name: string, env: EvalEnv): RuntimeValue {
+  const c = env.canvas;
+  const set = baseSet(name, c);
+  if (set) return set;
+  switch (name) {
+    case 'targets':
+      return env.hooks.targets(false);
+    case 'next_targets':
+      return env.hooks.targets(true);
+    case 'age':
+      return Float64Array.from({ length: c.length }, (_, i) => c.age(i));
+    case 'position':
+      return Float64Array.from({ length: c.length }, (_, i) => i);
+    case 'step':
+      return c.step;
+    case 'block_step':
+      return c.blockStep;
+    case 'block_index':
+      return c.block;
+    case 'block_start':
+      return c.blockStep === 0;
+    default:
+      return env.hooks.modelScore(name, undefined, c);
+  }
+}
+
+function evalBinary(
+  op: string,
+  l: RuntimeValue,
+  r: RuntimeValue,
+  n: number,
+  le: Expr,
+  re: Expr,
+): RuntimeValue {
+  if (l instanceof Uint8Array && r instanceof Uint8Array) {
+    switch (op) {
+      case '|':
+      case 'or':
+        return maskOf(n, (i) => l[i] === 1 || r[i] === 1);
+      case '&':
+      case 'and':
+        return maskOf(n, (i) => l[i] === 1 && r[i] === 1);
+      case '-':
+        return maskOf(n, (i) => l[i] === 1 && r[i] === 0);
+    }
+  }
+  if (l instanceof Float64Array || r instanceof Float64Array) {
+    const at = (v: RuntimeValue, i: number) => (v instanceof Float64Array ? (v[i] ?? 0) : Number(v));
+    return maskOf(n, (i) => arithmetic(op, at(l, i), at(r, i), false) === true);
+  }
+  if (op === 'and') return Boolean(l) && Boolean(r);
+  if (op === 'or') return Boolean(l) || Boolean(r);
+  const ints = Number.isInteger(l) && Number.isInteger(r) && isIntExpr(le) && isIntExpr(re);
+  return arithmetic(op, Number(l), Number(r), ints) ?? 0;
+}
+
+// Floor division applies when both operands are integer-typed; literals say so by their spelling.
+const isIntExpr = (e: Expr): boolean => e.kind !== 'number' || e.isInt;
+
+function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv): RuntimeValue {
+  const c = env.canvas;
+  const n = c.length;
+  const arg = (i: number) => evaluate(e.args[i] as Expr, env);
+  const setArg = (i: number) => arg(i) as Mask;
+  const num = (i: number) => arg(i) as number;
+  const scored = (setIndex: number, scoreIndex: number): number[] => {
+    const set = setArg(setIndex);
+    const scoreExpr = e.args[scoreIndex] as Expr;
+    env.hooks.scoreUse?.(scoreExpr, set);
+    return rankMembers(set, arg(scoreIndex) as Float64Array, lowIsBetter(scoreExpr));
+  };
+  const pick = (chosen: number[]) => {
+    const m = new Uint8Array(n);
+    for (const i of chosen) m[i] = 1;
+    return m;
+  };
+  switch (e.callee.name) {
+    case 'window': {
+      const s = setArg(0);
+      const w = num(1);
+      const m = new Uint8Array(n);
+      s.forEach((x, i) => {
+        if (x) for (let j = Math.max(0, i - w); j <= Math.min(n - 1, i + w); j++) m[j] = 1;
+      });
+      return m;
+    }
+    case 'leftmost':
+      return pick(members(setArg(0)).slice(0, num(1)));
+    case 'shift': {
+      const s = setArg(0);
+      const d = num(1);
+      return maskOf(n, (i) => i - d >= 0 && i - d < n && s[i - d] === 1);
+    }
+    case 'topk':
+      return pick(scored(0, 1).slice(0, num(2)));
+    case 'keep': {
+      const ranked = scored(0, 1);
+      return pick(ranked.slice(0, Math.ceil(num(2) * ranked.length)));
+    }
+    case 'topp': {
+      const ranked = scored(0, 1);
+      const score = arg(1) as Float64Array;
+      const total = ranked.reduce((a, i) => a + Math.max(0, score[i] ?? 0), 0);
+      const chosen: number[] = [];
+      let mass = 0;
+      for (const i of ranked) {
+        if (chosen.length > 0 && mass >= num(2) * total) break;
+        chosen.push(i);
+        mass += Math.max(0, score[i] ?? 0);
+      }
+      return pick(chosen);
+    }
+    case 'maxpool': {
+      const s = arg(0) as Float64Array;
+      const r = Math.floor(num(1) / 2);
+      return Float64Array.from({ length: n }, (_, i) => {
+        let best = Number.NEGATIVE_INFINITY;
+        for (let j = Math.max(0, i - r); j <= Math.min(n - 1, i + r); j++) best = Math.max(best, s[j] ?? 0);
+        return best;
+      });
+    }
+    case 'certainty': {
+      const sigma = num(0);
+      const conf = env.hooks.modelScore('confidence', undefined, c);
+      const reach = Math.ceil(3 * sigma);
+      return Float64Array.from({ length: n }, (_, i) => {
+        let w = 0;
+        let d = 0;
+        for (let j = Math.max(0, i - reach); j <= Math.min(n - 1, i + reach); j++) {
+          if (j === i) continue;
+          const g = Math.exp(-((i - j) ** 2) / (2 * sigma * sigma));
+          w += g;
+          if (!c.isMasked(j)) d += g;
+        }
+        return (conf[i] ?? 0) * (w > 0 ? d / w : 0);
+      });
+    }
+    case 'attention_mass':
+    case 'query_key':
+      return env.hooks.modelScore(e.callee.name, setArg(0), c);
+    case 'every':
+      return c.step % num(0) === 0;
+    case 'count':
+      return count(setArg(0));
+    case 'dirty':
+      return env.hooks.dirty(setArg(0));
+    case 'attn_similarity':
+      return env.hooks.attnSimilarity(num(0));
+    default:
+      throw new Error(`no evaluation rule for '${e.callee.name}'`);
+  }
+}

@@ -1,0 +1,529 @@
+import type {
+  AttendStmt,
+  CacheStmt,
+  ComputeStmt,
+  Expr,
+  LayerScope,
+  RefreshStmt,
+  SelectStmt,
+  Stmt,
+} from '../ast.ts';
+import { type Diagnostic, error } from '../diagnostics.ts';
+import { printExpr } from '../printer.ts';
+import { forEachChild, layerInScope, type TypedPlan } from '../typecheck.ts';
+import { Canvas } from './canvas.ts';
+import { commitCount } from './decodeRule.ts';
+import { describePositions, rowClass, when } from './describe.ts';
+import {
+  type EvalEnv,
+  type EvalHooks,
+  evaluate,
+  lowIsBetter,
+  type Mask,
+  maskOf,
+  members,
+  rankMembers,
+} from './evaluate.ts';
+
+/** One sample geometry and one outcome of data-dependent conditions (drift, similarity). */
+export interface Scenario {
+  readonly promptLen: number;
+  readonly genLen: number;
+  readonly blockLen: number;
+  readonly numLayers: number;
+  readonly seed: number;
+  /** `never`: data-dependent conditions stay false; `always`: they hold at every step. */
+  readonly data: 'never' | 'always';
+}
+
+/** Where a plan departs from full attention, and on which rows; the premise is worded from these. */
+export interface Approximations {
+  readonly staleKv: Set<string>;
+  readonly staleHidden: Set<string>;
+  readonly staleFeatures: Set<string>;
+  readonly reusedPartials: Set<string>;
+  readonly sparse: Set<string>;
+  readonly staleLogits: Set<string>;
+}
+
+export const noApproximations = (): Approximations => ({
+  staleKv: new Set(),
+  staleHidden: new Set(),
+  staleFeatures: new Set(),
+  reusedPartials: new Set(),
+  sparse: new Set(),
+  staleLogits: new Set(),
+});
+
+// A deterministic stand-in for model outputs: what the checker needs is their shape, not values.
+function pseudoScore(seed: number, step: number, name: string, i: number): number {
+  let h = (seed * 0x9e3779b1) ^ (step * 0x85ebca6b) ^ (i * 0xc2b2ae35);
+  for (let k = 0; k < name.length; k++) h = Math.imul(h ^ name.charCodeAt(k), 0x27d4eb2d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12;
+  return (h >>> 0) / 2 ** 32;
+}
+
+const refersTo = (e: Expr, pred: (e: Expr) => boolean): boolean => {
+  if (pred(e)) return true;
+  let hit = false;
+  forEachChild(e, (c) => {
+    hit ||= refersTo(c, pred);
+  });
+  return hit;
+};
+
+const selectingFunctions = new Set(['topk', 'topp', 'keep', 'leftmost', 'window']);
+const sameSet = (a: Mask, b: Mask): boolean => a.every((x, i) => x === b[i]);
+const union = (a: Mask, b: Mask): Mask => maskOf(a.length, (i) => a[i] === 1 || b[i] === 1);
+
+interface Partial {
+  readonly step: number;
+  readonly rows: Mask;
+  readonly keys: Mask;
+}
+
+/** Runs a plan through one generation on a sample canvas, checking every read it makes. */
+class Simulation {
+  readonly errors = new Map<string, Diagnostic>();
+  readonly canvas: Canvas;
+  private readonly L: number;
+  private readonly kv: Int32Array[];
+  private readonly hidden: Int32Array[];
+  private readonly attn: Int32Array[];
+  private readonly ffn: Int32Array[];
+  private readonly logitsStep: Int32Array;
+  private readonly partials = new Map<string, Partial>();
+  private readonly selections = new Map<string, Mask>();
+  private lastFullRefresh = 0;
+  private dirtySince = 0;
+  private selectContext: { rows: Mask; stmt: SelectStmt } | undefined;
+  private layer = 0;
+  private readonly causal: boolean;
+  private readonly stmts: readonly Stmt[];
+
+  constructor(
+    private readonly typed: TypedPlan,
+    private readonly sc: Scenario,
+    private readonly approx: Approximations,
+  ) {
+    this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen);
+    this.L = this.canvas.length;
+    const perLayer = () => Array.from({ length: sc.numLayers }, () => new Int32Array(this.L).fill(-1));
+    this.kv = perLayer();
+    this.hidden = perLayer();
+    this.attn = perLayer();
+    this.ffn = perLayer();
+    this.logitsStep = new Int32Array(this.L).fill(-1);
+    this.stmts = typed.plan.body;
+    this.causal = this.stmts.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
+  }
+
+  private fail(span: Stmt['span'] | Expr['span'], message: string, notes: string[] = []): void {
+    const key = `${span.start.offset}:${message.replace(/\d+/g, '#')}`;
+    if (!this.errors.has(`${span.start.offset}`) && !this.errors.has(key)) {
+      this.errors.set(`${span.start.offset}`, error(span, message, notes));
+    }
+  }
+
+  private readonly hooks: EvalHooks = {
+    modelScore: (name) =>
+      Float64Array.from({ length: this.L }, (_, i) =>
+        pseudoScore(this.sc.seed, name === 'random' ? 0 : this.canvas.step, name, i),
+      ),
+    selection: (name) => {
+      const v = this.selections.get(name);
+      if (v) return v;
+      const stmt = this.stmts.find((s): s is SelectStmt => s.kind === 'select' && s.name === name);
+      if (stmt) {
+        this.fail(
+          stmt.nameSpan,
+          `selection '${name}' is read ${when(this.canvas, this.layer)} before it is first chosen`,
+          [
+            `note: it is chosen at the end of a step where \`${printExpr(stmt.at)}\` holds, and usable from the next step`,
+            'help: choose it earlier, or make the steps before it full refreshes (`refresh all when ...`)',
+          ],
+        );
+      }
+      return maskOf(this.L, () => false);
+    },
+    targets: (next) => this.decodeTargets(next),
+    dirty: (set) => members(set).filter((i) => this.canvas.tokenSince(i) > this.dirtySince).length,
+    attnSimilarity: () => (this.sc.data === 'always' ? -1 : 1),
+    scoreUse: (score, over) => this.checkScoreNeeds(score, over),
+  };
+
+  private env(): EvalEnv {
+    return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks };
+  }
+  private set(e: Expr): Mask {
+    return evaluate(e, this.env()) as Mask;
+  }
+  private cond(e: Expr): boolean {
+    return evaluate(e, this.env()) === true;
+  }
+  private inScope(s: LayerScope | undefined, layer: number): boolean {
+    return layerInScope(s, layer, (x) => evaluate(x, this.env()) as number);
+  }
+
+  /** The scoped rule covering the layer if any, else the unscoped one. */
+  private ruleFor<K extends 'compute' | 'attend'>(
+    kind: K,
+    layer: number,
+  ): (K extends 'compute' ? ComputeStmt : AttendStmt) | undefined {
+    const rules = this.stmts.filter((s) => s.kind === kind) as (ComputeStmt | AttendStmt)[];
+    const rule = rules.find((r) => r.layers && this.inScope(r.layers, layer)) ?? rules.find((r) => !r.layers);
+    return rule as (K extends 'compute' ? ComputeStmt : AttendStmt) | undefined;
+  }
+
+  private checkScoreNeeds(score: Expr, over: Mask): void {
+    const c = this.canvas;
+    if (refersTo(score, (e) => e.kind === 'name' && e.name === 'value_drift')) {
+      const kv = this.kv[this.layer] as Int32Array;
+      const missing = members(over).filter((i) => (kv[i] ?? -1) < 0);
+      if (missing.length > 0) {
+        this.fail(
+          score.span,
+          `value_drift compares fresh V with cached V, but ${describePositions(c, missing)} have no cached K/V ${when(c, this.layer)}`,
+          ['help: cache their K/V, e.g. `cache kv of all`'],
+        );
+      }
+    }
+    const ctx = this.selectContext;
+    if (!ctx) return;
+    const attentionScores = (e: Expr) =>
+      e.kind === 'call' && ['attention_mass', 'query_key'].includes(e.callee.name);
+    const visit = (e: Expr): void => {
+      if (attentionScores(e) && e.kind === 'call' && e.args[0]) {
+        const q = this.set(e.args[0]);
+        const missing = members(q).filter((i) => ctx.rows[i] !== 1);
+        if (missing.length > 0) {
+          this.fail(
+            e.span,
+            `${e.callee.name} needs the attention of its queries, but ${describePositions(c, missing)} are not computed ${when(c)}, when '${ctx.stmt.name}' is chosen`,
+            ['help: choose the selection at a step that computes those rows (e.g. a refresh step)'],
+          );
+        }
+      }
+      forEachChild(e, visit);
+    };
+    visit(score);
+  }
+
+  private decodeTargets(next: boolean): Mask {
+    const c = this.canvas;
+    const chosen = this.decide();
+    if (!next) return maskOf(this.L, (i) => chosen.includes(i));
+    // The step after: commit this step's targets on a copy of the state and decide again.
+    const saved = Int32Array.from(c.decodedAt);
+    const state = [c.step, c.block, c.blockStep] as const;
+    c.commit(chosen);
+    c.advance();
+    const after = c.done ? [] : this.decide();
+    c.decodedAt.set(saved);
+    [c.step, c.block, c.blockStep] = state;
+    return maskOf(this.L, (i) => after.includes(i));
+  }
+
+  /** The positions the decode rule commits on the current state. */
+  private decide(): number[] {
+    const c = this.canvas;
+    const d = this.typed.decode;
+    const within = d.within ? this.set(d.within) : maskOf(this.L, (i) => c.blockOf(i) === c.block);
+    const candidates = maskOf(this.L, (i) => c.isMasked(i) && within[i] === 1);
+    const score = d.by
+      ? (evaluate(d.by, this.env()) as Float64Array)
+      : this.hooks.modelScore('confidence', undefined, c);
+    const low = d.by ? lowIsBetter(d.by) : false;
+    const ranked = rankMembers(candidates, score, low);
+    const arg = evaluate(d.rule.args[0] as Expr, this.env()) as number;
+    const k = commitCount(
+      d.rule.callee.name,
+      arg,
+      ranked.map((i) => score[i] ?? 0),
+      low,
+      c.blockStep,
+      c.maskedInBlock(c.block),
+    );
+    return ranked.slice(0, k);
+  }
+
+  /** Latest step at which any token visible to row i changed; K/V written since then are fresh. */
+  private visibleChange(): (i: number) => number {
+    const c = this.canvas;
+    const perBlock = new Array<number>(c.numBlocks + 1).fill(0);
+    for (let i = 0; i < this.L; i++) {
+      const b = c.blockOf(i) + 1;
+      perBlock[b] = Math.max(perBlock[b] ?? 0, c.tokenSince(i));
+    }
+    for (let b = 1; b < perBlock.length; b++) perBlock[b] = Math.max(perBlock[b] ?? 0, perBlock[b - 1] ?? 0);
+    const global = perBlock.at(-1) ?? 0;
+    return this.causal ? (i) => perBlock[c.blockOf(i) + 1] ?? 0 : () => global;
+  }
+
+  /** Keys that queries in R may see under the plan's structural mask. */
+  private visibleKeys(R: Mask): Mask {
+    const c = this.canvas;
+    if (!this.causal) return maskOf(this.L, () => true);
+    let top = -1;
+    R.forEach((x, i) => {
+      if (x) top = Math.max(top, c.blockOf(i));
+    });
+    return maskOf(this.L, (i) => c.blockOf(i) <= top);
+  }
+
+  run(): void {
+    const c = this.canvas;
+    const maxSteps = 4 * this.sc.genLen + 8;
+    let stuck = 0;
+    while (!c.done && this.errors.size === 0) {
+      if (c.step > maxSteps) {
+        this.fail(
+          this.typed.decode.span,
+          `the decode rule does not finish the generation within ${maxSteps} steps`,
+        );
+        return;
+      }
+      this.step();
+      const chosen = this.decide();
+      this.checkPredictions(chosen);
+      if (chosen.length === 0) {
+        if (++stuck > this.sc.blockLen + 2) {
+          this.fail(
+            this.typed.decode.span,
+            `the decode rule commits nothing ${when(c)} although block ${c.block} still has masked positions`,
+            ['help: decode candidates are the masked positions of the `in` set (default: current_block)'],
+          );
+          return;
+        }
+      } else stuck = 0;
+      c.commit(chosen);
+      c.advance();
+    }
+  }
+
+  private checkPredictions(chosen: number[]): void {
+    const c = this.canvas;
+    const d = this.typed.decode;
+    const fresh = this.visibleChange();
+    for (const i of chosen) {
+      const row = d.arShift ? i - 1 : i;
+      if (row < 0) continue;
+      const at = this.logitsStep[row] ?? -1;
+      if (at < c.tokenSince(row)) {
+        this.fail(
+          d.span,
+          `the decode rule reads the prediction of ${describePositions(c, [i])} ${when(c)}, but ${d.arShift ? `row ${row} (ar_shift)` : 'that row'} was never computed since its token last changed`,
+        );
+      } else if (at < fresh(row)) this.approx.staleLogits.add(rowClass(c, i));
+    }
+  }
+
+  private step(): void {
+    const c = this.canvas;
+    const t = c.step;
+    const fresh = this.visibleChange();
+    let avail = maskOf(this.L, () => true);
+    let prevR: Mask | undefined;
+    let computedEverywhere = maskOf(this.L, () => true);
+    let fullEverywhere = true;
+    for (let l = 0; l < this.sc.numLayers; l++) {
+      this.layer = l;
+      this.dirtySince = this.lastFullRefresh;
+      const refreshes = this.stmts.filter(
+        (s): s is RefreshStmt => s.kind === 'refresh' && this.inScope(s.layers, l) && this.cond(s.when),
+      );
+      let extra = maskOf(this.L, () => false);
+      for (const r of refreshes) extra = union(extra, this.set(r.set));
+      const full = extra.every((x) => x === 1);
+      fullEverywhere &&= full;
+      const compute: ComputeStmt | undefined = this.ruleFor('compute', l);
+      const R = full ? extra : union(compute ? this.set(compute.set) : maskOf(this.L, () => true), extra);
+
+      const noInput = members(R).filter((i) => avail[i] !== 1);
+      if (noInput.length > 0) {
+        this.fail(
+          compute?.span ?? this.typed.plan.nameSpan,
+          `${describePositions(c, noInput)} are computed ${when(c, l)}, but their input (the output of layer ${l - 1}) is neither computed nor cached`,
+          [`help: cache it, e.g. \`cache hidden of all\`, or compute those rows on layer ${l - 1} too`],
+        );
+      }
+      if (prevR) this.noteStaleInputs(R, prevR, l - 1, fresh);
+
+      const needed = this.keysRead(R, l, full, fresh);
+      const uncovered: number[] = [];
+      const kv = this.kv[l] as Int32Array;
+      for (const k of members(needed)) {
+        if (R[k] === 1) continue;
+        const w = kv[k] ?? -1;
+        if (w < c.tokenSince(k)) uncovered.push(k);
+        else if (l > 0 && w < fresh(k)) this.approx.staleKv.add(rowClass(c, k));
+      }
+      if (uncovered.length > 0) {
+        const attend = this.ruleFor('attend', l);
+        const neverWritten = uncovered.filter((k) => (kv[k] ?? -1) < 0);
+        const why =
+          neverWritten.length === uncovered.length
+            ? 'nor ever cached'
+            : 'nor cached since their token last changed';
+        this.fail(
+          attend?.span ?? compute?.span ?? this.typed.plan.nameSpan,
+          `keys at ${describePositions(c, uncovered)} are read ${when(c, l)} but are neither computed in this step ${why}`,
+          [
+            t === 0 && neverWritten.length === uncovered.length
+              ? 'help: nothing is cached before the first step: add `refresh all when block_start` (or `when step == 0`)'
+              : 'help: compute those rows in this step, or cache their K/V after they are computed (`cache kv of ...`)',
+          ],
+        );
+      }
+      this.write(R, l, t);
+      avail = this.outputs(R, avail, l);
+      prevR = R;
+      computedEverywhere = maskOf(this.L, (i) => computedEverywhere[i] === 1 && R[i] === 1);
+      if (l === this.sc.numLayers - 1) for (const i of members(R)) this.logitsStep[i] = t;
+    }
+    if (fullEverywhere) this.lastFullRefresh = t;
+    this.choose(computedEverywhere);
+  }
+
+  /**
+   * Whether a key set picks keys by score or count. The sample canvas may be too small for such a
+   * pick to drop anything, yet on a real canvas it does, so it makes the plan approximate.
+   */
+  private selects(e: Expr): boolean {
+    return refersTo(e, (x) => {
+      if (x.kind === 'call') return selectingFunctions.has(x.callee.name);
+      if (x.kind !== 'name') return false;
+      const b = this.typed.bindings.get(x.name);
+      return b?.kind === 'select' || (b?.kind === 'let' && this.selects(b.expr));
+    });
+  }
+
+  /** The keys read from outside R this layer, after split segments and reused partials. */
+  private keysRead(R: Mask, l: number, full: boolean, fresh: (i: number) => number): Mask {
+    const c = this.canvas;
+    const visible = this.visibleKeys(R);
+    const attend: AttendStmt | undefined = this.ruleFor('attend', l);
+    if (!attend || attend.keys.kind === 'keys') {
+      if (full || !attend || attend.keys.kind !== 'keys') return visible;
+      const keys = this.set(attend.keys.set);
+      const dropped = members(visible).filter((i) => keys[i] !== 1);
+      if (dropped.length > 0 || this.selects(attend.keys.set))
+        this.approx.sparse.add(printExpr(attend.keys.set));
+      return maskOf(this.L, (i) => keys[i] === 1 && visible[i] === 1);
+    }
+    let needed = maskOf(this.L, () => false);
+    let attended = maskOf(this.L, () => false);
+    for (const g of attend.keys.segments) {
+      const keys = this.set(g.keys);
+      attended = union(attended, keys);
+      const id = `${attend.span.start.offset}:${g.name}:${l}`;
+      if (full) {
+        if (g.reusedUntil) this.partials.set(id, { step: c.step, rows: maskOf(this.L, () => true), keys });
+        continue;
+      }
+      if (!g.reusedUntil) {
+        needed = union(needed, keys);
+        continue;
+      }
+      const p = this.partials.get(id);
+      this.dirtySince = p?.step ?? this.lastFullRefresh;
+      const recompute = !p || this.cond(g.reusedUntil);
+      this.dirtySince = this.lastFullRefresh;
+      if (recompute) {
+        this.partials.set(id, { step: c.step, rows: R, keys });
+        needed = union(needed, keys);
+        continue;
+      }
+      const newRows = members(R).filter((i) => p.rows[i] !== 1);
+      if (newRows.length > 0 || !sameSet(keys, p.keys)) {
+        const what =
+          newRows.length > 0
+            ? `query ${describePositions(c, newRows)}, which it was never computed for`
+            : `keys \`${printExpr(g.keys)}\` that changed since it was computed at step ${p.step}`;
+        this.fail(g.span, `the partial of segment '${g.name}' is reused ${when(c, l)} for ${what}`, [
+          'help: recompute it when its rows or keys change, e.g. `reused until ... or block_start`',
+        ]);
+        continue;
+      }
+      const changed = members(union(R, keys)).some((i) => fresh(i) > p.step);
+      if (changed) this.approx.reusedPartials.add(g.name);
+    }
+    if (full) return visible;
+    const dropped = members(visible).filter((i) => attended[i] !== 1);
+    if (dropped.length > 0 || attend.keys.segments.some((g) => this.selects(g.keys)))
+      this.approx.sparse.add(attend.keys.segments.map((g) => printExpr(g.keys)).join(' | '));
+    return maskOf(this.L, (i) => needed[i] === 1 && visible[i] === 1);
+  }
+
+  private write(R: Mask, l: number, t: number): void {
+    const c = this.canvas;
+    for (const s of this.stmts) {
+      if (s.kind !== 'cache' || !this.inScope(s.layers, l)) continue;
+      const rule: CacheStmt = s;
+      const S = this.set(rule.set);
+      const delay = rule.delay ? (evaluate(rule.delay, this.env()) as number) : 0;
+      for (const i of members(R)) {
+        if (S[i] !== 1 || (!c.isPrompt(i) && c.age(i) < delay)) continue;
+        for (const k of rule.kinds) {
+          const table = { kv: this.kv, hidden: this.hidden, attn: this.attn, ffn: this.ffn }[k.name];
+          const row = table?.[l];
+          if (row) row[i] = t;
+        }
+      }
+    }
+  }
+
+  /** Rows whose layer-l output exists: computed, or served from a valid hidden/feature cache. */
+  private outputs(R: Mask, avail: Mask, l: number): Mask {
+    const c = this.canvas;
+    const valid = (table: Int32Array[], i: number) => ((table[l] as Int32Array)[i] ?? -1) >= c.tokenSince(i);
+    return maskOf(
+      this.L,
+      (i) =>
+        R[i] === 1 || valid(this.hidden, i) || (avail[i] === 1 && valid(this.attn, i) && valid(this.ffn, i)),
+    );
+  }
+
+  private noteStaleInputs(R: Mask, prevR: Mask, l: number, fresh: (i: number) => number): void {
+    const c = this.canvas;
+    for (const i of members(R)) {
+      if (prevR[i] === 1) continue;
+      const h = (this.hidden[l] as Int32Array)[i] ?? -1;
+      if (h >= c.tokenSince(i)) {
+        if (h < fresh(i)) this.approx.staleHidden.add(rowClass(c, i));
+      } else if (
+        ((this.attn[l] as Int32Array)[i] ?? -1) < fresh(i) ||
+        ((this.ffn[l] as Int32Array)[i] ?? -1) < fresh(i)
+      ) {
+        this.approx.staleFeatures.add(rowClass(c, i));
+      }
+    }
+  }
+
+  /** Selections are chosen from this step's forward and become visible from the next step. */
+  private choose(computed: Mask): void {
+    for (const s of this.stmts) {
+      if (s.kind !== 'select' || !this.cond(s.at)) continue;
+      this.selectContext = { rows: computed, stmt: s };
+      const value = this.set(s.set);
+      this.selectContext = undefined;
+      this.selections.set(s.name, value);
+    }
+  }
+}
+
+/** Scenarios of the bounded check: two seeds, both outcomes of data-dependent conditions. */
+export function scenarios(blockLen: number | undefined, numLayers: number): Scenario[] {
+  const block = blockLen ?? 24;
+  const blocks = blockLen === undefined ? 1 : block <= 8 ? 4 : block <= 64 ? 3 : 2;
+  const base = { promptLen: 6, genLen: block * blocks, blockLen: block, numLayers };
+  return [1, 2].flatMap((seed) => (['never', 'always'] as const).map((data) => ({ ...base, seed, data })));
+}
+
+export function simulatePlan(typed: TypedPlan, sc: Scenario, approx: Approximations): Diagnostic[] {
+  const sim = new Simulation(typed, sc, approx);
+  sim.run();
+  return [...sim.errors.values()];
+}

@@ -1,0 +1,172 @@
+import { describe, expect, test } from 'vitest';
+import { checkSource } from '../../src/dsl/check.ts';
+
+const check = (body: string, params = '', overrides?: Map<string, string>) =>
+  checkSource({ path: 't.kvp', text: `plan t(${params}) {\n${body}\n}\n` }, overrides ? { overrides } : {});
+const messages = (r: ReturnType<typeof check>) =>
+  r.diagnostics.map((d) => `${d.span.start.line}:${d.span.start.col} ${d.message}`);
+
+const decode = '  decode threshold(0.9)';
+
+describe('names and types', () => {
+  test('unknown names suggest the closest builtin', () => {
+    const r = check(`  compute curent_block\n${decode}`);
+    expect(messages(r)).toEqual(["2:11 unknown name 'curent_block'"]);
+    expect(r.diagnostics[0]?.notes).toEqual(['help: did you mean `current_block`?']);
+  });
+  test('a score where a set is expected', () => {
+    expect(messages(check(`  compute confidence\n${decode}`))).toEqual([
+      '2:11 the compute set must be a token set, but `confidence` is a per-token score',
+    ]);
+  });
+  test('set operators reject numbers, and comparisons make predicates', () => {
+    expect(messages(check(`  compute masked | 3\n${decode}`))[0]).toMatch(/'\|' needs two token sets/);
+    expect(messages(check(`  let old = decoded[age >= 2 and position > 3] | masked\n${decode}`))).toEqual([]);
+    expect(messages(check(`  compute decoded[step >= 2]\n${decode}`))[0]).toMatch(
+      /a filter must be a per-token predicate/,
+    );
+  });
+  test('arity and argument ranges of builtins and decode rules', () => {
+    expect(messages(check(`  compute topk(masked, confidence)\n${decode}`))[0]).toBe(
+      "2:11 'topk' takes 3 arguments, but 2 were given",
+    );
+    expect(messages(check('  decode threshold(1.5)'))).toEqual([
+      "2:20 argument 'tau' of threshold is 1.5, but must be > 0 and <= 1",
+    ]);
+    expect(messages(check(`  compute keep(masked, confidence, r)\n${decode}`, 'r = 0.0'))[0]).toMatch(
+      /argument 'ratio' of keep is 0, but must be > 0 and <= 1/,
+    );
+    expect(messages(check(`  compute masked\n  refresh all when every(2.5)\n${decode}`))[0]).toMatch(
+      /argument 'n' of every must be an integer/,
+    );
+  });
+  test('parameters: ranges, duplicates, shadowing, overrides', () => {
+    expect(messages(check(decode, 'tau = 1.5 in [0, 1]'))).toEqual([
+      "1:14 default 1.5 of 'tau' is outside its range [0, 1]",
+    ]);
+    expect(messages(check(decode, 'a = 1, a = 2'))[0]).toMatch(/'a' is already defined/);
+    expect(messages(check(decode, 'masked = 1'))[0]).toMatch(/shadows the builtin/);
+    const ok = check('  decode threshold(tau)', 'tau = 0.9 in [0.5, 1.0]', new Map([['tau', '0.7']]));
+    expect(ok.plans[0]?.params.get('tau')).toBe(0.7);
+    const bad = check('  decode threshold(tau)', 'tau = 0.9 in [0.5, 1.0]', new Map([['tau', '0.2']]));
+    expect(messages(bad)[0]).toMatch(/--set tau=0.2 is outside the range \[0.5, 1.0\]/);
+    const notInt = check('  blocks b\n  decode threshold(0.9)', 'b = 4', new Map([['b', '2.5']]));
+    expect(messages(notInt)[0]).toMatch(/'2.5' is not an integer/);
+  });
+  test('names must be defined before use', () => {
+    expect(messages(check(`  compute x\n  let x = masked\n${decode}`))[0]).toMatch(
+      /'x' is used before its definition at line 3/,
+    );
+  });
+});
+
+describe('rule structure', () => {
+  test('a plan needs a decode rule', () => {
+    expect(messages(check('  compute all'))).toEqual(["1:6 plan 't' has no decode rule"]);
+  });
+  test('overlapping compute scopes contradict; a scoped rule overrides the unscoped one', () => {
+    expect(
+      messages(check(`  compute all on layers >= 1\n  compute masked on layers 2..3\n${decode}`))[0],
+    ).toMatch(/contradictory rules: this `compute` rule and the one at line 2 both apply to layer 2/);
+    const ok = check(
+      `  refresh all when every(2)\n  cache kv of all\n  compute all on layer 0\n  compute all on layers >= 1\n${decode}`,
+    );
+    expect(messages(ok)).toEqual([]);
+  });
+  test('targets need a decode order fixed in advance', () => {
+    expect(messages(check(`  compute targets | newly_decoded\n${decode}`))[0]).toMatch(
+      /'targets' is only known/,
+    );
+  });
+});
+
+describe('reads are covered by computation or a valid cache entry', () => {
+  test('nothing is cached before the first step', () => {
+    const r = check(`  compute masked\n  cache kv of all\n${decode}`);
+    expect(messages(r)[0]).toMatch(/neither computed in this step nor ever cached/);
+    expect(r.diagnostics[0]?.notes?.[0]).toMatch(/refresh all when block_start/);
+  });
+  test('a cache entry written before the row was decoded is not valid', () => {
+    const r = check(`  refresh all when every(8)\n  compute masked\n  cache kv of all\n${decode}`);
+    expect(messages(r)[0]).toMatch(/nor cached since their token last changed/);
+    expect(
+      messages(
+        check(`  refresh all when every(8)\n  compute masked | newly_decoded\n  cache kv of all\n${decode}`),
+      ),
+    ).toEqual([]);
+  });
+  test('keys that no rule caches', () => {
+    const r = check(
+      `  blocks 4\n  refresh all when block_start\n  compute current_block\n  cache kv of prompt\n${decode}`,
+    );
+    expect(messages(r)[0]).toMatch(
+      /^4:3 keys at positions 10..21 \(masked rows after the current block\) are read at step 1 .*nor ever cached/,
+    );
+  });
+  test('a row computed deeper than its input needs a hidden cache', () => {
+    const body =
+      '  refresh all when block_start\n  blocks 4\n  compute current_block\n  compute all on layers >= 2\n  cache kv of all';
+    expect(messages(check(`${body}\n${decode}`))[0]).toMatch(
+      /their input \(the output of layer 1\) is neither computed nor cached/,
+    );
+    expect(messages(check(`${body}\n  cache hidden of all\n${decode}`))).toEqual([]);
+  });
+  test('selections are read only after they are chosen', () => {
+    const body =
+      '  blocks 8\n  cache kv of all\n  compute current_block\n  select s = keep(prompt | after_block, query_key(current_block), 0.5) at block_step == 1\n  attend current_block | s';
+    expect(messages(check(`${body}\n  refresh all when block_start\n${decode}`))[0]).toMatch(
+      /selection 's' is read at step 1/,
+    );
+    expect(messages(check(`${body}\n  refresh all when block_step < 2\n${decode}`))).toEqual([]);
+  });
+  test('attention-based selections need their queries computed when chosen', () => {
+    const body = '  blocks 8\n  cache kv of all\n  refresh all when block_step < 2\n  compute current_block';
+    const select = '  select s = keep(prompt, attention_mass(after_block), 0.5) at block_step == 3';
+    const r = check(`${body}\n${select}\n${decode}`);
+    expect(messages(r)[0]).toMatch(/attention_mass needs the attention of its queries/);
+  });
+  test('value_drift needs cached values', () => {
+    const r = check(`  compute all\n  attend prompt | keep(generated, value_drift, 0.5)\n${decode}`);
+    expect(messages(r)[0]).toMatch(/value_drift compares fresh V with cached V/);
+  });
+  test('a decode rule that can never commit is reported', () => {
+    const r = check('  decode threshold(0.9) in prompt');
+    expect(messages(r)[0]).toMatch(/commits nothing/);
+  });
+});
+
+describe('exactness classification', () => {
+  const classify = (body: string) => {
+    const r = check(body);
+    expect(messages(r)).toEqual([]);
+    return r.plans[0]?.classification;
+  };
+  test('full recomputation is exact', () => {
+    expect(classify(decode)).toEqual({ exact: true });
+  });
+  test('a split with no reuse is exact', () => {
+    expect(classify(`  attend split { a = prompt, b = generated } merge lse\n${decode}`)).toEqual({
+      exact: true,
+    });
+  });
+  test('a block-causal prefix cache refreshed at block start is exact', () => {
+    const body =
+      '  blocks 4\n  refresh all when block_start\n  compute current_block\n  cache kv of prompt | before_block\n  attend all mask block_causal';
+    expect(classify(`${body}\n${decode}`)).toEqual({ exact: true });
+  });
+  test('the same cache under bidirectional attention is approximate, with its premise', () => {
+    const body =
+      '  blocks 4\n  refresh all when block_start\n  compute current_block | after_block\n  cache kv of prompt | before_block';
+    expect(classify(`${body}\n${decode}`)).toEqual({
+      exact: false,
+      premise: 'cached K/V of prompt rows and decoded rows before the current block equal their fresh values',
+    });
+  });
+  test('sparse keys are approximate even when the sample canvas keeps every key', () => {
+    const c = classify(`  attend topk(all, confidence, 100000)\n${decode}`);
+    expect(c).toEqual({
+      exact: false,
+      premise: 'keys outside `topk(all, confidence, 100000)` receive no attention weight',
+    });
+  });
+});
