@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerCheck } from './check.ts';
+import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
 import { Exit, type Io, processIo } from './io.ts';
+import { registerVerify } from './verify.ts';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -23,6 +25,8 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .exitOverride();
   registerCheck(program, io, setExit);
   registerFmt(program, io, setExit);
+  registerExplain(program, io, setExit);
+  registerVerify(program, io, setExit);
   return program;
 }
 

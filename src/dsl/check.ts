@@ -1,8 +1,7 @@
-import type { Expr, Plan } from './ast.ts';
+import type { Plan } from './ast.ts';
 import { byPosition, type Diagnostic, error, hasErrors } from './diagnostics.ts';
 import { parsePlanText } from './front.ts';
-import { Canvas } from './semantics/canvas.ts';
-import { evaluate } from './semantics/evaluate.ts';
+import { constantOf } from './semantics/constant.ts';
 import { premiseOf } from './semantics/premise.ts';
 import { noApproximations, scenarios, simulatePlan } from './semantics/simulate.ts';
 import type { SourceFile } from './source.ts';
@@ -13,6 +12,8 @@ export type Classification = { readonly exact: true } | { readonly exact: false;
 
 export interface CheckedPlan {
   readonly plan: Plan;
+  /** The plan with its names resolved, as lowering and the inspector consume it. */
+  readonly typed: TypedPlan;
   /** Parameter values after defaults and `--set` overrides. */
   readonly params: ReadonlyMap<string, number | boolean>;
   readonly classification: Classification;
@@ -28,28 +29,13 @@ export interface CheckResult {
   readonly diagnostics: readonly Diagnostic[];
 }
 
-/** The value of a constant expression (the type checker has made sure it is one). */
-function constant(typed: TypedPlan, e: Expr): number {
-  const unreachable = () => {
-    throw new Error('constant expression reads the token state');
-  };
-  const hooks = {
-    modelScore: unreachable,
-    selection: unreachable,
-    targets: unreachable,
-    dirty: unreachable,
-    attnSimilarity: unreachable,
-  };
-  return evaluate(e, { canvas: new Canvas(1, 1, 1), bindings: typed.bindings, hooks }) as number;
-}
-
 /** Enough layers to tell every layer scope of the plan apart. */
 function layersToSimulate(typed: TypedPlan): number {
   let top = 0;
   for (const s of typed.plan.body) {
     if (!('layers' in s) || !s.layers) continue;
     const bounds = s.layers.kind === 'cmp' ? [s.layers.bound] : [s.layers.lo, s.layers.hi];
-    for (const b of bounds) top = Math.max(top, constant(typed, b));
+    for (const b of bounds) top = Math.max(top, constantOf(typed, b));
   }
   return Math.max(4, top + 3);
 }
@@ -57,7 +43,7 @@ function layersToSimulate(typed: TypedPlan): number {
 /** Checks one type-correct plan by simulating generations, and classifies it. */
 function checkSemantics(typed: TypedPlan): { classification: Classification; diagnostics: Diagnostic[] } {
   const blocks = typed.plan.body.find((s) => s.kind === 'blocks');
-  const blockLen = blocks ? constant(typed, blocks.length) : undefined;
+  const blockLen = blocks ? constantOf(typed, blocks.length) : undefined;
   const approx = noApproximations();
   const diagnostics = new Map<string, Diagnostic>();
   for (const sc of scenarios(blockLen, layersToSimulate(typed))) {
@@ -94,7 +80,7 @@ export function checkSource(file: SourceFile, options: CheckOptions = {}): Check
     diagnostics.push(...semanticErrors);
     const params = new Map<string, number | boolean>();
     for (const [name, b] of typed.bindings) if (b.kind === 'param') params.set(name, b.value);
-    plans.push({ plan, params, classification });
+    plans.push({ plan, typed, params, classification });
   }
   if (parsed.file.plans.length === 0) {
     diagnostics.push(

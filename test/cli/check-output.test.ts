@@ -1,8 +1,10 @@
 // `kvplan check` output for checker results that real plans cannot easily produce on demand, with
 // the checker replaced by a stub: internal errors, files without plans, exact and approximate plans.
+
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CheckOptions, CheckResult } from '../../src/dsl/check.ts';
 import type { SourceFile } from '../../src/dsl/source.ts';
+import type { TypedPlan } from '../../src/dsl/typecheck.ts';
 import { okPlan, runCli, tempFiles } from '../support/cli.ts';
 
 // A plain function, not vi.fn: with a module-level vi.fn that throws, vitest 5 failed the test
@@ -35,14 +37,17 @@ beforeEach(() => {
 const span = { start: { offset: 0, line: 1, col: 1 }, end: { offset: 4, line: 1, col: 5 } };
 const plan = (name: string) =>
   ({ kind: 'plan', name, nameSpan: span, params: [], body: [], leading: [], inner: [], span }) as const;
+// The CLI only prints names and classifications; the resolved plan is never looked at.
+const typed = (name: string) => ({ plan: plan(name), bindings: new Map() }) as unknown as TypedPlan;
 
 describe('kvplan check output', () => {
   it('prints exact and approximate plans with the premise, and passes the file and overrides', async () => {
     returns({
       plans: [
-        { plan: plan('one'), params: new Map(), classification: { exact: true } },
+        { plan: plan('one'), typed: typed('one'), params: new Map(), classification: { exact: true } },
         {
           plan: plan('two'),
+          typed: typed('two'),
           params: new Map(),
           classification: { exact: false, premise: 'cached K/V of decoded rows equal their fresh values' },
         },
@@ -66,7 +71,7 @@ describe('kvplan check output', () => {
 
   it('prints warnings without failing', async () => {
     returns({
-      plans: [{ plan: plan('one'), params: new Map(), classification: { exact: true } }],
+      plans: [{ plan: plan('one'), typed: typed('one'), params: new Map(), classification: { exact: true } }],
       diagnostics: [{ severity: 'warning', message: 'something odd', span }],
     });
     const r = await runCli(['check', ok]);

@@ -63,6 +63,20 @@ export class Canvas {
     for (const i of positions) this.decodedAt[i] = this.step;
   }
 
+  /** What `f` returns on the state after committing `positions` and advancing; the state is then restored. */
+  lookahead<T>(positions: readonly number[], f: () => T): T {
+    const saved = Int32Array.from(this.decodedAt);
+    const [step, block, blockStep] = [this.step, this.block, this.blockStep];
+    this.commit(positions);
+    this.advance();
+    try {
+      return f();
+    } finally {
+      this.decodedAt.set(saved);
+      [this.step, this.block, this.blockStep] = [step, block, blockStep];
+    }
+  }
+
   /** Moves to the next step, and to the next block once the current one has no masks left. */
   advance(): void {
     this.step++;

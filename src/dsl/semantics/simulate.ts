@@ -12,18 +12,9 @@ import { type Diagnostic, error } from '../diagnostics.ts';
 import { printExpr } from '../printer.ts';
 import { forEachChild, layerInScope, type TypedPlan } from '../typecheck.ts';
 import { Canvas } from './canvas.ts';
-import { commitCount } from './decodeRule.ts';
+import { decideCommits } from './decodeRule.ts';
 import { describePositions, rowClass, when } from './describe.ts';
-import {
-  type EvalEnv,
-  type EvalHooks,
-  evaluate,
-  lowIsBetter,
-  type Mask,
-  maskOf,
-  members,
-  rankMembers,
-} from './evaluate.ts';
+import { type EvalEnv, type EvalHooks, evaluate, type Mask, maskOf, members } from './evaluate.ts';
 
 /** One sample geometry and one outcome of data-dependent conditions (drift, similarity). */
 export interface Scenario {
@@ -215,38 +206,17 @@ class Simulation {
     const c = this.canvas;
     const chosen = this.decide();
     if (!next) return maskOf(this.L, (i) => chosen.includes(i));
-    // The step after: commit this step's targets on a copy of the state and decide again.
-    const saved = Int32Array.from(c.decodedAt);
-    const state = [c.step, c.block, c.blockStep] as const;
-    c.commit(chosen);
-    c.advance();
-    const after = c.done ? [] : this.decide();
-    c.decodedAt.set(saved);
-    [c.step, c.block, c.blockStep] = state;
+    const after = c.lookahead(chosen, () => (c.done ? [] : this.decide()));
     return maskOf(this.L, (i) => after.includes(i));
   }
 
   /** The positions the decode rule commits on the current state. */
   private decide(): number[] {
-    const c = this.canvas;
     const d = this.typed.decode;
-    const within = d.within ? this.set(d.within) : maskOf(this.L, (i) => c.blockOf(i) === c.block);
-    const candidates = maskOf(this.L, (i) => c.isMasked(i) && within[i] === 1);
     const score = d.by
       ? (evaluate(d.by, this.env()) as Float64Array)
-      : this.hooks.modelScore('confidence', undefined, c);
-    const low = d.by ? lowIsBetter(d.by) : false;
-    const ranked = rankMembers(candidates, score, low);
-    const arg = evaluate(d.rule.args[0] as Expr, this.env()) as number;
-    const k = commitCount(
-      d.rule.callee.name,
-      arg,
-      ranked.map((i) => score[i] ?? 0),
-      low,
-      c.blockStep,
-      c.maskedInBlock(c.block),
-    );
-    return ranked.slice(0, k);
+      : this.hooks.modelScore('confidence', undefined, this.canvas);
+    return decideCommits(d, this.env(), score);
   }
 
   /** Latest step at which any token visible to row i changed; K/V written since then are fresh. */

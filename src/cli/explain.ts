@@ -1,0 +1,124 @@
+import type { Command } from 'commander';
+import type { CheckedPlan } from '../dsl/check.ts';
+import { printExpr } from '../dsl/printer.ts';
+import { Canvas } from '../dsl/semantics/canvas.ts';
+import { describePositions } from '../dsl/semantics/describe.ts';
+import { type LoweredPlan, lowerPlan } from '../ir/lower.ts';
+import { reusedSegments } from '../ir/planShape.ts';
+import { printProgram } from '../ir/printer.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { createRng } from '../model/weights.ts';
+import { Inspector, type LayerPlan, type ScoreSource } from '../runtime/inspector.ts';
+import { blockLength } from '../runtime/simulate.ts';
+import { collectSetting, Exit, type Io, worstExit } from './io.ts';
+import { loadModelConfig, loadPlans } from './plans.ts';
+
+export interface ExplainCommandOptions {
+  readonly set?: Map<string, string>;
+  readonly config: string;
+  readonly ir: boolean;
+}
+
+function schedule(plan: CheckedPlan, lowered: LoweredPlan): string[] {
+  const refreshes = plan.typed.plan.body.filter((s) => s.kind === 'refresh');
+  const when = refreshes.map((r) => `\`${printExpr(r.set)}\` when \`${printExpr(r.when)}\``);
+  const out = [
+    'schedule (decided by the inspector each step, layer by layer):',
+    `  refresh phase: when a refresh of every row fires on every layer${when.length ? ` (refresh rules: ${when.join('; ')})` : ' (never: no refresh rule)'}`,
+    '  cached phase: otherwise; each layer recomputes its rows and reads the other keys from its caches',
+  ];
+  for (const r of lowered.layers) {
+    const reused = reusedSegments(r);
+    if (reused.length) {
+      out.push(
+        `  layer ${r.layer}: reuse phase for ${reused.map((s) => `'${s.name}' until \`${printExpr(s.reusedUntil ?? s.keys)}\``).join(', ')}`,
+      );
+    }
+  }
+  return out;
+}
+
+/** A token state a few steps into a generation, with the index lists the inspector builds for it. */
+function sample(plan: CheckedPlan, lowered: LoweredPlan): { canvas: Canvas; layers: LayerPlan[] } {
+  const genLen = 2 * Math.min(blockLength(plan, 16), 16);
+  const canvas = new Canvas(4, genLen, blockLength(plan, genLen));
+  const rng = createRng(1);
+  const noise = () => Float64Array.from({ length: canvas.length }, () => rng.uniform());
+  const scores: ScoreSource = { score: () => noise(), attnSimilarity: () => 1 };
+  const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, noise());
+  const target = Math.min(genLen - 1, Math.max(2, Math.floor(canvas.blockLen / 2) + 1));
+  for (;;) {
+    // Show a step between refreshes when there is one: that is where plans differ.
+    const settled = canvas.step >= target && !inspector.fullStep();
+    const layers = lowered.layers.map((r) => inspector.planLayer(r));
+    if (settled || canvas.step >= 4 * genLen) return { canvas, layers };
+    inspector.finishStep();
+    canvas.commit(inspector.decide((by) => inspector.decodeScore(by)));
+    canvas.advance();
+  }
+}
+
+export function explainPlan(path: string, plan: CheckedPlan, config: ModelConfig, withIr: boolean): string {
+  const lowered = lowerPlan(plan, config);
+  const lines = [
+    `plan ${plan.plan.name}  (${path}; model ${config.name}: ${config.layers} layers, d_model ${config.dModel}, ${config.heads} heads / ${config.kvHeads} kv heads)`,
+  ];
+  lines.push(`parameters: ${[...plan.params].map(([k, v]) => `${k} = ${v}`).join(', ') || '(none)'}`);
+  lines.push(
+    `classification: ${plan.classification.exact ? 'exact' : `approximate: ${plan.classification.premise}`}`,
+  );
+  const programs = [
+    lowered.programs.refresh,
+    lowered.programs.cached,
+    ...(lowered.programs.reuse ? [lowered.programs.reuse] : []),
+  ];
+  lines.push(
+    `phases: ${programs.map((p) => `${p.name} (${p.stages.length} stages, ${p.stages.reduce((a, s) => a + s.body.length, 0)} instructions)`).join(', ')}`,
+  );
+  lines.push(...schedule(plan, lowered));
+  const { canvas, layers } = sample(plan, lowered);
+  lines.push(
+    `index lists for a sample token state: step ${canvas.step} (block ${canvas.block}, block step ${canvas.blockStep}), prompt 4, canvas ${canvas.length}`,
+  );
+  for (const lp of layers) {
+    lines.push(`  layer ${lp.layer}: ${lp.full ? 'full refresh' : lp.variant}`);
+    for (const [name, list] of lp.lists) {
+      const text =
+        list.length === 0
+          ? 'none'
+          : list.length === canvas.length
+            ? 'all'
+            : describePositions(canvas, [...list]);
+      lines.push(`    ${name} (${list.length}): ${text}`);
+    }
+  }
+  if (withIr) for (const p of programs) lines.push('', printProgram(p).trimEnd());
+  return `${lines.join('\n')}\n`;
+}
+
+export function runExplain(paths: readonly string[], o: ExplainCommandOptions, io: Io): number {
+  const config = loadModelConfig(o.config, io);
+  if (!config) return Exit.usage;
+  const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
+  for (const { path, checked } of plans) io.out(explainPlan(path, checked, config, o.ir));
+  return worstExit(codes);
+}
+
+export function registerExplain(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('explain')
+    .description(
+      'show how a plan lowers: its phases, the schedule, the index lists for a sample token state, and the IR of each phase',
+    )
+    .argument('<files...>', 'plan files (.kvp)')
+    .option('--config <preset|file.json>', 'model configuration', 'tiny')
+    .option('--no-ir', 'leave out the IR listing')
+    .option(
+      '--set <name=value>',
+      'override a parameter of every plan that declares it (repeatable)',
+      collectSetting,
+    )
+    .action((files: string[], options: ExplainCommandOptions) => {
+      setExit(runExplain(files, options, io));
+    });
+}

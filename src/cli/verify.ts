@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { ConfigError, type ModelConfig } from '../model/config.ts';
+import { presets } from '../model/presets.ts';
+import { WeightError } from '../model/weights.ts';
+import { blockLength } from '../runtime/simulate.ts';
+import { type PlanVerdict, verifyCheckedPlan } from '../runtime/verify.ts';
+import { collectSetting, Exit, type Io, worstExit } from './io.ts';
+import { loadModelConfig, loadPlans } from './plans.ts';
+
+export interface VerifyCommandOptions {
+  readonly set?: Map<string, string>;
+  readonly backend: string;
+  readonly config?: string;
+  readonly cases: string;
+  readonly seed: string;
+  readonly promptLength: string;
+  readonly genLength?: string;
+}
+
+const backends = ['reference'];
+
+/** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
+const defaultConfigs = (): ModelConfig[] => {
+  const tiny = presets.tiny as ModelConfig;
+  return [tiny, presets.small as ModelConfig, { ...tiny, name: 'tiny-no-bias', qkvBias: false }];
+};
+
+const positiveInt = (s: string, what: string, io: Io): number | undefined => {
+  const n = Number(s);
+  if (Number.isInteger(n) && n > 0) return n;
+  io.err(`kvplan: ${what} must be a positive integer, got '${s}'\n`);
+  return undefined;
+};
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function summary(path: string, v: PlanVerdict): string {
+  const kind = v.exact ? 'exact' : 'approximate';
+  const checks = v.checks.map((c) => `${c.name} ${c.ok ? 'ok' : 'FAILED'} (${c.detail})`).join(', ');
+  const gen = `generation: mean dev ${v.meanDeviation.toExponential(2)}, max dev ${v.maxDeviation.toExponential(2)}, decode agreement ${pct(v.agreement)}`;
+  return `${v.ok ? 'ok' : 'FAIL'}  ${path}  ${v.plan}  ${kind}  cases ${v.cases}  ${checks}  ${gen}\n`;
+}
+
+export function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): number {
+  if (!backends.includes(o.backend)) {
+    io.err(`kvplan: --backend ${o.backend} is not available; backends: ${backends.join(', ')}\n`);
+    return Exit.usage;
+  }
+  const cases = positiveInt(o.cases, '--cases', io);
+  const seed = positiveInt(o.seed, '--seed', io);
+  const promptLen = positiveInt(o.promptLength, '--prompt-length', io);
+  const genArg = o.genLength === undefined ? undefined : positiveInt(o.genLength, '--gen-length', io);
+  if (!cases || !seed || !promptLen || (o.genLength !== undefined && !genArg)) return Exit.usage;
+  const config = o.config === undefined ? undefined : loadModelConfig(o.config, io);
+  if (o.config !== undefined && !config) return Exit.usage;
+  const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
+  for (const { path, checked } of plans) {
+    // Two blocks by default, so that every plan meets a block boundary.
+    const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
+    try {
+      const verdict = verifyCheckedPlan(checked, {
+        configs: config ? [config] : defaultConfigs(),
+        cases,
+        seed,
+        promptLen,
+        genLen,
+      });
+      io.out(summary(path, verdict));
+      codes.push(verdict.ok ? Exit.ok : Exit.failed);
+    } catch (e) {
+      if (!(e instanceof WeightError || e instanceof ConfigError)) throw e;
+      io.err(`kvplan: ${e.message}\n`);
+      codes.push(Exit.usage);
+    }
+  }
+  return worstExit(codes);
+}
+
+export function registerVerify(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('verify')
+    .description(
+      'prove plans against full attention on random models: exact plans at every step, approximate ones under their premise and at refresh steps',
+    )
+    .argument('<files...>', 'plan files (.kvp)')
+    .option('--backend <name>', `backend to run the step programs on (${backends.join(', ')})`, 'reference')
+    .option(
+      '--config <preset|file.json>',
+      'model configuration (default: tiny, small, and tiny without QKV bias); its attention structure and AR shift follow the plan',
+    )
+    .option('--cases <n>', 'random models and prompts per plan', '3')
+    .option('--seed <n>', 'seed of the first case', '1')
+    .option('--prompt-length <n>', 'prompt positions per case', '5')
+    .option('--gen-length <n>', 'generated positions per case (default: two blocks, at most 64)')
+    .option(
+      '--set <name=value>',
+      'override a parameter of every plan that declares it (repeatable)',
+      collectSetting,
+    )
+    .addHelpText(
+      'after',
+      '\nExit status: 0 every property holds, 1 a property fails or a plan is ill-formed, 2 usage error.',
+    )
+    .action((files: string[], options: VerifyCommandOptions) => {
+      setExit(runVerify(files, options, io));
+    });
+}

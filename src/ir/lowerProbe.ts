@@ -1,0 +1,43 @@
+import type { ModelConfig } from '../model/config.ts';
+import { ProgramBuilder } from './builder.ts';
+import { index, type StepProgram, tensor } from './types.ts';
+
+/**
+ * A one-stage program that measures what scores such as attention_mass, query_key, rollout,
+ * value_drift and attn_similarity need at one layer: the attention mass each key receives from a
+ * set of queries, the mean query-key product, and fresh values of every row.
+ */
+export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean): StepProgram {
+  const pb = new ProgramBuilder(`probe.${layer}`);
+  const sb = pb.stage(`probe.${layer}`);
+  const h = sb.input('h', 'carried', tensor('f32', ['L', c.dModel]));
+  const queries = sb.input('queries', 'index', index('#queries'));
+  const keys = sb.input('keys', 'index', index('L'));
+  const blocks = blockCausal ? sb.input('blocks', 'blocks', tensor('i32', ['L'])) : undefined;
+  const weight = (name: string, shape: number[]) =>
+    sb.input(`model.layers.${layer}.${name}`, 'weight', tensor('f32', shape));
+  const xn = sb.op1('rmsnorm', [h, weight('input_layernorm.weight', [c.dModel])], { eps: c.normEps });
+  const proj = (name: string, n: number, rows: typeof queries | undefined) => {
+    const x = rows ? sb.op1('gather', [xn, rows]) : xn;
+    const w = weight(`self_attn.${name}.weight`, [n * c.headDim, c.dModel]);
+    const y = sb.op1(
+      'linear',
+      c.qkvBias ? [x, w, weight(`self_attn.${name}.bias`, [n * c.headDim])] : [x, w],
+    );
+    return sb.op1('reshape', [y], { inner: [n, c.headDim] });
+  };
+  const q = sb.op1('rope', [proj('q_proj', c.heads, queries), queries], { theta: c.ropeTheta });
+  const k = sb.op1('rope', [proj('k_proj', c.kvHeads, keys), keys], { theta: c.ropeTheta });
+  const massArgs = blocks ? [q, k, queries, keys, blocks] : [q, k, queries, keys];
+  sb.output(
+    'mass',
+    sb.op1('attention_mass', massArgs, {
+      scale: 1 / Math.sqrt(c.headDim),
+      mask: blocks ? 'block_causal' : 'none',
+    }),
+  );
+  sb.output('query_key', sb.op1('query_key', [q, k]));
+  sb.output('v', proj('v_proj', c.kvHeads, keys));
+  sb.finish();
+  return pb.finish();
+}

@@ -1,0 +1,55 @@
+import type { AttendStmt, CacheStmt, ComputeStmt, Expr, RefreshStmt, Segment } from '../dsl/ast.ts';
+import { constantOf } from '../dsl/semantics/constant.ts';
+import { layerInScope, type TypedPlan } from '../dsl/typecheck.ts';
+
+/** The rules of a plan that apply to one layer: what the lowering and the inspector both follow. */
+export interface LayerRules {
+  readonly layer: number;
+  readonly compute: ComputeStmt | undefined;
+  readonly attend: AttendStmt | undefined;
+  readonly refreshes: readonly RefreshStmt[];
+  /** Cache rules in scope, with their index in the plan (index lists are named after it). */
+  readonly caches: readonly { readonly rule: CacheStmt; readonly id: number }[];
+  readonly kinds: ReadonlySet<string>;
+}
+
+export const segmentsOf = (a: AttendStmt | undefined): readonly Segment[] =>
+  a?.keys.kind === 'split' ? a.keys.segments : [];
+export const reusedSegments = (r: LayerRules): readonly Segment[] =>
+  segmentsOf(r.attend).filter((s) => s.reusedUntil);
+
+/** The scoped rule covering the layer if any, else the unscoped one (the checker forbids overlaps). */
+function ruleFor<S extends ComputeStmt | AttendStmt>(
+  rules: readonly S[],
+  inScope: (s: S) => boolean,
+): S | undefined {
+  return rules.find((r) => r.layers && inScope(r)) ?? rules.find((r) => !r.layers);
+}
+
+export function layerRules(typed: TypedPlan, layers: number): LayerRules[] {
+  const body = typed.plan.body;
+  const value = (e: Expr) => constantOf(typed, e);
+  return Array.from({ length: layers }, (_, layer) => {
+    const scoped = <S extends { layers?: ComputeStmt['layers'] }>(s: S) =>
+      layerInScope(s.layers, layer, value);
+    const caches = body.flatMap((s, id) => (s.kind === 'cache' && scoped(s) ? [{ rule: s, id }] : []));
+    return {
+      layer,
+      compute: ruleFor(
+        body.filter((s): s is ComputeStmt => s.kind === 'compute'),
+        scoped,
+      ),
+      attend: ruleFor(
+        body.filter((s): s is AttendStmt => s.kind === 'attend'),
+        scoped,
+      ),
+      refreshes: body.filter((s): s is RefreshStmt => s.kind === 'refresh' && scoped(s)),
+      caches,
+      kinds: new Set(caches.flatMap((c) => c.rule.kinds.map((k) => k.name))),
+    };
+  });
+}
+
+/** Whether the plan attends under the block-causal mask (a property of the model it targets). */
+export const isBlockCausal = (typed: TypedPlan): boolean =>
+  typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');

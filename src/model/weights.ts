@@ -1,0 +1,194 @@
+/**
+ * Weights of a model as a map from Hugging Face style tensor names to row-major float64 tensors,
+ * and a deterministic random initialisation for tests. See docs/model.md for the names and shapes.
+ */
+import { ConfigError, type ModelConfig } from './config.ts';
+
+export interface Tensor {
+  shape: number[];
+  /** Row-major; length = product of `shape`. */
+  data: Float64Array;
+}
+
+export type Weights = Map<string, Tensor>;
+
+/** A tensor that is missing, has the wrong shape, or whose data does not match its shape. */
+export class WeightError extends Error {
+  override name = 'WeightError';
+}
+
+/** `randomWeights` refuses configurations with more parameters than this (1 GiB of float64). */
+export const maxRandomParameters = 2 ** 27;
+
+export const layerPrefix = (i: number): string => `model.layers.${i}`;
+
+export interface WeightSpec {
+  name: string;
+  shape: number[];
+  kind: 'embedding' | 'norm' | 'linear' | 'bias';
+}
+
+/** Every tensor a model of this shape has, in a fixed order (the order `randomWeights` fills). */
+export function weightSpec(config: ModelConfig): WeightSpec[] {
+  const { dModel: d, heads, kvHeads, headDim, dFF, vocab } = config;
+  const q = heads * headDim;
+  const kv = kvHeads * headDim;
+  const out: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [vocab, d], kind: 'embedding' }];
+  for (let i = 0; i < config.layers; i++) {
+    const p = layerPrefix(i);
+    out.push({ name: `${p}.input_layernorm.weight`, shape: [d], kind: 'norm' });
+    for (const [proj, rows] of [
+      ['q_proj', q],
+      ['k_proj', kv],
+      ['v_proj', kv],
+    ] as const) {
+      out.push({ name: `${p}.self_attn.${proj}.weight`, shape: [rows, d], kind: 'linear' });
+      if (config.qkvBias) out.push({ name: `${p}.self_attn.${proj}.bias`, shape: [rows], kind: 'bias' });
+    }
+    out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, q], kind: 'linear' });
+    out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d], kind: 'norm' });
+    out.push({ name: `${p}.mlp.gate_proj.weight`, shape: [dFF, d], kind: 'linear' });
+    out.push({ name: `${p}.mlp.up_proj.weight`, shape: [dFF, d], kind: 'linear' });
+    out.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, dFF], kind: 'linear' });
+  }
+  out.push({ name: 'model.norm.weight', shape: [d], kind: 'norm' });
+  if (!config.tieEmbeddings) out.push({ name: 'lm_head.weight', shape: [vocab, d], kind: 'linear' });
+  return out;
+}
+
+const product = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** Number of parameters (scalars) of a model of this shape, biases and norms included. */
+export function parameterCount(config: ModelConfig): number {
+  let n = 0;
+  for (const w of weightSpec(config)) n += product(w.shape);
+  return n;
+}
+
+/** A seeded PRNG (mulberry32) with a Box-Muller normal sampler. Deterministic across platforms. */
+export interface Rng {
+  /** Uniform in [0, 1), 32 bits of randomness. */
+  uniform(): number;
+  /** Standard normal. */
+  normal(): number;
+}
+
+const mix32 = (x: number): number => {
+  // A 32-bit finaliser (murmur3 fmix32): spreads nearby seeds far apart.
+  let h = x >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+};
+
+export function createRng(seed: number): Rng {
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be a safe integer (got ${seed})`);
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 2 ** 32) >>> 0;
+  let state = mix32(lo ^ mix32(hi + 0x9e3779b9));
+  let spare: number | undefined;
+  const uniform = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const normal = (): number => {
+    if (spare !== undefined) {
+      const s = spare;
+      spare = undefined;
+      return s;
+    }
+    const u1 = 1 - uniform(); // (0, 1]: log is finite
+    const u2 = uniform();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    spare = r * Math.sin(2 * Math.PI * u2);
+    return r * Math.cos(2 * Math.PI * u2);
+  };
+  return { uniform, normal };
+}
+
+const formatCount = (n: number): string => n.toLocaleString('en-US');
+
+const humanCount = (n: number): string =>
+  n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : formatCount(n);
+
+export interface RandomWeightOptions {
+  /**
+   * Multiplies every `o_proj` weight (default 1). 0 makes a model in which no row's hidden state
+   * depends on any other row: attention contributes nothing to the residual stream.
+   */
+  attentionOutputScale?: number;
+}
+
+/**
+ * Deterministic random weights: embeddings ~ N(0, 1); linear weights ~ N(0, 1 / fan_in) (fan_in =
+ * the input width, the last dimension); norm weights ~ 1 + N(0, 0.1^2); biases ~ N(0, 0.1^2).
+ * The same (config, seed, options) gives bit-identical weights. Refuses models with more than
+ * 2^27 parameters (a ConfigError naming the model and its size).
+ */
+export function randomWeights(config: ModelConfig, seed: number, opts: RandomWeightOptions = {}): Weights {
+  const count = parameterCount(config);
+  if (count > maxRandomParameters)
+    throw new ConfigError(
+      `model "${config.name}" has ${formatCount(count)} parameters (${humanCount(count)}); randomWeights ` +
+        `allocates at most ${formatCount(maxRandomParameters)} (2^27, 1 GiB of float64) — use a small preset such as "tiny" or "small"`,
+    );
+  const scale = opts.attentionOutputScale ?? 1;
+  if (!Number.isFinite(scale)) throw new RangeError(`attentionOutputScale must be finite (got ${scale})`);
+  const rng = createRng(seed);
+  const weights: Weights = new Map();
+  for (const spec of weightSpec(config)) {
+    const data = new Float64Array(product(spec.shape));
+    const fanIn = spec.shape[spec.shape.length - 1] ?? 1;
+    switch (spec.kind) {
+      case 'embedding':
+        for (let i = 0; i < data.length; i++) data[i] = rng.normal();
+        break;
+      case 'norm':
+        for (let i = 0; i < data.length; i++) data[i] = 1 + 0.1 * rng.normal();
+        break;
+      case 'bias':
+        for (let i = 0; i < data.length; i++) data[i] = 0.1 * rng.normal();
+        break;
+      case 'linear': {
+        const std = 1 / Math.sqrt(fanIn);
+        // The draw happens whatever the scale, so that other tensors do not depend on it.
+        const s = spec.name.endsWith('.o_proj.weight') ? std * scale : std;
+        for (let i = 0; i < data.length; i++) data[i] = s * rng.normal();
+        break;
+      }
+    }
+    weights.set(spec.name, { shape: [...spec.shape], data });
+  }
+  return weights;
+}
+
+const showShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/** The tensor called `name`, checked to have exactly `shape`; a WeightError naming it otherwise. */
+export function expectShape(weights: Weights, name: string, shape: readonly number[]): Tensor {
+  const t = weights.get(name);
+  if (t === undefined) throw new WeightError(`missing weight "${name}" (expected shape ${showShape(shape)})`);
+  if (t.shape.length !== shape.length || t.shape.some((n, i) => n !== shape[i]))
+    throw new WeightError(`weight "${name}" has shape ${showShape(t.shape)}, expected ${showShape(shape)}`);
+  if (t.data.length !== product(shape))
+    throw new WeightError(
+      `weight "${name}" has ${t.data.length} values, but its shape ${showShape(shape)} needs ${product(shape)}`,
+    );
+  return t;
+}
+
+/** Checks that `weights` holds exactly the tensors of `config` with the right shapes. */
+export function checkWeights(config: ModelConfig, weights: Weights): void {
+  const spec = weightSpec(config);
+  for (const w of spec) expectShape(weights, w.name, w.shape);
+  if (weights.size !== spec.length) {
+    const known = new Set(spec.map((w) => w.name));
+    const extra = [...weights.keys()].filter((k) => !known.has(k));
+    throw new WeightError(
+      `unexpected weight${extra.length === 1 ? '' : 's'} for model "${config.name}": ${extra.map((k) => `"${k}"`).join(', ')}`,
+    );
+  }
+}

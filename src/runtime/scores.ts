@@ -1,0 +1,149 @@
+import { type Mask, members } from '../dsl/semantics/evaluate.ts';
+import { interpretStage, ResourceStore } from '../ir/interpret.ts';
+import { lowerProbe } from '../ir/lowerProbe.ts';
+import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
+import type { Stage } from '../ir/types.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { predictionRow, softmaxStats } from '../model/golden.ts';
+import type { Weights } from '../model/weights.ts';
+import type { ScoreSource } from './inspector.ts';
+
+function cosine(a: Float64Array, b: Float64Array): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    ab += x * y;
+    aa += x * x;
+    bb += y * y;
+  }
+  return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
+}
+
+/**
+ * Scores of the current generation state: prediction statistics from the latest logits of each
+ * row, and model-internal scores measured by the probe program on the hidden state entering a layer.
+ */
+export class ModelScores implements ScoreSource {
+  /** Latest logits of each row, [L, vocab], and the step they were computed at (-1: never). */
+  readonly logits: Float64Array;
+  readonly logitsStep: Int32Array;
+  /** The hidden state entering each layer in the current step, as the layers run. */
+  readonly hiddenIn = new Map<number, HostTensor>();
+  private readonly probes: Stage[];
+  private readonly similarityRef = new Map<number, Float64Array>();
+  private readonly emptyStore: ResourceStore;
+
+  constructor(
+    private readonly config: ModelConfig,
+    private readonly weights: Weights,
+    private readonly L: number,
+    private readonly blocks: Int32Array,
+    blockCausal: boolean,
+    private readonly kvCache: (layer: number) => HostTensor | undefined,
+  ) {
+    this.logits = new Float64Array(L * config.vocab);
+    this.logitsStep = new Int32Array(L).fill(-1);
+    this.probes = Array.from(
+      { length: config.layers },
+      (_, l) => lowerProbe(config, l, blockCausal).stages[0] as Stage,
+    );
+    this.emptyStore = new ResourceStore([], { L });
+  }
+
+  private probe(layer: number, queries: Int32Array): Map<string, RuntimeValue> {
+    const stage = this.probes[layer] as Stage;
+    const h = this.hiddenIn.get(layer) ?? this.hiddenIn.get(Math.max(...this.hiddenIn.keys()));
+    if (!h) throw new Error('no hidden state measured yet in this step');
+    const inputs = new Map<string, RuntimeValue>([
+      ['h', h],
+      ['queries', queries],
+      ['keys', Int32Array.from({ length: this.L }, (_, i) => i)],
+      ['blocks', { shape: [this.L], data: this.blocks }],
+    ]);
+    for (const i of stage.inputs)
+      if (i.role === 'weight') inputs.set(i.name, this.weights.get(i.name) as HostTensor);
+    return interpretStage(stage, inputs, this.emptyStore);
+  }
+
+  private statistic(name: 'confidence' | 'margin' | 'entropy'): Float64Array {
+    const V = this.config.vocab;
+    return Float64Array.from({ length: this.L }, (_, i) => {
+      const row = predictionRow(this.config, i);
+      if (row < 0 || (this.logitsStep[row] ?? -1) < 0) return name === 'entropy' ? Math.log(V) : 0;
+      return softmaxStats(this.logits.subarray(row * V, (row + 1) * V))[name];
+    });
+  }
+
+  score(name: string, queries: Mask | undefined, layer: number): Float64Array {
+    switch (name) {
+      case 'confidence':
+      case 'margin':
+      case 'entropy':
+        return this.statistic(name);
+      case 'attention_mass':
+      case 'query_key': {
+        const out = this.probe(layer, Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))));
+        return Float64Array.from(
+          (out.get(name === 'attention_mass' ? 'mass' : 'query_key') as HostTensor).data,
+        );
+      }
+      case 'rollout':
+        return Float64Array.from(
+          (
+            this.probe(
+              layer,
+              Int32Array.from({ length: this.L }, (_, i) => i),
+            ).get('mass') as HostTensor
+          ).data,
+        );
+      case 'value_drift': {
+        const fresh = this.probe(layer, new Int32Array(0)).get('v') as HostTensor;
+        const cached = this.kvCache(layer);
+        const width = this.config.kvHeads * this.config.headDim;
+        return Float64Array.from({ length: this.L }, (_, i) => {
+          const a = fresh.data.subarray(i * width, (i + 1) * width);
+          const b = cached?.data.subarray(i * width, (i + 1) * width);
+          return b && !Number.isNaN(b[0] ?? Number.NaN) ? 1 - cosine(a, b) : 1;
+        });
+      }
+      default:
+        throw new Error(`no source for score '${name}'`);
+    }
+  }
+
+  /** The attention row of the most-attended key, summed over heads and normalised. */
+  private attentionRow(layer: number): Float64Array {
+    const mass = this.score('rollout', undefined, layer);
+    let top = 0;
+    mass.forEach((m, i) => {
+      if (m > (mass[top] ?? 0)) top = i;
+    });
+    return this.score(
+      'attention_mass',
+      Uint8Array.from({ length: this.L }, (_, i) => (i === top ? 1 : 0)),
+      layer,
+    );
+  }
+
+  attnSimilarity(layer: number): number {
+    const ref = this.similarityRef.get(layer);
+    if (!ref || !this.hiddenIn.has(layer)) return 1;
+    return cosine(this.attentionRow(layer), ref);
+  }
+
+  /** After a full refresh: the attention rows later similarity is measured against. */
+  rememberAttention(layers: readonly number[]): void {
+    for (const l of layers) if (this.hiddenIn.has(l)) this.similarityRef.set(l, this.attentionRow(l));
+  }
+
+  storeLogits(rows: Int32Array, logits: HostTensor, step: number): void {
+    const V = this.config.vocab;
+    rows.forEach((r, i) => {
+      this.logits.set(logits.data.subarray(i * V, (i + 1) * V), r * V);
+      this.logitsStep[r] = step;
+    });
+  }
+}

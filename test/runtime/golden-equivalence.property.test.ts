@@ -1,0 +1,110 @@
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { lowerPlan } from '../../src/ir/lower.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
+import { randomWeights } from '../../src/model/weights.ts';
+import { type GenerationResult, simulateGeneration } from '../../src/runtime/simulate.ts';
+import { float64Bound } from '../../src/runtime/verify.ts';
+import { examplePlan, examples } from './support.ts';
+
+/** Small LLaMA-family configurations: MHA and GQA, with and without QKV bias. */
+const configArb: fc.Arbitrary<ModelConfig> = fc
+  .record({
+    layers: fc.integer({ min: 1, max: 3 }),
+    kvHeads: fc.constantFrom(1, 2),
+    group: fc.constantFrom(1, 2),
+    headDim: fc.constantFrom(4, 8),
+    dFF: fc.constantFrom(16, 24),
+    vocab: fc.integer({ min: 12, max: 24 }),
+    qkvBias: fc.boolean(),
+    ropeTheta: fc.constantFrom(10000, 500000),
+  })
+  .map((r) => ({
+    ...(presets.tiny as ModelConfig),
+    name: 'random',
+    layers: r.layers,
+    heads: r.kvHeads * r.group,
+    kvHeads: r.kvHeads,
+    headDim: r.headDim,
+    dModel: 16,
+    dFF: r.dFF,
+    vocab: r.vocab,
+    maskTokenId: r.vocab - 1,
+    qkvBias: r.qkvBias,
+    ropeTheta: r.ropeTheta,
+  }));
+
+const caseArb = fc.record({
+  config: configArb,
+  seed: fc.integer({ min: 1, max: 1_000_000 }),
+  promptLen: fc.integer({ min: 1, max: 4 }),
+});
+
+/** Runs a plan on a model shaped for it (its mask and AR shift are the model's), 2 blocks of 4. */
+function run(
+  name: string,
+  base: ModelConfig,
+  seed: number,
+  promptLen: number,
+  premise = false,
+): GenerationResult & { L: number; config: ModelConfig } {
+  const plan = examplePlan(name);
+  const causal = plan.typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
+  const config: ModelConfig = {
+    ...base,
+    attention: causal ? 'block_causal' : 'full',
+    arShift: plan.typed.decode.arShift,
+  };
+  const weights = randomWeights(config, seed, premise ? { attentionOutputScale: 0 } : {});
+  const prompt = Int32Array.from({ length: promptLen }, (_, i) => (seed + 7 * i) % (config.vocab - 1));
+  const result = simulateGeneration(plan, lowerPlan(plan, config), {
+    config,
+    weights,
+    prompt,
+    genLen: 8,
+    seed,
+  });
+  return { ...result, L: promptLen + 8, config };
+}
+
+const withinBound = (
+  r: ReturnType<typeof run>,
+  only: (s: GenerationResult['steps'][number]) => boolean = () => true,
+) => r.steps.filter(only).every((s) => s.deviation <= float64Bound(r.config, r.L, s.scale));
+
+describe('plans against the golden full forward', () => {
+  test.each(['baseline', 'fast-dllm-v2'])('exact plan %s equals the golden at every step', (name) => {
+    fc.assert(
+      fc.property(caseArb, ({ config, seed, promptLen }) => {
+        const r = run(name, config, seed, promptLen);
+        expect(r.steps.length).toBeGreaterThan(0);
+        expect(withinBound(r)).toBe(true);
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  const approximate = examples.filter((e) => !['baseline', 'fast-dllm-v2'].includes(e));
+  test.each(approximate)(
+    'approximate plan %s equals the golden when its premise holds, and at refresh steps',
+    (name) => {
+      fc.assert(
+        fc.property(caseArb, ({ config, seed, promptLen }) => {
+          expect(withinBound(run(name, config, seed, promptLen, true))).toBe(true);
+          const random = run(name, config, seed, promptLen);
+          expect(random.steps.some((s) => s.phase === 'refresh')).toBe(true);
+          expect(withinBound(random, (s) => s.phase === 'refresh')).toBe(true);
+        }),
+        { numRuns: 3 },
+      );
+    },
+  );
+
+  test('the comparison is sensitive: a KV-cache plan drifts from the golden between refreshes', () => {
+    const r = run('fast-dllm-dual', presets.tiny as ModelConfig, 11, 3);
+    const between = r.steps.filter((s) => s.phase === 'cached');
+    expect(between.length).toBeGreaterThan(0);
+    expect(between.some((s) => s.deviation > 1e3 * float64Bound(r.config, r.L, s.scale))).toBe(true);
+  });
+});

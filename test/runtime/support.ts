@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs';
+import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
+
+/** Checks an example plan with a short block, so that generations stay small in tests. */
+export function examplePlan(name: string, block = 4): CheckedPlan {
+  const path = `examples/${name}.kvp`;
+  const text = readFileSync(path, 'utf8');
+  const declares = /\bblock\s*(:\s*int\s*)?=/.test(text);
+  const r = checkSource({ path, text }, declares ? { overrides: new Map([['block', String(block)]]) } : {});
+  const plan = r.plans[0];
+  if (!plan) throw new Error(`${path}: ${r.diagnostics.map((d) => d.message).join('; ')}`);
+  return plan;
+}
+
+export const examples = [
+  'baseline',
+  'dkv-decode',
+  'dkv-greedy',
+  'dkv-prefill',
+  'fast-dllm-prefix',
+  'fast-dllm-dual',
+  'fast-dllm-v2',
+  'dllm-cache',
+  'd2cache',
+  'sparse-dllm',
+  'elastic-cache',
+  'flashblock',
+  'mage',
+];
