@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { printExpr } from '../dsl/printer.ts';
-import { Canvas } from '../dsl/semantics/canvas.ts';
 import { describePositions } from '../dsl/semantics/describe.ts';
-import { type LoweredPlan, lowerPlan } from '../ir/lower.ts';
+import type { LoweredPlan } from '../ir/lower.ts';
 import { reusedSegments } from '../ir/planShape.ts';
 import { printProgram } from '../ir/printer.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { createRng } from '../model/weights.ts';
-import { Inspector, type LayerPlan, type ScoreSource } from '../runtime/inspector.ts';
+import { compilePlan } from '../passes/compile.ts';
+import { type SampleState, sampleStates } from '../runtime/sample.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
 import { loadModelConfig, loadPlans } from './plans.ts';
@@ -38,28 +37,8 @@ function schedule(plan: CheckedPlan, lowered: LoweredPlan): string[] {
   return out;
 }
 
-/** A token state a few steps into a generation, with the index lists the inspector builds for it. */
-function sample(plan: CheckedPlan, lowered: LoweredPlan): { canvas: Canvas; layers: LayerPlan[] } {
-  const genLen = 2 * Math.min(blockLength(plan, 16), 16);
-  const canvas = new Canvas(4, genLen, blockLength(plan, genLen));
-  const rng = createRng(1);
-  const noise = () => Float64Array.from({ length: canvas.length }, () => rng.uniform());
-  const scores: ScoreSource = { score: () => noise(), attnSimilarity: () => 1 };
-  const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, noise());
-  const target = Math.min(genLen - 1, Math.max(2, Math.floor(canvas.blockLen / 2) + 1));
-  for (;;) {
-    // Show a step between refreshes when there is one: that is where plans differ.
-    const settled = canvas.step >= target && !inspector.fullStep();
-    const layers = lowered.layers.map((r) => inspector.planLayer(r));
-    if (settled || canvas.step >= 4 * genLen) return { canvas, layers };
-    inspector.finishStep();
-    canvas.commit(inspector.decide((by) => inspector.decodeScore(by)));
-    canvas.advance();
-  }
-}
-
 export function explainPlan(path: string, plan: CheckedPlan, config: ModelConfig, withIr: boolean): string {
-  const lowered = lowerPlan(plan, config);
+  const { lowered } = compilePlan(plan, config, { target: 'reference' });
   const lines = [
     `plan ${plan.plan.name}  (${path}; model ${config.name}: ${config.layers} layers, d_model ${config.dModel}, ${config.heads} heads / ${config.kvHeads} kv heads)`,
   ];
@@ -76,7 +55,9 @@ export function explainPlan(path: string, plan: CheckedPlan, config: ModelConfig
     `phases: ${programs.map((p) => `${p.name} (${p.stages.length} stages, ${p.stages.reduce((a, s) => a + s.body.length, 0)} instructions)`).join(', ')}`,
   );
   lines.push(...schedule(plan, lowered));
-  const { canvas, layers } = sample(plan, lowered);
+  const genLen = 2 * Math.min(blockLength(plan, 16), 16);
+  const samples = sampleStates(plan, lowered, 4, genLen);
+  const { canvas, layers } = samples[samples.length - 1] as SampleState;
   lines.push(
     `index lists for a sample token state: step ${canvas.step} (block ${canvas.block}, block step ${canvas.blockStep}), prompt 4, canvas ${canvas.length}`,
   );

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerCheck } from './check.ts';
+import { registerCompile } from './compile.ts';
 import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
 import { Exit, type Io, processIo } from './io.ts';
@@ -26,6 +27,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
   registerCheck(program, io, setExit);
   registerFmt(program, io, setExit);
   registerExplain(program, io, setExit);
+  registerCompile(program, io, setExit);
   registerVerify(program, io, setExit);
   return program;
 }

@@ -12,8 +12,9 @@ import { type Dim, index, type Resource, type StepProgram, tensor, type Value } 
  *   no cache is read; caches and reused partials are (re)written.
  * - `cached`: rows `rows.l` are recomputed; keys outside them come from the K/V cache; partials of
  *   reused segments are recomputed and stored.
- * - `reuse`: as `cached`, but reused segments read their stored partial instead (only for plans
- *   that reuse a split segment). The schedule may pick `cached` or `reuse` per layer.
+ * - `reuse`: as `cached`, but reused segments read their stored partial instead. Lowering leaves
+ *   it out; the hoisting pass (src/passes/hoist.ts) derives it from `cached` for plans that reuse
+ *   a split segment. The schedule may pick `cached` or `reuse` per layer.
  */
 export interface LoweredPlan {
   readonly name: string;
@@ -27,7 +28,7 @@ export interface LoweredPlan {
   };
 }
 
-type Phase = 'refresh' | 'cached' | 'reuse';
+type Phase = 'refresh' | 'cached';
 
 const w = (l: number, name: string) => `model.layers.${l}.${name}`;
 const hidden = (c: ModelConfig): Dim[] => ['L', c.dModel];
@@ -151,10 +152,11 @@ class Lowering {
         : sb.op1('place', [fresh, rows]);
     const kAll = canvasOf(k, 'k');
     const vAll = canvasOf(v, 'v');
-    const attention = (keys: Value) => {
+    const attention = (keys: Value, segment?: string) => {
       const args = [q, sb.op1('gather', [kAll, keys]), sb.op1('gather', [vAll, keys]), rows, keys];
       const mask = blocks ? 'block_causal' : 'none';
-      return sb.op('attention', blocks ? [...args, blocks] : args, { scale: 1 / Math.sqrt(c.headDim), mask });
+      const attrs = { scale: 1 / Math.sqrt(c.headDim), mask, ...(segment ? { segment } : {}) };
+      return sb.op('attention', blocks ? [...args, blocks] : args, attrs);
     };
     let o: Value;
     let lse: Value;
@@ -165,14 +167,8 @@ class Lowering {
       const parts = segments.map((s) => {
         const oRes = s.reusedUntil ? this.res(`partial.o.${l}.${s.name}`) : undefined;
         const lseRes = s.reusedUntil ? this.res(`partial.lse.${l}.${s.name}`) : undefined;
-        if (this.phase === 'reuse' && oRes && lseRes) {
-          return [
-            sb.op1('gather', [sb.cacheRead(oRes), rows]),
-            sb.op1('gather', [sb.cacheRead(lseRes), rows]),
-          ];
-        }
         const keys = sb.input(`keys.${l}.${s.name}`, 'index', index(`#keys.${l}.${s.name}`));
-        const part = attention(keys);
+        const part = attention(keys, s.name);
         if (oRes && lseRes) {
           sb.cacheWrite(oRes, rows, part[0] as Value);
           sb.cacheWrite(lseRes, rows, part[1] as Value);
@@ -230,16 +226,12 @@ export function lowerPlan(plan: CheckedPlan, config: ModelConfig): LoweredPlan {
   const rules = layerRules(plan.typed, config.layers);
   const causal = isBlockCausal(plan.typed) || config.attention === 'block_causal';
   const lower = (phase: Phase) => new Lowering(plan, config, rules, causal, phase).lower();
-  const reuses = rules.some((r) => reusedSegments(r).length > 0);
+  // The reuse phase is derived from the cached one by the hoisting pass (src/passes/hoist.ts).
   return {
     name: plan.plan.name,
     config,
     blockCausal: causal,
     layers: rules,
-    programs: {
-      refresh: lower('refresh'),
-      cached: lower('cached'),
-      reuse: reuses ? lower('reuse') : undefined,
-    },
+    programs: { refresh: lower('refresh'), cached: lower('cached'), reuse: undefined },
   };
 }

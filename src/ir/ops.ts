@@ -209,6 +209,8 @@ export const ops: Readonly<Record<string, OpSpec>> = {
   attention: {
     args: ['q', 'k', 'v', 'qpos', 'kpos', 'blocks?'],
     attrs: { scale: 'number', mask: 'string' },
+    // Names the split segment a partial belongs to, so that hoisting can find reusable ones.
+    optionalAttrs: { segment: 'string' },
     results: rule((a, attrs) => {
       const { q } = attentionShapes(a);
       need(maskKinds.includes(String(attrs.mask)), `mask must be one of ${maskKinds.join(', ')}`);

@@ -1,8 +1,8 @@
 import type { CheckedPlan } from '../dsl/check.ts';
-import { lowerPlan } from '../ir/lower.ts';
 import { formatVerifyError, verifyPlan } from '../ir/verify.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { createRng, randomWeights } from '../model/weights.ts';
+import { compilePlan } from '../passes/compile.ts';
 import { type GenerationResult, simulateGeneration } from './simulate.ts';
 
 export interface VerifyOptions {
@@ -88,7 +88,8 @@ export function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions): PlanV
       attention: structural ? 'block_causal' : base.attention,
       arShift: plan.typed.decode.arShift,
     };
-    const lowered = lowerPlan(plan, config);
+    // The optimized phases: verify proves what the pass pipeline produces, not just the lowering.
+    const { lowered } = compilePlan(plan, config, { target: 'reference' });
     const irErrors = verifyPlan([
       lowered.programs.refresh,
       lowered.programs.cached,

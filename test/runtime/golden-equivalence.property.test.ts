@@ -1,42 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { lowerPlan } from '../../src/ir/lower.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights } from '../../src/model/weights.ts';
+import { compilePlan } from '../../src/passes/compile.ts';
 import { type GenerationResult, simulateGeneration } from '../../src/runtime/simulate.ts';
 import { float64Bound } from '../../src/runtime/verify.ts';
+import { configArb } from '../support/models.ts';
 import { examplePlan, examples } from './support.ts';
 
-/** Small LLaMA-family configurations: MHA and GQA, with and without QKV bias. */
-const configArb: fc.Arbitrary<ModelConfig> = fc
-  .record({
-    layers: fc.integer({ min: 1, max: 3 }),
-    kvHeads: fc.constantFrom(1, 2),
-    group: fc.constantFrom(1, 2),
-    headDim: fc.constantFrom(4, 8),
-    dFF: fc.constantFrom(16, 24),
-    vocab: fc.integer({ min: 12, max: 24 }),
-    qkvBias: fc.boolean(),
-    ropeTheta: fc.constantFrom(10000, 500000),
-  })
-  .map((r) => ({
-    ...(presets.tiny as ModelConfig),
-    name: 'random',
-    layers: r.layers,
-    heads: r.kvHeads * r.group,
-    kvHeads: r.kvHeads,
-    headDim: r.headDim,
-    dModel: 16,
-    dFF: r.dFF,
-    vocab: r.vocab,
-    maskTokenId: r.vocab - 1,
-    qkvBias: r.qkvBias,
-    ropeTheta: r.ropeTheta,
-  }));
-
 const caseArb = fc.record({
-  config: configArb,
+  config: configArb(3),
   seed: fc.integer({ min: 1, max: 1_000_000 }),
   promptLen: fc.integer({ min: 1, max: 4 }),
 });
@@ -58,7 +32,7 @@ function run(
   };
   const weights = randomWeights(config, seed, premise ? { attentionOutputScale: 0 } : {});
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (seed + 7 * i) % (config.vocab - 1));
-  const result = simulateGeneration(plan, lowerPlan(plan, config), {
+  const result = simulateGeneration(plan, compilePlan(plan, config, { target: 'reference' }).lowered, {
     config,
     weights,
     prompt,

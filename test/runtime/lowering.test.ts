@@ -5,6 +5,7 @@ import { parseProgram } from '../../src/ir/textParser.ts';
 import { verifyPlan } from '../../src/ir/verify.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
+import { compilePlan } from '../../src/passes/compile.ts';
 import { examplePlan, examples } from './support.ts';
 
 const configs = ['tiny', 'small', 'llada-8b', 'dream-7b', 'sdar-8b'].map((n) => presets[n] as ModelConfig);
@@ -47,8 +48,14 @@ describe('lowering every example plan', () => {
     expect(lowered.programs.reuse).toBeUndefined();
   });
 
-  test('only plans that reuse a split segment get a reuse phase, which reads the stored partial', () => {
-    const lowered = lowerPlan(examplePlan('flashblock'), presets.tiny as ModelConfig);
+  test('hoisting gives only plans that reuse a split segment a reuse phase, which reads the stored partial', () => {
+    expect(
+      compilePlan(examplePlan('fast-dllm-dual'), presets.tiny as ModelConfig, { target: 'reference' }).lowered
+        .programs.reuse,
+    ).toBeUndefined();
+    const { lowered } = compilePlan(examplePlan('flashblock'), presets.tiny as ModelConfig, {
+      target: 'reference',
+    });
     const reuse = lowered.programs.reuse;
     expect(reuse).toBeDefined();
     const reads = reuse?.stages.flatMap((s) =>

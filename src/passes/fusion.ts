@@ -1,0 +1,280 @@
+import type { Dim, Input, Instr, IRType, Stage, StepProgram, Value } from '../ir/types.ts';
+import {
+  type Buffer,
+  type Cost,
+  dtypeBytes,
+  type Kernel,
+  type KernelKind,
+  type KernelProgram,
+} from './kernelIR.ts';
+import type { Pass, PipelineState } from './state.ts';
+
+/** Ops that move no data of their own: folded into the kernel that consumes (or produces) them. */
+const views = new Set(['reshape', 'gather', 'cache_read', 'place']);
+/** Ops that start a kernel. */
+const anchors: Record<string, KernelKind> = {
+  rmsnorm: 'norm',
+  attention: 'attention',
+  embed: 'embed',
+  logits: 'logits',
+  linear: 'gemm',
+};
+
+interface Group {
+  readonly kind: KernelKind;
+  readonly stage: string;
+  readonly instrs: Instr[];
+  readonly epilogue: string[];
+  /** For GEMMs: the activation they read, so that projections of one input share a kernel. */
+  readonly gemmInput?: number;
+}
+
+const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
+const bytesOf = (t: IRType): [number, ...Dim[]] => [
+  t.kind === 'index' ? 4 : dtypeBytes[t.dtype],
+  ...shapeOf(t),
+];
+
+/** Floating-point work of one instruction, as a cost term list. */
+function flopsOf(i: Instr): Cost {
+  const r = i.results[0]?.type;
+  const arg = (n: number) => i.args[n]?.type;
+  if (r?.kind !== 'tensor') return [];
+  const rs = r.shape;
+  switch (i.op) {
+    case 'linear':
+    case 'logits': {
+      const x = arg(0);
+      const inner = x?.kind === 'tensor' ? (x.shape[1] ?? 1) : 1;
+      return [[2, ...rs, inner]];
+    }
+    case 'attention': {
+      const q = arg(0);
+      const k = arg(1);
+      if (q?.kind !== 'tensor' || k?.kind !== 'tensor') return [];
+      const [nq, h, hd] = q.shape as [Dim, Dim, Dim];
+      return [
+        [4, nq, k.shape[0] as Dim, h, hd],
+        [5, nq, k.shape[0] as Dim, h],
+      ];
+    }
+    case 'rmsnorm':
+      return [[4, ...rs]];
+    case 'rope':
+      return [[3, ...rs]];
+    case 'swiglu':
+      return [[5, ...rs]];
+    case 'merge':
+      return [[6, ...rs]];
+    case 'add':
+      return [[1, ...rs]];
+    case 'softmax':
+    case 'confidence':
+    case 'margin':
+    case 'entropy':
+      return [[5, ...shapeOf(arg(0) as IRType)]];
+    default:
+      return [];
+  }
+}
+
+/** Groups one stage's instructions into kernels: anchors open kernels, views and epilogues join them. */
+function groupStage(stage: Stage): Group[] {
+  const groups: Group[] = [];
+  const groupOf = new Map<number, number>();
+  const deferred = new Map<number, Instr[]>();
+  const chain = (v: Value | undefined): Instr[] => (v ? (deferred.get(v.id) ?? []) : []);
+  const add = (g: number, instr: Instr) => {
+    const group = groups[g] as Group;
+    // A view chain feeding the instruction is folded into this kernel's loads.
+    for (const a of instr.args) for (const c of chain(a)) if (!group.instrs.includes(c)) group.instrs.push(c);
+    group.instrs.push(instr);
+    for (const r of instr.results) groupOf.set(r.id, g);
+  };
+  const open = (kind: KernelKind, instr: Instr, gemmInput?: number) => {
+    groups.push({
+      kind,
+      stage: stage.name,
+      instrs: [],
+      epilogue: [],
+      ...(gemmInput === undefined ? {} : { gemmInput }),
+    });
+    add(groups.length - 1, instr);
+  };
+  // The kernels a value comes from, looking through folded views to what they load.
+  const producers = (v: Value): number[] => {
+    const g = groupOf.get(v.id);
+    if (g !== undefined) return [g];
+    return chain(v).flatMap((i) =>
+      i.args.flatMap((a) => (groupOf.has(a.id) ? [groupOf.get(a.id) as number] : [])),
+    );
+  };
+  const latestProducer = (instr: Instr): number | undefined => {
+    const gs = instr.args.flatMap(producers);
+    return gs.length ? Math.max(...gs) : undefined;
+  };
+  for (const instr of stage.body) {
+    if (views.has(instr.op)) {
+      // Gathers and cache reads become indirect loads of whichever kernel consumes them; a
+      // reshape or a placement of a kernel's result belongs to that kernel's epilogue.
+      const g = instr.args[0] ? groupOf.get(instr.args[0].id) : undefined;
+      const folded = instr.op === 'gather' || instr.op === 'cache_read' || g === undefined;
+      if (folded) for (const r of instr.results) deferred.set(r.id, [...instr.args.flatMap(chain), instr]);
+      else {
+        add(g, instr);
+        if (instr.op === 'place') (groups[g] as Group).epilogue.push('scatter');
+      }
+      continue;
+    }
+    const anchor = anchors[instr.op];
+    if (anchor === 'gemm') {
+      const input = instr.args[0]?.id;
+      const last = groups.length - 1;
+      if (groups[last]?.kind === 'gemm' && groups[last]?.gemmInput === input) add(last, instr);
+      else open('gemm', instr, input);
+      continue;
+    }
+    if (anchor) {
+      open(anchor, instr);
+      continue;
+    }
+    const g = latestProducer(instr);
+    if (g === undefined) {
+      open(instr.op === 'scatter' || instr.op === 'cache_write' ? 'copy' : 'elementwise', instr);
+      continue;
+    }
+    add(g, instr);
+    (groups[g] as Group).epilogue.push(
+      instr.op === 'cache_write' ? `cache_write ${String(instr.attrs.resource)}` : instr.op,
+    );
+  }
+  return groups;
+}
+
+/** Fuses one phase into a kernel program over named buffers. */
+export function fuseProgram(p: StepProgram): KernelProgram {
+  const buffers = new Map<string, Buffer>();
+  const kernels: Kernel[] = [];
+  const carried = new Map<string, string>();
+  const addBuffer = (b: Omit<Buffer, 'layout'>) => {
+    if (!buffers.has(b.name)) buffers.set(b.name, { ...b, layout: 'row-major' });
+  };
+  for (const r of p.resources)
+    addBuffer({ name: r.name, kind: 'persistent', dtype: r.dtype, shape: r.shape });
+  for (const stage of p.stages) {
+    // Where each value lives when it crosses a kernel boundary.
+    const home = new Map<number, string>();
+    const inputs = new Map<number, Input>(stage.inputs.map((i) => [i.value.id, i]));
+    for (const i of stage.inputs) {
+      const name = i.role === 'carried' ? (carried.get(i.name) ?? i.name) : i.name;
+      home.set(i.value.id, name);
+      const kind = i.role === 'weight' ? 'weight' : i.role === 'carried' ? 'temp' : 'input';
+      const t = i.value.type;
+      addBuffer({ name, kind, dtype: t.kind === 'index' ? 'i32' : t.dtype, shape: shapeOf(t) });
+    }
+    const groups = groupStage(stage);
+    const definedIn = new Map<number, number>();
+    groups.forEach((g, n) => {
+      for (const instr of g.instrs)
+        for (const r of instr.results) if (!definedIn.has(r.id)) definedIn.set(r.id, n);
+    });
+    const outputs = new Set(stage.outputs.map((o) => o.value.id));
+    groups.forEach((g, n) => {
+      const local = new Set(g.instrs.flatMap((i) => i.results.map((r) => r.id)));
+      const reads: string[] = [];
+      const writes: string[] = [];
+      const indirect: string[] = [];
+      const bytes: (readonly [number, ...Dim[]])[] = [];
+      const read = (name: string) => {
+        if (!reads.includes(name)) reads.push(name);
+      };
+      for (const instr of g.instrs) {
+        if (instr.op === 'cache_read') read(String(instr.attrs.resource));
+        if (instr.op === 'cache_write') {
+          const res = String(instr.attrs.resource);
+          if (!writes.includes(res)) writes.push(res);
+          bytes.push(bytesOf((instr.args[1] as Value).type));
+        }
+        if (instr.op === 'gather' && instr.args[1]) {
+          const list = home.get(instr.args[1].id) ?? inputs.get(instr.args[1].id)?.name;
+          if (list && !indirect.includes(list)) indirect.push(list);
+          bytes.push(bytesOf((instr.results[0] as Value).type));
+        }
+        instr.args.forEach((a, k) => {
+          if (local.has(a.id)) return;
+          const name = home.get(a.id) ?? `%${a.id}`;
+          read(name);
+          if (instr.op !== 'gather' || k !== 0) bytes.push(bytesOf(a.type));
+        });
+      }
+      for (const instr of g.instrs) {
+        for (const r of instr.results) {
+          // Another kernel needs it unless that kernel recomputes it (a folded view).
+          const usedOutside = groups.some(
+            (h, m) =>
+              m !== n &&
+              h.instrs.some((i) => i.args.some((a) => a.id === r.id)) &&
+              !h.instrs.some((i) => i.results.some((x) => x.id === r.id)),
+          );
+          if ((usedOutside || outputs.has(r.id)) && definedIn.get(r.id) === n) {
+            const name = `%${r.id}`;
+            home.set(r.id, name);
+            if (!writes.includes(name)) writes.push(name);
+            const t = r.type;
+            addBuffer({ name, kind: 'temp', dtype: t.kind === 'index' ? 'i32' : t.dtype, shape: shapeOf(t) });
+            bytes.push(bytesOf(t));
+          }
+        }
+      }
+      const main = g.instrs.find((i) => anchors[i.op] !== undefined || !views.has(i.op)) ?? g.instrs[0];
+      const grid = main?.results[0] ? shapeOf(main.results[0].type).slice(0, 2) : [];
+      kernels.push({
+        name: `${stage.name}/${n}.${g.kind}`,
+        kind: g.kind,
+        stage: stage.name,
+        reads,
+        writes,
+        grid,
+        indirect,
+        epilogue: g.epilogue,
+        flops: g.instrs.flatMap(flopsOf),
+        bytes,
+        instrs: g.instrs,
+      });
+    });
+    for (const o of stage.outputs) carried.set(o.name, home.get(o.value.id) ?? `%${o.value.id}`);
+  }
+  return { name: p.name, buffers: [...buffers.values()], kernels };
+}
+
+/**
+ * The phase again as stages whose bodies are the kernels' instructions in kernel order — what
+ * running the kernels computes. Tests interpret it to show that fusion loses nothing.
+ */
+export function stagesFromKernels(p: StepProgram, kp: KernelProgram): StepProgram {
+  const stages = p.stages.map((s): Stage => {
+    const seen = new Set<number>();
+    const body: Instr[] = [];
+    for (const k of kp.kernels) {
+      if (k.stage !== s.name) continue;
+      for (const i of k.instrs) {
+        const key = i.results[0]?.id;
+        if (key !== undefined && seen.has(key)) continue;
+        if (key !== undefined) seen.add(key);
+        body.push(i);
+      }
+    }
+    return { ...s, body };
+  });
+  return { ...p, stages };
+}
+
+export const fusionPass: Pass = {
+  name: 'fusion',
+  description:
+    'group each phase into kernels: attention with its gathers and merge, GEMMs with their epilogues, norms with indirect rows',
+  run(state: PipelineState): PipelineState {
+    const kernels = new Map([...state.phases].map(([name, p]) => [name, fuseProgram(p)] as const));
+    return { ...state, kernels };
+  },
+};

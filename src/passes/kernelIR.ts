@@ -1,0 +1,64 @@
+import type { Dim, DType, Instr } from '../ir/types.ts';
+
+/**
+ * The target-neutral kernel IR: what renderers (C, WGSL, PTX) turn into code. A phase becomes a
+ * linear schedule of kernels over named buffers; each kernel keeps the IR instructions fused into
+ * it (so that it can be interpreted and checked) and states its index space and cost.
+ */
+export type BufferKind =
+  /** host-provided each step: token ids, block ids, index lists */
+  | 'input'
+  /** model weights, read-only, outside the arena */
+  | 'weight'
+  /** intermediate values; live ranges decide where they sit in the arena */
+  | 'temp'
+  /** caches and partials that persist across steps; their own region */
+  | 'persistent';
+
+export interface Buffer {
+  readonly name: string;
+  readonly kind: BufferKind;
+  readonly dtype: DType;
+  /** Rows first; `L` is the canvas, `#name` an index list's length. */
+  readonly shape: readonly Dim[];
+  /** Memory layout chosen by the layout pass, e.g. `row-major`, `head-major`, `packed-k16`. */
+  readonly layout: string;
+}
+
+export type KernelKind = 'embed' | 'norm' | 'gemm' | 'attention' | 'elementwise' | 'copy' | 'logits';
+
+export interface Kernel {
+  readonly name: string;
+  readonly kind: KernelKind;
+  /** The stage (layer) this kernel belongs to. */
+  readonly stage: string;
+  readonly reads: readonly string[];
+  readonly writes: readonly string[];
+  /** The iteration space, outermost first, e.g. [`#rows.0`, 96] for a GEMM producing 96 columns. */
+  readonly grid: readonly Dim[];
+  /** Gathers folded into the kernel's loads (indirect rows): the index lists it reads through. */
+  readonly indirect: readonly string[];
+  /** Operations fused after the main one, in order (bias, rope, swiglu, residual, scatter, merge, …). */
+  readonly epilogue: readonly string[];
+  /** Floating-point operations and bytes moved, as functions of the dims (see cost.ts). */
+  readonly flops: Cost;
+  readonly bytes: Cost;
+  /** The IR instructions this kernel computes, in order. */
+  readonly instrs: readonly Instr[];
+}
+
+/** A cost as a sum of products of dims and constants: [[coef, dim, dim, …], …]. */
+export type Cost = readonly (readonly [number, ...Dim[]])[];
+
+export interface KernelProgram {
+  readonly name: string;
+  readonly buffers: readonly Buffer[];
+  readonly kernels: readonly Kernel[];
+}
+
+/** Evaluates a cost for concrete sizes of the symbolic dims. */
+export function evalCost(c: Cost, size: (d: Dim) => number): number {
+  return c.reduce((sum, [coef, ...dims]) => sum + dims.reduce<number>((p, d) => p * size(d), coef), 0);
+}
+
+export const dtypeBytes: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
