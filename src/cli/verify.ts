@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
 import { WeightError } from '../model/weights.ts';
 import { blockLength } from '../runtime/simulate.ts';
-import { type PlanVerdict, verifyCheckedPlan } from '../runtime/verify.ts';
+import { type Backend, type PlanVerdict, type RunnerFactory, verifyCheckedPlan } from '../runtime/verify.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
 import { loadModelConfig, loadPlans } from './plans.ts';
 
@@ -17,7 +18,7 @@ export interface VerifyCommandOptions {
   readonly genLength?: string;
 }
 
-const backends = ['reference'];
+const backends = ['reference', 'cpu'];
 
 /** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
 const defaultConfigs = (): ModelConfig[] => {
@@ -58,12 +59,20 @@ export function runVerify(paths: readonly string[], o: VerifyCommandOptions, io:
     // Two blocks by default, so that every plan meets a block boundary.
     const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
     try {
+      const backend = o.backend as Backend;
+      // Each case compiles (or finds in the cache) the plan for its model and canvas.
+      const runnerFor: RunnerFactory = (plan, cfg, weights, L) => {
+        const build = buildCpu(plan, cfg, L);
+        return (n) => new CpuRunner(build, weights, n);
+      };
       const verdict = verifyCheckedPlan(checked, {
         configs: config ? [config] : defaultConfigs(),
         cases,
         seed,
         promptLen,
         genLen,
+        backend,
+        ...(backend === 'cpu' ? { runnerFor } : {}),
       });
       io.out(summary(path, verdict));
       codes.push(verdict.ok ? Exit.ok : Exit.failed);

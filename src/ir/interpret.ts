@@ -131,11 +131,14 @@ const attrKindOk = (kind: AttrKind, v: AttrValue): boolean =>
 /**
  * Runs one stage. `inputs` maps each stage input's name to its value (extra entries are ignored);
  * the result maps each stage output's name to its value. Cache writes go to `resources`.
+ * With `float32`, every float result is rounded to float32 as it is produced: the eager float32
+ * evaluation whose error against the float64 result sets the error budget of float32 backends.
  */
 export function interpretStage(
   stage: Stage,
   inputs: ReadonlyMap<string, RuntimeValue>,
   resources: ResourceStore,
+  opts: { readonly float32?: boolean } = {},
 ): Map<string, RuntimeValue> {
   const shapes = new Shapes(resources.L);
   const env = new Map<number, RuntimeValue>();
@@ -164,6 +167,8 @@ export function interpretStage(
     }
     instr.results.forEach((r, i) => {
       const v = results[i] as RuntimeValue;
+      if (opts.float32 && isHostTensor(v))
+        for (let k = 0; k < v.data.length; k++) v.data[k] = Math.fround(v.data[k] as number);
       shapes.check(r.type, v, `result ${i} (%${r.id})`, fail);
       env.set(r.id, v);
     });

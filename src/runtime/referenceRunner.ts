@@ -4,6 +4,7 @@ import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage, StepProgram } from '../ir/types.ts';
 import type { Weights } from '../model/weights.ts';
 import type { Inspector } from './inspector.ts';
+import type { StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
 
 const stageOf = (p: StepProgram, name: string): Stage => {
@@ -12,21 +13,16 @@ const stageOf = (p: StepProgram, name: string): Stage => {
   return s;
 };
 
-export interface StepOutput {
-  readonly phase: 'refresh' | 'cached';
-  /** Rows whose predictions this step recomputed, and their logits [#out, vocab]. */
-  readonly out: Int32Array;
-  readonly logits: HostTensor;
-}
-
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
-export class ReferenceRunner {
+export class ReferenceRunner implements StepRunner {
   readonly store: ResourceStore;
 
   constructor(
     private readonly lowered: LoweredPlan,
     private readonly weights: Weights,
     L: number,
+    /** Round every intermediate to float32: the eager float32 reference. */
+    private readonly float32 = false,
   ) {
     const { refresh, cached, reuse } = lowered.programs;
     const resources = new Map(
@@ -44,10 +40,9 @@ export class ReferenceRunner {
       if (!w) throw new Error(`stage ${stage.name} needs weight ${i.name}, which the model does not have`);
       inputs.set(i.name, w);
     }
-    return interpretStage(stage, inputs, this.store);
+    return interpretStage(stage, inputs, this.store, { float32: this.float32 });
   }
 
-  /** One denoising step: the inspector decides each layer just before it runs. */
   step(inspector: Inspector, scores: ModelScores, tokens: Int32Array, blocks: Int32Array): StepOutput {
     const { refresh, cached, reuse } = this.lowered.programs;
     const full = inspector.fullStep();

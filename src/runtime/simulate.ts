@@ -7,6 +7,7 @@ import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
 import { Inspector } from './inspector.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
+import type { StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
 
 export interface GenerationCase {
@@ -15,6 +16,8 @@ export interface GenerationCase {
   readonly prompt: Int32Array;
   readonly genLen: number;
   readonly seed: number;
+  /** The backend that runs the step programs (default: the float64 reference interpreter). */
+  readonly runner?: (L: number) => StepRunner;
 }
 
 export interface StepRecord {
@@ -62,7 +65,7 @@ export function simulateGeneration(
   const blocks = Int32Array.from({ length: L }, (_, i) => canvas.blockOf(i));
   const rng = createRng(c.seed);
   const random = Float64Array.from({ length: L }, () => rng.uniform());
-  const runner = new ReferenceRunner(lowered, weights, L);
+  const runner = c.runner ? c.runner(L) : new ReferenceRunner(lowered, weights, L);
   const scores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, (l) => runner.kvValues(l));
   const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, random);
   const goldenScores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, () => undefined);

@@ -4,6 +4,7 @@ import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { compilePlan } from '../../src/passes/compile.ts';
+import { modelFor } from '../../src/runtime/modelFor.ts';
 import { type GenerationResult, simulateGeneration } from '../../src/runtime/simulate.ts';
 import { float64Bound } from '../../src/runtime/verify.ts';
 import { configArb } from '../support/models.ts';
@@ -24,12 +25,7 @@ function run(
   premise = false,
 ): GenerationResult & { L: number; config: ModelConfig } {
   const plan = examplePlan(name);
-  const causal = plan.typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
-  const config: ModelConfig = {
-    ...base,
-    attention: causal ? 'block_causal' : 'full',
-    arShift: plan.typed.decode.arShift,
-  };
+  const config = modelFor(plan, base);
   const weights = randomWeights(config, seed, premise ? { attentionOutputScale: 0 } : {});
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (seed + 7 * i) % (config.vocab - 1));
   const result = simulateGeneration(plan, compilePlan(plan, config, { target: 'reference' }).lowered, {

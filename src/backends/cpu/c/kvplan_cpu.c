@@ -1,0 +1,667 @@
+/*
+ * kvplan CPU primitives (see kvplan_cpu.h for the ABI and docs/cpu-backend.md for the design).
+ *
+ * C11 + OpenMP. The hot loops are written once over a vector type `kvi_vf` of KV_VL floats (GCC vector
+ * extensions) and specialised by the target the compiler sees:
+ *   AVX-512  KV_VL = 16, GEMM micro-tile  8 rows x 32 columns (16 zmm accumulators)
+ *   AVX2     KV_VL =  8, GEMM micro-tile  6 rows x 16 columns (12 ymm accumulators)
+ *   other    KV_VL =  1 (plain float), micro-tile 4 x 4; portable scalar C.
+ * The packed weight layout depends on the micro-tile width, so a buffer packed by one build of
+ * this library must be used with the same build (kv_packed_size says how large it is).
+ */
+#include "kvplan_cpu.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__)
+#define KV_VL 16
+#define KV_GEMM_MR 8
+#define KV_GEMM_NV 2
+#elif defined(__AVX2__)
+#define KV_VL 8
+#define KV_GEMM_MR 6
+#define KV_GEMM_NV 2
+#else
+#define KV_VL 1
+#define KV_GEMM_MR 4
+#define KV_GEMM_NV 4
+#endif
+
+#define KV_GEMM_NR (KV_GEMM_NV * KV_VL) /* columns of one packed panel / micro-tile */
+#define KV_GEMM_KC 256            /* k-block: A micro-panel MR x KC stays in L1 */
+#define KV_GEMM_MC (KV_GEMM_MR * 8)  /* rows per work unit */
+#define KV_GEMM_NC 256            /* columns per work unit (rounded to whole panels) */
+
+#if KV_VL > 1
+typedef float kvi_vf __attribute__((vector_size(KV_VL * 4)));
+typedef int32_t kvi_vi __attribute__((vector_size(KV_VL * 4)));
+/* Unaligned, aliasing-safe views for loads and stores. */
+typedef float kvi_vfu __attribute__((vector_size(KV_VL * 4), aligned(4), may_alias));
+
+static inline kvi_vf kvi_vload(const float *p) { return *(const kvi_vfu *)p; }
+static inline void kvi_vstore(float *p, kvi_vf x) { *(kvi_vfu *)p = x; }
+static inline kvi_vf kvi_vsplat(float x) { return (kvi_vf){0} + x; }
+static inline kvi_vf kvi_vselect(kvi_vi mask, kvi_vf a, kvi_vf b) { return (kvi_vf)(((kvi_vi)a & mask) | ((kvi_vi)b & ~mask)); }
+static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return kvi_vselect(a > b, a, b); }
+static inline float kvi_vhsum(kvi_vf x) {
+  float s = 0.0f;
+  for (int i = 0; i < KV_VL; i++) s += x[i];
+  return s;
+}
+static inline float kvi_vhmax(kvi_vf x) {
+  float m = x[0];
+  for (int i = 1; i < KV_VL; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+/*
+ * exp(x) for float lanes, about 1 ulp (Cephes expf): x = n ln2 + r, |r| <= ln2/2, degree-6
+ * polynomial, scaled by 2^n through the exponent bits. Lanes below ln(FLT_MIN) (and -inf, NaN)
+ * give 0; lanes are clamped above at 88.
+ */
+static inline kvi_vf kvi_vexp(kvi_vf x) {
+  const kvi_vi keep = x >= kvi_vsplat(-87.33654475f);
+  x = kvi_vselect(x > kvi_vsplat(88.0f), kvi_vsplat(88.0f), x);
+  x = kvi_vselect(keep, x, kvi_vsplat(0.0f));
+  const kvi_vf magic = kvi_vsplat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+  const kvi_vf n = (x * 1.44269504088896341f + magic) - magic;
+  kvi_vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  kvi_vf y = kvi_vsplat(1.9875691500e-4f);
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  const kvi_vi e = (__builtin_convertvector(n, kvi_vi) + 127) << 23;
+  y = y * (kvi_vf)e;
+  return (kvi_vf)((kvi_vi)y & keep);
+}
+#else
+typedef float kvi_vf;
+static inline kvi_vf kvi_vload(const float *p) { return *p; }
+static inline void kvi_vstore(float *p, kvi_vf x) { *p = x; }
+static inline kvi_vf kvi_vsplat(float x) { return x; }
+static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return a > b ? a : b; }
+static inline float kvi_vhsum(kvi_vf x) { return x; }
+static inline float kvi_vhmax(kvi_vf x) { return x; }
+static inline kvi_vf kvi_vexp(kvi_vf x) { return x >= -87.33654475f ? expf(x) : 0.0f; } /* -inf, NaN -> 0 */
+#endif
+
+static inline int kvi_imin(int a, int b) { return a < b ? a : b; }
+static inline int64_t kvi_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static void *kvi_aligned_buffer(size_t floats) {
+  size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+  return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Threads
+ */
+
+void kv_set_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+#else
+  (void)n;
+#endif
+}
+
+int kv_get_threads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+#ifdef _OPENMP
+#define KV_PAR_MIN_WORK 65536.0 /* below this many flops a primitive runs on one thread */
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * GEMM
+ *
+ * Packed weight: panels of KV_GEMM_NR output columns (the last one zero-padded), each stored
+ * k-major: packed[p][kk][jr] = W[p * NR + jr][kk]. A k-block of a panel is then one contiguous
+ * [kc][NR] slice. A is packed per work unit into micro-panels [kc][MR] (rows gathered through
+ * arows, zero-padded), so the micro-kernel reads both operands sequentially: per kk it loads
+ * NV vectors of W and broadcasts MR scalars of A into MR x NV FMAs on register accumulators.
+ */
+
+int64_t kv_packed_size(int n, int k) {
+  if (n <= 0 || k <= 0) return 0;
+  return kvi_ceil_div(n, KV_GEMM_NR) * KV_GEMM_NR * (int64_t)k;
+}
+
+void kv_pack_weight(int n, int k, const float *w, float *packed) {
+  if (n <= 0 || k <= 0) return;
+  const int64_t panels = kvi_ceil_div(n, KV_GEMM_NR);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * k > KV_PAR_MIN_WORK)
+#endif
+  for (int64_t p = 0; p < panels; p++) {
+    float *dst = packed + p * KV_GEMM_NR * (int64_t)k;
+    const int j0 = (int)(p * KV_GEMM_NR);
+    const int nr = kvi_imin(KV_GEMM_NR, n - j0);
+    for (int jr = 0; jr < KV_GEMM_NR; jr++) {
+      if (jr < nr) {
+        const float *src = w + (int64_t)(j0 + jr) * k;
+        for (int kk = 0; kk < k; kk++) dst[(int64_t)kk * KV_GEMM_NR + jr] = src[kk];
+      } else {
+        for (int kk = 0; kk < k; kk++) dst[(int64_t)kk * KV_GEMM_NR + jr] = 0.0f;
+      }
+    }
+  }
+}
+
+/*
+ * The micro-kernel: acc[MR][NR] = sum_kk ap[kk][:] (x) bp[kk][:], then c = acc (add == 0) or
+ * c += acc (add != 0) for the full MR x NR tile at c (row stride ldc).
+ */
+static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const float *restrict ap,
+                                                              const float *restrict bp, float *c,
+                                                              int64_t ldc, int add) {
+  kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
+  for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+  for (int kk = 0; kk < kc; kk++) {
+    kvi_vf b[KV_GEMM_NV];
+    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
+    for (int r = 0; r < KV_GEMM_MR; r++) {
+      const float a = ap[r];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] += a * b[v];
+    }
+    ap += KV_GEMM_MR;
+    bp += KV_GEMM_NR;
+  }
+  if (add) {
+    for (int r = 0; r < KV_GEMM_MR; r++)
+      for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v]);
+  } else {
+    for (int r = 0; r < KV_GEMM_MR; r++)
+      for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
+  }
+}
+
+static void kvi_micro_store(int kc, const float *ap, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_kernel(kc, ap, bp, c, ldc, 0);
+}
+static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_kernel(kc, ap, bp, c, ldc, 1);
+}
+
+/* Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels [kc][MR]. */
+static void kvi_pack_a(int mc, int kc, const float *a, int64_t lda, const int32_t *arows, int i0, int k0,
+                   float *dst) {
+  for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
+    const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
+    for (int r = 0; r < KV_GEMM_MR; r++) {
+      if (r < mr) {
+        const int i = i0 + ir + r;
+        const float *src = a + (int64_t)(arows ? arows[i] : i) * lda + k0;
+        for (int kk = 0; kk < kc; kk++) dst[kk * KV_GEMM_MR + r] = src[kk];
+      } else {
+        for (int kk = 0; kk < kc; kk++) dst[kk * KV_GEMM_MR + r] = 0.0f;
+      }
+    }
+    dst += (int64_t)kc * KV_GEMM_MR;
+  }
+}
+
+void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed,
+             const float *bias, float *c, int ldc, int accumulate) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++)
+        c[(int64_t)i * ldc + j] = (accumulate ? c[(int64_t)i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+    return;
+  }
+  const int panels = (int)kvi_ceil_div(n, KV_GEMM_NR);
+  const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
+  const int row_units = (int)kvi_ceil_div(m, KV_GEMM_MC);
+  const int col_units = (int)kvi_ceil_div(panels, nc_panels);
+  const int units = row_units * col_units;
+  const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
+  /* c starts as (accumulate ? c : 0) + bias; the k-blocks are then added to it. */
+  const int first_adds = accumulate || bias != NULL;
+#ifdef _OPENMP
+#pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
+#endif
+  {
+    float *apack = kvi_aligned_buffer((size_t)KV_GEMM_MC * KV_GEMM_KC);
+    float tile[KV_GEMM_MR * KV_GEMM_NR];
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int u = 0; u < units; u++) {
+      /* Consecutive units share a column block, so a thread keeps its weights warm in L2. */
+      const int cu = u / row_units;
+      const int ru = u % row_units;
+      const int i0 = ru * KV_GEMM_MC;
+      const int mc = kvi_imin(KV_GEMM_MC, m - i0);
+      const int p0 = cu * nc_panels;
+      const int p1 = kvi_imin(panels, p0 + nc_panels);
+      if (bias) {
+        const int j0 = p0 * KV_GEMM_NR;
+        const int j1 = kvi_imin(n, p1 * KV_GEMM_NR);
+        for (int i = i0; i < i0 + mc; i++) {
+          float *crow = c + (int64_t)i * ldc;
+          for (int j = j0; j < j1; j++) crow[j] = (accumulate ? crow[j] : 0.0f) + bias[j];
+        }
+      }
+      for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
+        const int kc = kvi_imin(KV_GEMM_KC, k - k0);
+        const int add = first_adds || k0 > 0;
+        kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack);
+        for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
+          const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
+          const float *ap = apack + (int64_t)ir * kc;
+          for (int p = p0; p < p1; p++) {
+            const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
+            const int j0 = p * KV_GEMM_NR;
+            const int nr = kvi_imin(KV_GEMM_NR, n - j0);
+            float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
+            if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
+              if (add)
+                kvi_micro_add(kc, ap, bp, ct, ldc);
+              else
+                kvi_micro_store(kc, ap, bp, ct, ldc);
+            } else {
+              kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR);
+              for (int r = 0; r < mr; r++)
+                for (int j = 0; j < nr; j++)
+                  ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
+            }
+          }
+        }
+      }
+    }
+    free(apack);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention
+ *
+ * Flash-style, computed transposed so that nothing is transposed at run time. A work unit is a
+ * block of (query row, head) pairs that share one kv head (GQA heads read the same keys): up to
+ * KV_ATT_PANELS panels of KV_GEMM_NR pairs, packed once like weight panels ([hd][NR]). Per tile of
+ * KV_ATT_KT keys the GEMM micro-kernel, reading key rows straight from the canvas through kpos,
+ * computes S^T[key][pair] = K Q^T. Each row of S^T is then a vector over pairs, so masking, the
+ * running max, exp (kvi_vexp), the running sum and the rescale factor are all lane-wise. Finally
+ * O[pair] += sum_key P[key][pair] V[key] on register tiles of 4 pairs x 4 vectors of hd.
+ * No [nq, nk] matrix exists; the state per pair is (max, sum, O[hd]).
+ */
+
+#ifndef KV_ATT_PANELS
+#define KV_ATT_PANELS 2 /* pair panels per unit: 2 * NR pairs */
+#endif
+#ifndef KV_ATT_KT
+#define KV_ATT_KT (8 * KV_GEMM_MR) /* keys per tile (a multiple of KV_GEMM_MR) */
+#endif
+#define KV_PV_R 4
+#define KV_PV_V 4
+
+/* S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d arow[r][d] * bp[d][:] (NR). */
+static void kvi_micro_rows(int kc, const float *const *arow, const float *restrict bp, float *c, int64_t ldc) {
+  kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
+  for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+  const float *ar[KV_GEMM_MR];
+  for (int r = 0; r < KV_GEMM_MR; r++) ar[r] = arow[r];
+  for (int kk = 0; kk < kc; kk++) {
+    kvi_vf b[KV_GEMM_NV];
+    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
+    for (int r = 0; r < KV_GEMM_MR; r++) {
+      const float a = ar[r][kk];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] += a * b[v];
+    }
+    bp += KV_GEMM_NR;
+  }
+  for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
+}
+
+/* O[r][d0 .. d0 + nv*KV_VL) += sum_t P[t][r] * V[t][d0 ..] for pairs r < nr (constants when inlined). */
+static inline __attribute__((always_inline)) void kvi_pv_block(int nr, int nv, int tl, const float *p, int ldp,
+                                                          const float *const *vrows, int d0, float *o,
+                                                          int ldo) {
+  kvi_vf acc[KV_PV_R][KV_PV_V];
+  for (int r = 0; r < nr; r++)
+    for (int v = 0; v < nv; v++) acc[r][v] = kvi_vload(o + r * ldo + d0 + v * KV_VL);
+  for (int t = 0; t < tl; t++) {
+    kvi_vf x[KV_PV_V];
+    for (int v = 0; v < nv; v++) x[v] = kvi_vload(vrows[t] + d0 + v * KV_VL);
+    for (int r = 0; r < nr; r++) {
+      const float w = p[t * ldp + r];
+      for (int v = 0; v < nv; v++) acc[r][v] += w * x[v];
+    }
+  }
+  for (int r = 0; r < nr; r++)
+    for (int v = 0; v < nv; v++) kvi_vstore(o + r * ldo + d0 + v * KV_VL, acc[r][v]);
+}
+
+static void kvi_pv_full(int tl, const float *p, int ldp, const float *const *vrows, int d0, float *o, int ldo) {
+  kvi_pv_block(KV_PV_R, KV_PV_V, tl, p, ldp, vrows, d0, o, ldo);
+}
+
+static void kvi_pv_any(int nr, int nv, int tl, const float *p, int ldp, const float *const *vrows, int d0, float *o,
+                   int ldo) {
+  kvi_pv_block(nr, nv, tl, p, ldp, vrows, d0, o, ldo);
+}
+
+/* A row of zeros at least hd floats long (head dimensions beyond 1024 are not supported). */
+static const float *kvi_zero_row(int hd) {
+  static const float zeros[1024];
+  (void)hd;
+  return zeros;
+}
+
+void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                  const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
+                  const int32_t *blocks, float *o, float *lse) {
+  if (nq <= 0 || heads <= 0) return;
+  if (nk <= 0 || hd <= 0 || kvh <= 0) {
+    if (hd > 0) memset(o, 0, sizeof(float) * (size_t)nq * heads * hd);
+    for (int i = 0; i < nq; i++) {
+      /* With hd = 0 every score is 0 and lse is the log of the number of visible keys. */
+      int seen = 0;
+      if (hd <= 0 && kvh > 0)
+        for (int j = 0; j < nk; j++) seen += !blocks || blocks[kpos[j]] <= blocks[qpos[i]];
+      for (int h = 0; h < heads; h++) lse[(int64_t)i * heads + h] = seen ? logf((float)seen) : -INFINITY;
+    }
+    return;
+  }
+  const int group = heads / kvh;
+  const int upairs = KV_ATT_PANELS * KV_GEMM_NR;                 /* pairs per unit, at most */
+  const int qblock = group >= upairs ? 1 : upairs / group; /* query rows per unit */
+  const int rows = qblock * group;
+  const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T row stride */
+  const int qblocks = (int)kvi_ceil_div(nq, qblock);
+  const int units = qblocks * kvh;
+  const int64_t hstride = (int64_t)kvh * hd; /* canvas row stride */
+  const double work = 4.0 * nq * nk * heads * hd;
+  (void)work;
+#ifdef _OPENMP
+#pragma omp parallel if (work > KV_PAR_MIN_WORK && units > 1)
+#endif
+  {
+    float *qpack = kvi_aligned_buffer((size_t)rows_pad * hd);
+    float *st = kvi_aligned_buffer((size_t)KV_ATT_KT * rows_pad);
+    float *acc = kvi_aligned_buffer((size_t)rows * hd);
+    float *mrow = kvi_aligned_buffer((size_t)rows_pad);
+    float *lrow = kvi_aligned_buffer((size_t)rows_pad);
+    float *alpha = kvi_aligned_buffer((size_t)rows_pad);
+    int32_t *qb = kvi_aligned_buffer((size_t)rows_pad);
+    const float *krows[KV_ATT_KT];
+    const float *vrows[KV_ATT_KT];
+    int32_t kb[KV_ATT_KT];
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int u = 0; u < units; u++) {
+      const int g = u % kvh;
+      const int i0 = (u / kvh) * qblock;
+      const int nqi = kvi_imin(qblock, nq - i0);
+      const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
+      const int npan = (int)kvi_ceil_div(nr, KV_GEMM_NR);
+      /* Pack the pairs' query vectors as panels [hd][NR], zero-padded. */
+      for (int pn = 0; pn < npan; pn++) {
+        float *dst = qpack + (int64_t)pn * KV_GEMM_NR * hd;
+        for (int c = 0; c < KV_GEMM_NR; c++) {
+          const int rho = pn * KV_GEMM_NR + c;
+          if (rho < nr) {
+            const int i = i0 + rho / group;
+            const int h = g * group + rho % group;
+            const float *src = q + ((int64_t)i * heads + h) * hd;
+            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = src[d];
+          } else {
+            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = 0.0f;
+          }
+        }
+      }
+      int32_t qb_max = INT32_MIN;
+      for (int rho = 0; rho < npan * KV_GEMM_NR; rho++) {
+        mrow[rho] = -INFINITY;
+        lrow[rho] = 0.0f;
+        /* Padding pairs see nothing (INT32_MIN is below every block, -1 for the prompt included). */
+        qb[rho] = rho < nr ? (blocks ? blocks[qpos[i0 + rho / group]] : 0) : INT32_MIN;
+        if (rho < nr && qb[rho] > qb_max) qb_max = qb[rho];
+      }
+      memset(acc, 0, sizeof(float) * (size_t)nr * hd);
+
+      for (int t0 = 0; t0 < nk; t0 += KV_ATT_KT) {
+        const int tl = kvi_imin(KV_ATT_KT, nk - t0);
+        int any = 0;
+        for (int t = 0; t < tl; t++) {
+          kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
+          const int seen = kb[t] <= qb_max;
+          any |= seen;
+          const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)g * hd;
+          /* A key no query of the unit sees may never have been written (NaN); its zero weight
+             would still turn a NaN value into NaN, so it reads a zero row instead. */
+          krows[t] = seen ? kcanvas + base : kvi_zero_row(hd);
+          vrows[t] = seen ? vcanvas + base : kvi_zero_row(hd);
+        }
+        if (!any) continue; /* no pair of this unit sees any key of the tile */
+        const int tpad = (int)kvi_ceil_div(tl, KV_GEMM_MR) * KV_GEMM_MR;
+        for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, then masked */
+        /* S^T = K Q^T for the tile. */
+        for (int tb = 0; tb < tpad; tb += KV_GEMM_MR)
+          for (int pn = 0; pn < npan; pn++)
+            kvi_micro_rows(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
+                       rows_pad);
+        /* Scale and mask lane-wise, then the online softmax over the tile's keys. */
+        for (int c = 0; c < npan * KV_GEMM_NR; c += KV_VL) {
+          kvi_vf mx = kvi_vsplat(-INFINITY);
+          for (int t = 0; t < tl; t++) {
+            float *sp = st + (int64_t)t * rows_pad + c;
+            kvi_vf x = kvi_vload(sp) * scale;
+            if (blocks) {
+#if KV_VL > 1
+              x = kvi_vselect(*(const kvi_vi *)(qb + c) >= kb[t], x, kvi_vsplat(-INFINITY));
+#else
+              x = qb[c] >= kb[t] ? x : -INFINITY;
+#endif
+            }
+            kvi_vstore(sp, x);
+            mx = kvi_vmax(mx, x);
+          }
+          const kvi_vf mold = kvi_vload(mrow + c);
+          const kvi_vf mnew = kvi_vmax(mold, mx);
+          /* exp(-inf - -inf) is NaN, which kvi_vexp maps to 0: an empty pair keeps o = 0, l = 0. */
+          const kvi_vf al = kvi_vexp(mold - mnew);
+          kvi_vf sum = kvi_vsplat(0.0f);
+          for (int t = 0; t < tl; t++) {
+            float *sp = st + (int64_t)t * rows_pad + c;
+            const kvi_vf e = kvi_vexp(kvi_vload(sp) - mnew);
+            kvi_vstore(sp, e);
+            sum += e;
+          }
+          kvi_vstore(lrow + c, kvi_vload(lrow + c) * al + sum);
+          kvi_vstore(mrow + c, mnew);
+          kvi_vstore(alpha + c, al);
+        }
+        for (int rho = 0; rho < nr; rho++) {
+          const float a = alpha[rho];
+          if (a == 1.0f) continue;
+          float *orow = acc + (int64_t)rho * hd;
+          int d = 0;
+          for (; d + KV_VL <= hd; d += KV_VL) kvi_vstore(orow + d, kvi_vload(orow + d) * a);
+          for (; d < hd; d++) orow[d] *= a;
+        }
+        /* O += P V on register tiles. */
+        const int dfull = hd / KV_VL; /* whole vectors per row */
+        for (int r0 = 0; r0 < nr; r0 += KV_PV_R) {
+          const int rr = kvi_imin(KV_PV_R, nr - r0);
+          const float *p = st + r0;
+          float *orow = acc + (int64_t)r0 * hd;
+          for (int v0 = 0; v0 < dfull; v0 += KV_PV_V) {
+            const int nv = kvi_imin(KV_PV_V, dfull - v0);
+            if (rr == KV_PV_R && nv == KV_PV_V)
+              kvi_pv_full(tl, p, rows_pad, vrows, v0 * KV_VL, orow, hd);
+            else
+              kvi_pv_any(rr, nv, tl, p, rows_pad, vrows, v0 * KV_VL, orow, hd);
+          }
+          for (int d = dfull * KV_VL; d < hd; d++)
+            for (int r = 0; r < rr; r++) {
+              float x = orow[(int64_t)r * hd + d];
+              for (int t = 0; t < tl; t++) x += p[(int64_t)t * rows_pad + r] * vrows[t][d];
+              orow[(int64_t)r * hd + d] = x;
+            }
+        }
+      }
+      /* Normalise and write out. */
+      for (int rho = 0; rho < nr; rho++) {
+        const int i = i0 + rho / group;
+        const int h = g * group + rho % group;
+        float *dst = o + ((int64_t)i * heads + h) * hd;
+        const float *src = acc + (int64_t)rho * hd;
+        if (lrow[rho] > 0.0f) {
+          const float inv = 1.0f / lrow[rho];
+          for (int d = 0; d < hd; d++) dst[d] = src[d] * inv;
+          lse[(int64_t)i * heads + h] = mrow[rho] + logf(lrow[rho]);
+        } else {
+          for (int d = 0; d < hd; d++) dst[d] = 0.0f;
+          lse[(int64_t)i * heads + h] = -INFINITY;
+        }
+      }
+    }
+    free(qpack);
+    free(st);
+    free(acc);
+    free(mrow);
+    free(lrow);
+    free(alpha);
+    free(qb);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Merge, normalisation, rotary, pointwise, gathers
+ */
+
+void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2) {
+  const int64_t pairs = (int64_t)(rows > 0 ? rows : 0) * (heads > 0 ? heads : 0);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)pairs * hd > KV_PAR_MIN_WORK)
+#endif
+  for (int64_t r = 0; r < pairs; r++) {
+    const float l1 = lse1[r];
+    const float l2 = lse2[r];
+    const float m = l1 > l2 ? l1 : l2;
+    float *x = o1 + r * hd;
+    const float *y = o2 + r * hd;
+    if (m == -INFINITY) {
+      for (int d = 0; d < hd; d++) x[d] = 0.0f;
+      lse1[r] = -INFINITY;
+      continue;
+    }
+    const float w1 = expf(l1 - m);
+    const float w2 = expf(l2 - m);
+    const float total = w1 + w2;
+    const float a = w1 / total;
+    const float b = w2 / total;
+    for (int d = 0; d < hd; d++) x[d] = (a == 0.0f ? 0.0f : a * x[d]) + (b == 0.0f ? 0.0f : b * y[d]);
+    lse1[r] = m + logf(total);
+  }
+}
+
+void kv_rmsnorm(int n, int d, const float *x, const int32_t *rows, const float *w, float eps, float *out) {
+  if (n <= 0 || d <= 0) return;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * d > KV_PAR_MIN_WORK)
+#endif
+  for (int i = 0; i < n; i++) {
+    const float *src = x + (int64_t)(rows ? rows[i] : i) * d;
+    float *dst = out + (int64_t)i * d;
+    kvi_vf ss = kvi_vsplat(0.0f);
+    int j = 0;
+    for (; j + KV_VL <= d; j += KV_VL) {
+      const kvi_vf v = kvi_vload(src + j);
+      ss += v * v;
+    }
+    float sum = kvi_vhsum(ss);
+    for (; j < d; j++) sum += src[j] * src[j];
+    const float inv = 1.0f / sqrtf(sum / (float)d + eps);
+    for (j = 0; j < d; j++) dst[j] = src[j] * w[j] * inv;
+  }
+}
+
+void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta) {
+  if (n <= 0 || heads <= 0 || hd < 2) return;
+  const int half = hd / 2;
+#ifdef _OPENMP
+#pragma omp parallel if ((double)n * heads * hd > KV_PAR_MIN_WORK)
+#endif
+  {
+    float *cs = malloc(sizeof(float) * 2 * (size_t)half);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int r = 0; r < n; r++) {
+      const double p = pos ? pos[r] : r;
+      for (int i = 0; i < half; i++) {
+        const double angle = p * pow((double)theta, -2.0 * i / hd);
+        cs[i] = (float)cos(angle);
+        cs[half + i] = (float)sin(angle);
+      }
+      for (int h = 0; h < heads; h++) {
+        float *row = x + ((int64_t)r * heads + h) * hd;
+        for (int i = 0; i < half; i++) {
+          const float lo = row[i];
+          const float hi = row[i + half];
+          row[i] = lo * cs[i] - hi * cs[half + i];
+          row[i + half] = hi * cs[i] + lo * cs[half + i];
+        }
+      }
+    }
+    free(cs);
+  }
+}
+
+void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
+  if (n <= 0) return;
+  const int64_t chunks = n / KV_VL;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * 16 > KV_PAR_MIN_WORK)
+#endif
+  for (int64_t c = 0; c < chunks; c++) {
+    const kvi_vf g = kvi_vload(gate + c * KV_VL);
+    const kvi_vf e = kvi_vexp(kvi_vsplat(0.0f) - g);
+    kvi_vstore(out + c * KV_VL, g / (1.0f + e) * kvi_vload(up + c * KV_VL));
+  }
+  for (int64_t i = chunks * KV_VL; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void kv_add(int64_t n, const float *a, const float *b, float *out) {
+  if (n <= 0) return;
+  const int64_t chunks = n / KV_VL;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n > 4 * KV_PAR_MIN_WORK)
+#endif
+  for (int64_t c = 0; c < chunks; c++) kvi_vstore(out + c * KV_VL, kvi_vload(a + c * KV_VL) + kvi_vload(b + c * KV_VL));
+  for (int64_t i = chunks * KV_VL; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out) {
+  if (n <= 0 || d <= 0) return;
+  for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * d, table + (int64_t)ids[i] * d, sizeof(float) * d);
+}
+
+void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows) {
+  if (n <= 0 || width <= 0) return;
+  for (int i = 0; i < n; i++)
+    memmove(dst + (int64_t)(dst_rows ? dst_rows[i] : i) * width, src + (int64_t)(src_rows ? src_rows[i] : i) * width,
+            sizeof(float) * width);
+}

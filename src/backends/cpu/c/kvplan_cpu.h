@@ -1,0 +1,56 @@
+/*
+ * kvplan CPU primitives: the C ABI that generated step code calls and that the runtime loads
+ * through koffi. Float tensors are float32, row-major; index lists are int32 canvas positions.
+ * Weights are stored as the model holds them, [out, in]; GEMMs use them packed (kv_pack_weight).
+ */
+#ifndef KVPLAN_CPU_H
+#define KVPLAN_CPU_H
+#include <stdint.h>
+
+/* Threads used by every primitive (OpenMP); <= 0 means all cores. */
+void kv_set_threads(int n);
+int kv_get_threads(void);
+
+/* Packed form of a weight W[n][k] for the GEMM micro-kernel; kv_packed_size floats. */
+int64_t kv_packed_size(int n, int k);
+void kv_pack_weight(int n, int k, const float *w, float *packed);
+
+/*
+ * C[i][j] = (accumulate ? C[i][j] : 0) + sum_k A[r(i)][k] * W[j][k] + (bias ? bias[j] : 0),
+ * r(i) = arows ? arows[i] : i. A has row stride lda, C row stride ldc. W packed by kv_pack_weight.
+ */
+void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed,
+             const float *bias, float *c, int ldc, int accumulate);
+
+/*
+ * Attention of nq query rows over nk keys read through kpos from canvas-sized K/V ([L][kvh][hd]):
+ * o[i][h][:] = softmax_j(scale * q[i][h]·k[kpos[j]][g]) v[kpos[j]][g], g = h / (heads / kvh),
+ * lse[i][h] = log-sum-exp of the scores (natural log). With blocks != NULL (block-causal), query i
+ * sees key j iff blocks[kpos[j]] <= blocks[qpos[i]]. A row that sees no key: o = 0, lse = -INFINITY.
+ */
+void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                  const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
+                  const int32_t *blocks, float *o, float *lse);
+
+/* In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)) by the log-sum-exp rule; rows*heads pairs. */
+void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2);
+
+/* out[i] = x[r(i)] * w / sqrt(mean(x[r(i)]^2) + eps), r(i) = rows ? rows[i] : i. */
+void kv_rmsnorm(int n, int d, const float *x, const int32_t *rows, const float *w, float eps, float *out);
+
+/* In place rotary embedding, rotate-half pairs (i, i + hd/2), angle pos[r] * theta^(-2i/hd). */
+void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta);
+
+/* out = silu(gate) * up, n elements. */
+void kv_swiglu(int64_t n, const float *gate, const float *up, float *out);
+
+/* out = a + b, n elements (out may alias a or b). */
+void kv_add(int64_t n, const float *a, const float *b, float *out);
+
+/* out[i] = table[ids[i]], rows of d floats. */
+void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out);
+
+/* dst[dst_rows ? dst_rows[i] : i] = src[src_rows ? src_rows[i] : i], n rows of width floats. */
+void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows);
+
+#endif

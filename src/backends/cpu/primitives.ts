@@ -1,0 +1,296 @@
+/**
+ * The CPU primitives (src/backends/cpu/c/kvplan_cpu.c) compiled with the system compiler and
+ * loaded through koffi, behind typed wrappers that mirror kvplan_cpu.h one to one. Typed arrays
+ * (and their subarray views) are passed to C as pointers, without copies. Every wrapper checks
+ * sizes and indices first, so that a wrong argument is a RangeError, not a crash.
+ */
+import { readFileSync } from 'node:fs';
+import koffi from 'koffi';
+import { type CompileOptions, compileLibrary } from './compiler.ts';
+
+export type LibraryHandle = ReturnType<typeof koffi.load>;
+
+/** Loads a shared library (the primitives, or a renderer's generated library) through koffi. */
+export function loadLibrary(path: string): LibraryHandle {
+  return koffi.load(path);
+}
+
+export const PRIMITIVES_SOURCE = new URL('./c/kvplan_cpu.c', import.meta.url);
+
+export function primitivesSource(): string {
+  return readFileSync(PRIMITIVES_SOURCE, 'utf8');
+}
+
+type Ints = Int32Array;
+type Floats = Float32Array;
+
+export interface Primitives {
+  /** The koffi handle of the loaded library. */
+  readonly lib: LibraryHandle;
+  /** Path of the shared library. */
+  readonly path: string;
+  /** Threads used by every primitive; <= 0 means all cores. */
+  setThreads(n: number): void;
+  getThreads(): number;
+  /** Floats of a packed [n][k] weight. */
+  packedSize(n: number, k: number): number;
+  /** Packs W [n][k] for gemm, into `out` when given (at least packedSize floats). */
+  packWeight(n: number, k: number, w: Floats, out?: Floats): Floats;
+  /** C[i][j] = (accumulate ? C[i][j] : 0) + sum_k A[r(i)][k] W[j][k] + bias[j], r(i) = arows ? arows[i] : i. */
+  gemm(
+    m: number,
+    n: number,
+    k: number,
+    a: Floats,
+    lda: number,
+    arows: Ints | null,
+    packed: Floats,
+    bias: Floats | null,
+    c: Floats,
+    ldc: number,
+    accumulate: boolean,
+  ): void;
+  /** Attention over keys gathered through kpos from canvas K/V [L][kvh][hd]; writes o [nq][heads][hd], lse [nq][heads]. */
+  attention(
+    nq: number,
+    nk: number,
+    heads: number,
+    kvh: number,
+    hd: number,
+    scale: number,
+    q: Floats,
+    kcanvas: Floats,
+    vcanvas: Floats,
+    qpos: Ints,
+    kpos: Ints,
+    blocks: Ints | null,
+    o: Floats,
+    lse: Floats,
+  ): void;
+  /** In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)). */
+  merge(rows: number, heads: number, hd: number, o1: Floats, lse1: Floats, o2: Floats, lse2: Floats): void;
+  rmsnorm(n: number, d: number, x: Floats, rows: Ints | null, w: Floats, eps: number, out: Floats): void;
+  /** In place rotary embedding of x [n][heads][hd] at positions pos [n]. */
+  rope(n: number, heads: number, hd: number, x: Floats, pos: Ints, theta: number): void;
+  swiglu(n: number, gate: Floats, up: Floats, out: Floats): void;
+  add(n: number, a: Floats, b: Floats, out: Floats): void;
+  embed(n: number, d: number, table: Floats, ids: Ints, out: Floats): void;
+  copyRows(
+    n: number,
+    width: number,
+    src: Floats,
+    srcRows: Ints | null,
+    dst: Floats,
+    dstRows: Ints | null,
+  ): void;
+}
+
+function nonNegInt(name: string, x: number): void {
+  if (!Number.isInteger(x) || x < 0 || x > 0x7fffffff)
+    throw new RangeError(`${name} must be a non-negative int32, got ${x}`);
+}
+
+function need(name: string, arr: { length: number }, count: number): void {
+  if (arr.length < count) throw new RangeError(`${name} has ${arr.length} elements, needs at least ${count}`);
+}
+
+/** Checks that the first n entries of idx lie in [0, limit); returns their maximum (-1 when n = 0). */
+function indices(name: string, idx: Ints, n: number, limit: number): number {
+  need(name, idx, n);
+  let max = -1;
+  for (let i = 0; i < n; i++) {
+    const v = idx[i] as number;
+    if (v < 0 || v >= limit) throw new RangeError(`${name}[${i}] = ${v} is outside [0, ${limit})`);
+    if (v > max) max = v;
+  }
+  return max;
+}
+
+/** Floats needed by `rows` rows of `width` at stride `ld`. */
+function span(rows: number, width: number, ld: number): number {
+  return rows <= 0 || width <= 0 ? 0 : (rows - 1) * ld + width;
+}
+
+const loaded = new Map<string, Primitives>();
+
+/** Binds the primitives of an already compiled library. */
+export function bindPrimitives(path: string): Primitives {
+  const known = loaded.get(path);
+  if (known) return known;
+  const lib = loadLibrary(path);
+  const f = {
+    setThreads: lib.func('void kv_set_threads(int n)'),
+    getThreads: lib.func('int kv_get_threads(void)'),
+    packedSize: lib.func('int64_t kv_packed_size(int n, int k)'),
+    packWeight: lib.func('void kv_pack_weight(int n, int k, const float *w, float *packed)'),
+    gemm: lib.func(
+      'void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed, ' +
+        'const float *bias, float *c, int ldc, int accumulate)',
+    ),
+    attention: lib.func(
+      'void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
+        'const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos, ' +
+        'const int32_t *blocks, float *o, float *lse)',
+    ),
+    merge: lib.func(
+      'void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2)',
+    ),
+    rmsnorm: lib.func(
+      'void kv_rmsnorm(int n, int d, const float *x, const int32_t *rows, const float *w, float eps, float *out)',
+    ),
+    rope: lib.func('void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta)'),
+    swiglu: lib.func('void kv_swiglu(int64_t n, const float *gate, const float *up, float *out)'),
+    add: lib.func('void kv_add(int64_t n, const float *a, const float *b, float *out)'),
+    embed: lib.func('void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out)'),
+    copyRows: lib.func(
+      'void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows)',
+    ),
+  };
+  const packedSize = (n: number, k: number): number => {
+    nonNegInt('n', n);
+    nonNegInt('k', k);
+    return Number(f.packedSize(n, k));
+  };
+  const p: Primitives = {
+    lib,
+    path,
+    setThreads: (n) => {
+      if (!Number.isInteger(n)) throw new RangeError(`threads must be an integer, got ${n}`);
+      f.setThreads(n);
+    },
+    getThreads: () => f.getThreads() as number,
+    packedSize,
+    packWeight(n, k, w, out) {
+      const size = packedSize(n, k);
+      need('w', w, n * k);
+      const dst = out ?? new Float32Array(size);
+      need('packed', dst, size);
+      if (size > 0) f.packWeight(n, k, w, dst);
+      return dst;
+    },
+    gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate) {
+      for (const [name, x] of [
+        ['m', m],
+        ['n', n],
+        ['k', k],
+        ['lda', lda],
+        ['ldc', ldc],
+      ] as const)
+        nonNegInt(name, x);
+      if (m === 0 || n === 0) return;
+      if (ldc < n) throw new RangeError(`ldc ${ldc} < n ${n}`);
+      if (k > 0 && lda < k) throw new RangeError(`lda ${lda} < k ${k}`);
+      if (arows) {
+        // Rows of A that exist: the last one needs k floats, the others lda.
+        const available = k > 0 ? (a.length >= k ? Math.floor((a.length - k) / lda) + 1 : 0) : 0x7fffffff;
+        indices('arows', arows, m, available);
+      } else if (k > 0) need('a', a, span(m, k, lda));
+      need('packed', packed, packedSize(n, k));
+      if (bias) need('bias', bias, n);
+      need('c', c, span(m, n, ldc));
+      f.gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate ? 1 : 0);
+    },
+    attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse) {
+      for (const [name, x] of [
+        ['nq', nq],
+        ['nk', nk],
+        ['heads', heads],
+        ['kvh', kvh],
+        ['hd', hd],
+      ] as const)
+        nonNegInt(name, x);
+      if (nq === 0) return;
+      if (!(kvh > 0 && heads % kvh === 0))
+        throw new RangeError(`${heads} query heads cannot share ${kvh} kv heads`);
+      need('q', q, nq * heads * hd);
+      need('o', o, nq * heads * hd);
+      need('lse', lse, nq * heads);
+      const row = kvh * hd;
+      const canvas = row > 0 ? Math.floor(Math.min(kcanvas.length, vcanvas.length) / row) : 0x7fffffff;
+      indices('kpos', kpos, nk, blocks ? Math.min(canvas, blocks.length) : canvas);
+      if (blocks) indices('qpos', qpos, nq, blocks.length);
+      f.attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse);
+    },
+    merge(rows, heads, hd, o1, lse1, o2, lse2) {
+      for (const [name, x] of [
+        ['rows', rows],
+        ['heads', heads],
+        ['hd', hd],
+      ] as const)
+        nonNegInt(name, x);
+      const pairs = rows * heads;
+      need('o1', o1, pairs * hd);
+      need('o2', o2, pairs * hd);
+      need('lse1', lse1, pairs);
+      need('lse2', lse2, pairs);
+      if (pairs > 0) f.merge(rows, heads, hd, o1, lse1, o2, lse2);
+    },
+    rmsnorm(n, d, x, rows, w, eps, out) {
+      nonNegInt('n', n);
+      nonNegInt('d', d);
+      if (n === 0 || d === 0) return;
+      if (rows) indices('rows', rows, n, Math.floor(x.length / d));
+      else need('x', x, n * d);
+      need('w', w, d);
+      need('out', out, n * d);
+      f.rmsnorm(n, d, x, rows, w, eps, out);
+    },
+    rope(n, heads, hd, x, pos, theta) {
+      for (const [name, v] of [
+        ['n', n],
+        ['heads', heads],
+        ['hd', hd],
+      ] as const)
+        nonNegInt(name, v);
+      if (hd % 2 !== 0) throw new RangeError(`rope needs an even head dimension, got ${hd}`);
+      need('x', x, n * heads * hd);
+      need('pos', pos, n);
+      if (n > 0) f.rope(n, heads, hd, x, pos, theta);
+    },
+    swiglu(n, gate, up, out) {
+      if (!Number.isSafeInteger(n) || n < 0)
+        throw new RangeError(`n must be a non-negative integer, got ${n}`);
+      need('gate', gate, n);
+      need('up', up, n);
+      need('out', out, n);
+      if (n > 0) f.swiglu(n, gate, up, out);
+    },
+    add(n, a, b, out) {
+      if (!Number.isSafeInteger(n) || n < 0)
+        throw new RangeError(`n must be a non-negative integer, got ${n}`);
+      need('a', a, n);
+      need('b', b, n);
+      need('out', out, n);
+      if (n > 0) f.add(n, a, b, out);
+    },
+    embed(n, d, table, ids, out) {
+      nonNegInt('n', n);
+      nonNegInt('d', d);
+      if (n === 0 || d === 0) return;
+      indices('ids', ids, n, Math.floor(table.length / d));
+      need('out', out, n * d);
+      f.embed(n, d, table, ids, out);
+    },
+    copyRows(n, width, src, srcRows, dst, dstRows) {
+      nonNegInt('n', n);
+      nonNegInt('width', width);
+      if (n === 0 || width === 0) return;
+      if (srcRows) indices('srcRows', srcRows, n, Math.floor(src.length / width));
+      else need('src', src, n * width);
+      if (dstRows) indices('dstRows', dstRows, n, Math.floor(dst.length / width));
+      else need('dst', dst, n * width);
+      f.copyRows(n, width, src, srcRows, dst, dstRows);
+    },
+  };
+  loaded.set(path, p);
+  return p;
+}
+
+/**
+ * Compiles kvplan_cpu.c (through the cache) and loads it. Options go to compileLibrary, e.g.
+ * flags to build the AVX2 or portable variant.
+ */
+export async function loadPrimitives(opts: CompileOptions = {}): Promise<Primitives> {
+  const { path } = compileLibrary(primitivesSource(), opts);
+  return bindPrimitives(path);
+}

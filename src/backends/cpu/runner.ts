@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import koffi from 'koffi';
+import type { CheckedPlan } from '../../dsl/check.ts';
+import type { LoweredPlan } from '../../ir/lower.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { ModelConfig } from '../../model/config.ts';
+import type { Weights } from '../../model/weights.ts';
+import { compilePlan } from '../../passes/compile.ts';
+import type { Inspector } from '../../runtime/inspector.ts';
+import type { StepOutput, StepRunner } from '../../runtime/runner.ts';
+import type { ModelScores } from '../../runtime/scores.ts';
+import { compileLibrary } from './compiler.ts';
+import { type CpuManifest, renderC, type StageEntry } from './render.ts';
+
+const primitivesSource = () => readFileSync(new URL('./c/kvplan_cpu.c', import.meta.url), 'utf8');
+
+export interface CpuBuild {
+  readonly lowered: LoweredPlan;
+  readonly source: string;
+  readonly manifest: CpuManifest;
+  readonly library: string;
+  readonly cached: boolean;
+}
+
+/**
+ * Compiles a plan for the CPU: passes for the `cpu` target, C rendering, and the system compiler.
+ * The primitives are pasted into the translation unit, so that their text is part of the hash.
+ */
+export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): CpuBuild {
+  const { lowered, state } = compilePlan(plan, config, { target: 'cpu', canvas: maxCanvas });
+  if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
+  const { source, manifest } = renderC(config, state.phases, state.kernels, state.memory, maxCanvas);
+  const unit = source.replace('#include "kvplan_cpu.h"', `#include "kvplan_cpu.h"\n${primitivesSource()}`);
+  const { path, cached } = compileLibrary(unit);
+  return { lowered, source, manifest, library: path, cached };
+}
+
+/** Runs a plan's compiled step functions through koffi, on one canvas of at most maxCanvas rows. */
+export class CpuRunner implements StepRunner {
+  private readonly stageFns = new Map<string, (n: Int32Array) => void>();
+  private readonly floats = new Map<string, Float32Array>();
+  private readonly ints = new Map<string, Int32Array>();
+  private readonly arena: Float32Array;
+  private readonly sizes: Int32Array;
+
+  constructor(
+    private readonly build: CpuBuild,
+    weights: Weights,
+    private readonly L: number,
+    threads = 0,
+  ) {
+    const { manifest } = build;
+    if (L > manifest.maxCanvas)
+      throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
+    const lib = koffi.load(build.library);
+    const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
+    const prepare = lib.func('int kvp_prepare(void)');
+    lib.func('void kv_set_threads(int n)')(threads);
+    for (const s of manifest.slots) {
+      const bytes = s.elements * 4;
+      const ptr = slot(s.index, bytes);
+      if (!ptr) throw new Error(`could not allocate ${bytes} bytes for ${s.name}`);
+      const buffer = koffi.view(ptr, bytes);
+      if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks')
+        this.ints.set(s.name, new Int32Array(buffer));
+      else this.floats.set(s.name, new Float32Array(buffer));
+      if (s.kind === 'weight') {
+        const w = weights.get(s.name);
+        if (!w) throw new Error(`the model has no weight ${s.name}`);
+        (this.floats.get(s.name) as Float32Array).set(w.data);
+      }
+    }
+    if (!prepare()) throw new Error('packing the weights failed (out of memory)');
+    for (const stages of Object.values(manifest.phases)) {
+      for (const st of stages) this.stageFns.set(st.fn, lib.func(`void ${st.fn}(const int32_t *N)`));
+    }
+    this.arena = this.floats.get('arena') as Float32Array;
+    this.sizes = new Int32Array(manifest.sizes.length);
+  }
+
+  private entry(phase: string, stage: string): StageEntry {
+    const e = this.build.manifest.phases[phase]?.find((s) => s.name === stage);
+    if (!e) throw new Error(`phase ${phase} has no stage ${stage}`);
+    return e;
+  }
+
+  private setList(name: string, list: Int32Array): void {
+    const view = this.ints.get(`list:${name}`);
+    if (!view) return; // a list no stage of any phase reads
+    view.set(list);
+    const k = this.build.manifest.sizes.indexOf(`#${name}`);
+    if (k >= 0) this.sizes[k] = list.length;
+  }
+
+  /** Runs a stage, first moving the carried hidden state to where this phase's layout wants it. */
+  private run(phase: string, stage: string, hAt: number | undefined): StageEntry {
+    const e = this.entry(phase, stage);
+    const want = e.inputs.h;
+    const width = this.build.lowered.config.dModel * this.L;
+    if (hAt !== undefined && want !== undefined && want !== hAt)
+      this.arena.copyWithin(want, hAt, hAt + width);
+    (this.stageFns.get(e.fn) as (n: Int32Array) => void)(this.sizes);
+    return e;
+  }
+
+  private hidden(at: number): HostTensor {
+    const d = this.build.lowered.config.dModel;
+    return { shape: [this.L, d], data: Float64Array.from(this.arena.subarray(at, at + this.L * d)) };
+  }
+
+  step(inspector: Inspector, scores: ModelScores, tokens: Int32Array, blocks: Int32Array): StepOutput {
+    const lowered = this.build.lowered;
+    const full = inspector.fullStep();
+    const main = full ? 'refresh' : 'cached';
+    this.sizes.fill(0);
+    this.sizes[0] = this.L;
+    (this.ints.get('tokens') as Int32Array).set(tokens);
+    this.ints.get('blocks')?.set(blocks);
+    let hAt = this.run(main, 'embed', undefined).outputs.h;
+    scores.hiddenIn.clear();
+    for (const rules of lowered.layers) {
+      scores.hiddenIn.set(rules.layer, this.hidden(hAt as number));
+      const lp = inspector.planLayer(rules);
+      for (const [name, list] of lp.lists) this.setList(name, list);
+      const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
+      hAt = this.run(phase, `layer.${rules.layer}`, hAt).outputs.h;
+    }
+    const out = inspector.outputRows();
+    this.setList('out', out);
+    const head = this.run(main, 'head', hAt);
+    const V = lowered.config.vocab;
+    const at = head.outputs.logits as number;
+    const logits = {
+      shape: [out.length, V],
+      data: Float64Array.from(this.arena.subarray(at, at + out.length * V)),
+    };
+    return { phase: full ? 'refresh' : 'cached', out, logits };
+  }
+
+  kvValues(layer: number): HostTensor | undefined {
+    const v = this.floats.get(`kv.v.${layer}`);
+    if (!v) return undefined;
+    const c = this.build.lowered.config;
+    const width = c.kvHeads * c.headDim;
+    return { shape: [this.L, c.kvHeads, c.headDim], data: Float64Array.from(v.subarray(0, this.L * width)) };
+  }
+}

@@ -1,0 +1,755 @@
+/**
+ * The C primitives against the float64 reference kernels (src/ir/attention.ts) and plain loops.
+ * Error budgets are derived, not hand-picked: next to each C result a float32 eager evaluation
+ * (Math.fround after every operation) is compared with the same float64 reference, and the C
+ * error must stay within 4x the eager error plus 4 units of 2^-24 of the values' scale.
+ *
+ * Every test runs for the native build and, on x86-64, for the AVX2 and portable builds too
+ * (compiled with -mno-avx512f / -mno-avx2), so each code path of kvplan_cpu.c is exercised.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
+import { loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
+import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
+import { rope as rope64 } from '../../../src/ir/interpret.ts';
+
+const f32 = Math.fround;
+const EPS32 = 2 ** -24;
+
+// ---------------------------------------------------------------------------------------------
+// Derived error bounds
+
+type Values = ArrayLike<number>;
+
+/** Largest |x| over the finite values. */
+function scaleOf(...arrays: Values[]): number {
+  let s = 0;
+  for (const a of arrays)
+    for (let i = 0; i < a.length; i++) {
+      const x = Math.abs(a[i] as number);
+      if (Number.isFinite(x) && x > s) s = x;
+    }
+  return s;
+}
+
+/** max |x - ref| over entries where ref is finite. */
+function maxError(x: Values, ref: Values): number {
+  let e = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i] as number;
+    if (!Number.isFinite(r)) continue;
+    const d = Math.abs((x[i] as number) - r);
+    if (!(d <= e)) e = d; // NaN propagates
+  }
+  return e;
+}
+
+/**
+ * The derived budget: |C - ref64| <= 4 * max|eager32 - ref64| + 4 * 2^-24 * scale, where scale is
+ * the largest magnitude of the reference values.
+ */
+function derivedBound(ref64: Values, eager32: Values, scale = scaleOf(ref64)): number {
+  return 4 * maxError(eager32, ref64) + 4 * EPS32 * scale;
+}
+
+/**
+ * Checks C against the reference under the derived bound; non-finite reference entries
+ * (-Infinity for empty rows) must be reproduced exactly, and C must never produce NaN.
+ */
+function expectClose(label: string, c: Values, ref64: Values, eager32: Values, scale?: number): void {
+  expect(c.length, `${label}: length`).toBe(ref64.length);
+  for (let i = 0; i < ref64.length; i++) {
+    const r = ref64[i] as number;
+    const x = c[i] as number;
+    if (Number.isNaN(x)) throw new Error(`${label}: NaN at ${i} (reference ${r})`);
+    if (!Number.isFinite(r)) {
+      if (x !== r) throw new Error(`${label}: entry ${i} is ${x}, expected ${r}`);
+    }
+  }
+  const bound = derivedBound(ref64, eager32, scale);
+  const err = maxError(c, ref64);
+  expect(err, `${label}: error ${err} exceeds the derived bound ${bound}`).toBeLessThanOrEqual(bound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random data
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randFloats(r: () => number, n: number, amp = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * amp;
+  return a;
+}
+
+function randInt(r: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(r() * (hi - lo + 1));
+}
+
+function randIndices(r: () => number, n: number, limit: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.floor(r() * limit);
+  return a;
+}
+
+/** Rows idx of a [*, width] array, as float64 (for the reference kernels). */
+function gather64(src: Float32Array, idx: Int32Array, width: number): Float64Array {
+  const out = new Float64Array(idx.length * width);
+  for (let i = 0; i < idx.length; i++)
+    for (let d = 0; d < width; d++) out[i * width + d] = src[(idx[i] as number) * width + d] as number;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds under test
+
+interface Build {
+  readonly name: string;
+  readonly flags?: readonly string[];
+}
+
+const builds: Build[] = [{ name: 'native' }];
+if (process.arch === 'x64') {
+  builds.push({ name: 'avx2', flags: [...DEFAULT_FLAGS, '-mno-avx512f'] });
+  builds.push({ name: 'portable', flags: [...DEFAULT_FLAGS, '-mno-avx512f', '-mno-avx2', '-mno-fma'] });
+}
+
+let cacheDir = '';
+beforeAll(() => {
+  cacheDir = mkdtempSync(join(tmpdir(), 'kvplan-prim-'));
+});
+afterAll(() => {
+  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
+});
+
+describe.each(builds)('CPU primitives ($name build)', (build) => {
+  let p: Primitives;
+  beforeAll(async () => {
+    p = await loadPrimitives({ cacheDir, ...(build.flags ? { flags: build.flags } : {}) });
+    p.setThreads(2);
+  });
+
+  test('threads: set, get, <= 0 means all cores', () => {
+    p.setThreads(1);
+    expect(p.getThreads()).toBe(1);
+    p.setThreads(0);
+    const all = p.getThreads();
+    expect(all).toBeGreaterThanOrEqual(1);
+    p.setThreads(-3);
+    expect(p.getThreads()).toBe(all);
+    p.setThreads(2);
+    expect(p.getThreads()).toBe(2);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  describe('gemm', () => {
+    const sizes = [1, 3, 8, 17, 64, 100];
+
+    function runCase(
+      m: number,
+      n: number,
+      k: number,
+      bias: boolean,
+      indirect: boolean,
+      accumulate: boolean,
+    ): void {
+      const r = rng(
+        m * 1_000_003 + n * 10_007 + k * 101 + (bias ? 1 : 0) + (indirect ? 2 : 0) + (accumulate ? 4 : 0),
+      );
+      const lda = k + (indirect ? 3 : 0);
+      const ldc = n + (accumulate ? 2 : 0);
+      const aRows = indirect ? m + 5 : m;
+      const a = randFloats(r, aRows * lda);
+      const arows = indirect ? randIndices(r, m, aRows) : null;
+      const w = randFloats(r, n * k);
+      const b = bias ? randFloats(r, n) : null;
+      const c0 = randFloats(r, m * ldc);
+      const c = Float32Array.from(c0);
+      const packed = p.packWeight(n, k, w);
+      expect(packed.length).toBe(p.packedSize(n, k));
+      p.gemm(m, n, k, a, lda, arows, packed, b, c, ldc, accumulate);
+
+      const ref = new Float64Array(m * n);
+      const eager = new Float64Array(m * n);
+      const got = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        const ar = (arows ? (arows[i] as number) : i) * lda;
+        for (let j = 0; j < n; j++) {
+          let s64 = accumulate ? (c0[i * ldc + j] as number) : 0;
+          let s32 = s64;
+          let dot64 = 0;
+          let dot32 = 0;
+          for (let kk = 0; kk < k; kk++) {
+            const x = a[ar + kk] as number;
+            const y = w[j * k + kk] as number;
+            dot64 += x * y;
+            dot32 = f32(dot32 + f32(x * y));
+          }
+          s64 += dot64 + (b ? (b[j] as number) : 0);
+          s32 = f32(f32(s32 + dot32) + (b ? (b[j] as number) : 0));
+          ref[i * n + j] = s64;
+          eager[i * n + j] = s32;
+          got[i * n + j] = c[i * ldc + j] as number;
+        }
+        // Padding columns of C are never written.
+        for (let j = n; j < ldc; j++) expect(c[i * ldc + j]).toBe(c0[i * ldc + j]);
+      }
+      // Products of values in [-1, 1]: the scale is that of the operands' sum of magnitudes.
+      const scale = Math.max(scaleOf(ref), 1);
+      expectClose(
+        `gemm m=${m} n=${n} k=${k} bias=${bias} rows=${indirect} acc=${accumulate}`,
+        got,
+        ref,
+        eager,
+        scale,
+      );
+    }
+
+    for (const bias of [false, true])
+      for (const indirect of [false, true])
+        for (const accumulate of [false, true]) {
+          test(`all shapes in {${sizes}}^3, bias=${bias}, indirect=${indirect}, accumulate=${accumulate}`, () => {
+            for (const m of sizes)
+              for (const n of sizes) for (const k of sizes) runCase(m, n, k, bias, indirect, accumulate);
+          });
+        }
+
+    test('larger and odd shapes (several k-blocks, partial panels)', () => {
+      for (const [m, n, k] of [
+        [130, 67, 600],
+        [9, 513, 257],
+        [200, 33, 1],
+        [1, 1000, 300],
+      ] as const) {
+        runCase(m, n, k, true, true, true);
+        runCase(m, n, k, false, false, false);
+      }
+    });
+
+    test('m = 0 and n = 0 touch nothing; k = 0 gives bias (+ C)', () => {
+      const c = Float32Array.from([1, 2, 3, 4]);
+      p.gemm(
+        0,
+        2,
+        3,
+        new Float32Array(0),
+        3,
+        null,
+        p.packWeight(2, 3, new Float32Array(6)),
+        null,
+        c,
+        2,
+        false,
+      );
+      p.gemm(2, 0, 3, new Float32Array(6), 3, null, new Float32Array(0), null, c, 2, false);
+      expect([...c]).toEqual([1, 2, 3, 4]);
+      p.gemm(
+        2,
+        2,
+        0,
+        new Float32Array(0),
+        0,
+        null,
+        new Float32Array(0),
+        new Float32Array([10, 20]),
+        c,
+        2,
+        true,
+      );
+      expect([...c]).toEqual([11, 22, 13, 24]);
+      p.gemm(2, 2, 0, new Float32Array(0), 0, null, new Float32Array(0), null, c, 2, false);
+      expect([...c]).toEqual([0, 0, 0, 0]);
+    });
+
+    test('the result does not depend on the thread count (bitwise)', () => {
+      const r = rng(7);
+      const [m, n, k] = [150, 300, 700];
+      const a = randFloats(r, m * k);
+      const packed = p.packWeight(n, k, randFloats(r, n * k));
+      const bias = randFloats(r, n);
+      const c1 = new Float32Array(m * n);
+      const c2 = new Float32Array(m * n);
+      p.setThreads(1);
+      p.gemm(m, n, k, a, k, null, packed, bias, c1, n, false);
+      p.setThreads(2);
+      p.gemm(m, n, k, a, k, null, packed, bias, c2, n, false);
+      expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer))).toBe(true);
+    });
+
+    test('bad sizes and indices are RangeErrors, not crashes', () => {
+      const packed = p.packWeight(4, 4, new Float32Array(16));
+      const c = new Float32Array(16);
+      expect(() => p.gemm(4, 4, 4, new Float32Array(15), 4, null, packed, null, c, 4, false)).toThrow(
+        RangeError,
+      );
+      expect(() =>
+        p.gemm(4, 4, 4, new Float32Array(16), 4, Int32Array.from([0, 1, 2, 4]), packed, null, c, 4, false),
+      ).toThrow(/arows\[3\] = 4/);
+      expect(() =>
+        p.gemm(4, 4, 4, new Float32Array(16), 4, null, packed.subarray(1), null, c, 4, false),
+      ).toThrow(RangeError);
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  describe('attention', () => {
+    interface Case {
+      nq: number;
+      nk: number;
+      heads: number;
+      kvh: number;
+      hd: number;
+      L: number;
+      scale: number;
+      q: Float32Array;
+      kc: Float32Array;
+      vc: Float32Array;
+      qpos: Int32Array;
+      kpos: Int32Array;
+      blocks: Int32Array | null;
+    }
+
+    function makeCase(seed: number, shape: Partial<Case> & { amp?: number } = {}): Case {
+      const r = rng(seed);
+      const kvhChoices = [1, 1, 2, 4];
+      const kvh = shape.kvh ?? (kvhChoices[randInt(r, 0, kvhChoices.length - 1)] as number);
+      const heads = shape.heads ?? kvh * randInt(r, 1, 4);
+      const hdChoices = [1, 5, 8, 16, 20, 32, 64, 72];
+      const hd = shape.hd ?? (hdChoices[randInt(r, 0, hdChoices.length - 1)] as number);
+      const nq = shape.nq ?? randInt(r, 1, 70);
+      const nk = shape.nk ?? randInt(r, 0, 150);
+      const L = shape.L ?? Math.max(nq, nk, 1) + randInt(r, 0, 20);
+      const amp = shape.amp ?? 1;
+      const blocks =
+        shape.blocks !== undefined
+          ? shape.blocks
+          : r() < 0.5
+            ? Int32Array.from({ length: L }, (_, i) => (i < L / 4 ? -1 : Math.floor(i / 8)))
+            : null;
+      return {
+        nq,
+        nk,
+        heads,
+        kvh,
+        hd,
+        L,
+        scale: shape.scale ?? 1 / Math.sqrt(Math.max(hd, 1)),
+        q: randFloats(r, nq * heads * hd, amp),
+        kc: randFloats(r, L * kvh * hd, amp),
+        vc: randFloats(r, L * kvh * hd),
+        qpos: shape.qpos ?? randIndices(r, nq, L),
+        kpos: shape.kpos ?? randIndices(r, nk, L),
+        blocks,
+      };
+    }
+
+    /** float32 eager attention: every operation rounded to float32, no online rescaling. */
+    function eager32(t: Case): { o: Float64Array; lse: Float64Array } {
+      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks } = t;
+      const group = heads / kvh;
+      const o = new Float64Array(nq * heads * hd);
+      const lse = new Float64Array(nq * heads);
+      const s = new Float64Array(nk);
+      const sc = f32(scale);
+      for (let i = 0; i < nq; i++)
+        for (let h = 0; h < heads; h++) {
+          const g = Math.floor(h / group);
+          const qo = (i * heads + h) * hd;
+          let m = Number.NEGATIVE_INFINITY;
+          for (let j = 0; j < nk; j++) {
+            const kp = kpos[j] as number;
+            if (blocks && (blocks[kp] as number) > (blocks[qpos[i] as number] as number)) {
+              s[j] = Number.NEGATIVE_INFINITY;
+              continue;
+            }
+            let dot = 0;
+            for (let d = 0; d < hd; d++)
+              dot = f32(dot + f32((q[qo + d] as number) * (kc[(kp * kvh + g) * hd + d] as number)));
+            const x = f32(dot * sc);
+            s[j] = x;
+            if (x > m) m = x;
+          }
+          if (m === Number.NEGATIVE_INFINITY) {
+            lse[i * heads + h] = m;
+            continue;
+          }
+          let sum = 0;
+          const acc = new Float64Array(hd);
+          for (let j = 0; j < nk; j++) {
+            if (s[j] === Number.NEGATIVE_INFINITY) continue;
+            const e = f32(Math.exp(f32((s[j] as number) - m)));
+            sum = f32(sum + e);
+            const vo = ((kpos[j] as number) * kvh + g) * hd;
+            for (let d = 0; d < hd; d++) acc[d] = f32((acc[d] as number) + f32(e * (vc[vo + d] as number)));
+          }
+          for (let d = 0; d < hd; d++) o[qo + d] = f32((acc[d] as number) / sum);
+          lse[i * heads + h] = f32(m + f32(Math.log(sum)));
+        }
+      return { o, lse };
+    }
+
+    function check(label: string, t: Case): { o: Float32Array; lse: Float32Array } {
+      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks } = t;
+      const o = new Float32Array(nq * heads * hd).fill(Number.NaN);
+      const lse = new Float32Array(nq * heads).fill(Number.NaN);
+      p.attention(nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, o, lse);
+      const ref = attentionPartial(
+        Float64Array.from(q),
+        gather64(kc, kpos, kvh * hd),
+        gather64(vc, kpos, kvh * hd),
+        qpos,
+        kpos,
+        {
+          scale: f32(scale),
+          mask: blocks ? 'block_causal' : 'none',
+          blocks: blocks ?? undefined,
+          heads,
+          kvHeads: kvh,
+          headDim: hd,
+        },
+      );
+      const e = eager32(t);
+      expectClose(`${label}: o`, o, ref.o, e.o);
+      // lse is a log-sum-exp: its rounding scale is that of the scores, so at least 1.
+      expectClose(`${label}: lse`, lse, ref.lse, e.lse, Math.max(scaleOf(ref.lse), 1));
+      return { o, lse };
+    }
+
+    test('random shapes with GQA, with and without block-causal masks', () => {
+      for (let seed = 1; seed <= 60; seed++) {
+        const t = makeCase(seed);
+        check(
+          `seed ${seed} nq=${t.nq} nk=${t.nk} h=${t.heads}/${t.kvh} hd=${t.hd} mask=${t.blocks !== null}`,
+          t,
+        );
+      }
+    });
+
+    test('long key lists (many tiles, online rescaling), large scores', () => {
+      check('nk=1000 hd=64', makeCase(101, { nq: 40, nk: 1000, heads: 4, kvh: 2, hd: 64 }));
+      check('nk=700 hd=33 masked', makeCase(102, { nq: 70, nk: 700, heads: 2, kvh: 1, hd: 33 }));
+      check('large scores', makeCase(103, { nq: 20, nk: 300, heads: 2, kvh: 2, hd: 16, amp: 6, scale: 1 }));
+    });
+
+    test('a GQA group larger than one work unit', () => {
+      check('heads=72 kvh=1', makeCase(104, { nq: 3, nk: 50, heads: 72, kvh: 1, hd: 8, blocks: null }));
+      check('heads=96 kvh=2', makeCase(105, { nq: 5, nk: 90, heads: 96, kvh: 2, hd: 16 }));
+    });
+
+    test('no keys: o = 0, lse = -Infinity', () => {
+      const { o, lse } = check('nk=0', makeCase(200, { nq: 5, nk: 0, heads: 4, kvh: 2, hd: 16 }));
+      expect(o.every((x) => x === 0)).toBe(true);
+      expect(lse.every((x) => x === Number.NEGATIVE_INFINITY)).toBe(true);
+    });
+
+    test('a single key: o = v, lse = score', () => {
+      const t = makeCase(201, { nq: 6, nk: 1, heads: 2, kvh: 1, hd: 24, blocks: null });
+      const { o } = check('nk=1', t);
+      const vo = (t.kpos[0] as number) * t.kvh * t.hd;
+      for (let r = 0; r < t.nq * t.heads; r++)
+        for (let d = 0; d < t.hd; d++) expect(o[r * t.hd + d]).toBe(t.vc[vo + d]);
+    });
+
+    test('fully masked rows: o = 0 and lse = -Infinity, never NaN', () => {
+      // Blocks: the canvas is 0 0 0 0 1 1 1 1 2 2 2 2; keys only in blocks 1 and 2.
+      const L = 12;
+      const blocks = Int32Array.from({ length: L }, (_, i) => Math.floor(i / 4));
+      const qpos = Int32Array.from([0, 5, 2, 11, 3, 9]);
+      const kpos = Int32Array.from([4, 5, 6, 7, 8, 9, 10, 11, 6]);
+      const t = makeCase(202, {
+        nq: qpos.length,
+        nk: kpos.length,
+        heads: 4,
+        kvh: 2,
+        hd: 16,
+        L,
+        blocks,
+        qpos,
+        kpos,
+      });
+      const { o, lse } = check('masked rows', t);
+      for (const i of [0, 2, 4]) {
+        for (let h = 0; h < t.heads; h++) {
+          expect(lse[i * t.heads + h]).toBe(Number.NEGATIVE_INFINITY);
+          for (let d = 0; d < t.hd; d++) expect(o[(i * t.heads + h) * t.hd + d]).toBe(0);
+        }
+      }
+      for (const i of [1, 3, 5]) expect(Number.isFinite(lse[i * t.heads] as number)).toBe(true);
+    });
+
+    test('the result does not depend on the thread count (bitwise)', () => {
+      const t = makeCase(300, { nq: 100, nk: 400, heads: 4, kvh: 2, hd: 64 });
+      const run = (threads: number) => {
+        p.setThreads(threads);
+        const o = new Float32Array(t.nq * t.heads * t.hd);
+        const lse = new Float32Array(t.nq * t.heads);
+        p.attention(
+          t.nq,
+          t.nk,
+          t.heads,
+          t.kvh,
+          t.hd,
+          t.scale,
+          t.q,
+          t.kc,
+          t.vc,
+          t.qpos,
+          t.kpos,
+          t.blocks,
+          o,
+          lse,
+        );
+        return [o, lse] as const;
+      };
+      const [o1, l1] = run(1);
+      const [o2, l2] = run(2);
+      expect(Buffer.from(o1.buffer).equals(Buffer.from(o2.buffer))).toBe(true);
+      expect(Buffer.from(l1.buffer).equals(Buffer.from(l2.buffer))).toBe(true);
+    });
+
+    test('merging the partials of two key halves equals attention over all keys', () => {
+      const t = makeCase(301, { nq: 30, nk: 200, heads: 4, kvh: 1, hd: 32 });
+      const half = 77;
+      const part = (kpos: Int32Array) => {
+        const o = new Float32Array(t.nq * t.heads * t.hd);
+        const lse = new Float32Array(t.nq * t.heads);
+        p.attention(
+          t.nq,
+          kpos.length,
+          t.heads,
+          t.kvh,
+          t.hd,
+          t.scale,
+          t.q,
+          t.kc,
+          t.vc,
+          t.qpos,
+          kpos,
+          t.blocks,
+          o,
+          lse,
+        );
+        return { o, lse };
+      };
+      const a = part(t.kpos.subarray(0, half));
+      const b = part(t.kpos.subarray(half));
+      p.merge(t.nq, t.heads, t.hd, a.o, a.lse, b.o, b.lse);
+      const whole = check('whole', t);
+      // Both sides are float32 computations of the same reference: twice the derived budget.
+      const ref = attentionPartial(
+        Float64Array.from(t.q),
+        gather64(t.kc, t.kpos, t.kvh * t.hd),
+        gather64(t.vc, t.kpos, t.kvh * t.hd),
+        t.qpos,
+        t.kpos,
+        {
+          scale: f32(t.scale),
+          mask: t.blocks ? 'block_causal' : 'none',
+          blocks: t.blocks ?? undefined,
+          heads: t.heads,
+          kvHeads: t.kvh,
+          headDim: t.hd,
+        },
+      );
+      const e = eager32(t);
+      expectClose('merged o', a.o, ref.o, e.o);
+      expectClose('merged lse', a.lse, ref.lse, e.lse, Math.max(scaleOf(ref.lse), 1));
+      expect(maxError(a.o, whole.o)).toBeLessThanOrEqual(2 * derivedBound(ref.o, e.o));
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  test('merge, including -Infinity on either or both sides', () => {
+    const r = rng(400);
+    const rows = 13;
+    const heads = 3;
+    const hd = 20;
+    const pairs = rows * heads;
+    const o1 = randFloats(r, pairs * hd);
+    const o2 = randFloats(r, pairs * hd);
+    const lse1 = randFloats(r, pairs, 5);
+    const lse2 = randFloats(r, pairs, 5);
+    for (let i = 0; i < pairs; i++) {
+      if (i % 5 === 0) lse1[i] = Number.NEGATIVE_INFINITY;
+      if (i % 7 === 0) lse2[i] = Number.NEGATIVE_INFINITY;
+      if (i % 5 === 0) o1.fill(0, i * hd, (i + 1) * hd);
+      if (i % 7 === 0) o2.fill(0, i * hd, (i + 1) * hd);
+    }
+    const ref = mergePartials(
+      Float64Array.from(o1),
+      Float64Array.from(lse1),
+      Float64Array.from(o2),
+      Float64Array.from(lse2),
+      hd,
+    );
+    const eo = new Float64Array(pairs * hd);
+    const el = new Float64Array(pairs);
+    for (let i = 0; i < pairs; i++) {
+      const l1 = lse1[i] as number;
+      const l2 = lse2[i] as number;
+      const m = Math.max(l1, l2);
+      if (m === Number.NEGATIVE_INFINITY) {
+        el[i] = m;
+        continue;
+      }
+      const w1 = f32(Math.exp(f32(l1 - m)));
+      const w2 = f32(Math.exp(f32(l2 - m)));
+      const tot = f32(w1 + w2);
+      const a = f32(w1 / tot);
+      const b = f32(w2 / tot);
+      for (let d = 0; d < hd; d++)
+        eo[i * hd + d] = f32(f32(a * (o1[i * hd + d] as number)) + f32(b * (o2[i * hd + d] as number)));
+      el[i] = f32(m + f32(Math.log(tot)));
+    }
+    p.merge(rows, heads, hd, o1, lse1, o2, lse2);
+    expectClose('merge o', o1, ref.o, eo);
+    expectClose('merge lse', lse1, ref.lse, el, Math.max(scaleOf(ref.lse), 1));
+    // Both sides empty: o = 0, lse = -Infinity.
+    expect(lse1[0]).toBe(Number.NEGATIVE_INFINITY);
+    expect(o1.subarray(0, hd).every((x) => x === 0)).toBe(true);
+  });
+
+  test('rmsnorm, direct and through row indices', () => {
+    const r = rng(500);
+    for (const [n, d] of [
+      [1, 1],
+      [7, 33],
+      [40, 256],
+      [3, 1000],
+    ] as const) {
+      for (const indirect of [false, true]) {
+        const xRows = indirect ? n + 4 : n;
+        const x = randFloats(r, xRows * d, 3);
+        const w = randFloats(r, d);
+        const rows = indirect ? randIndices(r, n, xRows) : null;
+        const eps = 1e-5;
+        const out = new Float32Array(n * d);
+        p.rmsnorm(n, d, x, rows, w, eps, out);
+        const ref = new Float64Array(n * d);
+        const eager = new Float64Array(n * d);
+        for (let i = 0; i < n; i++) {
+          const xo = (rows ? (rows[i] as number) : i) * d;
+          let ss = 0;
+          let ss32 = 0;
+          for (let j = 0; j < d; j++) {
+            const v = x[xo + j] as number;
+            ss += v * v;
+            ss32 = f32(ss32 + f32(v * v));
+          }
+          const inv = 1 / Math.sqrt(ss / d + eps);
+          const inv32 = f32(1 / f32(Math.sqrt(f32(f32(ss32 / d) + f32(eps)))));
+          for (let j = 0; j < d; j++) {
+            const v = x[xo + j] as number;
+            ref[i * d + j] = v * (w[j] as number) * inv;
+            eager[i * d + j] = f32(f32(v * (w[j] as number)) * inv32);
+          }
+        }
+        expectClose(`rmsnorm n=${n} d=${d} rows=${indirect}`, out, ref, eager);
+      }
+    }
+  });
+
+  test('rope (rotate-half pairs)', () => {
+    const r = rng(600);
+    for (const [n, heads, hd, maxPos] of [
+      [1, 1, 2, 4],
+      [9, 3, 16, 100],
+      [33, 4, 64, 4096],
+    ] as const) {
+      const x = randFloats(r, n * heads * hd);
+      const pos = randIndices(r, n, maxPos);
+      const theta = 10000;
+      const ref = rope64(Float64Array.from(x), pos, heads, hd, theta);
+      const half = hd / 2;
+      const eager = new Float64Array(x.length);
+      for (let row = 0; row < n; row++)
+        for (let i = 0; i < half; i++) {
+          const freq = f32(theta ** ((-2 * i) / hd));
+          const ang = f32((pos[row] as number) * freq);
+          const c = f32(Math.cos(ang));
+          const s = f32(Math.sin(ang));
+          for (let h = 0; h < heads; h++) {
+            const base = (row * heads + h) * hd;
+            const lo = x[base + i] as number;
+            const hi = x[base + i + half] as number;
+            eager[base + i] = f32(f32(lo * c) - f32(hi * s));
+            eager[base + i + half] = f32(f32(hi * c) + f32(lo * s));
+          }
+        }
+      const out = Float32Array.from(x);
+      p.rope(n, heads, hd, out, pos, theta);
+      expectClose(`rope n=${n} heads=${heads} hd=${hd}`, out, ref, eager, Math.max(scaleOf(ref), 1));
+    }
+  });
+
+  test('swiglu and add (odd lengths, large and small gates)', () => {
+    const r = rng(700);
+    for (const n of [1, 15, 16, 17, 1000, 100_003]) {
+      const gate = randFloats(r, n, 12);
+      const up = randFloats(r, n, 2);
+      const out = new Float32Array(n);
+      p.swiglu(n, gate, up, out);
+      const ref = new Float64Array(n);
+      const eager = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const g = gate[i] as number;
+        ref[i] = (g / (1 + Math.exp(-g))) * (up[i] as number);
+        eager[i] = f32(f32(g / f32(1 + f32(Math.exp(-g)))) * (up[i] as number));
+      }
+      expectClose(`swiglu n=${n}`, out, ref, eager);
+
+      const sum = new Float32Array(n);
+      p.add(n, gate, up, sum);
+      const ref2 = Float64Array.from(gate, (g, i) => g + (up[i] as number));
+      expectClose(`add n=${n}`, sum, ref2, Float64Array.from(ref2, f32));
+      // In place (out aliases a).
+      p.add(n, gate, up, gate);
+      expect(Buffer.from(gate.buffer).equals(Buffer.from(sum.buffer))).toBe(true);
+    }
+  });
+
+  test('embed and copy_rows are exact gathers and scatters', () => {
+    const r = rng(800);
+    const d = 37;
+    const table = randFloats(r, 50 * d);
+    const ids = randIndices(r, 20, 50);
+    const out = new Float32Array(20 * d);
+    p.embed(20, d, table, ids, out);
+    for (let i = 0; i < 20; i++)
+      expect(out.subarray(i * d, (i + 1) * d)).toEqual(
+        table.subarray((ids[i] as number) * d, ((ids[i] as number) + 1) * d),
+      );
+    expect(() => p.embed(1, d, table, Int32Array.from([50]), out)).toThrow(RangeError);
+
+    const src = randFloats(r, 10 * d);
+    const dst = randFloats(r, 12 * d);
+    const before = Float32Array.from(dst);
+    const srcRows = Int32Array.from([9, 0, 4]);
+    const dstRows = Int32Array.from([11, 2, 5]);
+    p.copyRows(3, d, src, srcRows, dst, dstRows);
+    for (let row = 0; row < 12; row++) {
+      const k = dstRows.indexOf(row);
+      const expected =
+        k >= 0
+          ? src.subarray((srcRows[k] as number) * d, (srcRows[k] as number) * d + d)
+          : before.subarray(row * d, row * d + d);
+      expect(dst.subarray(row * d, row * d + d)).toEqual(expected);
+    }
+    // Without index lists: a plain copy of the first n rows.
+    const plain = new Float32Array(3 * d);
+    p.copyRows(3, d, src, null, plain, null);
+    expect(plain).toEqual(src.subarray(0, 3 * d));
+  });
+});

@@ -1,0 +1,33 @@
+import { describe, expect, test } from 'vitest';
+import { renderC } from '../../../src/backends/cpu/render.ts';
+import type { ModelConfig } from '../../../src/model/config.ts';
+import { presets } from '../../../src/model/presets.ts';
+import { compilePlan } from '../../../src/passes/compile.ts';
+import { examplePlan } from '../../runtime/support.ts';
+
+const render = (name: string, config: ModelConfig) => {
+  const { state } = compilePlan(examplePlan(name), config, { target: 'cpu', canvas: 16 });
+  if (!state.kernels || !state.memory) throw new Error('no kernels');
+  return renderC(config, state.phases, state.kernels, state.memory, 16);
+};
+
+describe('C renderer', () => {
+  test('the generated C of one plan is pinned', () => {
+    const one = { ...(presets.tiny as ModelConfig), layers: 1 };
+    expect(render('fast-dllm-dual', one).source).toMatchSnapshot();
+  });
+  test('one C function per stage and phase; index lists and sizes are runtime inputs', () => {
+    const { source, manifest } = render('flashblock', presets.tiny as ModelConfig);
+    expect(Object.keys(manifest.phases).sort()).toEqual(['cached', 'refresh', 'reuse']);
+    for (const stages of Object.values(manifest.phases)) {
+      for (const s of stages) expect(source).toContain(`void ${s.fn}(const int32_t *N) {`);
+    }
+    expect(manifest.sizes[0]).toBe('L');
+    expect(manifest.sizes).toContain('#rows.0');
+    expect(manifest.slots.filter((s) => s.kind === 'list').map((s) => s.name)).toContain(
+      'list:keys.0.internal',
+    );
+    // Plan text never reaches the C source except as sanitised identifiers.
+    expect(source).not.toMatch(/dirty|block_start|current_block/);
+  });
+});
