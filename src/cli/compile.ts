@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { writeCpuBuild } from '../backends/cpu/output.ts';
+import { buildCpu } from '../backends/cpu/runner.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import type { Dim } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -20,6 +22,7 @@ export interface CompileCommandOptions {
   readonly json?: boolean;
   readonly promptLength: string;
   readonly genLength: string;
+  readonly output?: string;
 }
 
 const targets: readonly Target[] = ['reference', 'cpu', 'wgsl', 'ptx'];
@@ -158,6 +161,18 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
       onDump: (pass, text) =>
         io.out(`// ---- after ${pass} ----\n${text.endsWith('\n') ? text : `${text}\n`}`),
     });
+    if (o.output !== undefined) {
+      if (target !== 'cpu') {
+        io.err(
+          `kvplan: -o writes generated code, which only the cpu target has so far (got --target ${target})\n`,
+        );
+        codes.push(Exit.usage);
+        continue;
+      }
+      const build = buildCpu(checked, config, promptLen + genLen);
+      const files = writeCpuBuild(o.output, checked.plan.name, build);
+      for (const f of files) io.err(`wrote ${f}\n`);
+    }
     if (o.stats) {
       const stats = compileStats(checked, config, compiled, target, promptLen, genLen);
       io.out(o.json ? `${JSON.stringify(stats)}\n` : statsText(stats));
@@ -186,6 +201,10 @@ export function registerCompile(program: Command, io: Io, setExit: (code: number
     .option('--json', 'with --stats: one JSON object per plan')
     .option('--prompt-length <n>', 'prompt length of the canvas the estimates and memory plan assume', '64')
     .option('--gen-length <n>', 'generated positions of that canvas (at least one block)', '256')
+    .option(
+      '-o, --output <dir>',
+      'with --target cpu: write the C source, the compiled library and a manifest there',
+    )
     .option(
       '--set <name=value>',
       'override a parameter of every plan that declares it (repeatable)',

@@ -16,6 +16,7 @@ export interface VerifyCommandOptions {
   readonly seed: string;
   readonly promptLength: string;
   readonly genLength?: string;
+  readonly threads: string;
 }
 
 const backends = ['reference', 'cpu'];
@@ -63,7 +64,7 @@ export function runVerify(paths: readonly string[], o: VerifyCommandOptions, io:
       // Each case compiles (or finds in the cache) the plan for its model and canvas.
       const runnerFor: RunnerFactory = (plan, cfg, weights, L) => {
         const build = buildCpu(plan, cfg, L);
-        return (n) => new CpuRunner(build, weights, n);
+        return (n) => new CpuRunner(build, weights, n, Number(o.threads));
       };
       const verdict = verifyCheckedPlan(checked, {
         configs: config ? [config] : defaultConfigs(),
@@ -101,6 +102,7 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .option('--seed <n>', 'seed of the first case', '1')
     .option('--prompt-length <n>', 'prompt positions per case', '5')
     .option('--gen-length <n>', 'generated positions per case (default: two blocks, at most 64)')
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
     .option(
       '--set <name=value>',
       'override a parameter of every plan that declares it (repeatable)',

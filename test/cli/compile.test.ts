@@ -48,3 +48,43 @@ describe('kvplan compile', () => {
     expect((await runCli(['compile', 'examples/baseline.kvp', '--target', 'metal'])).code).toBe(2);
   });
 });
+
+describe('kvplan compile --target cpu -o', () => {
+  test('writes the C source, the compiled library and a manifest with the launch order', async () => {
+    const { mkdtempSync, readFileSync, existsSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'kvplan-cpu-'));
+    try {
+      const r = await runCli([
+        'compile',
+        'examples/fast-dllm-dual.kvp',
+        '--target',
+        'cpu',
+        '-o',
+        dir,
+        '--config',
+        'tiny',
+        '--gen-length',
+        '32',
+      ]);
+      expect(r.code).toBe(0);
+      expect(existsSync(join(dir, 'fast_dllm_dual.so'))).toBe(true);
+      expect(readFileSync(join(dir, 'fast_dllm_dual.c'), 'utf8')).toContain(
+        'void kvp_cached_layer_0(const int32_t *N)',
+      );
+      const manifest = JSON.parse(readFileSync(join(dir, 'fast_dllm_dual.manifest.json'), 'utf8'));
+      expect(manifest.launchOrder.cached).toEqual([
+        'kvp_cached_embed',
+        'kvp_cached_layer_0',
+        'kvp_cached_layer_1',
+        'kvp_cached_head',
+      ]);
+      expect(manifest.maxCanvas).toBe(64 + 32);
+      const wgsl = await runCli(['compile', 'examples/fast-dllm-dual.kvp', '--target', 'wgsl', '-o', dir]);
+      expect(wgsl.code).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
