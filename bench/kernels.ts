@@ -1,0 +1,437 @@
+/**
+ * `npm run bench -- kernels`: our CPU primitives (kv_gemm, kv_attention through koffi) against
+ * onnxruntime-node (MLAS) on the same shapes, in one process and one run. Writes
+ * bench/results/kernels.json ({ machine, rows, skipped }) and prints a table.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname } from 'node:path';
+import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
+import type { Primitives } from '../src/backends/cpu/primitives.ts';
+import { presets } from '../src/model/presets.ts';
+import {
+  attentionModel,
+  createSession,
+  floatTensor,
+  fusedAttentionModel,
+  int32Tensor,
+  matmulModel,
+  type OrtTensor,
+  ortVersion,
+  runFloat,
+} from './onnx.ts';
+import { fmt, machineInfo, measure, randomFloats, randomSubset, type Timing, table } from './timing.ts';
+
+/** The part of the CPU primitives (src/backends/cpu/primitives.ts) the benchmark uses. */
+export type BenchPrimitives = Pick<Primitives, 'setThreads' | 'packWeight' | 'gemm' | 'attention'>;
+
+export interface KernelRow {
+  name: string;
+  ours_ms: number;
+  ort_ms: number | null;
+  /** ort_ms / ours_ms: above 1 means ours is faster. */
+  ratio: number | null;
+  threads: number;
+  gflops_ours?: number;
+  gflops_ort?: number;
+  /** Index-list attention only: our dense attention on the same shape. */
+  dense_ms?: number;
+  /** dense_ms / ours_ms. */
+  speedup_vs_dense?: number;
+  /** Attention: onnxruntime's fused com.microsoft.MultiHeadAttention on the same shape. */
+  ort_fused_ms?: number | null;
+  /** ort_fused_ms / ours_ms. */
+  ratio_fused?: number | null;
+  gflops_ort_fused?: number;
+  /** Largest |ours - onnxruntime| over the outputs (a sanity check, not a test). */
+  max_abs_diff?: number;
+}
+
+export interface KernelOptions {
+  threads: readonly number[];
+  /** Only cases whose name contains this string. */
+  filter?: string;
+  /** A first run slower than this (ms) skips the case. */
+  skipAboveMs: number;
+}
+
+interface GemmCase {
+  name: string;
+  m: number;
+  n: number;
+  k: number;
+}
+
+interface AttnCase {
+  n: number;
+  heads: number;
+  d: number;
+  /** Also time attention over index lists keeping these fractions of the keys. */
+  keeps: readonly number[];
+}
+
+function gemmCases(): GemmCase[] {
+  const s = presets.small;
+  if (!s) throw new Error('preset small is missing');
+  const d = s.dModel;
+  const qkv = (s.heads + 2 * s.kvHeads) * s.headDim;
+  const shapes = [
+    { label: 'qkv', n: qkv, k: d },
+    { label: 'o_proj', n: d, k: s.heads * s.headDim },
+    { label: 'gate_up', n: 2 * s.dFF, k: d },
+    { label: 'down', n: d, k: s.dFF },
+  ];
+  const out: GemmCase[] = [{ name: 'gemm 1024x1024x1024', m: 1024, n: 1024, k: 1024 }];
+  for (const rows of [16, 64, 256, 1024]) {
+    for (const sh of shapes) {
+      out.push({ name: `gemm small.${sh.label} ${rows}x${sh.k}·${sh.k}x${sh.n}`, m: rows, n: sh.n, k: sh.k });
+    }
+  }
+  return out;
+}
+
+const attnCases: readonly AttnCase[] = [
+  { n: 1024, heads: 8, d: 64, keeps: [0.5, 0.25] },
+  { n: 1024, heads: 8, d: 128, keeps: [0.5, 0.25] },
+  { n: 1024, heads: 32, d: 64, keeps: [0.5, 0.25] },
+  { n: 1024, heads: 32, d: 128, keeps: [0.5, 0.25] },
+  { n: 4096, heads: 8, d: 64, keeps: [0.5, 0.25] },
+  { n: 4096, heads: 8, d: 128, keeps: [0.5, 0.25] },
+  { n: 4096, heads: 32, d: 64, keeps: [] },
+  { n: 4096, heads: 32, d: 128, keeps: [] },
+];
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
+  return m;
+}
+
+/** [N][H][d] (our canvas / query layout) -> [H][N][d] (the ONNX graph's layout). */
+function toHeadMajor(x: Float32Array, n: number, h: number, d: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < h; j++) out.set(x.subarray((i * h + j) * d, (i * h + j + 1) * d), (j * n + i) * d);
+  return out;
+}
+
+function gflops(flops: number, ms: number): number {
+  return flops / (ms * 1e6);
+}
+
+export async function runKernels(
+  p: BenchPrimitives,
+  opts: KernelOptions,
+): Promise<{ rows: KernelRow[]; skipped: string[] }> {
+  const rows: KernelRow[] = [];
+  const skipped: string[] = [];
+  const want = (name: string) => !opts.filter || name.includes(opts.filter);
+  const progress = (r: KernelRow) => {
+    rows.push(r);
+    let extra =
+      r.ort_fused_ms !== undefined ? `  fused ${fmt(r.ort_fused_ms)} ms ratio ${fmt(r.ratio_fused)}` : '';
+    if (r.speedup_vs_dense !== undefined) extra += `  ${fmt(r.speedup_vs_dense)}x vs dense`;
+    console.error(
+      `  ${r.name}  t=${r.threads}  ours ${fmt(r.ours_ms)} ms  ort ${fmt(r.ort_ms)} ms  ratio ${fmt(r.ratio)}${extra}`,
+    );
+  };
+  const skip = (what: string) => {
+    skipped.push(what);
+    console.error(`  skipped: ${what}`);
+  };
+
+  // ---- GEMM -------------------------------------------------------------------------------
+  for (const c of gemmCases()) {
+    if (!want(c.name)) continue;
+    const a = randomFloats(c.m * c.k, 1);
+    const w = randomFloats(c.n * c.k, 2); // [n][k], as the model stores it
+    const wt = new Float32Array(c.k * c.n); // [k][n] for ONNX MatMul
+    for (let j = 0; j < c.n; j++) for (let i = 0; i < c.k; i++) wt[i * c.n + j] = w[j * c.k + i] as number;
+    const packed = p.packWeight(c.n, c.k, w);
+    const out = new Float32Array(c.m * c.n);
+    const bytes = matmulModel(c.m, c.n, c.k, wt);
+    const feeds = { A: floatTensor(a, [c.m, c.k]) };
+    const flops = 2 * c.m * c.n * c.k;
+    for (const threads of opts.threads) {
+      p.setThreads(threads);
+      const ours = () => p.gemm(c.m, c.n, c.k, a, c.k, null, packed, null, out, c.n, false);
+      const tOurs = await measure(ours, { skipAboveMs: opts.skipAboveMs });
+      const session = await createSession(bytes, threads);
+      const tOrt = await measure(() => session.run(feeds), { skipAboveMs: opts.skipAboveMs });
+      ours();
+      const ref = await runFloat(session, feeds, 'C');
+      await session.release();
+      if (tOurs.skipped || tOrt.skipped) {
+        skip(`${c.name} t=${threads}: first run over ${opts.skipAboveMs / 1000} s`);
+        continue;
+      }
+      progress({
+        name: c.name,
+        ours_ms: tOurs.ms,
+        ort_ms: tOrt.ms,
+        ratio: tOrt.ms / tOurs.ms,
+        threads,
+        gflops_ours: gflops(flops, tOurs.ms),
+        gflops_ort: gflops(flops, tOrt.ms),
+        max_abs_diff: maxAbsDiff(out, ref),
+      });
+    }
+  }
+
+  // ---- attention ----------------------------------------------------------------------------
+  for (const c of attnCases) {
+    const { n, heads: h, d } = c;
+    const denseName = `attn dense N=${n} H=${h} d=${d}`;
+    const sparseNames = c.keeps.map((k) => `attn keep=${Math.round(k * 100)}% N=${n} H=${h} d=${d}`);
+    if (!want(denseName) && !sparseNames.some(want)) continue;
+    const scale = 1 / Math.sqrt(d);
+    const q = randomFloats(n * h * d, 3);
+    const kc = randomFloats(n * h * d, 4);
+    const vc = randomFloats(n * h * d, 5);
+    const qpos = Int32Array.from({ length: n }, (_, i) => i);
+    const o = new Float32Array(n * h * d);
+    const lse = new Float32Array(n * h);
+    const eagerFeeds = {
+      Q: floatTensor(toHeadMajor(q, n, h, d), [h, n, d]),
+      K: floatTensor(toHeadMajor(kc, n, h, d), [h, n, d]),
+      V: floatTensor(toHeadMajor(vc, n, h, d), [h, n, d]),
+    };
+    const fusedFeeds = {
+      Q: floatTensor(q, [1, n, h * d]),
+      K: floatTensor(kc, [1, n, h * d]),
+      V: floatTensor(vc, [1, n, h * d]),
+    };
+    const flops = (nk: number) => 4 * n * nk * d * h;
+    // Engines whose first run went over the limit on this shape: not run at later thread counts.
+    const over = new Map<string, string>();
+
+    const timeCase = async (name: string, kpos: Int32Array) => {
+      const nk = kpos.length;
+      const gather = nk < n ? nk : 0;
+      const extra: Record<string, OrtTensor> = gather ? { idx: int32Tensor(kpos, [nk]) } : {};
+      const engines = [
+        {
+          key: 'ort',
+          bytes: attentionModel(h, n, n, d, gather),
+          feeds: { ...eagerFeeds, ...extra },
+          headMajor: true,
+        },
+        {
+          key: 'fused',
+          bytes: fusedAttentionModel(h, n, n, d, gather),
+          feeds: { ...fusedFeeds, ...extra },
+          headMajor: false,
+        },
+      ];
+      const ours = () => p.attention(n, nk, h, h, d, scale, q, kc, vc, qpos, kpos, null, o, lse);
+      const out: Array<{
+        threads: number;
+        ours: number;
+        ort: number | null;
+        fused: number | null;
+        diff: number;
+      } | null> = [];
+      for (const threads of opts.threads) {
+        const skipNote = (engine: string, t: Timing) => {
+          const msg = `${name} t=${threads}: ${engine} skipped, first run ${fmt(t.firstMs / 1000)} s > ${opts.skipAboveMs / 1000} s`;
+          over.set(`${name}:${engine}`, msg);
+          skip(msg);
+        };
+        const prior = (engine: string) => {
+          const m = over.get(`${name}:${engine}`);
+          if (m) skip(`${name} t=${threads}: ${engine} skipped (${m.split(': ')[0]} went over the limit)`);
+          return m !== undefined;
+        };
+        if (prior('ours')) {
+          out.push(null);
+          continue;
+        }
+        p.setThreads(threads);
+        const tOurs = await measure(ours, { skipAboveMs: opts.skipAboveMs });
+        if (tOurs.skipped) {
+          skipNote('ours', tOurs);
+          out.push(null);
+          continue;
+        }
+        ours();
+        const mine = Float32Array.from(o);
+        const mineHeadMajor = toHeadMajor(mine, n, h, d);
+        const res = {
+          threads,
+          ours: tOurs.ms,
+          ort: null as number | null,
+          fused: null as number | null,
+          diff: 0,
+        };
+        for (const e of engines) {
+          const label =
+            e.key === 'ort' ? 'onnxruntime MatMul-Softmax-MatMul' : 'onnxruntime MultiHeadAttention';
+          if (prior(label)) continue;
+          const session = await createSession(e.bytes, threads);
+          const t = await measure(() => session.run(e.feeds), { skipAboveMs: opts.skipAboveMs });
+          if (t.skipped) skipNote(label, t);
+          else {
+            res[e.key as 'ort' | 'fused'] = t.ms;
+            const ref = await runFloat(session, e.feeds, 'O');
+            res.diff = Math.max(res.diff, maxAbsDiff(e.headMajor ? mineHeadMajor : mine, ref));
+          }
+          await session.release();
+        }
+        out.push(res);
+      }
+      return out;
+    };
+
+    const emit = (
+      name: string,
+      nk: number,
+      r: NonNullable<Awaited<ReturnType<typeof timeCase>>[number]>,
+      dense?: number,
+    ) => {
+      const row: KernelRow = {
+        name,
+        ours_ms: r.ours,
+        ort_ms: r.ort,
+        ratio: r.ort === null ? null : r.ort / r.ours,
+        threads: r.threads,
+        gflops_ours: gflops(flops(nk), r.ours),
+      };
+      if (r.ort !== null) row.gflops_ort = gflops(flops(nk), r.ort);
+      row.ort_fused_ms = r.fused;
+      row.ratio_fused = r.fused === null ? null : r.fused / r.ours;
+      if (r.fused !== null) row.gflops_ort_fused = gflops(flops(nk), r.fused);
+      if (dense !== undefined) {
+        row.dense_ms = dense;
+        row.speedup_vs_dense = dense / r.ours;
+      }
+      row.max_abs_diff = r.diff;
+      progress(row);
+    };
+
+    const dense = await timeCase(
+      denseName,
+      Int32Array.from({ length: n }, (_, i) => i),
+    );
+    if (want(denseName)) for (const r of dense) if (r) emit(denseName, n, r);
+    for (const [ki, keep] of c.keeps.entries()) {
+      const name = sparseNames[ki] as string;
+      if (!want(name)) continue;
+      const nk = Math.round(n * keep);
+      const sparse = await timeCase(name, randomSubset(n, nk, 100 + ki));
+      sparse.forEach((r, i) => {
+        if (r) emit(name, nk, r, dense[i]?.ours);
+      });
+    }
+  }
+  return { rows, skipped };
+}
+
+export function printKernelTable(rows: readonly KernelRow[]): string {
+  return table(
+    [
+      'case',
+      'thr',
+      'ours ms',
+      'ort ms',
+      'ratio',
+      'fused ms',
+      'ratio f',
+      'GF/s ours',
+      'GF/s ort',
+      'GF/s f',
+      'vs dense',
+    ],
+    rows.map((r) => [
+      r.name,
+      String(r.threads),
+      fmt(r.ours_ms),
+      fmt(r.ort_ms),
+      fmt(r.ratio),
+      fmt(r.ort_fused_ms),
+      fmt(r.ratio_fused),
+      fmt(r.gflops_ours),
+      fmt(r.gflops_ort),
+      fmt(r.gflops_ort_fused),
+      r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
+    ]),
+  );
+}
+
+/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat; null elsewhere. */
+function systemBusy(): number | null {
+  try {
+    const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+    return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ = 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+function ccVersion(): string {
+  try {
+    return execFileSync('cc', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The suite entry point used by bench/run.ts. */
+export async function kernelsSuite(
+  p: BenchPrimitives,
+  opts: KernelOptions & { out?: string | null },
+): Promise<void> {
+  const started = new Date();
+  const loadBefore = os.loadavg();
+  const cpu0 = systemBusy();
+  const own0 = process.cpuUsage();
+  console.error(
+    `kernels: threads ${opts.threads.join(',')}${opts.filter ? `, filter "${opts.filter}"` : ''}`,
+  );
+  const { rows, skipped } = await runKernels(p, opts);
+  const machine = machineInfo({
+    onnxruntime_node: ortVersion,
+    cc: ccVersion(),
+    cc_flags: [...DEFAULT_FLAGS, process.env.KVPLAN_CFLAGS ?? ''].join(' ').trim(),
+    load_average_before: loadBefore.map((x) => Math.round(x * 100) / 100),
+  });
+  const seconds = (Date.now() - started.getTime()) / 1000;
+  const cpu1 = systemBusy();
+  const own = process.cpuUsage(own0);
+  // Cores kept busy by other processes during the run (noise indicator; Linux only).
+  const otherCores =
+    cpu0 && cpu1 ? Math.max(0, (cpu1 - cpu0 - (own.user + own.system) / 1e6) / seconds) : null;
+  const result = {
+    suite: 'kernels',
+    date: started.toISOString(),
+    seconds: Math.round(seconds * 10) / 10,
+    other_processes_busy_cores: otherCores === null ? null : Math.round(otherCores * 100) / 100,
+    machine,
+    rows,
+    skipped,
+  };
+  console.log(
+    `machine: ${machine.cpu} (${machine.simd}), ${machine.cores} cores, node ${machine.node}, ` +
+      `onnxruntime-node ${ortVersion}, ${machine.cc}`,
+  );
+  console.log(printKernelTable(rows));
+  for (const s of skipped) console.log(`skipped: ${s}`);
+  console.log(
+    'ratio = ort_ms / ours_ms (above 1: ours faster); ort = MatMul / MatMul-Softmax-MatMul graph, ' +
+      'fused = onnxruntime com.microsoft.MultiHeadAttention; vs dense = our dense ms / this ms',
+  );
+  console.log(
+    `total ${result.seconds} s; other processes kept ${fmt(otherCores)} cores busy on average ` +
+      `(load average before ${loadBefore.map((x) => x.toFixed(2)).join(' ')})`,
+  );
+  if (opts.out) {
+    mkdirSync(dirname(opts.out), { recursive: true });
+    writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`wrote ${opts.out}`);
+  }
+}

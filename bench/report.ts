@@ -1,0 +1,125 @@
+/**
+ * `npx tsx bench/report.ts [bench/results/kernels.json]`: the kernels results as a Markdown table
+ * plus the check of the performance targets, for docs/perf.md.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { KernelRow } from './kernels.ts';
+import { fmt } from './timing.ts';
+
+interface KernelsResult {
+  date: string;
+  seconds: number;
+  other_processes_busy_cores: number | null;
+  machine: Record<string, unknown>;
+  rows: KernelRow[];
+  skipped: string[];
+}
+
+function markdownTable(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string>>): string {
+  const line = (cells: ReadonlyArray<string>) => `| ${cells.join(' | ')} |`;
+  return [line(headers), line(headers.map((_, i) => (i < 1 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+interface Target {
+  what: string;
+  rows: KernelRow[];
+  value: (r: KernelRow) => number | null | undefined;
+  min: number;
+}
+
+function checkTarget(t: Target): string {
+  const vals = t.rows.map((r) => ({ r, v: t.value(r) })).filter((x) => x.v !== null && x.v !== undefined);
+  if (vals.length === 0) return `- ${t.what}: no rows measured`;
+  const failing = vals.filter((x) => (x.v as number) < t.min);
+  const worst = vals.reduce((a, b) => ((b.v as number) < (a.v as number) ? b : a));
+  const status = failing.length === 0 ? 'MET' : `NOT MET (${failing.length} of ${vals.length} rows)`;
+  const fails = failing.map((x) => `${x.r.name}: ${fmt(x.v)}`).join('; ');
+  return `- ${t.what} (target >= ${t.min}): **${status}**; worst ${fmt(worst.v)} (${worst.r.name})${
+    failing.length ? `. Below target: ${fails}` : ''
+  }`;
+}
+
+export function report(res: KernelsResult): string {
+  const out: string[] = [];
+  const m = res.machine;
+  out.push(
+    `Run ${res.date}, ${res.seconds} s; machine: ${m.cpu} (${m.simd}), ${m.cores} cores, ${m.memory_gib} GiB, ` +
+      `${m.os}, node ${m.node}, onnxruntime-node ${m.onnxruntime_node}, ${m.cc} (${m.cc_flags}); ` +
+      `other processes kept ${fmt(res.other_processes_busy_cores)} cores busy on average during the run.`,
+  );
+  out.push('');
+  out.push(
+    markdownTable(
+      [
+        'case',
+        'thr',
+        'ours ms',
+        'ort ms',
+        'ratio',
+        'fused ms',
+        'ratio fused',
+        'GF/s ours',
+        'GF/s ort',
+        'GF/s fused',
+        'vs dense',
+      ],
+      res.rows.map((r) => [
+        r.name,
+        String(r.threads),
+        fmt(r.ours_ms),
+        fmt(r.ort_ms),
+        fmt(r.ratio),
+        fmt(r.ort_fused_ms),
+        fmt(r.ratio_fused),
+        fmt(r.gflops_ours),
+        fmt(r.gflops_ort),
+        fmt(r.gflops_ort_fused),
+        r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
+      ]),
+    ),
+  );
+  if (res.skipped.length) {
+    out.push('');
+    for (const s of res.skipped) out.push(`- skipped: ${s}`);
+  }
+  const two = res.rows.filter((r) => r.threads === 2);
+  const gemm = two.filter((r) => r.name.startsWith('gemm '));
+  const dense = two.filter((r) => r.name.startsWith('attn dense'));
+  const keep25 = res.rows.filter((r) => r.name.startsWith('attn keep=25%'));
+  out.push('');
+  out.push('Targets:');
+  out.push('');
+  out.push(checkTarget({ what: 'GEMM ratio at 2 threads', rows: gemm, value: (r) => r.ratio, min: 0.8 }));
+  out.push(
+    checkTarget({
+      what: 'dense attention ratio at 2 threads vs the MatMul-Softmax-MatMul graph',
+      rows: dense,
+      value: (r) => r.ratio,
+      min: 0.8,
+    }),
+  );
+  out.push(
+    checkTarget({
+      what: 'dense attention ratio at 2 threads vs fused MultiHeadAttention',
+      rows: dense,
+      value: (r) => r.ratio_fused,
+      min: 0.8,
+    }),
+  );
+  out.push(
+    checkTarget({
+      what: 'keep-25% speedup over our dense attention (1 and 2 threads)',
+      rows: keep25,
+      value: (r) => r.speedup_vs_dense,
+      min: 3,
+    }),
+  );
+  return out.join('\n');
+}
+
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
+if (isMain) {
+  const path = process.argv[2] ?? fileURLToPath(new URL('./results/kernels.json', import.meta.url));
+  console.log(report(JSON.parse(readFileSync(path, 'utf8')) as KernelsResult));
+}

@@ -1,0 +1,63 @@
+/**
+ * Benchmark driver: `npm run bench -- <suite> [options]`. Benchmarks are not tests: they print a
+ * table and write bench/results/<suite>.json so runs on one machine can be compared.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
+import { kernelsSuite } from './kernels.ts';
+
+const usage = `usage: npm run bench -- <suite> [options]
+
+suites:
+  kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
+
+options (kernels):
+  --threads <list>   thread counts, comma-separated (default 1,2)
+  --filter <text>    only cases whose name contains <text> (results are then not written
+                     unless --out is given)
+  --out <file>       where to write the JSON (default bench/results/kernels.json)
+  --skip-above <s>   skip a case whose first run takes longer than <s> seconds (default 10)
+
+npx tsx bench/report.ts [file] prints a results file as Markdown, with the target checks.`;
+
+function fail(msg: string): never {
+  console.error(`${msg}\n\n${usage}`);
+  process.exit(2);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [suite, ...rest] = argv;
+  if (suite === '-h' || suite === '--help') {
+    console.log(usage);
+    return;
+  }
+  if (suite === undefined) fail('no suite given');
+  if (suite !== 'kernels') fail(`unknown suite "${suite}"`);
+  let values: { threads?: string; filter?: string; out?: string; 'skip-above'?: string };
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        threads: { type: 'string' },
+        filter: { type: 'string' },
+        out: { type: 'string' },
+        'skip-above': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const threads = (values.threads ?? '1,2').split(',').map((t) => Number(t));
+  if (threads.some((t) => !Number.isInteger(t) || t < 1)) fail(`bad --threads "${values.threads}"`);
+  const skipAbove = Number(values['skip-above'] ?? '10');
+  if (!(skipAbove > 0)) fail(`bad --skip-above "${values['skip-above']}"`);
+  const defaultOut = fileURLToPath(new URL('./results/kernels.json', import.meta.url));
+  const out = values.out ?? (values.filter ? null : defaultOut);
+
+  const p = await loadPrimitives();
+  await kernelsSuite(p, { threads, filter: values.filter, skipAboveMs: skipAbove * 1000, out });
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,146 @@
+/** Timing, machine description and table printing shared by the benchmark suites. */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+
+export interface Timing {
+  /** Median milliseconds of one call. */
+  ms: number;
+  /** Timed samples (each of `reps` back-to-back calls). */
+  samples: number;
+  reps: number;
+  /** Milliseconds of the first (cold) call. */
+  firstMs: number;
+  /** The first call took longer than `skipAboveMs`: nothing else was run (ms is NaN). */
+  skipped: boolean;
+}
+
+export interface MeasureOptions {
+  /** Stop after at least this much timed wall time (and `minSamples` samples). */
+  minSeconds?: number;
+  minSamples?: number;
+  /** Calls slower than this: stop after 2 samples once `minSeconds` has passed. */
+  slowCallMs?: number;
+  /** A first call slower than this ends the measurement (`skipped`). */
+  skipAboveMs?: number;
+}
+
+/**
+ * Warm up (at least one call, up to 3 calls or 0.1 s; one call when it takes over a quarter of
+ * `slowCallMs`), then time samples until at least `minSeconds` (0.5 s) and `minSamples` (5)
+ * samples have passed; when one call takes longer than `slowCallMs` (1 s), 2 samples are enough. Fast calls are batched so a sample lasts at
+ * least 2 ms. Returns the median time of one call.
+ */
+export async function measure(
+  fn: () => unknown | Promise<unknown>,
+  opts: MeasureOptions = {},
+): Promise<Timing> {
+  const minSeconds = opts.minSeconds ?? 0.5;
+  const minSamples = opts.minSamples ?? 5;
+  const slowCallMs = opts.slowCallMs ?? 1000;
+  let t0 = performance.now();
+  await fn();
+  const firstMs = performance.now() - t0;
+  if (opts.skipAboveMs !== undefined && firstMs > opts.skipAboveMs)
+    return { ms: Number.NaN, samples: 0, reps: 0, firstMs, skipped: true };
+  let best = firstMs;
+  const warmStart = performance.now();
+  for (let i = 1; i < 3 && firstMs <= slowCallMs / 4 && performance.now() - warmStart < 100; i++) {
+    t0 = performance.now();
+    await fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  const reps = Math.max(1, Math.ceil(2 / Math.max(best, 1e-4)));
+  const times: number[] = [];
+  const start = performance.now();
+  for (;;) {
+    t0 = performance.now();
+    for (let r = 0; r < reps; r++) await fn();
+    times.push((performance.now() - t0) / reps);
+    const elapsed = (performance.now() - start) / 1000;
+    if (elapsed >= minSeconds && times.length >= minSamples) break;
+    if (elapsed >= minSeconds && times.length >= 2 && best > slowCallMs) break;
+  }
+  return { ms: median(times), samples: times.length, reps, firstMs, skipped: false };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  node: string;
+  os: string;
+  memory_gib: number;
+  [key: string]: unknown;
+}
+
+/** The SIMD extensions the kernels care about, from /proc/cpuinfo (Linux; empty elsewhere). */
+function simdFlags(): string {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const flags = new Set((/^flags\s*:(.*)$/m.exec(info)?.[1] ?? '').trim().split(/\s+/));
+    return ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni'].filter((f) => flags.has(f)).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+export function machineInfo(extra: Record<string, unknown> = {}): Machine {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    simd: simdFlags(),
+    cores: cpus.length,
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    ...extra,
+  };
+}
+
+/** A fixed-width text table; numbers are printed with `fmt`. */
+export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string>>): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function fmt(x: number | null | undefined, digits = 3): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '-';
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toPrecision(digits);
+}
+
+/** Deterministic uniform [-1, 1) floats (mulberry32), so runs are reproducible. */
+export function randomFloats(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** A random sorted subset of 0..n-1 of size k (deterministic). */
+export function randomSubset(n: number, k: number, seed: number): Int32Array {
+  const r = randomFloats(n, seed);
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(((r[i] as number) * 0.5 + 0.5) * (i + 1));
+    const t = idx[i] as number;
+    idx[i] = idx[j] as number;
+    idx[j] = t;
+  }
+  return Int32Array.from(idx.slice(0, k).sort((a, b) => a - b));
+}
