@@ -4,7 +4,9 @@ import { registerCheck } from './check.ts';
 import { registerCompile } from './compile.ts';
 import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
+import { registerGenerate } from './generate.ts';
 import { Exit, type Io, processIo } from './io.ts';
+import { registerMakeModel } from './model.ts';
 import { registerVerify } from './verify.ts';
 
 function packageVersion(): string {
@@ -29,6 +31,8 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
   registerExplain(program, io, setExit);
   registerCompile(program, io, setExit);
   registerVerify(program, io, setExit);
+  registerGenerate(program, io, setExit);
+  registerMakeModel(program, io, setExit);
   return program;
 }
 

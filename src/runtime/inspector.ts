@@ -193,6 +193,11 @@ export class Inspector {
     return !due && rows.every((x, i) => x === 0 || p.rows[i] === 1) && sameSet(keys, p.keys);
   }
 
+  /** How many rows each layer computed this step. */
+  layerRows(): number[] {
+    return this.stepRows.map((m) => m.reduce((a, b) => a + b, 0));
+  }
+
   /** Rows computed at the last layer this step: the rows whose predictions are fresh. */
   outputRows(): Int32Array {
     return toList(this.stepRows[this.rules.length - 1] ?? maskOf(this.L, () => false));

@@ -18,6 +18,21 @@ export interface GenerationCase {
   readonly seed: number;
   /** The backend that runs the step programs (default: the float64 reference interpreter). */
   readonly runner?: (L: number) => StepRunner;
+  /** Compare every step with the golden full forward (default true; generation alone skips it). */
+  readonly compare?: boolean;
+  /** Called after every step with what it computed and committed. */
+  readonly onStep?: (info: StepInfo) => void;
+}
+
+export interface StepInfo {
+  readonly step: number;
+  readonly block: number;
+  readonly blockStep: number;
+  readonly phase: 'refresh' | 'cached';
+  /** Rows recomputed at each layer. */
+  readonly rows: readonly number[];
+  readonly committed: readonly { readonly position: number; readonly token: number }[];
+  readonly ms: number;
 }
 
 export interface StepRecord {
@@ -73,52 +88,65 @@ export function simulateGeneration(
   const V = config.vocab;
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);
+  const token = (logits: Float64Array, i: number) => {
+    const r = predictionRow(config, i);
+    return r < 0 ? config.maskTokenId : softmaxStats(logits.subarray(r * V, (r + 1) * V)).argmax;
+  };
+  const decided = (ps: number[], logits: Float64Array) =>
+    ps
+      .map((i) => `${i}:${token(logits, i)}`)
+      .sort()
+      .join(',');
   while (!canvas.done) {
     if (canvas.step > 4 * c.genLen + 8)
       throw new Error(`plan ${plan.plan.name} does not finish the generation`);
+    const t0 = performance.now();
     const out = runner.step(inspector, scores, tokens, blocks);
     scores.storeLogits(out.out, out.logits, canvas.step);
     if (out.phase === 'refresh') scores.rememberAttention(lowered.layers.map((r) => r.layer));
-    const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen });
-    goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
-    goldenScores.hiddenIn.clear();
-    for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);
-
     const chosen = inspector.decide((by) => inspector.decodeScore(by));
-    const goldenChosen = goldenInspector.decide((by) => goldenInspector.decodeScore(by));
-    const token = (logits: Float64Array, i: number) => {
-      const r = predictionRow(config, i);
-      return r < 0 ? config.maskTokenId : softmaxStats(logits.subarray(r * V, (r + 1) * V)).argmax;
-    };
-    const decided = (ps: number[], logits: Float64Array) =>
-      ps
-        .map((i) => `${i}:${token(logits, i)}`)
-        .sort()
-        .join(',');
-    let deviation = 0;
-    let scale = 0;
-    const candidates = inspector.candidates();
-    for (let i = 0; i < L; i++) {
-      const r = predictionRow(config, i);
-      if (candidates[i] !== 1 || r < 0) continue;
-      for (let v = 0; v < V; v++) {
-        const g = golden.logits[r * V + v] ?? 0;
-        deviation = Math.max(deviation, Math.abs((scores.logits[r * V + v] ?? 0) - g));
-        scale = Math.max(scale, Math.abs(g));
+    const ms = performance.now() - t0;
+    if (c.compare !== false) {
+      const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen });
+      goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
+      goldenScores.hiddenIn.clear();
+      for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);
+      const goldenChosen = goldenInspector.decide((by) => goldenInspector.decodeScore(by));
+      let deviation = 0;
+      let scale = 0;
+      const candidates = inspector.candidates();
+      for (let i = 0; i < L; i++) {
+        const r = predictionRow(config, i);
+        if (candidates[i] !== 1 || r < 0) continue;
+        for (let v = 0; v < V; v++) {
+          const g = golden.logits[r * V + v] ?? 0;
+          deviation = Math.max(deviation, Math.abs((scores.logits[r * V + v] ?? 0) - g));
+          scale = Math.max(scale, Math.abs(g));
+        }
       }
+      steps.push({
+        step: canvas.step,
+        block: canvas.block,
+        blockStep: canvas.blockStep,
+        phase: out.phase,
+        computed: out.out.length,
+        deviation,
+        scale,
+        agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
+      });
     }
-    steps.push({
+    inspector.finishStep();
+    const committed = chosen.map((position) => ({ position, token: token(scores.logits, position) }));
+    c.onStep?.({
       step: canvas.step,
       block: canvas.block,
       blockStep: canvas.blockStep,
       phase: out.phase,
-      computed: out.out.length,
-      deviation,
-      scale,
-      agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
+      rows: inspector.layerRows(),
+      committed,
+      ms,
     });
-    inspector.finishStep();
-    for (const i of chosen) tokens[i] = token(scores.logits, i);
+    for (const { position, token: t } of committed) tokens[position] = t;
     canvas.commit(chosen);
     canvas.advance();
   }

@@ -59,7 +59,7 @@ class Graph {
 export function exportOnnx(
   config: ModelConfig,
   weights: Weights,
-  opts: { maxPositions?: number } = {},
+  opts: { maxPositions?: number; tokenizer?: object } = {},
 ): Uint8Array {
   const g = new Graph();
   const c = config;
@@ -181,7 +181,10 @@ export function exportOnnx(
     irVersion: 8,
     producerName: 'kvplan',
     opsetImport: [{ domain: '', version: 17 }],
-    metadataProps: [{ key: 'kvplan.config', value: JSON.stringify(configToJson(c)) }],
+    metadataProps: [
+      { key: 'kvplan.config', value: JSON.stringify(configToJson(c)) },
+      ...(opts.tokenizer ? [{ key: 'kvplan.tokenizer', value: JSON.stringify(opts.tokenizer) }] : []),
+    ],
     graph: {
       name: c.name,
       node: g.nodes,

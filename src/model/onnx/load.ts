@@ -78,7 +78,7 @@ function floats(t: TensorProto, where: string, dir: string): Float64Array {
  * names), the architecture from the `kvplan.config` metadata. The graph itself is not executed
  * by kvplan (its step programs are); onnxruntime running it serves as the oracle.
  */
-export function loadOnnx(path: string): { config: ModelConfig; weights: Weights } {
+export function loadOnnx(path: string): { config: ModelConfig; weights: Weights; tokenizer?: unknown } {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -122,5 +122,11 @@ export function loadOnnx(path: string): { config: ModelConfig; weights: Weights 
   } catch (e) {
     throw new OnnxError(`${path}: ${(e as Error).message}`);
   }
-  return { config, weights };
+  const tokenizer = (model.metadataProps ?? []).find((m) => m.key === 'kvplan.tokenizer')?.value;
+  if (tokenizer === undefined || tokenizer === null) return { config, weights };
+  try {
+    return { config, weights, tokenizer: JSON.parse(tokenizer) };
+  } catch (e) {
+    throw new OnnxError(`${path}: metadata kvplan.tokenizer is not JSON: ${(e as Error).message}`);
+  }
 }

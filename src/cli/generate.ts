@@ -1,0 +1,139 @@
+import type { Command } from 'commander';
+import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
+import { loadOnnx, OnnxError } from '../model/onnx/load.ts';
+import { compilePlan } from '../passes/compile.ts';
+import { generate } from '../runtime/generate.ts';
+import { blockLength } from '../runtime/simulate.ts';
+import {
+  CharTokenizer,
+  defaultAlphabet,
+  type Tokenizer,
+  TokenizerError,
+  tokenizerFromJson,
+} from '../runtime/tokenizer.ts';
+import { collectSetting, Exit, type Io } from './io.ts';
+import { loadPlans } from './plans.ts';
+
+export interface GenerateCommandOptions {
+  readonly model: string;
+  readonly plan: string;
+  readonly prompt: string;
+  readonly backend: string;
+  readonly genLength: string;
+  readonly block?: string;
+  readonly steps?: string;
+  readonly set?: Map<string, string>;
+  readonly trace?: boolean;
+  readonly seed: string;
+  readonly threads: string;
+}
+
+const backends = ['reference', 'cpu'];
+
+export function runGenerate(
+  o: GenerateCommandOptions,
+  io: Io,
+  isTty = process.stderr.isTTY === true,
+): number {
+  if (!backends.includes(o.backend)) {
+    io.err(
+      `kvplan: --backend ${o.backend} is not available for generate; backends: ${backends.join(', ')}\n`,
+    );
+    return Exit.usage;
+  }
+  const genLength = Number(o.genLength);
+  if (!Number.isInteger(genLength) || genLength < 1) {
+    io.err(`kvplan: --gen-length must be a positive integer, got '${o.genLength}'\n`);
+    return Exit.usage;
+  }
+  // --block and --steps are the plan's own parameters, set like --set.
+  const overrides = new Map(o.set ?? []);
+  if (o.block !== undefined) overrides.set('block', o.block);
+  if (o.steps !== undefined) overrides.set('steps_per_block', o.steps);
+  let model: ReturnType<typeof loadOnnx>;
+  let tokenizer: Tokenizer;
+  try {
+    model = loadOnnx(o.model);
+    tokenizer =
+      model.tokenizer === undefined
+        ? new CharTokenizer(
+            defaultAlphabet(model.config.vocab, model.config.maskTokenId),
+            model.config.maskTokenId,
+          )
+        : tokenizerFromJson(model.tokenizer, model.config.maskTokenId);
+  } catch (e) {
+    if (!(e instanceof OnnxError || e instanceof TokenizerError)) throw e;
+    io.err(`kvplan: ${e.message}\n`);
+    return Exit.failed;
+  }
+  const { plans, codes } = loadPlans([o.plan], overrides, io);
+  const plan = plans[0]?.checked;
+  if (!plan) return Math.max(Exit.failed, ...codes);
+  let prompt: Int32Array;
+  try {
+    prompt = tokenizer.encode(o.prompt);
+  } catch (e) {
+    if (!(e instanceof TokenizerError)) throw e;
+    io.err(`kvplan: --prompt: ${e.message}\n`);
+    return Exit.usage;
+  }
+  const config = model.config;
+  const L = prompt.length + Math.max(genLength, blockLength(plan, genLength));
+  const cpu = o.backend === 'cpu' ? buildCpu(plan, config, L) : undefined;
+  const lowered = cpu ? cpu.lowered : compilePlan(plan, config, { target: 'reference' }).lowered;
+  let committed = 0;
+  const result = generate({
+    model,
+    plan,
+    lowered,
+    prompts: [prompt],
+    genLength,
+    seed: Number(o.seed),
+    ...(cpu ? { runner: (n: number) => new CpuRunner(cpu, model.weights, n, Number(o.threads)) } : {}),
+    onStep: (_, info) => {
+      committed += info.committed.length;
+      if (o.trace) {
+        const commits = info.committed
+          .map((c) => `${c.position}:${JSON.stringify(tokenizer.decode([c.token]))}`)
+          .join(' ');
+        io.err(
+          `step ${info.step} block ${info.block}.${info.blockStep} ${info.phase} rows [${info.rows.join(',')}] commit ${commits} ${info.ms.toFixed(1)} ms\n`,
+        );
+      } else if (isTty) {
+        const width = 30;
+        const done = Math.round((width * committed) / genLength);
+        io.err(
+          `\r[${'#'.repeat(done)}${'.'.repeat(Math.max(0, width - done))}] ${committed}/${genLength} tokens, step ${info.step + 1}`,
+        );
+      }
+    },
+  });
+  if (isTty && !o.trace) io.err('\n');
+  const seq = result.sequences[0];
+  if (!seq) return Exit.internal;
+  io.out(`${tokenizer.decode(seq.generated)}\n`);
+  io.err(
+    `${seq.generated.length} tokens in ${seq.steps} steps, ${result.tokensPerSecond.toFixed(1)} tokens/s (${o.backend})\n`,
+  );
+  return Exit.ok;
+}
+
+export function registerGenerate(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('generate')
+    .description('generate text with a model and a plan; the text goes to stdout, progress to stderr')
+    .requiredOption('--model <m.onnx>', 'an ONNX model (see kvplan make-model)')
+    .requiredOption('--plan <p.kvp>', 'the cache plan')
+    .requiredOption('--prompt <text>', 'the prompt')
+    .option('--backend <name>', `reference or cpu`, 'reference')
+    .option('--gen-length <n>', 'tokens to generate', '32')
+    .option('--block <n>', "the plan's block length (its `block` parameter)")
+    .option('--steps <n>', "denoising steps per block (the plan's `steps_per_block` parameter)")
+    .option('--seed <n>', 'seed of random decode orders', '1')
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .option('--trace', 'print the sets and commits of every step')
+    .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
+    .action((options: GenerateCommandOptions) => {
+      setExit(runGenerate(options, io));
+    });
+}
