@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { writeCpuBuild } from '../backends/cpu/output.ts';
 import { buildCpu } from '../backends/cpu/runner.ts';
+import { ARCHES, type Arch } from '../backends/cuda-ptx/kernels/ptx.ts';
+import { writePtxBuild } from '../backends/cuda-ptx/output.ts';
+import { renderPtx } from '../backends/cuda-ptx/render.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import type { Dim } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -23,6 +26,7 @@ export interface CompileCommandOptions {
   readonly promptLength: string;
   readonly genLength: string;
   readonly output?: string;
+  readonly arch?: string;
 }
 
 const targets: readonly Target[] = ['reference', 'cpu', 'wgsl', 'ptx'];
@@ -147,6 +151,10 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
     io.err('kvplan: --prompt-length and --gen-length must be positive integers\n');
     return Exit.usage;
   }
+  if (o.arch !== undefined && (o.target !== 'ptx' || !ARCHES.includes(o.arch as Arch))) {
+    io.err(`kvplan: --arch ${o.arch}: with --target ptx, choose one of ${ARCHES.join(', ')}\n`);
+    return Exit.usage;
+  }
   const config = loadModelConfig(o.config, io);
   if (!config) return Exit.usage;
   const target = o.target as Target;
@@ -161,10 +169,18 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
       onDump: (pass, text) =>
         io.out(`// ---- after ${pass} ----\n${text.endsWith('\n') ? text : `${text}\n`}`),
     });
-    if (o.output !== undefined) {
+    if (o.output !== undefined && target === 'ptx') {
+      const { state } = compiled;
+      if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
+      const render = renderPtx(config, state.phases, state.kernels, state.memory, {
+        arch: (o.arch ?? 'sm_80') as Arch,
+        maxCanvas: promptLen + genLen,
+      });
+      for (const f of writePtxBuild(o.output, checked.plan.name, render)) io.err(`wrote ${f}\n`);
+    } else if (o.output !== undefined) {
       if (target !== 'cpu') {
         io.err(
-          `kvplan: -o writes generated code, which only the cpu target has so far (got --target ${target})\n`,
+          `kvplan: -o writes generated code, which only the cpu and ptx targets have so far (got --target ${target})\n`,
         );
         codes.push(Exit.usage);
         continue;
@@ -203,8 +219,9 @@ export function registerCompile(program: Command, io: Io, setExit: (code: number
     .option('--gen-length <n>', 'generated positions of that canvas (at least one block)', '256')
     .option(
       '-o, --output <dir>',
-      'with --target cpu: write the C source, the compiled library and a manifest there',
+      'with --target cpu: write the C source, the compiled library and a manifest there; with --target ptx: the .ptx files and a launch manifest',
     )
+    .option('--arch <sm>', `with --target ptx: the PTX target (${ARCHES.join(', ')}; default sm_80)`)
     .option(
       '--set <name=value>',
       'override a parameter of every plan that declares it (repeatable)',

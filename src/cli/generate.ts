@@ -30,11 +30,11 @@ export interface GenerateCommandOptions {
 
 const backends = ['reference', 'cpu'];
 
-export function runGenerate(
+export async function runGenerate(
   o: GenerateCommandOptions,
   io: Io,
   isTty = process.stderr.isTTY === true,
-): number {
+): Promise<number> {
   if (!backends.includes(o.backend)) {
     io.err(
       `kvplan: --backend ${o.backend} is not available for generate; backends: ${backends.join(', ')}\n`,
@@ -82,7 +82,7 @@ export function runGenerate(
   const cpu = o.backend === 'cpu' ? buildCpu(plan, config, L) : undefined;
   const lowered = cpu ? cpu.lowered : compilePlan(plan, config, { target: 'reference' }).lowered;
   let committed = 0;
-  const result = generate({
+  const result = await generate({
     model,
     plan,
     lowered,
@@ -133,7 +133,7 @@ export function registerGenerate(program: Command, io: Io, setExit: (code: numbe
     .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
     .option('--trace', 'print the sets and commits of every step')
     .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
-    .action((options: GenerateCommandOptions) => {
-      setExit(runGenerate(options, io));
+    .action(async (options: GenerateCommandOptions) => {
+      setExit(await runGenerate(options, io));
     });
 }

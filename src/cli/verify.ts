@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
+import { webGpuRunnerFactory } from '../backends/webgpu/runner.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
 import { WeightError } from '../model/weights.ts';
@@ -19,7 +20,7 @@ export interface VerifyCommandOptions {
   readonly threads: string;
 }
 
-const backends = ['reference', 'cpu'];
+const backends = ['reference', 'cpu', 'webgpu'];
 
 /** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
 const defaultConfigs = (): ModelConfig[] => {
@@ -43,7 +44,7 @@ function summary(path: string, v: PlanVerdict): string {
   return `${v.ok ? 'ok' : 'FAIL'}  ${path}  ${v.plan}  ${kind}  cases ${v.cases}  ${checks}  ${gen}\n`;
 }
 
-export function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): number {
+export async function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): Promise<number> {
   if (!backends.includes(o.backend)) {
     io.err(`kvplan: --backend ${o.backend} is not available; backends: ${backends.join(', ')}\n`);
     return Exit.usage;
@@ -62,18 +63,20 @@ export function runVerify(paths: readonly string[], o: VerifyCommandOptions, io:
     try {
       const backend = o.backend as Backend;
       // Each case compiles (or finds in the cache) the plan for its model and canvas.
-      const runnerFor: RunnerFactory = (plan, cfg, weights, L) => {
+      const cpuRunner: RunnerFactory = (plan, cfg, weights, L) => {
         const build = buildCpu(plan, cfg, L);
         return (n) => new CpuRunner(build, weights, n, Number(o.threads));
       };
-      const verdict = verifyCheckedPlan(checked, {
+      const runnerFor =
+        backend === 'cpu' ? cpuRunner : backend === 'webgpu' ? await webGpuRunnerFactory() : undefined;
+      const verdict = await verifyCheckedPlan(checked, {
         configs: config ? [config] : defaultConfigs(),
         cases,
         seed,
         promptLen,
         genLen,
         backend,
-        ...(backend === 'cpu' ? { runnerFor } : {}),
+        ...(runnerFor ? { runnerFor } : {}),
       });
       io.out(summary(path, verdict));
       codes.push(verdict.ok ? Exit.ok : Exit.failed);
@@ -112,7 +115,7 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
       'after',
       '\nExit status: 0 every property holds, 1 a property fails or a plan is ill-formed, 2 usage error.',
     )
-    .action((files: string[], options: VerifyCommandOptions) => {
-      setExit(runVerify(files, options, io));
+    .action(async (files: string[], options: VerifyCommandOptions) => {
+      setExit(await runVerify(files, options, io));
     });
 }

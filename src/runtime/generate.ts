@@ -36,13 +36,13 @@ export interface GenerateResult {
  * Generates a completion for each prompt with a compiled plan. Sequences run one after another
  * (batching several canvases into one step is not built yet).
  */
-export function generate(o: GenerateOptions): GenerateResult {
+export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const sequences: Generated[] = [];
   let ms = 0;
-  o.prompts.forEach((prompt, n) => {
+  for (const [n, prompt] of o.prompts.entries()) {
     let steps = 0;
     let time = 0;
-    const r = simulateGeneration(o.plan, o.lowered, {
+    const r = await simulateGeneration(o.plan, o.lowered, {
       config: o.model.config,
       weights: o.model.weights,
       prompt,
@@ -58,7 +58,7 @@ export function generate(o: GenerateOptions): GenerateResult {
     });
     ms += time;
     sequences.push({ tokens: r.tokens, generated: r.tokens.slice(prompt.length), steps, ms: time });
-  });
+  }
   const count = sequences.reduce((a, s) => a + s.generated.length, 0);
   return { sequences, tokensPerSecond: ms > 0 ? (1000 * count) / ms : 0 };
 }

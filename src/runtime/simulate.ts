@@ -65,11 +65,11 @@ export function blockLength(plan: CheckedPlan, genLen: number): number {
  * Runs a plan through a whole generation on the reference interpreter, and at every step compares
  * it with the golden full forward on the same token state (the plan's own history drives the run).
  */
-export function simulateGeneration(
+export async function simulateGeneration(
   plan: CheckedPlan,
   lowered: LoweredPlan,
   c: GenerationCase,
-): GenerationResult {
+): Promise<GenerationResult> {
   const { config, weights } = c;
   const P = c.prompt.length;
   const blockLen = blockLength(plan, c.genLen);
@@ -101,7 +101,7 @@ export function simulateGeneration(
     if (canvas.step > 4 * c.genLen + 8)
       throw new Error(`plan ${plan.plan.name} does not finish the generation`);
     const t0 = performance.now();
-    const out = runner.step(inspector, scores, tokens, blocks);
+    const out = await runner.step(inspector, scores, tokens, blocks);
     scores.storeLogits(out.out, out.logits, canvas.step);
     if (out.phase === 'refresh') scores.rememberAttention(lowered.layers.map((r) => r.layer));
     const chosen = inspector.decide((by) => inspector.decodeScore(by));

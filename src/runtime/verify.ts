@@ -8,7 +8,7 @@ import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepRunner } from './runner.ts';
 import { type GenerationResult, simulateGeneration } from './simulate.ts';
 
-export type Backend = 'reference' | 'cpu';
+export type Backend = 'reference' | 'cpu' | 'webgpu';
 
 /** Builds the runner of a compiled backend for one case; the reference backend needs none. */
 export type RunnerFactory = (
@@ -88,7 +88,7 @@ const fmt = (x: number) => x.toExponential(1);
  * the golden at every step; approximate plans equal it on a model where their premise holds (no
  * row's state depends on another's, so cached values equal fresh ones) and at their refresh steps.
  */
-export function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions): PlanVerdict {
+export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions): Promise<PlanVerdict> {
   const checks: Check[] = [];
   let devSum = 0;
   let devCount = 0;
@@ -139,15 +139,15 @@ export function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions): PlanV
       });
     };
     // Float64 programs are held to round-off; float32 backends to a multiple of eager float32's error.
-    const bounded = (weights: Weights, only?: (s: Step) => boolean) => {
-      const result = run(weights);
+    const bounded = async (weights: Weights, only?: (s: Step) => boolean) => {
+      const result = await run(weights);
       if (backend === 'reference')
         return { result, ...worst(result, (s) => float64Bound(config, L, s.scale), only) };
-      const eager = worst(run(weights, true), () => 1, only).dev;
+      const eager = worst(await run(weights, true), () => 1, only).dev;
       return { result, ...worst(result, (s) => float32Budget(eager, s.scale), only) };
     };
     const randomModel = randomWeights(config, seed);
-    const primary = bounded(
+    const primary = await bounded(
       randomModel,
       plan.classification.exact ? undefined : (s) => s.phase === 'refresh',
     );
@@ -163,7 +163,7 @@ export function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions): PlanV
       exactDev = Math.max(exactDev, primary.dev);
       exactOk &&= primary.within;
     } else {
-      const premise = bounded(randomWeights(config, seed, { attentionOutputScale: 0 }));
+      const premise = await bounded(randomWeights(config, seed, { attentionOutputScale: 0 }));
       premiseDev = Math.max(premiseDev, premise.dev);
       premiseOk &&= premise.within;
       refreshDev = Math.max(refreshDev, primary.dev);

@@ -87,7 +87,7 @@ describe('ONNX models', () => {
       // The budget: a multiple of the eager float32 evaluation's error on the same first step.
       const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
       const gen = { config, weights, prompt, genLen, seed: 1 };
-      const eager = simulateGeneration(plan, lowered, {
+      const eager = await simulateGeneration(plan, lowered, {
         ...gen,
         runner: (n) => new ReferenceRunner(lowered, weights, n, true),
       });
@@ -95,13 +95,15 @@ describe('ONNX models', () => {
       if (!first) throw new Error('no step');
       const { dev, scale } = rows(await ortLogits(bytes, config, tokens, prompt.length, genLen));
       expect(dev).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
-      const reference = simulateGeneration(plan, lowered, gen).steps[0];
+      const reference = (await simulateGeneration(plan, lowered, gen)).steps[0];
       expect(reference?.deviation).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
       const build = buildCpu(plan, config, tokens.length);
-      const cpu = simulateGeneration(plan, build.lowered, {
-        ...gen,
-        runner: (n) => new CpuRunner(build, weights, n),
-      }).steps[0];
+      const cpu = (
+        await simulateGeneration(plan, build.lowered, {
+          ...gen,
+          runner: (n) => new CpuRunner(build, weights, n),
+        })
+      ).steps[0];
       expect(cpu?.deviation).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
     },
   );

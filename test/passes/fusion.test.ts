@@ -69,7 +69,7 @@ describe('fusion', () => {
 
   test.each(['fast-dllm-dual', 'flashblock', 'dllm-cache', 'elastic-cache'])(
     'running the kernels of %s computes what the step programs compute',
-    (name) => {
+    async (name) => {
       const plan = examplePlan(name);
       const { lowered, state } = compilePlan(plan, tiny, { target: 'reference' });
       const kernels = state.kernels as ReadonlyMap<string, KernelProgram>;
@@ -90,8 +90,8 @@ describe('fusion', () => {
         genLen: 8,
         seed: 5,
       };
-      const a = simulateGeneration(plan, lowered, gen);
-      const b = simulateGeneration(plan, fused, gen);
+      const a = await simulateGeneration(plan, lowered, gen);
+      const b = await simulateGeneration(plan, fused, gen);
       expect(b.tokens).toEqual(a.tokens);
       expect(b.steps.map((s) => s.deviation)).toEqual(a.steps.map((s) => s.deviation));
     },

@@ -28,6 +28,7 @@ import { dcePass } from '../../src/passes/dce.ts';
 import { hoistPass } from '../../src/passes/hoist.ts';
 import { cleanupPasses, initialState, runPipeline, withPhases } from '../../src/passes/manager.ts';
 import type { Pass, PipelineState } from '../../src/passes/state.ts';
+import { modelFor } from '../../src/runtime/modelFor.ts';
 import { type GenerationResult, simulateGeneration } from '../../src/runtime/simulate.ts';
 import { examplePlan, examples } from '../runtime/support.ts';
 import { configArb } from '../support/models.ts';
@@ -186,7 +187,7 @@ interface Case {
   promptLen: number;
 }
 
-function simulate(c: Case, lowered: LoweredPlan): GenerationResult {
+function simulate(c: Case, lowered: LoweredPlan): Promise<GenerationResult> {
   const weights = randomWeights(c.config, c.seed);
   const prompt = Int32Array.from({ length: c.promptLen }, (_, i) => (c.seed + 7 * i) % (c.config.vocab - 1));
   return simulateGeneration(c.plan, lowered, { config: c.config, weights, prompt, genLen: 8, seed: c.seed });
@@ -217,30 +218,25 @@ const pipelines: readonly (readonly [string, readonly Pass[]])[] = [
 ];
 
 describe('every cleanup pass preserves the interpreter’s result', () => {
-  test.each(examples)('%s', (name) => {
+  test.each(examples)('%s', async (name) => {
     const plan = examplePlan(name);
-    const causal = plan.typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
-    fc.assert(
-      fc.property(caseArb, ({ config: base, seed, promptLen, noise }) => {
-        const config: ModelConfig = {
-          ...base,
-          attention: causal ? 'block_causal' : 'full',
-          arShift: plan.typed.decode.arShift,
-        };
+    await fc.assert(
+      fc.asyncProperty(caseArb, async ({ config: base, seed, promptLen, noise }) => {
+        const config = modelFor(plan, base);
         const c: Case = { plan, config, seed, promptLen };
         const ctx = { config, target: 'reference' } as const;
         // Lowering leaves the reuse phase (of plans that reuse a split segment) to the hoisting pass,
         // whose output still asks for the bypassed segment's key list until DCE drops it.
         const plain = lowerPlan(plan, config);
         const lowered = withPhases(plain, runPipeline(initialState(plain), [hoistPass, dcePass], ctx).state);
-        const want = simulate(c, lowered);
+        const want = await simulate(c, lowered);
         const noisy = noisyState(lowered, noise);
         clean(noisy, 'the noisy programs');
         expect(instrCount(noisy)).toBeGreaterThan(instrCount(initialState(lowered)));
         for (const [label, passes] of pipelines) {
           const { state } = runPipeline(noisy, passes, ctx, { verify: true });
           clean(state, label);
-          expectSame(simulate(c, withPhases(lowered, state)), want, `${name} after ${label}`);
+          expectSame(await simulate(c, withPhases(lowered, state)), want, `${name} after ${label}`);
         }
         // The pipeline removes all the redundancy the noise added.
         const cleaned = runPipeline(noisy, cleanupPasses, ctx).state;

@@ -17,18 +17,18 @@ const caseArb = fc.record({
 });
 
 /** Runs a plan on a model shaped for it (its mask and AR shift are the model's), 2 blocks of 4. */
-function run(
+async function run(
   name: string,
   base: ModelConfig,
   seed: number,
   promptLen: number,
   premise = false,
-): GenerationResult & { L: number; config: ModelConfig } {
+): Promise<GenerationResult & { L: number; config: ModelConfig }> {
   const plan = examplePlan(name);
   const config = modelFor(plan, base);
   const weights = randomWeights(config, seed, premise ? { attentionOutputScale: 0 } : {});
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (seed + 7 * i) % (config.vocab - 1));
-  const result = simulateGeneration(plan, compilePlan(plan, config, { target: 'reference' }).lowered, {
+  const result = await simulateGeneration(plan, compilePlan(plan, config, { target: 'reference' }).lowered, {
     config,
     weights,
     prompt,
@@ -39,15 +39,15 @@ function run(
 }
 
 const withinBound = (
-  r: ReturnType<typeof run>,
+  r: Awaited<ReturnType<typeof run>>,
   only: (s: GenerationResult['steps'][number]) => boolean = () => true,
 ) => r.steps.filter(only).every((s) => s.deviation <= float64Bound(r.config, r.L, s.scale));
 
 describe('plans against the golden full forward', () => {
-  test.each(['baseline', 'fast-dllm-v2'])('exact plan %s equals the golden at every step', (name) => {
-    fc.assert(
-      fc.property(caseArb, ({ config, seed, promptLen }) => {
-        const r = run(name, config, seed, promptLen);
+  test.each(['baseline', 'fast-dllm-v2'])('exact plan %s equals the golden at every step', async (name) => {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async ({ config, seed, promptLen }) => {
+        const r = await run(name, config, seed, promptLen);
         expect(r.steps.length).toBeGreaterThan(0);
         expect(withinBound(r)).toBe(true);
       }),
@@ -58,11 +58,11 @@ describe('plans against the golden full forward', () => {
   const approximate = examples.filter((e) => !['baseline', 'fast-dllm-v2'].includes(e));
   test.each(approximate)(
     'approximate plan %s equals the golden when its premise holds, and at refresh steps',
-    (name) => {
-      fc.assert(
-        fc.property(caseArb, ({ config, seed, promptLen }) => {
-          expect(withinBound(run(name, config, seed, promptLen, true))).toBe(true);
-          const random = run(name, config, seed, promptLen);
+    async (name) => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async ({ config, seed, promptLen }) => {
+          expect(withinBound(await run(name, config, seed, promptLen, true))).toBe(true);
+          const random = await run(name, config, seed, promptLen);
           expect(random.steps.some((s) => s.phase === 'refresh')).toBe(true);
           expect(withinBound(random, (s) => s.phase === 'refresh')).toBe(true);
         }),
@@ -71,8 +71,8 @@ describe('plans against the golden full forward', () => {
     },
   );
 
-  test('the comparison is sensitive: a KV-cache plan drifts from the golden between refreshes', () => {
-    const r = run('fast-dllm-dual', presets.tiny as ModelConfig, 11, 3);
+  test('the comparison is sensitive: a KV-cache plan drifts from the golden between refreshes', async () => {
+    const r = await run('fast-dllm-dual', presets.tiny as ModelConfig, 11, 3);
     const between = r.steps.filter((s) => s.phase === 'cached');
     expect(between.length).toBeGreaterThan(0);
     expect(between.some((s) => s.deviation > 1e3 * float64Bound(r.config, r.L, s.scale))).toBe(true);

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
 
 /** Checks an example plan with a short block, so that generations stay small in tests. */
 export function examplePlan(name: string, block = 4): CheckedPlan {
@@ -27,3 +29,17 @@ export const examples = [
   'flashblock',
   'mage',
 ];
+
+const tiny = presets.tiny as ModelConfig;
+/** GQA with QKV bias, plain MHA, and GQA without bias; block-causal and AR shift follow the plan. */
+export const backendConfigs: readonly ModelConfig[] = [
+  tiny,
+  presets.small as ModelConfig,
+  { ...tiny, name: 'tiny-no-bias', qkvBias: false },
+];
+
+/** Every example plan paired with one of the configurations, for backend differential tests. */
+export const exampleCases = examples.map((name, i) => {
+  const config = backendConfigs[i % backendConfigs.length] as ModelConfig;
+  return [name, config.name, config] as const;
+});

@@ -1,33 +1,17 @@
 import { describe, expect, test } from 'vitest';
 import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
-import type { ModelConfig } from '../../../src/model/config.ts';
-import { presets } from '../../../src/model/presets.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
 import { simulateGeneration } from '../../../src/runtime/simulate.ts';
 import { float32Budget } from '../../../src/runtime/verify.ts';
-import { examplePlan, examples } from '../../runtime/support.ts';
-
-const tiny = presets.tiny as ModelConfig;
-const small = presets.small as ModelConfig;
-// GQA with QKV bias, plain MHA, and GQA without bias; block-causal and AR shift follow the plan.
-const configs = [tiny, small, { ...tiny, name: 'tiny-no-bias', qkvBias: false }];
+import { exampleCases, examplePlan } from '../../runtime/support.ts';
 
 describe('CPU backend against the float64 reference, step by step', () => {
-  test.each(
-    examples.map(
-      (name, i) =>
-        [
-          name,
-          (configs[i % configs.length] as ModelConfig).name,
-          configs[i % configs.length] as ModelConfig,
-        ] as const,
-    ),
-  )(
+  test.each(exampleCases)(
     '%s on %s: every step within the float32 budget derived from eager float32',
-    (name, _configName, base) => {
+    async (name, _configName, base) => {
       const plan = examplePlan(name);
       const config = modelFor(plan, base);
       const weights = randomWeights(config, 21);
@@ -35,12 +19,12 @@ describe('CPU backend against the float64 reference, step by step', () => {
       const L = prompt.length + 8;
       const build = buildCpu(plan, config, L);
       const gen = { config, weights, prompt, genLen: 8, seed: 21 };
-      const cpu = simulateGeneration(plan, build.lowered, {
+      const cpu = await simulateGeneration(plan, build.lowered, {
         ...gen,
         runner: (n) => new CpuRunner(build, weights, n),
       });
       const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
-      const eager = simulateGeneration(plan, lowered, {
+      const eager = await simulateGeneration(plan, lowered, {
         ...gen,
         runner: (n) => new ReferenceRunner(lowered, weights, n, true),
       });

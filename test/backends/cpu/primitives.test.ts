@@ -15,64 +15,7 @@ import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
 import { loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
-
-const f32 = Math.fround;
-const EPS32 = 2 ** -24;
-
-// ---------------------------------------------------------------------------------------------
-// Derived error bounds
-
-type Values = ArrayLike<number>;
-
-/** Largest |x| over the finite values. */
-function scaleOf(...arrays: Values[]): number {
-  let s = 0;
-  for (const a of arrays)
-    for (let i = 0; i < a.length; i++) {
-      const x = Math.abs(a[i] as number);
-      if (Number.isFinite(x) && x > s) s = x;
-    }
-  return s;
-}
-
-/** max |x - ref| over entries where ref is finite. */
-function maxError(x: Values, ref: Values): number {
-  let e = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const r = ref[i] as number;
-    if (!Number.isFinite(r)) continue;
-    const d = Math.abs((x[i] as number) - r);
-    if (!(d <= e)) e = d; // NaN propagates
-  }
-  return e;
-}
-
-/**
- * The derived budget: |C - ref64| <= 4 * max|eager32 - ref64| + 4 * 2^-24 * scale, where scale is
- * the largest magnitude of the reference values.
- */
-function derivedBound(ref64: Values, eager32: Values, scale = scaleOf(ref64)): number {
-  return 4 * maxError(eager32, ref64) + 4 * EPS32 * scale;
-}
-
-/**
- * Checks C against the reference under the derived bound; non-finite reference entries
- * (-Infinity for empty rows) must be reproduced exactly, and C must never produce NaN.
- */
-function expectClose(label: string, c: Values, ref64: Values, eager32: Values, scale?: number): void {
-  expect(c.length, `${label}: length`).toBe(ref64.length);
-  for (let i = 0; i < ref64.length; i++) {
-    const r = ref64[i] as number;
-    const x = c[i] as number;
-    if (Number.isNaN(x)) throw new Error(`${label}: NaN at ${i} (reference ${r})`);
-    if (!Number.isFinite(r)) {
-      if (x !== r) throw new Error(`${label}: entry ${i} is ${x}, expected ${r}`);
-    }
-  }
-  const bound = derivedBound(ref64, eager32, scale);
-  const err = maxError(c, ref64);
-  expect(err, `${label}: error ${err} exceeds the derived bound ${bound}`).toBeLessThanOrEqual(bound);
-}
+import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Random data

@@ -1,0 +1,54 @@
+/**
+ * The kernel catalogue: a spec names a generator and its options; `generateKernel` turns it into
+ * PTX for one architecture. Specs are plain data so that the renderer can collect and dedupe
+ * them, and tests can enumerate them.
+ */
+import { attentionKernel } from './attention.ts';
+import {
+  addKernel,
+  copyRowsKernel,
+  embedKernel,
+  fillKernel,
+  mergeKernel,
+  rmsnormKernel,
+  ropeKernel,
+  swigluKernel,
+} from './elementwise.ts';
+import { type GemmPath, gemmKernel } from './gemm.ts';
+import type { Arch, GeneratedKernel } from './ptx.ts';
+
+export type KernelSpec =
+  | { readonly op: 'gemm'; readonly path: GemmPath }
+  | { readonly op: 'attention'; readonly headDim: number; readonly merge: boolean }
+  | { readonly op: 'rope'; readonly headDim: number; readonly theta: number }
+  | { readonly op: 'rmsnorm' | 'swiglu' | 'add' | 'embed' | 'copy_rows' | 'fill' | 'merge' };
+
+export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
+  switch (spec.op) {
+    case 'gemm':
+      return gemmKernel(arch, spec.path);
+    case 'attention':
+      return attentionKernel({ arch, headDim: spec.headDim, merge: spec.merge });
+    case 'rope':
+      return ropeKernel(arch, spec.headDim, spec.theta);
+    case 'rmsnorm':
+      return rmsnormKernel(arch);
+    case 'swiglu':
+      return swigluKernel(arch);
+    case 'add':
+      return addKernel(arch);
+    case 'embed':
+      return embedKernel(arch);
+    case 'copy_rows':
+      return copyRowsKernel(arch);
+    case 'fill':
+      return fillKernel(arch);
+    case 'merge':
+      return mergeKernel(arch);
+  }
+}
+
+export { ATT_KEYS, ATT_PAIRS, ATT_THREADS, attentionSharedBytes } from './attention.ts';
+export { EW_THREADS } from './elementwise.ts';
+export { GEMM_PATHS, GEMM_TILE, type GemmPath } from './gemm.ts';
+export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';

@@ -1,0 +1,325 @@
+import type { CheckedPlan } from '../../dsl/check.ts';
+import type { LoweredPlan } from '../../ir/lower.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { Dim } from '../../ir/types.ts';
+import type { ModelConfig } from '../../model/config.ts';
+import type { Weights } from '../../model/weights.ts';
+import { compilePlan } from '../../passes/compile.ts';
+import type { Inspector } from '../../runtime/inspector.ts';
+import type { StepOutput, StepRunner } from '../../runtime/runner.ts';
+import type { ModelScores } from '../../runtime/scores.ts';
+import { sharedDevice } from './device.ts';
+import { evalSize, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
+import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.ts';
+
+export interface WebGpuBuild {
+  readonly lowered: LoweredPlan;
+  readonly manifest: WgslManifest;
+}
+
+/** Compiles a plan for WebGPU: passes for the `wgsl` target, then the dispatch plan. */
+export function buildWebGpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): WebGpuBuild {
+  const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
+  if (!state.kernels) throw new Error('the pipeline produced no kernels');
+  return { lowered, manifest: renderWgsl(config, state.phases, state.kernels, maxCanvas) };
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<ShaderName, GPUComputePipeline>>();
+
+/** The compute pipeline of a primitive on a device, created once. */
+export function pipelineFor(device: GPUDevice, name: ShaderName): GPUComputePipeline {
+  let m = pipelineCache.get(device);
+  if (!m) {
+    m = new Map();
+    pipelineCache.set(device, m);
+  }
+  let p = m.get(name);
+  if (!p) {
+    const module = device.createShaderModule({ code: wgslSource(shaderDef(name)), label: name });
+    p = device.createComputePipeline({
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+      label: name,
+    });
+    m.set(name, p);
+  }
+  return p;
+}
+
+/** Workgroup counts for a dispatch; 1-D launches over 65535 workgroups fold into y. */
+export function workgroups(name: ShaderName, x: number, y: number): [number, number] {
+  const [wx, wy] = shaderDef(name).workgroup;
+  let gx = Math.ceil(x / wx);
+  let gy = Math.ceil(y / wy);
+  if (gx > 65535 && gy === 1) {
+    gy = Math.ceil(gx / 65535);
+    gx = 65535;
+  }
+  return [gx, gy];
+}
+
+/** Fills a uniform buffer's bytes from the dispatch's params. */
+export function uniformData(
+  name: ShaderName,
+  params: readonly ({ u: readonly [number, ...Dim[]] } | { f: number })[],
+  size: (d: Dim) => number,
+): ArrayBuffer {
+  const def = shaderDef(name);
+  const buf = new ArrayBuffer(uniformBytes(def));
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  params.forEach((p, i) => {
+    if ('f' in p) f[i] = p.f;
+    else u[i] = evalSize(p.u, size);
+  });
+  return buf;
+}
+
+const roundBytes = (elements: number) => Math.max(16, Math.ceil((elements * 4) / 16) * 16);
+
+/**
+ * Runs a plan's dispatch plan on a GPUDevice, one canvas of at most maxCanvas rows. Mirrors
+ * CpuRunner: weights uploaded once, caches persistent and poisoned with NaN, index lists written
+ * each layer, one submit per stage; the hidden state (for the scores) and the logits are read back
+ * with mapAsync, and the V caches mirrored on the host after each layer (for kvValues).
+ */
+export class WebGpuRunner implements StepRunner {
+  private readonly buffers = new Map<string, GPUBuffer>();
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  private readonly sizes = new Map<string, number>();
+  private readonly mirror = new Map<number, Float32Array>();
+  private readonly owned: GPUBuffer[] = [];
+
+  constructor(
+    private readonly build: WebGpuBuild,
+    weights: Weights,
+    private readonly L: number,
+    private readonly device: GPUDevice,
+  ) {
+    const { manifest } = build;
+    if (L > manifest.maxCanvas)
+      throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    for (const s of manifest.buffers) {
+      const b = device.createBuffer({ size: roundBytes(s.elements), usage, label: s.key });
+      this.owned.push(b);
+      this.buffers.set(s.key, b);
+      let init: Float32Array | Int32Array | undefined;
+      if (s.role === 'weight') {
+        const w = weights.get(s.weight as string);
+        if (!w) throw new Error(`the model has no weight ${s.weight}`);
+        if (w.data.length !== s.elements) throw new Error(`weight ${s.weight} has ${w.data.length} values`);
+        init = Float32Array.from(w.data);
+      } else if (s.role === 'rope') {
+        const { theta, hd } = s.rope as { theta: number; hd: number };
+        const half = hd / 2;
+        init = new Float32Array(s.elements);
+        for (let p = 0; p < manifest.maxCanvas; p++)
+          for (let i = 0; i < half; i++) {
+            const a = p * theta ** ((-2 * i) / hd);
+            init[(p * half + i) * 2] = Math.cos(a);
+            init[(p * half + i) * 2 + 1] = Math.sin(a);
+          }
+      } else if (s.role === 'persistent' || s.role === 'value') {
+        // Poisoned, so that reading what no kernel wrote shows up as NaN.
+        init = new Float32Array(s.elements).fill(Number.NaN);
+      }
+      if (init) device.queue.writeBuffer(b, 0, init);
+    }
+    const c = build.lowered.config;
+    for (const r of build.lowered.layers) {
+      if (this.buffers.has(`res:kv.v.${r.layer}`))
+        this.mirror.set(r.layer, new Float32Array(L * c.kvHeads * c.headDim).fill(Number.NaN));
+    }
+  }
+
+  destroy(): void {
+    for (const b of this.owned) b.destroy();
+    for (const b of this.uniforms.values()) b.destroy();
+    this.owned.length = 0;
+    this.uniforms.clear();
+  }
+
+  private stage(phase: string, stage: string): WgslStage {
+    const e = this.build.manifest.phases[phase]?.find((s) => s.name === stage);
+    if (!e) throw new Error(`phase ${phase} has no stage ${stage}`);
+    return e;
+  }
+
+  private setInts(key: string, data: Int32Array): void {
+    const b = this.buffers.get(key);
+    if (b && data.length > 0) this.device.queue.writeBuffer(b, 0, data);
+  }
+
+  private setList(name: string, list: Int32Array): void {
+    this.setInts(`list:${name}`, list);
+    this.sizes.set(name, list.length);
+  }
+
+  private size = (d: Dim): number => {
+    if (typeof d === 'number') return d;
+    if (d === 'L') return this.L;
+    if (d.startsWith('#')) return this.sizes.get(d.slice(1)) ?? 0;
+    throw new Error(`unknown dimension ${d}`);
+  };
+
+  /**
+   * Runs one stage; `carried` is the buffer holding the previous stage's hidden state. Reads back
+   * the named outputs (rows × width floats each) and, after a layer, that layer's V cache.
+   */
+  private async run(
+    phase: string,
+    stageName: string,
+    carried: GPUBuffer | undefined,
+    read: readonly (readonly [string, number])[],
+    kvLayer?: number,
+  ): Promise<{ outputs: Map<string, GPUBuffer>; data: Map<string, Float32Array> }> {
+    const st = this.stage(phase, stageName);
+    const device = this.device;
+    const resolve = (key: string): GPUBuffer => {
+      if (key.startsWith('in:')) {
+        if (!carried) throw new Error(`stage ${stageName} needs a carried input`);
+        return carried;
+      }
+      const b = this.buffers.get(key);
+      if (!b) throw new Error(`no buffer ${key}`);
+      return b;
+    };
+    device.pushErrorScope('validation');
+    const enc = device.createCommandEncoder();
+    let pass: GPUComputePassEncoder | undefined;
+    const endPass = () => {
+      pass?.end();
+      pass = undefined;
+    };
+    st.dispatches.forEach((d, i) => {
+      if (d.op === 'copy' || d.op === 'clear') {
+        endPass();
+        const bytes = evalSize(d.floats, this.size) * 4;
+        if (bytes === 0) return;
+        if (d.op === 'copy') enc.copyBufferToBuffer(resolve(d.src), 0, resolve(d.dst), 0, bytes);
+        else enc.clearBuffer(resolve(d.dst), 0, bytes);
+        return;
+      }
+      const [gx, gy] = workgroups(d.shader, evalSize(d.items[0], this.size), evalSize(d.items[1], this.size));
+      if (gx === 0 || gy === 0) return;
+      const ukey = `${phase}/${stageName}/${i}`;
+      let ub = this.uniforms.get(ukey);
+      if (!ub) {
+        ub = device.createBuffer({
+          size: uniformBytes(shaderDef(d.shader)),
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        });
+        this.uniforms.set(ukey, ub);
+      }
+      device.queue.writeBuffer(ub, 0, uniformData(d.shader, d.params, this.size));
+      const pipeline = pipelineFor(device, d.shader);
+      const group = device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: ub } },
+          ...d.bindings.map((k, j) => ({ binding: j + 1, resource: { buffer: resolve(k) } })),
+        ],
+      });
+      pass ??= enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(gx, gy);
+    });
+    endPass();
+    const outputs = new Map(Object.entries(st.outputs).map(([n, k]) => [n, resolve(k)] as const));
+    const reads: [string, GPUBuffer, number][] = read.map(([n, floats]) => [
+      n,
+      outputs.get(n) as GPUBuffer,
+      floats,
+    ]);
+    const kv = kvLayer === undefined ? undefined : this.mirror.get(kvLayer);
+    if (kv) reads.push(['kv', resolve(`res:kv.v.${kvLayer}`), kv.length]);
+    const total = reads.reduce((s, [, , n]) => s + n, 0);
+    const staging =
+      total > 0
+        ? device.createBuffer({ size: total * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+        : undefined;
+    let off = 0;
+    for (const [, b, n] of reads) {
+      if (n > 0) enc.copyBufferToBuffer(b, 0, staging as GPUBuffer, off * 4, n * 4);
+      off += n;
+    }
+    device.queue.submit([enc.finish()]);
+    const error = await device.popErrorScope();
+    if (error) throw new Error(`WebGPU ${phase}/${stageName}: ${error.message}`);
+    const data = new Map<string, Float32Array>();
+    if (staging) {
+      await staging.mapAsync(GPUMapMode.READ);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      staging.destroy();
+      off = 0;
+      for (const [n, , k] of reads) {
+        data.set(n, all.subarray(off, off + k));
+        off += k;
+      }
+    } else await device.queue.onSubmittedWorkDone();
+    if (kv) kv.set(data.get('kv') as Float32Array);
+    return { outputs, data };
+  }
+
+  private hidden(data: Float32Array): HostTensor {
+    return { shape: [this.L, this.build.lowered.config.dModel], data: Float64Array.from(data) };
+  }
+
+  async step(
+    inspector: Inspector,
+    scores: ModelScores,
+    tokens: Int32Array,
+    blocks: Int32Array,
+  ): Promise<StepOutput> {
+    const lowered = this.build.lowered;
+    const d = lowered.config.dModel;
+    const full = inspector.fullStep();
+    const main = full ? 'refresh' : 'cached';
+    this.sizes.clear();
+    this.setInts('tokens', tokens);
+    this.setInts('blocks', blocks);
+    let r = await this.run(main, 'embed', undefined, [['h', this.L * d]]);
+    let h = r.outputs.get('h') as GPUBuffer;
+    let hData = r.data.get('h') as Float32Array;
+    scores.hiddenIn.clear();
+    const layers = lowered.layers;
+    for (const [i, rules] of layers.entries()) {
+      scores.hiddenIn.set(rules.layer, this.hidden(hData));
+      const lp = inspector.planLayer(rules);
+      for (const [name, list] of lp.lists) this.setList(name, list);
+      const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
+      const last = i === layers.length - 1;
+      r = await this.run(phase, `layer.${rules.layer}`, h, last ? [] : [['h', this.L * d]], rules.layer);
+      h = r.outputs.get('h') as GPUBuffer;
+      if (!last) hData = r.data.get('h') as Float32Array;
+    }
+    const out = inspector.outputRows();
+    this.setList('out', out);
+    const V = lowered.config.vocab;
+    r = await this.run(main, 'head', h, [['logits', out.length * V]]);
+    const logits = { shape: [out.length, V], data: Float64Array.from(r.data.get('logits') as Float32Array) };
+    return { phase: full ? 'refresh' : 'cached', out, logits };
+  }
+
+  kvValues(layer: number): HostTensor | undefined {
+    const v = this.mirror.get(layer);
+    if (!v) return undefined;
+    const c = this.build.lowered.config;
+    return { shape: [this.L, c.kvHeads, c.headDim], data: Float64Array.from(v) };
+  }
+}
+
+/** The WebGPU runner factory on the process's shared device; throws with the reason when there is none. */
+export async function webGpuRunnerFactory(): Promise<
+  (plan: CheckedPlan, config: ModelConfig, weights: Weights, L: number) => (L: number) => StepRunner
+> {
+  const acq = await sharedDevice();
+  if (!acq.ok) throw new Error(`no WebGPU adapter (${acq.reason})`);
+  return (plan, config, weights, L) => {
+    const build = buildWebGpu(plan, config, L);
+    return (n) => new WebGpuRunner(build, weights, n, acq.gpu.device);
+  };
+}

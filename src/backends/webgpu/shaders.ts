@@ -1,0 +1,383 @@
+/**
+ * WGSL compute shaders for the primitives of kvplan_cpu.h (f32 only). Every shader reads its sizes
+ * and offsets from a uniform `Params` struct at binding 0 (per-step sizes are never shader
+ * constants) and its index lists from storage buffers written each step. Every output is a
+ * separate `read_write` binding: no buffer is bound for reading and writing in one dispatch, so
+ * the in-place primitives of the CPU backend (rope, merge) are out-of-place here.
+ *
+ * WGSL has no -inf literal and inf/NaN handling is implementation-defined, so the LSE of a row
+ * that sees no key is `NEG` = -3.0e38 (a large finite negative) instead of -Infinity; merge treats
+ * any LSE <= -1.0e38 as empty. Readback converts it (see `fromGpuLse`).
+ */
+
+/** The LSE written for an empty row (the WebGPU stand-in for -Infinity). */
+export const NEG_LSE = -3.0e38;
+/** An LSE at or below this is an empty partial. */
+export const EMPTY_LSE = -1.0e38;
+
+/** One uniform field: a 32-bit unsigned size or a float. */
+export type ParamType = 'u32' | 'f32';
+
+export interface ShaderDef {
+  readonly name: string;
+  /** Uniform fields in order (each 4 bytes). */
+  readonly params: readonly (readonly [string, ParamType])[];
+  /** Storage bindings 1.., in order: name and access. */
+  readonly bindings: readonly (readonly [string, 'read' | 'read_write', 'f32' | 'i32'])[];
+  /** Work items per workgroup along x and y. */
+  readonly workgroup: readonly [number, number];
+  /** The body after the declarations. */
+  readonly body: string;
+}
+
+/** Index of the current item in a 1-D launch folded into x and y (x at most 65535 workgroups). */
+const linear = (wg: number) => `let idx = gid.x + gid.y * nwg.x * ${wg}u;`;
+const builtins1d = '@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u';
+
+export const shaderDefs: readonly ShaderDef[] = [
+  {
+    // C[i][j] = (acc ? C : 0) + sum_k A[r(i)][k] W[j][k] + bias[j]; 16x16 tiles in workgroup memory.
+    name: 'gemm',
+    params: [
+      ['m', 'u32'],
+      ['n', 'u32'],
+      ['k', 'u32'],
+      ['flags', 'u32'], // 1: indirect rows, 2: bias, 4: accumulate
+    ],
+    bindings: [
+      ['a', 'read', 'f32'],
+      ['arows', 'read', 'i32'],
+      ['w', 'read', 'f32'],
+      ['bias', 'read', 'f32'],
+      ['c', 'read_write', 'f32'],
+    ],
+    workgroup: [16, 16],
+    body: `var<workgroup> ta: array<array<f32, 17>, 16>;
+var<workgroup> tw: array<array<f32, 17>, 16>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = wg.y * 16u + lid.y;
+  let col = wg.x * 16u + lid.x;
+  let wrow = wg.x * 16u + lid.y;
+  var src = row;
+  if (row < p.m && (p.flags & 1u) != 0u) { src = u32(arows[row]); }
+  var acc = 0.0;
+  for (var t = 0u; t < p.k; t += 16u) {
+    let kk = t + lid.x;
+    var av = 0.0;
+    if (row < p.m && kk < p.k) { av = a[src * p.k + kk]; }
+    ta[lid.y][lid.x] = av;
+    var wv = 0.0;
+    if (wrow < p.n && kk < p.k) { wv = w[wrow * p.k + kk]; }
+    tw[lid.y][lid.x] = wv;
+    workgroupBarrier();
+    let len = min(16u, p.k - t);
+    for (var j = 0u; j < len; j++) { acc += ta[lid.y][j] * tw[lid.x][j]; }
+    workgroupBarrier();
+  }
+  if (row < p.m && col < p.n) {
+    var v = acc;
+    if ((p.flags & 2u) != 0u) { v += bias[col]; }
+    if ((p.flags & 4u) != 0u) { v += c[row * p.n + col]; }
+    c[row * p.n + col] = v;
+  }
+}`,
+  },
+  {
+    // Flash-style attention of nq rows over the keys kpos of canvas-sized K/V, online softmax.
+    name: 'attention',
+    params: [
+      ['nq', 'u32'],
+      ['nk', 'u32'],
+      ['heads', 'u32'],
+      ['kvh', 'u32'],
+      ['hd', 'u32'],
+      ['flags', 'u32'], // 1: block-causal (blocks bound)
+      ['scale', 'f32'],
+    ],
+    bindings: [
+      ['q', 'read', 'f32'],
+      ['kc', 'read', 'f32'],
+      ['vc', 'read', 'f32'],
+      ['qpos', 'read', 'i32'],
+      ['kpos', 'read', 'i32'],
+      ['blocks', 'read', 'i32'],
+      ['o', 'read_write', 'f32'],
+      ['lse', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `const MAX_HD = 256u;
+
+@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.nq * p.heads || p.hd > MAX_HD) { return; }
+  let i = idx / p.heads;
+  let h = idx % p.heads;
+  let g = h / (p.heads / p.kvh);
+  let qo = idx * p.hd;
+  let causal = (p.flags & 1u) != 0u;
+  var qb = 0;
+  if (causal) { qb = blocks[u32(qpos[i])]; }
+  var acc: array<f32, MAX_HD>;
+  for (var d = 0u; d < p.hd; d++) { acc[d] = 0.0; }
+  var m = ${NEG_LSE.toExponential()};
+  var l = 0.0;
+  var seen = false;
+  for (var j = 0u; j < p.nk; j++) {
+    let kp = u32(kpos[j]);
+    if (causal && blocks[kp] > qb) { continue; }
+    seen = true;
+    let ko = (kp * p.kvh + g) * p.hd;
+    var sc = 0.0;
+    for (var d = 0u; d < p.hd; d++) { sc += q[qo + d] * kc[ko + d]; }
+    let s = sc * p.scale;
+    if (s > m) {
+      let corr = exp(m - s);
+      l = l * corr + 1.0;
+      for (var d = 0u; d < p.hd; d++) { acc[d] = acc[d] * corr + vc[ko + d]; }
+      m = s;
+    } else {
+      let e = exp(s - m);
+      l += e;
+      for (var d = 0u; d < p.hd; d++) { acc[d] += e * vc[ko + d]; }
+    }
+  }
+  if (!seen) {
+    for (var d = 0u; d < p.hd; d++) { o[qo + d] = 0.0; }
+    lse[idx] = ${NEG_LSE.toExponential()};
+    return;
+  }
+  for (var d = 0u; d < p.hd; d++) { o[qo + d] = acc[d] / l; }
+  lse[idx] = m + log(l);
+}`,
+  },
+  {
+    // (o, lse) = merge((o1, lse1), (o2, lse2)) by the log-sum-exp rule, rows*heads pairs.
+    name: 'merge',
+    params: [
+      ['pairs', 'u32'],
+      ['hd', 'u32'],
+    ],
+    bindings: [
+      ['o1', 'read', 'f32'],
+      ['l1', 'read', 'f32'],
+      ['o2', 'read', 'f32'],
+      ['l2', 'read', 'f32'],
+      ['o', 'read_write', 'f32'],
+      ['lse', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.pairs) { return; }
+  let a1 = l1[idx];
+  let a2 = l2[idx];
+  let m = max(a1, a2);
+  let base = idx * p.hd;
+  if (m <= ${EMPTY_LSE.toExponential()}) {
+    for (var d = 0u; d < p.hd; d++) { o[base + d] = 0.0; }
+    lse[idx] = ${NEG_LSE.toExponential()};
+    return;
+  }
+  let w1 = exp(a1 - m);
+  let w2 = exp(a2 - m);
+  let total = w1 + w2;
+  let x = w1 / total;
+  let y = w2 / total;
+  for (var d = 0u; d < p.hd; d++) {
+    var v = 0.0;
+    if (x != 0.0) { v += x * o1[base + d]; }
+    if (y != 0.0) { v += y * o2[base + d]; }
+    o[base + d] = v;
+  }
+  lse[idx] = m + log(total);
+}`,
+  },
+  {
+    // out[i] = x[r(i)] * w / sqrt(mean(x[r(i)]^2) + eps); one workgroup of 64 per row.
+    name: 'rmsnorm',
+    params: [
+      ['n', 'u32'],
+      ['d', 'u32'],
+      ['flags', 'u32'], // 1: indirect rows
+      ['eps', 'f32'],
+    ],
+    bindings: [
+      ['x', 'read', 'f32'],
+      ['rows', 'read', 'i32'],
+      ['w', 'read', 'f32'],
+      ['out', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = wg.x + wg.y * nwg.x;
+  let live = i < p.n;
+  var src = i;
+  if (live && (p.flags & 1u) != 0u) { src = u32(rows[i]); }
+  var ss = 0.0;
+  if (live) {
+    for (var j = lid.x; j < p.d; j += 64u) { let v = x[src * p.d + j]; ss += v * v; }
+  }
+  part[lid.x] = ss;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { part[lid.x] += part[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (!live) { return; }
+  let inv = 1.0 / sqrt(part[0] / f32(p.d) + p.eps);
+  for (var j = lid.x; j < p.d; j += 64u) { out[i * p.d + j] = x[src * p.d + j] * w[j] * inv; }
+}`,
+  },
+  {
+    // Rotate-half rotary embedding; cos/sin come from a host table [position][hd/2][2].
+    name: 'rope',
+    params: [
+      ['n', 'u32'],
+      ['heads', 'u32'],
+      ['hd', 'u32'],
+    ],
+    bindings: [
+      ['x', 'read', 'f32'],
+      ['pos', 'read', 'i32'],
+      ['table', 'read', 'f32'],
+      ['out', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  let hh = p.hd / 2u;
+  if (idx >= p.n * p.heads * hh) { return; }
+  let i = idx % hh;
+  let rh = idx / hh;
+  let r = rh / p.heads;
+  let base = rh * p.hd;
+  let t = (u32(pos[r]) * hh + i) * 2u;
+  let c = table[t];
+  let s = table[t + 1u];
+  let lo = x[base + i];
+  let hi = x[base + i + hh];
+  out[base + i] = lo * c - hi * s;
+  out[base + i + hh] = hi * c + lo * s;
+}`,
+  },
+  {
+    // out = a + b (op 0) or silu(a) * b (op 1), n elements.
+    name: 'elementwise',
+    params: [
+      ['n', 'u32'],
+      ['op', 'u32'],
+    ],
+    bindings: [
+      ['a', 'read', 'f32'],
+      ['b', 'read', 'f32'],
+      ['out', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.n) { return; }
+  let x = a[idx];
+  if (p.op == 0u) { out[idx] = x + b[idx]; } else { out[idx] = x / (1.0 + exp(-x)) * b[idx]; }
+}`,
+  },
+  {
+    // out[i] = table[ids[i]], rows of d floats.
+    name: 'embed',
+    params: [
+      ['n', 'u32'],
+      ['d', 'u32'],
+    ],
+    bindings: [
+      ['table', 'read', 'f32'],
+      ['ids', 'read', 'i32'],
+      ['out', 'read_write', 'f32'],
+    ],
+    workgroup: [64, 1],
+    body: `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.n * p.d) { return; }
+  let i = idx / p.d;
+  out[idx] = table[u32(ids[i]) * p.d + idx % p.d];
+}`,
+  },
+  {
+    // dst[dr(i)] = src[sr(i)], n rows of width floats.
+    name: 'copy_rows',
+    params: [
+      ['n', 'u32'],
+      ['width', 'u32'],
+      ['flags', 'u32'], // 1: source rows, 2: destination rows
+    ],
+    bindings: [
+      ['src', 'read', 'f32'],
+      ['srows', 'read', 'i32'],
+      ['dst', 'read_write', 'f32'],
+      ['drows', 'read', 'i32'],
+    ],
+    workgroup: [64, 1],
+    body: `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.n * p.width) { return; }
+  let i = idx / p.width;
+  let c = idx % p.width;
+  var s = i;
+  var d = i;
+  if ((p.flags & 1u) != 0u) { s = u32(srows[i]); }
+  if ((p.flags & 2u) != 0u) { d = u32(drows[i]); }
+  dst[d * p.width + c] = src[s * p.width + c];
+}`,
+  },
+];
+
+export type ShaderName =
+  | 'gemm'
+  | 'attention'
+  | 'merge'
+  | 'rmsnorm'
+  | 'rope'
+  | 'elementwise'
+  | 'embed'
+  | 'copy_rows';
+
+export function shaderDef(name: ShaderName): ShaderDef {
+  const d = shaderDefs.find((s) => s.name === name);
+  if (!d) throw new Error(`no shader ${name}`);
+  return d;
+}
+
+/** The complete WGSL module of a shader: header, uniform struct, bindings and body. */
+export function wgslSource(def: ShaderDef): string {
+  const fields = def.params.map(([n, t]) => `  ${n}: ${t},`).join('\n');
+  const binds = def.bindings
+    .map(([n, access, t], i) => `@group(0) @binding(${i + 1}) var<storage, ${access}> ${n}: array<${t}>;`)
+    .join('\n');
+  return [
+    `// kvplan WebGPU primitive '${def.name}' (generated; f32).`,
+    `struct Params {\n${fields}\n}`,
+    '@group(0) @binding(0) var<uniform> p: Params;',
+    binds,
+    '',
+    def.body,
+    '',
+  ].join('\n');
+}
+
+/** Bytes of a shader's uniform buffer (fields rounded up to 16 bytes). */
+export const uniformBytes = (def: ShaderDef): number =>
+  Math.max(16, Math.ceil((def.params.length * 4) / 16) * 16);
+
+/** Converts LSEs read back from the GPU: the finite stand-in becomes -Infinity again. */
+export function fromGpuLse(x: number): number {
+  return x <= EMPTY_LSE ? Number.NEGATIVE_INFINITY : x;
+}

@@ -1,0 +1,60 @@
+import { describe, expect, test } from 'vitest';
+import { validateWgsl, validationDevice } from '../../../src/backends/webgpu/device.ts';
+import { buildWebGpu } from '../../../src/backends/webgpu/runner.ts';
+import { shaderDef, shaderDefs, wgslSource } from '../../../src/backends/webgpu/shaders.ts';
+import type { ModelConfig } from '../../../src/model/config.ts';
+import { presets } from '../../../src/model/presets.ts';
+import { modelFor } from '../../../src/runtime/modelFor.ts';
+import { examplePlan, examples } from '../../runtime/support.ts';
+
+const validator = await validationDevice();
+if (typeof validator === 'string')
+  console.log(`WGSL validation: skipped: no Dawn null backend (${validator})`);
+const device = typeof validator === 'string' ? undefined : validator;
+
+describe('generated WGSL', () => {
+  test.skipIf(!device).each(shaderDefs.map((d) => [d.name] as const))(
+    '%s validates with Dawn',
+    async (name) => {
+      expect(
+        await validateWgsl(
+          device as GPUDevice,
+          wgslSource(shaderDef(name as Parameters<typeof shaderDef>[0])),
+        ),
+      ).toEqual([]);
+    },
+  );
+
+  test.skipIf(!device)('an invalid shader is reported with line:col', async () => {
+    const errors = await validateWgsl(
+      device as GPUDevice,
+      `${wgslSource(shaderDef('elementwise'))}\nfn broken( {`,
+    );
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors[0]).toMatch(/^\d+:\d+: /);
+  });
+
+  test('the gemm shader is pinned', () => {
+    expect(wgslSource(shaderDef('gemm'))).toMatchSnapshot();
+  });
+
+  test('every example plan renders to a dispatch plan over the validated shaders', () => {
+    const tiny = presets.tiny as ModelConfig;
+    for (const name of examples) {
+      const plan = examplePlan(name);
+      const { manifest } = buildWebGpu(plan, modelFor(plan, tiny), 13);
+      expect(manifest.shaders.length).toBeGreaterThan(0);
+      for (const s of manifest.shaders) expect(shaderDefs.some((d) => d.name === s)).toBe(true);
+      const storage = Math.max(...shaderDefs.map((d) => d.bindings.length));
+      expect(storage).toBeLessThanOrEqual(8); // within the default maxStorageBuffersPerShaderStage
+      for (const stages of Object.values(manifest.phases))
+        for (const st of stages)
+          for (const d of st.dispatches)
+            if (d.op === 'kernel') {
+              const def = shaderDef(d.shader);
+              const written = d.bindings.filter((_, i) => def.bindings[i]?.[1] === 'read_write');
+              for (const w of written) expect(d.bindings.filter((b) => b === w)).toHaveLength(1);
+            }
+    }
+  });
+});
