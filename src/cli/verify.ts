@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
 import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
+import { checkPlanPtx } from '../backends/cuda-ptx/check.ts';
+import { cudaAvailable } from '../backends/cuda-ptx/driver.ts';
+import { findPtxas } from '../backends/cuda-ptx/ptxas.ts';
 import { webGpuRunnerFactory } from '../backends/webgpu/runner.ts';
+import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
 import { WeightError } from '../model/weights.ts';
@@ -20,7 +24,7 @@ export interface VerifyCommandOptions {
   readonly threads: string;
 }
 
-const backends = ['reference', 'cpu', 'webgpu'];
+const backends = ['reference', 'cpu', 'webgpu', 'ptx'];
 
 /** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
 const defaultConfigs = (): ModelConfig[] => {
@@ -61,6 +65,10 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
     // Two blocks by default, so that every plan meets a block boundary.
     const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
     try {
+      if (o.backend === 'ptx') {
+        codes.push(verifyPtx(path, checked, config ? [config] : defaultConfigs(), promptLen + genLen, io));
+        continue;
+      }
       const backend = o.backend as Backend;
       // Each case compiles (or finds in the cache) the plan for its model and canvas.
       const cpuRunner: RunnerFactory = (plan, cfg, weights, L) => {
@@ -87,6 +95,33 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
     }
   }
   return worstExit(codes);
+}
+
+/**
+ * The PTX backend without a GPU: ptxas checks every kernel for both architectures; launching
+ * against the reference needs a CUDA device, and says so.
+ */
+function verifyPtx(
+  path: string,
+  plan: CheckedPlan,
+  configs: readonly ModelConfig[],
+  maxCanvas: number,
+  io: Io,
+): number {
+  if (!findPtxas()) {
+    io.out(`skipped  ${path}  ${plan.plan.name}  ptx  skipped: ptxas not found\n`);
+    return Exit.ok;
+  }
+  const r = checkPlanPtx(plan, configs, maxCanvas);
+  const ok = r.errors.length === 0 && r.spills.length === 0;
+  const ptxas = `ptxas ${ok ? 'ok' : 'FAILED'} (${r.kernels} kernels for sm_80 and sm_90, at most ${r.maxRegisters} registers, ${r.spills.length ? `spills: ${r.spills.join('; ')}` : 'no spills'})`;
+  for (const e of r.errors) io.err(`kvplan: ${e}\n`);
+  const cuda = cudaAvailable();
+  const launch = cuda.ok
+    ? 'launch: not wired into verify yet (run test/backends/cuda-ptx/launch.test.ts)'
+    : `skipped: ${cuda.reason}`;
+  io.out(`${ok && !cuda.ok ? 'ok' : 'FAIL'}  ${path}  ${plan.plan.name}  ptx  ${ptxas}  ${launch}\n`);
+  return ok && !cuda.ok ? Exit.ok : Exit.failed;
 }
 
 export function registerVerify(program: Command, io: Io, setExit: (code: number) => void): void {

@@ -49,3 +49,17 @@ describe('kvplan verify', () => {
     expect(big.stderr).toMatch(/parameters/);
   });
 });
+
+describe('kvplan verify --backend ptx', () => {
+  test('assembles every kernel for sm_80 and sm_90 with ptxas, then reports the missing GPU', async () => {
+    const { findPtxas } = await import('../../src/backends/cuda-ptx/ptxas.ts');
+    const r = await runCli(['verify', 'examples/fast-dllm-dual.kvp', '--backend', 'ptx', '--config', 'tiny']);
+    expect(r.code).toBe(0);
+    if (!findPtxas()) {
+      console.log('skipped: ptxas not found');
+      expect(r.stdout).toContain('skipped: ptxas not found');
+      return;
+    }
+    expect(r.stdout).toMatch(/^ok {2}examples\/fast-dllm-dual\.kvp {2}fast_dllm_dual {2}ptx {2}ptxas ok \(\d+ kernels for sm_80 and sm_90, at most \d+ registers, no spills\) {2}skipped: no CUDA device/);
+  });
+});
