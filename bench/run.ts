@@ -6,11 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
 import { kernelsSuite } from './kernels.ts';
+import { benchModel, policiesSuite } from './policies.ts';
 
 const usage = `usage: npm run bench -- <suite> [options]
 
 suites:
   kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
+  policies   every example plan generating on one random model with the CPU backend:
+             tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup, agreement
+             (options: --prompt-length 64 --gen-length 256 --block 32 --prompts 1 --out <file>)
 
 options (kernels):
   --threads <list>   thread counts, comma-separated (default 1,2)
@@ -33,6 +37,33 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (suite === undefined) fail('no suite given');
+  if (suite === 'policies') {
+    const { values: v } = parseArgs({
+      args: rest,
+      options: {
+        'prompt-length': { type: 'string' },
+        'gen-length': { type: 'string' },
+        block: { type: 'string' },
+        prompts: { type: 'string' },
+        out: { type: 'string' },
+      },
+      strict: true,
+    });
+    const int = (x: string | undefined, d: number) => {
+      const n = Number(x ?? d);
+      if (!Number.isInteger(n) || n < 1) fail(`bad value "${x}"`);
+      return n;
+    };
+    await policiesSuite({
+      config: benchModel,
+      promptLen: int(v['prompt-length'], 64),
+      genLen: int(v['gen-length'], 256),
+      block: int(v.block, 32),
+      prompts: int(v.prompts, 1),
+      out: v.out ?? fileURLToPath(new URL('./results/policies.json', import.meta.url)),
+    });
+    return;
+  }
   if (suite !== 'kernels') fail(`unknown suite "${suite}"`);
   let values: { threads?: string; filter?: string; out?: string; 'skip-above'?: string };
   try {

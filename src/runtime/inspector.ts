@@ -55,6 +55,7 @@ export class Inspector {
   private dirtySince = 0;
   private layer = 0;
   private stepRows: Mask[] = [];
+  private stepSizes = new Map<string, number>();
   private allFull = true;
 
   constructor(
@@ -118,6 +119,7 @@ export class Inspector {
     const l = r.layer;
     if (l === 0) {
       this.stepRows = [];
+      this.stepSizes = new Map();
       this.allFull = true;
     }
     const extra = this.refreshSet(r);
@@ -181,6 +183,7 @@ export class Inspector {
       );
     }
     this.stepRows[l] = rows;
+    for (const [name, list] of lists) this.stepSizes.set(name, list.length);
     return { layer: l, variant, full, lists, rows };
   }
 
@@ -191,6 +194,11 @@ export class Inspector {
     const due = this.cond(s.reusedUntil);
     this.dirtySince = this.lastFullRefresh;
     return !due && rows.every((x, i) => x === 0 || p.rows[i] === 1) && sameSet(keys, p.keys);
+  }
+
+  /** The length of every index list built this step, by name (`rows.0`, `keys.1`, …). */
+  listSizes(): Map<string, number> {
+    return new Map(this.stepSizes);
   }
 
   /** How many rows each layer computed this step. */

@@ -31,6 +31,8 @@ export interface StepInfo {
   readonly phase: 'refresh' | 'cached';
   /** Rows recomputed at each layer. */
   readonly rows: readonly number[];
+  /** Lengths of the index lists of the step, by name (`rows.0`, `keys.0`, `out`, …). */
+  readonly sizes: ReadonlyMap<string, number>;
   readonly committed: readonly { readonly position: number; readonly token: number }[];
   readonly ms: number;
 }
@@ -86,6 +88,10 @@ export async function simulateGeneration(
   const goldenScores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, () => undefined);
   const goldenInspector = new Inspector(plan.typed, lowered.layers, canvas, goldenScores, random);
   const V = config.vocab;
+  // Attention rows are remembered at refreshes only for plans that measure their drift.
+  const similarity = JSON.stringify(plan.plan.body, (k, v) => (k === 'span' ? undefined : v)).includes(
+    '"attn_similarity"',
+  );
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);
   const token = (logits: Float64Array, i: number) => {
@@ -103,7 +109,7 @@ export async function simulateGeneration(
     const t0 = performance.now();
     const out = await runner.step(inspector, scores, tokens, blocks);
     scores.storeLogits(out.out, out.logits, canvas.step);
-    if (out.phase === 'refresh') scores.rememberAttention(lowered.layers.map((r) => r.layer));
+    if (out.phase === 'refresh' && similarity) scores.rememberAttention(lowered.layers.map((r) => r.layer));
     const chosen = inspector.decide((by) => inspector.decodeScore(by));
     const ms = performance.now() - t0;
     if (c.compare !== false) {
@@ -143,6 +149,7 @@ export async function simulateGeneration(
       blockStep: canvas.blockStep,
       phase: out.phase,
       rows: inspector.layerRows(),
+      sizes: new Map([...inspector.listSizes(), ['out', inspector.outputRows().length]]),
       committed,
       ms,
     });

@@ -52,6 +52,9 @@ export class CpuRunner implements StepRunner {
     const { manifest } = build;
     if (L > manifest.maxCanvas)
       throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
+    // Spinning OpenMP workers stall badly when another process (or runtime) takes a core; wait
+    // passively unless the user chose otherwise. Read by libgomp when it first loads.
+    process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
     const lib = koffi.load(build.library);
     const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
     const prepare = lib.func('int kvp_prepare(void)');
