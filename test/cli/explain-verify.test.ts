@@ -60,6 +60,8 @@ describe('kvplan verify --backend ptx', () => {
       expect(r.stdout).toContain('skipped: ptxas not found');
       return;
     }
-    expect(r.stdout).toMatch(/^ok {2}examples\/fast-dllm-dual\.kvp {2}fast_dllm_dual {2}ptx {2}ptxas ok \(\d+ kernels for sm_80 and sm_90, at most \d+ registers, no spills\) {2}skipped: no CUDA device/);
+    expect(r.stdout).toMatch(
+      /^ok {2}examples\/fast-dllm-dual\.kvp {2}fast_dllm_dual {2}ptx {2}ptxas ok \(\d+ kernels for sm_80 and sm_90, at most \d+ registers, no spills\) {2}skipped: no CUDA device/,
+    );
   });
 });
