@@ -4,6 +4,8 @@ import { buildCpu } from '../backends/cpu/runner.ts';
 import { ARCHES, type Arch } from '../backends/cuda-ptx/kernels/ptx.ts';
 import { writePtxBuild } from '../backends/cuda-ptx/output.ts';
 import { renderPtx } from '../backends/cuda-ptx/render.ts';
+import { writeWebGpuBuild } from '../backends/webgpu/output.ts';
+import { buildWebGpu } from '../backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import type { Dim } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -177,10 +179,13 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
         maxCanvas: promptLen + genLen,
       });
       for (const f of writePtxBuild(o.output, checked.plan.name, render)) io.err(`wrote ${f}\n`);
+    } else if (o.output !== undefined && target === 'wgsl') {
+      const build = buildWebGpu(checked, config, promptLen + genLen);
+      for (const f of writeWebGpuBuild(o.output, checked.plan.name, build)) io.err(`wrote ${f}\n`);
     } else if (o.output !== undefined) {
       if (target !== 'cpu') {
         io.err(
-          `kvplan: -o writes generated code, which only the cpu and ptx targets have so far (got --target ${target})\n`,
+          `kvplan: -o writes generated code, which the reference target does not have (got --target ${target})\n`,
         );
         codes.push(Exit.usage);
         continue;
@@ -219,7 +224,7 @@ export function registerCompile(program: Command, io: Io, setExit: (code: number
     .option('--gen-length <n>', 'generated positions of that canvas (at least one block)', '256')
     .option(
       '-o, --output <dir>',
-      'with --target cpu: write the C source, the compiled library and a manifest there; with --target ptx: the .ptx files and a launch manifest',
+      'write the generated code there: C source, library and manifest (cpu); .wgsl shaders and a dispatch manifest (wgsl); .ptx files and a launch manifest (ptx)',
     )
     .option('--arch <sm>', `with --target ptx: the PTX target (${ARCHES.join(', ')}; default sm_80)`)
     .option(

@@ -81,8 +81,23 @@ describe('kvplan compile --target cpu -o', () => {
         'kvp_cached_head',
       ]);
       expect(manifest.maxCanvas).toBe(64 + 32);
-      const wgsl = await runCli(['compile', 'examples/fast-dllm-dual.kvp', '--target', 'wgsl', '-o', dir]);
-      expect(wgsl.code).toBe(2);
+      const wgsl = await runCli([
+        'compile',
+        'examples/fast-dllm-dual.kvp',
+        '--target',
+        'wgsl',
+        '-o',
+        dir,
+        '--config',
+        'tiny',
+      ]);
+      expect(wgsl.code).toBe(0);
+      expect(readFileSync(join(dir, 'attention.wgsl'), 'utf8')).toContain('@compute');
+      const dispatch = JSON.parse(readFileSync(join(dir, 'fast_dllm_dual.wgsl-manifest.json'), 'utf8'));
+      expect(Object.keys(dispatch.phases).sort()).toEqual(['cached', 'refresh']);
+      expect(
+        (await runCli(['compile', 'examples/fast-dllm-dual.kvp', '--target', 'reference', '-o', dir])).code,
+      ).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
