@@ -82,3 +82,14 @@ export function printType(t: IRType): string {
   return t.kind === 'index' ? `index[${printDim(t.size)}]` : `${t.dtype}[${t.shape.map(printDim).join(',')}]`;
 }
 export const sameType = (a: IRType, b: IRType): boolean => printType(a) === printType(b);
+
+/** The dims of a value: an index list is one-dimensional. */
+export const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
+
+/** Elements per row (all dims but the first), which renderers need as a constant. */
+export function rowWidth(t: IRType): number | undefined {
+  const inner = shapeOf(t).slice(1);
+  return inner.every((d) => typeof d === 'number')
+    ? inner.reduce<number>((a, d) => a * (d as number), 1)
+    : undefined;
+}

@@ -1,4 +1,5 @@
 import type { Dim, Input, Instr, IRType, Stage, StepProgram, Value } from '../ir/types.ts';
+import { shapeOf } from '../ir/types.ts';
 import {
   type Buffer,
   type Cost,
@@ -29,7 +30,6 @@ interface Group {
   readonly gemmInput?: number;
 }
 
-const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
 const bytesOf = (t: IRType): [number, ...Dim[]] => [
   t.kind === 'index' ? 4 : dtypeBytes[t.dtype],
   ...shapeOf(t),

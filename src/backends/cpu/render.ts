@@ -1,4 +1,5 @@
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
+import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
 import type { MemoryPlan } from '../../passes/memory.ts';
@@ -52,7 +53,6 @@ const cFloat = (x: number): string => {
   const t = String(x);
   return `${/[.eE]/.test(t) ? t : `${t}.0`}f`;
 };
-const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
 
 interface Lazy {
   readonly base: string;
@@ -89,10 +89,10 @@ class Renderer {
     return typeof d === 'number' ? d : this.maxCanvas;
   }
   width(t: IRType): number {
-    const inner = shapeOf(t).slice(1);
-    if (!inner.every((d) => typeof d === 'number'))
-      throw new RenderError(`inner dimensions must be constants: ${JSON.stringify(inner)}`);
-    return product(inner as number[]);
+    const w = rowWidth(t);
+    if (w === undefined)
+      throw new RenderError(`inner dimensions must be constants: ${JSON.stringify(shapeOf(t).slice(1))}`);
+    return w;
   }
 
   renderPhase(

@@ -16,6 +16,7 @@
  */
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
+import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
@@ -133,7 +134,6 @@ export class PtxRenderError extends Error {
 }
 
 const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
-const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
 const ALIGN = 256;
 const roundUp = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
@@ -189,10 +189,10 @@ class Renderer {
     return d;
   }
   width(t: IRType): number {
-    const inner = shapeOf(t).slice(1);
-    if (!inner.every((d) => typeof d === 'number'))
-      throw new PtxRenderError(`inner dimensions must be constants: ${JSON.stringify(inner)}`);
-    return product(inner as number[]);
+    const w = rowWidth(t);
+    if (w === undefined)
+      throw new PtxRenderError(`inner dimensions must be constants: ${JSON.stringify(shapeOf(t).slice(1))}`);
+    return w;
   }
 
   launch(

@@ -1,4 +1,5 @@
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
+import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
 import { type ShaderName, shaderDef } from './shaders.ts';
@@ -65,7 +66,6 @@ export class WgslRenderError extends Error {
 }
 
 const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
-const shapeOf = (t: IRType): readonly Dim[] => (t.kind === 'index' ? [t.size] : t.shape);
 
 export const DUMMY_F = 'dummy:f';
 export const DUMMY_I = 'dummy:i';
@@ -97,10 +97,10 @@ class Renderer {
     return typeof d === 'number' ? d : this.maxCanvas;
   }
   width(t: IRType): number {
-    const inner = shapeOf(t).slice(1);
-    if (!inner.every((d) => typeof d === 'number'))
-      throw new WgslRenderError(`inner dimensions must be constants: ${JSON.stringify(inner)}`);
-    return product(inner as number[]);
+    const w = rowWidth(t);
+    if (w === undefined)
+      throw new WgslRenderError(`inner dimensions must be constants: ${JSON.stringify(shapeOf(t).slice(1))}`);
+    return w;
   }
 
   renderPhase(phase: string, p: StepProgram, kp: KernelProgram): WgslStage[] {
