@@ -84,20 +84,10 @@ export class ModelScores implements ScoreSource {
       case 'entropy':
         return this.statistic(name);
       case 'attention_mass':
-      case 'query_key': {
-        const out = this.probe(layer, Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))));
-        return Float64Array.from(
-          (out.get(name === 'attention_mass' ? 'mass' : 'query_key') as HostTensor).data,
-        );
-      }
+      case 'query_key':
       case 'rollout':
-        return Float64Array.from(
-          (
-            this.probe(
-              layer,
-              Int32Array.from({ length: this.L }, (_, i) => i),
-            ).get('mass') as HostTensor
-          ).data,
+        return this.onceAStep(`${name}:${queries ? Array.from(members(queries)).join(',') : 'all'}`, () =>
+          this.attentionScore(name, queries, layer),
         );
       case 'value_drift': {
         const fresh = this.probe(layer, new Int32Array(0)).get('v') as HostTensor;
@@ -114,14 +104,46 @@ export class ModelScores implements ScoreSource {
     }
   }
 
+  /**
+   * Attention-based scores are measured once per step (on the hidden state entering the first
+   * layer that asks) and reused by the layers above: in compute sets they stand for the latest
+   * values known when the step's sets are built.
+   */
+  private readonly memo = new WeakMap<HostTensor, Map<string, Float64Array>>();
+  private onceAStep(key: string, f: () => Float64Array): Float64Array {
+    const step = this.hiddenIn.get(0);
+    if (!step) return f();
+    let m = this.memo.get(step);
+    if (!m) {
+      m = new Map();
+      this.memo.set(step, m);
+    }
+    let v = m.get(key);
+    if (!v) {
+      v = f();
+      m.set(key, v);
+    }
+    return v;
+  }
+
+  private attentionScore(name: string, queries: Mask | undefined, layer: number): Float64Array {
+    const all = Int32Array.from({ length: this.L }, (_, i) => i);
+    const out = this.probe(
+      layer,
+      name === 'rollout' ? all : Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))),
+    );
+    return Float64Array.from((out.get(name === 'query_key' ? 'query_key' : 'mass') as HostTensor).data);
+  }
+
   /** The attention row of the most-attended key, summed over heads and normalised. */
   private attentionRow(layer: number): Float64Array {
-    const mass = this.score('rollout', undefined, layer);
+    // Measured at this very layer (not memoised): similarity is a per-layer quantity.
+    const mass = this.attentionScore('rollout', undefined, layer);
     let top = 0;
     mass.forEach((m, i) => {
       if (m > (mass[top] ?? 0)) top = i;
     });
-    return this.score(
+    return this.attentionScore(
       'attention_mass',
       Uint8Array.from({ length: this.L }, (_, i) => (i === top ? 1 : 0)),
       layer,
