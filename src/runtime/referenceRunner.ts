@@ -56,7 +56,7 @@ export class ReferenceRunner implements StepRunner {
     ) as HostTensor;
     scores.hiddenIn.clear();
     for (const rules of this.lowered.layers) {
-      scores.hiddenIn.set(rules.layer, h);
+      if (scores.needsHidden) scores.hiddenIn.set(rules.layer, h);
       const lp = inspector.planLayer(rules);
       const program = full ? refresh : lp.variant === 'reuse' && reuse ? reuse : cached;
       const inputs = new Map<string, RuntimeValue>([['h', h], ['blocks', shared.blocks], ...lp.lists]);

@@ -43,6 +43,8 @@ export class ModelScores implements ScoreSource {
     private readonly blocks: Int32Array,
     blockCausal: boolean,
     private readonly kvCache: (layer: number) => HostTensor | undefined,
+    /** Whether the plan uses scores measured from hidden states; runners skip recording them otherwise. */
+    readonly needsHidden = true,
   ) {
     this.logits = new Float64Array(L * config.vocab);
     this.logitsStep = new Int32Array(L).fill(-1);

@@ -1,6 +1,7 @@
 import type { CheckedPlan } from '../dsl/check.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
+import { modelInternalScores, planUses } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
@@ -83,15 +84,21 @@ export async function simulateGeneration(
   const rng = createRng(c.seed);
   const random = Float64Array.from({ length: L }, () => rng.uniform());
   const runner = c.runner ? c.runner(L) : new ReferenceRunner(lowered, weights, L);
-  const scores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, (l) => runner.kvValues(l));
+  const scores = new ModelScores(
+    config,
+    weights,
+    L,
+    blocks,
+    lowered.blockCausal,
+    (l) => runner.kvValues(l),
+    planUses(plan.plan, modelInternalScores),
+  );
   const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, random);
   const goldenScores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, () => undefined);
   const goldenInspector = new Inspector(plan.typed, lowered.layers, canvas, goldenScores, random);
   const V = config.vocab;
   // Attention rows are remembered at refreshes only for plans that measure their drift.
-  const similarity = JSON.stringify(plan.plan.body, (k, v) => (k === 'span' ? undefined : v)).includes(
-    '"attn_similarity"',
-  );
+  const similarity = planUses(plan.plan, new Set(['attn_similarity']));
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);
   const token = (logits: Float64Array, i: number) => {

@@ -4,9 +4,11 @@
  * (and their subarray views) are passed to C as pointers, without copies. Every wrapper checks
  * sizes and indices first, so that a wrong argument is a RangeError, not a crash.
  */
+
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { type CompileOptions, compileLibrary } from './compiler.ts';
+import { maxHeadDim } from './render.ts';
 
 export type LibraryHandle = ReturnType<typeof koffi.load>;
 
@@ -199,6 +201,7 @@ export function bindPrimitives(path: string): Primitives {
         ['hd', hd],
       ] as const)
         nonNegInt(name, x);
+      if (hd > maxHeadDim) throw new RangeError(`hd ${hd} exceeds the maximum head dimension ${maxHeadDim}`);
       if (nq === 0) return;
       if (!(kvh > 0 && heads % kvh === 0))
         throw new RangeError(`${heads} query heads cannot share ${kvh} kv heads`);

@@ -41,6 +41,9 @@ export interface CpuManifest {
   readonly phases: Readonly<Record<string, readonly StageEntry[]>>;
 }
 
+/** The largest head dimension kv_attention supports (KV_MAX_HEAD_DIM in kvplan_cpu.c). */
+export const maxHeadDim = 1024;
+
 export class RenderError extends Error {
   override readonly name = 'RenderError';
 }
@@ -374,6 +377,9 @@ export function renderC(
   memory: ReadonlyMap<string, MemoryPlan>,
   maxCanvas: number,
 ): { source: string; manifest: CpuManifest } {
+  // kv_attention reads masked keys from a zero row of at most this many floats.
+  if (config.headDim > maxHeadDim)
+    throw new RenderError(`head_dim ${config.headDim} exceeds the CPU backend's maximum ${maxHeadDim}`);
   const r = new Renderer(config, maxCanvas);
   const arena = r.slot('arena', 'arena', 0);
   const body: string[] = [];

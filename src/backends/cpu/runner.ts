@@ -122,7 +122,7 @@ export class CpuRunner implements StepRunner {
     let hAt = this.run(main, 'embed', undefined).outputs.h;
     scores.hiddenIn.clear();
     for (const rules of lowered.layers) {
-      scores.hiddenIn.set(rules.layer, this.hidden(hAt as number));
+      if (scores.needsHidden) scores.hiddenIn.set(rules.layer, this.hidden(hAt as number));
       const lp = inspector.planLayer(rules);
       for (const [name, list] of lp.lists) this.setList(name, list);
       const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';

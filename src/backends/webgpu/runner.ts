@@ -281,20 +281,22 @@ export class WebGpuRunner implements StepRunner {
     this.sizes.clear();
     this.setInts('tokens', tokens);
     this.setInts('blocks', blocks);
-    let r = await this.run(main, 'embed', undefined, [['h', this.L * d]]);
+    // The hidden state is read back to the host only for plans whose scores probe it.
+    const readH: [string, number][] = scores.needsHidden ? [['h', this.L * d]] : [];
+    let r = await this.run(main, 'embed', undefined, readH);
     let h = r.outputs.get('h') as GPUBuffer;
-    let hData = r.data.get('h') as Float32Array;
+    let hData = r.data.get('h');
     scores.hiddenIn.clear();
     const layers = lowered.layers;
     for (const [i, rules] of layers.entries()) {
-      scores.hiddenIn.set(rules.layer, this.hidden(hData));
+      if (hData) scores.hiddenIn.set(rules.layer, this.hidden(hData));
       const lp = inspector.planLayer(rules);
       for (const [name, list] of lp.lists) this.setList(name, list);
       const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
       const last = i === layers.length - 1;
-      r = await this.run(phase, `layer.${rules.layer}`, h, last ? [] : [['h', this.L * d]], rules.layer);
+      r = await this.run(phase, `layer.${rules.layer}`, h, last ? [] : readH, rules.layer);
       h = r.outputs.get('h') as GPUBuffer;
-      if (!last) hData = r.data.get('h') as Float32Array;
+      hData = r.data.get('h');
     }
     const out = inspector.outputRows();
     this.setList('out', out);

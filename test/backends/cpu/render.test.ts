@@ -31,3 +31,10 @@ describe('C renderer', () => {
     expect(source).not.toMatch(/dirty|block_start|current_block/);
   });
 });
+
+describe('limits', () => {
+  test('a head dimension beyond what kv_attention supports is refused with a clear error', () => {
+    const wide = { ...(presets.tiny as ModelConfig), heads: 1, kvHeads: 1, headDim: 2048, dModel: 2048 };
+    expect(() => render('baseline', wide)).toThrow(/head_dim 2048 exceeds the CPU backend's maximum 1024/);
+  });
+});

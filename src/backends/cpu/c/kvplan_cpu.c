@@ -360,9 +360,10 @@ static void kvi_pv_any(int nr, int nv, int tl, const float *p, int ldp, const fl
   kvi_pv_block(nr, nv, tl, p, ldp, vrows, d0, o, ldo);
 }
 
-/* A row of zeros at least hd floats long (head dimensions beyond 1024 are not supported). */
+/* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
+#define KV_MAX_HEAD_DIM 1024
 static const float *kvi_zero_row(int hd) {
-  static const float zeros[1024];
+  static const float zeros[KV_MAX_HEAD_DIM];
   (void)hd;
   return zeros;
 }

@@ -1,0 +1,23 @@
+import type { Expr, Plan } from '../ast.ts';
+import { forEachChild, forEachStmtExpr } from '../typecheck.ts';
+
+/** Whether any statement of the plan names one of `names` (as a value or a function). */
+export function planUses(plan: Plan, names: ReadonlySet<string>): boolean {
+  let found = false;
+  const visit = (e: Expr): void => {
+    if ((e.kind === 'name' && names.has(e.name)) || (e.kind === 'call' && names.has(e.callee.name)))
+      found = true;
+    if (!found) forEachChild(e, visit);
+  };
+  for (const s of plan.body) if (!found) forEachStmtExpr(s, visit);
+  return found;
+}
+
+/** Scores measured from the model's hidden state (by probe programs), not from its predictions. */
+export const modelInternalScores: ReadonlySet<string> = new Set([
+  'rollout',
+  'attention_mass',
+  'query_key',
+  'value_drift',
+  'attn_similarity',
+]);
