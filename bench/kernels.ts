@@ -9,6 +9,7 @@ import os from 'node:os';
 import { dirname } from 'node:path';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
 import type { Primitives } from '../src/backends/cpu/primitives.ts';
+import { fmt, table } from '../src/cli/table.ts';
 import { presets } from '../src/model/presets.ts';
 import {
   attentionModel,
@@ -21,7 +22,7 @@ import {
   ortVersion,
   runFloat,
 } from './onnx.ts';
-import { fmt, machineInfo, measure, randomFloats, randomSubset, type Timing, table } from './timing.ts';
+import { machineInfo, measure, randomFloats, randomSubset, type Timing } from './timing.ts';
 
 /** The part of the CPU primitives (src/backends/cpu/primitives.ts) the benchmark uses. */
 export type BenchPrimitives = Pick<Primitives, 'setThreads' | 'packWeight' | 'gemm' | 'attention'>;

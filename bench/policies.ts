@@ -8,6 +8,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
+import { fmt, table } from '../src/cli/table.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
@@ -17,7 +18,7 @@ import { compilePlan } from '../src/passes/compile.ts';
 import { evalCost, type KernelProgram } from '../src/passes/kernelIR.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
-import { fmt, machineInfo, table } from './timing.ts';
+import { machineInfo } from './timing.ts';
 
 export interface PoliciesOptions {
   readonly config: ModelConfig;

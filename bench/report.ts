@@ -4,8 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { fmt } from '../src/cli/table.ts';
 import type { KernelRow } from './kernels.ts';
-import { fmt } from './timing.ts';
 
 interface KernelsResult {
   date: string;

@@ -5,8 +5,11 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
+import { defaultTask, tasks } from '../src/eval/tasks.ts';
+import { isRunBackend } from '../src/runtime/prepare.ts';
 import { kernelsSuite } from './kernels.ts';
 import { benchModel, policiesSuite } from './policies.ts';
+import { qualitySuite } from './quality.ts';
 
 const usage = `usage: npm run bench -- <suite> [options]
 
@@ -15,6 +18,9 @@ suites:
   policies   every example plan generating on one random model with the CPU backend:
              tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup, agreement
              (options: --prompt-length 64 --gen-length 256 --block 32 --prompts 1 --out <file>)
+  quality    every example plan on the bundled trained model: accuracy on held-out problems
+             and tokens/s, vs the baseline; writes docs/results.md too
+             (options: --task count --n 50 --gen-length 64 --batch 1 --backend cpu --out <file>)
 
 options (kernels):
   --threads <list>   thread counts, comma-separated (default 1,2)
@@ -28,6 +34,12 @@ npx tsx bench/report.ts [file] prints a results file as Markdown, with the targe
 function fail(msg: string): never {
   console.error(`${msg}\n\n${usage}`);
   process.exit(2);
+}
+
+function positive(x: string | undefined, d: number): number {
+  const n = Number(x ?? d);
+  if (!Number.isInteger(n) || n < 1) fail(`bad value "${x}"`);
+  return n;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -49,18 +61,43 @@ async function main(argv: string[]): Promise<void> {
       },
       strict: true,
     });
-    const int = (x: string | undefined, d: number) => {
-      const n = Number(x ?? d);
-      if (!Number.isInteger(n) || n < 1) fail(`bad value "${x}"`);
-      return n;
-    };
     await policiesSuite({
       config: benchModel,
-      promptLen: int(v['prompt-length'], 64),
-      genLen: int(v['gen-length'], 256),
-      block: int(v.block, 32),
-      prompts: int(v.prompts, 1),
+      promptLen: positive(v['prompt-length'], 64),
+      genLen: positive(v['gen-length'], 256),
+      block: positive(v.block, 32),
+      prompts: positive(v.prompts, 1),
       out: v.out ?? fileURLToPath(new URL('./results/policies.json', import.meta.url)),
+    });
+    return;
+  }
+  if (suite === 'quality') {
+    const { values: v } = parseArgs({
+      args: rest,
+      options: {
+        task: { type: 'string' },
+        n: { type: 'string' },
+        'gen-length': { type: 'string' },
+        batch: { type: 'string' },
+        backend: { type: 'string' },
+        out: { type: 'string' },
+      },
+      strict: true,
+    });
+    const task = v.task ?? defaultTask;
+    if (!tasks.has(task)) fail(`unknown task "${task}"`);
+    const backend = v.backend ?? 'cpu';
+    if (!isRunBackend(backend)) fail(`unknown backend "${backend}"`);
+    const custom = v.out !== undefined;
+    await qualitySuite({
+      task,
+      n: positive(v.n, 50),
+      genLength: positive(v['gen-length'], 64),
+      batch: positive(v.batch, 1),
+      backend,
+      out: v.out ?? fileURLToPath(new URL('./results/quality.json', import.meta.url)),
+      // The committed table follows the committed JSON only.
+      doc: custom ? null : fileURLToPath(new URL('../docs/results.md', import.meta.url)),
     });
     return;
   }

@@ -1,4 +1,4 @@
-/** Timing, machine description and table printing shared by the benchmark suites. */
+/** Timing and machine description shared by the benchmark suites. */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -101,21 +101,6 @@ export function machineInfo(extra: Record<string, unknown> = {}): Machine {
     memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     ...extra,
   };
-}
-
-/** A fixed-width text table; numbers are printed with `fmt`. */
-export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string>>): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: ReadonlyArray<string>) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-export function fmt(x: number | null | undefined, digits = 3): string {
-  if (x === null || x === undefined || !Number.isFinite(x)) return '-';
-  if (Math.abs(x) >= 100) return x.toFixed(0);
-  if (Math.abs(x) >= 10) return x.toFixed(1);
-  return x.toPrecision(digits);
 }
 
 /** Deterministic uniform [-1, 1) floats (mulberry32), so runs are reproducible. */

@@ -1,16 +1,18 @@
 import type { Command } from 'commander';
-import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
-import { loadOnnx, OnnxError } from '../model/onnx/load.ts';
-import { compilePlan } from '../passes/compile.ts';
+import { CompilerError } from '../backends/cpu/compiler.ts';
+import { answerOf } from '../eval/evaluate.ts';
+import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
-import { blockLength } from '../runtime/simulate.ts';
+import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import {
-  CharTokenizer,
-  defaultAlphabet,
-  type Tokenizer,
-  TokenizerError,
-  tokenizerFromJson,
-} from '../runtime/tokenizer.ts';
+  BackendUnavailable,
+  isRunBackend,
+  planOnModel,
+  prepareBackend,
+  runBackends,
+} from '../runtime/prepare.ts';
+import { blockLength } from '../runtime/simulate.ts';
+import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { loadPlans } from './plans.ts';
 
@@ -28,16 +30,15 @@ export interface GenerateCommandOptions {
   readonly threads: string;
 }
 
-const backends = ['reference', 'cpu'];
-
 export async function runGenerate(
   o: GenerateCommandOptions,
   io: Io,
   isTty = process.stderr.isTTY === true,
 ): Promise<number> {
-  if (!backends.includes(o.backend)) {
+  const backend = o.backend;
+  if (!isRunBackend(backend)) {
     io.err(
-      `kvplan: --backend ${o.backend} is not available for generate; backends: ${backends.join(', ')}\n`,
+      `kvplan: --backend ${backend} is not available for generate; backends: ${runBackends.join(', ')}\n`,
     );
     return Exit.usage;
   }
@@ -50,22 +51,15 @@ export async function runGenerate(
   const overrides = new Map(o.set ?? []);
   if (o.block !== undefined) overrides.set('block', o.block);
   if (o.steps !== undefined) overrides.set('steps_per_block', o.steps);
-  let model: ReturnType<typeof loadOnnx>;
-  let tokenizer: Tokenizer;
+  let model: OpenedModel;
   try {
-    model = loadOnnx(o.model);
-    tokenizer =
-      model.tokenizer === undefined
-        ? new CharTokenizer(
-            defaultAlphabet(model.config.vocab, model.config.maskTokenId),
-            model.config.maskTokenId,
-          )
-        : tokenizerFromJson(model.tokenizer, model.config.maskTokenId);
+    model = openModel(o.model);
   } catch (e) {
     if (!(e instanceof OnnxError || e instanceof TokenizerError)) throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }
+  const { tokenizer } = model;
   const { plans, codes } = loadPlans([o.plan], overrides, io);
   const plan = plans[0]?.checked;
   if (!plan) return Math.max(Exit.failed, ...codes);
@@ -77,19 +71,32 @@ export async function runGenerate(
     io.err(`kvplan: --prompt: ${e.message}\n`);
     return Exit.usage;
   }
-  const config = model.config;
+  const fit = planOnModel(plan, model.config);
+  if (!fit.ok) {
+    io.err(`kvplan: ${fit.error}\n`);
+    return Exit.failed;
+  }
+  if (fit.warning) io.err(`kvplan: warning: ${fit.warning}\n`);
   const L = prompt.length + Math.max(genLength, blockLength(plan, genLength));
-  const cpu = o.backend === 'cpu' ? buildCpu(plan, config, L) : undefined;
-  const lowered = cpu ? cpu.lowered : compilePlan(plan, config, { target: 'reference' }).lowered;
+  let prepared: Awaited<ReturnType<typeof prepareBackend>>;
+  try {
+    prepared = await prepareBackend(backend, plan, fit.config, model.weights, L, Number(o.threads));
+  } catch (e) {
+    if (!(e instanceof BackendUnavailable || e instanceof CompilerError)) throw e;
+    io.err(`kvplan: --backend ${backend}: ${e.message}\n`);
+    return Exit.failed;
+  }
   let committed = 0;
+  const eos = tokenizer.eosTokenId;
   const result = await generate({
-    model,
+    model: { config: prepared.config, weights: model.weights },
     plan,
-    lowered,
+    lowered: prepared.lowered,
     prompts: [prompt],
     genLength,
     seed: Number(o.seed),
-    ...(cpu ? { runner: (n: number) => new CpuRunner(cpu, model.weights, n, Number(o.threads)) } : {}),
+    ...(prepared.runner ? { runner: prepared.runner } : {}),
+    ...(eos === undefined ? {} : { eosTokenId: eos }),
     onStep: (_, info) => {
       committed += info.committed.length;
       if (o.trace) {
@@ -111,7 +118,7 @@ export async function runGenerate(
   if (isTty && !o.trace) io.err('\n');
   const seq = result.sequences[0];
   if (!seq) return Exit.internal;
-  io.out(`${tokenizer.decode(seq.generated)}\n`);
+  io.out(`${answerOf(tokenizer, seq.generated)}\n`);
   io.err(
     `${seq.generated.length} tokens in ${seq.steps} steps, ${result.tokensPerSecond.toFixed(1)} tokens/s (${o.backend})\n`,
   );
@@ -125,7 +132,7 @@ export function registerGenerate(program: Command, io: Io, setExit: (code: numbe
     .requiredOption('--model <m.onnx>', 'an ONNX model (see kvplan make-model)')
     .requiredOption('--plan <p.kvp>', 'the cache plan')
     .requiredOption('--prompt <text>', 'the prompt')
-    .option('--backend <name>', `reference or cpu`, 'reference')
+    .option('--backend <name>', runBackends.join(', '), 'reference')
     .option('--gen-length <n>', 'tokens to generate', '32')
     .option('--block <n>', "the plan's block length (its `block` parameter)")
     .option('--steps <n>', "denoising steps per block (the plan's `steps_per_block` parameter)")

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerCheck } from './check.ts';
 import { registerCompile } from './compile.ts';
+import { registerDemo } from './demo.ts';
+import { registerEval } from './eval.ts';
 import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
 import { registerGenerate } from './generate.ts';
@@ -32,6 +34,8 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
   registerCompile(program, io, setExit);
   registerVerify(program, io, setExit);
   registerGenerate(program, io, setExit);
+  registerEval(program, io, setExit);
+  registerDemo(program, io, setExit);
   registerMakeModel(program, io, setExit);
   return program;
 }

@@ -3,13 +3,20 @@ import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
 import { checkPlanPtx } from '../backends/cuda-ptx/check.ts';
 import { cudaAvailable } from '../backends/cuda-ptx/driver.ts';
 import { findPtxas } from '../backends/cuda-ptx/ptxas.ts';
+import { ptxRunnerFactory, sharedCudaDevice } from '../backends/cuda-ptx/runner.ts';
 import { webGpuRunnerFactory } from '../backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
 import { WeightError } from '../model/weights.ts';
 import { blockLength } from '../runtime/simulate.ts';
-import { type Backend, type PlanVerdict, type RunnerFactory, verifyCheckedPlan } from '../runtime/verify.ts';
+import {
+  type Backend,
+  type PlanVerdict,
+  type RunnerFactory,
+  type VerifyOptions,
+  verifyCheckedPlan,
+} from '../runtime/verify.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
 import { loadModelConfig, loadPlans } from './plans.ts';
 
@@ -64,9 +71,10 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
   for (const { path, checked } of plans) {
     // Two blocks by default, so that every plan meets a block boundary.
     const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
+    const common = { configs: config ? [config] : defaultConfigs(), cases, seed, promptLen, genLen };
     try {
       if (o.backend === 'ptx') {
-        codes.push(verifyPtx(path, checked, config ? [config] : defaultConfigs(), promptLen + genLen, io));
+        codes.push(await verifyPtx(path, checked, common, io));
         continue;
       }
       const backend = o.backend as Backend;
@@ -78,11 +86,7 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
       const runnerFor =
         backend === 'cpu' ? cpuRunner : backend === 'webgpu' ? await webGpuRunnerFactory() : undefined;
       const verdict = await verifyCheckedPlan(checked, {
-        configs: config ? [config] : defaultConfigs(),
-        cases,
-        seed,
-        promptLen,
-        genLen,
+        ...common,
         backend,
         ...(runnerFor ? { runnerFor } : {}),
       });
@@ -98,30 +102,38 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
 }
 
 /**
- * The PTX backend without a GPU: ptxas checks every kernel for both architectures; launching
- * against the reference needs a CUDA device, and says so.
+ * The PTX backend: ptxas checks every kernel for both architectures first; then, on a CUDA device,
+ * the same properties and float32 budgets as the other compiled backends. Without a device the
+ * launch is reported as skipped, with the reason.
  */
-function verifyPtx(
+async function verifyPtx(
   path: string,
   plan: CheckedPlan,
-  configs: readonly ModelConfig[],
-  maxCanvas: number,
+  opts: Omit<VerifyOptions, 'backend' | 'runnerFor'>,
   io: Io,
-): number {
+): Promise<number> {
   if (!findPtxas()) {
     io.out(`skipped  ${path}  ${plan.plan.name}  ptx  skipped: ptxas not found\n`);
     return Exit.ok;
   }
-  const r = checkPlanPtx(plan, configs, maxCanvas);
+  const r = checkPlanPtx(plan, opts.configs, opts.promptLen + opts.genLen);
   const ok = r.errors.length === 0 && r.spills.length === 0;
   const ptxas = `ptxas ${ok ? 'ok' : 'FAILED'} (${r.kernels} kernels for sm_80 and sm_90, at most ${r.maxRegisters} registers, ${r.spills.length ? `spills: ${r.spills.join('; ')}` : 'no spills'})`;
   for (const e of r.errors) io.err(`kvplan: ${e}\n`);
   const cuda = cudaAvailable();
-  const launch = cuda.ok
-    ? 'launch: not wired into verify yet (run test/backends/cuda-ptx/launch.test.ts)'
-    : `skipped: ${cuda.reason}`;
-  io.out(`${ok && !cuda.ok ? 'ok' : 'FAIL'}  ${path}  ${plan.plan.name}  ptx  ${ptxas}  ${launch}\n`);
-  return ok && !cuda.ok ? Exit.ok : Exit.failed;
+  if (!cuda.ok || !ok) {
+    const launch = cuda.ok ? 'launch: not attempted' : `skipped: ${cuda.reason}`;
+    io.out(`${ok ? 'ok' : 'FAIL'}  ${path}  ${plan.plan.name}  ptx  ${ptxas}  ${launch}\n`);
+    return ok ? Exit.ok : Exit.failed;
+  }
+  io.out(`ok  ${path}  ${plan.plan.name}  ptx  ${ptxas}\n`);
+  const verdict = await verifyCheckedPlan(plan, {
+    ...opts,
+    backend: 'ptx',
+    runnerFor: ptxRunnerFactory(sharedCudaDevice()),
+  });
+  io.out(summary(path, verdict));
+  return verdict.ok ? Exit.ok : Exit.failed;
 }
 
 export function registerVerify(program: Command, io: Io, setExit: (code: number) => void): void {

@@ -1,7 +1,8 @@
 /**
  * Float64 reference kernels for attention and its relatives. Layouts are row-major and flat:
  * q is [NQ, H, hd], k and v are [NK, KVH, hd], o is [NQ, H, hd], lse is [NQ, H]. Positions
- * (qpos, kpos) are canvas positions; `blocks` is indexed by canvas position (-1 for the prompt).
+ * (qpos, kpos) are canvas positions; `blocks` and `seqs` are indexed by canvas position (block -1
+ * for the prompt; the sequence of each row when a batch shares the canvas).
  * LSE uses the natural log. A row that sees no key has o = 0 and lse = -Infinity, never NaN.
  */
 export type MaskKind = 'none' | 'block_causal';
@@ -11,6 +12,8 @@ export interface AttentionOptions {
   readonly mask: MaskKind;
   /** Block of each canvas position; required for `block_causal`. */
   readonly blocks?: Int32Array | undefined;
+  /** Sequence of each canvas position: a query sees only keys of its own sequence. */
+  readonly seqs?: Int32Array | undefined;
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
@@ -49,18 +52,23 @@ function visibility(
   kpos: Int32Array,
   mask: MaskKind,
   blocks: Int32Array | undefined,
+  seqs: Int32Array | undefined,
 ): ((i: number, j: number) => boolean) | null {
-  if (mask === 'none') return null;
-  if (mask !== 'block_causal') throw new Error(`unknown mask ${String(mask)}`);
-  if (blocks === undefined) throw new Error('a block_causal mask needs blocks');
-  const blockAt = (p: number): number => {
-    if (!(p >= 0 && p < blocks.length))
-      throw new Error(`position ${p} is outside the canvas (${blocks.length})`);
-    return blocks[p] as number;
-  };
-  const qb = Int32Array.from(qpos, blockAt);
-  const kb = Int32Array.from(kpos, blockAt);
-  return (i, j) => (kb[j] as number) <= (qb[i] as number);
+  if (mask !== 'none' && mask !== 'block_causal') throw new Error(`unknown mask ${String(mask)}`);
+  if (mask === 'block_causal' && blocks === undefined) throw new Error('a block_causal mask needs blocks');
+  const at =
+    (table: Int32Array) =>
+    (p: number): number => {
+      if (!(p >= 0 && p < table.length))
+        throw new Error(`position ${p} is outside the canvas (${table.length})`);
+      return table[p] as number;
+    };
+  const tags = (table: Int32Array | undefined) =>
+    table && { q: Int32Array.from(qpos, at(table)), k: Int32Array.from(kpos, at(table)) };
+  const b = mask === 'block_causal' ? tags(blocks) : undefined;
+  const s = tags(seqs);
+  if (!b && !s) return null;
+  return (i, j) => (!b || (b.k[j] as number) <= (b.q[i] as number)) && (!s || s.k[j] === s.q[i]);
 }
 
 /**
@@ -80,7 +88,7 @@ function forEachScoreRow(
   const nk = kpos.length;
   const { heads, kvHeads, headDim: hd, scale } = opts;
   const group = checkLayout(q, k, nq, nk, opts);
-  const visible = visibility(qpos, kpos, opts.mask, opts.blocks);
+  const visible = visibility(qpos, kpos, opts.mask, opts.blocks, opts.seqs);
   const s = new Float64Array(nk);
   const seen = new Uint8Array(nk);
   for (let i = 0; i < nq; i++) {

@@ -5,7 +5,7 @@
  * one size per stage; `L` is the canvas length of the resource store).
  */
 import { attentionMass, attentionPartial, type MaskKind, mergePartials, queryKey } from './attention.ts';
-import { type AttrKind, ops } from './ops.ts';
+import { type AttrKind, maskOperands, ops } from './ops.ts';
 import {
   type HostInts,
   type HostTensor,
@@ -374,7 +374,12 @@ function run(instr: Instr, env: Map<number, RuntimeValue>, store: ResourceStore,
       const qpos = list(3);
       const kpos = list(4);
       same(k, v, 'k and v');
-      const opts = attentionOpts(q, k, qpos, kpos, optional(5) ? intsArg(5, 1) : undefined);
+      const at = maskOperands(
+        instr.args.map((_, i) => i),
+        instr.attrs,
+      );
+      const ints = (i: number | undefined) => (i === undefined ? undefined : intsArg(i, 1));
+      const opts = attentionOpts(q, k, qpos, kpos, ints(at.blocks), ints(at.seqs));
       const { o, lse } = attentionPartial(q.data, k.data, v.data, qpos, kpos, opts);
       return [
         { shape: [...q.shape], data: o },
@@ -514,6 +519,7 @@ function run(instr: Instr, env: Map<number, RuntimeValue>, store: ResourceStore,
     qpos: Int32Array,
     kpos: Int32Array,
     blocks: HostInts | undefined,
+    seqs?: HostInts,
   ) {
     const [nq, heads, hd] = q.shape as [number, number, number];
     const [nk, kvHeads, khd] = k.shape as [number, number, number];
@@ -524,13 +530,25 @@ function run(instr: Instr, env: Map<number, RuntimeValue>, store: ResourceStore,
     const mask = str('mask');
     if (mask !== 'none' && mask !== 'block_causal') fail(`unknown mask '${mask}'`);
     if (mask === 'block_causal' && blocks === undefined) fail('a block_causal mask needs the blocks operand');
-    if (blocks !== undefined) {
-      if (blocks.data.length !== store.L)
-        fail(`blocks has ${blocks.data.length} entries, the canvas ${store.L}`);
+    for (const [name, t] of [
+      ['blocks', blocks],
+      ['seqs', seqs],
+    ] as const)
+      if (t !== undefined && t.data.length !== store.L)
+        fail(`${name} has ${t.data.length} entries, the canvas ${store.L}`);
+    if (blocks !== undefined || seqs !== undefined) {
       positions(qpos, 'query position');
       positions(kpos, 'key position');
     }
-    return { scale: num('scale'), mask: mask as MaskKind, blocks: blocks?.data, heads, kvHeads, headDim: hd };
+    return {
+      scale: num('scale'),
+      mask: mask as MaskKind,
+      blocks: blocks?.data,
+      seqs: seqs?.data,
+      heads,
+      kvHeads,
+      headDim: hd,
+    };
   }
 }
 

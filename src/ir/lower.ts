@@ -30,6 +30,13 @@ export interface LoweredPlan {
 
 type Phase = 'refresh' | 'cached';
 
+/**
+ * The input of layer `l` that gives the positions RoPE rotates its computed rows by: their
+ * positions within their own sequence, which differ from their canvas rows when a batch of
+ * sequences shares the canvas. The runtime builds it alongside `rows.l`.
+ */
+export const positionsInput = (l: number): string => `pos.${l}`;
+
 const w = (l: number, name: string) => `model.layers.${l}.${name}`;
 const hidden = (c: ModelConfig): Dim[] => ['L', c.dModel];
 
@@ -127,7 +134,9 @@ class Lowering {
     const sb = this.pb.stage(`layer.${l}`);
     let h = sb.input('h', 'carried', tensor('f32', hidden(c)));
     const rows = sb.input(`rows.${l}`, 'index', index(`#rows.${l}`));
+    const positions = sb.input(positionsInput(l), 'positions', index(`#rows.${l}`));
     const blocks = this.causal ? sb.input('blocks', 'blocks', tensor('i32', ['L'])) : undefined;
+    const seqs = sb.input('seqs', 'seqs', tensor('i32', ['L']));
     const prev = this.rules[l - 1];
     if (!full && prev?.kinds.has('hidden')) {
       // Rows computed here but not on the layer below take that layer's output from its cache.
@@ -142,8 +151,8 @@ class Lowering {
     const heads = (v: Value, n: number) => sb.op1('reshape', [v], { inner: [n, c.headDim] });
     const proj = (name: string, n: number) =>
       heads(this.linear(sb, l, `self_attn.${name}`, xn, n * c.headDim, c.dModel, c.qkvBias), n);
-    const q = sb.op1('rope', [proj('q_proj', c.heads), rows], { theta: c.ropeTheta });
-    const k = sb.op1('rope', [proj('k_proj', c.kvHeads), rows], { theta: c.ropeTheta });
+    const q = sb.op1('rope', [proj('q_proj', c.heads), positions], { theta: c.ropeTheta });
+    const k = sb.op1('rope', [proj('k_proj', c.kvHeads), positions], { theta: c.ropeTheta });
     const v = proj('v_proj', c.kvHeads);
     // Keys of the whole canvas: fresh rows over the cached ones (a refresh reads no cache).
     const canvasOf = (fresh: Value, name: string) =>
@@ -155,8 +164,13 @@ class Lowering {
     const attention = (keys: Value, segment?: string) => {
       const args = [q, sb.op1('gather', [kAll, keys]), sb.op1('gather', [vAll, keys]), rows, keys];
       const mask = blocks ? 'block_causal' : 'none';
-      const attrs = { scale: 1 / Math.sqrt(c.headDim), mask, ...(segment ? { segment } : {}) };
-      return sb.op('attention', blocks ? [...args, blocks] : args, attrs);
+      const attrs = {
+        scale: 1 / Math.sqrt(c.headDim),
+        mask,
+        sequences: true,
+        ...(segment ? { segment } : {}),
+      };
+      return sb.op('attention', [...args, ...(blocks ? [blocks] : []), seqs], attrs);
     };
     let o: Value;
     let lse: Value;

@@ -46,7 +46,7 @@ const rule =
 const f32 = (shape: readonly Dim[]) => tensor('f32', shape);
 
 const attentionShapes = (a: readonly IRType[]): { q: T; k: T; v: T } => {
-  const [q, k, v, qpos, kpos, blocks] = a;
+  const [q, k, v, qpos, kpos] = a;
   need(isTensor(q) && rank(q, 3), `q must be f32[N,H,hd], got ${show(q)}`);
   need(isTensor(k) && rank(k, 3), `k must be f32[M,KVH,hd], got ${show(k)}`);
   need(isTensor(v) && rank(v, 3), `v must be f32[M,KVH,hd], got ${show(v)}`);
@@ -72,14 +72,24 @@ const attentionShapes = (a: readonly IRType[]): { q: T; k: T; v: T } => {
     kpos?.kind === 'index' && sameDim(kpos.size, k.shape[0]),
     `kpos must be index[${k.shape[0]}], got ${show(kpos)}`,
   );
-  need(
-    blocks === undefined || (isTensor(blocks) && blocks.dtype === 'i32'),
-    `blocks must be i32[L], got ${show(blocks)}`,
-  );
   return { q, k, v };
 };
 
 const maskKinds = ['none', 'block_causal'];
+
+/**
+ * The per-row tensors an attention's mask reads after `kpos`: `blocks` (read under `block_causal`),
+ * then `seqs` as the last operand when the `sequences` attribute is set (several sequences share
+ * the canvas, and a row sees only keys of its own sequence).
+ */
+export function maskOperands<T>(
+  args: readonly T[],
+  attrs: Readonly<Record<string, AttrValue>>,
+): { readonly blocks: T | undefined; readonly seqs: T | undefined } {
+  const sequences = attrs.sequences === true && args.length > 5;
+  const blocks = args.length - (sequences ? 1 : 0) > 5 ? args[5] : undefined;
+  return { blocks, seqs: sequences ? args[args.length - 1] : undefined };
+}
 
 export const ops: Readonly<Record<string, OpSpec>> = {
   embed: {
@@ -207,20 +217,33 @@ export const ops: Readonly<Record<string, OpSpec>> = {
     doc: 'rotary embedding at the given canvas positions, rotate-half convention: pairs (i, i + hd/2), angle pos * theta^(-2i/hd)',
   },
   attention: {
-    args: ['q', 'k', 'v', 'qpos', 'kpos', 'blocks?'],
+    args: ['q', 'k', 'v', 'qpos', 'kpos', 'blocks?', 'seqs?'],
     attrs: { scale: 'number', mask: 'string' },
-    // Names the split segment a partial belongs to, so that hoisting can find reusable ones.
-    optionalAttrs: { segment: 'string' },
+    // `segment` names the split segment a partial belongs to, so that hoisting can find reusable ones.
+    optionalAttrs: { segment: 'string', sequences: 'boolean' },
     results: rule((a, attrs) => {
       const { q } = attentionShapes(a);
       need(maskKinds.includes(String(attrs.mask)), `mask must be one of ${maskKinds.join(', ')}`);
+      const { blocks, seqs } = maskOperands(a, attrs);
       need(
-        attrs.mask !== 'block_causal' || a[5] !== undefined,
+        attrs.sequences !== true || seqs !== undefined,
+        'an attention over sequences needs the seqs operand',
+      );
+      need(
+        attrs.mask !== 'block_causal' || blocks !== undefined,
         'a block_causal mask needs the blocks operand',
       );
+      for (const [name, t] of [
+        ['blocks', blocks],
+        ['seqs', seqs],
+      ] as const)
+        need(
+          t === undefined || (isTensor(t) && t.dtype === 'i32' && rank(t, 1)),
+          `${name} must be i32[L], got ${show(t)}`,
+        );
       return [q, f32([q.shape[0] as Dim, q.shape[1] as Dim])];
     }),
-    doc: 'softmax(q·k^T * scale + mask) · v per query head (GQA: head h reads kv head h / (H/KVH)); returns the output and its log-sum-exp (natural log) per row and head. A row with no visible key gets output 0 and LSE -Infinity',
+    doc: 'softmax(q·k^T * scale + mask) · v per query head (GQA: head h reads kv head h / (H/KVH)); returns the output and its log-sum-exp (natural log) per row and head. A row with no visible key gets output 0 and LSE -Infinity. With sequences, a row sees only keys of its own sequence (seqs[kpos[j]] = seqs[qpos[i]])',
   },
   merge: {
     args: ['o1', 'lse1', 'o2', 'lse2'],
@@ -321,12 +344,15 @@ export const ops: Readonly<Record<string, OpSpec>> = {
         k as IRType,
         qpos as IRType,
         kpos as IRType,
-        ...(blocks ? [blocks] : []),
       ]);
       need(maskKinds.includes(String(attrs.mask)), `mask must be one of ${maskKinds.join(', ')}`);
       need(
         attrs.mask !== 'block_causal' || blocks !== undefined,
         'a block_causal mask needs the blocks operand',
+      );
+      need(
+        blocks === undefined || (isTensor(blocks) && blocks.dtype === 'i32'),
+        `blocks must be i32[L], got ${show(blocks)}`,
       );
       return [f32([kk.shape[0] as Dim])];
     }),

@@ -345,7 +345,7 @@ const parser = new IRTextParser();
 // Resolution: raw syntax to StepPrograms.
 
 const dtypes: readonly DType[] = ['f32', 'f16', 'bf16', 'i32'];
-const roles: readonly InputRole[] = ['tokens', 'blocks', 'index', 'weight', 'carried'];
+const roles: readonly InputRole[] = ['tokens', 'blocks', 'seqs', 'index', 'positions', 'weight', 'carried'];
 const resourceKinds: readonly Resource['kind'][] = ['kv', 'attn', 'ffn', 'hidden', 'partial'];
 
 class Resolver {

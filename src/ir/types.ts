@@ -33,8 +33,12 @@ export type InputRole =
   | 'tokens'
   /** block index of each position (-1 for the prompt), i32[L] */
   | 'blocks'
+  /** the sequence of each position when several sequences share the canvas (a batch), i32[L] */
+  | 'seqs'
   /** an index list from the inspector */
   | 'index'
+  /** the positions within their own sequence of an index list's rows (what RoPE rotates by) */
+  | 'positions'
   /** a model weight, by its HF-style name */
   | 'weight'
   /** a value carried from the previous stage (the hidden state) */

@@ -60,8 +60,13 @@ function roleTypeError(role: string, t: IRType): string | undefined {
       return i32L('a tokens');
     case 'blocks':
       return i32L('a blocks');
+    case 'seqs':
+      return i32L('a seqs');
     case 'index':
-      return t.kind === 'index' ? undefined : `an index input must be an index list, got ${printType(t)}`;
+    case 'positions':
+      return t.kind === 'index'
+        ? undefined
+        : `${role === 'index' ? 'an index' : 'a positions'} input must be an index list, got ${printType(t)}`;
     case 'weight':
       return t.kind === 'tensor' ? undefined : `a weight input must be a tensor, got ${printType(t)}`;
     case 'carried':

@@ -2,7 +2,7 @@
  * `dce`: dead-code elimination within a stage. An instruction stays when it has an effect
  * (`cache_write`, or an op the catalogue does not know) or when one of its results is used by a
  * kept instruction or an output. Inputs nobody uses are dropped, except those the runtime supplies
- * by role rather than by what the stage asks for (`carried`, `tokens`, `blocks`): index lists and
+ * by role rather than by what the stage asks for (`carried`, `tokens`, `blocks`, `seqs`): index lists and
  * weights are looked up by the names a stage declares, and extra ones are ignored, so unused ones
  * can go.
  */
@@ -12,7 +12,12 @@ import { mapPrograms, mapStages } from './canonicalize.ts';
 import type { Pass } from './state.ts';
 
 /** Input roles that survive even when unused. */
-export const keptInputRoles: ReadonlySet<InputRole> = new Set<InputRole>(['carried', 'tokens', 'blocks']);
+export const keptInputRoles: ReadonlySet<InputRole> = new Set<InputRole>([
+  'carried',
+  'tokens',
+  'blocks',
+  'seqs',
+]);
 
 function dceStage(s: Stage): Stage {
   const live = new Set<number>(s.outputs.map((o) => o.value.id));

@@ -1,21 +1,15 @@
 import { interpretStage, ResourceStore } from '../ir/interpret.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
-import type { Stage, StepProgram } from '../ir/types.ts';
+import type { Stage } from '../ir/types.ts';
 import type { Weights } from '../model/weights.ts';
-import type { Inspector } from './inspector.ts';
-import type { StepOutput, StepRunner } from './runner.ts';
-import type { ModelScores } from './scores.ts';
-
-const stageOf = (p: StepProgram, name: string): Stage => {
-  const s = p.stages.find((x) => x.name === name);
-  if (!s) throw new Error(`program ${p.name} has no stage ${name}`);
-  return s;
-};
+import type { CanvasRows, Program, StepRunner } from './runner.ts';
 
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
 export class ReferenceRunner implements StepRunner {
   readonly store: ResourceStore;
+  private h: HostTensor | undefined;
+  private rows = new Map<string, RuntimeValue>();
 
   constructor(
     private readonly lowered: LoweredPlan,
@@ -33,7 +27,10 @@ export class ReferenceRunner implements StepRunner {
     this.store = new ResourceStore([...resources.values()], { L });
   }
 
-  private run(stage: Stage, inputs: Map<string, RuntimeValue>): Map<string, RuntimeValue> {
+  private run(program: Program, name: string, inputs: Map<string, RuntimeValue>): Map<string, RuntimeValue> {
+    const p = this.lowered.programs[program];
+    const stage: Stage | undefined = p?.stages.find((x) => x.name === name);
+    if (!stage) throw new Error(`program ${p?.name ?? program} has no stage ${name}`);
     for (const i of stage.inputs) {
       if (i.role !== 'weight') continue;
       const w = this.weights.get(i.name);
@@ -43,34 +40,38 @@ export class ReferenceRunner implements StepRunner {
     return interpretStage(stage, inputs, this.store, { float32: this.float32 });
   }
 
-  step(inspector: Inspector, scores: ModelScores, tokens: Int32Array, blocks: Int32Array): StepOutput {
-    const { refresh, cached, reuse } = this.lowered.programs;
-    const full = inspector.fullStep();
-    const main = full ? refresh : cached;
-    const shared = {
-      tokens: { shape: [tokens.length], data: tokens },
-      blocks: { shape: [blocks.length], data: blocks },
-    };
-    let h = this.run(stageOf(main, 'embed'), new Map<string, RuntimeValue>([['tokens', shared.tokens]])).get(
-      'h',
-    ) as HostTensor;
-    scores.hiddenIn.clear();
-    for (const rules of this.lowered.layers) {
-      if (scores.needsHidden) scores.hiddenIn.set(rules.layer, h);
-      const lp = inspector.planLayer(rules);
-      const program = full ? refresh : lp.variant === 'reuse' && reuse ? reuse : cached;
-      const inputs = new Map<string, RuntimeValue>([['h', h], ['blocks', shared.blocks], ...lp.lists]);
-      h = this.run(stageOf(program, `layer.${rules.layer}`), inputs).get('h') as HostTensor;
-    }
-    const out = inspector.outputRows();
-    const logits = this.run(
-      stageOf(main, 'head'),
-      new Map<string, RuntimeValue>([
-        ['h', h],
-        ['out', out],
-      ]),
-    ).get('logits') as HostTensor;
-    return { phase: full ? 'refresh' : 'cached', out, logits };
+  private carried(): HostTensor {
+    if (!this.h) throw new Error('a layer ran before the embedding');
+    return this.h;
+  }
+
+  embed(program: Program, canvas: CanvasRows, read: boolean): HostTensor | undefined {
+    const ints = (data: Int32Array) => ({ shape: [data.length], data });
+    this.rows = new Map<string, RuntimeValue>([
+      ['blocks', ints(canvas.blocks)],
+      ['seqs', ints(canvas.seqs)],
+    ]);
+    this.h = this.run(program, 'embed', new Map([['tokens', ints(canvas.tokens)]])).get('h') as HostTensor;
+    return read ? this.h : undefined;
+  }
+
+  layer(
+    program: Program,
+    layer: number,
+    lists: ReadonlyMap<string, Int32Array>,
+    read: boolean,
+  ): HostTensor | undefined {
+    const inputs = new Map<string, RuntimeValue>([['h', this.carried()], ...this.rows, ...lists]);
+    this.h = this.run(program, `layer.${layer}`, inputs).get('h') as HostTensor;
+    return read ? this.h : undefined;
+  }
+
+  head(program: Program, out: Int32Array): HostTensor {
+    const inputs = new Map<string, RuntimeValue>([
+      ['h', this.carried()],
+      ['out', out],
+    ]);
+    return this.run(program, 'head', inputs).get('logits') as HostTensor;
   }
 
   kvValues(layer: number): HostTensor | undefined {

@@ -1,6 +1,16 @@
 import type { HostTensor } from '../ir/tensor.ts';
-import type { Inspector } from './inspector.ts';
-import type { ModelScores } from './scores.ts';
+
+/** Which step program a stage runs from: `lowered.programs` by name. */
+export type Program = 'refresh' | 'cached' | 'reuse';
+
+/** The per-row inputs of a canvas; with a batch, the sequences' canvases one after another. */
+export interface CanvasRows {
+  readonly tokens: Int32Array;
+  /** The block of each row within its own sequence (-1 for the prompt). */
+  readonly blocks: Int32Array;
+  /** The sequence of each row: attention never crosses from one sequence to another. */
+  readonly seqs: Int32Array;
+}
 
 export interface StepOutput {
   readonly phase: 'refresh' | 'cached';
@@ -9,18 +19,30 @@ export interface StepOutput {
   readonly logits: HostTensor;
 }
 
-/** What runs a plan's step programs: the reference interpreter, or a compiled backend. */
+type Maybe<T> = T | Promise<T>;
+
+/**
+ * What runs a plan's step programs, one stage at a time: the reference interpreter, or a compiled
+ * backend. The driver (src/runtime/batch.ts) decides every list; a runner only moves data and runs
+ * stages, keeping the hidden state of the canvas between calls. Only the rows a stage's lists name
+ * change, so that one layer may run as several calls (one per program) over disjoint rows.
+ * Backends whose device works asynchronously (WebGPU) return promises.
+ */
 export interface StepRunner {
   /**
-   * One denoising step: the inspector decides each layer just before it runs. Backends whose
-   * device works asynchronously (WebGPU) return a promise.
+   * Loads the canvas rows and embeds every token. Returns the hidden state when `read` asks for it
+   * (scores probe it), so that a backend can fetch it with the stage's own results.
    */
-  step(
-    inspector: Inspector,
-    scores: ModelScores,
-    tokens: Int32Array,
-    blocks: Int32Array,
-  ): StepOutput | Promise<StepOutput>;
+  embed(program: Program, canvas: CanvasRows, read: boolean): Maybe<HostTensor | undefined>;
+  /** Runs one layer stage with the given index lists (a list not given is empty). */
+  layer(
+    program: Program,
+    layer: number,
+    lists: ReadonlyMap<string, Int32Array>,
+    read: boolean,
+  ): Maybe<HostTensor | undefined>;
+  /** The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. */
+  head(program: Program, out: Int32Array): Maybe<HostTensor>;
   /** The V cache of a layer, for scores that compare fresh and cached values. */
   kvValues(layer: number): HostTensor | undefined;
 }

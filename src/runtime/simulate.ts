@@ -3,12 +3,14 @@ import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
 import { modelInternalScores, planUses } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
+import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
+import { runStep } from './batch.ts';
 import { Inspector } from './inspector.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
-import type { StepRunner } from './runner.ts';
+import type { StepOutput, StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
 
 export interface GenerationCase {
@@ -35,6 +37,10 @@ export interface StepInfo {
   /** Lengths of the index lists of the step, by name (`rows.0`, `keys.0`, `out`, …). */
   readonly sizes: ReadonlyMap<string, number>;
   readonly committed: readonly { readonly position: number; readonly token: number }[];
+  /** Rows whose predictions this step recomputed (canvas positions), and their logits [#out, vocab]. */
+  readonly out: Int32Array;
+  readonly logits: HostTensor;
+  /** Wall time of the step (with a batch, of the whole batch's step). */
   readonly ms: number;
 }
 
@@ -64,6 +70,102 @@ export function blockLength(plan: CheckedPlan, genLen: number): number {
   return blocks ? constantOf(plan.typed, blocks.length) : genLen;
 }
 
+/** The token the logits predict at canvas position i (the mask where no row predicts it). */
+function predicted(config: ModelConfig, logits: Float64Array, i: number): number {
+  const r = predictionRow(config, i);
+  const V = config.vocab;
+  return r < 0 ? config.maskTokenId : softmaxStats(logits.subarray(r * V, (r + 1) * V)).argmax;
+}
+
+/**
+ * The generation state of one sequence: its canvas and tokens, its inspector and scores. A step's
+ * forward runs elsewhere (runStep, possibly batched with other sequences); this takes in what it
+ * predicted, decides the commits and moves the schedule on.
+ */
+export class SequenceRun {
+  readonly canvas: Canvas;
+  readonly tokens: Int32Array;
+  readonly blocks: Int32Array;
+  readonly scores: ModelScores;
+  readonly inspector: Inspector;
+  /** The per-position draws of `random` decode orders. */
+  readonly random: Float64Array;
+  private readonly similarity: boolean;
+
+  constructor(
+    plan: CheckedPlan,
+    private readonly lowered: LoweredPlan,
+    private readonly config: ModelConfig,
+    weights: Weights,
+    prompt: Int32Array,
+    genLen: number,
+    seed: number,
+    /** The V cache of a layer over this sequence's rows. */
+    kvValues: (layer: number) => HostTensor | undefined,
+  ) {
+    const canvas = new Canvas(prompt.length, genLen, blockLength(plan, genLen));
+    const L = canvas.length;
+    this.canvas = canvas;
+    this.tokens = new Int32Array(L).fill(config.maskTokenId);
+    this.tokens.set(prompt);
+    this.blocks = Int32Array.from({ length: L }, (_, i) => canvas.blockOf(i));
+    const rng = createRng(seed);
+    this.random = Float64Array.from({ length: L }, () => rng.uniform());
+    this.scores = new ModelScores(
+      config,
+      weights,
+      L,
+      this.blocks,
+      lowered.blockCausal,
+      kvValues,
+      planUses(plan.plan, modelInternalScores),
+    );
+    this.inspector = new Inspector(plan.typed, lowered.layers, canvas, this.scores, this.random);
+    // Attention rows are remembered at refreshes only for plans that measure their drift.
+    this.similarity = planUses(plan.plan, new Set(['attn_similarity']));
+  }
+
+  /** Takes in a step's predictions; returns the positions the decode rule commits, best first. */
+  observe(out: StepOutput): number[] {
+    this.scores.storeLogits(out.out, out.logits, this.canvas.step);
+    if (out.phase === 'refresh' && this.similarity)
+      this.scores.rememberAttention(this.lowered.layers.map((r) => r.layer));
+    return this.inspector.decide((by) => this.inspector.decodeScore(by));
+  }
+
+  /** Ends the step: commits the chosen positions and advances; returns what the step did. */
+  commit(chosen: readonly number[], out: StepOutput, ms: number): StepInfo {
+    const c = this.canvas;
+    this.inspector.finishStep();
+    const committed = chosen.map((position) => ({
+      position,
+      token: predicted(this.config, this.scores.logits, position),
+    }));
+    const info: StepInfo = {
+      step: c.step,
+      block: c.block,
+      blockStep: c.blockStep,
+      phase: out.phase,
+      rows: this.inspector.layerRows(),
+      sizes: new Map([...this.inspector.listSizes(), ['out', out.out.length]]),
+      committed,
+      out: out.out,
+      logits: out.logits,
+      ms,
+    };
+    for (const { position, token } of committed) this.tokens[position] = token;
+    c.commit(chosen);
+    c.advance();
+    return info;
+  }
+
+  /** Throws when a plan keeps stepping without finishing (a decode rule that commits nothing). */
+  checkProgress(planName: string): void {
+    if (this.canvas.step > 4 * this.canvas.genLen + 8)
+      throw new Error(`plan ${planName} does not finish the generation`);
+  }
+}
+
 /**
  * Runs a plan through a whole generation on the reference interpreter, and at every step compares
  * it with the golden full forward on the same token state (the plan's own history drives the run).
@@ -75,52 +177,32 @@ export async function simulateGeneration(
 ): Promise<GenerationResult> {
   const { config, weights } = c;
   const P = c.prompt.length;
-  const blockLen = blockLength(plan, c.genLen);
-  const canvas = new Canvas(P, c.genLen, blockLen);
-  const L = canvas.length;
-  const tokens = new Int32Array(L).fill(config.maskTokenId);
-  tokens.set(c.prompt);
-  const blocks = Int32Array.from({ length: L }, (_, i) => canvas.blockOf(i));
-  const rng = createRng(c.seed);
-  const random = Float64Array.from({ length: L }, () => rng.uniform());
+  const L = P + c.genLen;
   const runner = c.runner ? c.runner(L) : new ReferenceRunner(lowered, weights, L);
-  const scores = new ModelScores(
-    config,
-    weights,
-    L,
-    blocks,
-    lowered.blockCausal,
-    (l) => runner.kvValues(l),
-    planUses(plan.plan, modelInternalScores),
+  const run = new SequenceRun(plan, lowered, config, weights, c.prompt, c.genLen, c.seed, (l) =>
+    runner.kvValues(l),
   );
-  const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, random);
+  const { canvas, tokens, blocks, scores, inspector } = run;
+  const member = { inspector, scores, offset: 0, length: L };
+  const rows = { tokens, blocks, seqs: new Int32Array(L) };
   const goldenScores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, () => undefined);
-  const goldenInspector = new Inspector(plan.typed, lowered.layers, canvas, goldenScores, random);
+  const goldenInspector = new Inspector(plan.typed, lowered.layers, canvas, goldenScores, run.random);
   const V = config.vocab;
-  // Attention rows are remembered at refreshes only for plans that measure their drift.
-  const similarity = planUses(plan.plan, new Set(['attn_similarity']));
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);
-  const token = (logits: Float64Array, i: number) => {
-    const r = predictionRow(config, i);
-    return r < 0 ? config.maskTokenId : softmaxStats(logits.subarray(r * V, (r + 1) * V)).argmax;
-  };
   const decided = (ps: number[], logits: Float64Array) =>
     ps
-      .map((i) => `${i}:${token(logits, i)}`)
+      .map((i) => `${i}:${predicted(config, logits, i)}`)
       .sort()
       .join(',');
   while (!canvas.done) {
-    if (canvas.step > 4 * c.genLen + 8)
-      throw new Error(`plan ${plan.plan.name} does not finish the generation`);
+    run.checkProgress(plan.plan.name);
     const t0 = performance.now();
-    const out = await runner.step(inspector, scores, tokens, blocks);
-    scores.storeLogits(out.out, out.logits, canvas.step);
-    if (out.phase === 'refresh' && similarity) scores.rememberAttention(lowered.layers.map((r) => r.layer));
-    const chosen = inspector.decide((by) => inspector.decodeScore(by));
+    const [out] = (await runStep(runner, lowered, rows, [member])) as [StepOutput];
+    const chosen = run.observe(out);
     const ms = performance.now() - t0;
     if (c.compare !== false) {
-      const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen });
+      const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen: canvas.blockLen });
       goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
       goldenScores.hiddenIn.clear();
       for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);
@@ -148,21 +230,9 @@ export async function simulateGeneration(
         agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
       });
     }
-    inspector.finishStep();
-    const committed = chosen.map((position) => ({ position, token: token(scores.logits, position) }));
-    c.onStep?.({
-      step: canvas.step,
-      block: canvas.block,
-      blockStep: canvas.blockStep,
-      phase: out.phase,
-      rows: inspector.layerRows(),
-      sizes: new Map([...inspector.listSizes(), ['out', inspector.outputRows().length]]),
-      committed,
-      ms,
-    });
-    for (const { position, token: t } of committed) tokens[position] = t;
-    canvas.commit(chosen);
-    canvas.advance();
+    // Committing advances the canvas, so it happens whether or not anyone listens.
+    const info = run.commit(chosen, out, ms);
+    c.onStep?.(info);
   }
   return { steps, tokens };
 }

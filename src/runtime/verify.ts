@@ -8,7 +8,7 @@ import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepRunner } from './runner.ts';
 import { type GenerationResult, simulateGeneration } from './simulate.ts';
 
-export type Backend = 'reference' | 'cpu' | 'webgpu';
+export type Backend = 'reference' | 'cpu' | 'webgpu' | 'ptx';
 
 /** Builds the runner of a compiled backend for one case; the reference backend needs none. */
 export type RunnerFactory = (

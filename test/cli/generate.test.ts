@@ -48,6 +48,11 @@ describe('kvplan make-model and generate', () => {
     const cpu = await runCli([...args, '--backend', 'cpu']);
     expect(cpu.code).toBe(0);
     expect(cpu.stdout.trimEnd()).toHaveLength(8);
+    // WebGPU (Dawn, in CI on Mesa llvmpipe) generates too; float32 like the CPU backend.
+    const gpu = await runCli([...args, '--backend', 'webgpu']);
+    expect(gpu.stderr).toMatch(/8 tokens in \d+ steps, [\d.]+ tokens\/s \(webgpu\)/);
+    expect(gpu.code).toBe(0);
+    expect(gpu.stdout).toBe(cpu.stdout);
   });
   test('errors: a prompt outside the alphabet, a corrupt model, an unknown backend', async () => {
     const bad = await runCli([

@@ -104,7 +104,7 @@ describe('parseProgram', () => {
       "5:12: unknown type 'f33' (expected f32, f16, bf16, i32 or index)",
       '5:18: dimension -1 is not a non-negative integer',
       '6:12: an index list has one dimension, got 2',
-      "6:25: unknown input role 'bogus' (expected tokens, blocks, index, weight, carried)",
+      "6:25: unknown input role 'bogus' (expected tokens, blocks, seqs, index, positions, weight, carried)",
       '7:26: value %9 is never defined',
       '7:34: number 1e999 is too large',
       "7:41: duplicate attribute 'k'",

@@ -52,7 +52,10 @@ export interface Primitives {
     ldc: number,
     accumulate: boolean,
   ): void;
-  /** Attention over keys gathered through kpos from canvas K/V [L][kvh][hd]; writes o [nq][heads][hd], lse [nq][heads]. */
+  /**
+   * Attention over keys gathered through kpos from canvas K/V [L][kvh][hd]; writes o [nq][heads][hd],
+   * lse [nq][heads]. Masks by block (blocks) and by sequence (seqs) when given.
+   */
   attention(
     nq: number,
     nk: number,
@@ -68,6 +71,7 @@ export interface Primitives {
     blocks: Ints | null,
     o: Floats,
     lse: Floats,
+    seqs?: Ints | null,
   ): void;
   /** In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)). */
   merge(rows: number, heads: number, hd: number, o1: Floats, lse1: Floats, o2: Floats, lse2: Floats): void;
@@ -132,7 +136,7 @@ export function bindPrimitives(path: string): Primitives {
     attention: lib.func(
       'void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
         'const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos, ' +
-        'const int32_t *blocks, float *o, float *lse)',
+        'const int32_t *blocks, const int32_t *seqs, float *o, float *lse)',
     ),
     merge: lib.func(
       'void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2)',
@@ -192,7 +196,7 @@ export function bindPrimitives(path: string): Primitives {
       need('c', c, span(m, n, ldc));
       f.gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate ? 1 : 0);
     },
-    attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse) {
+    attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse, seqs = null) {
       for (const [name, x] of [
         ['nq', nq],
         ['nk', nk],
@@ -210,9 +214,11 @@ export function bindPrimitives(path: string): Primitives {
       need('lse', lse, nq * heads);
       const row = kvh * hd;
       const canvas = row > 0 ? Math.floor(Math.min(kcanvas.length, vcanvas.length) / row) : 0x7fffffff;
-      indices('kpos', kpos, nk, blocks ? Math.min(canvas, blocks.length) : canvas);
-      if (blocks) indices('qpos', qpos, nq, blocks.length);
-      f.attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse);
+      const tables = [blocks, seqs].filter((t): t is Ints => t !== null);
+      const rows = Math.min(...tables.map((t) => t.length));
+      indices('kpos', kpos, nk, Math.min(canvas, rows));
+      if (tables.length > 0) indices('qpos', qpos, nq, rows);
+      f.attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, seqs, o, lse);
     },
     merge(rows, heads, hd, o1, lse1, o2, lse2) {
       for (const [name, x] of [

@@ -1,3 +1,4 @@
+import { maskOperands } from '../../ir/ops.ts';
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
 import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
@@ -11,7 +12,7 @@ import type { MemoryPlan } from '../../passes/memory.ts';
  * values sit in the arena at the offsets of the memory plan, or, inside a kernel, in a scratch
  * area after it. Sizes that change per step (the canvas, index lists) arrive in an int array.
  */
-export type SlotKind = 'weight' | 'persistent' | 'arena' | 'list' | 'tokens' | 'blocks';
+export type SlotKind = 'weight' | 'persistent' | 'arena' | 'list' | 'tokens' | 'blocks' | 'seqs';
 
 export interface Slot {
   readonly index: number;
@@ -154,11 +155,16 @@ class Renderer {
           loc.set(i.value.id, `((int32_t *)S[${this.slot(`list:${i.name}`, 'list', this.maxCanvas).index}])`);
           this.size(`#${i.name}`);
           break;
+        case 'positions':
+          // Sized by the list whose rows it gives positions of (its type says which).
+          loc.set(i.value.id, `((int32_t *)S[${this.slot(`list:${i.name}`, 'list', this.maxCanvas).index}])`);
+          break;
         case 'tokens':
           loc.set(i.value.id, `((int32_t *)S[${this.slot('tokens', 'tokens', this.maxCanvas).index}])`);
           break;
         case 'blocks':
-          loc.set(i.value.id, `((int32_t *)S[${this.slot('blocks', 'blocks', this.maxCanvas).index}])`);
+        case 'seqs':
+          loc.set(i.value.id, `((int32_t *)S[${this.slot(i.role, i.role, this.maxCanvas).index}])`);
           break;
         case 'carried': {
           const buffer = carried.get(i.name);
@@ -242,7 +248,7 @@ class Renderer {
     },
   ): void {
     const cfg = this.config;
-    const [a0, a1, a2, a3, a4, a5] = ins.args;
+    const [a0, a1, a2, a3, a4] = ins.args;
     const r0 = ins.results[0] as Value;
     const out = () => {
       const o = c.store(r0);
@@ -333,9 +339,11 @@ class Renderer {
         const lseV = ins.results[1] as Value;
         const lse = c.store(lseV);
         c.loc.set(lseV.id, lse);
-        const blocks = a5 ? c.idList(a5) : '0';
+        const mask = maskOperands(ins.args, ins.attrs);
+        const blocks = mask.blocks && ins.attrs.mask === 'block_causal' ? c.idList(mask.blocks) : '0';
+        const seqs = mask.seqs ? c.idList(mask.seqs) : '0';
         emit(
-          `kv_attention(${c.rows(r0)}, ${c.rows(a4 as Value)}, ${cfg.heads}, ${cfg.kvHeads}, ${cfg.headDim}, ${cFloat(Number(ins.attrs.scale))}, ${c.plain(a0 as Value)}, ${gk.base}, ${gv.base}, ${c.idList(a3 as Value)}, ${gk.rows}, ${blocks}, ${o}, ${lse});`,
+          `kv_attention(${c.rows(r0)}, ${c.rows(a4 as Value)}, ${cfg.heads}, ${cfg.kvHeads}, ${cfg.headDim}, ${cFloat(Number(ins.attrs.scale))}, ${c.plain(a0 as Value)}, ${gk.base}, ${gv.base}, ${c.idList(a3 as Value)}, ${gk.rows}, ${blocks}, ${seqs}, ${o}, ${lse});`,
         );
         return;
       }

@@ -6,9 +6,7 @@ import type { HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { Inspector } from '../../runtime/inspector.ts';
-import type { StepOutput, StepRunner } from '../../runtime/runner.ts';
-import type { ModelScores } from '../../runtime/scores.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { compileLibrary } from './compiler.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
 
@@ -42,6 +40,8 @@ export class CpuRunner implements StepRunner {
   private readonly ints = new Map<string, Int32Array>();
   private readonly arena: Float32Array;
   private readonly sizes: Int32Array;
+  /** Where in the arena the hidden state of the canvas sits between stages. */
+  private hAt: number | undefined;
 
   constructor(
     private readonly build: CpuBuild,
@@ -64,7 +64,7 @@ export class CpuRunner implements StepRunner {
       const ptr = slot(s.index, bytes);
       if (!ptr) throw new Error(`could not allocate ${bytes} bytes for ${s.name}`);
       const buffer = koffi.view(ptr, bytes);
-      if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks')
+      if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks' || s.kind === 'seqs')
         this.ints.set(s.name, new Int32Array(buffer));
       else this.floats.set(s.name, new Float32Array(buffer));
       if (s.kind === 'weight') {
@@ -106,38 +106,46 @@ export class CpuRunner implements StepRunner {
     return e;
   }
 
-  private hidden(at: number): HostTensor {
+  private hidden(): HostTensor {
     const d = this.build.lowered.config.dModel;
+    const at = this.carried();
     return { shape: [this.L, d], data: Float64Array.from(this.arena.subarray(at, at + this.L * d)) };
   }
 
-  step(inspector: Inspector, scores: ModelScores, tokens: Int32Array, blocks: Int32Array): StepOutput {
-    const lowered = this.build.lowered;
-    const full = inspector.fullStep();
-    const main = full ? 'refresh' : 'cached';
+  private carried(): number {
+    if (this.hAt === undefined) throw new Error('a layer ran before the embedding');
+    return this.hAt;
+  }
+
+  embed(program: Program, canvas: CanvasRows, read: boolean): HostTensor | undefined {
     this.sizes.fill(0);
     this.sizes[0] = this.L;
-    (this.ints.get('tokens') as Int32Array).set(tokens);
-    this.ints.get('blocks')?.set(blocks);
-    let hAt = this.run(main, 'embed', undefined).outputs.h;
-    scores.hiddenIn.clear();
-    for (const rules of lowered.layers) {
-      if (scores.needsHidden) scores.hiddenIn.set(rules.layer, this.hidden(hAt as number));
-      const lp = inspector.planLayer(rules);
-      for (const [name, list] of lp.lists) this.setList(name, list);
-      const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
-      hAt = this.run(phase, `layer.${rules.layer}`, hAt).outputs.h;
-    }
-    const out = inspector.outputRows();
+    (this.ints.get('tokens') as Int32Array).set(canvas.tokens);
+    this.ints.get('blocks')?.set(canvas.blocks);
+    this.ints.get('seqs')?.set(canvas.seqs);
+    this.hAt = this.run(program, 'embed', undefined).outputs.h;
+    return read ? this.hidden() : undefined;
+  }
+
+  layer(
+    program: Program,
+    layer: number,
+    lists: ReadonlyMap<string, Int32Array>,
+    read: boolean,
+  ): HostTensor | undefined {
+    // A list not given this call is empty, not the one an earlier call left.
+    this.sizes.fill(0, 1);
+    for (const [name, list] of lists) this.setList(name, list);
+    this.hAt = this.run(program, `layer.${layer}`, this.carried()).outputs.h;
+    return read ? this.hidden() : undefined;
+  }
+
+  head(program: Program, out: Int32Array): HostTensor {
     this.setList('out', out);
-    const head = this.run(main, 'head', hAt);
-    const V = lowered.config.vocab;
+    const head = this.run(program, 'head', this.carried());
+    const V = this.build.lowered.config.vocab;
     const at = head.outputs.logits as number;
-    const logits = {
-      shape: [out.length, V],
-      data: Float64Array.from(this.arena.subarray(at, at + out.length * V)),
-    };
-    return { phase: full ? 'refresh' : 'cached', out, logits };
+    return { shape: [out.length, V], data: Float64Array.from(this.arena.subarray(at, at + out.length * V)) };
   }
 
   kvValues(layer: number): HostTensor | undefined {

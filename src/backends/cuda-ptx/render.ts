@@ -15,6 +15,7 @@
  * and count parameters are `ceil(size * mul / div)` of a named size, evaluated by the runner.
  */
 import type { CheckedPlan } from '../../dsl/check.ts';
+import { maskOperands } from '../../ir/ops.ts';
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
 import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
@@ -33,7 +34,7 @@ import {
 } from './kernels/index.ts';
 import { type ParamType, PTX_VERSION } from './kernels/ptx.ts';
 
-export type SlotKind = 'weight' | 'persistent' | 'arena' | 'list' | 'tokens' | 'blocks';
+export type SlotKind = 'weight' | 'persistent' | 'arena' | 'list' | 'tokens' | 'blocks' | 'seqs';
 
 export interface PtxSlot {
   readonly name: string;
@@ -251,6 +252,13 @@ class Renderer {
           });
           this.sizes.add(`#${i.name}`);
           break;
+        case 'positions':
+          // Sized by the list whose rows it gives positions of (its type says which).
+          loc.set(i.value.id, {
+            slot: this.slot(`list:${i.name}`, 'list', this.opts.maxCanvas * 4).name,
+            offset: 0,
+          });
+          break;
         case 'tokens':
           loc.set(i.value.id, {
             slot: this.slot('tokens', 'tokens', this.opts.maxCanvas * 4).name,
@@ -258,8 +266,9 @@ class Renderer {
           });
           break;
         case 'blocks':
+        case 'seqs':
           loc.set(i.value.id, {
-            slot: this.slot('blocks', 'blocks', this.opts.maxCanvas * 4).name,
+            slot: this.slot(i.role, i.role, this.opts.maxCanvas * 4).name,
             offset: 0,
           });
           break;
@@ -341,7 +350,7 @@ class Renderer {
 
   private renderInstr(ins: Instr, rest: readonly Instr[], c: Ctx): void {
     const cfg = this.config;
-    const [a0, a1, a2, a3, a4, a5] = ins.args as (Value | undefined)[];
+    const [a0, a1, a2, a3, a4] = ins.args as (Value | undefined)[];
     const r0 = ins.results[0] as Value;
     const out = () => {
       const o = c.store(r0);
@@ -537,9 +546,17 @@ class Renderer {
         if (fold && merge) c.done.add(merge);
         const kvRow = cfg.kvHeads * cfg.headDim;
         const nq = c.rowsOf(r0);
+        const mask = maskOperands(ins.args, ins.attrs);
+        const blocks = ins.attrs.mask === 'block_causal' ? mask.blocks : undefined;
+        const sequences = mask.seqs !== undefined;
         emit(
           this.launch(
-            this.kernel({ op: 'attention', headDim: cfg.headDim, merge: Boolean(fold) }),
+            this.kernel({
+              op: 'attention',
+              headDim: cfg.headDim,
+              merge: Boolean(fold),
+              ...(sequences ? { sequences } : {}),
+            }),
             fold ? 'attention + merge' : 'attention',
             [dim(nq, cfg.heads / cfg.kvHeads, ATT_PAIRS), dim(cfg.kvHeads), ONE],
             {
@@ -550,7 +567,7 @@ class Renderer {
               v: buf(gv.base),
               qpos: buf(c.ptr(V(a3))),
               kpos: buf(gk.rows),
-              blocks: a5 ? buf(c.ptr(a5)) : NULL,
+              blocks: blocks ? buf(c.ptr(blocks)) : NULL,
               nq: count(nq),
               nk: count(c.rowsOf(V(a4))),
               heads: u32(cfg.heads),
@@ -561,6 +578,7 @@ class Renderer {
               v_head_stride: u32(cfg.headDim),
               scale: { kind: 'f32', value: Number(ins.attrs.scale) },
               ...(fold ? { o_prev: buf(prev[0] as Loc), lse_prev: buf(prev[1] as Loc) } : {}),
+              ...(mask.seqs ? { seqs: buf(c.ptr(mask.seqs)) } : {}),
             },
           ),
         );

@@ -1,3 +1,4 @@
+import { maskOperands } from '../../ir/ops.ts';
 import type { Dim, Instr, IRType, Stage, StepProgram, Value } from '../../ir/types.ts';
 import { rowWidth, shapeOf } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
@@ -20,7 +21,10 @@ import { type ShaderName, shaderDef } from './shaders.ts';
 export type Size = readonly [number, ...Dim[]];
 export type Param = { readonly u: Size } | { readonly f: number };
 
-export type BufferRole = 'weight' | 'persistent' | 'value' | 'list' | 'tokens' | 'blocks' | 'rope' | 'dummy';
+export type BufferRole = 'weight' | 'persistent' | 'value' | 'list' | 'tokens' | 'mask' | 'rope' | 'dummy';
+
+/** The buffer of the per-row masks: blocks in [0, maxCanvas), sequences in [maxCanvas, 2 maxCanvas). */
+export const MASK = 'mask';
 
 export interface BufferSpec {
   readonly key: string;
@@ -130,13 +134,18 @@ class Renderer {
           );
           break;
         case 'index':
+        case 'positions':
           loc.set(i.value.id, intList(`list:${i.name}`, 'list'));
           break;
         case 'tokens':
           loc.set(i.value.id, intList('tokens', 'tokens'));
           break;
         case 'blocks':
-          loc.set(i.value.id, intList('blocks', 'blocks'));
+        case 'seqs':
+          loc.set(
+            i.value.id,
+            this.buffer({ key: MASK, role: 'mask', elements: 2 * this.maxCanvas, int: true }),
+          );
           break;
         case 'carried': {
           const key = `in:${phase}/${stage.name}/${i.name}`;
@@ -202,7 +211,7 @@ class Renderer {
     };
     const cfg = this.config;
     const instr = (ins: Instr) => {
-      const [a0, a1, a2, a3, a4, a5] = ins.args;
+      const [a0, a1, a2, a3, a4] = ins.args;
       const r0 = ins.results[0] as Value;
       switch (ins.op) {
         case 'reshape': {
@@ -313,6 +322,8 @@ class Renderer {
           const nk = rows(a4 as Value);
           const o = store(r0);
           const lse = store(ins.results[1] as Value);
+          const mask = maskOperands(ins.args, ins.attrs);
+          const causal = mask.blocks !== undefined && ins.attrs.mask === 'block_causal';
           kernel(
             'attention',
             [
@@ -321,10 +332,11 @@ class Renderer {
               { u: [cfg.heads] },
               { u: [cfg.kvHeads] },
               { u: [cfg.headDim] },
-              { u: [a5 ? 1 : 0] },
+              { u: [(causal ? 1 : 0) | (mask.seqs ? 2 : 0)] },
               { f: Number(ins.attrs.scale) },
+              { u: [this.maxCanvas] },
             ],
-            [q, gk.base, gv.base, ptr(a3 as Value), gk.rows, a5 ? ptr(a5) : DUMMY_I, o, lse],
+            [q, gk.base, gv.base, ptr(a3 as Value), gk.rows, causal || mask.seqs ? MASK : DUMMY_I, o, lse],
             [[cfg.heads, nq], [1]],
           );
           return;

@@ -5,11 +5,9 @@ import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { Inspector } from '../../runtime/inspector.ts';
-import type { StepOutput, StepRunner } from '../../runtime/runner.ts';
-import type { ModelScores } from '../../runtime/scores.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { sharedDevice } from './device.ts';
-import { evalSize, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
+import { evalSize, MASK, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
 import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.ts';
 
 export interface WebGpuBuild {
@@ -89,6 +87,8 @@ export class WebGpuRunner implements StepRunner {
   private readonly sizes = new Map<string, number>();
   private readonly mirror = new Map<number, Float32Array>();
   private readonly owned: GPUBuffer[] = [];
+  /** The buffer holding the hidden state of the canvas between stages. */
+  private h: GPUBuffer | undefined;
 
   constructor(
     private readonly build: WebGpuBuild,
@@ -146,9 +146,9 @@ export class WebGpuRunner implements StepRunner {
     return e;
   }
 
-  private setInts(key: string, data: Int32Array): void {
+  private setInts(key: string, data: Int32Array, at = 0): void {
     const b = this.buffers.get(key);
-    if (b && data.length > 0) this.device.queue.writeBuffer(b, 0, data);
+    if (b && data.length > 0) this.device.queue.writeBuffer(b, at * 4, data);
   }
 
   private setList(name: string, list: Int32Array): void {
@@ -264,46 +264,48 @@ export class WebGpuRunner implements StepRunner {
     return { outputs, data };
   }
 
-  private hidden(data: Float32Array): HostTensor {
+  private hidden(data: Float32Array | undefined): HostTensor | undefined {
+    if (!data) return undefined;
     return { shape: [this.L, this.build.lowered.config.dModel], data: Float64Array.from(data) };
   }
 
-  async step(
-    inspector: Inspector,
-    scores: ModelScores,
-    tokens: Int32Array,
-    blocks: Int32Array,
-  ): Promise<StepOutput> {
-    const lowered = this.build.lowered;
-    const d = lowered.config.dModel;
-    const full = inspector.fullStep();
-    const main = full ? 'refresh' : 'cached';
+  private carried(): GPUBuffer {
+    if (!this.h) throw new Error('a layer ran before the embedding');
+    return this.h;
+  }
+
+  async embed(program: Program, canvas: CanvasRows, read: boolean): Promise<HostTensor | undefined> {
+    this.setInts('tokens', canvas.tokens);
+    this.setInts(MASK, canvas.blocks);
+    this.setInts(MASK, canvas.seqs, this.build.manifest.maxCanvas);
+    const r = await this.run(program, 'embed', undefined, read ? this.readH() : []);
+    this.h = r.outputs.get('h') as GPUBuffer;
+    return this.hidden(r.data.get('h'));
+  }
+
+  async layer(
+    program: Program,
+    layer: number,
+    lists: ReadonlyMap<string, Int32Array>,
+    read: boolean,
+  ): Promise<HostTensor | undefined> {
+    // A list not given this call is empty, not the one an earlier call left.
     this.sizes.clear();
-    this.setInts('tokens', tokens);
-    this.setInts('blocks', blocks);
-    // The hidden state is read back to the host only for plans whose scores probe it.
-    const readH: [string, number][] = scores.needsHidden ? [['h', this.L * d]] : [];
-    let r = await this.run(main, 'embed', undefined, readH);
-    let h = r.outputs.get('h') as GPUBuffer;
-    let hData = r.data.get('h');
-    scores.hiddenIn.clear();
-    const layers = lowered.layers;
-    for (const [i, rules] of layers.entries()) {
-      if (hData) scores.hiddenIn.set(rules.layer, this.hidden(hData));
-      const lp = inspector.planLayer(rules);
-      for (const [name, list] of lp.lists) this.setList(name, list);
-      const phase = full ? 'refresh' : lp.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
-      const last = i === layers.length - 1;
-      r = await this.run(phase, `layer.${rules.layer}`, h, last ? [] : readH, rules.layer);
-      h = r.outputs.get('h') as GPUBuffer;
-      hData = r.data.get('h');
-    }
-    const out = inspector.outputRows();
+    for (const [name, list] of lists) this.setList(name, list);
+    const r = await this.run(program, `layer.${layer}`, this.carried(), read ? this.readH() : [], layer);
+    this.h = r.outputs.get('h') as GPUBuffer;
+    return this.hidden(r.data.get('h'));
+  }
+
+  async head(program: Program, out: Int32Array): Promise<HostTensor> {
     this.setList('out', out);
-    const V = lowered.config.vocab;
-    r = await this.run(main, 'head', h, [['logits', out.length * V]]);
-    const logits = { shape: [out.length, V], data: Float64Array.from(r.data.get('logits') as Float32Array) };
-    return { phase: full ? 'refresh' : 'cached', out, logits };
+    const V = this.build.lowered.config.vocab;
+    const r = await this.run(program, 'head', this.carried(), [['logits', out.length * V]]);
+    return { shape: [out.length, V], data: Float64Array.from(r.data.get('logits') as Float32Array) };
+  }
+
+  private readH(): [string, number][] {
+    return [['h', this.L * this.build.lowered.config.dModel]];
   }
 
   kvValues(layer: number): HostTensor | undefined {

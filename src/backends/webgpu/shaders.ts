@@ -86,6 +86,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   },
   {
     // Flash-style attention of nq rows over the keys kpos of canvas-sized K/V, online softmax.
+    // One binding holds both per-row masks (the blocks, then from seq_at the sequence of each row),
+    // which keeps the shader within 8 storage buffers.
     name: 'attention',
     params: [
       ['nq', 'u32'],
@@ -93,8 +95,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       ['heads', 'u32'],
       ['kvh', 'u32'],
       ['hd', 'u32'],
-      ['flags', 'u32'], // 1: block-causal (blocks bound)
+      ['flags', 'u32'], // 1: block-causal (blocks in mask), 2: sequences (seqs in mask from seq_at)
       ['scale', 'f32'],
+      ['seq_at', 'u32'],
     ],
     bindings: [
       ['q', 'read', 'f32'],
@@ -102,7 +105,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       ['vc', 'read', 'f32'],
       ['qpos', 'read', 'i32'],
       ['kpos', 'read', 'i32'],
-      ['blocks', 'read', 'i32'],
+      ['mask', 'read', 'i32'],
       ['o', 'read_write', 'f32'],
       ['lse', 'read_write', 'f32'],
     ],
@@ -118,8 +121,11 @@ fn main(${builtins1d}) {
   let g = h / (p.heads / p.kvh);
   let qo = idx * p.hd;
   let causal = (p.flags & 1u) != 0u;
+  let batched = (p.flags & 2u) != 0u;
   var qb = 0;
-  if (causal) { qb = blocks[u32(qpos[i])]; }
+  if (causal) { qb = mask[u32(qpos[i])]; }
+  var qs = 0;
+  if (batched) { qs = mask[p.seq_at + u32(qpos[i])]; }
   var acc: array<f32, MAX_HD>;
   for (var d = 0u; d < p.hd; d++) { acc[d] = 0.0; }
   var m = ${NEG_LSE.toExponential()};
@@ -127,7 +133,8 @@ fn main(${builtins1d}) {
   var seen = false;
   for (var j = 0u; j < p.nk; j++) {
     let kp = u32(kpos[j]);
-    if (causal && blocks[kp] > qb) { continue; }
+    if (causal && mask[kp] > qb) { continue; }
+    if (batched && mask[p.seq_at + kp] != qs) { continue; }
     seen = true;
     let ko = (kp * p.kvh + g) * p.hd;
     var sc = 0.0;

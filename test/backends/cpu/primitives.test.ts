@@ -262,6 +262,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       qpos: Int32Array;
       kpos: Int32Array;
       blocks: Int32Array | null;
+      seqs?: Int32Array;
     }
 
     function makeCase(seed: number, shape: Partial<Case> & { amp?: number } = {}): Case {
@@ -300,7 +301,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
 
     /** float32 eager attention: every operation rounded to float32, no online rescaling. */
     function eager32(t: Case): { o: Float64Array; lse: Float64Array } {
-      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks } = t;
+      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, seqs } = t;
       const group = heads / kvh;
       const o = new Float64Array(nq * heads * hd);
       const lse = new Float64Array(nq * heads);
@@ -313,7 +314,11 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           let m = Number.NEGATIVE_INFINITY;
           for (let j = 0; j < nk; j++) {
             const kp = kpos[j] as number;
-            if (blocks && (blocks[kp] as number) > (blocks[qpos[i] as number] as number)) {
+            const qp = qpos[i] as number;
+            if (
+              (blocks && (blocks[kp] as number) > (blocks[qp] as number)) ||
+              (seqs && seqs[kp] !== seqs[qp])
+            ) {
               s[j] = Number.NEGATIVE_INFINITY;
               continue;
             }
@@ -344,10 +349,10 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     }
 
     function check(label: string, t: Case): { o: Float32Array; lse: Float32Array } {
-      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks } = t;
+      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, seqs } = t;
       const o = new Float32Array(nq * heads * hd).fill(Number.NaN);
       const lse = new Float32Array(nq * heads).fill(Number.NaN);
-      p.attention(nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, o, lse);
+      p.attention(nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, o, lse, seqs);
       const ref = attentionPartial(
         Float64Array.from(q),
         gather64(kc, kpos, kvh * hd),
@@ -358,6 +363,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           scale: f32(scale),
           mask: blocks ? 'block_causal' : 'none',
           blocks: blocks ?? undefined,
+          seqs,
           heads,
           kvHeads: kvh,
           headDim: hd,
@@ -384,6 +390,24 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       check('nk=1000 hd=64', makeCase(101, { nq: 40, nk: 1000, heads: 4, kvh: 2, hd: 64 }));
       check('nk=700 hd=33 masked', makeCase(102, { nq: 70, nk: 700, heads: 2, kvh: 1, hd: 33 }));
       check('large scores', makeCase(103, { nq: 20, nk: 300, heads: 2, kvh: 2, hd: 16, amp: 6, scale: 1 }));
+    });
+
+    test('sequences sharing the canvas: a row sees only keys of its own, in runs or interleaved', () => {
+      for (let seed = 400; seed < 420; seed++) {
+        const base = makeCase(seed, { nq: 60, nk: 250 });
+        // Runs of 1 to 40 rows per sequence, so that key tiles start mid-sequence or span several.
+        const r = rng(seed);
+        let seq = 0;
+        let left = 0;
+        const seqs = Int32Array.from({ length: base.L }, () => {
+          if (left-- === 0) [seq, left] = [randInt(r, 0, 2), randInt(r, 0, 40)];
+          return seq;
+        });
+        check(`seed ${seed} h=${base.heads}/${base.kvh} hd=${base.hd} mask=${base.blocks !== null}`, {
+          ...base,
+          seqs,
+        });
+      }
     });
 
     test('a GQA group larger than one work unit', () => {

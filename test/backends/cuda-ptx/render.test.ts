@@ -29,8 +29,8 @@ describe('PTX renderer', () => {
       expect(text).toContain(`.visible .entry ${name}(`);
     }
     expect(r.files.get('kvp_gemm_mma_f16')).toContain('mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32');
-    expect(r.files.get('kvp_attention_hd16')).toContain('cp.async.cg.shared.global');
-    expect(r.files.get('kvp_attention_hd16')).toContain('ex2.approx');
+    expect(r.files.get('kvp_attention_hd16_seq')).toContain('cp.async.cg.shared.global');
+    expect(r.files.get('kvp_attention_hd16_seq')).toContain('ex2.approx');
   });
 
   test('launches: symbolic grids, k-major GEMM weights, attention with the merge folded in', () => {
@@ -52,7 +52,7 @@ describe('PTX renderer', () => {
     }
     // Index lists stay runtime data: attention grids and counts refer to list sizes by name.
     const att = all.filter((l) => l.kernel.startsWith('kvp_attention'));
-    expect(att.some((l) => l.op === 'attention + merge' && l.kernel === 'kvp_attention_hd16_merge')).toBe(
+    expect(att.some((l) => l.op === 'attention + merge' && l.kernel === 'kvp_attention_hd16_merge_seq')).toBe(
       true,
     );
     for (const a of att) {

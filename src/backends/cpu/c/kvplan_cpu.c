@@ -368,9 +368,14 @@ static const float *kvi_zero_row(int hd) {
   return zeros;
 }
 
+/* Whether canvas row qp sees canvas row kp: no later block, and the same sequence. */
+static inline int kvi_sees(const int32_t *blocks, const int32_t *seqs, int32_t qp, int32_t kp) {
+  return (!blocks || blocks[kp] <= blocks[qp]) && (!seqs || seqs[kp] == seqs[qp]);
+}
+
 void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                   const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
-                  const int32_t *blocks, float *o, float *lse) {
+                  const int32_t *blocks, const int32_t *seqs, float *o, float *lse) {
   if (nq <= 0 || heads <= 0) return;
   if (nk <= 0 || hd <= 0 || kvh <= 0) {
     if (hd > 0) memset(o, 0, sizeof(float) * (size_t)nq * heads * hd);
@@ -378,7 +383,7 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
       /* With hd = 0 every score is 0 and lse is the log of the number of visible keys. */
       int seen = 0;
       if (hd <= 0 && kvh > 0)
-        for (int j = 0; j < nk; j++) seen += !blocks || blocks[kpos[j]] <= blocks[qpos[i]];
+        for (int j = 0; j < nk; j++) seen += kvi_sees(blocks, seqs, qpos[i], kpos[j]);
       for (int h = 0; h < heads; h++) lse[(int64_t)i * heads + h] = seen ? logf((float)seen) : -INFINITY;
     }
     return;
@@ -404,6 +409,7 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
     float *lrow = kvi_aligned_buffer((size_t)rows_pad);
     float *alpha = kvi_aligned_buffer((size_t)rows_pad);
     int32_t *qb = kvi_aligned_buffer((size_t)rows_pad);
+    int32_t *qs = kvi_aligned_buffer((size_t)rows_pad);
     const float *krows[KV_ATT_KT];
     const float *vrows[KV_ATT_KT];
     int32_t kb[KV_ATT_KT];
@@ -431,18 +437,29 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
           }
         }
       }
-      int32_t qb_max = INT32_MIN;
       for (int rho = 0; rho < npan * KV_GEMM_NR; rho++) {
         mrow[rho] = -INFINITY;
         lrow[rho] = 0.0f;
         /* Padding pairs see nothing (INT32_MIN is below every block, -1 for the prompt included). */
         qb[rho] = rho < nr ? (blocks ? blocks[qpos[i0 + rho / group]] : 0) : INT32_MIN;
-        if (rho < nr && qb[rho] > qb_max) qb_max = qb[rho];
+        qs[rho] = rho < nr && seqs ? seqs[qpos[i0 + rho / group]] : 0;
       }
       memset(acc, 0, sizeof(float) * (size_t)nr * hd);
 
-      for (int t0 = 0; t0 < nk; t0 += KV_ATT_KT) {
-        const int tl = kvi_imin(KV_ATT_KT, nk - t0);
+      for (int t0 = 0, tl = 0; t0 < nk; t0 += tl) {
+        /* A tile never spans two sequences: the keys of a sequence are then tiled exactly as when
+           it runs alone, and a batch computes every sequence bit for bit as a batch of one. */
+        const int32_t ts = seqs ? seqs[kpos[t0]] : 0;
+        tl = kvi_imin(KV_ATT_KT, nk - t0);
+        if (seqs)
+          for (int t = 1; t < tl; t++)
+            if (seqs[kpos[t0 + t]] != ts) {
+              tl = t;
+              break;
+            }
+        int32_t qb_max = INT32_MIN; /* the latest block a pair of the tile's sequence is in */
+        for (int rho = 0; rho < nr; rho++)
+          if (qs[rho] == ts && qb[rho] > qb_max) qb_max = qb[rho];
         int any = 0;
         for (int t = 0; t < tl; t++) {
           kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
@@ -468,11 +485,12 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
           for (int t = 0; t < tl; t++) {
             float *sp = st + (int64_t)t * rows_pad + c;
             kvi_vf x = kvi_vload(sp) * scale;
-            if (blocks) {
+            if (blocks || seqs) {
 #if KV_VL > 1
-              x = kvi_vselect(*(const kvi_vi *)(qb + c) >= kb[t], x, kvi_vsplat(-INFINITY));
+              const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
+              x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
 #else
-              x = qb[c] >= kb[t] ? x : -INFINITY;
+              x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
 #endif
             }
             kvi_vstore(sp, x);
@@ -545,6 +563,7 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
     free(lrow);
     free(alpha);
     free(qb);
+    free(qs);
   }
 }
 

@@ -25,12 +25,14 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
 /*
  * Attention of nq query rows over nk keys read through kpos from canvas-sized K/V ([L][kvh][hd]):
  * o[i][h][:] = softmax_j(scale * q[i][h]·k[kpos[j]][g]) v[kpos[j]][g], g = h / (heads / kvh),
- * lse[i][h] = log-sum-exp of the scores (natural log). With blocks != NULL (block-causal), query i
- * sees key j iff blocks[kpos[j]] <= blocks[qpos[i]]. A row that sees no key: o = 0, lse = -INFINITY.
+ * lse[i][h] = log-sum-exp of the scores (natural log). Query i sees key j only if
+ * blocks[kpos[j]] <= blocks[qpos[i]] (blocks != NULL: block-causal) and seqs[kpos[j]] ==
+ * seqs[qpos[i]] (seqs != NULL: a batch of sequences shares the canvas; the keys of a sequence are
+ * expected to be contiguous in kpos). A row that sees no key: o = 0, lse = -INFINITY.
  */
 void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                   const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
-                  const int32_t *blocks, float *o, float *lse);
+                  const int32_t *blocks, const int32_t *seqs, float *o, float *lse);
 
 /* In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)) by the log-sum-exp rule; rows*heads pairs. */
 void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2);

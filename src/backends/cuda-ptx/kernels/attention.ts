@@ -3,7 +3,8 @@
  *
  * For query row i (of nq) and head h: o[i][h] = softmax_j(scale · q[i][h]·k[kpos[j]][h/group]) · v,
  * over the nk keys of the list, j visible iff no block array is given or
- * blocks[kpos[j]] <= blocks[qpos[i]] (block-causal). lse[i][h] is the log-sum-exp of the visible
+ * blocks[kpos[j]] <= blocks[qpos[i]] (block-causal) and, in the `sequences` variant (a batch of
+ * sequences shares the canvas), seqs[kpos[j]] = seqs[qpos[i]]. lse[i][h] is the log-sum-exp of the visible
  * scores in natural log (the one log base of kvplan); a row with no visible key gives o = 0 and
  * lse = -inf.
  *
@@ -43,23 +44,26 @@ export interface AttentionOptions {
   readonly arch: Arch;
   readonly headDim: number;
   readonly merge: boolean;
+  /** Mask by sequence too: the kernel takes a last parameter p_seqs. */
+  readonly sequences?: boolean;
 }
 
-export function attentionSharedBytes(hd: number): number {
+export function attentionSharedBytes(hd: number, sequences = false): number {
   const row = (hd + 4) * 4;
-  return ATT_PAIRS * row + 2 * ATT_KEYS * row + ATT_PAIRS * 20 * 4 + ATT_KEYS * 4 + 64;
+  return ATT_PAIRS * row + 2 * ATT_KEYS * row + ATT_PAIRS * 20 * 4 + ATT_KEYS * 4 * (sequences ? 2 : 1) + 64;
 }
 
 export function attentionKernel(o: AttentionOptions): GeneratedKernel {
   const hd = o.headDim;
   if (!Number.isInteger(hd) || hd < 4 || hd % 4 !== 0)
     throw new KernelGenError(`attention needs head_dim a multiple of 4 (got ${hd})`);
-  const shared = attentionSharedBytes(hd);
+  const seq = o.sequences === true;
+  const shared = attentionSharedBytes(hd, seq);
   if (shared > SHARED_LIMIT)
     throw new KernelGenError(
       `attention with head_dim ${hd} needs ${shared} bytes of shared memory, above the ${SHARED_LIMIT} a launch gets without opting in`,
     );
-  const name = `kvp_attention_hd${hd}${o.merge ? '_merge' : ''}`;
+  const name = `kvp_attention_hd${hd}${o.merge ? '_merge' : ''}${seq ? '_seq' : ''}`;
   const params: KernelParam[] = [
     { name: 'p_o', type: 'u64' },
     { name: 'p_lse', type: 'u64' },
@@ -84,6 +88,7 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
           { name: 'p_lse_prev', type: 'u64' },
         ] as const)
       : []),
+    ...(seq ? ([{ name: 'p_seqs', type: 'u64' }] as const) : []),
   ];
   const x = new Ptx();
   const hd4 = hd / 4;
@@ -130,6 +135,7 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
   x.i(`add.s32 ${sP}, ${sV}, ${KS}`);
   const sKB = x.r();
   x.i(`add.s32 ${sKB}, ${sP}, ${ATT_PAIRS * PROW}`);
+  const SEQ = seq ? x.gptr('p_seqs') : undefined;
 
   const npairs = x.r();
   x.i(`mul.lo.s32 ${npairs}, ${nq}, ${group}`);
@@ -167,6 +173,15 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
     x.i(`mov.u32 ${qp}, 0`);
     x.at(lq, `ld.global.nc.u32 ${qp}, [${x.addr(QPOS, me.i, 4)}]`);
     x.at(lq, `ld.global.nc.u32 ${qb}, [${x.addr(BLK, qp, 4)}]`);
+  }
+  let qs: string | undefined;
+  if (SEQ) {
+    qs = x.r();
+    x.i(`mov.u32 ${qs}, 0`);
+    const qp = x.r();
+    x.i(`mov.u32 ${qp}, 0`);
+    x.at(me.ok, `ld.global.nc.u32 ${qp}, [${x.addr(QPOS, me.i, 4)}]`);
+    x.at(me.ok, `ld.global.nc.u32 ${qs}, [${x.addr(SEQ, qp, 4)}]`);
   }
 
   x.comment('stage the CTA’s 32 query vectors, prescaled by scale*log2(e)');
@@ -286,6 +301,8 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
     x.i(`add.s32 ${key}, ${k0}, ${t}`);
     const ld = x.p();
     x.i(`setp.lt.and.u32 ${ld}, ${key}, ${nk}, ${lt}`);
+    const inList = SEQ ? x.p() : undefined;
+    if (inList) x.i(`mov.pred ${inList}, ${ld}`);
     x.i(`and.pred ${ld}, ${ld}, ${hasBlocks}`);
     const kp = x.r();
     const kb = x.r();
@@ -295,6 +312,14 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
     const dst = x.r();
     x.i(`mad.lo.s32 ${dst}, ${t}, 4, ${sKB}`);
     x.at(lt, `st.shared.u32 [${dst}], ${kb}`);
+    if (SEQ && inList) {
+      x.comment('and their sequence ids, after the block ids');
+      const ks = x.r();
+      x.i(`mov.u32 ${ks}, 0`);
+      x.at(inList, `ld.global.nc.u32 ${kp}, [${x.addr(KPOS, key, 4)}]`);
+      x.at(inList, `ld.global.nc.u32 ${ks}, [${x.addr(SEQ, kp, 4)}]`);
+      x.at(lt, `st.shared.u32 [${dst}+${ATT_KEYS * 4}], ${ks}`);
+    }
   }
   x.i('cp.async.wait_group 1');
   x.i('bar.sync 0');
@@ -325,6 +350,14 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
     const hide = x.p();
     x.i(`not.pred ${hide}, ${vis}`);
     x.i(`or.pred ${hide}, ${hide}, ${later}`);
+    if (qs) {
+      const ks = x.r();
+      x.i(`mad.lo.s32 ${ks}, ${pt}, 4, ${sKB}`);
+      x.i(`ld.shared.u32 ${ks}, [${ks}+${16 * i + ATT_KEYS * 4}]`);
+      const other = x.p();
+      x.i(`setp.ne.s32 ${other}, ${ks}, ${qs}`);
+      x.i(`or.pred ${hide}, ${hide}, ${other}`);
+    }
     x.i(`selp.f32 ${s[i]}, ${NEG_INF}, ${s[i]}, ${hide}`);
   }
   x.comment('online softmax across the 4 threads of the pair');
@@ -498,7 +531,7 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
       params,
       maxThreads: ATT_THREADS,
       dynamicShared: true,
-      doc: `flash attention over an index list of keys, head_dim ${hd}${o.merge ? ', LSE merge epilogue' : ''}; 32 pairs x 16-key tiles per CTA.`,
+      doc: `flash attention over an index list of keys, head_dim ${hd}${o.merge ? ', LSE merge epilogue' : ''}${seq ? ', masked by sequence' : ''}; 32 pairs x 16-key tiles per CTA.`,
     }),
   };
 }

@@ -19,7 +19,12 @@ import type { Arch, GeneratedKernel } from './ptx.ts';
 
 export type KernelSpec =
   | { readonly op: 'gemm'; readonly path: GemmPath }
-  | { readonly op: 'attention'; readonly headDim: number; readonly merge: boolean }
+  | {
+      readonly op: 'attention';
+      readonly headDim: number;
+      readonly merge: boolean;
+      readonly sequences?: boolean;
+    }
   | { readonly op: 'rope'; readonly headDim: number; readonly theta: number }
   | { readonly op: 'rmsnorm' | 'swiglu' | 'add' | 'embed' | 'copy_rows' | 'fill' | 'merge' };
 
@@ -28,7 +33,7 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
     case 'gemm':
       return gemmKernel(arch, spec.path);
     case 'attention':
-      return attentionKernel({ arch, headDim: spec.headDim, merge: spec.merge });
+      return attentionKernel({ arch, ...spec });
     case 'rope':
       return ropeKernel(arch, spec.headDim, spec.theta);
     case 'rmsnorm':

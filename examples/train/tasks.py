@@ -1,0 +1,114 @@
+"""Python mirror of src/eval/tasks.ts (the source of truth) and of createRng in src/model/weights.ts.
+
+Every function here must draw random numbers in exactly the same order as its TypeScript twin, so
+that `held_out_problems(task, n, seed)` returns the very problems `heldOutProblems` does in kvplan
+(test/eval/model.test.ts checks this against the pins train.py writes).
+"""
+
+M32 = 0xFFFFFFFF
+
+
+def _mix32(x):
+    h = x & M32
+    h = ((h ^ (h >> 16)) * 0x85EBCA6B) & M32
+    h = ((h ^ (h >> 13)) * 0xC2B2AE35) & M32
+    return (h ^ (h >> 16)) & M32
+
+
+def create_rng(seed):
+    """mulberry32 seeded as createRng(seed).uniform in src/model/weights.ts: floats in [0, 1)."""
+    lo = seed & M32
+    hi = (seed // 2**32) & M32
+    state = _mix32(lo ^ _mix32((hi + 0x9E3779B9) & M32))
+
+    def uniform():
+        nonlocal state
+        state = (state + 0x6D2B79F5) & M32
+        t = state
+        t = ((t ^ (t >> 15)) * (t | 1)) & M32
+        t = t ^ ((t + (((t ^ (t >> 7)) * (t | 61)) & M32)) & M32)
+        return ((t ^ (t >> 14)) & M32) / 2**32
+
+    return uniform
+
+
+def fnv1a32(text):
+    """FNV-1a, 32 bits, over the UTF-8 bytes of text."""
+    h = 0x811C9DC5
+    for b in text.encode("utf-8"):
+        h = ((h ^ b) * 0x01000193) & M32
+    return h
+
+
+def is_held_out(prompt):
+    """Prompts reserved for evaluation: never used in training."""
+    return fnv1a32(prompt) % 10 == 0
+
+
+def _int(rng, lo, hi):
+    """A uniform integer in [lo, hi]."""
+    return lo + int(rng() * (hi - lo + 1))
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _number(rng, digits):
+    first = _int(rng, 1 if digits > 1 else 0, 9)
+    rest = "".join(str(_int(rng, 0, 9)) for _ in range(digits - 1))
+    return str(first) + rest
+
+
+def sample_count(rng):
+    a = int(_number(rng, _int(rng, 1, 3)))
+    k = _int(rng, 4, 12)
+    b = a + k - 1
+    return {"task": "count", "prompt": f"cnt:{a}-{b}=", "answer": ",".join(str(x) for x in range(a, b + 1))}
+
+
+def sample_sort(rng):
+    n = _int(rng, 4, 16)
+    s = "".join(str(_int(rng, 0, 9)) for _ in range(n))
+    return {"task": "sort", "prompt": f"sort:{s}=", "answer": "".join(sorted(s))}
+
+
+def sample_add(rng):
+    a = _number(rng, _int(rng, 1, 6))
+    b = _number(rng, _int(rng, 1, 6))
+    return {"task": "add", "prompt": f"{a}+{b}=", "answer": str(int(a) + int(b))}
+
+
+TASKS = {"count": sample_count, "sort": sample_sort, "add": sample_add}
+DEFAULT_TASK = "count"
+
+# The tokenizer: one token per character; '$' is EOS; the mask token is the id after the last char.
+CHARS = "$0123456789abcdefghijklmnopqrstuvwxyz+:=,-"
+EOS = "$"
+GEN_LENGTH = 64  # the generation canvas: answer, then EOS up to 64 tokens
+
+
+def held_out_problems(task, n, seed=1):
+    """n distinct held-out problems of a task, as heldOutProblems(task, n, seed) in tasks.ts."""
+    rng = create_rng(seed)
+    sample = TASKS[task]
+    seen = set()
+    out = []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 1000 * (n + 10):
+            raise RuntimeError(f"task {task}: cannot find {n} distinct held-out problems")
+        p = sample(rng)
+        if is_held_out(p["prompt"]) and p["prompt"] not in seen:
+            seen.add(p["prompt"])
+            out.append(p)
+    return out
+
+
+def training_problem(task, rng):
+    """A problem for training: resampled until its prompt is not held out."""
+    sample = TASKS[task]
+    while True:
+        p = sample(rng)
+        if not is_held_out(p["prompt"]):
+            return p

@@ -1,0 +1,501 @@
+"""Trains kvplan's bundled masked-diffusion LM (models/tiny-dllm) on the synthetic tasks of
+src/eval/tasks.ts, evaluates it with the decoding of examples/baseline.kvp, and writes what
+examples/train/export.ts turns into the ONNX file.
+
+    /usr/bin/python3 examples/train/train.py            # the full run (fixed seeds)
+    npx tsx examples/train/export.ts                    # -> models/tiny-dllm/model.onnx
+
+The network is exactly kvplan's golden forward (src/model/golden.ts): LLaMA blocks (RMSNorm,
+rotate-half RoPE, GQA attention without bias, SwiGLU), bidirectional attention, no AR shift,
+untied lm_head. The objective is LLaDA's SFT loss: per sequence t ~ U(eps, 1), each response
+token masked with probability t (prompt tokens never), cross-entropy on masked positions
+weighted by 1/t, normalised by the response length (the 64-token canvas: answer + EOS padding).
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+# Without this, libgomp's spinning threads fight OpenBLAS's (and any other process) for the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks as T  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+STOI = {c: i for i, c in enumerate(T.CHARS)}
+EOS_ID = STOI[T.EOS]
+MASK_ID = len(T.CHARS)
+VOCAB = len(T.CHARS) + 1
+
+CONFIG = {
+    "name": "tiny-dllm",
+    "layers": 4,
+    "d_model": 128,
+    "heads": 4,
+    "kv_heads": 2,
+    "head_dim": 32,
+    "d_ff": 384,
+    "vocab": VOCAB,
+    "rope_theta": 10000.0,
+    "qkv_bias": False,
+    "norm_eps": 1e-5,
+    "mask_token_id": MASK_ID,
+    "ar_shift": False,
+    "attention": "full",
+    "tie_embeddings": False,
+}
+TOKENIZER = {"kind": "chars", "chars": T.CHARS, "eos": T.EOS}
+MIX = [("count", 0.8), ("sort", 0.1), ("add", 0.1)]  # training mixture
+BLOCK = 32  # examples/baseline.kvp: blocks of 32, one token per step
+
+
+def encode(text):
+    return [STOI[c] for c in text]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model: kvplan's golden forward in PyTorch.
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.h, self.kv, self.hd = c["heads"], c["kv_heads"], c["head_dim"]
+        d = c["d_model"]
+        self.q_proj = nn.Linear(d, self.h * self.hd, bias=c["qkv_bias"])
+        self.k_proj = nn.Linear(d, self.kv * self.hd, bias=c["qkv_bias"])
+        self.v_proj = nn.Linear(d, self.kv * self.hd, bias=c["qkv_bias"])
+        self.o_proj = nn.Linear(self.h * self.hd, d, bias=False)
+
+    def forward(self, x, cos, sin, bias):
+        B, L, _ = x.shape
+        q = self.q_proj(x).view(B, L, self.h, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, L, self.kv, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, L, self.kv, self.hd).transpose(1, 2)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        g = self.h // self.kv  # query head h reads KV head h // g
+        k = k.repeat_interleave(g, dim=1)
+        v = v.repeat_interleave(g, dim=1)
+        s = (q * (1.0 / math.sqrt(self.hd))) @ k.transpose(-1, -2)
+        if bias is not None:
+            s = s + bias
+        o = torch.softmax(s, dim=-1) @ v
+        return self.o_proj(o.transpose(1, 2).reshape(B, L, self.h * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, f = c["d_model"], c["d_ff"]
+        self.gate_proj = nn.Linear(d, f, bias=False)
+        self.up_proj = nn.Linear(d, f, bias=False)
+        self.down_proj = nn.Linear(f, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c["d_model"], c["norm_eps"])
+        self.self_attn = Attention(c)
+        self.post_attention_layernorm = RMSNorm(c["d_model"], c["norm_eps"])
+        self.mlp = MLP(c)
+
+    def forward(self, h, cos, sin, bias):
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, bias)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Inner(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab"], c["d_model"])
+        self.layers = nn.ModuleList([Layer(c) for _ in range(c["layers"])])
+        self.norm = RMSNorm(c["d_model"], c["norm_eps"])
+
+
+def rope_tables(L, hd, theta):
+    """cos, sin [L, hd/2]: position p, pair i rotated by p * theta^(-2i/hd) (angles in float64)."""
+    i = torch.arange(hd // 2, dtype=torch.float64)
+    p = torch.arange(L, dtype=torch.float64)
+    a = p[:, None] * theta ** (-(2 * i) / hd)[None, :]
+    return torch.cos(a).float(), torch.sin(a).float()
+
+
+def rope(x, cos, sin):
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class DiffusionLM(nn.Module):
+    """Hugging Face LLaMA names: model.embed_tokens, model.layers.N.self_attn.q_proj, lm_head, ..."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.model = Inner(c)
+        self.lm_head = nn.Linear(c["d_model"], c["vocab"], bias=False)
+        std = 0.02
+        for name, p in self.named_parameters():
+            if name.endswith("layernorm.weight") or name == "model.norm.weight":
+                continue
+            s = std / math.sqrt(2 * c["layers"]) if name.endswith(("o_proj.weight", "down_proj.weight")) else std
+            nn.init.normal_(p, 0.0, s)
+
+    def forward(self, ids, valid=None):
+        """ids [B, L]; valid [B, L] bool (False = padding, never attended to). Logits [B, L, V]."""
+        L = ids.shape[1]
+        cos, sin = rope_tables(L, self.c["head_dim"], self.c["rope_theta"])
+        bias = None
+        if valid is not None and not bool(valid.all()):
+            bias = torch.zeros(valid.shape, dtype=torch.float32).masked_fill(~valid, float("-inf"))
+            bias = bias[:, None, None, :]
+        h = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            h = layer(h, cos, sin, bias)
+        return self.lm_head(self.model.norm(h))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def canvas(p):
+    """Prompt tokens, then the 64-token response: the answer and EOS up to the end."""
+    prompt, ans = encode(p["prompt"]), encode(p["answer"])
+    assert len(ans) < T.GEN_LENGTH, p
+    return prompt, ans + [EOS_ID] * (T.GEN_LENGTH - len(ans))
+
+
+def collate(problems):
+    """ids [B, Lmax] (padded with EOS), valid [B, Lmax], response [B, Lmax] bool."""
+    rows = [canvas(p) for p in problems]
+    Lmax = max(len(a) + len(b) for a, b in rows)
+    B = len(rows)
+    ids = torch.full((B, Lmax), EOS_ID, dtype=torch.long)
+    valid = torch.zeros((B, Lmax), dtype=torch.bool)
+    resp = torch.zeros((B, Lmax), dtype=torch.bool)
+    for b, (pr, rs) in enumerate(rows):
+        ids[b, : len(pr) + len(rs)] = torch.tensor(pr + rs)
+        valid[b, : len(pr) + len(rs)] = True
+        resp[b, len(pr) : len(pr) + len(rs)] = True
+    return ids, valid, resp
+
+
+def training_problems(rng, n):
+    """n problems of the training mixture (no held-out prompt among them)."""
+    names = [name for name, _ in MIX]
+    cum, acc = [], 0.0
+    for _, w in MIX:
+        acc += w
+        cum.append(acc)
+    out = []
+    for _ in range(n):
+        u = rng() * acc
+        task = names[next(i for i, c in enumerate(cum) if u < c)]
+        out.append(T.training_problem(task, rng))
+    return out
+
+
+def training_batches(rng, batch, pool=4):
+    """Batches of the mixture, grouped by prompt length to save padding: `pool` batches' worth of
+    problems is drawn, sorted by prompt length, cut into batches, and the batches shuffled."""
+    while True:
+        probs = sorted(training_problems(rng, batch * pool), key=lambda p: len(p["prompt"]))
+        chunks = [probs[i : i + batch] for i in range(0, len(probs), batch)]
+        for i in range(len(chunks) - 1, 0, -1):  # Fisher-Yates with the data rng
+            j = int(rng() * (i + 1))
+            chunks[i], chunks[j] = chunks[j], chunks[i]
+        yield from chunks
+
+
+def llada_loss(model, ids, valid, resp, gen, eps=0.05, bf16=False, suffix=0.5):
+    B = ids.shape[0]
+    # t ~ U(eps, 1), stratified over the batch (one draw per 1/B slice) for a steadier gradient.
+    u = (torch.rand(1, generator=gen) + torch.arange(B)) / B
+    t = eps + (1 - eps) * u[torch.randperm(B, generator=gen)]
+    # LLaDA: each response token masked with probability t. For a fraction `suffix` of the
+    # sequences the same ratio is masked as a suffix instead (the last ceil(t * 64) tokens): the
+    # state semi-autoregressive block decoding creates (decoded left, masked right), which iid
+    # masks almost never show a small model (it then never learns where an answer ends).
+    iid = torch.rand(ids.shape, generator=gen) < t[:, None]
+    rel = torch.cumsum(resp.long(), dim=1) - 1  # index within the response (-1 before it)
+    cut = T.GEN_LENGTH - torch.ceil(t * T.GEN_LENGTH).long()
+    tail = rel >= cut[:, None]
+    use_tail = (torch.rand(B, generator=gen) < suffix)[:, None]
+    masked = torch.where(use_tail, tail, iid) & resp
+    noisy = torch.where(masked, torch.full_like(ids, MASK_ID), ids)
+    with torch.cpu.amp.autocast(enabled=bool(bf16), dtype=torch.bfloat16):
+        logits = model(noisy, valid)
+    logits = logits.float()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), reduction="none").view(B, -1)
+    per_seq = (ce * masked.float()).sum(-1) / t / T.GEN_LENGTH
+    # For the log: per sequence, masked answer characters (EOS excluded) and how many are right.
+    chars = masked & (ids != EOS_ID)
+    right = (chars & (logits.argmax(-1) == ids)).sum(-1)
+    return per_seq.mean(), chars.sum(-1), right
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline plan's decoding: blocks of 32, one token per step, the most confident masked
+# position of the current block committed with its argmax token (ties: lowest position).
+
+
+@torch.no_grad()
+def generate(model, problems):
+    model.eval()
+    rows = [encode(p["prompt"]) for p in problems]
+    B = len(rows)
+    P = torch.tensor([len(r) for r in rows])
+    Lmax = int(P.max()) + T.GEN_LENGTH
+    ids = torch.full((B, Lmax), EOS_ID, dtype=torch.long)
+    valid = torch.zeros((B, Lmax), dtype=torch.bool)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        ids[b, len(r) : len(r) + T.GEN_LENGTH] = MASK_ID
+        valid[b, : len(r) + T.GEN_LENGTH] = True
+    pos = torch.arange(Lmax)[None, :]
+    rel = pos - P[:, None]  # position within the response
+    for block in range(T.GEN_LENGTH // BLOCK):
+        in_block = (rel >= block * BLOCK) & (rel < (block + 1) * BLOCK)
+        for _ in range(BLOCK):
+            logits = model(ids, valid)
+            conf, tok = torch.softmax(logits, dim=-1).max(-1)
+            cand = in_block & (ids == MASK_ID)
+            conf = torch.where(cand, conf, torch.full_like(conf, -1.0))
+            at = conf.argmax(-1)
+            has = cand.any(-1)
+            b = torch.arange(B)[has]
+            ids[b, at[has]] = tok[b, at[has]]
+    outs = []
+    for b in range(B):
+        gen = ids[b, int(P[b]) : int(P[b]) + T.GEN_LENGTH].tolist()
+        text = "".join("_" if i == MASK_ID else T.CHARS[i] for i in gen)
+        outs.append(text.split(T.EOS, 1)[0])
+    return outs
+
+
+def evaluate(model, n, chunk=100):
+    """Exact-match accuracy per task on held_out_problems(task, n, seed=1)."""
+    res = {}
+    for task in T.TASKS:
+        probs = T.held_out_problems(task, n, 1)
+        outs = []
+        for i in range(0, n, chunk):
+            outs += generate(model, probs[i : i + chunk])
+        ok = [o == p["answer"] for o, p in zip(outs, probs)]
+        res[task] = {
+            "n": n,
+            "accuracy": sum(ok) / n,
+            "mean_answer_tokens": sum(len(p["answer"]) for p in probs) / n,
+            "examples": [
+                {"prompt": p["prompt"], "answer": p["answer"], "output": o} for o, p in list(zip(outs, probs))[:3]
+            ],
+        }
+    model.train()
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs.
+
+
+def write_weights(model, out_dir):
+    """weights.bin (float32 little-endian, concatenated) + weights.json (config, tokenizer, index)."""
+    os.makedirs(out_dir, exist_ok=True)
+    index, offset = [], 0
+    with open(os.path.join(out_dir, "weights.bin"), "wb") as f:
+        for name, t in model.state_dict().items():
+            data = t.detach().float().contiguous().numpy().astype("<f4").tobytes()
+            f.write(data)
+            index.append({"name": name, "shape": list(t.shape), "offset": offset})
+            offset += len(data)
+    with open(os.path.join(out_dir, "weights.json"), "w") as f:
+        json.dump({"config": CONFIG, "tokenizer": TOKENIZER, "tensors": index}, f, indent=1)
+
+
+@torch.no_grad()
+def write_reference(model, path, seed):
+    """Logits of the float32 PyTorch model on three fixed, partly masked canvases (parity test),
+    hashes of a few prompts, and the first held-out problems of each task (tasks.py == tasks.ts)."""
+    model.eval()
+    cases = []
+    for k, task in enumerate(T.TASKS):
+        p = T.held_out_problems(task, 1, 1)[0]
+        prompt, resp = canvas(p)
+        # Mask a fixed pattern of the response: every position i with (i * 5 + k) % 3 != 0.
+        resp = [MASK_ID if (i * 5 + k) % 3 != 0 else t for i, t in enumerate(resp)]
+        tokens = prompt + resp
+        logits = model(torch.tensor([tokens]))[0]
+        rows = [len(prompt) - 1] + list(range(len(prompt), len(prompt) + 6)) + [len(tokens) - 1]
+        cases.append(
+            {
+                "task": task,
+                "prompt": p["prompt"],
+                "tokens": tokens,
+                "prompt_len": len(prompt),
+                "rows": rows,
+                "logits": [[round(float(x), 6) for x in logits[r]] for r in rows],
+            }
+        )
+    prompts = ["", "rev:abc=", "sort:3917=", "12+345=", "7+5="]
+    rng = T.create_rng(99)
+    for task in T.TASKS:
+        prompts += [T.TASKS[task](rng)["prompt"] for _ in range(5)]
+    hashes = [{"prompt": s, "fnv1a32": T.fnv1a32(s), "held_out": T.is_held_out(s)} for s in prompts]
+    held = {task: T.held_out_problems(task, 5, 1) for task in T.TASKS}
+    # The first problems of the training stream (training_problems with the training seed).
+    sample = training_problems(T.create_rng(seed), 150)
+    with open(path, "w") as f:
+        json.dump({"cases": cases, "hashes": hashes, "held_out": held, "training_sample": sample}, f, indent=1)
+    model.train()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_at(step, steps, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    q = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=9000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--eps", type=float, default=0.05, help="t ~ U(eps, 1)")
+    ap.add_argument("--suffix", type=float, default=0.5, help="share of sequences masked as a suffix")
+    ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for training (eval is float32)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=2000, help="quick held-out eval (0 = never)")
+    ap.add_argument("--quick-n", type=int, default=20, help="held-out problems per task, quick eval")
+    ap.add_argument("--eval-n", type=int, default=200, help="held-out problems per task, final eval")
+    ap.add_argument("--out", default=os.path.join(HERE, "out"), help="intermediate weights + checkpoint")
+    ap.add_argument("--model-dir", default=os.path.join(ROOT, "models", "tiny-dllm"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=INT", help="config override (pilots)")
+    ap.add_argument("--mix", default=None, help="task mixture override, e.g. reverse=1,sort=1")
+    args = ap.parse_args()
+    for kv in args.set:
+        k, v = kv.split("=")
+        CONFIG[k] = int(v)
+    if args.mix:
+        MIX[:] = [(k, float(v)) for k, v in (x.split("=") for x in args.mix.split(","))]
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    data_rng = T.create_rng(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.model_dir, exist_ok=True)
+
+    model = DiffusionLM(CONFIG)
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"model {CONFIG['name']}: {nparams:,} parameters", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
+
+    log_path = os.path.join(args.model_dir, "loss.csv")
+    log = open(log_path, "w", newline="")
+    writer = csv.writer(log)
+    writer.writerow(["step", "loss", "lr", "elapsed_s"] + [f"{t}_char_acc" for t in T.TASKS])
+    t0 = time.time()
+    running, count = 0.0, 0
+    tok_acc = {task: [0, 0] for task in T.TASKS}
+    evals = []
+    batches = training_batches(data_rng, args.batch)
+    for step in range(args.steps):
+        lr = lr_at(step, args.steps, args.lr, args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = next(batches)
+        ids, valid, resp = collate(batch)
+        loss, n_chars, n_right = llada_loss(model, ids, valid, resp, gen, args.eps, args.bf16, args.suffix)
+        for p, a, b in zip(batch, n_chars.tolist(), n_right.tolist()):
+            tok_acc[p["task"]][0] += a
+            tok_acc[p["task"]][1] += b
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running += loss.item()
+        count += 1
+        if (step + 1) % 25 == 0 or step + 1 == args.steps:
+            el = time.time() - t0
+            accs = [f"{b / a:.4f}" if a else "" for a, b in tok_acc.values()]
+            writer.writerow([step + 1, f"{running / count:.5f}", f"{lr:.6g}", f"{el:.1f}"] + accs)
+            log.flush()
+            print(f"step {step + 1} loss {running / count:.4f} lr {lr:.2e} {el:.0f}s acc {accs}", flush=True)
+            running, count = 0.0, 0
+            tok_acc = {task: [0, 0] for task in T.TASKS}
+        if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            te = time.time()
+            r = evaluate(model, args.quick_n)
+            acc = {k: v["accuracy"] for k, v in r.items()}
+            evals.append({"step": step + 1, "n": args.quick_n, "accuracy": acc})
+            print(f"eval step {step + 1}: {acc}", flush=True)
+            torch.save(model.state_dict(), os.path.join(args.out, "checkpoint.pt"))
+            t0 += time.time() - te  # elapsed_s counts training only
+    log.close()
+    train_s = time.time() - t0
+    print(f"trained {args.steps} steps in {train_s:.0f}s", flush=True)
+
+    write_weights(model, args.out)
+    write_reference(model, os.path.join(args.model_dir, "reference.json"), args.seed)
+    t1 = time.time()
+    final = evaluate(model, args.eval_n)
+    for k, v in final.items():
+        print(f"final {k}: {v['accuracy']:.3f} on {v['n']} ({v['mean_answer_tokens']:.1f} answer tokens)")
+    summary = {
+        "config": CONFIG,
+        "parameters": nparams,
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "threads": args.threads,
+        "train_wall_s": round(train_s, 1),
+        "eval_wall_s": round(time.time() - t1, 1),
+        "torch": torch.__version__,
+        "evals_during_training": evals,
+        "final": final,
+    }
+    with open(os.path.join(args.model_dir, "eval.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

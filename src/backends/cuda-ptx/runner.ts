@@ -1,0 +1,253 @@
+import type { CheckedPlan } from '../../dsl/check.ts';
+import type { LoweredPlan } from '../../ir/lower.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { ModelConfig } from '../../model/config.ts';
+import type { Weights } from '../../model/weights.ts';
+import { compilePlan } from '../../passes/compile.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import { CudaDriver, cudaAvailable } from './driver.ts';
+import type { Arch, GemmPath } from './kernels/index.ts';
+import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
+import { type PtxRender, PtxRenderError, type PtxSlot, type PtxStage, renderPtx } from './render.ts';
+
+export interface PtxBuild {
+  readonly lowered: LoweredPlan;
+  readonly render: PtxRender;
+}
+
+export interface PtxBuildOptions {
+  readonly arch?: Arch;
+  /**
+   * `fma` (the default) keeps the whole step in float32, so that the backend is held to the same
+   * derived float32 budgets as the others; the tensor-core paths round GEMM inputs to f16/bf16.
+   */
+  readonly gemm?: GemmPath;
+}
+
+/** Compiles a plan for PTX: passes for the `ptx` target, then the kernels and the launch manifest. */
+export function buildPtx(
+  plan: CheckedPlan,
+  config: ModelConfig,
+  maxCanvas: number,
+  opts: PtxBuildOptions = {},
+): PtxBuild {
+  const { lowered, state } = compilePlan(plan, config, { target: 'ptx', canvas: maxCanvas });
+  if (!state.kernels || !state.memory) throw new PtxRenderError('the pipeline produced no kernels');
+  const render = renderPtx(config, state.phases, state.kernels, state.memory, {
+    arch: opts.arch ?? 'sm_80',
+    gemm: opts.gemm ?? 'fma',
+    maxCanvas,
+  });
+  return { lowered, render };
+}
+
+/** The architecture whose PTX a device can load: sm_90 code needs Hopper or later. */
+export const archFor = (cc: readonly [number, number]): Arch => (cc[0] >= 9 ? 'sm_90' : 'sm_80');
+
+/**
+ * A weight as the slot wants it: the model's row-major [out][in] as is, or its transpose [in][out]
+ * for a `k-major` slot (the GEMM reads W[k][n]). Done once on the host.
+ */
+export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
+  const name = slot.transposeOf ?? slot.name;
+  const w = weights.get(name);
+  if (!w) throw new LaunchError(`the model has no weight ${name}`);
+  if (w.data.length * 4 !== slot.bytes)
+    throw new LaunchError(
+      `weight ${name} has ${w.data.length} values; slot ${slot.name} holds ${slot.bytes / 4}`,
+    );
+  if (slot.layout === 'row-major') return Float32Array.from(w.data);
+  const [k, n] = slot.shape as [number, number];
+  const t = new Float32Array(k * n);
+  for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w.data[o * k + i] as number;
+  return t;
+}
+
+/**
+ * Caches and the arena start as 0x7f7f7f7f (3.4e38), so that reading what no kernel wrote shows up
+ * as a huge deviation. Not NaN: the attention kernel still reads the V rows of masked keys (which,
+ * in block-causal plans, are cache rows of later blocks not written yet) and weighs them by 0, and
+ * 0 · NaN would poison a correct result.
+ */
+const POISON = 0x7f;
+
+/**
+ * Runs a plan's launch manifest on a CUDA device, one canvas of at most maxCanvas rows, a stage per
+ * call as the driver (src/runtime/batch.ts) asks. Mirrors CpuRunner: weights uploaded once (k-major
+ * copies transposed on the host), caches and arena poisoned, the canvas rows written by `embed`,
+ * index lists and their sizes by each `layer` call, launches in manifest order on the default
+ * stream (copies on it are ordered with the kernels, so reading back needs no extra
+ * synchronisation). Logits are read back by `head`; the hidden state only when asked (scores probe
+ * it), and a V cache only when a score asks for it.
+ */
+export class PtxRunner implements StepRunner {
+  private readonly ptrs = new Map<string, bigint>();
+  private readonly fns = new Map<string, unknown>();
+  private readonly sizes = new Map<string, number>();
+  private bounce: bigint | undefined;
+  /** Where in the arena the hidden state of the canvas sits between stages. */
+  private hAt: number | undefined;
+
+  constructor(
+    private readonly build: PtxBuild,
+    weights: Weights,
+    private readonly L: number,
+    private readonly device: CudaDevice,
+  ) {
+    const { manifest, files } = build.render;
+    if (L > manifest.maxCanvas)
+      throw new LaunchError(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
+    if (manifest.arch === 'sm_90' && archFor(device.computeCapability) !== 'sm_90')
+      throw new LaunchError(
+        `sm_90 kernels cannot run on compute capability ${device.computeCapability.join('.')}`,
+      );
+    for (const s of manifest.slots) {
+      const p = device.alloc(s.bytes);
+      this.ptrs.set(s.name, p);
+      if (s.kind === 'weight') device.upload(p, slotData(s, weights));
+      else if (s.kind === 'persistent' || s.kind === 'arena') device.fill(p, POISON, s.bytes);
+    }
+    for (const [name, ptx] of files) {
+      const info = manifest.kernels[name];
+      this.fns.set(name, device.loadKernel(ptx, name, info?.sharedBytes ?? 0));
+    }
+  }
+
+  release(): void {
+    for (const p of this.ptrs.values()) this.device.free(p);
+    if (this.bounce !== undefined) this.device.free(this.bounce);
+    this.ptrs.clear();
+    this.bounce = undefined;
+  }
+
+  private slot = (name: string): bigint => {
+    const p = this.ptrs.get(name);
+    if (p === undefined) throw new LaunchError(`no slot ${name}`);
+    return p;
+  };
+
+  private size = (name: string): number => (name === 'L' ? this.L : (this.sizes.get(name) ?? 0));
+
+  private stage(phase: string, stage: string): PtxStage {
+    const e = this.build.render.manifest.phases[phase]?.find((s) => s.name === stage);
+    if (!e) throw new LaunchError(`phase ${phase} has no stage ${stage}`);
+    return e;
+  }
+
+  private setInts(slot: string, data: Int32Array): void {
+    const p = this.ptrs.get(slot);
+    if (p !== undefined) this.device.upload(p, data);
+  }
+
+  private setList(name: string, list: Int32Array): void {
+    this.setInts(`list:${name}`, list);
+    this.sizes.set(`#${name}`, list.length);
+  }
+
+  /**
+   * Runs a stage, first moving the carried hidden state to where this phase's memory plan wants it
+   * (phases plan the arena independently). Launches over an empty grid (an empty list) are skipped.
+   */
+  private run(program: Program, stage: string, hAt: number | undefined): PtxStage {
+    const st = this.stage(program, stage);
+    const want = st.inputs.h;
+    if (hAt !== undefined && want !== undefined && want !== hAt) this.moveHidden(want, hAt);
+    for (const l of st.launches) {
+      const grid = launchGrid(l, this.size);
+      if (grid.some((g) => g === 0)) continue;
+      const params = packParams(launchArgs(l.params, this.slot, this.size));
+      this.device.launch(this.fns.get(l.kernel), grid, l.block, l.sharedBytes, params);
+    }
+    return st;
+  }
+
+  /** cuMemcpyDtoD is undefined for overlapping ranges; those go through a bounce buffer. */
+  private moveHidden(to: number, from: number): void {
+    const bytes = this.L * this.build.lowered.config.dModel * 4;
+    const arena = this.slot('arena');
+    if (Math.abs(to - from) >= bytes) {
+      this.device.copy(arena + BigInt(to), arena + BigInt(from), bytes);
+      return;
+    }
+    this.bounce ??= this.device.alloc(bytes);
+    this.device.copy(this.bounce, arena + BigInt(from), bytes);
+    this.device.copy(arena + BigInt(to), this.bounce, bytes);
+  }
+
+  private read(slot: string, offset: number, rows: number, width: number): HostTensor {
+    const data = new Float32Array(rows * width);
+    this.device.download(data, this.slot(slot) + BigInt(offset));
+    return { shape: [rows, width], data: Float64Array.from(data) };
+  }
+
+  private carried(): number {
+    if (this.hAt === undefined) throw new LaunchError('a layer ran before the embedding');
+    return this.hAt;
+  }
+
+  private hidden(): HostTensor {
+    return this.read('arena', this.carried(), this.L, this.build.lowered.config.dModel);
+  }
+
+  embed(program: Program, canvas: CanvasRows, read: boolean): HostTensor | undefined {
+    this.sizes.clear();
+    this.setInts('tokens', canvas.tokens);
+    this.setInts('blocks', canvas.blocks);
+    this.setInts('seqs', canvas.seqs);
+    this.hAt = this.run(program, 'embed', undefined).outputs.h;
+    return read ? this.hidden() : undefined;
+  }
+
+  layer(
+    program: Program,
+    layer: number,
+    lists: ReadonlyMap<string, Int32Array>,
+    read: boolean,
+  ): HostTensor | undefined {
+    // A list not given this call is empty, not the one an earlier call left.
+    this.sizes.clear();
+    for (const [name, list] of lists) this.setList(name, list);
+    this.hAt = this.run(program, `layer.${layer}`, this.carried()).outputs.h;
+    return read ? this.hidden() : undefined;
+  }
+
+  head(program: Program, out: Int32Array): HostTensor {
+    this.sizes.clear();
+    this.setList('out', out);
+    const head = this.run(program, 'head', this.carried());
+    return this.read('arena', head.outputs.logits as number, out.length, this.build.lowered.config.vocab);
+  }
+
+  kvValues(layer: number): HostTensor | undefined {
+    const name = `kv.v.${layer}`;
+    if (!this.ptrs.has(name)) return undefined;
+    const c = this.build.lowered.config;
+    const t = this.read(name, 0, this.L, c.kvHeads * c.headDim);
+    return { shape: [this.L, c.kvHeads, c.headDim], data: t.data };
+  }
+}
+
+let shared: CudaDevice | undefined;
+
+/**
+ * The process's CUDA device, opened once; throws with the reason ("no CUDA device: …") when there
+ * is none. Contexts are per process on the driver's side, so every runner shares this one.
+ */
+export function sharedCudaDevice(): CudaDevice {
+  if (shared) return shared;
+  const status = cudaAvailable();
+  if (!status.ok) throw new LaunchError(status.reason);
+  shared = CudaDriver.open();
+  return shared;
+}
+
+/** Builds runners on a device, compiling each plan for the architecture the device can load. */
+export function ptxRunnerFactory(
+  device: CudaDevice,
+  opts: Omit<PtxBuildOptions, 'arch'> = {},
+): (plan: CheckedPlan, config: ModelConfig, weights: Weights, L: number) => (L: number) => StepRunner {
+  return (plan, config, weights, L) => {
+    const build = buildPtx(plan, config, L, { ...opts, arch: archFor(device.computeCapability) });
+    return (n) => new PtxRunner(build, weights, n, device);
+  };
+}

@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { CompilerError } from '../backends/cpu/compiler.ts';
+import { bundledPlansDir } from '../eval/bundled.ts';
+import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
+import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
+import { BackendUnavailable, isRunBackend, runBackends } from '../runtime/prepare.ts';
+import { openModelFor, percent } from './eval.ts';
+import { Exit, type Io } from './io.ts';
+import { loadPlans } from './plans.ts';
+import { fmt, table } from './table.ts';
+
+export interface DemoCommandOptions {
+  readonly model?: string;
+  readonly task?: string;
+  readonly n: string;
+  readonly show: string;
+  readonly backend: string;
+  readonly genLength: string;
+  readonly batch: string;
+  readonly plans?: string;
+  readonly threads: string;
+}
+
+const signed = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '-');
+
+/** The accuracy / speedup table, in the papers' protocol (both numbers side by side). */
+export function suiteTable(rows: readonly SuiteRow[]): string {
+  return table(
+    ['plan', 'accuracy', 'Δ acc (pts)', 'tokens/s', 'speedup', 'steps'],
+    rows.map((r) =>
+      r.skipped
+        ? [r.plan, 'n/a', '-', '-', '-', '-']
+        : [
+            r.plan,
+            percent(r.accuracy),
+            signed(r.accuracyDelta),
+            fmt(r.tokensPerSecond),
+            `${fmt(r.speedup)}x`,
+            fmt(r.meanSteps),
+          ],
+    ),
+  );
+}
+
+export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
+  const task = o.task ?? defaultTask;
+  if (!tasks.has(task)) {
+    io.err(`kvplan: unknown task '${task}'; tasks: ${[...tasks.keys()].join(', ')}\n`);
+    return Exit.usage;
+  }
+  if (!isRunBackend(o.backend)) {
+    io.err(`kvplan: --backend ${o.backend} is not available for demo; backends: ${runBackends.join(', ')}\n`);
+    return Exit.usage;
+  }
+  const count = (s: string, least: number) => {
+    const x = Number(s);
+    return Number.isInteger(x) && x >= least ? x : undefined;
+  };
+  const [n, show, genLength, batch] = [
+    count(o.n, 1),
+    count(o.show, 0),
+    count(o.genLength, 1),
+    count(o.batch, 1),
+  ];
+  if (n === undefined || show === undefined || genLength === undefined || batch === undefined) {
+    io.err('kvplan: --n, --gen-length and --batch must be positive integers, --show a count\n');
+    return Exit.usage;
+  }
+  const model = openModelFor(o.model, io);
+  if (!model) return Exit.failed;
+  const { plans, codes } = loadPlans(examplePlanFiles(o.plans ?? bundledPlansDir()), new Map(), io);
+  if (plans.length === 0) {
+    io.err(`kvplan: no plans in ${o.plans ?? bundledPlansDir()}\n`);
+    return Math.max(Exit.failed, ...codes);
+  }
+  const problems = heldOutProblems(task, n);
+  const c = model.config;
+  io.out(
+    `kvplan demo: model ${c.name} (${c.layers} layers, d_model ${c.dModel}, ${c.heads} heads / ${c.kvHeads} kv) from ${model.path}\n` +
+      `task ${task}: ${tasks.get(task)?.description}; ${problems.length} held-out problems, ${genLength} generated positions, ${o.backend} backend\n\n`,
+  );
+  try {
+    const rows = await evaluateSuite({
+      model,
+      plans,
+      backend: o.backend,
+      task,
+      problems,
+      genLength,
+      batchSize: batch,
+      threads: Number(o.threads),
+      onPlan: ({ plan, row }) => {
+        if (!row) return;
+        if (row.skipped) {
+          io.out(`${plan}: not run: ${row.skipped}\n\n`);
+          return;
+        }
+        const right = row.problems.filter((p) => p.correct).length;
+        io.out(
+          `${plan}: ${right}/${row.problems.length} correct, ${fmt(row.tokensPerSecond)} tokens/s${row.warning ? ` (${row.warning})` : ''}\n`,
+        );
+        for (const p of row.problems.slice(0, show)) {
+          io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
+        }
+        io.out('\n');
+      },
+    });
+    io.out(`${suiteTable(rows)}\n`);
+    return Math.max(Exit.ok, ...codes);
+  } catch (e) {
+    if (!(e instanceof BackendUnavailable || e instanceof CompilerError)) throw e;
+    io.err(`kvplan: ${e.message}\n`);
+    return Exit.failed;
+  }
+}
+
+export function registerDemo(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('demo')
+    .description(
+      'compile every example plan, answer held-out problems with the bundled model, print accuracy and speedup',
+    )
+    .option('--model <m.onnx>', 'the model (default: the bundled model)')
+    .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
+    .option('--n <n>', 'held-out problems per plan', '8')
+    .option('--show <n>', 'answers shown per plan', '3')
+    .option('--backend <name>', runBackends.join(', '), 'cpu')
+    .option('--gen-length <n>', 'generated positions per problem', '64')
+    .option('--batch <n>', 'problems generated together in one batch', '1')
+    .option('--plans <dir>', 'the directory of plans (default: the bundled examples)')
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .action(async (options: DemoCommandOptions) => {
+      setExit(await runDemo(options, io));
+    });
+}

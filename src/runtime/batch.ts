@@ -1,0 +1,124 @@
+import { type LoweredPlan, positionsInput } from '../ir/lower.ts';
+import type { HostTensor } from '../ir/tensor.ts';
+import type { Inspector, LayerPlan } from './inspector.ts';
+import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
+import type { ModelScores } from './scores.ts';
+
+/** One sequence of a batch: its own inspector and scores, and where its rows sit in the canvas. */
+export interface BatchMember {
+  readonly inspector: Inspector;
+  readonly scores: ModelScores;
+  /** The first row of the sequence in the batch's canvas, and how many rows it has. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Rows [offset, offset + length) of a row-major tensor (a view, not a copy). */
+export function rowsOf(t: HostTensor, offset: number, length: number): HostTensor {
+  const width = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  return {
+    shape: [length, ...t.shape.slice(1)],
+    data: t.data.subarray(offset * width, (offset + length) * width),
+  };
+}
+
+function concat(parts: readonly Int32Array[]): Int32Array {
+  if (parts.length === 1) return parts[0] as Int32Array;
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The index lists of a group of sequences for one layer: each sequence's lists moved to its rows
+ * of the canvas and joined in batch order, so that the keys of a sequence stay contiguous (the CPU
+ * attention tiles them as it would alone). RoPE rotates each row by its position in its own
+ * sequence: the computed rows before the move.
+ */
+function packLists(
+  members: readonly BatchMember[],
+  plans: readonly LayerPlan[],
+  layer: number,
+): Map<string, Int32Array> {
+  const parts = new Map<string, Int32Array[]>();
+  const add = (name: string, list: Int32Array) => {
+    const have = parts.get(name);
+    if (have) have.push(list);
+    else parts.set(name, [list]);
+  };
+  plans.forEach((p, i) => {
+    const offset = (members[i] as BatchMember).offset;
+    for (const [name, list] of p.lists)
+      add(
+        name,
+        list.map((r) => r + offset),
+      );
+    add(positionsInput(layer), p.lists.get(`rows.${layer}`) ?? new Int32Array(0));
+  });
+  return new Map([...parts].map(([name, lists]) => [name, concat(lists)] as const));
+}
+
+const programs: readonly Program[] = ['refresh', 'cached', 'reuse'];
+
+/**
+ * One denoising step of a batch of sequences that share a canvas, each deciding its own lists
+ * (one layer at a time, just before the layer runs). Every stage runs once over the rows of all
+ * sequences, except where sequences are in different phases: a refresh step of one sequence, a
+ * cached or reused layer of another. Then the layer runs once per program, each call over the rows
+ * of the sequences that chose it (the calls touch disjoint rows). Returns each sequence's
+ * predictions, in its own canvas positions.
+ */
+export async function runStep(
+  runner: StepRunner,
+  lowered: LoweredPlan,
+  canvas: CanvasRows,
+  members: readonly BatchMember[],
+): Promise<StepOutput[]> {
+  const full = members.map((m) => m.inspector.fullStep());
+  // Embedding and head are the same in every program; a batch of one runs its own phase's.
+  const main: Program = full.every(Boolean) ? 'refresh' : 'cached';
+  const read = members.some((m) => m.scores.needsHidden);
+  let h = await runner.embed(main, canvas, read);
+  for (const m of members) m.scores.hiddenIn.clear();
+  const last = lowered.layers.length - 1;
+  for (const [l, rules] of lowered.layers.entries()) {
+    for (const m of members)
+      if (h && m.scores.needsHidden) m.scores.hiddenIn.set(rules.layer, rowsOf(h, m.offset, m.length));
+    const plans = members.map((m) => m.inspector.planLayer(rules));
+    const programOf = (i: number): Program =>
+      full[i] ? 'refresh' : plans[i]?.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
+    const groups = programs
+      .map((p) => [p, members.flatMap((_, i) => (programOf(i) === p ? [i] : []))] as const)
+      .filter(([, g]) => g.length > 0);
+    for (const [k, [program, g]] of groups.entries()) {
+      const lists = packLists(
+        g.map((i) => members[i] as BatchMember),
+        g.map((i) => plans[i] as LayerPlan),
+        rules.layer,
+      );
+      // The hidden state entering the next layer is read once every group has run.
+      const after = await runner.layer(
+        program,
+        rules.layer,
+        lists,
+        read && l < last && k === groups.length - 1,
+      );
+      if (k === groups.length - 1) h = after;
+    }
+  }
+  const outs = members.map((m) => m.inspector.outputRows());
+  const logits = await runner.head(
+    main,
+    concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset))),
+  );
+  let at = 0;
+  return outs.map((out, i) => {
+    const part = rowsOf(logits, at, out.length);
+    at += out.length;
+    return { phase: full[i] ? 'refresh' : 'cached', out, logits: part };
+  });
+}

@@ -1,0 +1,306 @@
+/**
+ * The PTX backend's checks against float64 references, on any CudaDevice: the JS emulator here,
+ * the koffi driver on an NVIDIA GPU. runner.test.ts asserts them; bench/gpu/check.ts runs them on
+ * a GPU machine without vitest and reports the numbers; bench/gpu/prepare.ts records them for the
+ * Python harness.
+ *
+ * Budgets are derived as everywhere in kvplan (DESIGN.md section 4): a primitive's error against an
+ * independent float64 reference must stay within 4x the error of an eager float32 evaluation of the
+ * same computation (the emulator with every operation rounded) plus 4 units of 2^-24 of the
+ * reference's scale; a generation's every exact or refresh step within float32Budget.
+ */
+import { GEMM_PATHS, type GemmPath, generateKernel } from '../../../src/backends/cuda-ptx/kernels/index.ts';
+import { type CudaDevice, type KernelArg, packParams } from '../../../src/backends/cuda-ptx/launch.ts';
+import { buildPtx, PtxRunner } from '../../../src/backends/cuda-ptx/runner.ts';
+import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
+import type { ModelConfig } from '../../../src/model/config.ts';
+import { randomWeights } from '../../../src/model/weights.ts';
+import { compilePlan } from '../../../src/passes/compile.ts';
+import { modelFor } from '../../../src/runtime/modelFor.ts';
+import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
+import type { StepRunner } from '../../../src/runtime/runner.ts';
+import { type GenerationResult, simulateGeneration } from '../../../src/runtime/simulate.ts';
+import { float32Budget } from '../../../src/runtime/verify.ts';
+import { examplePlan } from '../../runtime/support.ts';
+import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';
+
+export interface Comparison {
+  readonly label: string;
+  /** max |got - reference| over the finite reference entries; NaN when got has a NaN. */
+  readonly error: number;
+  readonly bound: number;
+  /** Non-finite reference entries (-inf LSE of empty rows) that got does not reproduce exactly. */
+  readonly mismatched: number;
+  readonly ok: boolean;
+}
+
+const EPS32 = 2 ** -24;
+
+function maxError(x: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let e = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i] as number;
+    if (!Number.isFinite(r)) continue;
+    const d = Math.abs((x[i] as number) - r);
+    if (!(d <= e)) e = d;
+  }
+  return e;
+}
+
+export function compare(
+  label: string,
+  got: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  eager: ArrayLike<number>,
+): Comparison {
+  let scale = 0;
+  let mismatched = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i] as number;
+    if (Number.isFinite(r)) scale = Math.max(scale, Math.abs(r));
+    else if (got[i] !== r) mismatched++;
+  }
+  const bound = 4 * maxError(eager, ref) + 4 * EPS32 * scale;
+  const error = maxError(got, ref);
+  return { label, error, bound, mismatched, ok: error <= bound && mismatched === 0 };
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const floats = (r: () => number, n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1);
+
+/** One kernel launch on device buffers; returns the outputs read back. */
+type Launcher = (device: CudaDevice) => Float32Array[];
+
+const ptrArgs = (ps: readonly (bigint | undefined)[]): KernelArg[] =>
+  ps.map((value) => ({ type: 'u64', value: value as bigint }));
+const u32Args = (xs: readonly number[]): KernelArg[] => xs.map((value) => ({ type: 'u32', value }));
+
+/** Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`. */
+function launcher(
+  spec: Parameters<typeof generateKernel>[0],
+  grid: readonly [number, number, number],
+  inputs: readonly (Float32Array | Int32Array | null)[],
+  outputs: readonly number[],
+  args: (ins: bigint[], outs: bigint[]) => KernelArg[],
+): Launcher {
+  return (device) => {
+    const k = generateKernel(spec, device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80');
+    const fn = device.loadKernel(k.ptx, k.name, k.sharedBytes);
+    const ins = inputs.map((x) => {
+      if (!x) return 0n;
+      const p = device.alloc(x.byteLength);
+      device.upload(p, x);
+      return p;
+    });
+    const outs = outputs.map((n) => {
+      const p = device.alloc(n * 4);
+      device.fill(p, 0x7f, n * 4);
+      return p;
+    });
+    device.launch(fn, grid, [k.block, 1, 1], k.sharedBytes, packParams(args(ins, outs)));
+    device.synchronize();
+    const got = outputs.map((n, i) => {
+      const o = new Float32Array(n);
+      device.download(o, outs[i] as bigint);
+      return o;
+    });
+    for (const p of [...ins, ...outs]) if (p !== 0n) device.free(p);
+    return got;
+  };
+}
+
+export interface PrimitiveCase {
+  readonly name: string;
+  readonly run: Launcher;
+  /** Independent float64 references of the outputs, in order. */
+  readonly reference: readonly Float64Array[];
+}
+
+/** C = A[rows] · W + bias through the GEMM path, W k-major [K][N]; inputs rounded as the path rounds them. */
+export function gemmCase(path: GemmPath, m: number, n: number, k: number, seed: number): PrimitiveCase {
+  const r = rng(seed);
+  const src = m + 11;
+  const a = floats(r, src * k);
+  const w = floats(r, k * n);
+  const bias = floats(r, n);
+  const rows = Int32Array.from({ length: m }, () => Math.floor(r() * src));
+  const round = path === 'mma-f16' ? roundF16 : path === 'mma-bf16' ? roundBf16 : (x: number) => x;
+  const ar = Float64Array.from(a, round);
+  const wr = Float64Array.from(w, round);
+  const ref = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = bias[j] as number;
+      for (let t = 0; t < k; t++)
+        s += (ar[(rows[i] as number) * k + t] as number) * (wr[t * n + j] as number);
+      ref[i * n + j] = s;
+    }
+  const run = launcher(
+    { op: 'gemm', path },
+    [Math.ceil(n / 64), Math.ceil(m / 64), 1],
+    [a, rows, w, bias],
+    [m * n],
+    ([pa, pr, pw, pb], [pc]) => [...ptrArgs([pc, pa, pr, pw, pb]), ...u32Args([m, n, k, k, n])],
+  );
+  return { name: `gemm ${path} ${m}x${n}x${k}`, run, reference: [ref] };
+}
+
+/**
+ * Attention over an index list of canvas keys, block-causal, with a query that sees no key (its
+ * block is before every key's) and GQA; the merge variant merges with a random partial.
+ */
+export function attentionCase(
+  hd: number,
+  heads: number,
+  kvh: number,
+  merge: boolean,
+  seed: number,
+  sequences = false,
+): PrimitiveCase {
+  const r = rng(seed);
+  const L = 160;
+  const nq = 37;
+  const qpos = Int32Array.from({ length: nq }, (_, i) => (i * 4) % L);
+  const kpos = Int32Array.from({ length: 131 }, (_, j) => ((j * 7 + 3) % (L - 1)) + 1);
+  const blocks = Int32Array.from({ length: L }, (_, p) => (p === 0 ? -5 : Math.floor(p / 16) - 1));
+  // Two sequences share the canvas: a query sees only keys of its own.
+  const seqs = sequences ? Int32Array.from({ length: L }, (_, p) => (p < 70 ? 0 : 1)) : undefined;
+  const q = floats(r, nq * heads * hd);
+  const kc = floats(r, L * kvh * hd);
+  const vc = floats(r, L * kvh * hd);
+  const scale = 1 / Math.sqrt(hd);
+  const gather = (c: Float32Array) => {
+    const out = new Float64Array(kpos.length * kvh * hd);
+    kpos.forEach((p, j) => {
+      out.set(c.subarray(p * kvh * hd, (p + 1) * kvh * hd), j * kvh * hd);
+    });
+    return out;
+  };
+  const opts = { scale, mask: 'block_causal' as const, blocks, seqs, heads, kvHeads: kvh, headDim: hd };
+  let ref = attentionPartial(Float64Array.from(q), gather(kc), gather(vc), qpos, kpos, opts);
+  const prevO = floats(r, nq * heads * hd);
+  const prevL = Float32Array.from({ length: nq * heads }, (_, i) => (i % 5 === 0 ? -Infinity : r() * 4 - 2));
+  if (merge) ref = mergePartials(ref.o, ref.lse, Float64Array.from(prevO), Float64Array.from(prevL), hd);
+  const group = heads / kvh;
+  const run = launcher(
+    { op: 'attention', headDim: hd, merge, sequences },
+    [Math.ceil((nq * group) / 32), kvh, 1],
+    [q, kc, vc, qpos, kpos, blocks, merge ? prevO : null, merge ? prevL : null, seqs ?? null],
+    [nq * heads * hd, nq * heads],
+    ([pq, pk, pv, pqp, pkp, pb, pop, plp, ps], [po, pl]) => [
+      ...ptrArgs([po, pl, pq, pk, pv, pqp, pkp, pb]),
+      ...u32Args([nq, kpos.length, heads, group, kvh * hd, hd, kvh * hd, hd]),
+      { type: 'f32', value: scale },
+      ...(merge ? ptrArgs([pop, plp]) : []),
+      ...(sequences ? ptrArgs([ps]) : []),
+    ],
+  );
+  return {
+    name: `attention hd${hd} ${heads}/${kvh} heads${merge ? ' + merge' : ''}${sequences ? ', 2 sequences' : ''}`,
+    run,
+    reference: [ref.o, ref.lse],
+  };
+}
+
+export const primitiveCases = (): PrimitiveCase[] => [
+  ...GEMM_PATHS.map((p) => gemmCase(p, 70, 96, 72, 1)),
+  gemmCase('fma', 130, 200, 264, 2),
+  gemmCase('mma-f16', 130, 200, 264, 3),
+  ...[false, true].flatMap((merge) => [
+    attentionCase(16, 4, 2, merge, 4),
+    attentionCase(128, 4, 1, merge, 5),
+  ]),
+  attentionCase(16, 4, 2, false, 6, true),
+  attentionCase(128, 4, 1, true, 7, true),
+];
+
+/** Runs a primitive on a device and compares every output with its reference under the derived bound. */
+export function checkPrimitive(c: PrimitiveCase, device: CudaDevice): Comparison[] {
+  const got = c.run(device);
+  const eager = c.run(new EmulatedDevice({ eager: true }));
+  return c.reference.map((ref, i) =>
+    compare(`${c.name} [${i}]`, got[i] as Float32Array, ref, eager[i] as Float32Array),
+  );
+}
+
+export interface PlanCheck {
+  readonly plan: string;
+  readonly config: string;
+  /** Exact plans are checked at every step, approximate ones at their refresh steps. */
+  readonly exact: boolean;
+  readonly checkedSteps: number;
+  readonly maxDeviation: number;
+  readonly eagerError: number;
+  /** Largest deviation / budget over the checked steps: at most 1 passes. */
+  readonly worst: number;
+  /** Exact plans only: the generation commits the same tokens as the eager float32 reference. */
+  readonly sameTokens?: boolean;
+  readonly result: GenerationResult;
+}
+
+export interface PlanCheckOptions {
+  /** Wraps every runner, e.g. to mark step boundaries in a recording. */
+  readonly wrap?: (r: StepRunner) => StepRunner;
+  readonly gemm?: GemmPath;
+}
+
+/**
+ * A plan's generation through the PTX runner against the float64 golden, every exact or refresh
+ * step within the float32 budget derived from the eager float32 reference.
+ */
+export async function checkPlan(
+  name: string,
+  base: ModelConfig,
+  device: CudaDevice,
+  opts: PlanCheckOptions = {},
+): Promise<PlanCheck> {
+  const plan = examplePlan(name);
+  const config = modelFor(plan, base);
+  const weights = randomWeights(config, 21);
+  const prompt = Int32Array.from([3, 1, 4, 1, 5]);
+  const L = prompt.length + 8;
+  const arch = device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80';
+  const build = buildPtx(plan, config, L, { arch, ...(opts.gemm ? { gemm: opts.gemm } : {}) });
+  const gen = { config, weights, prompt, genLen: 8, seed: 21 };
+  const runners: PtxRunner[] = [];
+  const result = await simulateGeneration(plan, build.lowered, {
+    ...gen,
+    runner: (n) => {
+      const r = new PtxRunner(build, weights, n, device);
+      runners.push(r);
+      return opts.wrap ? opts.wrap(r) : r;
+    },
+  });
+  for (const r of runners) r.release();
+  const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
+  const eager = await simulateGeneration(plan, lowered, {
+    ...gen,
+    runner: (n) => new ReferenceRunner(lowered, weights, n, true),
+  });
+  const checked = (g: GenerationResult) =>
+    g.steps.filter((s) => plan.classification.exact || s.phase === 'refresh');
+  const eagerError = Math.max(...checked(eager).map((s) => s.deviation));
+  const steps = checked(result);
+  return {
+    plan: name,
+    config: config.name,
+    exact: plan.classification.exact,
+    checkedSteps: steps.length,
+    maxDeviation: Math.max(...steps.map((s) => s.deviation)),
+    eagerError,
+    worst: Math.max(...steps.map((s) => s.deviation / float32Budget(eagerError, s.scale))),
+    ...(plan.classification.exact ? { sameTokens: sameTokens(result.tokens, eager.tokens) } : {}),
+    result,
+  };
+}
+
+const sameTokens = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);

@@ -1,0 +1,95 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { defaultTask, heldOutProblems } from '../../src/eval/tasks.ts';
+import { runCli } from '../support/cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'kvplan-eval-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('kvplan eval', () => {
+  test('the bundled model answers held-out problems with the no-cache plan, and the JSON adds up', async () => {
+    const r = await runCli([
+      'eval',
+      '--plan',
+      'examples/baseline.kvp',
+      '--task',
+      defaultTask,
+      '--n',
+      '4',
+      '--json',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      accuracy: number;
+      n: number;
+      tokens_per_s: number;
+      mean_steps: number;
+      problems: { prompt: string; answer: string; output: string; correct: boolean; steps: number }[];
+    };
+    expect(j.n).toBe(4);
+    expect(j.problems.map((p) => p.prompt)).toEqual(heldOutProblems(defaultTask, 4).map((p) => p.prompt));
+    for (const p of j.problems) expect(p.correct).toBe(p.output === p.answer);
+    expect(j.accuracy).toBe(j.problems.filter((p) => p.correct).length / 4);
+    // The model card reports >= 90% on this task; four problems may lose one.
+    expect(j.accuracy).toBeGreaterThanOrEqual(0.75);
+    expect(j.mean_steps).toBe(j.problems.reduce((a, p) => a + p.steps, 0) / 4);
+    expect(j.tokens_per_s).toBeGreaterThan(0);
+  });
+
+  test('a plan that needs an AR-shifted model is refused, naming both', async () => {
+    const r = await runCli(['eval', '--plan', 'examples/fast-dllm-v2.kvp', '--n', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /plan fast_dllm_v2 decodes with an AR shift, but model \S+ was trained without one/,
+    );
+  });
+
+  test('usage errors: an unknown task and backend, a bad count', async () => {
+    const task = await runCli(['eval', '--plan', 'examples/baseline.kvp', '--task', 'chess']);
+    expect(task.code).toBe(2);
+    expect(task.stderr).toMatch(/unknown task 'chess'; tasks: .*count/);
+    const backend = await runCli(['eval', '--plan', 'examples/baseline.kvp', '--backend', 'tpu']);
+    expect(backend.code).toBe(2);
+    expect(backend.stderr).toMatch(
+      /--backend tpu is not available for eval; backends: reference, cpu, webgpu/,
+    );
+    const n = await runCli(['eval', '--plan', 'examples/baseline.kvp', '--n', '0']);
+    expect(n.code).toBe(2);
+  });
+
+  test('a model file that is not ONNX is an error naming the file, without a stack trace', async () => {
+    const bad = join(dir, 'bad.onnx');
+    copyFileSync('examples/baseline.kvp', bad);
+    const r = await runCli(['eval', '--plan', 'examples/baseline.kvp', '--model', bad, '--n', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(bad);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('kvplan demo', () => {
+  test('every plan of a directory answers problems; the table compares each with the baseline', async () => {
+    const plans = join(dir, 'plans');
+    mkdirSync(plans);
+    for (const f of ['baseline.kvp', 'fast-dllm-dual.kvp', 'fast-dllm-v2.kvp'])
+      copyFileSync(join('examples', f), join(plans, f));
+    const r = await runCli(['demo', '--plans', plans, '--n', '2', '--show', '1']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    const row = (plan: string) =>
+      lines
+        .find((l) => l.startsWith(`${plan} `))
+        ?.trim()
+        .split(/\s+/);
+    expect(row('baseline')?.[4]).toBe('1.00x');
+    expect(row('fast_dllm_dual')).toHaveLength(6);
+    // Not runnable on this model: shown, not silently dropped.
+    expect(row('fast_dllm_v2')?.slice(1)).toEqual(['n/a', '-', '-', '-', '-']);
+    expect(r.stdout).toMatch(/fast_dllm_v2: not run: plan fast_dllm_v2 decodes with an AR shift/);
+    // One shown answer per plan that ran.
+    expect(lines.filter((l) => /^ {2}(ok|FAIL) +\S+=/.test(l))).toHaveLength(2);
+  });
+});
