@@ -10,6 +10,10 @@ rotate-half RoPE, GQA attention without bias, SwiGLU), bidirectional attention, 
 untied lm_head. The objective is LLaDA's SFT loss: per sequence t ~ U(eps, 1), each response
 token masked with probability t (prompt tokens never), cross-entropy on masked positions
 weighted by 1/t, normalised by the response length (the 64-token canvas: answer + EOS padding).
+One change: half of the sequences mask the same ratio t as a suffix of the response instead of
+independently (see llada_loss), so that the model sees the decoded-left / masked-right states
+that block decoding produces; with independent masks only, this small model never learned
+where an answer ends (0% exact match at 4000 steps, every failure a missing stop).
 """
 
 import argparse

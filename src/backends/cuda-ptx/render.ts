@@ -463,8 +463,7 @@ class Renderer {
       case 'linear':
       case 'logits': {
         const weight = c.weightOf.get(V(a1).id);
-        if (!weight || weight.shape.length !== 2)
-          throw new PtxRenderError(`${ins.op} needs a 2-D weight operand`);
+        if (weight?.shape.length !== 2) throw new PtxRenderError(`${ins.op} needs a 2-D weight operand`);
         const [n, k] = weight.shape as [number, number];
         if (n % 4 !== 0 || k % 4 !== 0)
           throw new PtxRenderError(
