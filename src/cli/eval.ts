@@ -111,13 +111,11 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
       seed,
       genLength,
       batchSize: batch,
-      onProblem: (r) => {
-        if (o.show)
-          io.err(
-            `${r.correct ? 'ok  ' : 'FAIL'}  ${r.problem.prompt}${r.output}  (expected ${r.problem.answer})\n`,
-          );
-      },
     });
+    for (const r of o.show ? result.problems : [])
+      io.err(
+        `${r.correct ? 'ok  ' : 'FAIL'}  ${r.problem.prompt}${r.output}  (expected ${r.problem.answer})\n`,
+      );
     if (o.json) {
       const problems = result.problems.map((p) => ({
         prompt: p.problem.prompt,

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
-import { answerOf } from '../eval/evaluate.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
@@ -12,7 +11,7 @@ import {
   runBackends,
 } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
-import { TokenizerError } from '../runtime/tokenizer.ts';
+import { answerText, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { loadPlans } from './plans.ts';
 
@@ -118,7 +117,7 @@ export async function runGenerate(
   if (isTty && !o.trace) io.err('\n');
   const seq = result.sequences[0];
   if (!seq) return Exit.internal;
-  io.out(`${answerOf(tokenizer, seq.generated)}\n`);
+  io.out(`${answerText(tokenizer, seq.generated)}\n`);
   io.err(
     `${seq.generated.length} tokens in ${seq.steps} steps, ${result.tokensPerSecond.toFixed(1)} tokens/s (${o.backend})\n`,
   );

@@ -9,7 +9,7 @@ import type { ModelConfig } from '../model/config.ts';
 import type { Weights } from '../model/weights.ts';
 import { generate } from '../runtime/generate.ts';
 import type { StepRunner } from '../runtime/runner.ts';
-import type { Tokenizer } from '../runtime/tokenizer.ts';
+import { answerText, type Tokenizer } from '../runtime/tokenizer.ts';
 import { type Problem, tasks } from './tasks.ts';
 
 export interface EvalOptions {
@@ -26,7 +26,6 @@ export interface EvalOptions {
   readonly genLength: number;
   /** Problems generated at once (one batch); default all of them. */
   readonly batchSize?: number;
-  readonly onProblem?: (r: ProblemResult, index: number) => void;
 }
 
 export interface ProblemResult {
@@ -48,13 +47,6 @@ export interface EvalResult {
   readonly problems: readonly ProblemResult[];
 }
 
-/** The text of a generated answer: everything before the first EOS. */
-export function answerOf(tokenizer: Tokenizer, generated: Int32Array): string {
-  const eos = tokenizer.eosTokenId;
-  const end = eos === undefined ? -1 : generated.indexOf(eos);
-  return tokenizer.decode(end < 0 ? generated : generated.subarray(0, end));
-}
-
 /** The canvas rows a batch of problems needs at most: what a backend is compiled for. */
 export function canvasBound(
   problems: readonly Problem[],
@@ -70,43 +62,31 @@ export async function evaluatePlan(o: EvalOptions): Promise<EvalResult> {
   const task = tasks.get(o.task);
   if (!task) throw new Error(`unknown task ${o.task}`);
   const { problems } = o;
-  const batch = Math.max(1, o.batchSize ?? problems.length);
-  const results: ProblemResult[] = [];
-  let generatedTokens = 0;
-  let seconds = 0;
-  for (let start = 0; start < problems.length; start += batch) {
-    const chunk = problems.slice(start, start + batch);
-    const eos = o.tokenizer.eosTokenId;
-    const r = await generate({
-      model: { config: o.config, weights: o.weights },
-      plan: o.plan,
-      lowered: o.lowered,
-      prompts: chunk.map((p) => o.tokenizer.encode(p.prompt)),
-      genLength: o.genLength,
-      ...(o.runner ? { runner: o.runner } : {}),
-      ...(eos === undefined ? {} : { eosTokenId: eos }),
-      ...(o.seed === undefined ? {} : { seed: o.seed }),
-    });
-    const count = r.sequences.reduce((a, s) => a + s.generated.length, 0);
-    if (r.tokensPerSecond > 0) {
-      generatedTokens += count;
-      seconds += count / r.tokensPerSecond;
-    }
-    for (const [i, s] of r.sequences.entries()) {
-      const problem = chunk[i] as Problem;
-      const output = answerOf(o.tokenizer, s.generated);
-      const result = { problem, output, correct: task.check(output, problem), steps: s.steps };
-      results.push(result);
-      o.onProblem?.(result, start + i);
-    }
-  }
+  const eos = o.tokenizer.eosTokenId;
+  // generate() runs the problems in batches of batchSize and times only the denoising steps.
+  const r = await generate({
+    model: { config: o.config, weights: o.weights },
+    plan: o.plan,
+    lowered: o.lowered,
+    prompts: problems.map((p) => o.tokenizer.encode(p.prompt)),
+    genLength: o.genLength,
+    batchSize: Math.max(1, o.batchSize ?? problems.length),
+    ...(o.runner ? { runner: o.runner } : {}),
+    ...(eos === undefined ? {} : { eosTokenId: eos }),
+    ...(o.seed === undefined ? {} : { seed: o.seed }),
+  });
+  const results: ProblemResult[] = r.sequences.map((s, i) => {
+    const problem = problems[i] as Problem;
+    const output = answerText(o.tokenizer, s.generated);
+    return { problem, output, correct: task.check(output, problem), steps: s.steps };
+  });
   const n = results.length;
   return {
     plan: o.plan.plan.name,
     task: o.task,
     n,
     accuracy: n ? results.filter((r) => r.correct).length / n : 0,
-    tokensPerSecond: seconds > 0 ? generatedTokens / seconds : 0,
+    tokensPerSecond: r.tokensPerSecond,
     meanSteps: n ? results.reduce((a, r) => a + r.steps, 0) / n : 0,
     problems: results,
   };

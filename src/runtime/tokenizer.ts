@@ -56,10 +56,6 @@ export class CharTokenizer implements Tokenizer {
   }
 
   /** The text of a generated answer: `ids` up to the first EOS (excluded), masks shown as `_`. */
-  answerText(ids: ArrayLike<number>): string {
-    return answerText(this, ids);
-  }
-
   toJSON() {
     return this.eos === undefined
       ? { kind: 'chars', chars: this.chars }
