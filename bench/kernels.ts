@@ -4,7 +4,7 @@
  * bench/results/kernels.json ({ machine, rows, skipped }) and prints a table.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname } from 'node:path';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
@@ -22,7 +22,14 @@ import {
   ortVersion,
   runFloat,
 } from './onnx.ts';
-import { machineInfo, measure, randomFloats, randomSubset, type Timing } from './timing.ts';
+import {
+  machineInfo,
+  measure,
+  otherProcessesMeter,
+  randomFloats,
+  randomSubset,
+  type Timing,
+} from './timing.ts';
 
 /** The part of the CPU primitives (src/backends/cpu/primitives.ts) the benchmark uses. */
 export type BenchPrimitives = Pick<Primitives, 'setThreads' | 'packWeight' | 'gemm' | 'attention'>;
@@ -359,21 +366,6 @@ export function printKernelTable(rows: readonly KernelRow[]): string {
   );
 }
 
-/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat; null elsewhere. */
-function systemBusy(): number | null {
-  try {
-    const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
-      .trim()
-      .split(/\s+/)
-      .slice(1)
-      .map(Number);
-    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
-    return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ = 100 on Linux
-  } catch {
-    return null;
-  }
-}
-
 function ccVersion(): string {
   try {
     return execFileSync('cc', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
@@ -389,8 +381,7 @@ export async function kernelsSuite(
 ): Promise<void> {
   const started = new Date();
   const loadBefore = os.loadavg();
-  const cpu0 = systemBusy();
-  const own0 = process.cpuUsage();
+  const others = otherProcessesMeter();
   console.error(
     `kernels: threads ${opts.threads.join(',')}${opts.filter ? `, filter "${opts.filter}"` : ''}`,
   );
@@ -402,16 +393,12 @@ export async function kernelsSuite(
     load_average_before: loadBefore.map((x) => Math.round(x * 100) / 100),
   });
   const seconds = (Date.now() - started.getTime()) / 1000;
-  const cpu1 = systemBusy();
-  const own = process.cpuUsage(own0);
-  // Cores kept busy by other processes during the run (noise indicator; Linux only).
-  const otherCores =
-    cpu0 && cpu1 ? Math.max(0, (cpu1 - cpu0 - (own.user + own.system) / 1e6) / seconds) : null;
+  const otherCores = others();
   const result = {
     suite: 'kernels',
     date: started.toISOString(),
     seconds: Math.round(seconds * 10) / 10,
-    other_processes_busy_cores: otherCores === null ? null : Math.round(otherCores * 100) / 100,
+    other_processes_busy_cores: otherCores,
     machine,
     rows,
     skipped,

@@ -2,8 +2,8 @@
  * `npm run bench -- policies`: every example plan on one random LLaMA-shaped model, the same
  * prompts, on the CPU backend, in one process. Tokens/s counts generated tokens only; the ideal
  * speedup is the ratio of FLOPs the IR predicts for the whole generation (each step's kernels
- * costed with that step's index-list sizes); agreement is the fraction of generated tokens equal
- * to the no-cache baseline's.
+ * costed with that step's index-list sizes, plus the score probes the plan ran); agreement is the
+ * fraction of generated tokens equal to the no-cache baseline's.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -17,8 +17,10 @@ import { createRng, randomWeights } from '../src/model/weights.ts';
 import { compilePlan } from '../src/passes/compile.ts';
 import { evalCost, type KernelProgram } from '../src/passes/kernelIR.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
+import type { Probe, ProbeOutput } from '../src/runtime/probe.ts';
+import type { StepRunner } from '../src/runtime/runner.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
-import { machineInfo } from './timing.ts';
+import { machineInfo, otherProcessesMeter } from './timing.ts';
 
 export interface PoliciesOptions {
   readonly config: ModelConfig;
@@ -26,43 +28,81 @@ export interface PoliciesOptions {
   readonly genLen: number;
   readonly block: number;
   readonly prompts: number;
+  /** Only the plans with these names (the baseline always runs: every ratio is against it). */
+  readonly plans?: readonly string[];
   readonly out: string | null;
 }
 
-/** A LLaMA-shaped model large enough for caching to matter on this machine, small enough to finish. */
+/** A LLaMA-shaped model large enough for caching to matter (the issue's size: d_model 1024, 8 layers). */
 export const benchModel: ModelConfig = {
   ...(presets.small as ModelConfig),
-  name: 'bench-512x4',
-  layers: 4,
-  dModel: 512,
-  heads: 8,
-  kvHeads: 8,
+  name: 'bench-1024x8',
+  layers: 8,
+  dModel: 1024,
+  heads: 16,
+  kvHeads: 16,
   headDim: 64,
-  dFF: 1408,
+  dFF: 2816,
   vocab: 256,
   maskTokenId: 255,
   qkvBias: false,
 };
 
-function examplePlans(block: number): CheckedPlan[] {
+/** FLOPs of one probe call (src/ir/lowerProbe.ts): the projections it needs, then the scores. */
+function probeFlops(c: ModelConfig, output: ProbeOutput, L: number, queries: number): number {
+  const kv = 2 * L * c.dModel * c.kvHeads * c.headDim;
+  if (output === 'v') return kv;
+  const q = 2 * queries * c.dModel * c.heads * c.headDim;
+  const scores = output === 'mass' ? 2 * queries * L * c.heads * c.headDim : 2 * L * c.kvHeads * c.headDim;
+  return q + kv + scores;
+}
+
+/** A runner whose score probes report their FLOPs. */
+function countingProbes(inner: StepRunner, config: ModelConfig, count: (flops: number) => void): StepRunner {
+  const probe = inner.probe;
+  const counted: Probe | undefined = probe && {
+    measure(output, layer, h, queries, blocks) {
+      count(probeFlops(config, output, h.shape[0] as number, queries.length));
+      return probe.measure(output, layer, h, queries, blocks);
+    },
+  };
+  return {
+    embed: (program, canvas, read) => inner.embed(program, canvas, read),
+    layer: (program, layer, lists, read) => inner.layer(program, layer, lists, read),
+    head: (program, out) => inner.head(program, out),
+    kvValues: (layer) => inner.kvValues(layer),
+    ...(counted ? { probe: counted } : {}),
+  };
+}
+
+function examplePlans(block: number, only: readonly string[] | undefined): CheckedPlan[] {
   const files = readdirSync('examples')
     .filter((f) => f.endsWith('.kvp'))
     .sort();
-  return files.map((f) => {
-    const path = `examples/${f}`;
-    const text = readFileSync(path, 'utf8');
-    const overrides = /\bblock\s*(:\s*int\s*)?=/.test(text) ? new Map([['block', String(block)]]) : undefined;
-    const r = checkSource({ path, text }, overrides ? { overrides } : {});
-    const plan = r.plans[0];
-    if (!plan) throw new Error(`${path} does not check`);
-    return plan;
-  });
+  return files
+    .map((f) => {
+      const path = `examples/${f}`;
+      const text = readFileSync(path, 'utf8');
+      const overrides = /\bblock\s*(:\s*int\s*)?=/.test(text)
+        ? new Map([['block', String(block)]])
+        : undefined;
+      const r = checkSource({ path, text }, overrides ? { overrides } : {});
+      const plan = r.plans[0];
+      if (!plan) throw new Error(`${path} does not check`);
+      return plan;
+    })
+    .filter((p) => !only || p.plan.name === 'baseline' || only.includes(p.plan.name));
 }
 
 export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   const started = performance.now();
+  const others = otherProcessesMeter();
   const rows: Record<string, unknown>[] = [];
-  const plans = examplePlans(o.block);
+  const plans = examplePlans(o.block, o.plans);
+  const unknown = o.plans?.filter((n) => !plans.some((p) => p.plan.name === n)) ?? [];
+  if (unknown.length > 0) throw new Error(`no example plan named ${unknown.join(', ')}`);
+  // Random weights depend only on the shapes: made once per shape, not once per plan.
+  const weightsOf = new Map<string, ReturnType<typeof randomWeights>>();
   const rng = createRng(7);
   const prompts = Array.from({ length: o.prompts }, () =>
     Int32Array.from({ length: o.promptLen }, () => Math.floor(rng.uniform() * (o.config.vocab - 1))),
@@ -72,14 +112,25 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   for (const plan of plans.sort((a, b) =>
     a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0,
   )) {
+    const planStarted = performance.now();
     const config = modelFor(plan, o.config);
-    const weights = randomWeights(config, 3);
+    const shapeKey = JSON.stringify([
+      config.layers,
+      config.dModel,
+      config.heads,
+      config.kvHeads,
+      config.dFF,
+      config.vocab,
+    ]);
+    const weights = weightsOf.get(shapeKey) ?? randomWeights(config, 3);
+    weightsOf.set(shapeKey, weights);
     const build = buildCpu(plan, config, L);
     const { state } = compilePlan(plan, config, { target: 'cpu', canvas: L });
     const kernels = state.kernels as ReadonlyMap<string, KernelProgram>;
     const peak = Math.max(...[...(state.memory?.values() ?? [])].map((m) => m.peakBytes));
     let ms = 0;
     let flops = 0;
+    let probe = 0;
     let generated = 0;
     const outputs: Int32Array[] = [];
     for (const prompt of prompts) {
@@ -90,7 +141,10 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
         genLen: o.genLen,
         seed: 1,
         compare: false,
-        runner: (n) => new CpuRunner(build, weights, n),
+        runner: (n) =>
+          countingProbes(new CpuRunner(build, weights, n), config, (f) => {
+            probe += f;
+          }),
         onStep: (info) => {
           ms += info.ms;
           const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
@@ -103,6 +157,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       outputs.push(r.tokens.slice(o.promptLen));
     }
     const tps = (1000 * generated) / ms;
+    flops += probe;
     if (plan.plan.name === 'baseline') baseline = { tokens: outputs, tps, flops };
     const base = baseline;
     const same = base
@@ -126,10 +181,13 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       max_logit_dev: Math.max(...dev.steps.map((s) => s.deviation)),
       peak_bytes: peak,
       steps_ms: ms,
+      gflop: flops / 1e9,
+      probe_share: probe / flops,
     };
     rows.push(row);
     console.error(
-      `${row.plan}: ${fmt(tps)} tokens/s, speedup ${fmt(row.speedup)} (ideal ${fmt(row.ideal_speedup)})`,
+      `${row.plan}: ${fmt(tps)} tokens/s, speedup ${fmt(row.speedup)} (ideal ${fmt(row.ideal_speedup)}), ` +
+        `${fmt((performance.now() - planStarted) / 1000)} s`,
     );
   }
   const headers = [
@@ -141,6 +199,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     'agreement',
     'max logit dev',
     'peak MB',
+    'probe share',
   ];
   const cells = rows.map((r) => [
     String(r.plan),
@@ -151,12 +210,14 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     fmt(r.agreement as number),
     fmt(r.max_logit_dev as number),
     fmt((r.peak_bytes as number) / 1e6),
+    fmt(r.probe_share as number),
   ]);
   console.log(table(headers, cells));
   const result = {
     suite: 'policies',
     date: new Date().toISOString(),
     seconds: (performance.now() - started) / 1000,
+    other_processes_busy_cores: others(),
     machine: machineInfo(),
     model: o.config,
     prompt_length: o.promptLen,

@@ -15,9 +15,12 @@ const usage = `usage: npm run bench -- <suite> [options]
 
 suites:
   kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
-  policies   every example plan generating on one random model with the CPU backend:
-             tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup, agreement
-             (options: --prompt-length 64 --gen-length 256 --block 32 --prompts 1 --out <file>)
+  policies   every example plan generating on one random model (d_model 1024, 8 layers) with
+             the CPU backend: tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup,
+             agreement; about 80 minutes on 2 cores at the defaults
+             (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
+              --plans <names,...> (with the baseline; results then written only with --out)
+              --out <file>)
   quality    every example plan on the bundled trained model: accuracy on held-out problems
              and tokens/s, vs the baseline; writes docs/results.md too
              (options: --task count --n 50 --gen-length 64 --batch 1 --backend cpu --out <file>)
@@ -57,17 +60,20 @@ async function main(argv: string[]): Promise<void> {
         'gen-length': { type: 'string' },
         block: { type: 'string' },
         prompts: { type: 'string' },
+        plans: { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
     });
+    const plans = v.plans?.split(',').map((x) => x.trim());
     await policiesSuite({
       config: benchModel,
-      promptLen: positive(v['prompt-length'], 64),
-      genLen: positive(v['gen-length'], 256),
+      promptLen: positive(v['prompt-length'], 256),
+      genLen: positive(v['gen-length'], 1024),
       block: positive(v.block, 32),
       prompts: positive(v.prompts, 1),
-      out: v.out ?? fileURLToPath(new URL('./results/policies.json', import.meta.url)),
+      ...(plans ? { plans } : {}),
+      out: v.out ?? (plans ? null : fileURLToPath(new URL('./results/policies.json', import.meta.url))),
     });
     return;
   }

@@ -129,3 +129,36 @@ export function randomSubset(n: number, k: number, seed: number): Int32Array {
   }
   return Int32Array.from(idx.slice(0, k).sort((a, b) => a - b));
 }
+
+/** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat; null elsewhere. */
+function systemBusy(): number | null {
+  try {
+    const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+    return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ = 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts watching the machine; the function returned gives the cores other processes kept busy on
+ * average since then (the noise indicator of a run), to two decimals, or null off Linux.
+ */
+export function otherProcessesMeter(): () => number | null {
+  const t0 = performance.now();
+  const cpu0 = systemBusy();
+  const own0 = process.cpuUsage();
+  return () => {
+    const cpu1 = systemBusy();
+    if (cpu0 === null || cpu1 === null) return null;
+    const own = process.cpuUsage(own0);
+    const seconds = (performance.now() - t0) / 1000;
+    const cores = Math.max(0, (cpu1 - cpu0 - (own.user + own.system) / 1e6) / seconds);
+    return Math.round(cores * 100) / 100;
+  };
+}

@@ -15,6 +15,21 @@ export interface HostInts {
 
 export type RuntimeValue = HostTensor | HostInts | Int32Array;
 
+/**
+ * A tensor whose float64 data is made on first read (and kept): hidden states that runners hand
+ * out every layer for scores that may never read them.
+ */
+export function lazyTensor(shape: readonly number[], make: () => Float64Array): HostTensor {
+  let data: Float64Array | undefined;
+  return {
+    shape: [...shape],
+    get data() {
+      data ??= make();
+      return data;
+    },
+  };
+}
+
 export const isIndexList = (v: RuntimeValue): v is Int32Array => v instanceof Int32Array;
 export const isHostTensor = (v: RuntimeValue): v is HostTensor =>
   !(v instanceof Int32Array) && v.data instanceof Float64Array;

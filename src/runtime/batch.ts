@@ -1,5 +1,5 @@
 import { type LoweredPlan, positionsInput } from '../ir/lower.ts';
-import type { HostTensor } from '../ir/tensor.ts';
+import { type HostTensor, lazyTensor } from '../ir/tensor.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
 import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
@@ -16,10 +16,10 @@ export interface BatchMember {
 /** Rows [offset, offset + length) of a row-major tensor (a view, not a copy). */
 export function rowsOf(t: HostTensor, offset: number, length: number): HostTensor {
   const width = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  return {
-    shape: [length, ...t.shape.slice(1)],
-    data: t.data.subarray(offset * width, (offset + length) * width),
-  };
+  // Lazy, so that slicing a lazily widened hidden state does not widen it.
+  return lazyTensor([length, ...t.shape.slice(1)], () =>
+    t.data.subarray(offset * width, (offset + length) * width),
+  );
 }
 
 function concat(parts: readonly Int32Array[]): Int32Array {

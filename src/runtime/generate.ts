@@ -76,7 +76,7 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
   const { config, weights } = o.model;
   const lengths = prompts.map((p) => p.length + o.genLength);
   const L = lengths.reduce((a, b) => a + b, 0);
-  const runner = o.runner ? o.runner(L) : new ReferenceRunner(o.lowered, weights, L);
+  const runner: StepRunner = o.runner ? o.runner(L) : new ReferenceRunner(o.lowered, weights, L);
   let offset = 0;
   const all = prompts.map((prompt, i): Running => {
     const at = offset;
@@ -94,6 +94,7 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
         const v = runner.kvValues(l);
         return v && rowsOf(v, at, length);
       },
+      runner.probe,
     );
     return {
       index: first + i,

@@ -1,4 +1,5 @@
 import type { HostTensor } from '../ir/tensor.ts';
+import type { Probe } from './probe.ts';
 
 /** Which step program a stage runs from: `lowered.programs` by name. */
 export type Program = 'refresh' | 'cached' | 'reuse';
@@ -45,4 +46,6 @@ export interface StepRunner {
   head(program: Program, out: Int32Array): Maybe<HostTensor>;
   /** The V cache of a layer, for scores that compare fresh and cached values. */
   kvValues(layer: number): HostTensor | undefined;
+  /** The backend's compiled score probe; without one, probes run on the reference interpreter. */
+  readonly probe?: Probe;
 }

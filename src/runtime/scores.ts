@@ -1,12 +1,10 @@
 import { type Mask, members } from '../dsl/semantics/evaluate.ts';
-import { interpretStage, ResourceStore } from '../ir/interpret.ts';
-import { lowerProbe } from '../ir/lowerProbe.ts';
-import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
-import type { Stage } from '../ir/types.ts';
+import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
 import type { ScoreSource } from './inspector.ts';
+import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
   let ab = 0;
@@ -32,42 +30,30 @@ export class ModelScores implements ScoreSource {
   readonly logitsStep: Int32Array;
   /** The hidden state entering each layer in the current step, as the layers run. */
   readonly hiddenIn = new Map<number, HostTensor>();
-  private readonly probes: Stage[];
   private readonly similarityRef = new Map<number, Float64Array>();
-  private readonly emptyStore: ResourceStore;
+  private readonly probe: Probe;
 
   constructor(
     private readonly config: ModelConfig,
-    private readonly weights: Weights,
+    weights: Weights,
     private readonly L: number,
     private readonly blocks: Int32Array,
-    blockCausal: boolean,
+    private readonly blockCausal: boolean,
     private readonly kvCache: (layer: number) => HostTensor | undefined,
     /** Whether the plan uses scores measured from hidden states; runners skip recording them otherwise. */
     readonly needsHidden = true,
+    /** Where probes run: a backend's compiled probe, or the reference interpreter. */
+    probe?: Probe,
   ) {
     this.logits = new Float64Array(L * config.vocab);
     this.logitsStep = new Int32Array(L).fill(-1);
-    this.probes = Array.from(
-      { length: config.layers },
-      (_, l) => lowerProbe(config, l, blockCausal).stages[0] as Stage,
-    );
-    this.emptyStore = new ResourceStore([], { L });
+    this.probe = probe ?? new InterpretedProbe(config, weights);
   }
 
-  private probe(layer: number, queries: Int32Array): Map<string, RuntimeValue> {
-    const stage = this.probes[layer] as Stage;
+  private measure(output: ProbeOutput, layer: number, queries: Int32Array): HostTensor {
     const h = this.hiddenIn.get(layer) ?? this.hiddenIn.get(Math.max(...this.hiddenIn.keys()));
     if (!h) throw new Error('no hidden state measured yet in this step');
-    const inputs = new Map<string, RuntimeValue>([
-      ['h', h],
-      ['queries', queries],
-      ['keys', Int32Array.from({ length: this.L }, (_, i) => i)],
-      ['blocks', { shape: [this.L], data: this.blocks }],
-    ]);
-    for (const i of stage.inputs)
-      if (i.role === 'weight') inputs.set(i.name, this.weights.get(i.name) as HostTensor);
-    return interpretStage(stage, inputs, this.emptyStore);
+    return this.probe.measure(output, layer, h, queries, this.blockCausal ? this.blocks : undefined);
   }
 
   private statistic(name: 'confidence' | 'margin' | 'entropy'): Float64Array {
@@ -92,7 +78,7 @@ export class ModelScores implements ScoreSource {
           this.attentionScore(name, queries, layer),
         );
       case 'value_drift': {
-        const fresh = this.probe(layer, new Int32Array(0)).get('v') as HostTensor;
+        const fresh = this.measure('v', layer, new Int32Array(0));
         const cached = this.kvCache(layer);
         const width = this.config.kvHeads * this.config.headDim;
         return Float64Array.from({ length: this.L }, (_, i) => {
@@ -130,11 +116,12 @@ export class ModelScores implements ScoreSource {
 
   private attentionScore(name: string, queries: Mask | undefined, layer: number): Float64Array {
     const all = Int32Array.from({ length: this.L }, (_, i) => i);
-    const out = this.probe(
+    const out = this.measure(
+      name === 'query_key' ? 'query_key' : 'mass',
       layer,
       name === 'rollout' ? all : Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))),
     );
-    return Float64Array.from((out.get(name === 'query_key' ? 'query_key' : 'mass') as HostTensor).data);
+    return out.data;
   }
 
   /** The attention row of the most-attended key, summed over heads and normalised. */

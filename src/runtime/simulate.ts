@@ -9,6 +9,7 @@ import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
 import { runStep } from './batch.ts';
 import { Inspector } from './inspector.ts';
+import type { Probe } from './probe.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepOutput, StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
@@ -102,6 +103,7 @@ export class SequenceRun {
     seed: number,
     /** The V cache of a layer over this sequence's rows. */
     kvValues: (layer: number) => HostTensor | undefined,
+    probe?: Probe,
   ) {
     const canvas = new Canvas(prompt.length, genLen, blockLength(plan, genLen));
     const L = canvas.length;
@@ -119,6 +121,7 @@ export class SequenceRun {
       lowered.blockCausal,
       kvValues,
       planUses(plan.plan, modelInternalScores),
+      probe,
     );
     this.inspector = new Inspector(plan.typed, lowered.layers, canvas, this.scores, this.random);
     // Attention rows are remembered at refreshes only for plans that measure their drift.
@@ -178,9 +181,17 @@ export async function simulateGeneration(
   const { config, weights } = c;
   const P = c.prompt.length;
   const L = P + c.genLen;
-  const runner = c.runner ? c.runner(L) : new ReferenceRunner(lowered, weights, L);
-  const run = new SequenceRun(plan, lowered, config, weights, c.prompt, c.genLen, c.seed, (l) =>
-    runner.kvValues(l),
+  const runner: StepRunner = c.runner ? c.runner(L) : new ReferenceRunner(lowered, weights, L);
+  const run = new SequenceRun(
+    plan,
+    lowered,
+    config,
+    weights,
+    c.prompt,
+    c.genLen,
+    c.seed,
+    (l) => runner.kvValues(l),
+    runner.probe,
   );
   const { canvas, tokens, blocks, scores, inspector } = run;
   const member = { inspector, scores, offset: 0, length: L };

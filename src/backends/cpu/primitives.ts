@@ -73,6 +73,24 @@ export interface Primitives {
     lse: Floats,
     seqs?: Ints | null,
   ): void;
+  /**
+   * The softmax probability each of the nk keys receives, summed over the query rows and heads,
+   * into mass (float64); same visibility rules as attention.
+   */
+  attentionMass(
+    nq: number,
+    nk: number,
+    heads: number,
+    kvh: number,
+    hd: number,
+    scale: number,
+    q: Floats,
+    kcanvas: Floats,
+    qpos: Ints,
+    kpos: Ints,
+    blocks: Ints | null,
+    mass: Float64Array,
+  ): void;
   /** In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)). */
   merge(rows: number, heads: number, hd: number, o1: Floats, lse1: Floats, o2: Floats, lse2: Floats): void;
   rmsnorm(n: number, d: number, x: Floats, rows: Ints | null, w: Floats, eps: number, out: Floats): void;
@@ -117,6 +135,40 @@ function span(rows: number, width: number, ld: number): number {
   return rows <= 0 || width <= 0 ? 0 : (rows - 1) * ld + width;
 }
 
+/** The argument checks shared by attention and attentionMass (a no-op for nq = 0 beyond the counts). */
+function checkAttention(
+  nq: number,
+  nk: number,
+  heads: number,
+  kvh: number,
+  hd: number,
+  q: Floats,
+  kFloats: number,
+  qpos: Ints,
+  kpos: Ints,
+  tables: readonly (Ints | null)[],
+): void {
+  for (const [name, x] of [
+    ['nq', nq],
+    ['nk', nk],
+    ['heads', heads],
+    ['kvh', kvh],
+    ['hd', hd],
+  ] as const)
+    nonNegInt(name, x);
+  if (hd > maxHeadDim) throw new RangeError(`hd ${hd} exceeds the maximum head dimension ${maxHeadDim}`);
+  if (nq === 0) return;
+  if (!(kvh > 0 && heads % kvh === 0))
+    throw new RangeError(`${heads} query heads cannot share ${kvh} kv heads`);
+  need('q', q, nq * heads * hd);
+  const row = kvh * hd;
+  const canvas = row > 0 ? Math.floor(kFloats / row) : 0x7fffffff;
+  const given = tables.filter((t): t is Ints => t !== null);
+  const rows = Math.min(...given.map((t) => t.length));
+  indices('kpos', kpos, nk, Math.min(canvas, rows));
+  if (given.length > 0) indices('qpos', qpos, nq, rows);
+}
+
 const loaded = new Map<string, Primitives>();
 
 /** Binds the primitives of an already compiled library. */
@@ -137,6 +189,11 @@ export function bindPrimitives(path: string): Primitives {
       'void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
         'const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos, ' +
         'const int32_t *blocks, const int32_t *seqs, float *o, float *lse)',
+    ),
+    attentionMass: lib.func(
+      'void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
+        'const float *kcanvas, const int32_t *qpos, const int32_t *kpos, const int32_t *blocks, ' +
+        'const int32_t *seqs, double *mass)',
     ),
     merge: lib.func(
       'void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2)',
@@ -197,28 +254,19 @@ export function bindPrimitives(path: string): Primitives {
       f.gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate ? 1 : 0);
     },
     attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse, seqs = null) {
-      for (const [name, x] of [
-        ['nq', nq],
-        ['nk', nk],
-        ['heads', heads],
-        ['kvh', kvh],
-        ['hd', hd],
-      ] as const)
-        nonNegInt(name, x);
-      if (hd > maxHeadDim) throw new RangeError(`hd ${hd} exceeds the maximum head dimension ${maxHeadDim}`);
+      checkAttention(nq, nk, heads, kvh, hd, q, Math.min(kcanvas.length, vcanvas.length), qpos, kpos, [
+        blocks,
+        seqs,
+      ]);
       if (nq === 0) return;
-      if (!(kvh > 0 && heads % kvh === 0))
-        throw new RangeError(`${heads} query heads cannot share ${kvh} kv heads`);
-      need('q', q, nq * heads * hd);
       need('o', o, nq * heads * hd);
       need('lse', lse, nq * heads);
-      const row = kvh * hd;
-      const canvas = row > 0 ? Math.floor(Math.min(kcanvas.length, vcanvas.length) / row) : 0x7fffffff;
-      const tables = [blocks, seqs].filter((t): t is Ints => t !== null);
-      const rows = Math.min(...tables.map((t) => t.length));
-      indices('kpos', kpos, nk, Math.min(canvas, rows));
-      if (tables.length > 0) indices('qpos', qpos, nq, rows);
       f.attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, seqs, o, lse);
+    },
+    attentionMass(nq, nk, heads, kvh, hd, scale, q, kcanvas, qpos, kpos, blocks, mass) {
+      need('mass', mass, nk);
+      checkAttention(nq, nk, heads, kvh, hd, q, kcanvas.length, qpos, kpos, [blocks]);
+      if (nk > 0) f.attentionMass(nq, nk, heads, kvh, hd, scale, q, kcanvas, qpos, kpos, blocks, null, mass);
     },
     merge(rows, heads, hd, o1, lse1, o2, lse2) {
       for (const [name, x] of [

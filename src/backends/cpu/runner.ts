@@ -2,12 +2,14 @@ import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { type HostTensor, lazyTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { compileLibrary } from './compiler.ts';
+import { bindPrimitives } from './primitives.ts';
+import { CpuProbe } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
 
 const primitivesSource = () => readFileSync(new URL('./c/kvplan_cpu.c', import.meta.url), 'utf8');
@@ -42,6 +44,8 @@ export class CpuRunner implements StepRunner {
   private readonly sizes: Int32Array;
   /** Where in the arena the hidden state of the canvas sits between stages. */
   private hAt: number | undefined;
+  private readonly packed: (i: number) => unknown;
+  private compiledProbe: CpuProbe | undefined;
 
   constructor(
     private readonly build: CpuBuild,
@@ -58,6 +62,7 @@ export class CpuRunner implements StepRunner {
     const lib = koffi.load(build.library);
     const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
     const prepare = lib.func('int kvp_prepare(void)');
+    this.packed = lib.func('void *kvp_packed(int i)');
     lib.func('void kv_set_threads(int n)')(threads);
     for (const s of manifest.slots) {
       const bytes = s.elements * 4;
@@ -109,7 +114,9 @@ export class CpuRunner implements StepRunner {
   private hidden(): HostTensor {
     const d = this.build.lowered.config.dModel;
     const at = this.carried();
-    return { shape: [this.L, d], data: Float64Array.from(this.arena.subarray(at, at + this.L * d)) };
+    // Copied now (the arena moves on), widened to float64 only if a score reads it.
+    const narrow = this.arena.slice(at, at + this.L * d);
+    return lazyTensor([this.L, d], () => new Float64Array(narrow));
   }
 
   private carried(): number {
@@ -145,7 +152,27 @@ export class CpuRunner implements StepRunner {
     const head = this.run(program, 'head', this.carried());
     const V = this.build.lowered.config.vocab;
     const at = head.outputs.logits as number;
-    return { shape: [out.length, V], data: Float64Array.from(this.arena.subarray(at, at + out.length * V)) };
+    return { shape: [out.length, V], data: new Float64Array(this.arena.subarray(at, at + out.length * V)) };
+  }
+
+  /** Score probes on the same library's primitives and packed weights (made on first use). */
+  get probe(): CpuProbe {
+    if (!this.compiledProbe) {
+      const prims = bindPrimitives(this.build.library);
+      const slots = new Map(this.build.manifest.slots.map((s) => [s.name, s]));
+      this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
+        const slot = slots.get(name);
+        const floats = this.floats.get(name);
+        if (!slot || !floats || slot.kind !== 'weight')
+          throw new Error(`the compiled plan has no weight ${name}`);
+        if (slot.shape?.length !== 2) return { floats };
+        const [n, k] = slot.shape as [number, number];
+        const ptr = this.packed(slot.index);
+        const size = prims.packedSize(n, k);
+        return { floats, packed: ptr ? new Float32Array(koffi.view(ptr, size * 4)) : undefined };
+      });
+    }
+    return this.compiledProbe;
   }
 
   kvValues(layer: number): HostTensor | undefined {
@@ -153,6 +180,6 @@ export class CpuRunner implements StepRunner {
     if (!v) return undefined;
     const c = this.build.lowered.config;
     const width = c.kvHeads * c.headDim;
-    return { shape: [this.L, c.kvHeads, c.headDim], data: Float64Array.from(v.subarray(0, this.L * width)) };
+    return { shape: [this.L, c.kvHeads, c.headDim], data: new Float64Array(v.subarray(0, this.L * width)) };
   }
 }

@@ -56,7 +56,7 @@ export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
     throw new LaunchError(
       `weight ${name} has ${w.data.length} values; slot ${slot.name} holds ${slot.bytes / 4}`,
     );
-  if (slot.layout === 'row-major') return Float32Array.from(w.data);
+  if (slot.layout === 'row-major') return new Float32Array(w.data);
   const [k, n] = slot.shape as [number, number];
   const t = new Float32Array(k * n);
   for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w.data[o * k + i] as number;
@@ -177,7 +177,7 @@ export class PtxRunner implements StepRunner {
   private read(slot: string, offset: number, rows: number, width: number): HostTensor {
     const data = new Float32Array(rows * width);
     this.device.download(data, this.slot(slot) + BigInt(offset));
-    return { shape: [rows, width], data: Float64Array.from(data) };
+    return { shape: [rows, width], data: new Float64Array(data) };
   }
 
   private carried(): number {

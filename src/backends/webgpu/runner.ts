@@ -109,7 +109,7 @@ export class WebGpuRunner implements StepRunner {
         const w = weights.get(s.weight as string);
         if (!w) throw new Error(`the model has no weight ${s.weight}`);
         if (w.data.length !== s.elements) throw new Error(`weight ${s.weight} has ${w.data.length} values`);
-        init = Float32Array.from(w.data);
+        init = new Float32Array(w.data);
       } else if (s.role === 'rope') {
         const { theta, hd } = s.rope as { theta: number; hd: number };
         const half = hd / 2;
@@ -266,7 +266,7 @@ export class WebGpuRunner implements StepRunner {
 
   private hidden(data: Float32Array | undefined): HostTensor | undefined {
     if (!data) return undefined;
-    return { shape: [this.L, this.build.lowered.config.dModel], data: Float64Array.from(data) };
+    return { shape: [this.L, this.build.lowered.config.dModel], data: new Float64Array(data) };
   }
 
   private carried(): GPUBuffer {
@@ -301,7 +301,7 @@ export class WebGpuRunner implements StepRunner {
     this.setList('out', out);
     const V = this.build.lowered.config.vocab;
     const r = await this.run(program, 'head', this.carried(), [['logits', out.length * V]]);
-    return { shape: [out.length, V], data: Float64Array.from(r.data.get('logits') as Float32Array) };
+    return { shape: [out.length, V], data: new Float64Array(r.data.get('logits') as Float32Array) };
   }
 
   private readH(): [string, number][] {
@@ -312,7 +312,7 @@ export class WebGpuRunner implements StepRunner {
     const v = this.mirror.get(layer);
     if (!v) return undefined;
     const c = this.build.lowered.config;
-    return { shape: [this.L, c.kvHeads, c.headDim], data: Float64Array.from(v) };
+    return { shape: [this.L, c.kvHeads, c.headDim], data: new Float64Array(v) };
   }
 }
 

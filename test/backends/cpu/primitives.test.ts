@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
 import { loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
-import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
+import { attentionMass, attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
 import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
 
@@ -382,6 +382,62 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         check(
           `seed ${seed} nq=${t.nq} nk=${t.nk} h=${t.heads}/${t.kvh} hd=${t.hd} mask=${t.blocks !== null}`,
           t,
+        );
+      }
+    });
+
+    test('attention mass: random shapes with GQA and masks, against the reference and eager float32', () => {
+      for (let seed = 200; seed <= 240; seed++) {
+        const t = makeCase(seed, seed === 240 ? { nq: 30, nk: 1000, heads: 4, kvh: 2, hd: 64 } : {});
+        const { nq, nk, heads, kvh, hd, scale, q, kc, qpos, kpos, blocks } = t;
+        const mass = new Float64Array(nk).fill(Number.NaN);
+        p.attentionMass(nq, nk, heads, kvh, hd, scale, q, kc, qpos, kpos, blocks, mass);
+        const opts = {
+          scale: f32(scale),
+          mask: blocks ? ('block_causal' as const) : ('none' as const),
+          blocks: blocks ?? undefined,
+          heads,
+          kvHeads: kvh,
+          headDim: hd,
+        };
+        const ref = attentionMass(Float64Array.from(q), gather64(kc, kpos, kvh * hd), qpos, kpos, opts);
+        // Eager float32: scores, exponentials and each row's normaliser rounded to float32, the
+        // probabilities summed over rows in float64 as the kernel does.
+        const eager = new Float64Array(nk);
+        const group = heads / kvh;
+        const sc = new Float64Array(nk);
+        for (let i = 0; i < nq; i++)
+          for (let h = 0; h < heads; h++) {
+            const g = Math.floor(h / group);
+            let m = Number.NEGATIVE_INFINITY;
+            for (let j = 0; j < nk; j++) {
+              const kp = kpos[j] as number;
+              if (blocks && (blocks[kp] as number) > (blocks[qpos[i] as number] as number)) {
+                sc[j] = Number.NEGATIVE_INFINITY;
+                continue;
+              }
+              let dot = 0;
+              for (let d = 0; d < hd; d++)
+                dot = f32(
+                  dot +
+                    f32((q[(i * heads + h) * hd + d] as number) * (kc[(kp * kvh + g) * hd + d] as number)),
+                );
+              sc[j] = f32(dot * f32(scale));
+              if ((sc[j] as number) > m) m = sc[j] as number;
+            }
+            if (m === Number.NEGATIVE_INFINITY) continue;
+            let sum = 0;
+            for (let j = 0; j < nk; j++) {
+              sc[j] = f32(Math.exp(f32((sc[j] as number) - m)));
+              sum = f32(sum + (sc[j] as number));
+            }
+            for (let j = 0; j < nk; j++) eager[j] = (eager[j] as number) + (sc[j] as number) / sum;
+          }
+        expectClose(
+          `seed ${seed} nq=${nq} nk=${nk} h=${heads}/${kvh} hd=${hd} mask=${blocks !== null}`,
+          mass,
+          ref,
+          eager,
         );
       }
     });

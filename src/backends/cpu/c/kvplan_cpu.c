@@ -571,6 +571,86 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
  * Merge, normalisation, rotary, pointwise, gathers
  */
 
+#define KV_MASS_TILE 8
+
+/*
+ * A score probe, not a hot path of a step, but one that sees every query row: K is transposed per
+ * kv head once (kt[g][d][j], keys padded with zeros to whole vectors), so that a query's scores
+ * come KV_VL keys per FMA, and probabilities are exponentiated as vectors; each thread sums them
+ * in double, the threads' sums are reduced at the end.
+ */
+void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                       const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
+                       const int32_t *blocks, const int32_t *seqs, double *mass) {
+  if (nk <= 0) return;
+  memset(mass, 0, sizeof(double) * (size_t)nk);
+  if (nq <= 0 || heads <= 0 || kvh <= 0 || hd <= 0 || heads % kvh) return;
+  const int group = heads / kvh;
+  /* Keys are scored KV_MASS_TILE vectors at a time: independent FMA chains hide their latency. */
+  const int64_t nkp = kvi_ceil_div(nk, KV_MASS_TILE * KV_VL) * KV_MASS_TILE * KV_VL;
+  float *kt = kvi_aligned_buffer((size_t)kvh * hd * nkp);
+  for (int g = 0; g < kvh; g++)
+    for (int d = 0; d < hd; d++) {
+      float *row = kt + ((int64_t)g * hd + d) * nkp;
+      for (int j = 0; j < nk; j++) row[j] = kcanvas[((int64_t)kpos[j] * kvh + g) * hd + d];
+      for (int64_t j = nk; j < nkp; j++) row[j] = 0.0f;
+    }
+  const int64_t pairs = (int64_t)nq * heads;
+  const double work = 2.0 * nq * nk * heads * hd;
+  (void)work;
+#ifdef _OPENMP
+#pragma omp parallel if (work > KV_PAR_MIN_WORK)
+#endif
+  {
+    float *s = kvi_aligned_buffer((size_t)nkp);
+    double *acc = calloc((size_t)nk, sizeof(double));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t r = 0; r < pairs; r++) {
+      const int i = (int)(r / heads);
+      const float *qrow = q + r * hd;
+      const float *ktg = kt + (int64_t)((int)(r % heads) / group) * hd * nkp;
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_MASS_TILE * KV_VL) {
+        kvi_vf v[KV_MASS_TILE];
+        for (int t = 0; t < KV_MASS_TILE; t++) v[t] = kvi_vsplat(0.0f);
+        for (int d = 0; d < hd; d++) {
+          const kvi_vf qd = kvi_vsplat(qrow[d]);
+          const float *kd = ktg + d * nkp + j0;
+          for (int t = 0; t < KV_MASS_TILE; t++) v[t] += qd * kvi_vload(kd + t * KV_VL);
+        }
+        for (int t = 0; t < KV_MASS_TILE; t++) kvi_vstore(s + j0 + t * KV_VL, v[t] * scale);
+      }
+      for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
+      int any = !blocks && !seqs;
+      if (!any)
+        for (int j = 0; j < nk; j++) {
+          if (kvi_sees(blocks, seqs, qpos[i], kpos[j])) any = 1;
+          else s[j] = -INFINITY;
+        }
+      if (!any) continue;
+      kvi_vf mv = kvi_vsplat(-INFINITY);
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
+      const float m = kvi_vhmax(mv);
+      kvi_vf sum = kvi_vsplat(0.0f);
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+        const kvi_vf e = kvi_vexp(kvi_vload(s + j0) - m);
+        kvi_vstore(s + j0, e);
+        sum += e;
+      }
+      const double inv = 1.0 / kvi_vhsum(sum);
+      for (int j = 0; j < nk; j++) acc[j] += s[j] * inv;
+    }
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+    for (int j = 0; j < nk; j++) mass[j] += acc[j];
+    free(s);
+    free(acc);
+  }
+  free(kt);
+}
+
 void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2) {
   const int64_t pairs = (int64_t)(rows > 0 ? rows : 0) * (heads > 0 ? heads : 0);
 #ifdef _OPENMP

@@ -34,6 +34,15 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
                   const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
                   const int32_t *blocks, const int32_t *seqs, float *o, float *lse);
 
+/*
+ * mass[j] = the softmax probability key j receives, summed over the nq query rows and all heads
+ * (same scores, scale and visibility rules as kv_attention; a row that sees no key adds nothing).
+ * Used by score probes; mass has nk doubles and is overwritten.
+ */
+void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                       const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
+                       const int32_t *blocks, const int32_t *seqs, double *mass);
+
 /* In place: (o1, lse1) = merge((o1, lse1), (o2, lse2)) by the log-sum-exp rule; rows*heads pairs. */
 void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2);
 

@@ -1,0 +1,91 @@
+import { queryKey } from '../../ir/attention.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { ModelConfig } from '../../model/config.ts';
+import type { Probe, ProbeOutput } from '../../runtime/probe.ts';
+import type { Primitives } from './primitives.ts';
+
+/** A layer weight as the compiled library holds it: the floats, and for GEMM weights the packed copy. */
+export type WeightLookup = (name: string) => {
+  readonly floats: Float32Array;
+  readonly packed?: Float32Array;
+};
+
+/**
+ * The score probe (src/ir/lowerProbe.ts) on the CPU primitives, in float32: the same steps as the
+ * interpreted program (RMSNorm, projections, RoPE, attention mass), so that score-driven plans do
+ * not spend their step in the float64 interpreter. Query-key means are summed in float64 from the
+ * float32 projections.
+ */
+export class CpuProbe implements Probe {
+  constructor(
+    private readonly prims: Primitives,
+    private readonly config: ModelConfig,
+    private readonly weight: WeightLookup,
+  ) {}
+
+  private project(
+    xn: Float32Array,
+    L: number,
+    layer: number,
+    name: string,
+    n: number,
+    rows: Int32Array | null,
+  ) {
+    const c = this.config;
+    const w = this.weight(`model.layers.${layer}.self_attn.${name}.weight`);
+    if (!w.packed) throw new Error(`weight ${name} of layer ${layer} has no packed copy`);
+    const bias = c.qkvBias ? this.weight(`model.layers.${layer}.self_attn.${name}.bias`).floats : null;
+    const m = rows ? rows.length : L;
+    const width = n * c.headDim;
+    const out = new Float32Array(m * width);
+    this.prims.gemm(m, width, c.dModel, xn, c.dModel, rows, w.packed, bias, out, width, false);
+    return out;
+  }
+
+  measure(
+    output: ProbeOutput,
+    layer: number,
+    h: HostTensor,
+    queries: Int32Array,
+    blocks: Int32Array | undefined,
+  ): HostTensor {
+    const c = this.config;
+    const L = h.shape[0] as number;
+    const xn = new Float32Array(L * c.dModel);
+    const norm = this.weight(`model.layers.${layer}.input_layernorm.weight`).floats;
+    this.prims.rmsnorm(L, c.dModel, new Float32Array(h.data), null, norm, c.normEps, xn);
+    if (output === 'v') {
+      const v = this.project(xn, L, layer, 'v_proj', c.kvHeads, null);
+      return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(v) };
+    }
+    const keys = Int32Array.from({ length: L }, (_, i) => i);
+    const q = this.project(xn, L, layer, 'q_proj', c.heads, queries);
+    this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
+    const k = this.project(xn, L, layer, 'k_proj', c.kvHeads, null);
+    this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
+    if (output === 'query_key') {
+      const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };
+      return {
+        shape: [L],
+        data: queryKey(new Float64Array(q), new Float64Array(k), queries.length, L, shape),
+      };
+    }
+    const mass = new Float64Array(L);
+    const scale = 1 / Math.sqrt(c.headDim);
+    this.prims.attentionMass(
+      queries.length,
+      L,
+      c.heads,
+      c.kvHeads,
+      c.headDim,
+      scale,
+      q,
+      k,
+      queries,
+      keys,
+      blocks ?? null,
+      mass,
+    );
+    return { shape: [L], data: mass };
+  }
+}

@@ -1,0 +1,70 @@
+import { interpretStage, ResourceStore } from '../ir/interpret.ts';
+import { lowerProbe } from '../ir/lowerProbe.ts';
+import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
+import type { Stage } from '../ir/types.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { Weights } from '../model/weights.ts';
+
+/** What a probe measures at one layer from the hidden state entering it (src/ir/lowerProbe.ts). */
+export type ProbeOutput = 'mass' | 'query_key' | 'v';
+
+/**
+ * Runs the probe program of a layer on one sequence's hidden state h [L, d_model]: `mass` (the
+ * attention probability each row receives from the query rows, summed over queries and heads;
+ * block-causal when `blocks` is given), `query_key` (the mean unscaled query-key product of each
+ * row) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
+ * positions of the sequence; keys are all its rows.
+ */
+export interface Probe {
+  measure(
+    output: ProbeOutput,
+    layer: number,
+    h: HostTensor,
+    queries: Int32Array,
+    blocks: Int32Array | undefined,
+  ): HostTensor;
+}
+
+/** The probe on the float64 reference interpreter: the definition compiled probes are tested against. */
+export class InterpretedProbe implements Probe {
+  private readonly stages = new Map<string, Stage>();
+
+  constructor(
+    private readonly config: ModelConfig,
+    private readonly weights: Weights,
+    /** Rounds every result to float32: the eager evaluation that sets compiled probes' error budget. */
+    private readonly float32 = false,
+  ) {}
+
+  private stage(layer: number, blockCausal: boolean): Stage {
+    const key = `${layer}:${blockCausal}`;
+    let s = this.stages.get(key);
+    if (!s) {
+      s = lowerProbe(this.config, layer, blockCausal).stages[0] as Stage;
+      this.stages.set(key, s);
+    }
+    return s;
+  }
+
+  measure(
+    output: ProbeOutput,
+    layer: number,
+    h: HostTensor,
+    queries: Int32Array,
+    blocks: Int32Array | undefined,
+  ): HostTensor {
+    const L = h.shape[0] as number;
+    const stage = this.stage(layer, blocks !== undefined);
+    const inputs = new Map<string, RuntimeValue>([
+      ['h', h],
+      ['queries', queries],
+      ['keys', Int32Array.from({ length: L }, (_, i) => i)],
+    ]);
+    if (blocks) inputs.set('blocks', { shape: [L], data: blocks });
+    for (const i of stage.inputs)
+      if (i.role === 'weight') inputs.set(i.name, this.weights.get(i.name) as HostTensor);
+    return interpretStage(stage, inputs, new ResourceStore([], { L }), { float32: this.float32 }).get(
+      output,
+    ) as HostTensor;
+  }
+}

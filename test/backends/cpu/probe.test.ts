@@ -1,0 +1,71 @@
+/**
+ * The compiled score probe (CpuProbe) against the probe program on the float64 interpreter, under
+ * the budget derived from the interpreter's eager float32 evaluation of the same program.
+ */
+import { describe, expect, test } from 'vitest';
+import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
+import type { ModelConfig } from '../../../src/model/config.ts';
+import { createRng, randomWeights } from '../../../src/model/weights.ts';
+import { InterpretedProbe, type ProbeOutput } from '../../../src/runtime/probe.ts';
+import { backendConfigs, examplePlan } from '../../runtime/support.ts';
+import { EPS32, expectClose } from '../../support/float32.ts';
+
+const outputs: ProbeOutput[] = ['mass', 'query_key', 'v'];
+
+describe.each(backendConfigs.map((c) => [c.name, c] as const))(
+  'CPU probe on %s',
+  (_name, config: ModelConfig) => {
+    const plan = examplePlan('d2cache');
+    const L = 13;
+    const weights = randomWeights(config, 5);
+    const runner = new CpuRunner(buildCpu(plan, config, L), weights, L);
+    const rng = createRng(9);
+    const h = {
+      shape: [L, config.dModel],
+      data: Float64Array.from({ length: L * config.dModel }, () => 2 * rng.uniform() - 1),
+    };
+    // The prompt is block -1; two blocks of the generation, so that the block-causal mask hides keys.
+    const blocks = Int32Array.from({ length: L }, (_, i) => (i < 5 ? -1 : Math.floor((i - 5) / 4)));
+    const reference = new InterpretedProbe(config, weights);
+    const eager = new InterpretedProbe(config, weights, true);
+
+    test.each(
+      outputs.flatMap((o) =>
+        [
+          ['all queries', Int32Array.from({ length: L }, (_, i) => i)],
+          ['some queries', Int32Array.from([7, 2, 11])],
+          ['no query', new Int32Array(0)],
+        ].flatMap(([label, q]) =>
+          [true, false].map((causal) => [o, label as string, q as Int32Array, causal] as const),
+        ),
+      ),
+    )('%s, %s, block-causal %s', (output, _label, queries, causal) => {
+      const b = causal ? blocks : undefined;
+      for (const layer of [0, config.layers - 1]) {
+        const got = runner.probe.measure(output, layer, h, queries, b);
+        const ref = reference.measure(output, layer, h, queries, b);
+        expect(got.shape).toEqual(ref.shape);
+        expectClose(
+          `${output} layer ${layer}`,
+          got.data,
+          ref.data,
+          eager.measure(output, layer, h, queries, b).data,
+        );
+      }
+    });
+
+    test('block-causal mass differs from unmasked mass (the mask reaches the kernel)', () => {
+      const all = Int32Array.from({ length: L }, (_, i) => i);
+      const masked = runner.probe.measure('mass', 0, h, all, blocks).data;
+      const open = runner.probe.measure('mass', 0, h, all, undefined).data;
+      // Keys of the last block are seen only by their own block's queries under the mask.
+      expect(masked[L - 1]).toBeLessThan(open[L - 1] as number);
+      // Every query row spreads one unit of probability per head either way, up to the float32
+      // rounding of its L probabilities.
+      const rows = L * config.heads;
+      const total = (m: Float64Array) => m.reduce((a, x) => a + x, 0);
+      expect(Math.abs(total(masked) - rows)).toBeLessThanOrEqual(rows * L * EPS32);
+      expect(Math.abs(total(open) - rows)).toBeLessThanOrEqual(rows * L * EPS32);
+    });
+  },
+);
