@@ -99,6 +99,10 @@ class RecordingDevice implements CudaDevice {
     this.ops.push({ op: 'load', kernel: name, shared: sharedBytes });
     return { name, fn: this.inner.loadKernel(ptx, name) };
   }
+  /** The replay keeps its modules loaded until it exits: nothing to record. */
+  unloadKernel(): void {
+    this.inner.unloadKernel();
+  }
   alloc(bytes: number): bigint {
     const base = this.inner.alloc(bytes);
     const id = this.nextId++;

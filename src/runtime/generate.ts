@@ -115,32 +115,36 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
   }
   let active = all.filter((s) => !s.run.canvas.done);
   let elapsed = 0;
-  while (active.length > 0) {
-    for (const s of active) s.run.checkProgress(o.plan.plan.name);
-    const t0 = performance.now();
-    for (const s of active) canvas.tokens.set(s.run.tokens, s.member.offset);
-    const outs = await runStep(
-      runner,
-      o.lowered,
-      canvas,
-      active.map((s) => s.member),
-    );
-    const chosen = active.map((s, k) => s.run.observe(outs[k] as StepOutput));
-    const ms = performance.now() - t0;
-    for (const [k, s] of active.entries()) {
-      const info = s.run.commit(chosen[k] as number[], outs[k] as StepOutput, ms);
-      s.steps++;
-      s.ms += ms;
-      o.onStep?.(s.index, info);
-      if (o.eosTokenId === undefined) continue;
-      const stop = eosStop(s.run.canvas, s.run.tokens, o.eosTokenId);
-      if (stop < 0) continue;
-      s.eosAt = stop - s.run.canvas.promptLen;
-      for (let i = stop + 1; i < s.run.canvas.length; i++)
-        if (s.run.canvas.isMasked(i)) s.run.tokens[i] = o.eosTokenId;
+  try {
+    while (active.length > 0) {
+      for (const s of active) s.run.checkProgress(o.plan.plan.name);
+      const t0 = performance.now();
+      for (const s of active) canvas.tokens.set(s.run.tokens, s.member.offset);
+      const outs = await runStep(
+        runner,
+        o.lowered,
+        canvas,
+        active.map((s) => s.member),
+      );
+      const chosen = active.map((s, k) => s.run.observe(outs[k] as StepOutput));
+      const ms = performance.now() - t0;
+      for (const [k, s] of active.entries()) {
+        const info = s.run.commit(chosen[k] as number[], outs[k] as StepOutput, ms);
+        s.steps++;
+        s.ms += ms;
+        o.onStep?.(s.index, info);
+        if (o.eosTokenId === undefined) continue;
+        const stop = eosStop(s.run.canvas, s.run.tokens, o.eosTokenId);
+        if (stop < 0) continue;
+        s.eosAt = stop - s.run.canvas.promptLen;
+        for (let i = stop + 1; i < s.run.canvas.length; i++)
+          if (s.run.canvas.isMasked(i)) s.run.tokens[i] = o.eosTokenId;
+      }
+      active = active.filter((s) => s.eosAt === undefined && !s.run.canvas.done);
+      elapsed += ms;
     }
-    active = active.filter((s) => s.eosAt === undefined && !s.run.canvas.done);
-    elapsed += ms;
+  } finally {
+    runner.release?.();
   }
   const sequences = all.map((s): Generated => {
     const { tokens, canvas: c } = s.run;

@@ -48,4 +48,6 @@ export interface StepRunner {
   kvValues(layer: number): HostTensor | undefined;
   /** The backend's compiled score probe; without one, probes run on the reference interpreter. */
   readonly probe?: Probe;
+  /** Frees what the runner holds on a device; called once its generation is over. */
+  release?(): void;
 }

@@ -206,44 +206,48 @@ export async function simulateGeneration(
       .map((i) => `${i}:${predicted(config, logits, i)}`)
       .sort()
       .join(',');
-  while (!canvas.done) {
-    run.checkProgress(plan.plan.name);
-    const t0 = performance.now();
-    const [out] = (await runStep(runner, lowered, rows, [member])) as [StepOutput];
-    const chosen = run.observe(out);
-    const ms = performance.now() - t0;
-    if (c.compare !== false) {
-      const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen: canvas.blockLen });
-      goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
-      goldenScores.hiddenIn.clear();
-      for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);
-      const goldenChosen = goldenInspector.decide((by) => goldenInspector.decodeScore(by));
-      let deviation = 0;
-      let scale = 0;
-      const candidates = inspector.candidates();
-      for (let i = 0; i < L; i++) {
-        const r = predictionRow(config, i);
-        if (candidates[i] !== 1 || r < 0) continue;
-        for (let v = 0; v < V; v++) {
-          const g = golden.logits[r * V + v] ?? 0;
-          deviation = Math.max(deviation, Math.abs((scores.logits[r * V + v] ?? 0) - g));
-          scale = Math.max(scale, Math.abs(g));
+  try {
+    while (!canvas.done) {
+      run.checkProgress(plan.plan.name);
+      const t0 = performance.now();
+      const [out] = (await runStep(runner, lowered, rows, [member])) as [StepOutput];
+      const chosen = run.observe(out);
+      const ms = performance.now() - t0;
+      if (c.compare !== false) {
+        const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen: canvas.blockLen });
+        goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
+        goldenScores.hiddenIn.clear();
+        for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);
+        const goldenChosen = goldenInspector.decide((by) => goldenInspector.decodeScore(by));
+        let deviation = 0;
+        let scale = 0;
+        const candidates = inspector.candidates();
+        for (let i = 0; i < L; i++) {
+          const r = predictionRow(config, i);
+          if (candidates[i] !== 1 || r < 0) continue;
+          for (let v = 0; v < V; v++) {
+            const g = golden.logits[r * V + v] ?? 0;
+            deviation = Math.max(deviation, Math.abs((scores.logits[r * V + v] ?? 0) - g));
+            scale = Math.max(scale, Math.abs(g));
+          }
         }
+        steps.push({
+          step: canvas.step,
+          block: canvas.block,
+          blockStep: canvas.blockStep,
+          phase: out.phase,
+          computed: out.out.length,
+          deviation,
+          scale,
+          agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
+        });
       }
-      steps.push({
-        step: canvas.step,
-        block: canvas.block,
-        blockStep: canvas.blockStep,
-        phase: out.phase,
-        computed: out.out.length,
-        deviation,
-        scale,
-        agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
-      });
+      // Committing advances the canvas, so it happens whether or not anyone listens.
+      const info = run.commit(chosen, out, ms);
+      c.onStep?.(info);
     }
-    // Committing advances the canvas, so it happens whether or not anyone listens.
-    const info = run.commit(chosen, out, ms);
-    c.onStep?.(info);
+  } finally {
+    runner.release?.();
   }
   return { steps, tokens };
 }

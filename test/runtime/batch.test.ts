@@ -159,7 +159,7 @@ describe('a batch of sequences of different lengths equals each sequence generat
     };
     const setup = { ...s, lowered: build.lowered, runner };
     expectSameAsAlone(await run(setup, prompts, 0), await alone(setup));
-    for (const r of runners) r.destroy();
+    for (const r of runners) r.release();
   });
 
   test('plans whose phases depend on the data put sequences of one batch in different phases', () => {

@@ -29,6 +29,7 @@ interface Api {
   cuCtxSynchronize: Fn;
   cuModuleLoadData: Fn;
   cuModuleGetFunction: Fn;
+  cuModuleUnload: Fn;
   cuFuncSetAttribute: Fn;
   cuMemAlloc: Fn;
   cuMemFree: Fn;
@@ -76,6 +77,7 @@ function bindNow(library: string): Bound {
     cuCtxSynchronize: lib.func('int cuCtxSynchronize(void)'),
     cuModuleLoadData: lib.func('int cuModuleLoadData(_Out_ void **module, const char *image)'),
     cuModuleGetFunction: lib.func('int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)'),
+    cuModuleUnload: lib.func('int cuModuleUnload(void *module)'),
     cuFuncSetAttribute: lib.func('int cuFuncSetAttribute(void *fn, int attrib, int value)'),
     cuMemAlloc: lib.func('int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)'),
     cuMemFree: lib.func('int cuMemFree_v2(uint64_t dptr)'),
@@ -121,6 +123,9 @@ export class CudaDriver implements CudaDevice {
    */
   private staging: { mem: unknown; view: Uint8Array; address: bigint } | undefined;
 
+  /** The module of each loaded entry, for unloading. */
+  private readonly modules = new Map<unknown, unknown>();
+
   private constructor(
     private readonly api: Api,
     private readonly dev: number,
@@ -159,7 +164,14 @@ export class CudaDriver implements CudaDevice {
         this.api.cuFuncSetAttribute(fn[0], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
         'cuFuncSetAttribute',
       );
+    this.modules.set(fn[0], mod[0]);
     return fn[0];
+  }
+  unloadKernel(fn: unknown): void {
+    const mod = this.modules.get(fn);
+    if (mod === undefined) return;
+    this.modules.delete(fn);
+    check(this.api, this.api.cuModuleUnload(mod), 'cuModuleUnload');
   }
   alloc(bytes: number): bigint {
     const p = [0n];

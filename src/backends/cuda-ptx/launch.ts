@@ -26,6 +26,8 @@ export interface CudaDevice {
   readonly computeCapability: readonly [number, number];
   /** Loads a PTX module and returns the handle of its entry `name`. */
   loadKernel(ptx: string, name: string, sharedBytes: number): unknown;
+  /** Unloads the module of an entry that loadKernel returned (a second call does nothing). */
+  unloadKernel(fn: unknown): void;
   alloc(bytes: number): bigint;
   free(ptr: bigint): void;
   upload(dst: bigint, src: ArrayBufferView): void;

@@ -64,12 +64,11 @@ export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
 }
 
 /**
- * Caches and the arena start as 0x7f7f7f7f (3.4e38), so that reading what no kernel wrote shows up
- * as a huge deviation. Not NaN: the attention kernel still reads the V rows of masked keys (which,
- * in block-causal plans, are cache rows of later blocks not written yet) and weighs them by 0, and
- * 0 · NaN would poison a correct result.
+ * Caches and the arena start as NaN (0xff bytes), so that reading what no kernel wrote poisons the
+ * result. The attention kernel skips keys of weight 0 rather than multiplying their V rows by 0,
+ * so the unwritten cache rows of later blocks (block-causal plans) do not reach a correct output.
  */
-const POISON = 0x7f;
+const POISON = 0xff;
 
 /**
  * Runs a plan's launch manifest on a CUDA device, one canvas of at most maxCanvas rows, a stage per
@@ -113,10 +112,13 @@ export class PtxRunner implements StepRunner {
     }
   }
 
+  /** Frees every device allocation and unloads the kernels; the runner is unusable afterwards. */
   release(): void {
     for (const p of this.ptrs.values()) this.device.free(p);
     if (this.bounce !== undefined) this.device.free(this.bounce);
+    for (const fn of this.fns.values()) this.device.unloadKernel(fn);
     this.ptrs.clear();
+    this.fns.clear();
     this.bounce = undefined;
   }
 

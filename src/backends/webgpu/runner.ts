@@ -133,7 +133,7 @@ export class WebGpuRunner implements StepRunner {
     }
   }
 
-  destroy(): void {
+  release(): void {
     for (const b of this.owned) b.destroy();
     for (const b of this.uniforms.values()) b.destroy();
     this.owned.length = 0;

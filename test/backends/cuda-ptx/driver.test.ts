@@ -17,6 +17,7 @@ const lastLaunch = fake.func('void fake_launch(_Out_ uint32_t *dims, _Out_ uint6
 const functionName = fake.func('const char *fake_function(void)');
 const sharedAttribute = fake.func('int fake_shared_attribute(void)');
 const retained = fake.func('int fake_retained(void)');
+const unloaded = fake.func('int fake_unloaded(void)');
 
 describe('CUDA driver bindings (stub libcuda)', () => {
   test('a missing library is reported as no CUDA device, with the reason', () => {
@@ -61,8 +62,13 @@ describe('CUDA driver bindings (stub libcuda)', () => {
     expect(() => cuda.loadKernel(k.ptx, 'kvp_nothing', 0)).toThrow(
       'cuModuleGetFunction(kvp_nothing) failed: CUDA_ERROR_NOT_FOUND',
     );
-    cuda.loadKernel(k.ptx, k.name, 64 * 1024);
+    const fn = cuda.loadKernel(k.ptx, k.name, 64 * 1024);
     expect(sharedAttribute()).toBe(64 * 1024);
+    // Unloading drops the entry's module once; a second unload of the same entry does nothing.
+    const before = unloaded() as number;
+    cuda.unloadKernel(fn);
+    cuda.unloadKernel(fn);
+    expect(unloaded()).toBe(before + 1);
     cuda.close();
   });
 

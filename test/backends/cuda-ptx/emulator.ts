@@ -105,6 +105,11 @@ export class EmulatedDevice implements CudaDevice {
     if (!ptx.includes(`.visible .entry ${name}(`)) throw new EmulatorError(`the module has no entry ${name}`);
     return { name, params: declaredParams(ptx), ptx };
   }
+  /** Entries unloaded so far. */
+  unloaded = 0;
+  unloadKernel(): void {
+    this.unloaded++;
+  }
   alloc(bytes: number): bigint {
     const base = this.next;
     const size = Math.max(bytes, 256);
@@ -334,8 +339,9 @@ export class EmulatedDevice implements CudaDevice {
         }
         let l = 0;
         for (let j = 0; j < nk; j++) {
-          // A masked key weighs 0 but its value row is still read, as in the kernel.
           const p = r(Math.exp((s[j] as number) - m));
+          // A key of weight 0 is skipped, as in the kernel: its value row is not read.
+          if (p === 0) continue;
           l = r(l + p);
           const vo = (kpos[j] as number) * vsr + g * vsh;
           for (let e = 0; e < hd; e++) O[qo + e] = r((O[qo + e] as number) + r(p * (V[vo + e] as number)));

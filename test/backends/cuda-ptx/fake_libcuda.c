@@ -42,6 +42,13 @@ int cuModuleGetFunction(void **fn, void *module, const char *name) {
   *fn = (void *)function_name;
   return 0;
 }
+int unloaded;
+int cuModuleUnload(void *module) {
+  if (module != (void *)module_text) return 400;
+  unloaded++;
+  return 0;
+}
+int fake_unloaded(void) { return unloaded; }
 int cuFuncSetAttribute(void *fn, int attrib, int value) {
   (void)fn;
   if (attrib == 8) shared_attribute = value;

@@ -175,14 +175,16 @@ describe('the runner', () => {
     );
   });
 
-  test('releases every allocation it made', () => {
+  test('releases every allocation it made and unloads its kernels', () => {
     const plan = examplePlan('flashblock');
     const config = modelFor(plan, small);
     const device = new EmulatedDevice();
-    const runner = new PtxRunner(buildPtx(plan, config, 16), randomWeights(config, 3), 16, device);
+    const build = buildPtx(plan, config, 16);
+    const runner = new PtxRunner(build, randomWeights(config, 3), 16, device);
     expect(device.allocations).toBeGreaterThan(0);
     runner.release();
     expect(device.allocations).toBe(0);
+    expect(device.unloaded).toBe(build.render.files.size);
   });
 });
 
