@@ -64,11 +64,13 @@ export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
 }
 
 /**
- * Caches and the arena start as NaN (0xff bytes), so that reading what no kernel wrote poisons the
- * result. The attention kernel skips keys of weight 0 rather than multiplying their V rows by 0,
- * so the unwritten cache rows of later blocks (block-causal plans) do not reach a correct output.
+ * Caches and the arena start as 0x7f7f7f7f (3.4e38), so that reading what no kernel wrote shows up
+ * as a huge deviation. Not NaN: the attention kernel still reads the V rows of masked keys (which,
+ * in block-causal plans, are cache rows of later blocks not written yet) and weighs them by 0, and
+ * 0 · NaN would poison a correct result. Skipping those keys instead costs a predicate in the P·V
+ * loop, which made ptxas spill in some variants (tried; see docs/ptx-backend.md).
  */
-const POISON = 0xff;
+const POISON = 0x7f;
 
 /**
  * Runs a plan's launch manifest on a CUDA device, one canvas of at most maxCanvas rows, a stage per

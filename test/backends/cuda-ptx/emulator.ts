@@ -339,9 +339,8 @@ export class EmulatedDevice implements CudaDevice {
         }
         let l = 0;
         for (let j = 0; j < nk; j++) {
+          // A masked key weighs 0 but its value row is still read, as in the kernel.
           const p = r(Math.exp((s[j] as number) - m));
-          // A key of weight 0 is skipped, as in the kernel: its value row is not read.
-          if (p === 0) continue;
           l = r(l + p);
           const vo = (kpos[j] as number) * vsr + g * vsh;
           for (let e = 0; e < hd; e++) O[qo + e] = r((O[qo + e] as number) + r(p * (V[vo + e] as number)));

@@ -401,19 +401,15 @@ export function attentionKernel(o: AttentionOptions): GeneratedKernel {
   x.comment('o += P V over the tile; this thread owns chunks pt, pt+4, ...');
   const pv = x.fs(4);
   const vv = x.fs(4);
-  // A key of weight 0 (masked, or past the list) is skipped, not multiplied by 0: its V row may be
-  // a cache row nothing has written yet, and 0 · NaN would poison the output.
-  const zero = x.p();
   for (let jj = 0; jj < ATT_KEYS / 4; jj++) {
     x.i(`ld.shared.v4.f32 {${pv.join(', ')}}, [${pAddr}+${jj * 16}]`);
     for (let js = 0; js < 4; js++) {
       const j = jj * 4 + js;
-      x.i(`setp.eq.f32 ${zero}, ${pv[js]}, 0f00000000`);
       for (let mc = 0; mc < nch; mc++) {
-        x.at(`!${zero}`, `ld.shared.v4.f32 {${vv.join(', ')}}, [${vAddr}+${j * ROW + mc * 64}]`);
+        x.i(`ld.shared.v4.f32 {${vv.join(', ')}}, [${vAddr}+${j * ROW + mc * 64}]`);
         for (let e = 0; e < 4; e++) {
           const a = acc[mc * 4 + e] as string;
-          x.at(`!${zero}`, `fma.rn.f32 ${a}, ${pv[js]}, ${vv[e]}, ${a}`);
+          x.i(`fma.rn.f32 ${a}, ${pv[js]}, ${vv[e]}, ${a}`);
         }
       }
     }
