@@ -140,19 +140,15 @@ async function compileAndRun(text: string, r: PageResult): Promise<void> {
   const gen = { config, weights, prompt, genLen: setup.genLen, seed: setup.seed, compare: true };
   const infos: StepInfo[] = [];
   t = performance.now();
-  let runner: WebGpuRunner | undefined;
+  // simulateGeneration releases the runner it makes when the generation ends.
   const result = await simulateGeneration(plan, build.lowered, {
     ...gen,
-    runner: (n) => {
-      runner = new WebGpuRunner(build, weights, n, device);
-      return runner;
-    },
+    runner: (n) => new WebGpuRunner(build, weights, n, device),
     onStep: (s) => {
       infos.push(s);
       status(`step ${s.step} (${s.phase}): rows per layer ${s.rows.join('/')}, ${s.ms.toFixed(1)} ms`);
     },
   });
-  runner?.destroy();
   r.ran = true;
   r.steps = result.steps.length;
   r.msPerStep = infos.reduce((s, i) => s + i.ms, 0) / Math.max(1, infos.length);
