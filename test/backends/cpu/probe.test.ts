@@ -6,6 +6,8 @@ import { describe, expect, test } from 'vitest';
 import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { createRng, randomWeights } from '../../../src/model/weights.ts';
+import { generate } from '../../../src/runtime/generate.ts';
+import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { InterpretedProbe, type ProbeOutput } from '../../../src/runtime/probe.ts';
 import { backendConfigs, examplePlan } from '../../runtime/support.ts';
 import { EPS32, expectClose } from '../../support/float32.ts';
@@ -69,3 +71,44 @@ describe.each(backendConfigs.map((c) => [c.name, c] as const))(
     });
   },
 );
+
+test('generation on the CPU backend measures scores with the compiled probe (a batch of two)', async () => {
+  // d2Cache ranks rows by rollout every step, dLLM-Cache by value drift at every layer above 0.
+  for (const [name, output] of [
+    ['d2cache', 'mass'],
+    ['dllm-cache', 'v'],
+  ] as const) {
+    const plan = examplePlan(name);
+    const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+    const weights = randomWeights(config, 5);
+    const prompts = [Int32Array.from([3, 1, 4]), Int32Array.from([2, 7, 1, 8, 2])];
+    const build = buildCpu(
+      plan,
+      config,
+      prompts.reduce((a, p) => a + p.length + 8, 0),
+    );
+    const calls: ProbeOutput[] = [];
+    const runner = (L: number) => {
+      const r = new CpuRunner(build, weights, L);
+      const compiled = r.probe;
+      // An own property shadows the runner's getter: the compiled probe, counted.
+      return Object.defineProperty(r, 'probe', {
+        value: {
+          measure: (...args: Parameters<typeof compiled.measure>) => {
+            calls.push(args[0]);
+            return compiled.measure(...args);
+          },
+        },
+      });
+    };
+    await generate({
+      model: { config, weights },
+      plan,
+      lowered: build.lowered,
+      prompts,
+      genLength: 8,
+      runner,
+    });
+    expect(calls.filter((c) => c === output).length, name).toBeGreaterThan(0);
+  }
+});
