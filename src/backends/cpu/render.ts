@@ -63,6 +63,48 @@ interface Lazy {
   readonly rows: string;
 }
 
+/** A cache overlaid with fresh rows whose result is written back to the same cache at `writes`. */
+interface Overlay {
+  /** The C flag that says, at run time, that every fresh row is also written. */
+  readonly flag: string;
+  /** The cache_write that stores the overlay's rows back. */
+  readonly write: Instr;
+}
+
+/**
+ * Overlays `scatter(cache_read(R), rows, fresh)` whose only write-back is
+ * `cache_write(R, writes, gather(overlay, writes))`, with no other read or write of R in the stage.
+ * When rows ⊆ writes at run time (every plan that caches what it computes), writing the fresh rows
+ * into R first and reading R in place gives the same values as copying R whole into the arena,
+ * overlaying and writing back: the copy of the whole cache (a canvas of K or V per layer) is saved.
+ */
+function inPlaceOverlays(stage: Stage): Map<number, Overlay> {
+  const byResult = new Map<number, Instr>();
+  for (const ins of stage.body) for (const r of ins.results) byResult.set(r.id, ins);
+  const touches = new Map<string, Instr[]>();
+  for (const ins of stage.body)
+    if (ins.op === 'cache_read' || ins.op === 'cache_write') {
+      const r = String(ins.attrs.resource);
+      touches.set(r, [...(touches.get(r) ?? []), ins]);
+    }
+  const found = new Map<number, Overlay>();
+  for (const ins of stage.body) {
+    if (ins.op !== 'scatter') continue;
+    const base = byResult.get((ins.args[0] as Value).id);
+    if (base?.op !== 'cache_read') continue;
+    const all = touches.get(String(base.attrs.resource)) ?? [];
+    const writes = all.filter((t) => t.op === 'cache_write');
+    const write = writes[0];
+    if (all.length !== 2 || !write) continue;
+    const src = byResult.get((write.args[1] as Value).id);
+    const result = ins.results[0] as Value;
+    const sameList = (src?.args[1] as Value | undefined)?.id === (write.args[0] as Value).id;
+    if (src?.op !== 'gather' || (src.args[0] as Value).id !== result.id || !sameList) continue;
+    found.set(result.id, { flag: `inplace_${result.id}`, write });
+  }
+  return found;
+}
+
 class Renderer {
   readonly slots = new Map<string, Slot>();
   readonly sizes: string[] = ['L'];
@@ -189,6 +231,7 @@ class Renderer {
       throw new RenderError(`no location for %${v.id}`);
     };
     const rows = (v: Value) => this.dim(shapeOf(v.type)[0] as Dim);
+    const overlays = inPlaceOverlays(stage);
     for (const k of kp.kernels.filter((x) => x.stage === stage.name)) {
       let scratch = scratchBase;
       const store = (v: Value): string => {
@@ -215,7 +258,19 @@ class Renderer {
         // A view folded into an earlier kernel is already there; effects (cache writes) always run.
         const known = ins.results.length > 0 && ins.results.every((r) => loc.has(r.id) || lazy.has(r.id));
         if (known) continue;
-        this.renderInstr(ins, { lines, loc, lazy, packedOf, store, plain, ptr, idList, rows, k: k.writes });
+        this.renderInstr(ins, {
+          lines,
+          loc,
+          lazy,
+          packedOf,
+          store,
+          plain,
+          ptr,
+          idList,
+          rows,
+          k: k.writes,
+          overlays,
+        });
       }
       // Values other kernels read must sit in their planned place.
       for (const ins of k.instrs)
@@ -245,6 +300,7 @@ class Renderer {
       idList: (v: Value) => string;
       rows: (v: Value) => string;
       k: readonly string[];
+      overlays: ReadonlyMap<number, Overlay>;
     },
   ): void {
     const cfg = this.config;
@@ -275,8 +331,9 @@ class Renderer {
         const res = `((float *)S[${this.slot(String(ins.attrs.resource), 'persistent', 0).index}])`;
         const g = c.lazy.get((a1 as Value).id);
         const src = g ? `${g.base}, ${g.rows}` : `${c.plain(a1 as Value)}, 0`;
+        const overlay = [...c.overlays.values()].find((o) => o.write === ins);
         emit(
-          `kv_copy_rows(${c.rows(a1 as Value)}, ${w(a1 as Value)}, ${src}, ${res}, ${c.idList(a0 as Value)});`,
+          `${overlay ? `if (!${overlay.flag}) ` : ''}kv_copy_rows(${c.rows(a1 as Value)}, ${w(a1 as Value)}, ${src}, ${res}, ${c.idList(a0 as Value)});`,
         );
         return;
       }
@@ -284,11 +341,24 @@ class Renderer {
         emit(`kv_embed(${c.rows(r0)}, ${w(r0)}, ${c.ptr(a0 as Value)}, ${c.idList(a1 as Value)}, ${out()});`);
         return;
       case 'scatter': {
-        const o = out();
-        emit(`memcpy(${o}, ${c.plain(a0 as Value)}, sizeof(float) * (size_t)${L} * ${w(r0)});`);
+        const overlay = c.overlays.get(r0.id);
+        const fresh = `${c.rows(a2 as Value)}, ${w(r0)}, ${c.plain(a2 as Value)}, 0`;
+        if (!overlay) {
+          const o = out();
+          emit(`memcpy(${o}, ${c.plain(a0 as Value)}, sizeof(float) * (size_t)${L} * ${w(r0)});`);
+          emit(`kv_copy_rows(${fresh}, ${o}, ${c.idList(a1 as Value)});`);
+          return;
+        }
+        const cache = c.plain(a0 as Value);
+        const write = overlay.write.args[0] as Value;
+        const o = `overlay_${r0.id}`;
         emit(
-          `kv_copy_rows(${c.rows(a2 as Value)}, ${w(r0)}, ${c.plain(a2 as Value)}, 0, ${o}, ${c.idList(a1 as Value)});`,
+          `const int ${overlay.flag} = kv_rows_within(${c.rows(a2 as Value)}, ${c.idList(a1 as Value)}, ${c.rows(write)}, ${c.idList(write)}, ${L});`,
         );
+        emit(`float *${o} = ${overlay.flag} ? ${cache} : ${c.store(r0)};`);
+        emit(`if (!${overlay.flag}) memcpy(${o}, ${cache}, sizeof(float) * (size_t)${L} * ${w(r0)});`);
+        emit(`kv_copy_rows(${fresh}, ${o}, ${c.idList(a1 as Value)});`);
+        c.loc.set(r0.id, o);
         return;
       }
       case 'place': {

@@ -96,6 +96,22 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     expect(p.getThreads()).toBe(2);
   });
 
+  test('kv_rows_within: rows all among writes, as sets (order and duplicates aside)', () => {
+    const within = p.lib.func(
+      'int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L)',
+    ) as (n: number, r: Int32Array, nw: number, w: Int32Array, L: number) => number;
+    const ask = (rows: number[], writes: number[]) =>
+      within(rows.length, Int32Array.from(rows), writes.length, Int32Array.from(writes), 16) === 1;
+    expect(ask([], [])).toBe(true);
+    expect(ask([3, 5], [3, 5])).toBe(true);
+    expect(ask([5, 3], [1, 3, 4, 5])).toBe(true);
+    expect(ask([3, 5], [3])).toBe(false);
+    expect(ask([3, 6], [3, 5])).toBe(false);
+    expect(ask([3, 3, 5], [5, 3, 9])).toBe(true);
+    expect(ask([20], [20])).toBe(true); // the same list, whatever it holds
+    expect(ask([20, 3], [3, 20, 1])).toBe(false); // outside the canvas: never in place
+  });
+
   // -------------------------------------------------------------------------------------------
   describe('gemm', () => {
     const sizes = [1, 3, 8, 17, 64, 100];

@@ -765,3 +765,17 @@ void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, f
     memmove(dst + (int64_t)(dst_rows ? dst_rows[i] : i) * width, src + (int64_t)(src_rows ? src_rows[i] : i) * width,
             sizeof(float) * width);
 }
+
+int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L) {
+  if (n <= 0) return 1;
+  if (n == nw && memcmp(rows, writes, sizeof(int32_t) * (size_t)n) == 0) return 1;
+  if (n > nw || L <= 0) return 0;
+  unsigned char *mark = calloc((size_t)L, 1);
+  if (!mark) return 0;
+  for (int i = 0; i < nw; i++)
+    if (writes[i] >= 0 && writes[i] < L) mark[writes[i]] = 1;
+  int all = 1;
+  for (int i = 0; i < n && all; i++) all = rows[i] >= 0 && rows[i] < L && mark[rows[i]];
+  free(mark);
+  return all;
+}

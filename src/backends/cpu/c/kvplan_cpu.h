@@ -61,6 +61,9 @@ void kv_add(int64_t n, const float *a, const float *b, float *out);
 /* out[i] = table[ids[i]], rows of d floats. */
 void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out);
 
+/* Whether every one of the n rows is among the nw rows of writes (canvas rows below L). */
+int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L);
+
 /* dst[dst_rows ? dst_rows[i] : i] = src[src_rows ? src_rows[i] : i], n rows of width floats. */
 void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows);
 
