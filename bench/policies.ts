@@ -57,22 +57,17 @@ function probeFlops(c: ModelConfig, output: ProbeOutput, L: number, queries: num
   return q + kv + scores;
 }
 
-/** A runner whose score probes report their FLOPs. */
-function countingProbes(inner: StepRunner, config: ModelConfig, count: (flops: number) => void): StepRunner {
-  const probe = inner.probe;
-  const counted: Probe | undefined = probe && {
+/** The runner, its score probes reporting their FLOPs (an own property shadows the runner's getter). */
+function countingProbes(runner: StepRunner, config: ModelConfig, count: (flops: number) => void): StepRunner {
+  const probe = runner.probe;
+  if (!probe) return runner;
+  const counted: Probe = {
     measure(output, layer, h, queries, blocks) {
       count(probeFlops(config, output, h.shape[0] as number, queries.length));
       return probe.measure(output, layer, h, queries, blocks);
     },
   };
-  return {
-    embed: (program, canvas, read) => inner.embed(program, canvas, read),
-    layer: (program, layer, lists, read) => inner.layer(program, layer, lists, read),
-    head: (program, out) => inner.head(program, out),
-    kvValues: (layer) => inner.kvValues(layer),
-    ...(counted ? { probe: counted } : {}),
-  };
+  return Object.defineProperty(runner, 'probe', { value: counted });
 }
 
 function examplePlans(block: number, only: readonly string[] | undefined): CheckedPlan[] {

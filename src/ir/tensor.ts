@@ -15,20 +15,28 @@ export interface HostInts {
 
 export type RuntimeValue = HostTensor | HostInts | Int32Array;
 
+const float32Forms = new WeakMap<HostTensor, Float32Array>();
+
 /**
- * A tensor whose float64 data is made on first read (and kept): hidden states that runners hand
- * out every layer for scores that may never read them.
+ * A tensor a float32 backend hands out (hidden states, every layer, for scores that may never read
+ * them): held as float32, widened to float64 data only on first read. Compiled consumers take the
+ * float32 form itself (float32Of) and skip the round trip.
  */
-export function lazyTensor(shape: readonly number[], make: () => Float64Array): HostTensor {
-  let data: Float64Array | undefined;
-  return {
+export function float32Tensor(shape: readonly number[], narrow: Float32Array): HostTensor {
+  let wide: Float64Array | undefined;
+  const t: HostTensor = {
     shape: [...shape],
     get data() {
-      data ??= make();
-      return data;
+      wide ??= new Float64Array(narrow);
+      return wide;
     },
   };
+  float32Forms.set(t, narrow);
+  return t;
 }
+
+/** The float32 data a tensor was made from by float32Tensor, if it was. */
+export const float32Of = (t: HostTensor): Float32Array | undefined => float32Forms.get(t);
 
 export const isIndexList = (v: RuntimeValue): v is Int32Array => v instanceof Int32Array;
 export const isHostTensor = (v: RuntimeValue): v is HostTensor =>

@@ -1,5 +1,5 @@
 import { type LoweredPlan, positionsInput } from '../ir/lower.ts';
-import { type HostTensor, lazyTensor } from '../ir/tensor.ts';
+import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
 import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
@@ -16,10 +16,13 @@ export interface BatchMember {
 /** Rows [offset, offset + length) of a row-major tensor (a view, not a copy). */
 export function rowsOf(t: HostTensor, offset: number, length: number): HostTensor {
   const width = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  // Lazy, so that slicing a lazily widened hidden state does not widen it.
-  return lazyTensor([length, ...t.shape.slice(1)], () =>
-    t.data.subarray(offset * width, (offset + length) * width),
-  );
+  const shape = [length, ...t.shape.slice(1)];
+  const range = [offset * width, (offset + length) * width] as const;
+  // A float32 tensor stays one, so that slicing it does not widen it.
+  const narrow = float32Of(t);
+  return narrow
+    ? float32Tensor(shape, narrow.subarray(...range))
+    : { shape, data: t.data.subarray(...range) };
 }
 
 function concat(parts: readonly Int32Array[]): Int32Array {

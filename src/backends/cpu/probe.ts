@@ -1,5 +1,5 @@
 import { queryKey } from '../../ir/attention.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { float32Of, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Probe, ProbeOutput } from '../../runtime/probe.ts';
 import type { Primitives } from './primitives.ts';
@@ -53,7 +53,7 @@ export class CpuProbe implements Probe {
     const L = h.shape[0] as number;
     const xn = new Float32Array(L * c.dModel);
     const norm = this.weight(`model.layers.${layer}.input_layernorm.weight`).floats;
-    this.prims.rmsnorm(L, c.dModel, new Float32Array(h.data), null, norm, c.normEps, xn);
+    this.prims.rmsnorm(L, c.dModel, float32Of(h) ?? new Float32Array(h.data), null, norm, c.normEps, xn);
     if (output === 'v') {
       const v = this.project(xn, L, layer, 'v_proj', c.kvHeads, null);
       return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(v) };

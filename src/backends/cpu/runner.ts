@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import { type HostTensor, lazyTensor } from '../../ir/tensor.ts';
+import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
@@ -114,9 +114,8 @@ export class CpuRunner implements StepRunner {
   private hidden(): HostTensor {
     const d = this.build.lowered.config.dModel;
     const at = this.carried();
-    // Copied now (the arena moves on), widened to float64 only if a score reads it.
-    const narrow = this.arena.slice(at, at + this.L * d);
-    return lazyTensor([this.L, d], () => new Float64Array(narrow));
+    // Copied now: the arena moves on.
+    return float32Tensor([this.L, d], this.arena.slice(at, at + this.L * d));
   }
 
   private carried(): number {

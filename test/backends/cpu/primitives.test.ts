@@ -315,36 +315,44 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       };
     }
 
+    /**
+     * The float32 eager scores of query row i, head h over the case's keys, into s (-Infinity for a
+     * masked key); returns their maximum.
+     */
+    function eagerScores(t: Case, i: number, h: number, s: Float64Array): number {
+      const { nk, heads, kvh, hd, scale, q, kc, qpos, kpos, blocks, seqs } = t;
+      const g = Math.floor(h / (heads / kvh));
+      const qo = (i * heads + h) * hd;
+      let m = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < nk; j++) {
+        const kp = kpos[j] as number;
+        const qp = qpos[i] as number;
+        if ((blocks && (blocks[kp] as number) > (blocks[qp] as number)) || (seqs && seqs[kp] !== seqs[qp])) {
+          s[j] = Number.NEGATIVE_INFINITY;
+          continue;
+        }
+        let dot = 0;
+        for (let d = 0; d < hd; d++)
+          dot = f32(dot + f32((q[qo + d] as number) * (kc[(kp * kvh + g) * hd + d] as number)));
+        const x = f32(dot * f32(scale));
+        s[j] = x;
+        if (x > m) m = x;
+      }
+      return m;
+    }
+
     /** float32 eager attention: every operation rounded to float32, no online rescaling. */
     function eager32(t: Case): { o: Float64Array; lse: Float64Array } {
-      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, seqs } = t;
+      const { nq, nk, heads, kvh, hd, vc, kpos } = t;
       const group = heads / kvh;
       const o = new Float64Array(nq * heads * hd);
       const lse = new Float64Array(nq * heads);
       const s = new Float64Array(nk);
-      const sc = f32(scale);
       for (let i = 0; i < nq; i++)
         for (let h = 0; h < heads; h++) {
           const g = Math.floor(h / group);
           const qo = (i * heads + h) * hd;
-          let m = Number.NEGATIVE_INFINITY;
-          for (let j = 0; j < nk; j++) {
-            const kp = kpos[j] as number;
-            const qp = qpos[i] as number;
-            if (
-              (blocks && (blocks[kp] as number) > (blocks[qp] as number)) ||
-              (seqs && seqs[kp] !== seqs[qp])
-            ) {
-              s[j] = Number.NEGATIVE_INFINITY;
-              continue;
-            }
-            let dot = 0;
-            for (let d = 0; d < hd; d++)
-              dot = f32(dot + f32((q[qo + d] as number) * (kc[(kp * kvh + g) * hd + d] as number)));
-            const x = f32(dot * sc);
-            s[j] = x;
-            if (x > m) m = x;
-          }
+          const m = eagerScores(t, i, h, s);
           if (m === Number.NEGATIVE_INFINITY) {
             lse[i * heads + h] = m;
             continue;
@@ -420,27 +428,10 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         // Eager float32: scores, exponentials and each row's normaliser rounded to float32, the
         // probabilities summed over rows in float64 as the kernel does.
         const eager = new Float64Array(nk);
-        const group = heads / kvh;
         const sc = new Float64Array(nk);
         for (let i = 0; i < nq; i++)
           for (let h = 0; h < heads; h++) {
-            const g = Math.floor(h / group);
-            let m = Number.NEGATIVE_INFINITY;
-            for (let j = 0; j < nk; j++) {
-              const kp = kpos[j] as number;
-              if (blocks && (blocks[kp] as number) > (blocks[qpos[i] as number] as number)) {
-                sc[j] = Number.NEGATIVE_INFINITY;
-                continue;
-              }
-              let dot = 0;
-              for (let d = 0; d < hd; d++)
-                dot = f32(
-                  dot +
-                    f32((q[(i * heads + h) * hd + d] as number) * (kc[(kp * kvh + g) * hd + d] as number)),
-                );
-              sc[j] = f32(dot * f32(scale));
-              if ((sc[j] as number) > m) m = sc[j] as number;
-            }
+            const m = eagerScores(t, i, h, sc);
             if (m === Number.NEGATIVE_INFINITY) continue;
             let sum = 0;
             for (let j = 0; j < nk; j++) {

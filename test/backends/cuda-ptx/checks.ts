@@ -14,7 +14,7 @@ import { type CudaDevice, type KernelArg, packParams } from '../../../src/backen
 import { buildPtx, PtxRunner } from '../../../src/backends/cuda-ptx/runner.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
-import { randomWeights } from '../../../src/model/weights.ts';
+import { createRng, type Rng, randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
@@ -22,6 +22,7 @@ import type { StepRunner } from '../../../src/runtime/runner.ts';
 import { type GenerationResult, simulateGeneration } from '../../../src/runtime/simulate.ts';
 import { float32Budget } from '../../../src/runtime/verify.ts';
 import { examplePlan } from '../../runtime/support.ts';
+import { derivedBound, maxError } from '../../support/bounds.ts';
 import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';
 
 export interface Comparison {
@@ -34,48 +35,21 @@ export interface Comparison {
   readonly ok: boolean;
 }
 
-const EPS32 = 2 ** -24;
-
-function maxError(x: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let e = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const r = ref[i] as number;
-    if (!Number.isFinite(r)) continue;
-    const d = Math.abs((x[i] as number) - r);
-    if (!(d <= e)) e = d;
-  }
-  return e;
-}
-
 export function compare(
   label: string,
   got: ArrayLike<number>,
   ref: ArrayLike<number>,
   eager: ArrayLike<number>,
 ): Comparison {
-  let scale = 0;
   let mismatched = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const r = ref[i] as number;
-    if (Number.isFinite(r)) scale = Math.max(scale, Math.abs(r));
-    else if (got[i] !== r) mismatched++;
-  }
-  const bound = 4 * maxError(eager, ref) + 4 * EPS32 * scale;
+  for (let i = 0; i < ref.length; i++)
+    if (!Number.isFinite(ref[i] as number) && got[i] !== ref[i]) mismatched++;
+  const bound = derivedBound(ref, eager);
   const error = maxError(got, ref);
   return { label, error, bound, mismatched, ok: error <= bound && mismatched === 0 };
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const floats = (r: () => number, n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1);
+const floats = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform() * 2 - 1);
 
 /** One kernel launch on device buffers; returns the outputs read back. */
 type Launcher = (device: CudaDevice) => Float32Array[];
@@ -127,12 +101,12 @@ export interface PrimitiveCase {
 
 /** C = A[rows] · W + bias through the GEMM path, W k-major [K][N]; inputs rounded as the path rounds them. */
 export function gemmCase(path: GemmPath, m: number, n: number, k: number, seed: number): PrimitiveCase {
-  const r = rng(seed);
+  const r = createRng(seed);
   const src = m + 11;
   const a = floats(r, src * k);
   const w = floats(r, k * n);
   const bias = floats(r, n);
-  const rows = Int32Array.from({ length: m }, () => Math.floor(r() * src));
+  const rows = Int32Array.from({ length: m }, () => Math.floor(r.uniform() * src));
   const round = path === 'mma-f16' ? roundF16 : path === 'mma-bf16' ? roundBf16 : (x: number) => x;
   const ar = Float64Array.from(a, round);
   const wr = Float64Array.from(w, round);
@@ -166,7 +140,7 @@ export function attentionCase(
   seed: number,
   sequences = false,
 ): PrimitiveCase {
-  const r = rng(seed);
+  const r = createRng(seed);
   const L = 160;
   const nq = 37;
   const qpos = Int32Array.from({ length: nq }, (_, i) => (i * 4) % L);
@@ -188,7 +162,9 @@ export function attentionCase(
   const opts = { scale, mask: 'block_causal' as const, blocks, seqs, heads, kvHeads: kvh, headDim: hd };
   let ref = attentionPartial(Float64Array.from(q), gather(kc), gather(vc), qpos, kpos, opts);
   const prevO = floats(r, nq * heads * hd);
-  const prevL = Float32Array.from({ length: nq * heads }, (_, i) => (i % 5 === 0 ? -Infinity : r() * 4 - 2));
+  const prevL = Float32Array.from({ length: nq * heads }, (_, i) =>
+    i % 5 === 0 ? -Infinity : r.uniform() * 4 - 2,
+  );
   if (merge) ref = mergePartials(ref.o, ref.lse, Float64Array.from(prevO), Float64Array.from(prevL), hd);
   const group = heads / kvh;
   const run = launcher(
