@@ -2,11 +2,15 @@ import type { Command } from 'commander';
 import { checkSource } from '../dsl/check.ts';
 import { formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
 import { parsePlanText } from '../dsl/front.ts';
+import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap } from '../dsl/source.ts';
 import { collectSetting, Exit, type Io, readPlanFile, worstExit } from './io.ts';
+import { loadModelConfig } from './plans.ts';
 
 export interface CheckCommandOptions {
   readonly set?: Map<string, string>;
+  /** A model (preset or JSON file) to hold layer scopes against; mismatches are warnings. */
+  readonly config?: string;
 }
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -14,6 +18,8 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 /** `kvplan check`: parses and checks each file; one summary line per plan (or per failed file). */
 export function runCheck(paths: readonly string[], options: CheckCommandOptions, io: Io): number {
   const overrides: ReadonlyMap<string, string> = options.set ?? new Map();
+  const config = options.config === undefined ? undefined : loadModelConfig(options.config, io);
+  if (options.config !== undefined && !config) return Exit.usage;
   const codes: number[] = [];
   // Parameter names declared in the files read; complete while every file was read and parsed.
   const declared = new Set<string>();
@@ -36,6 +42,13 @@ export function runCheck(paths: readonly string[], options: CheckCommandOptions,
       io.out(`error  ${path}  ${plural(n, 'error')}\n`);
       codes.push(Exit.failed);
       continue;
+    }
+    if (config) {
+      // The checker knows no model; which layers exist is only known here.
+      const depth = result.plans.flatMap((p) =>
+        layerScopeDiagnostics(p, config.layers, config.name, 'warning'),
+      );
+      for (const d of depth) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
     }
     if (result.plans.length === 0) io.out(`ok  ${path}  (no plans)\n`);
     for (const { plan, classification } of result.plans) {
@@ -62,6 +75,10 @@ export function registerCheck(program: Command, io: Io, setExit: (code: number) 
       '--set <name=value>',
       'override a parameter of every plan that declares it (repeatable)',
       collectSetting,
+    )
+    .option(
+      '--config <preset|file.json>',
+      'a model configuration: warn about layer scopes that select none of its layers',
     )
     .addHelpText(
       'after',

@@ -15,7 +15,7 @@ import type { Target } from '../passes/state.ts';
 import { type SampleState, sampleStates } from '../runtime/sample.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
-import { loadModelConfig, loadPlans } from './plans.ts';
+import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
 
 export interface CompileCommandOptions {
   readonly set?: Map<string, string>;
@@ -161,7 +161,12 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
   if (!config) return Exit.usage;
   const target = o.target as Target;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
-  for (const { checked } of plans) {
+  for (const p of plans) {
+    if (!fitsModelDepth(p, config, io)) {
+      codes.push(Exit.failed);
+      continue;
+    }
+    const checked = p.checked;
     const genLen = Math.max(genArg, blockLength(checked, genArg));
     const compiled = compilePlan(checked, config, {
       target,

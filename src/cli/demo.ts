@@ -4,9 +4,10 @@ import { bundledPlansDir } from '../eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { BackendUnavailable, isRunBackend, runBackends } from '../runtime/prepare.ts';
+import { DecodeStalled } from '../runtime/simulate.ts';
 import { openModelFor, percent } from './eval.ts';
 import { Exit, type Io } from './io.ts';
-import { loadPlans } from './plans.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 import { fmt, table } from './table.ts';
 
 export interface DemoCommandOptions {
@@ -68,7 +69,11 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   }
   const model = openModelFor(o.model, io);
   if (!model) return Exit.failed;
-  const { plans, codes } = loadPlans(examplePlanFiles(o.plans ?? bundledPlansDir()), new Map(), io);
+  const loaded = loadPlans(examplePlanFiles(o.plans ?? bundledPlansDir()), new Map(), io);
+  const codes = [...loaded.codes];
+  // A plan whose layer rules miss the model's layers is reported and left out of the table.
+  const plans = loaded.plans.filter((p) => fitsModelDepth(p, model.config, io));
+  if (plans.length < loaded.plans.length) codes.push(Exit.failed);
   if (plans.length === 0) {
     io.err(`kvplan: no plans in ${o.plans ?? bundledPlansDir()}\n`);
     return Math.max(Exit.failed, ...codes);
@@ -108,7 +113,8 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.out(`${suiteTable(rows)}\n`);
     return Math.max(Exit.ok, ...codes);
   } catch (e) {
-    if (!(e instanceof BackendUnavailable || e instanceof CompilerError)) throw e;
+    if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof DecodeStalled))
+      throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }

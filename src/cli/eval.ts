@@ -12,10 +12,10 @@ import {
   prepareBackend,
   runBackends,
 } from '../runtime/prepare.ts';
-import { blockLength } from '../runtime/simulate.ts';
+import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
-import { loadPlans } from './plans.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface EvalCommandOptions {
   readonly model?: string;
@@ -80,8 +80,10 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
   const model = openModelFor(o.model, io);
   if (!model) return Exit.failed;
   const { plans, codes } = loadPlans([o.plan], o.set ?? new Map(), io);
-  const plan = plans[0]?.checked;
-  if (!plan) return Math.max(Exit.failed, ...codes);
+  const loaded = plans[0];
+  if (!loaded) return Math.max(Exit.failed, ...codes);
+  if (!fitsModelDepth(loaded, model.config, io)) return Exit.failed;
+  const plan = loaded.checked;
   const fit = planOnModel(plan, model.config);
   if (!fit.ok) {
     io.err(`kvplan: ${fit.error}\n`);
@@ -139,7 +141,14 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     } else io.out(report(result, o.backend, model.config.name));
     return Exit.ok;
   } catch (e) {
-    if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof TokenizerError))
+    if (
+      !(
+        e instanceof BackendUnavailable ||
+        e instanceof CompilerError ||
+        e instanceof TokenizerError ||
+        e instanceof DecodeStalled
+      )
+    )
       throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;

@@ -10,7 +10,7 @@ import { compilePlan } from '../passes/compile.ts';
 import { type SampleState, sampleStates } from '../runtime/sample.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
-import { loadModelConfig, loadPlans } from './plans.ts';
+import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
 
 export interface ExplainCommandOptions {
   readonly set?: Map<string, string>;
@@ -81,7 +81,10 @@ export function runExplain(paths: readonly string[], o: ExplainCommandOptions, i
   const config = loadModelConfig(o.config, io);
   if (!config) return Exit.usage;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
-  for (const { path, checked } of plans) io.out(explainPlan(path, checked, config, o.ir));
+  for (const p of plans) {
+    if (fitsModelDepth(p, config, io)) io.out(explainPlan(p.path, p.checked, config, o.ir));
+    else codes.push(Exit.failed);
+  }
   return worstExit(codes);
 }
 

@@ -10,10 +10,10 @@ import {
   prepareBackend,
   runBackends,
 } from '../runtime/prepare.ts';
-import { blockLength } from '../runtime/simulate.ts';
+import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
 import { answerText, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
-import { loadPlans } from './plans.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface GenerateCommandOptions {
   readonly model: string;
@@ -60,8 +60,10 @@ export async function runGenerate(
   }
   const { tokenizer } = model;
   const { plans, codes } = loadPlans([o.plan], overrides, io);
-  const plan = plans[0]?.checked;
-  if (!plan) return Math.max(Exit.failed, ...codes);
+  const loaded = plans[0];
+  if (!loaded) return Math.max(Exit.failed, ...codes);
+  if (!fitsModelDepth(loaded, model.config, io)) return Exit.failed;
+  const plan = loaded.checked;
   let prompt: Int32Array;
   try {
     prompt = tokenizer.encode(o.prompt);
@@ -87,7 +89,7 @@ export async function runGenerate(
   }
   let committed = 0;
   const eos = tokenizer.eosTokenId;
-  const result = await generate({
+  const run = generate({
     model: { config: prepared.config, weights: model.weights },
     plan,
     lowered: prepared.lowered,
@@ -114,6 +116,14 @@ export async function runGenerate(
       }
     },
   });
+  let result: Awaited<typeof run>;
+  try {
+    result = await run;
+  } catch (e) {
+    if (!(e instanceof DecodeStalled)) throw e;
+    io.err(`${isTty && !o.trace ? '\n' : ''}kvplan: ${e.message}\n`);
+    return Exit.failed;
+  }
   if (isTty && !o.trace) io.err('\n');
   const seq = result.sequences[0];
   if (!seq) return Exit.internal;

@@ -1,11 +1,13 @@
 import { type CheckedPlan, checkSource } from '../dsl/check.ts';
-import { formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
-import { LineMap } from '../dsl/source.ts';
+import { byPosition, formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
+import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
+import { LineMap, type SourceFile } from '../dsl/source.ts';
 import { ConfigError, loadConfig, type ModelConfig } from '../model/config.ts';
 import { Exit, type Io, readPlanFile } from './io.ts';
 
 export interface LoadedPlan {
   readonly path: string;
+  readonly file: SourceFile;
   readonly checked: CheckedPlan;
 }
 
@@ -31,9 +33,21 @@ export function loadPlans(
       codes.push(Exit.failed);
       continue;
     }
-    for (const checked of result.plans) plans.push({ path, checked });
+    for (const checked of result.plans) plans.push({ path, file: read.file, checked });
   }
   return { plans, codes };
+}
+
+/**
+ * Whether a plan can run on a model as deep as `config`: a layer scope that selects none of its
+ * layers, or a probe of a layer it does not have, would never apply there. Reported as errors
+ * with their place in the plan (`kvplan check --config` reports the same as warnings).
+ */
+export function fitsModelDepth(plan: LoadedPlan, config: ModelConfig, io: Io): boolean {
+  const ds = layerScopeDiagnostics(plan.checked, config.layers, config.name).sort(byPosition);
+  const lines = new LineMap(plan.file.text);
+  for (const d of ds) io.err(`${formatDiagnostic(plan.file, d, lines)}\n`);
+  return ds.length === 0;
 }
 
 /** A preset name or a JSON file; a bad one is a usage error with the reason. */

@@ -9,6 +9,7 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
 import { WeightError } from '../model/weights.ts';
+import { deepEnough } from '../runtime/modelFor.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import {
   type Backend,
@@ -18,7 +19,7 @@ import {
   verifyCheckedPlan,
 } from '../runtime/verify.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
-import { loadModelConfig, loadPlans } from './plans.ts';
+import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
 
 export interface VerifyCommandOptions {
   readonly set?: Map<string, string>;
@@ -52,7 +53,10 @@ function summary(path: string, v: PlanVerdict): string {
   const kind = v.exact ? 'exact' : 'approximate';
   const checks = v.checks.map((c) => `${c.name} ${c.ok ? 'ok' : 'FAILED'} (${c.detail})`).join(', ');
   const gen = `generation: mean dev ${v.meanDeviation.toExponential(2)}, max dev ${v.maxDeviation.toExponential(2)}, decode agreement ${pct(v.agreement)}`;
-  return `${v.ok ? 'ok' : 'FAIL'}  ${path}  ${v.plan}  ${kind}  cases ${v.cases}  ${checks}  ${gen}\n`;
+  const fired = v.firings.length
+    ? `  refresh rules fired: ${v.firings.map((f) => `line ${f.line} at ${f.steps} of ${f.of} steps`).join(', ')}`
+    : '';
+  return `${v.ok ? 'ok' : 'FAIL'}  ${path}  ${v.plan}  ${kind}  cases ${v.cases}  ${checks}  ${gen}${fired}\n`;
 }
 
 export async function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): Promise<number> {
@@ -68,10 +72,18 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
   const config = o.config === undefined ? undefined : loadModelConfig(o.config, io);
   if (o.config !== undefined && !config) return Exit.usage;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
-  for (const { path, checked } of plans) {
+  for (const p of plans) {
+    const { path, checked } = p;
+    if (config && !fitsModelDepth(p, config, io)) {
+      codes.push(Exit.failed);
+      continue;
+    }
     // Two blocks by default, so that every plan meets a block boundary.
     const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
-    const common = { configs: config ? [config] : defaultConfigs(), cases, seed, promptLen, genLen };
+    // The default models are deepened so that every layer the plan names runs; a model the user
+    // names is taken as it is.
+    const configs = config ? [config] : defaultConfigs().map((c) => deepEnough(checked, c));
+    const common = { configs, cases, seed, promptLen, genLen };
     try {
       if (o.backend === 'ptx') {
         codes.push(await verifyPtx(path, checked, common, io));

@@ -73,7 +73,7 @@ export function checkSource(file: SourceFile, options: CheckOptions = {}): Check
         error(plan.nameSpan, `plan '${plan.name}' is already defined at line ${prior.nameSpan.start.line}`),
       );
     seen.set(plan.name, plan);
-    const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map());
+    const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map(), file.text);
     diagnostics.push(...typeErrors);
     if (!typed) continue;
     const { classification, diagnostics: semanticErrors } = checkSemantics(typed);

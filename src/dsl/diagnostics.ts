@@ -10,10 +10,20 @@ export interface Diagnostic {
   readonly notes?: readonly string[];
 }
 
+const diagnostic = (
+  severity: Severity,
+  span: Span,
+  message: string,
+  notes?: readonly string[],
+): Diagnostic =>
+  notes && notes.length > 0 ? { severity, message, span, notes } : { severity, message, span };
+
 export const error = (span: Span, message: string, notes?: readonly string[]): Diagnostic =>
-  notes && notes.length > 0
-    ? { severity: 'error', message, span, notes }
-    : { severity: 'error', message, span };
+  diagnostic('error', span, message, notes);
+
+/** Something that is well-formed but almost certainly not what the author meant; never fails a check. */
+export const warning = (span: Span, message: string, notes?: readonly string[]): Diagnostic =>
+  diagnostic('warning', span, message, notes);
 
 /** Renders `file:line:col: error: message`, the source line, and a caret under the span. */
 export function formatDiagnostic(file: SourceFile, d: Diagnostic, lines = new LineMap(file.text)): string {

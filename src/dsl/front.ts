@@ -3,6 +3,7 @@ import type { Comment, PlanFile } from './ast.ts';
 import { attachComments } from './comments.ts';
 import { byPosition, type Diagnostic, error } from './diagnostics.ts';
 import { FloatLit, IntLit, planLexer } from './lexer.ts';
+import { keywordHelp } from './parseErrors.ts';
 import { planParser, tokenSpan } from './parser.ts';
 import { LineMap, type Span } from './source.ts';
 
@@ -57,7 +58,11 @@ export function parsePlanText(text: string): ParseResult {
     // Recovery can hand an action a node it never built; the errors it recorded still stand.
     if (planParser.errors.length === 0) throw e;
   }
-  for (const e of planParser.errors) diagnostics.push(error(errorSpan(e, lines), e.message));
+  for (const e of planParser.errors) {
+    const span = errorSpan(e, lines);
+    const help = keywordHelp(e.message, text.slice(span.start.offset, span.end.offset));
+    diagnostics.push(error(span, e.message, help));
+  }
   diagnostics.sort(byPosition);
   if (diagnostics.length > 0 || !parsed) return { file: undefined, diagnostics };
   const comments: Comment[] = (lexed.groups.comments ?? []).map((t) => ({

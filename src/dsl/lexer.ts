@@ -127,4 +127,11 @@ export const allTokens: TokenType[] = [
   Slash,
 ];
 
-export const planLexer = new Lexer(allTokens, { positionTracking: 'full', ensureOptimizations: false });
+// Lines end at '\n' only (a '\r' before it is part of the line), as in the line map that renders
+// diagnostics: chevrotain's default also ends a line at a lone '\r', and the two would disagree.
+export const planLexer = new Lexer(allTokens, {
+  positionTracking: 'full',
+  ensureOptimizations: false,
+  lineTerminatorsPattern: /\n/g,
+  lineTerminatorCharacters: ['\n'],
+});

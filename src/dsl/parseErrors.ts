@@ -1,5 +1,7 @@
 import type { IParserErrorMessageProvider, IToken, TokenType } from 'chevrotain';
 import { tokenLabel } from 'chevrotain';
+import { isKeyword } from './lexer.ts';
+import { didYouMean } from './suggest.ts';
 
 const what = (t: IToken): string => (t.tokenType.name === 'EOF' ? 'end of file' : `'${t.image}'`);
 
@@ -49,3 +51,17 @@ export const planErrorMessages: IParserErrorMessageProvider = {
     return `expected at least one ${oneOf(firsts.map(tokenLabel))} but found ${found ? what(found) : 'end of file'}`;
   },
 };
+
+const statementKeywords = ['blocks', 'compute', 'attend', 'cache', 'refresh', 'select', 'decode', 'let'];
+
+/**
+ * A did-you-mean note for a parse error whose culprit `found` is a misspelt keyword: one of the
+ * keywords the message expects (`wehn` for `when`), or a statement keyword where the statement
+ * list may go on (`refersh`, reported as "expected '}'" because no statement starts with it).
+ */
+export function keywordHelp(message: string, found: string): string[] {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(found) || isKeyword(found)) return [];
+  const expected = [...message.matchAll(/'([a-z_]+)'/g)].map((m) => m[1] ?? '').filter(isKeyword);
+  const statementMayStart = /^expected ('\}'|a statement)/.test(message);
+  return didYouMean(found, [...expected, ...(statementMayStart ? statementKeywords : [])]);
+}

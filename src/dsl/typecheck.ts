@@ -1,4 +1,15 @@
-import type { Call, DecodeStmt, Expr, LayerScope, NameRef, Param, Plan, SelectStmt, Stmt } from './ast.ts';
+import type {
+  BinaryOp,
+  Call,
+  DecodeStmt,
+  Expr,
+  LayerScope,
+  NameRef,
+  Param,
+  Plan,
+  SelectStmt,
+  Stmt,
+} from './ast.ts';
 import {
   type ArgRange,
   type ArgSpec,
@@ -8,7 +19,7 @@ import {
   masks,
   perScopes,
 } from './builtins.ts';
-import { type Diagnostic, error } from './diagnostics.ts';
+import { type Diagnostic, error, hasErrors, warning } from './diagnostics.ts';
 import { isKeyword } from './lexer.ts';
 import { formatNumber, printExpr } from './printer.ts';
 import type { Span } from './source.ts';
@@ -41,16 +52,93 @@ const inRange = (x: number, r: ArgRange): boolean =>
   (r.max === undefined || x <= r.max) &&
   (!r.odd || Math.abs(x % 2) === 1);
 
+const numeric = (t: Type): boolean => t === 'int' || t === 'float';
+const scalarOrScore = (t: Type): boolean => numeric(t) || t === 'score';
+
+/**
+ * The result type of a binary operator on operands of the given types, or undefined when the
+ * operator does not apply to them. This is the operator table of docs/language.md section 3.
+ */
+function operatorType(op: BinaryOp, l: Type, r: Type): Type | undefined {
+  // A score with a score or a number is per position; two numbers stay a per-step number.
+  const perPosition = (l === 'score' && scalarOrScore(r)) || (r === 'score' && scalarOrScore(l));
+  switch (op) {
+    case '|':
+    case '&':
+      return l === 'set' && r === 'set' ? 'set' : undefined;
+    case '-':
+    case '+':
+    case '*':
+    case '/':
+      if (op === '-' && l === 'set' && r === 'set') return 'set';
+      if (numeric(l) && numeric(r)) return l === 'int' && r === 'int' ? 'int' : 'float';
+      return perPosition ? 'score' : undefined;
+    case 'and':
+    case 'or':
+      return (l === 'bool' || l === 'pred') && r === l ? l : undefined;
+    case '==':
+    case '!=':
+      if (l === 'bool' && r === 'bool') return 'bool';
+      return numeric(l) && numeric(r) ? 'bool' : perPosition ? 'pred' : undefined;
+    case '<':
+    case '<=':
+    case '>':
+    case '>=':
+      return numeric(l) && numeric(r) ? 'bool' : perPosition ? 'pred' : undefined;
+  }
+}
+
+const operandWords: Readonly<Record<BinaryOp, string>> = {
+  '|': 'two token sets',
+  '&': 'two token sets',
+  '-': 'two token sets, two numbers, or a per-token score and a score or number',
+  '+': 'two numbers, or a per-token score and a score or number',
+  '*': 'two numbers, or a per-token score and a score or number',
+  '/': 'two numbers, or a per-token score and a score or number',
+  and: 'two step conditions or two per-token predicates',
+  or: 'two step conditions or two per-token predicates',
+  '==': 'two numbers, two step conditions, or a per-token score and a score or number',
+  '!=': 'two numbers, two step conditions, or a per-token score and a score or number',
+  '<': 'two numbers, or a per-token score and a score or number',
+  '<=': 'two numbers, or a per-token score and a score or number',
+  '>': 'two numbers, or a per-token score and a score or number',
+  '>=': 'two numbers, or a per-token score and a score or number',
+};
+
+// Builtin sets that never hold a masked position: blocks before the current one are finished.
+const neverMasked = new Set(['none', 'prompt', 'decoded', 'newly_decoded', 'before_block']);
+const allMaskedSets = new Set(['all', 'generated', 'masked']);
+const subsetFunctions = new Set(['topk', 'topp', 'keep', 'leftmost']);
+
 const orderDependentSets = new Set(['targets', 'next_targets']);
+/** Scores (and score functions) measured on the model; `age`, `position` and `random` are not. */
+const modelScores = new Set([
+  'confidence',
+  'margin',
+  'entropy',
+  'rollout',
+  'value_drift',
+  'certainty',
+  'attention_mass',
+  'query_key',
+]);
 
 class PlanTyper {
   readonly diagnostics: Diagnostic[] = [];
   readonly bindings = new Map<string, Binding>();
+  /**
+   * Names whose definition already failed with an error (a `let` whose expression is ill-typed, a
+   * parameter with a bad default): their uses stay silent instead of cascading into `unknown name`.
+   */
+  private readonly failed = new Map<string, Span>();
+  /** Parameters whose value is outside their own range: already reported, so not again at each use. */
+  private readonly outOfRange = new Set<string>();
 
   constructor(
     private readonly plan: Plan,
     private readonly overrides: ReadonlyMap<string, string>,
     private readonly overrideSpan: Span,
+    private readonly text: string | undefined,
   ) {}
 
   private err(span: Span, message: string, notes?: readonly string[]): void {
@@ -67,16 +155,22 @@ class PlanTyper {
       this.err(this.plan.nameSpan, `plan '${this.plan.name}' has no decode rule`, [
         'help: add e.g. `decode threshold(0.9) by confidence in current_block`',
       ]);
-    } else if (!isRandomOrder(decode)) {
-      this.checkOrderFreeSets(decode);
+    } else {
+      if (!isRandomOrder(decode)) this.checkOrderFreeSets(decode);
+      this.checkDecodeCandidates(decode);
     }
-    if (this.diagnostics.length > 0 || !decode) return undefined;
+    if (hasErrors(this.diagnostics) || !decode) return undefined;
     return { plan: this.plan, bindings: this.bindings, decode };
   }
 
   private declareName(name: string, span: Span, what: string): boolean {
     if (builtins[name] || decodeRules[name]) {
       this.err(span, `${what} '${name}' shadows the builtin of that name`, ['help: choose another name']);
+      return false;
+    }
+    const failedAt = this.failed.get(name);
+    if (failedAt) {
+      this.err(span, `'${name}' is already defined at line ${failedAt.start.line}`);
       return false;
     }
     const prior = this.bindings.get(name);
@@ -103,6 +197,7 @@ class PlanTyper {
         lit.span,
         `default of '${p.name}' is ${typeWords[inferred]}, but the parameter is declared ${type}`,
       );
+      this.failed.set(p.name, p.nameSpan);
       return;
     }
     if (p.range && type === 'bool')
@@ -118,6 +213,7 @@ class PlanTyper {
     const rangeText = p.range ? `[${formatNumber(p.range.lo)}, ${formatNumber(p.range.hi)}]` : '';
     if (typeof value === 'number' && !within(value)) {
       this.err(lit.span, `default ${printExpr(lit)} of '${p.name}' is outside its range ${rangeText}`);
+      this.outOfRange.add(p.name);
     }
     const override = this.overrides.get(p.name);
     if (override !== undefined) {
@@ -129,7 +225,10 @@ class PlanTyper {
           this.overrideSpan,
           `--set ${p.name}=${override} is outside the range ${rangeText} of '${p.name}'`,
         );
-      } else value = parsed;
+      } else {
+        value = parsed;
+        this.outOfRange.delete(p.name);
+      }
     }
     this.bindings.set(p.name, { kind: 'param', type, value, param: p });
   }
@@ -171,7 +270,7 @@ class PlanTyper {
       case 'select':
         this.expect(s.set, 'set', 'a selection');
         this.expect(s.at, 'bool', 'the moment of a selection');
-        if (s.per) this.checkChoice(s.per, perScopes, 'selection scope');
+        if (s.per) this.checkPer(s, s.per);
         if (this.declareName(s.name, s.nameSpan, 'selection'))
           this.bindings.set(s.name, { kind: 'select', type: 'set', stmt: s });
         return;
@@ -180,9 +279,9 @@ class PlanTyper {
         return;
       case 'let': {
         const type = this.typeOf(s.value);
-        if (type && this.declareName(s.name, s.nameSpan, 'name')) {
-          this.bindings.set(s.name, { kind: 'let', type, expr: s.value, span: s.nameSpan });
-        }
+        if (!this.declareName(s.name, s.nameSpan, 'name')) return;
+        if (type) this.bindings.set(s.name, { kind: 'let', type, expr: s.value, span: s.nameSpan });
+        else this.failed.set(s.name, s.nameSpan);
         return;
       }
     }
@@ -198,6 +297,30 @@ class PlanTyper {
     } else this.checkArgs(s.rule, rule.args, `decode rule '${s.rule.callee.name}'`);
     if (s.by) this.expect(s.by, 'score', 'the decode score');
     if (s.within) this.expect(s.within, 'set', 'the decode window');
+  }
+
+  // Every backend would run one index list for all KV heads, so accepting `per kv_head` would
+  // silently compute something else than the plan says.
+  private checkPer(s: SelectStmt, per: NameRef): void {
+    if (perScopes[per.name] === undefined) {
+      this.checkChoice(per, perScopes, 'selection scope');
+      return;
+    }
+    this.err(
+      this.perClauseSpan(per),
+      `per-KV-head selections are not implemented yet: '${s.name}' would be one set shared by every KV head, the union over heads`,
+      [`help: remove \`per ${per.name}\``],
+    );
+  }
+
+  /** The span of `per NAME`: the AST keeps the name only, so the keyword is found in the text. */
+  private perClauseSpan(per: NameRef): Span {
+    const before = this.text?.slice(0, per.span.start.offset) ?? '';
+    const gap = /per([ \t]+)$/.exec(before)?.[1];
+    if (gap === undefined) return per.span;
+    const back = gap.length + 3;
+    const start = { ...per.span.start, offset: per.span.start.offset - back, col: per.span.start.col - back };
+    return { start, end: per.span.end };
   }
 
   private checkChoice(ref: NameRef, table: Readonly<Record<string, string>>, what: string): void {
@@ -236,7 +359,7 @@ class PlanTyper {
       this.err(e.span, `the ${what} must be a constant (parameters and numbers), not \`${printExpr(e)}\``);
       return undefined;
     }
-    if (typeof v === 'number' && !inRange(v, range)) {
+    if (typeof v === 'number' && !inRange(v, range) && !this.readsOutOfRange(e)) {
       this.err(e.span, `the ${what} is ${v}, but must be ${describeRange(range)}`);
     }
     return v;
@@ -257,7 +380,7 @@ class PlanTyper {
       const t = this.expect(arg, spec.type, `argument '${spec.name}' of ${call.callee.name}`);
       if (!t || !spec.range) return;
       const v = this.constValue(arg);
-      if (typeof v === 'number' && !inRange(v, spec.range)) {
+      if (typeof v === 'number' && !inRange(v, spec.range) && !this.readsOutOfRange(arg)) {
         this.err(
           arg.span,
           `argument '${spec.name}' of ${call.callee.name} is ${v}, but must be ${describeRange(spec.range)}`,
@@ -299,8 +422,11 @@ class PlanTyper {
           this.err(e.span, `'not' needs a condition, but \`${printExpr(e.operand)}\` is ${typeWords[t]}`);
           return undefined;
         }
-        if (t === 'int' || t === 'float') return t;
-        this.err(e.span, `'-' needs a number, but \`${printExpr(e.operand)}\` is ${typeWords[t]}`);
+        if (t === 'int' || t === 'float' || t === 'score') return t;
+        this.err(
+          e.span,
+          `'-' needs a number or a per-token score, but \`${printExpr(e.operand)}\` is ${typeWords[t]}`,
+        );
         return undefined;
       }
       case 'binary':
@@ -311,6 +437,7 @@ class PlanTyper {
   private nameType(e: NameRef): Type | undefined {
     const bound = this.bindings.get(e.name);
     if (bound) return bound.type;
+    if (this.failed.has(e.name)) return undefined;
     const b = builtins[e.name];
     if (b?.kind === 'value') return b.type;
     if (b?.kind === 'function') {
@@ -360,39 +487,13 @@ class PlanTyper {
     const l = this.typeOf(e.left);
     const r = this.typeOf(e.right);
     if (!l || !r) return undefined;
-    const bad = (need: string) => {
-      this.err(
-        e.span,
-        `'${e.op}' needs ${need}, but got ${typeWords[l]} (\`${printExpr(e.left)}\`) and ${typeWords[r]} (\`${printExpr(e.right)}\`)`,
-      );
-      return undefined;
-    };
-    const numeric = (t: Type) => t === 'int' || t === 'float';
-    switch (e.op) {
-      case '|':
-      case '&':
-        return l === 'set' && r === 'set' ? 'set' : bad('two token sets');
-      case '-':
-        if (l === 'set' && r === 'set') return 'set';
-        return numeric(l) && numeric(r)
-          ? l === 'int' && r === 'int'
-            ? 'int'
-            : 'float'
-          : bad('two token sets or two numbers');
-      case '+':
-      case '*':
-      case '/':
-        return numeric(l) && numeric(r) ? (l === 'int' && r === 'int' ? 'int' : 'float') : bad('two numbers');
-      case 'and':
-      case 'or':
-        if (l === 'bool' && r === 'bool') return 'bool';
-        return l === 'pred' && r === 'pred' ? 'pred' : bad('two step conditions or two per-token predicates');
-      default: {
-        if (numeric(l) && numeric(r)) return 'bool';
-        if ((l === 'score' && numeric(r)) || (numeric(l) && r === 'score')) return 'pred';
-        return bad('numbers or a per-token score and a number');
-      }
-    }
+    const t = operatorType(e.op, l, r);
+    if (t) return t;
+    this.err(
+      e.span,
+      `'${e.op}' needs ${operandWords[e.op]}, but got ${typeWords[l]} (\`${printExpr(e.left)}\`) and ${typeWords[r]} (\`${printExpr(e.right)}\`)`,
+    );
+    return undefined;
   }
 
   /** The value of a constant expression (numbers, parameters, arithmetic), else undefined. */
@@ -469,6 +570,125 @@ class PlanTyper {
         return layer;
     }
     return undefined;
+  }
+
+  /** Whether `e` reads a parameter whose value was already reported outside its declared range. */
+  private readsOutOfRange(e: Expr): boolean {
+    if (e.kind === 'name') {
+      const b = this.bindings.get(e.name);
+      if (b?.kind === 'let') return this.readsOutOfRange(b.expr);
+      return b?.kind === 'param' && this.outOfRange.has(e.name);
+    }
+    let hit = false;
+    forEachChild(e, (c) => {
+      hit ||= this.readsOutOfRange(c);
+    });
+    return hit;
+  }
+
+  private checkDecodeCandidates(decode: DecodeStmt): void {
+    const within = decode.within;
+    if (!within || this.typeOf(within) !== 'set') return;
+    if (this.mayHoldMasked(within) && this.readsModelScore(within)) {
+      this.diagnostics.push(
+        warning(
+          within.span,
+          `the decode candidates \`${printExpr(within)}\` are chosen by model scores: on a model where they hold no masked position, nothing is decoded and the generation stalls`,
+          ['note: `kvplan verify` and `kvplan eval` report such a stall as a failure of the plan'],
+        ),
+      );
+      return;
+    }
+    if (this.mayHoldMasked(within)) return;
+    this.diagnostics.push(
+      warning(
+        within.span,
+        `the decode candidates \`${printExpr(within)}\` can never hold a masked position, so nothing would be decoded`,
+        [
+          'note: a decode rule commits masked positions of its `in` set',
+          'help: decode within a set that holds masked positions, e.g. `in current_block`',
+        ],
+      ),
+    );
+  }
+
+  /** Whether `e` reads a score that comes from the model (through `let`s), not from the canvas. */
+  private readsModelScore(e: Expr): boolean {
+    if (e.kind === 'name') {
+      const b = this.bindings.get(e.name);
+      if (b?.kind === 'let') return this.readsModelScore(b.expr);
+      return modelScores.has(e.name);
+    }
+    if (e.kind === 'call' && modelScores.has(e.callee.name)) return true;
+    let hit = false;
+    forEachChild(e, (c) => {
+      hit ||= this.readsModelScore(c);
+    });
+    return hit;
+  }
+
+  /**
+   * Whether the set may hold a masked position at some step. Only a `false` is a claim (the set
+   * certainly never does), so everything not understood counts as `true`.
+   */
+  private mayHoldMasked(e: Expr): boolean {
+    switch (e.kind) {
+      case 'name': {
+        const b = this.bindings.get(e.name);
+        if (b?.kind === 'let') return this.mayHoldMasked(b.expr);
+        // A selection keeps members of its set only, and a position never turns masked again.
+        if (b?.kind === 'select') return this.mayHoldMasked(b.stmt.set);
+        return !neverMasked.has(e.name);
+      }
+      case 'binary':
+        if (e.op === '|') return this.mayHoldMasked(e.left) || this.mayHoldMasked(e.right);
+        if (e.op === '&') return this.mayHoldMasked(e.left) && this.mayHoldMasked(e.right);
+        if (e.op === '-') return this.mayHoldMasked(e.left) && !this.holdsAllMasked(e.right);
+        return true;
+      case 'filter':
+        return this.mayHoldMasked(e.set) && this.mayHoldOnMasked(e.predicate);
+      case 'call':
+        // Subsets of their first argument; `window` and `shift` reach other positions.
+        return subsetFunctions.has(e.callee.name) && e.args[0] ? this.mayHoldMasked(e.args[0]) : true;
+      default:
+        return true;
+    }
+  }
+
+  /** Whether the set certainly holds every masked position (so subtracting it leaves none). */
+  private holdsAllMasked(e: Expr): boolean {
+    if (e.kind === 'name') {
+      const b = this.bindings.get(e.name);
+      if (b?.kind === 'let') return this.holdsAllMasked(b.expr);
+      return allMaskedSets.has(e.name);
+    }
+    if (e.kind !== 'binary') return false;
+    if (e.op === '|') return this.holdsAllMasked(e.left) || this.holdsAllMasked(e.right);
+    if (e.op === '&') return this.holdsAllMasked(e.left) && this.holdsAllMasked(e.right);
+    return false;
+  }
+
+  /** Whether the predicate may hold on a masked position; masked positions have age 0. */
+  private mayHoldOnMasked(p: Expr): boolean {
+    switch (p.kind) {
+      case 'name': {
+        const b = this.bindings.get(p.name);
+        return b?.kind === 'let' ? this.mayHoldOnMasked(b.expr) : true;
+      }
+      case 'binary': {
+        if (p.op === 'and') return this.mayHoldOnMasked(p.left) && this.mayHoldOnMasked(p.right);
+        if (p.op === 'or') return this.mayHoldOnMasked(p.left) || this.mayHoldOnMasked(p.right);
+        const isAge = (x: Expr) => x.kind === 'name' && x.name === 'age';
+        const ageOnLeft = isAge(p.left);
+        if (!ageOnLeft && !isAge(p.right)) return true;
+        const bound = this.constValue(ageOnLeft ? p.right : p.left);
+        if (typeof bound !== 'number') return true;
+        const [l, r] = ageOnLeft ? [0, bound] : [bound, 0];
+        return arithmetic(p.op, l, r, false) !== false;
+      }
+      default:
+        return true;
+    }
   }
 
   private checkOrderFreeSets(decode: DecodeStmt): void {
@@ -568,7 +788,8 @@ export function arithmetic(op: string, l: number, r: number, ints: boolean): Val
     case '*':
       return l * r;
     case '/':
-      if (r === 0) return undefined;
+      // Defined as 0 (docs/language.md section 3) so that no infinity or NaN reaches a ranking.
+      if (r === 0) return 0;
       return ints ? Math.floor(l / r) : l / r;
     case '<':
       return l < r;
@@ -611,8 +832,10 @@ function parseOverride(text: string, type: Type): Value | undefined {
 export function typecheckPlan(
   plan: Plan,
   overrides: ReadonlyMap<string, string>,
+  /** The plan's source text, for diagnostics about keywords the AST does not keep. */
+  text?: string,
 ): { typed: TypedPlan | undefined; diagnostics: Diagnostic[] } {
-  const typer = new PlanTyper(plan, overrides, plan.nameSpan);
+  const typer = new PlanTyper(plan, overrides, plan.nameSpan, text);
   if (isKeyword(plan.name)) typer.diagnostics.push(error(plan.nameSpan, `'${plan.name}' is a keyword`));
   const typed = typer.run();
   return { typed, diagnostics: typer.diagnostics };

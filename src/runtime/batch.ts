@@ -81,9 +81,12 @@ export async function runStep(
   canvas: CanvasRows,
   members: readonly BatchMember[],
 ): Promise<StepOutput[]> {
-  const full = members.map((m) => m.inspector.fullStep());
-  // Embedding and head are the same in every program; a batch of one runs its own phase's.
-  const main: Program = full.every(Boolean) ? 'refresh' : 'cached';
+  // A forecast from what is known before the forward, for the embedding and head only (the same
+  // in every program; a batch of one runs its own phase's). Each layer's program follows the
+  // inspector's decision for that layer, which may see scores measured inside this step: a
+  // sequence runs the refresh program on a layer only while every layer so far was full.
+  const main: Program = members.every((m) => m.inspector.fullStep()) ? 'refresh' : 'cached';
+  const full = members.map(() => true);
   const read = members.some((m) => m.scores.needsHidden);
   let h = await runner.embed(main, canvas, read);
   for (const m of members) m.scores.hiddenIn.clear();
@@ -92,6 +95,9 @@ export async function runStep(
     for (const m of members)
       if (h && m.scores.needsHidden) m.scores.hiddenIn.set(rules.layer, rowsOf(h, m.offset, m.length));
     const plans = members.map((m) => m.inspector.planLayer(rules));
+    plans.forEach((p, i) => {
+      full[i] &&= p.full;
+    });
     const programOf = (i: number): Program =>
       full[i] ? 'refresh' : plans[i]?.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
     const groups = programs

@@ -1,4 +1,4 @@
-import type { Expr, Segment, SelectStmt } from '../dsl/ast.ts';
+import type { DecodeStmt, Expr, RefreshStmt, Segment, SelectStmt } from '../dsl/ast.ts';
 import type { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
 import { decideCommits, decodeCandidates } from '../dsl/semantics/decodeRule.ts';
@@ -10,6 +10,7 @@ import {
   maskOf,
   members,
 } from '../dsl/semantics/evaluate.ts';
+import { fullSegmentKeys, segmentKeys } from '../dsl/semantics/segments.ts';
 import type { TypedPlan } from '../dsl/typecheck.ts';
 import { type LayerRules, reusedSegments, segmentsOf } from '../ir/planShape.ts';
 
@@ -57,6 +58,9 @@ export class Inspector {
   private stepRows: Mask[] = [];
   private stepSizes = new Map<string, number>();
   private allFull = true;
+  private firedThisStep = new Set<RefreshStmt>();
+  /** Steps at which each refresh rule's condition held on at least one of its layers. */
+  readonly firings = new Map<RefreshStmt, number>();
 
   constructor(
     private readonly typed: TypedPlan,
@@ -102,14 +106,18 @@ export class Inspector {
 
   /** Whether a refresh of every row fires on every layer this step (the `refresh` phase). */
   fullStep(): boolean {
-    return this.rules.every((r) => this.refreshSet(r).every((x) => x === 1));
+    return this.rules.every((r) => this.refreshSet(r, false).every((x) => x === 1));
   }
 
-  private refreshSet(r: LayerRules): Mask {
+  private refreshSet(r: LayerRules, record: boolean): Mask {
     this.layer = r.layer;
     this.dirtySince = this.lastFullRefresh;
     let extra = maskOf(this.L, () => false);
-    for (const s of r.refreshes) if (this.cond(s.when)) extra = union(extra, this.set(s.set));
+    for (const s of r.refreshes) {
+      if (!this.cond(s.when)) continue;
+      extra = union(extra, this.set(s.set));
+      if (record) this.firedThisStep.add(s);
+    }
     return extra;
   }
 
@@ -121,8 +129,9 @@ export class Inspector {
       this.stepRows = [];
       this.stepSizes = new Map();
       this.allFull = true;
+      this.firedThisStep = new Set();
     }
-    const extra = this.refreshSet(r);
+    const extra = this.refreshSet(r, true);
     const full = extra.every((x) => x === 1);
     this.allFull &&= full;
     const rows = full
@@ -136,7 +145,10 @@ export class Inspector {
       const keys = full || !r.attend || r.attend.keys.kind !== 'keys' ? all : this.set(r.attend.keys.set);
       lists.set(`keys.${l}`, toList(keys));
     } else {
-      const keysOf = new Map(segments.map((s) => [s.name, this.set(s.keys)] as const));
+      const set = (e: Expr) => this.set(e);
+      const { keys: keysOf, reusable } = full
+        ? fullSegmentKeys(segments, set, this.L)
+        : { keys: segmentKeys(segments, set), reusable: undefined };
       const reused = reusedSegments(r);
       if (
         !full &&
@@ -148,7 +160,8 @@ export class Inspector {
       for (const s of segments) {
         if (variant === 'reuse' && s.reusedUntil) continue;
         lists.set(`keys.${l}.${s.name}`, toList(keysOf.get(s.name) as Mask));
-        if (s.reusedUntil)
+        if (s.reusedUntil && reusable && !reusable.has(s.name)) this.partials.delete(`${l}.${s.name}`);
+        else if (s.reusedUntil)
           this.partials.set(`${l}.${s.name}`, {
             step: c.step,
             rows: full ? all : rows,
@@ -169,14 +182,16 @@ export class Inspector {
         for (const i of members(writes)) t[i] = c.step;
       }
     }
+    // The cached program reads these lists on every layer, also on one that a layer-scoped
+    // refresh makes full: there the rows below that were not computed still need their input.
     const below = this.stepRows[l - 1];
-    if (!full && below && this.rules[l - 1]?.kinds.has('hidden')) {
+    if (below && this.rules[l - 1]?.kinds.has('hidden')) {
       lists.set(
         `restore.${l}`,
         toList(maskOf(this.L, (i) => rows[i] === 1 && below[i] !== 1 && this.valid('hidden', l - 1, i))),
       );
     }
-    if (!full && r.kinds.has('attn') && r.kinds.has('ffn')) {
+    if (r.kinds.has('attn') && r.kinds.has('ffn')) {
       lists.set(
         `delta.${l}`,
         toList(maskOf(this.L, (i) => rows[i] !== 1 && this.valid('attn', l, i) && this.valid('ffn', l, i))),
@@ -209,6 +224,10 @@ export class Inspector {
   /** Rows computed at the last layer this step: the rows whose predictions are fresh. */
   outputRows(): Int32Array {
     return toList(this.stepRows[this.rules.length - 1] ?? maskOf(this.L, () => false));
+  }
+
+  get decodeRule(): DecodeStmt {
+    return this.typed.decode;
   }
 
   /** The masked positions the decode rule may commit now (its `in` set, default the current block). */
@@ -246,6 +265,7 @@ export class Inspector {
   /** End of step: record a full refresh and choose the selections whose moment has come. */
   finishStep(): void {
     if (this.allFull) this.lastFullRefresh = this.canvas.step;
+    for (const s of this.firedThisStep) this.firings.set(s, (this.firings.get(s) ?? 0) + 1);
     this.layer = this.rules.length - 1;
     for (const s of this.typed.plan.body) {
       if (s.kind === 'select' && this.cond((s as SelectStmt).at))

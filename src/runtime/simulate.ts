@@ -1,4 +1,6 @@
+import type { RefreshStmt } from '../dsl/ast.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
+import { printExpr } from '../dsl/printer.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
 import { modelInternalScores, planUses } from '../dsl/semantics/uses.ts';
@@ -63,6 +65,8 @@ export interface StepRecord {
 export interface GenerationResult {
   readonly steps: readonly StepRecord[];
   readonly tokens: Int32Array;
+  /** Steps at which each refresh rule fired (its condition held on one of its layers). */
+  readonly firings: ReadonlyMap<RefreshStmt, number>;
 }
 
 /** The block length a plan uses on a canvas of `genLen` generated positions. */
@@ -162,11 +166,27 @@ export class SequenceRun {
     return info;
   }
 
-  /** Throws when a plan keeps stepping without finishing (a decode rule that commits nothing). */
+  /**
+   * Throws DecodeStalled when a plan keeps stepping without finishing. The checker rejects decode
+   * rules that commit nothing on its sample runs, but an `in` set filtered by a model score
+   * (`generated[entropy < 1.0]`) may hold no masked position on a real model: that is the plan's
+   * doing, reported as such, not a crash.
+   */
   checkProgress(planName: string): void {
-    if (this.canvas.step > 4 * this.canvas.genLen + 8)
-      throw new Error(`plan ${planName} does not finish the generation`);
+    const c = this.canvas;
+    if (c.step <= 4 * c.genLen + 8) return;
+    const masked = Array.from({ length: c.length }, (_, i) => i).filter((i) => c.isMasked(i)).length;
+    const d = this.inspector.decodeRule;
+    const within = d.within ? `\`in ${printExpr(d.within)}\`` : 'the current block';
+    throw new DecodeStalled(
+      `plan ${planName} does not finish the generation: after ${c.step} steps ${masked} positions are still masked, and its decode rule (line ${d.span.start.line}) finds no candidate among them in ${within}`,
+    );
   }
+}
+
+/** A plan whose decode rule stops committing on this model: a property of the plan, not a bug. */
+export class DecodeStalled extends Error {
+  override readonly name = 'DecodeStalled';
 }
 
 /**
@@ -249,5 +269,5 @@ export async function simulateGeneration(
   } finally {
     runner.release?.();
   }
-  return { steps, tokens };
+  return { steps, tokens, firings: inspector.firings };
 }

@@ -1,4 +1,6 @@
+import type { RefreshStmt } from '../dsl/ast.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
+import { printExpr } from '../dsl/printer.ts';
 import { formatVerifyError, verifyPlan } from '../ir/verify.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { createRng, randomWeights, type Weights } from '../model/weights.ts';
@@ -6,7 +8,7 @@ import { compilePlan } from '../passes/compile.ts';
 import { modelFor } from './modelFor.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepRunner } from './runner.ts';
-import { type GenerationResult, simulateGeneration } from './simulate.ts';
+import { DecodeStalled, type GenerationResult, simulateGeneration } from './simulate.ts';
 
 export type Backend = 'reference' | 'cpu' | 'webgpu' | 'ptx';
 
@@ -37,11 +39,22 @@ export interface Check {
   readonly detail: string;
 }
 
+/** How often one refresh rule fired over all the generations of a verification. */
+export interface RefreshFiring {
+  /** The rule as written, and its line. */
+  readonly rule: string;
+  readonly line: number;
+  /** Steps at which its condition held on at least one of its layers, and steps run in all. */
+  readonly steps: number;
+  readonly of: number;
+}
+
 export interface PlanVerdict {
   readonly plan: string;
   readonly exact: boolean;
   readonly cases: number;
   readonly checks: readonly Check[];
+  readonly firings: readonly RefreshFiring[];
   /** Over the generations on the random models (not the premise models). */
   readonly meanDeviation: number;
   readonly maxDeviation: number;
@@ -101,6 +114,12 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
   let exactDev = 0;
   let premiseDev = 0;
   let refreshDev = 0;
+  let refreshSteps = 0;
+  let stalled: string | undefined;
+  const fired = new Map<RefreshStmt, number>();
+  const count = (r: GenerationResult) => {
+    for (const [rule, n] of r.firings) fired.set(rule, (fired.get(rule) ?? 0) + n);
+  };
   for (let i = 0; i < opts.cases; i++) {
     const config = modelFor(plan, opts.configs[i % opts.configs.length] as ModelConfig);
     // The optimized phases: verify proves what the pass pipeline produces, not just the lowering.
@@ -121,14 +140,17 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
     );
     const L = opts.promptLen + opts.genLen;
     const backend = opts.backend ?? 'reference';
+    // The eager float32 run that sets a compiled backend's budget is always the reference
+    // interpreter rounding to float32, never the backend under test: a budget derived from the
+    // thing it judges would scale with that thing's own error, and the check could not fail.
     const run = (weights: Weights, float32 = false) => {
-      const runner =
-        backend === 'reference'
-          ? float32
-            ? (n: number) => new ReferenceRunner(lowered, weights, n, true)
-            : undefined
+      const runner = float32
+        ? (n: number) => new ReferenceRunner(lowered, weights, n, true)
+        : backend === 'reference'
+          ? undefined
           : opts.runnerFor?.(plan, config, weights, L);
-      if (backend !== 'reference' && !runner) throw new Error(`backend ${backend} needs a runner`);
+      if (backend !== 'reference' && !float32 && !runner)
+        throw new Error(`backend ${backend} needs a runner`);
       return simulateGeneration(plan, lowered, {
         config,
         weights,
@@ -147,11 +169,23 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
       return { result, ...worst(result, (s) => float32Budget(eager, s.scale), only) };
     };
     const randomModel = randomWeights(config, seed);
-    const primary = await bounded(
-      randomModel,
-      plan.classification.exact ? undefined : (s) => s.phase === 'refresh',
+    // A decode rule that stops committing on a model fails the plan, with the reason.
+    const orStalled = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await f();
+      } catch (e) {
+        if (!(e instanceof DecodeStalled)) throw e;
+        stalled = `${what}: ${e.message}`;
+        return undefined;
+      }
+    };
+    const primary = await orStalled(`case ${i + 1}`, () =>
+      bounded(randomModel, plan.classification.exact ? undefined : (s) => s.phase === 'refresh'),
     );
+    if (!primary) break;
     const random = primary.result;
+    count(random);
+    refreshSteps += random.steps.filter((s) => s.phase === 'refresh').length;
     for (const s of random.steps) {
       devSum += s.deviation;
       devCount++;
@@ -163,7 +197,10 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
       exactDev = Math.max(exactDev, primary.dev);
       exactOk &&= primary.within;
     } else {
-      const premise = await bounded(randomWeights(config, seed, { attentionOutputScale: 0 }));
+      const premise = await orStalled(`case ${i + 1}, premise model`, () =>
+        bounded(randomWeights(config, seed, { attentionOutputScale: 0 })),
+      );
+      if (!premise) break;
       premiseDev = Math.max(premiseDev, premise.dev);
       premiseOk &&= premise.within;
       refreshDev = Math.max(refreshDev, primary.dev);
@@ -172,7 +209,9 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
   }
   if (!checks.some((c) => c.name === 'ir')) {
     checks.push({ name: 'ir', ok: true, detail: 'step programs verify' });
-    if (plan.classification.exact) {
+    // A generation cut short compares nothing: only the reason is reported.
+    if (stalled) checks.push({ name: 'progress', ok: false, detail: stalled });
+    else if (plan.classification.exact) {
       checks.push({
         name: 'exact',
         ok: exactOk,
@@ -184,7 +223,14 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
         ok: premiseOk,
         detail: `max ${fmt(premiseDev)} when the premise holds`,
       });
-      checks.push({ name: 'refresh', ok: refreshOk, detail: `max ${fmt(refreshDev)} at refresh steps` });
+      checks.push({
+        name: 'refresh',
+        ok: refreshOk,
+        detail:
+          refreshSteps === 0
+            ? 'no full-refresh step in any case, nothing to compare'
+            : `max ${fmt(refreshDev)} at ${refreshSteps} refresh steps`,
+      });
     }
   }
   return {
@@ -192,6 +238,18 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
     exact: plan.classification.exact,
     cases: opts.cases,
     checks,
+    firings: plan.plan.body.flatMap((s) =>
+      s.kind === 'refresh'
+        ? [
+            {
+              rule: `refresh ${printExpr(s.set)} when ${printExpr(s.when)}`,
+              line: s.span.start.line,
+              steps: fired.get(s) ?? 0,
+              of: steps,
+            },
+          ]
+        : [],
+    ),
     meanDeviation: devCount ? devSum / devCount : 0,
     maxDeviation,
     agreement: steps ? agreeing / steps : 1,

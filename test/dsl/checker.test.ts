@@ -53,6 +53,60 @@ describe('names and types', () => {
     const notInt = check('  blocks b\n  decode threshold(0.9)', 'b = 4', new Map([['b', '2.5']]));
     expect(messages(notInt)[0]).toMatch(/'2.5' is not an integer/);
   });
+  test('a let whose expression fails is still defined: its uses report nothing more', () => {
+    const r = check(`  let w = curent_block | newly_decoded\n  compute w\n  cache kv of w\n${decode} in w`);
+    expect(messages(r)).toEqual(["2:11 unknown name 'curent_block'"]);
+    const typeError = check(`  let s = confidence | masked\n  compute masked[s > 0.5]\n${decode}`);
+    expect(messages(typeError)).toEqual([
+      "2:11 '|' needs two token sets, but got a per-token score (`confidence`) and a token set (`masked`)",
+    ]);
+    // Still defined, so a second definition of the name is a duplicate, not a fresh start.
+    expect(messages(check(`  let w = curent_block\n  let w = masked\n${decode}`))[1]).toBe(
+      "3:7 'w' is already defined at line 2",
+    );
+  });
+  test('a parameter with a default of the wrong type is reported once, not at each use', () => {
+    expect(messages(check('  blocks b\n  decode threshold(0.9)', 'b: int = 2.5'))).toEqual([
+      "1:17 default of 'b' is a number, but the parameter is declared int",
+    ]);
+  });
+  test('a default outside its own range is reported at the default only', () => {
+    expect(messages(check('  decode threshold(tau)', 'tau: float = 1.5 in [0.5, 1.0]'))).toEqual([
+      "1:21 default 1.5 of 'tau' is outside its range [0.5, 1.0]",
+    ]);
+    expect(messages(check('  blocks b\n  decode threshold(0.9)', 'b: int = 0 in [1, 8]'))).toEqual([
+      "1:17 default 0 of 'b' is outside its range [1, 8]",
+    ]);
+    // An override inside the parameter's range is checked against the builtin's range as usual.
+    const overridden = check(
+      '  decode threshold(tau)',
+      'tau: float = 1.5 in [0.5, 2.0]',
+      new Map([['tau', '1.2']]),
+    );
+    expect(messages(overridden)).toEqual([
+      "2:20 argument 'tau' of threshold is 1.2, but must be > 0 and <= 1",
+    ]);
+  });
+  test('score arithmetic, negation and comparison type as documented', () => {
+    const ok = [
+      `  cache kv of topk(masked, confidence - 0.01 * position, 2)\n${decode}`,
+      `  cache kv of keep(masked, -entropy, 0.5)\n${decode}`,
+      `  cache kv of masked[margin < confidence]\n${decode}`,
+      `  refresh all when block_start == every(4)\n${decode}`,
+      '  decode threshold(0.5) by confidence - 0.01 * position',
+      '  decode per_step(1) by confidence / (1 + age)',
+    ];
+    for (const body of ok) expect(messages(check(body)), body).toEqual([]);
+    expect(messages(check(`  compute masked[confidence - masked > 0]\n${decode}`))[0]).toMatch(
+      /'-' needs two token sets, two numbers, or a per-token score and a score or number/,
+    );
+    expect(messages(check(`  compute -masked\n${decode}`))[0]).toMatch(
+      /'-' needs a number or a per-token score, but `masked` is a token set/,
+    );
+    expect(messages(check(`  refresh all when block_start < every(4)\n${decode}`))[0]).toMatch(
+      /'<' needs two numbers, or a per-token score/,
+    );
+  });
   test('names must be defined before use', () => {
     expect(messages(check(`  compute x\n  let x = masked\n${decode}`))[0]).toMatch(
       /'x' is used before its definition at line 3/,
@@ -73,6 +127,19 @@ describe('rule structure', () => {
     );
     expect(messages(ok)).toEqual([]);
   });
+  test('per-KV-head selections are rejected at the `per` clause until they are implemented', () => {
+    const r = check(
+      `  select u = topk(prompt, confidence, 2) at block_start per kv_head\n  attend u | masked\n${decode}`,
+    );
+    expect(messages(r)).toEqual([
+      "2:57 per-KV-head selections are not implemented yet: 'u' would be one set shared by every KV head, the union over heads",
+    ]);
+    expect(r.diagnostics[0]?.span.end.col).toBe(68);
+    expect(r.diagnostics[0]?.notes).toEqual(['help: remove `per kv_head`']);
+    const unknown = check(`  select u = topk(prompt, confidence, 2) at block_start per kv_heads\n${decode}`);
+    expect(messages(unknown)).toEqual(["2:61 unknown selection scope 'kv_heads'"]);
+    expect(unknown.diagnostics[0]?.notes?.[0]).toBe('help: did you mean `kv_head`?');
+  });
   test('targets need a decode order fixed in advance', () => {
     expect(messages(check(`  compute targets | newly_decoded\n${decode}`))[0]).toMatch(
       /'targets' is only known/,
@@ -84,7 +151,7 @@ describe('reads are covered by computation or a valid cache entry', () => {
   test('nothing is cached before the first step', () => {
     const r = check(`  compute masked\n  cache kv of all\n${decode}`);
     expect(messages(r)[0]).toMatch(/neither computed in this step nor ever cached/);
-    expect(r.diagnostics[0]?.notes?.[0]).toMatch(/refresh all when block_start/);
+    expect(r.diagnostics[0]?.notes?.at(-1)).toMatch(/^help: .*refresh all when block_start/);
   });
   test('a cache entry written before the row was decoded is not valid', () => {
     const r = check(`  refresh all when every(8)\n  compute masked\n  cache kv of all\n${decode}`);

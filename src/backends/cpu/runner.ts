@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
@@ -7,12 +6,11 @@ import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import { activeFault } from '../fault.ts';
 import { compileLibrary } from './compiler.ts';
-import { bindPrimitives } from './primitives.ts';
+import { bindPrimitives, primitivesSource } from './primitives.ts';
 import { CpuProbe } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
-
-const primitivesSource = () => readFileSync(new URL('./c/kvplan_cpu.c', import.meta.url), 'utf8');
 
 export interface CpuBuild {
   readonly lowered: LoweredPlan;
@@ -29,7 +27,14 @@ export interface CpuBuild {
 export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): CpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'cpu', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
-  const { source, manifest } = renderC(config, state.phases, state.kernels, state.memory, maxCanvas);
+  const { source, manifest } = renderC(
+    config,
+    state.phases,
+    state.kernels,
+    state.memory,
+    maxCanvas,
+    activeFault(),
+  );
   const unit = source.replace('#include "kvplan_cpu.h"', `#include "kvplan_cpu.h"\n${primitivesSource()}`);
   const { path, cached } = compileLibrary(unit);
   return { lowered, source, manifest, library: path, cached };

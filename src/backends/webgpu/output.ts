@@ -11,7 +11,7 @@ export function writeWebGpuBuild(dir: string, planName: string, build: WebGpuBui
   const files: string[] = [];
   for (const name of build.manifest.shaders) {
     const file = join(dir, `${safe(name)}.wgsl`);
-    writeFileSync(file, wgslSource(shaderDef(name)));
+    writeFileSync(file, wgslSource(shaderDef(name), build.fault));
     files.push(file);
   }
   const manifest = join(dir, `${safe(planName)}.wgsl-manifest.json`);

@@ -6,6 +6,7 @@ import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
 import { evalSize, MASK, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
 import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.ts';
@@ -13,33 +14,41 @@ import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.
 export interface WebGpuBuild {
   readonly lowered: LoweredPlan;
   readonly manifest: WgslManifest;
+  /** The armed fault the shaders are built with (test only); undefined in every normal build. */
+  readonly fault?: Fault;
 }
 
 /** Compiles a plan for WebGPU: passes for the `wgsl` target, then the dispatch plan. */
 export function buildWebGpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): WebGpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
   if (!state.kernels) throw new Error('the pipeline produced no kernels');
-  return { lowered, manifest: renderWgsl(config, state.phases, state.kernels, maxCanvas) };
+  return {
+    lowered,
+    manifest: renderWgsl(config, state.phases, state.kernels, maxCanvas),
+    fault: activeFault(),
+  };
 }
 
-const pipelineCache = new WeakMap<GPUDevice, Map<ShaderName, GPUComputePipeline>>();
+/** Pipelines by device and WGSL text: a shader built with a fault never stands in for the normal one. */
+const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
-/** The compute pipeline of a primitive on a device, created once. */
-export function pipelineFor(device: GPUDevice, name: ShaderName): GPUComputePipeline {
+/** The compute pipeline of a primitive on a device (with a test-only fault), created once. */
+export function pipelineFor(device: GPUDevice, name: ShaderName, fault?: Fault): GPUComputePipeline {
   let m = pipelineCache.get(device);
   if (!m) {
     m = new Map();
     pipelineCache.set(device, m);
   }
-  let p = m.get(name);
+  const code = wgslSource(shaderDef(name), fault);
+  let p = m.get(code);
   if (!p) {
-    const module = device.createShaderModule({ code: wgslSource(shaderDef(name)), label: name });
+    const module = device.createShaderModule({ code, label: name });
     p = device.createComputePipeline({
       layout: 'auto',
       compute: { module, entryPoint: 'main' },
       label: name,
     });
-    m.set(name, p);
+    m.set(code, p);
   }
   return p;
 }
@@ -213,7 +222,7 @@ export class WebGpuRunner implements StepRunner {
         this.uniforms.set(ukey, ub);
       }
       device.queue.writeBuffer(ub, 0, uniformData(d.shader, d.params, this.size));
-      const pipeline = pipelineFor(device, d.shader);
+      const pipeline = pipelineFor(device, d.shader, this.build.fault);
       const group = device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [

@@ -10,10 +10,18 @@
  * any LSE <= -1.0e38 as empty. Readback converts it (see `fromGpuLse`).
  */
 
+import { describeFault, type Fault, type FaultPrimitive } from '../fault.ts';
+
 /** The LSE written for an empty row (the WebGPU stand-in for -Infinity). */
 export const NEG_LSE = -3.0e38;
 /** An LSE at or below this is an empty partial. */
 export const EMPTY_LSE = -1.0e38;
+
+/**
+ * Wraps the value a primitive writes to its output: the identity, except for the primitive of an
+ * armed fault (test only, see src/backends/fault.ts), whose value it scales.
+ */
+export type Perturb = (primitive: FaultPrimitive, value: string) => string;
 
 /** One uniform field: a 32-bit unsigned size or a float. */
 export type ParamType = 'u32' | 'f32';
@@ -26,8 +34,8 @@ export interface ShaderDef {
   readonly bindings: readonly (readonly [string, 'read' | 'read_write', 'f32' | 'i32'])[];
   /** Work items per workgroup along x and y. */
   readonly workgroup: readonly [number, number];
-  /** The body after the declarations. */
-  readonly body: string;
+  /** The body after the declarations; every write of a primitive's result goes through `out`. */
+  readonly body: (out: Perturb) => string;
 }
 
 /** Index of the current item in a 1-D launch folded into x and y (x at most 65535 workgroups). */
@@ -52,7 +60,7 @@ export const shaderDefs: readonly ShaderDef[] = [
       ['c', 'read_write', 'f32'],
     ],
     workgroup: [16, 16],
-    body: `var<workgroup> ta: array<array<f32, 17>, 16>;
+    body: (out) => `var<workgroup> ta: array<array<f32, 17>, 16>;
 var<workgroup> tw: array<array<f32, 17>, 16>;
 
 @compute @workgroup_size(16, 16)
@@ -80,7 +88,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     var v = acc;
     if ((p.flags & 2u) != 0u) { v += bias[col]; }
     if ((p.flags & 4u) != 0u) { v += c[row * p.n + col]; }
-    c[row * p.n + col] = v;
+    c[row * p.n + col] = ${out('gemm', 'v')};
   }
 }`,
   },
@@ -110,7 +118,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       ['lse', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `const MAX_HD = 256u;
+    body: (out) => `const MAX_HD = 256u;
 
 @compute @workgroup_size(64)
 fn main(${builtins1d}) {
@@ -156,7 +164,7 @@ fn main(${builtins1d}) {
     lse[idx] = ${NEG_LSE.toExponential()};
     return;
   }
-  for (var d = 0u; d < p.hd; d++) { o[qo + d] = acc[d] / l; }
+  for (var d = 0u; d < p.hd; d++) { o[qo + d] = ${out('attention', 'acc[d] / l')}; }
   lse[idx] = m + log(l);
 }`,
   },
@@ -176,7 +184,7 @@ fn main(${builtins1d}) {
       ['lse', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `@compute @workgroup_size(64)
+    body: () => `@compute @workgroup_size(64)
 fn main(${builtins1d}) {
   ${linear(64)}
   if (idx >= p.pairs) { return; }
@@ -219,7 +227,7 @@ fn main(${builtins1d}) {
       ['out', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `var<workgroup> part: array<f32, 64>;
+    body: (out) => `var<workgroup> part: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -239,7 +247,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   }
   if (!live) { return; }
   let inv = 1.0 / sqrt(part[0] / f32(p.d) + p.eps);
-  for (var j = lid.x; j < p.d; j += 64u) { out[i * p.d + j] = x[src * p.d + j] * w[j] * inv; }
+  for (var j = lid.x; j < p.d; j += 64u) { out[i * p.d + j] = ${out('rmsnorm', 'x[src * p.d + j] * w[j] * inv')}; }
 }`,
   },
   {
@@ -257,7 +265,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
       ['out', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `@compute @workgroup_size(64)
+    body: (out) => `@compute @workgroup_size(64)
 fn main(${builtins1d}) {
   ${linear(64)}
   let hh = p.hd / 2u;
@@ -271,8 +279,8 @@ fn main(${builtins1d}) {
   let s = table[t + 1u];
   let lo = x[base + i];
   let hi = x[base + i + hh];
-  out[base + i] = lo * c - hi * s;
-  out[base + i + hh] = hi * c + lo * s;
+  out[base + i] = ${out('rope', 'lo * c - hi * s')};
+  out[base + i + hh] = ${out('rope', 'hi * c + lo * s')};
 }`,
   },
   {
@@ -288,12 +296,12 @@ fn main(${builtins1d}) {
       ['out', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `@compute @workgroup_size(64)
+    body: (out) => `@compute @workgroup_size(64)
 fn main(${builtins1d}) {
   ${linear(64)}
   if (idx >= p.n) { return; }
   let x = a[idx];
-  if (p.op == 0u) { out[idx] = x + b[idx]; } else { out[idx] = x / (1.0 + exp(-x)) * b[idx]; }
+  if (p.op == 0u) { out[idx] = x + b[idx]; } else { out[idx] = ${out('swiglu', 'x / (1.0 + exp(-x)) * b[idx]')}; }
 }`,
   },
   {
@@ -309,7 +317,7 @@ fn main(${builtins1d}) {
       ['out', 'read_write', 'f32'],
     ],
     workgroup: [64, 1],
-    body: `@compute @workgroup_size(64)
+    body: () => `@compute @workgroup_size(64)
 fn main(${builtins1d}) {
   ${linear(64)}
   if (idx >= p.n * p.d) { return; }
@@ -332,7 +340,7 @@ fn main(${builtins1d}) {
       ['drows', 'read', 'i32'],
     ],
     workgroup: [64, 1],
-    body: `@compute @workgroup_size(64)
+    body: () => `@compute @workgroup_size(64)
 fn main(${builtins1d}) {
   ${linear(64)}
   if (idx >= p.n * p.width) { return; }
@@ -363,19 +371,30 @@ export function shaderDef(name: ShaderName): ShaderDef {
   return d;
 }
 
-/** The complete WGSL module of a shader: header, uniform struct, bindings and body. */
-export function wgslSource(def: ShaderDef): string {
+/**
+ * The complete WGSL module of a shader: header, uniform struct, bindings and body. With a fault
+ * (test only), the outputs of the faulty primitive are scaled and the header says so; without one
+ * the text is exactly the normal shader.
+ */
+export function wgslSource(def: ShaderDef, fault?: Fault): string {
+  let injected = false;
+  const body = def.body((primitive, value) => {
+    if (fault?.primitive !== primitive) return value;
+    injected = true;
+    return `(${value}) * ${fault.factor.toExponential()}`;
+  });
   const fields = def.params.map(([n, t]) => `  ${n}: ${t},`).join('\n');
   const binds = def.bindings
     .map(([n, access, t], i) => `@group(0) @binding(${i + 1}) var<storage, ${access}> ${n}: array<${t}>;`)
     .join('\n');
   return [
     `// kvplan WebGPU primitive '${def.name}' (generated; f32).`,
+    ...(injected && fault ? [`// FAULT INJECTED (test only): ${describeFault(fault)}.`] : []),
     `struct Params {\n${fields}\n}`,
     '@group(0) @binding(0) var<uniform> p: Params;',
     binds,
     '',
-    def.body,
+    body,
     '',
   ].join('\n');
 }

@@ -44,7 +44,7 @@ export function decodeCandidates(d: DecodeStmt, env: EvalEnv): Mask {
 /** The positions a decode rule commits on the current state given its scores, best first. */
 export function decideCommits(d: DecodeStmt, env: EvalEnv, scores: Float64Array): number[] {
   const c = env.canvas;
-  const low = d.by ? lowIsBetter(d.by) : false;
+  const low = d.by ? lowIsBetter(d.by, env.bindings) : false;
   const ranked = rankMembers(decodeCandidates(d, env), scores, low);
   const arg = evaluate(d.rule.args[0] as Expr, env) as number;
   const sorted = ranked.map((i) => scores[i] ?? 0);

@@ -68,14 +68,20 @@ function baseSet(name: string, c: Canvas): Mask | undefined {
   }
 }
 
-/** Whether selecting by this score prefers low values (entropy, and scores pooled from it). */
-export function lowIsBetter(score: Expr): boolean {
+/**
+ * Whether selecting by this score prefers low values: `entropy`, a `let` naming it, and `maxpool`
+ * of it. A score built with arithmetic or negation ranks highest first, whatever it is built
+ * from, so that its author states the direction: `-entropy` prefers low entropy.
+ */
+export function lowIsBetter(score: Expr, bindings?: ReadonlyMap<string, Binding>): boolean {
   if (score.kind === 'name') {
+    const bound = bindings?.get(score.name);
+    if (bound?.kind === 'let') return lowIsBetter(bound.expr, bindings);
     const b = builtins[score.name];
     return b?.kind === 'value' && b.lowIsBetter === true;
   }
   if (score.kind === 'call' && score.callee.name === 'maxpool' && score.args[0])
-    return lowIsBetter(score.args[0]);
+    return lowIsBetter(score.args[0], bindings);
   return false;
 }
 
@@ -108,7 +114,7 @@ export function evaluate(e: Expr, env: EvalEnv): RuntimeValue {
     }
     case 'unary': {
       const v = evaluate(e.operand, env);
-      if (e.op === 'neg') return -(v as number);
+      if (e.op === 'neg') return v instanceof Float64Array ? v.map((x) => -x) : -(v as number);
       return v instanceof Uint8Array ? maskOf(n, (i) => v[i] === 0) : !v;
     }
     case 'binary':
@@ -166,6 +172,9 @@ function evalBinary(
   }
   if (l instanceof Float64Array || r instanceof Float64Array) {
     const at = (v: RuntimeValue, i: number) => (v instanceof Float64Array ? (v[i] ?? 0) : Number(v));
+    if (scoreArithmetic.has(op)) {
+      return Float64Array.from({ length: n }, (_, i) => finite(arithmetic(op, at(l, i), at(r, i), false)));
+    }
     return maskOf(n, (i) => arithmetic(op, at(l, i), at(r, i), false) === true);
   }
   if (op === 'and') return Boolean(l) && Boolean(r);
@@ -173,6 +182,13 @@ function evalBinary(
   const ints = Number.isInteger(l) && Number.isInteger(r) && isIntExpr(le) && isIntExpr(re);
   return arithmetic(op, Number(l), Number(r), ints) ?? 0;
 }
+
+const scoreArithmetic = new Set(['+', '-', '*', '/']);
+
+// Rankings and thresholds must never see NaN or an infinity: a position divided by 0 (or that
+// overflows) scores 0, as a scalar division by 0 does.
+const finite = (v: number | boolean | undefined): number =>
+  typeof v === 'number' && Number.isFinite(v) ? v : 0;
 
 // Floor division applies when both operands are integer-typed; literals say so by their spelling.
 const isIntExpr = (e: Expr): boolean => e.kind !== 'number' || e.isInt;
@@ -187,7 +203,7 @@ function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv): RuntimeValu
     const set = setArg(setIndex);
     const scoreExpr = e.args[scoreIndex] as Expr;
     env.hooks.scoreUse?.(scoreExpr, set);
-    return rankMembers(set, arg(scoreIndex) as Float64Array, lowIsBetter(scoreExpr));
+    return rankMembers(set, arg(scoreIndex) as Float64Array, lowIsBetter(scoreExpr, env.bindings));
   };
   const pick = (chosen: number[]) => {
     const m = new Uint8Array(n);

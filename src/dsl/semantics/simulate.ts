@@ -5,6 +5,7 @@ import type {
   Expr,
   LayerScope,
   RefreshStmt,
+  Segment,
   SelectStmt,
   Stmt,
 } from '../ast.ts';
@@ -15,6 +16,7 @@ import { Canvas } from './canvas.ts';
 import { decideCommits } from './decodeRule.ts';
 import { describePositions, rowClass, when } from './describe.ts';
 import { type EvalEnv, type EvalHooks, evaluate, type Mask, maskOf, members } from './evaluate.ts';
+import { fullSegmentKeys, segmentKeys } from './segments.ts';
 
 /** One sample geometry and one outcome of data-dependent conditions (drift, similarity). */
 export interface Scenario {
@@ -25,6 +27,12 @@ export interface Scenario {
   readonly seed: number;
   /** `never`: data-dependent conditions stay false; `always`: they hold at every step. */
   readonly data: 'never' | 'always';
+  /**
+   * `scores`: rules whose commit count depends on scores (threshold, factor) follow the stand-in
+   * scores; `one`: they commit one position a step, the least they may. Stand-in scores can make a
+   * threshold finish every block in its first step, which would hide every cached step.
+   */
+  readonly commits: 'scores' | 'one';
 }
 
 /** Where a plan departs from full attention, and on which rows; the premise is worded from these. */
@@ -65,6 +73,16 @@ const refersTo = (e: Expr, pred: (e: Expr) => boolean): boolean => {
   return hit;
 };
 
+/** The first reference to `name` inside `e`, where a read of it is reported. */
+function findName(e: Expr, name: string): Expr | undefined {
+  if (e.kind === 'name' && e.name === name) return e;
+  let hit: Expr | undefined;
+  forEachChild(e, (c) => {
+    hit ??= findName(c, name);
+  });
+  return hit;
+}
+
 const selectingFunctions = new Set(['topk', 'topp', 'keep', 'leftmost', 'window']);
 const sameSet = (a: Mask, b: Mask): boolean => a.every((x, i) => x === b[i]);
 const union = (a: Mask, b: Mask): Mask => maskOf(a.length, (i) => a[i] === 1 || b[i] === 1);
@@ -86,10 +104,18 @@ class Simulation {
   private readonly ffn: Int32Array[];
   private readonly logitsStep: Int32Array;
   private readonly partials = new Map<string, Partial>();
+  /** Per cache rule and layer, the last step at which its delay held back a row it would have written. */
+  private readonly delayed = new Map<CacheStmt, Int32Array[]>();
   private readonly selections = new Map<string, Mask>();
   private lastFullRefresh = 0;
   private dirtySince = 0;
   private selectContext: { rows: Mask; stmt: SelectStmt } | undefined;
+  /** The expression being evaluated, so that an error can point at the read inside it. */
+  private evaluating: Expr | undefined;
+  /** Reads of unchosen selections are allowed while a full layer evaluates its split segments. */
+  private quietSelections = false;
+  /** Selections and decoding run after every layer, when every layer's measurements are known. */
+  private endOfStep = false;
   private layer = 0;
   private readonly causal: boolean;
   private readonly stmts: readonly Stmt[];
@@ -121,18 +147,27 @@ class Simulation {
   private readonly hooks: EvalHooks = {
     modelScore: (name) =>
       Float64Array.from({ length: this.L }, (_, i) =>
-        pseudoScore(this.sc.seed, name === 'random' ? 0 : this.canvas.step, name, i),
+        pseudoScore(
+          this.sc.seed,
+          name === 'random' ? 0 : this.canvas.step,
+          // value_drift is measured on each layer's own V, so it differs from layer to layer (the
+          // other model scores are measured once a step): a compute set built from it may differ
+          // between layers, which the reads between layers must survive.
+          name === 'value_drift' ? `${name}@${this.layer}` : name,
+          i,
+        ),
       ),
     selection: (name) => {
       const v = this.selections.get(name);
       if (v) return v;
       const stmt = this.stmts.find((s): s is SelectStmt => s.kind === 'select' && s.name === name);
-      if (stmt) {
+      if (stmt && !this.quietSelections) {
+        const use = this.evaluating && findName(this.evaluating, name);
         this.fail(
-          stmt.nameSpan,
+          use?.span ?? stmt.nameSpan,
           `selection '${name}' is read ${when(this.canvas, this.layer)} before it is first chosen`,
           [
-            `note: it is chosen at the end of a step where \`${printExpr(stmt.at)}\` holds, and usable from the next step`,
+            `note: '${name}' (line ${stmt.nameSpan.start.line}) is chosen at the end of a step where \`${printExpr(stmt.at)}\` holds, and usable from the next step`,
             'help: choose it earlier, or make the steps before it full refreshes (`refresh all when ...`)',
           ],
         );
@@ -141,18 +176,30 @@ class Simulation {
     },
     targets: (next) => this.decodeTargets(next),
     dirty: (set) => members(set).filter((i) => this.canvas.tokenSince(i) > this.dirtySince).length,
-    attnSimilarity: () => (this.sc.data === 'always' ? -1 : 1),
+    attnSimilarity: (layer) => {
+      if (!this.endOfStep && layer >= this.layer) this.similarityTooEarly(layer);
+      return this.sc.data === 'always' ? -1 : 1;
+    },
     scoreUse: (score, over) => this.checkScoreNeeds(score, over),
   };
 
   private env(): EvalEnv {
     return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks };
   }
+  private eval(e: Expr): ReturnType<typeof evaluate> {
+    const outer = this.evaluating;
+    this.evaluating ??= e;
+    try {
+      return evaluate(e, this.env());
+    } finally {
+      this.evaluating = outer;
+    }
+  }
   private set(e: Expr): Mask {
-    return evaluate(e, this.env()) as Mask;
+    return this.eval(e) as Mask;
   }
   private cond(e: Expr): boolean {
-    return evaluate(e, this.env()) === true;
+    return this.eval(e) === true;
   }
   private inScope(s: LayerScope | undefined, layer: number): boolean {
     return layerInScope(s, layer, (x) => evaluate(x, this.env()) as number);
@@ -216,7 +263,9 @@ class Simulation {
     const score = d.by
       ? (evaluate(d.by, this.env()) as Float64Array)
       : this.hooks.modelScore('confidence', undefined, this.canvas);
-    return decideCommits(d, this.env(), score);
+    const chosen = decideCommits(d, this.env(), score);
+    const countFromScores = d.rule.callee.name === 'threshold' || d.rule.callee.name === 'factor';
+    return this.sc.commits === 'one' && countFromScores ? chosen.slice(0, 1) : chosen;
   }
 
   /** Latest step at which any token visible to row i changed; K/V written since then are fresh. */
@@ -256,7 +305,9 @@ class Simulation {
         return;
       }
       this.step();
+      this.endOfStep = true;
       const chosen = this.decide();
+      this.endOfStep = false;
       this.checkPredictions(chosen);
       if (chosen.length === 0) {
         if (++stuck > this.sc.blockLen + 2) {
@@ -341,6 +392,7 @@ class Simulation {
           attend?.span ?? compute?.span ?? this.typed.plan.nameSpan,
           `keys at ${describePositions(c, uncovered)} are read ${when(c, l)} but are neither computed in this step ${why}`,
           [
+            ...this.coverNotes(uncovered, l),
             t === 0 && neverWritten.length === uncovered.length
               ? 'help: nothing is cached before the first step: add `refresh all when block_start` (or `when step == 0`)'
               : 'help: compute those rows in this step, or cache their K/V after they are computed (`cache kv of ...`)',
@@ -354,7 +406,9 @@ class Simulation {
       if (l === this.sc.numLayers - 1) for (const i of members(R)) this.logitsStep[i] = t;
     }
     if (fullEverywhere) this.lastFullRefresh = t;
+    this.endOfStep = true;
     this.choose(computedEverywhere);
+    this.endOfStep = false;
   }
 
   /**
@@ -364,6 +418,9 @@ class Simulation {
   private selects(e: Expr): boolean {
     return refersTo(e, (x) => {
       if (x.kind === 'call') return selectingFunctions.has(x.callee.name);
+      // A filter by a score (`generated[position > 40]`) drops keys on some canvas even when the
+      // sample canvases happen to keep them all.
+      if (x.kind === 'filter') return true;
       if (x.kind !== 'name') return false;
       const b = this.typed.bindings.get(x.name);
       return b?.kind === 'select' || (b?.kind === 'let' && this.selects(b.expr));
@@ -385,12 +442,22 @@ class Simulation {
     }
     let needed = maskOf(this.L, () => false);
     let attended = maskOf(this.L, () => false);
-    for (const g of attend.keys.segments) {
-      const keys = this.set(g.keys);
+    const segments = attend.keys.segments;
+    const set = (e: Expr) => this.set(e);
+    this.quietSelections = full;
+    const { keys: keysOf, reusable } = full
+      ? fullSegmentKeys(segments, set, this.L)
+      : { keys: segmentKeys(segments, set), reusable: undefined };
+    this.quietSelections = false;
+    this.checkDisjoint(segments, keysOf, l);
+    for (const g of segments) {
+      const keys = keysOf.get(g.name) as Mask;
       attended = union(attended, keys);
       const id = `${attend.span.start.offset}:${g.name}:${l}`;
       if (full) {
-        if (g.reusedUntil) this.partials.set(id, { step: c.step, rows: maskOf(this.L, () => true), keys });
+        if (reusable?.has(g.name))
+          this.partials.set(id, { step: c.step, rows: maskOf(this.L, () => true), keys });
+        else this.partials.delete(id);
         continue;
       }
       if (!g.reusedUntil) {
@@ -427,6 +494,60 @@ class Simulation {
     return maskOf(this.L, (i) => needed[i] === 1 && visible[i] === 1);
   }
 
+  /** The LSE merge adds the segments' partials, so a key in two segments would count twice. */
+  private checkDisjoint(segments: readonly Segment[], keysOf: ReadonlyMap<string, Mask>, l: number): void {
+    segments.forEach((a, i) => {
+      for (const b of segments.slice(0, i)) {
+        const ka = keysOf.get(a.name) as Mask;
+        const kb = keysOf.get(b.name) as Mask;
+        const both = members(ka).filter((k) => kb[k] === 1);
+        if (both.length === 0) continue;
+        this.fail(
+          a.span,
+          `segments '${b.name}' and '${a.name}' both hold keys at ${describePositions(this.canvas, both)} ${when(this.canvas, l)}; the log-sum-exp merge would count them twice`,
+          [
+            `help: make the segments disjoint, e.g. \`${a.name} = ${printExpr(a.keys)} - (${printExpr(b.keys)})\``,
+          ],
+        );
+        return;
+      }
+    });
+  }
+
+  /**
+   * Which `cache kv` rule would have to cover keys read without a valid entry on layer l, and why
+   * it did not: its delay held back rows computed since their token changed, or its set misses them.
+   */
+  private coverNotes(keys: readonly number[], l: number): string[] {
+    const c = this.canvas;
+    const rules = this.stmts.filter(
+      (s): s is CacheStmt =>
+        s.kind === 'cache' && s.kinds.some((k) => k.name === 'kv') && this.inScope(s.layers, l),
+    );
+    const rule = (r: CacheStmt) =>
+      `\`cache ${r.kinds.map((k) => k.name).join(', ')} of ${printExpr(r.set)}${r.delay ? ` delay ${printExpr(r.delay)}` : ''}\` (line ${r.span.start.line})`;
+    if (rules.length === 0) return [`note: no \`cache kv\` rule applies to layer ${l}`];
+    const delayed = rules.filter((r) =>
+      keys.some((k) => ((this.delayed.get(r)?.[l] as Int32Array | undefined)?.[k] ?? -1) >= c.tokenSince(k)),
+    );
+    if (delayed.length > 0)
+      return delayed.map(
+        (r) => `note: ${rule(r)} skipped them when they were last computed: they were younger than its delay`,
+      );
+    const covering = rules.filter((r) => {
+      const S = this.set(r.set);
+      return keys.every((k) => S[k] === 1);
+    });
+    return covering.length > 0
+      ? covering.map(
+          (r) =>
+            `note: ${rule(r)} covers them, but they were not computed since their token last changed, so it wrote nothing valid`,
+        )
+      : [
+          `note: ${rules.length === 1 ? 'the only K/V cache rule on this layer' : 'the K/V cache rules on this layer'}, ${rules.map(rule).join(' and ')}, ${rules.length === 1 ? 'does' : 'do'} not hold them`,
+        ];
+  }
+
   private write(R: Mask, l: number, t: number): void {
     const c = this.canvas;
     for (const s of this.stmts) {
@@ -435,6 +556,7 @@ class Simulation {
       const S = this.set(rule.set);
       const delay = rule.delay ? (evaluate(rule.delay, this.env()) as number) : 0;
       for (const i of members(R)) {
+        if (S[i] === 1 && !c.isPrompt(i) && c.age(i) < delay) this.delayedAt(rule, l)[i] = t;
         if (S[i] !== 1 || (!c.isPrompt(i) && c.age(i) < delay)) continue;
         for (const k of rule.kinds) {
           const table = { kv: this.kv, hidden: this.hidden, attn: this.attn, ffn: this.ffn }[k.name];
@@ -443,6 +565,15 @@ class Simulation {
         }
       }
     }
+  }
+
+  private delayedAt(rule: CacheStmt, l: number): Int32Array {
+    let perLayer = this.delayed.get(rule);
+    if (!perLayer) {
+      perLayer = Array.from({ length: this.sc.numLayers }, () => new Int32Array(this.L).fill(-1));
+      this.delayed.set(rule, perLayer);
+    }
+    return perLayer[l] as Int32Array;
   }
 
   /** Rows whose layer-l output exists: computed, or served from a valid hidden/feature cache. */
@@ -473,6 +604,22 @@ class Simulation {
   }
 
   /** Selections are chosen from this step's forward and become visible from the next step. */
+  /** `attn_similarity(l)` read on a layer that runs before layer l has been measured. */
+  private similarityTooEarly(l: number): void {
+    const root = this.evaluating;
+    let call: Expr | undefined;
+    const visit = (e: Expr): void => {
+      if (!call && e.kind === 'call' && e.callee.name === 'attn_similarity') call = e;
+      forEachChild(e, visit);
+    };
+    if (root) visit(root);
+    this.fail(
+      call?.span ?? root?.span ?? this.typed.plan.nameSpan,
+      `attn_similarity(${l}) is known once layer ${l} has run, but it is read ${when(this.canvas, this.layer)}, before that`,
+      [`help: apply the rule only to the layers after it, e.g. \`on layers > ${l}\``],
+    );
+  }
+
   private choose(computed: Mask): void {
     for (const s of this.stmts) {
       if (s.kind !== 'select' || !this.cond(s.at)) continue;
@@ -484,12 +631,24 @@ class Simulation {
   }
 }
 
-/** Scenarios of the bounded check: two seeds, both outcomes of data-dependent conditions. */
+/**
+ * Scenarios of the bounded check: two seeds, both outcomes of data-dependent conditions, commit
+ * counts from the stand-in scores and the slowest ones, and a short canvas besides the long one
+ * (a commit schedule such as `steps(n)` spreads differently over them, and so does `dirty`).
+ */
 export function scenarios(blockLen: number | undefined, numLayers: number): Scenario[] {
   const block = blockLen ?? 24;
   const blocks = blockLen === undefined ? 1 : block <= 8 ? 4 : block <= 64 ? 3 : 2;
-  const base = { promptLen: 6, genLen: block * blocks, blockLen: block, numLayers };
-  return [1, 2].flatMap((seed) => (['never', 'always'] as const).map((data) => ({ ...base, seed, data })));
+  const long = { promptLen: 6, genLen: block * blocks, blockLen: block, numLayers };
+  const shortGen = blockLen === undefined ? 5 : block + 1;
+  const short = { promptLen: 2, genLen: shortGen, blockLen: block, numLayers };
+  const datas = ['never', 'always'] as const;
+  return [
+    ...[1, 2].flatMap((seed) => datas.map((data) => ({ ...long, seed, data, commits: 'scores' as const }))),
+    ...datas.map((data) => ({ ...long, seed: 3, data, commits: 'one' as const })),
+    ...datas.map((data) => ({ ...short, seed: 4, data, commits: 'one' as const })),
+    ...datas.map((data) => ({ ...short, seed: 5, data, commits: 'scores' as const })),
+  ];
 }
 
 export function simulatePlan(typed: TypedPlan, sc: Scenario, approx: Approximations): Diagnostic[] {

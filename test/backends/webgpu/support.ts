@@ -1,3 +1,4 @@
+import type { Fault } from '../../../src/backends/fault.ts';
 import { sharedDevice } from '../../../src/backends/webgpu/device.ts';
 import type { Param } from '../../../src/backends/webgpu/render.ts';
 import { pipelineFor, uniformData, workgroups } from '../../../src/backends/webgpu/runner.ts';
@@ -19,7 +20,8 @@ export type Operand = Float32Array | Int32Array | { readonly out: number };
 
 /**
  * Runs one dispatch of a primitive: uploads the operands in binding order, evaluates the params
- * (numbers are u32 fields, { f } floats), dispatches `items` work items and reads back the outputs.
+ * (numbers are u32 fields, { f } floats), dispatches `items` work items and reads back the outputs;
+ * with a fault, the dispatch runs the primitive built with it (the mutation test's hook).
  */
 export async function runKernel(
   device: GPUDevice,
@@ -27,6 +29,7 @@ export async function runKernel(
   params: readonly (number | { f: number })[],
   operands: readonly Operand[],
   items: readonly [number, number],
+  fault?: Fault,
 ): Promise<Float32Array[]> {
   const def = shaderDef(shader);
   if (operands.length !== def.bindings.length)
@@ -51,7 +54,7 @@ export async function runKernel(
     0,
     uniformData(shader, ps, () => 0),
   );
-  const pipeline = pipelineFor(device, shader);
+  const pipeline = pipelineFor(device, shader, fault);
   device.pushErrorScope('validation');
   const enc = device.createCommandEncoder();
   const [gx, gy] = workgroups(shader, items[0], items[1]);

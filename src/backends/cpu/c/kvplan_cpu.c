@@ -103,6 +103,16 @@ static void *kvi_aligned_buffer(size_t floats) {
   return aligned_alloc(64, bytes ? bytes : 64);
 }
 
+/*
+ * Fault injection, for the mutation test only (src/backends/fault.ts): a translation unit that
+ * defines KV_FAULT_<PRIMITIVE> to a factor gets that primitive's outputs multiplied by it, so that
+ * `kvplan verify` can be shown to fail. The generated unit defines one only when the fault is
+ * armed; the primitives compiled on their own never do.
+ */
+#define KVI_FAULT(factor, x, rows, width, ld)                                                      \
+  for (int64_t kvi_r = 0; kvi_r < (int64_t)(rows); kvi_r++)                                         \
+    for (int64_t kvi_c = 0; kvi_c < (int64_t)(width); kvi_c++) (x)[kvi_r * (int64_t)(ld) + kvi_c] *= (factor)
+
 /* ---------------------------------------------------------------------------------------------
  * Threads
  */
@@ -288,6 +298,9 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
     }
     free(apack);
   }
+#ifdef KV_FAULT_GEMM
+  KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
+#endif
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -565,6 +578,9 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
     free(qb);
     free(qs);
   }
+#ifdef KV_FAULT_ATTENTION
+  KVI_FAULT(KV_FAULT_ATTENTION, o, nq, (int64_t)heads * hd, (int64_t)heads * hd);
+#endif
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -696,6 +712,9 @@ void kv_rmsnorm(int n, int d, const float *x, const int32_t *rows, const float *
     const float inv = 1.0f / sqrtf(sum / (float)d + eps);
     for (j = 0; j < d; j++) dst[j] = src[j] * w[j] * inv;
   }
+#ifdef KV_FAULT_RMSNORM
+  KVI_FAULT(KV_FAULT_RMSNORM, out, n, d, d);
+#endif
 }
 
 void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta) {
@@ -728,6 +747,9 @@ void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta
     }
     free(cs);
   }
+#ifdef KV_FAULT_ROPE
+  KVI_FAULT(KV_FAULT_ROPE, x, n, (int64_t)heads * hd, (int64_t)heads * hd);
+#endif
 }
 
 void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
@@ -742,6 +764,9 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
     kvi_vstore(out + c * KV_VL, g / (1.0f + e) * kvi_vload(up + c * KV_VL));
   }
   for (int64_t i = chunks * KV_VL; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+#ifdef KV_FAULT_SWIGLU
+  KVI_FAULT(KV_FAULT_SWIGLU, out, 1, n, n);
+#endif
 }
 
 void kv_add(int64_t n, const float *a, const float *b, float *out) {

@@ -1,0 +1,80 @@
+/**
+ * The fault hook of the WGSL primitives (src/backends/fault.ts), which the mutation test
+ * (test/cli/mutation.test.ts) relies on: each faultable primitive changes exactly the shader that
+ * computes it, the faulty modules are valid WGSL, a normal shader is untouched, and pipelines are
+ * keyed by their text so that a faulty one never stands in for a normal one.
+ */
+import { describe, expect, test } from 'vitest';
+import { type FaultPrimitive, faultPrimitives, parseFault } from '../../../src/backends/fault.ts';
+import { validateWgsl, validationDevice } from '../../../src/backends/webgpu/device.ts';
+import { pipelineFor } from '../../../src/backends/webgpu/runner.ts';
+import { type ShaderName, shaderDefs, wgslSource } from '../../../src/backends/webgpu/shaders.ts';
+import { gpuOrSkip, runKernel } from './support.ts';
+
+const validator = await validationDevice();
+if (typeof validator === 'string')
+  console.log(`WGSL fault validation: skipped: no Dawn null backend (${validator})`);
+const nullDevice = typeof validator === 'string' ? undefined : validator;
+const device = await gpuOrSkip('WGSL fault hook at run time');
+
+const shaderOf: Record<FaultPrimitive, ShaderName> = {
+  gemm: 'gemm',
+  attention: 'attention',
+  rmsnorm: 'rmsnorm',
+  rope: 'rope',
+  swiglu: 'elementwise',
+};
+
+describe('WGSL fault hook', () => {
+  test.each(faultPrimitives.map((p) => [p] as const))('%s changes exactly its shader, validly', async (p) => {
+    const fault = parseFault(`${p}:0.01`);
+    const changed = shaderDefs.filter((d) => wgslSource(d, fault) !== wgslSource(d));
+    expect(changed.map((d) => d.name)).toEqual([shaderOf[p]]);
+    const code = wgslSource(changed[0] as (typeof shaderDefs)[number], fault);
+    expect(code).toContain(`// FAULT INJECTED (test only): ${p} outputs scaled by 1.01`);
+    expect(code).toContain(') * 1.01e+0');
+    if (nullDevice) expect(await validateWgsl(nullDevice, code)).toEqual([]);
+  });
+
+  test.skipIf(!device)('pipelines are keyed by their WGSL, fault included', () => {
+    const gpu = device as GPUDevice;
+    const fault = parseFault('rmsnorm:0.01');
+    expect(pipelineFor(gpu, 'rmsnorm', fault)).toBe(pipelineFor(gpu, 'rmsnorm', fault));
+    expect(pipelineFor(gpu, 'rmsnorm', fault)).not.toBe(pipelineFor(gpu, 'rmsnorm'));
+    expect(pipelineFor(gpu, 'gemm', fault)).toBe(pipelineFor(gpu, 'gemm'));
+  });
+
+  test.skipIf(!device)(
+    'at factor 2 a faulty rmsnorm and swiglu return exactly twice the normal output',
+    async () => {
+      const gpu = device as GPUDevice;
+      const x = Float32Array.from({ length: 3 * 40 }, (_, i) => Math.sin(i));
+      const w = Float32Array.from({ length: 40 }, (_, i) => Math.cos(i));
+      const norm = (spec?: string) =>
+        runKernel(
+          gpu,
+          'rmsnorm',
+          [3, 40, 0, { f: 1e-5 }],
+          [x, new Int32Array(4), w, { out: 3 * 40 }],
+          [64 * 3, 1],
+          spec === undefined ? undefined : parseFault(spec),
+        );
+      const elementwise = (op: number, spec?: string) =>
+        runKernel(
+          gpu,
+          'elementwise',
+          [40, op],
+          [w, x.subarray(0, 40), { out: 40 }],
+          [40, 1],
+          spec === undefined ? undefined : parseFault(spec),
+        );
+      const twice = (a: Float32Array[]) => Array.from(a[0] as Float32Array, (v) => 2 * v);
+      expect(Array.from((await norm('rmsnorm:1'))[0] as Float32Array)).toEqual(twice(await norm()));
+      expect(Array.from((await elementwise(1, 'swiglu:1'))[0] as Float32Array)).toEqual(
+        twice(await elementwise(1)),
+      );
+      // add shares the shader with swiglu but is not the faulty primitive.
+      expect(await elementwise(0, 'swiglu:1')).toEqual(await elementwise(0));
+    },
+  );
+});

@@ -1,0 +1,261 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { buildCpu, CpuRunner } from '../../src/backends/cpu/runner.ts';
+import { webGpuRunnerFactory } from '../../src/backends/webgpu/runner.ts';
+import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
+import { type Diagnostic, formatDiagnostic } from '../../src/dsl/diagnostics.ts';
+import type { HostTensor } from '../../src/ir/tensor.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
+import type { Weights } from '../../src/model/weights.ts';
+import { compilePlan } from '../../src/passes/compile.ts';
+import { deepEnough, modelFor } from '../../src/runtime/modelFor.ts';
+import { ReferenceRunner } from '../../src/runtime/referenceRunner.ts';
+import type { StepRunner } from '../../src/runtime/runner.ts';
+import { type RunnerFactory, verifyCheckedPlan } from '../../src/runtime/verify.ts';
+
+const tiny = presets.tiny as ModelConfig;
+const small = presets.small as ModelConfig;
+
+function check(text: string, overrides: Record<string, string> = {}) {
+  return checkSource({ path: 'p.kvp', text }, { overrides: new Map(Object.entries(overrides)) });
+}
+function planOf(text: string, overrides: Record<string, string> = {}): CheckedPlan {
+  const r = check(text, overrides);
+  const plan = r.plans[0];
+  if (!plan) throw new Error(r.diagnostics.map((d) => d.message).join('; '));
+  return plan;
+}
+const example = (name: string, overrides: Record<string, string> = {}) =>
+  planOf(readFileSync(`examples/${name}.kvp`, 'utf8'), overrides);
+
+const opts = { configs: [tiny, small], cases: 2, seed: 3, promptLen: 4, genLen: 8 };
+
+/** A float32 "backend" (the reference interpreter rounding to float32) whose logits are off by `rel`. */
+const perturbed =
+  (rel: number) =>
+  (plan: CheckedPlan, config: ModelConfig, weights: Weights) =>
+  (L: number): StepRunner => {
+    const inner = new ReferenceRunner(
+      compilePlan(plan, config, { target: 'reference' }).lowered,
+      weights,
+      L,
+      true,
+    );
+    return {
+      embed: (p, c, r) => inner.embed(p, c, r),
+      layer: (p, l, lists, r) => inner.layer(p, l, lists, r),
+      head: (p, out): HostTensor => {
+        const t = inner.head(p, out);
+        return { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) };
+      },
+      kvValues: (l) => inner.kvValues(l),
+    };
+  };
+
+describe('verify can fail (issue 14, item 1)', () => {
+  test('a backend whose logits are 1% off fails, though its own error would have set a budget it meets', async () => {
+    const plan = example('baseline');
+    const bad = await verifyCheckedPlan(plan, { ...opts, backend: 'cpu', runnerFor: perturbed(0.01) });
+    expect(bad.ok).toBe(false);
+    expect(bad.checks.find((c) => c.name === 'exact')?.ok).toBe(false);
+    const good = await verifyCheckedPlan(plan, { ...opts, backend: 'cpu', runnerFor: perturbed(0) });
+    expect(good.ok).toBe(true);
+  });
+
+  test('an approximate plan on a 1%-off backend fails at its refresh steps and under its premise', async () => {
+    const bad = await verifyCheckedPlan(example('fast-dllm-dual', { block: '4' }), {
+      ...opts,
+      backend: 'cpu',
+      runnerFor: perturbed(0.01),
+    });
+    expect(bad.checks.find((c) => c.name === 'refresh')?.ok).toBe(false);
+    expect(bad.checks.find((c) => c.name === 'premise')?.ok).toBe(false);
+  });
+});
+
+describe('a layer made full by a layer-scoped refresh over a hidden-state cache (item 2)', () => {
+  test('elastic-cache with its probe on layer 1 verifies, and its drift rule fires', async () => {
+    const plan = example('elastic-cache', { probe: '1' });
+    const v = await verifyCheckedPlan(plan, { ...opts, configs: [small], genLen: 12 });
+    expect(v.checks.map((c) => `${c.name}:${c.ok}`)).toEqual(['ir:true', 'premise:true', 'refresh:true']);
+    const drift = v.firings.find((f) => f.rule.includes('attn_similarity'));
+    expect(drift?.steps).toBeGreaterThan(0);
+    expect(drift?.steps).toBeLessThan(drift?.of ?? 0);
+  });
+
+  test.each(['cpu', 'webgpu'] as const)(
+    'the %s backend runs the full layer with its restore list (it read a missing list as empty)',
+    async (backend) => {
+      const plan = example('elastic-cache', { probe: '1' });
+      const runnerFor: RunnerFactory =
+        backend === 'cpu'
+          ? (p, cfg, weights, L) => {
+              const build = buildCpu(p, cfg, L);
+              return (n) => new CpuRunner(build, weights, n, 1);
+            }
+          : await webGpuRunnerFactory();
+      const v = await verifyCheckedPlan(plan, {
+        ...opts,
+        configs: [small],
+        cases: 2,
+        genLen: 12,
+        backend,
+        runnerFor,
+      });
+      expect(v.checks.map((c) => `${c.name}:${c.ok}`)).toEqual(['ir:true', 'premise:true', 'refresh:true']);
+      expect(v.firings.find((f) => f.rule.includes('attn_similarity'))?.steps).toBeGreaterThan(0);
+    },
+  );
+
+  test('verify deepens its default models so that a deep probe layer (16, as on LLaDA-8B) exists and fires', async () => {
+    const plan = example('elastic-cache', { probe: '16' });
+    expect(deepEnough(plan, tiny).layers).toBe(19);
+    expect(deepEnough(example('baseline'), tiny)).toBe(tiny);
+    const v = await verifyCheckedPlan(plan, { ...opts, configs: [deepEnough(plan, tiny)], cases: 1 });
+    expect(v.ok).toBe(true);
+    expect(v.firings.find((f) => f.rule.includes('attn_similarity'))?.steps).toBeGreaterThan(0);
+  });
+});
+
+const splitSelect = `plan split_select(block: int = 4) {
+  blocks block
+  refresh all when block_start
+  compute current_block
+  cache kv of all
+  select kept = topk(prompt | before_block, attention_mass(current_block), 2) at block_start
+  attend split {
+    ext = kept,
+    own = current_block
+  } merge lse
+  decode threshold(0.9) by confidence in current_block
+}
+`;
+
+/** A block-wise plan recomputing the current block, attending through a split of two segments. */
+const splitPlan = (...segments: string[]) => `plan with_split(block: int = 4) {
+  blocks block
+  refresh all when block_start
+  compute current_block
+  cache kv of all
+  attend split {
+    ${segments.join(',\n    ')}
+  } merge lse
+  decode threshold(0.9) by confidence in current_block
+}
+`;
+
+describe('split segments on full refreshes (items 3 and 4)', () => {
+  test('a selection read inside a split segment is accepted: step 0 is a full refresh', async () => {
+    const r = check(splitSelect);
+    expect(r.diagnostics.map((d) => d.message)).toEqual([]);
+    const v = await verifyCheckedPlan(r.plans[0] as CheckedPlan, opts);
+    expect(v.ok).toBe(true);
+  });
+
+  test('the same selection read at a step that is not a refresh is rejected at the read, not at the select', () => {
+    const text = splitSelect.replace('refresh all when block_start', 'refresh all when step == 0');
+    const r = check(text.replace('at block_start', 'at block_step == 2'));
+    const d = r.diagnostics[0];
+    expect(d?.message).toMatch(/selection 'kept' is read at step 1 .* before it is first chosen/);
+    // Line 8 is `ext = kept,`: the caret is under the read.
+    expect(d?.span.start).toMatchObject({ line: 8, col: 11 });
+    expect(formatDiagnostic({ path: 'p.kvp', text }, d as Diagnostic)).toContain(
+      "note: 'kept' (line 6) is chosen",
+    );
+  });
+
+  test('a full refresh of a split that does not cover every key is an exact full forward', async () => {
+    const plan = planOf(splitPlan('ext = prompt', 'own = current_block'));
+    const v = await verifyCheckedPlan(plan, opts);
+    expect(v.checks.find((c) => c.name === 'refresh')?.ok).toBe(true);
+    expect(v.ok).toBe(true);
+  });
+
+  test('a split whose segments are all reused still refreshes exactly (the first segment takes the rest)', async () => {
+    const plan = planOf(
+      splitPlan(
+        'ext = prompt reused until block_start',
+        'own = current_block reused until dirty(current_block) >= 1 or block_start',
+      ),
+    );
+    const v = await verifyCheckedPlan(plan, opts);
+    expect(v.checks.find((c) => c.name === 'refresh')?.ok).toBe(true);
+  });
+
+  test('overlapping segments are rejected: the merge would count their common keys twice', () => {
+    const r = check(splitPlan('ext = prompt | current_block', 'own = current_block'));
+    expect(r.plans).toEqual([]);
+    expect(r.diagnostics[0]?.message).toMatch(
+      /segments 'ext' and 'own' both hold keys at .* count them twice/,
+    );
+  });
+});
+
+describe('per-layer scores in the checker (item 5)', () => {
+  test('a compute set that differs per layer with only K/V cached is rejected between layers', () => {
+    const r = check(`plan drift_layers(rho: float = 0.25 in [0.0, 1.0]) {
+  refresh all when every(4)
+  compute keep(generated, value_drift, rho) | newly_decoded
+  cache kv of all
+  attend all
+  decode per_step(1) by confidence in generated
+}
+`);
+    expect(r.plans).toEqual([]);
+    expect(r.diagnostics[0]?.message).toMatch(
+      /are computed at step \d+ .*, layer \d+, but their input .* is neither computed nor cached/,
+    );
+  });
+
+  test('the same plan with the hidden state cached is accepted and verifies', async () => {
+    const plan = planOf(`plan drift_layers(rho: float = 0.25 in [0.0, 1.0]) {
+  refresh all when every(4)
+  compute keep(generated, value_drift, rho) | newly_decoded
+  cache kv, hidden of all
+  attend all
+  decode per_step(1) by confidence in generated
+}
+`);
+    const v = await verifyCheckedPlan(plan, opts);
+    expect(v.ok).toBe(true);
+  });
+});
+
+describe('verify reports what it exercised (item 8)', () => {
+  test('a plan without refresh steps says so instead of printing a vacuous maximum', async () => {
+    const plan = planOf(`plan sparse_only() {
+  attend prompt | generated[position > 5]
+  decode steps(8)
+}
+`);
+    const v = await verifyCheckedPlan(plan, { ...opts, cases: 1 });
+    expect(v.checks.find((c) => c.name === 'refresh')?.detail).toBe(
+      'no full-refresh step in any case, nothing to compare',
+    );
+  });
+
+  test('firing counts follow the rules: a block-start refresh fires once per block', async () => {
+    const v = await verifyCheckedPlan(example('fast-dllm-dual', { block: '4' }), {
+      ...opts,
+      configs: [modelFor(example('baseline'), tiny)],
+    });
+    expect(v.firings).toEqual([
+      { rule: 'refresh all when block_start', line: 8, steps: 4, of: expect.any(Number) },
+    ]);
+  });
+});
+
+describe('measurements inside a step', () => {
+  test('attn_similarity(l) read by a rule on layers up to l is rejected at the read', () => {
+    const text = readFileSync('examples/elastic-cache.kvp', 'utf8').replace(' on layers > probe', '');
+    const r = check(text, { probe: '1' });
+    expect(r.plans).toEqual([]);
+    expect(r.diagnostics[0]?.message).toBe(
+      'attn_similarity(1) is known once layer 1 has run, but it is read at step 0 (block 0, block step 0), layer 0, before that',
+    );
+    expect(r.diagnostics[0]?.notes).toEqual([
+      'help: apply the rule only to the layers after it, e.g. `on layers > 1`',
+    ]);
+  });
+});
