@@ -259,3 +259,21 @@ describe('measurements inside a step', () => {
     ]);
   });
 });
+
+describe('stand-in scores span the ranges of real ones (fuzz finding F10)', () => {
+  test('a compute set filtered by entropy is not taken for every row', () => {
+    const r = check(`plan fuzz() {
+  refresh prompt when every(5)
+  refresh generated when every(2)
+  compute window((all)[entropy < 1.0], 0)
+  cache kv, attn, ffn of all
+  attend all
+  decode steps(4) by confidence - 0.01 * position ar_shift
+}
+`);
+    expect(r.plans).toEqual([]);
+    expect(r.diagnostics[0]?.message).toMatch(
+      /are read at step 1 .* but are neither computed in this step nor cached/,
+    );
+  });
+});

@@ -54,8 +54,25 @@ export const noApproximations = (): Approximations => ({
   staleLogits: new Set(),
 });
 
+/**
+ * The range a model score takes on real models, so that a threshold on it (`entropy < 1.0`,
+ * `query_key(q) > 0`) splits the stand-in values as it splits real ones: with every stand-in in
+ * [0, 1), `all[entropy < 1.0]` held every row in the simulation and none on a model (fuzz
+ * finding F10). Entropy reaches log(vocab), about 12 for the largest vocabularies.
+ */
+const scoreRange: Readonly<Record<string, readonly [number, number]>> = {
+  entropy: [0, 12],
+  value_drift: [0, 2],
+  query_key: [-4, 4],
+};
+
 // A deterministic stand-in for model outputs: what the checker needs is their shape, not values.
 function pseudoScore(seed: number, step: number, name: string, i: number): number {
+  const [lo, hi] = scoreRange[name.split('@')[0] as string] ?? [0, 1];
+  return lo + (hi - lo) * unitHash(seed, step, name, i);
+}
+
+function unitHash(seed: number, step: number, name: string, i: number): number {
   let h = (seed * 0x9e3779b1) ^ (step * 0x85ebca6b) ^ (i * 0xc2b2ae35);
   for (let k = 0; k < name.length; k++) h = Math.imul(h ^ name.charCodeAt(k), 0x27d4eb2d);
   h ^= h >>> 15;
