@@ -30,7 +30,7 @@ export interface CheckResult {
 }
 
 /** Enough layers to tell every layer scope of the plan apart. */
-function layersToSimulate(typed: TypedPlan): number {
+export function layersToSimulate(typed: TypedPlan): number {
   let top = 0;
   for (const s of typed.plan.body) {
     if (!('layers' in s) || !s.layers) continue;

@@ -1,7 +1,22 @@
 import type { CheckedPlan } from '../dsl/check.ts';
+import {
+  isBlockCausal,
+  type LayerRules,
+  layerRules,
+  reusedSegments,
+  segmentsOf,
+} from '../dsl/semantics/layerRules.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { ProgramBuilder, type StageBuilder } from './builder.ts';
-import { isBlockCausal, type LayerRules, layerRules, reusedSegments, segmentsOf } from './planShape.ts';
+import {
+  type FeatureKind,
+  featureKinds,
+  isFeatureKind,
+  layerStage,
+  layerWeight,
+  lists,
+  resources,
+} from './names.ts';
 import { type Dim, index, type Resource, type StepProgram, tensor, type Value } from './types.ts';
 
 /**
@@ -30,14 +45,7 @@ export interface LoweredPlan {
 
 type Phase = 'refresh' | 'cached';
 
-/**
- * The input of layer `l` that gives the positions RoPE rotates its computed rows by: their
- * positions within their own sequence, which differ from their canvas rows when a batch of
- * sequences shares the canvas. The runtime builds it alongside `rows.l`.
- */
-export const positionsInput = (l: number): string => `pos.${l}`;
-
-const w = (l: number, name: string) => `model.layers.${l}.${name}`;
+const w = layerWeight;
 const hidden = (c: ModelConfig): Dim[] => ['L', c.dModel];
 
 /** The persistent resources of a layer: its caches by kind, and the partials of reused segments. */
@@ -49,19 +57,25 @@ function layerResources(c: ModelConfig, r: LayerRules): Resource[] {
     dtype: 'f32',
     shape: ['L', c.kvHeads, c.headDim],
   });
-  if (r.kinds.has('kv')) out.push(kv(`kv.k.${r.layer}`), kv(`kv.v.${r.layer}`));
-  for (const kind of ['attn', 'ffn', 'hidden'] as const) {
-    if (r.kinds.has(kind)) out.push({ name: `${kind}.${r.layer}`, kind, dtype: 'f32', shape: hidden(c) });
+  if (r.kinds.has('kv')) out.push(kv(resources.kv('k', r.layer)), kv(resources.kv('v', r.layer)));
+  for (const kind of featureKinds) {
+    if (r.kinds.has(kind))
+      out.push({ name: resources.feature(kind, r.layer), kind, dtype: 'f32', shape: hidden(c) });
   }
   for (const s of reusedSegments(r)) {
     out.push(
       {
-        name: `partial.o.${r.layer}.${s.name}`,
+        name: resources.partial('o', r.layer, s.name),
         kind: 'partial',
         dtype: 'f32',
         shape: ['L', c.heads, c.headDim],
       },
-      { name: `partial.lse.${r.layer}.${s.name}`, kind: 'partial', dtype: 'f32', shape: ['L', c.heads] },
+      {
+        name: resources.partial('lse', r.layer, s.name),
+        kind: 'partial',
+        dtype: 'f32',
+        shape: ['L', c.heads],
+      },
     );
   }
   return out;
@@ -131,17 +145,17 @@ class Lowering {
     const c = this.c;
     const l = r.layer;
     const full = this.phase === 'refresh';
-    const sb = this.pb.stage(`layer.${l}`);
+    const sb = this.pb.stage(layerStage(l));
     let h = sb.input('h', 'carried', tensor('f32', hidden(c)));
-    const rows = sb.input(`rows.${l}`, 'index', index(`#rows.${l}`));
-    const positions = sb.input(positionsInput(l), 'positions', index(`#rows.${l}`));
+    const rows = sb.input(lists.rows(l), 'index', index(`#${lists.rows(l)}`));
+    const positions = sb.input(lists.positions(l), 'positions', index(`#${lists.rows(l)}`));
     const blocks = this.causal ? sb.input('blocks', 'blocks', tensor('i32', ['L'])) : undefined;
     const seqs = sb.input('seqs', 'seqs', tensor('i32', ['L']));
     const prev = this.rules[l - 1];
     if (!full && prev?.kinds.has('hidden')) {
       // Rows computed here but not on the layer below take that layer's output from its cache.
-      const restore = sb.input(`restore.${l}`, 'index', index(`#restore.${l}`));
-      const cached = sb.op1('gather', [sb.cacheRead(this.res(`hidden.${l - 1}`)), restore]);
+      const restore = sb.input(lists.restore(l), 'index', index(`#${lists.restore(l)}`));
+      const cached = sb.op1('gather', [sb.cacheRead(this.res(resources.feature('hidden', l - 1))), restore]);
       h = sb.op1('scatter', [h, restore, cached]);
     }
     const x = sb.op1('gather', [h, rows]);
@@ -176,12 +190,12 @@ class Lowering {
     let lse: Value;
     const segments = segmentsOf(r.attend);
     if (segments.length === 0) {
-      [o, lse] = attention(sb.input(`keys.${l}`, 'index', index(`#keys.${l}`))) as [Value, Value];
+      [o, lse] = attention(sb.input(lists.keys(l), 'index', index(`#${lists.keys(l)}`))) as [Value, Value];
     } else {
       const parts = segments.map((s) => {
-        const oRes = s.reusedUntil ? this.res(`partial.o.${l}.${s.name}`) : undefined;
-        const lseRes = s.reusedUntil ? this.res(`partial.lse.${l}.${s.name}`) : undefined;
-        const keys = sb.input(`keys.${l}.${s.name}`, 'index', index(`#keys.${l}.${s.name}`));
+        const oRes = s.reusedUntil ? this.res(resources.partial('o', l, s.name)) : undefined;
+        const lseRes = s.reusedUntil ? this.res(resources.partial('lse', l, s.name)) : undefined;
+        const keys = sb.input(lists.keys(l, s.name), 'index', index(`#${lists.keys(l, s.name)}`));
         const part = attention(keys, s.name);
         if (oRes && lseRes) {
           sb.cacheWrite(oRes, rows, part[0] as Value);
@@ -204,30 +218,30 @@ class Lowering {
     const up = this.linear(sb, l, 'mlp.up_proj', x2, c.dFF, c.dModel, false);
     const f = this.linear(sb, l, 'mlp.down_proj', sb.op1('swiglu', [gate, up]), c.dModel, c.dFF, false);
     const h2 = sb.op1('add', [h1, f]);
-    const byKind: Record<string, () => Value> = {
+    const byKind: Record<FeatureKind, () => Value> = {
       attn: () => sb.op1('place', [a, rows]),
       ffn: () => sb.op1('place', [f, rows]),
       hidden: () => sb.op1('place', [h2, rows]),
     };
     for (const { rule, id } of r.caches) {
-      const writes = sb.input(`write.${l}.${id}`, 'index', index(`#write.${l}.${id}`));
+      const writes = sb.input(lists.write(l, id), 'index', index(`#${lists.write(l, id)}`));
       for (const kind of rule.kinds.map((k) => k.name)) {
         if (kind === 'kv') {
-          sb.cacheWrite(this.res(`kv.k.${l}`), writes, sb.op1('gather', [kAll, writes]));
-          sb.cacheWrite(this.res(`kv.v.${l}`), writes, sb.op1('gather', [vAll, writes]));
-        } else {
-          const source = byKind[kind];
-          if (source) sb.cacheWrite(this.res(`${kind}.${l}`), writes, sb.op1('gather', [source(), writes]));
+          sb.cacheWrite(this.res(resources.kv('k', l)), writes, sb.op1('gather', [kAll, writes]));
+          sb.cacheWrite(this.res(resources.kv('v', l)), writes, sb.op1('gather', [vAll, writes]));
+        } else if (isFeatureKind(kind)) {
+          const source = sb.op1('gather', [byKind[kind](), writes]);
+          sb.cacheWrite(this.res(resources.feature(kind, l)), writes, source);
         }
       }
     }
     let hNext = sb.op1('scatter', [h, rows, h2]);
     if (!full && r.kinds.has('attn') && r.kinds.has('ffn')) {
       // Rows not recomputed here carry their residual stream on with the cached deltas.
-      const delta = sb.input(`delta.${l}`, 'index', index(`#delta.${l}`));
+      const delta = sb.input(lists.delta(l), 'index', index(`#${lists.delta(l)}`));
       const before = sb.op1('gather', [h, delta]);
-      const attn = sb.op1('gather', [sb.cacheRead(this.res(`attn.${l}`)), delta]);
-      const ffn = sb.op1('gather', [sb.cacheRead(this.res(`ffn.${l}`)), delta]);
+      const attn = sb.op1('gather', [sb.cacheRead(this.res(resources.feature('attn', l))), delta]);
+      const ffn = sb.op1('gather', [sb.cacheRead(this.res(resources.feature('ffn', l))), delta]);
       hNext = sb.op1('scatter', [hNext, delta, sb.op1('add', [sb.op1('add', [before, attn]), ffn])]);
     }
     sb.output('h', hNext);

@@ -1,5 +1,6 @@
 import type { ModelConfig } from '../model/config.ts';
 import { ProgramBuilder } from './builder.ts';
+import { layerWeight } from './names.ts';
 import { index, type StepProgram, tensor } from './types.ts';
 
 /**
@@ -15,7 +16,7 @@ export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean):
   const keys = sb.input('keys', 'index', index('L'));
   const blocks = blockCausal ? sb.input('blocks', 'blocks', tensor('i32', ['L'])) : undefined;
   const weight = (name: string, shape: number[]) =>
-    sb.input(`model.layers.${layer}.${name}`, 'weight', tensor('f32', shape));
+    sb.input(layerWeight(layer, name), 'weight', tensor('f32', shape));
   const xn = sb.op1('rmsnorm', [h, weight('input_layernorm.weight', [c.dModel])], { eps: c.normEps });
   const proj = (name: string, n: number, rows: typeof queries | undefined) => {
     const x = rows ? sb.op1('gather', [xn, rows]) : xn;

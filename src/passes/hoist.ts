@@ -1,3 +1,4 @@
+import { layerOfStage, resources as named } from '../ir/names.ts';
 import type { Instr, Stage, StepProgram, Value } from '../ir/types.ts';
 import { dceProgram } from './dce.ts';
 import type { Pass, PipelineState } from './state.ts';
@@ -11,9 +12,9 @@ const maxId = (p: StepProgram): number => {
   return top;
 };
 
-const partialNames = (layer: string, segment: string) => ({
-  o: `partial.o.${layer}.${segment}`,
-  lse: `partial.lse.${layer}.${segment}`,
+const partialNames = (layer: number, segment: string) => ({
+  o: named.partial('o', layer, segment),
+  lse: named.partial('lse', layer, segment),
 });
 
 /**
@@ -30,7 +31,7 @@ export function deriveReusePhase(cached: StepProgram): StepProgram | undefined {
   let next = maxId(cached) + 1;
   let hoisted = 0;
   const stages = cached.stages.map((stage): Stage => {
-    const layer = stage.name.startsWith('layer.') ? stage.name.slice('layer.'.length) : undefined;
+    const layer = layerOfStage(stage.name);
     if (layer === undefined) return stage;
     const reused = new Set<string>();
     const body: Instr[] = [];

@@ -4,8 +4,8 @@
  * tinygrad practice: every pass has a name and a printable result). See docs/passes.md.
  */
 import { printExpr } from '../dsl/printer.ts';
+import type { LayerRules } from '../dsl/semantics/layerRules.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
-import type { LayerRules } from '../ir/planShape.ts';
 import { printProgram } from '../ir/printer.ts';
 import type { StepProgram } from '../ir/types.ts';
 import { formatVerifyError, verifyPlan } from '../ir/verify.ts';

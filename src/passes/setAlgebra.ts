@@ -18,7 +18,7 @@
 import type { AttendStmt, Binary, CacheStmt, ComputeStmt, Expr, NameRef, RefreshStmt } from '../dsl/ast.ts';
 import { builtins } from '../dsl/builtins.ts';
 import { printExpr } from '../dsl/printer.ts';
-import type { LayerRules } from '../ir/planShape.ts';
+import type { LayerRules } from '../dsl/semantics/layerRules.ts';
 import type { Pass, PipelineState } from './state.ts';
 
 type SetOp = '|' | '&' | '-';

@@ -1,4 +1,5 @@
-import { type LoweredPlan, positionsInput } from '../ir/lower.ts';
+import type { LoweredPlan } from '../ir/lower.ts';
+import { lists } from '../ir/names.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
 import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
@@ -60,7 +61,7 @@ function packLists(
         name,
         list.map((r) => r + offset),
       );
-    add(positionsInput(layer), p.lists.get(`rows.${layer}`) ?? new Int32Array(0));
+    add(lists.positions(layer), p.lists.get(lists.rows(layer)) ?? new Int32Array(0));
   });
   return new Map([...parts].map(([name, lists]) => [name, concat(lists)] as const));
 }

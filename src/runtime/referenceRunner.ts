@@ -1,5 +1,6 @@
 import { interpretStage, ResourceStore } from '../ir/interpret.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
+import { layerStage, resources } from '../ir/names.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
 import type { Weights } from '../model/weights.ts';
@@ -62,7 +63,7 @@ export class ReferenceRunner implements StepRunner {
     read: boolean,
   ): HostTensor | undefined {
     const inputs = new Map<string, RuntimeValue>([['h', this.carried()], ...this.rows, ...lists]);
-    this.h = this.run(program, `layer.${layer}`, inputs).get('h') as HostTensor;
+    this.h = this.run(program, layerStage(layer), inputs).get('h') as HostTensor;
     return read ? this.h : undefined;
   }
 
@@ -75,7 +76,7 @@ export class ReferenceRunner implements StepRunner {
   }
 
   kvValues(layer: number): HostTensor | undefined {
-    const name = `kv.v.${layer}`;
+    const name = resources.kv('v', layer);
     return this.lowered.programs.cached.resources.some((r) => r.name === name)
       ? this.store.get(name)
       : undefined;

@@ -1,8 +1,9 @@
 import type { CheckedPlan } from '../dsl/check.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
+import type { StepScores } from '../dsl/semantics/stepper.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import { createRng } from '../model/weights.ts';
-import { Inspector, type LayerPlan, type ScoreSource } from './inspector.ts';
+import { Inspector, type LayerPlan } from './inspector.ts';
 import { blockLength } from './simulate.ts';
 
 export interface SampleState {
@@ -25,7 +26,7 @@ export function sampleStates(
   const canvas = new Canvas(promptLen, genLen, blockLength(plan, genLen));
   const rng = createRng(1);
   const noise = () => Float64Array.from({ length: canvas.length }, () => rng.uniform());
-  const scores: ScoreSource = { score: () => noise(), attnSimilarity: () => 1 };
+  const scores: StepScores = { score: () => noise(), attnSimilarity: () => 1 };
   const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, noise());
   const target = Math.min(genLen - 1, Math.max(2, Math.floor(canvas.blockLen / 2) + 1));
   const out: SampleState[] = [];

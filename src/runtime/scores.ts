@@ -1,9 +1,9 @@
 import { type Mask, members } from '../dsl/semantics/evaluate.ts';
+import type { StepScores } from '../dsl/semantics/stepper.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
-import type { ScoreSource } from './inspector.ts';
 import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
@@ -24,7 +24,7 @@ function cosine(a: Float64Array, b: Float64Array): number {
  * Scores of the current generation state: prediction statistics from the latest logits of each
  * row, and model-internal scores measured by the probe program on the hidden state entering a layer.
  */
-export class ModelScores implements ScoreSource {
+export class ModelScores implements StepScores {
   /** Latest logits of each row, [L, vocab], and the step they were computed at (-1: never). */
   readonly logits: Float64Array;
   readonly logitsStep: Int32Array;

@@ -10,9 +10,9 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import type { Expr } from '../../src/dsl/ast.ts';
 import type { CheckedPlan } from '../../src/dsl/check.ts';
+import type { LayerRules } from '../../src/dsl/semantics/layerRules.ts';
 import { type LoweredPlan, lowerPlan } from '../../src/ir/lower.ts';
 import { ops } from '../../src/ir/ops.ts';
-import type { LayerRules } from '../../src/ir/planShape.ts';
 import {
   type Instr,
   type IRType,

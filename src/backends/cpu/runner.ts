@@ -1,6 +1,7 @@
 import koffi from 'koffi';
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
+import { layerStage, resources } from '../../ir/names.ts';
 import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
@@ -147,7 +148,7 @@ export class CpuRunner implements StepRunner {
     // A list not given this call is empty, not the one an earlier call left.
     this.sizes.fill(0, 1);
     for (const [name, list] of lists) this.setList(name, list);
-    this.hAt = this.run(program, `layer.${layer}`, this.carried()).outputs.h;
+    this.hAt = this.run(program, layerStage(layer), this.carried()).outputs.h;
     return read ? this.hidden() : undefined;
   }
 
@@ -180,7 +181,7 @@ export class CpuRunner implements StepRunner {
   }
 
   kvValues(layer: number): HostTensor | undefined {
-    const v = this.floats.get(`kv.v.${layer}`);
+    const v = this.floats.get(resources.kv('v', layer));
     if (!v) return undefined;
     const c = this.build.lowered.config;
     const width = c.kvHeads * c.headDim;

@@ -1,5 +1,6 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
+import { layerStage, resources } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Weights } from '../../model/weights.ts';
@@ -211,7 +212,7 @@ export class PtxRunner implements StepRunner {
     // A list not given this call is empty, not the one an earlier call left.
     this.sizes.clear();
     for (const [name, list] of lists) this.setList(name, list);
-    this.hAt = this.run(program, `layer.${layer}`, this.carried()).outputs.h;
+    this.hAt = this.run(program, layerStage(layer), this.carried()).outputs.h;
     return read ? this.hidden() : undefined;
   }
 
@@ -223,7 +224,7 @@ export class PtxRunner implements StepRunner {
   }
 
   kvValues(layer: number): HostTensor | undefined {
-    const name = `kv.v.${layer}`;
+    const name = resources.kv('v', layer);
     if (!this.ptrs.has(name)) return undefined;
     const c = this.build.lowered.config;
     const t = this.read(name, 0, this.L, c.kvHeads * c.headDim);

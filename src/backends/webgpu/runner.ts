@@ -1,5 +1,6 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
+import { layerStage } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
@@ -301,7 +302,7 @@ export class WebGpuRunner implements StepRunner {
     // A list not given this call is empty, not the one an earlier call left.
     this.sizes.clear();
     for (const [name, list] of lists) this.setList(name, list);
-    const r = await this.run(program, `layer.${layer}`, this.carried(), read ? this.readH() : [], layer);
+    const r = await this.run(program, layerStage(layer), this.carried(), read ? this.readH() : [], layer);
     this.h = r.outputs.get('h') as GPUBuffer;
     return this.hidden(r.data.get('h'));
   }

@@ -1,22 +1,12 @@
-import type {
-  AttendStmt,
-  CacheStmt,
-  ComputeStmt,
-  Expr,
-  LayerScope,
-  RefreshStmt,
-  Segment,
-  SelectStmt,
-  Stmt,
-} from '../ast.ts';
+import type { CacheStmt, Expr, Segment, SelectStmt, Stmt } from '../ast.ts';
 import { type Diagnostic, error } from '../diagnostics.ts';
 import { printExpr } from '../printer.ts';
-import { forEachChild, layerInScope, type TypedPlan } from '../typecheck.ts';
+import { forEachChild, type TypedPlan } from '../typecheck.ts';
 import { Canvas } from './canvas.ts';
-import { decideCommits } from './decodeRule.ts';
 import { describePositions, rowClass, when } from './describe.ts';
-import { type EvalEnv, type EvalHooks, evaluate, type Mask, maskOf, members } from './evaluate.ts';
-import { fullSegmentKeys, segmentKeys } from './segments.ts';
+import { type Mask, maskOf, members } from './evaluate.ts';
+import { isBlockCausal, type LayerRules, layerRules } from './layerRules.ts';
+import { type LayerDecision, PlanStepper, type StepObserver, type StepScores } from './stepper.ts';
 
 /** One sample geometry and one outcome of data-dependent conditions (drift, similarity). */
 export interface Scenario {
@@ -81,6 +71,31 @@ function unitHash(seed: number, step: number, name: string, i: number): number {
   return (h >>> 0) / 2 ** 32;
 }
 
+/**
+ * The stand-in scores of a scenario: deterministic per seed, step, score, row and, for value_drift,
+ * layer (it is measured on each layer's own V, the others once a step, so a compute set built from
+ * it may differ between layers, which the reads between layers must survive).
+ */
+export function standInScores(sc: Scenario, canvas: Canvas): StepScores {
+  return {
+    score: (name, _queries, layer) =>
+      Float64Array.from({ length: canvas.length }, (_, i) =>
+        pseudoScore(sc.seed, canvas.step, name === 'value_drift' ? `${name}@${layer}` : name, i),
+      ),
+    attnSimilarity: () => (sc.data === 'always' ? -1 : 1),
+  };
+}
+
+/** The per-generation draws of `random` decode orders in a scenario. */
+export const standInRandom = (sc: Scenario, L: number): Float64Array =>
+  Float64Array.from({ length: L }, (_, i) => pseudoScore(sc.seed, 0, 'random', i));
+
+/** In a slowest-commit scenario, rules whose commit count comes from scores commit one a step. */
+export function scenarioCommits(typed: TypedPlan, sc: Scenario): StepObserver {
+  const countFromScores = ['threshold', 'factor'].includes(typed.decode.rule.callee.name);
+  return sc.commits === 'one' && countFromScores ? { commits: (chosen) => chosen.slice(0, 1) } : {};
+}
+
 const refersTo = (e: Expr, pred: (e: Expr) => boolean): boolean => {
   if (pred(e)) return true;
   let hit = false;
@@ -101,57 +116,43 @@ function findName(e: Expr, name: string): Expr | undefined {
 }
 
 const selectingFunctions = new Set(['topk', 'topp', 'keep', 'leftmost', 'window']);
-const sameSet = (a: Mask, b: Mask): boolean => a.every((x, i) => x === b[i]);
 const union = (a: Mask, b: Mask): Mask => maskOf(a.length, (i) => a[i] === 1 || b[i] === 1);
-
-interface Partial {
-  readonly step: number;
-  readonly rows: Mask;
-  readonly keys: Mask;
-}
 
 /** Runs a plan through one generation on a sample canvas, checking every read it makes. */
 class Simulation {
   readonly errors = new Map<string, Diagnostic>();
   readonly canvas: Canvas;
   private readonly L: number;
-  private readonly kv: Int32Array[];
-  private readonly hidden: Int32Array[];
-  private readonly attn: Int32Array[];
-  private readonly ffn: Int32Array[];
   private readonly logitsStep: Int32Array;
-  private readonly partials = new Map<string, Partial>();
-  /** Per cache rule and layer, the last step at which its delay held back a row it would have written. */
-  private readonly delayed = new Map<CacheStmt, Int32Array[]>();
-  private readonly selections = new Map<string, Mask>();
-  private lastFullRefresh = 0;
-  private dirtySince = 0;
-  private selectContext: { rows: Mask; stmt: SelectStmt } | undefined;
-  /** The expression being evaluated, so that an error can point at the read inside it. */
-  private evaluating: Expr | undefined;
-  /** Reads of unchosen selections are allowed while a full layer evaluates its split segments. */
-  private quietSelections = false;
-  /** Selections and decoding run after every layer, when every layer's measurements are known. */
-  private endOfStep = false;
-  private layer = 0;
   private readonly causal: boolean;
-  private readonly stmts: readonly Stmt[];
+  private readonly rules: readonly LayerRules[];
+  /** The plan's step semantics, the very decisions the runtime's inspector takes. */
+  private readonly stepper: PlanStepper;
 
   constructor(
     private readonly typed: TypedPlan,
     private readonly sc: Scenario,
     private readonly approx: Approximations,
+    private readonly trace: SimulationTrace = {},
   ) {
     this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen);
     this.L = this.canvas.length;
-    const perLayer = () => Array.from({ length: sc.numLayers }, () => new Int32Array(this.L).fill(-1));
-    this.kv = perLayer();
-    this.hidden = perLayer();
-    this.attn = perLayer();
-    this.ffn = perLayer();
     this.logitsStep = new Int32Array(this.L).fill(-1);
-    this.stmts = typed.plan.body;
-    this.causal = this.stmts.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
+    this.causal = isBlockCausal(typed);
+    this.rules = layerRules(typed, sc.numLayers);
+    const standIn = standInScores(sc, this.canvas);
+    const scores: StepScores = {
+      score: standIn.score,
+      attnSimilarity: (layer) => {
+        if (!this.stepper.endOfStep && layer >= this.stepper.layer) this.similarityTooEarly(layer);
+        return standIn.attnSimilarity(layer);
+      },
+    };
+    this.stepper = new PlanStepper(typed, this.rules, this.canvas, scores, standInRandom(sc, this.L), {
+      selectionMissing: (name) => this.selectionMissing(name),
+      scoreUse: (score, over) => this.checkScoreNeeds(score, over),
+      ...scenarioCommits(typed, sc),
+    });
   }
 
   private fail(span: Stmt['span'] | Expr['span'], message: string, notes: string[] = []): void {
@@ -161,102 +162,47 @@ class Simulation {
     }
   }
 
-  private readonly hooks: EvalHooks = {
-    modelScore: (name) =>
-      Float64Array.from({ length: this.L }, (_, i) =>
-        pseudoScore(
-          this.sc.seed,
-          name === 'random' ? 0 : this.canvas.step,
-          // value_drift is measured on each layer's own V, so it differs from layer to layer (the
-          // other model scores are measured once a step): a compute set built from it may differ
-          // between layers, which the reads between layers must survive.
-          name === 'value_drift' ? `${name}@${this.layer}` : name,
-          i,
-        ),
-      ),
-    selection: (name) => {
-      const v = this.selections.get(name);
-      if (v) return v;
-      const stmt = this.stmts.find((s): s is SelectStmt => s.kind === 'select' && s.name === name);
-      if (stmt && !this.quietSelections) {
-        const use = this.evaluating && findName(this.evaluating, name);
-        this.fail(
-          use?.span ?? stmt.nameSpan,
-          `selection '${name}' is read ${when(this.canvas, this.layer)} before it is first chosen`,
-          [
-            `note: '${name}' (line ${stmt.nameSpan.start.line}) is chosen at the end of a step where \`${printExpr(stmt.at)}\` holds, and usable from the next step`,
-            'help: choose it earlier, or make the steps before it full refreshes (`refresh all when ...`)',
-          ],
-        );
-      }
-      return maskOf(this.L, () => false);
-    },
-    targets: (next) => this.decodeTargets(next),
-    dirty: (set) => members(set).filter((i) => this.canvas.tokenSince(i) > this.dirtySince).length,
-    attnSimilarity: (layer) => {
-      if (!this.endOfStep && layer >= this.layer) this.similarityTooEarly(layer);
-      return this.sc.data === 'always' ? -1 : 1;
-    },
-    scoreUse: (score, over) => this.checkScoreNeeds(score, over),
-  };
-
-  private env(): EvalEnv {
-    return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks };
-  }
-  private eval(e: Expr): ReturnType<typeof evaluate> {
-    const outer = this.evaluating;
-    this.evaluating ??= e;
-    try {
-      return evaluate(e, this.env());
-    } finally {
-      this.evaluating = outer;
-    }
-  }
-  private set(e: Expr): Mask {
-    return this.eval(e) as Mask;
-  }
-  private cond(e: Expr): boolean {
-    return this.eval(e) === true;
-  }
-  private inScope(s: LayerScope | undefined, layer: number): boolean {
-    return layerInScope(s, layer, (x) => evaluate(x, this.env()) as number);
-  }
-
-  /** The scoped rule covering the layer if any, else the unscoped one. */
-  private ruleFor<K extends 'compute' | 'attend'>(
-    kind: K,
-    layer: number,
-  ): (K extends 'compute' ? ComputeStmt : AttendStmt) | undefined {
-    const rules = this.stmts.filter((s) => s.kind === kind) as (ComputeStmt | AttendStmt)[];
-    const rule = rules.find((r) => r.layers && this.inScope(r.layers, layer)) ?? rules.find((r) => !r.layers);
-    return rule as (K extends 'compute' ? ComputeStmt : AttendStmt) | undefined;
+  private selectionMissing(name: string): void {
+    const stmt = this.typed.plan.body.find((s): s is SelectStmt => s.kind === 'select' && s.name === name);
+    if (!stmt) return;
+    const root = this.stepper.evaluating;
+    const use = root && findName(root, name);
+    this.fail(
+      use?.span ?? stmt.nameSpan,
+      `selection '${name}' is read ${when(this.canvas, this.stepper.layer)} before it is first chosen`,
+      [
+        `note: '${name}' (line ${stmt.nameSpan.start.line}) is chosen at the end of a step where \`${printExpr(stmt.at)}\` holds, and usable from the next step`,
+        'help: choose it earlier, or make the steps before it full refreshes (`refresh all when ...`)',
+      ],
+    );
   }
 
   private checkScoreNeeds(score: Expr, over: Mask): void {
     const c = this.canvas;
+    const layer = this.stepper.layer;
     if (refersTo(score, (e) => e.kind === 'name' && e.name === 'value_drift')) {
-      const kv = this.kv[this.layer] as Int32Array;
-      const missing = members(over).filter((i) => (kv[i] ?? -1) < 0);
+      const missing = members(over).filter((i) => this.stepper.writtenAt('kv', layer, i) < 0);
       if (missing.length > 0) {
         this.fail(
           score.span,
-          `value_drift compares fresh V with cached V, but ${describePositions(c, missing)} have no cached K/V ${when(c, this.layer)}`,
+          `value_drift compares fresh V with cached V, but ${describePositions(c, missing)} have no cached K/V ${when(c, layer)}`,
           ['help: cache their K/V, e.g. `cache kv of all`'],
         );
       }
     }
-    const ctx = this.selectContext;
-    if (!ctx) return;
+    const choosing = this.stepper.choosing;
+    if (!choosing) return;
+    const computed = this.stepper.computedEverywhere();
     const attentionScores = (e: Expr) =>
       e.kind === 'call' && ['attention_mass', 'query_key'].includes(e.callee.name);
     const visit = (e: Expr): void => {
       if (attentionScores(e) && e.kind === 'call' && e.args[0]) {
-        const q = this.set(e.args[0]);
-        const missing = members(q).filter((i) => ctx.rows[i] !== 1);
+        const q = this.stepper.set(e.args[0]);
+        const missing = members(q).filter((i) => computed[i] !== 1);
         if (missing.length > 0) {
           this.fail(
             e.span,
-            `${e.callee.name} needs the attention of its queries, but ${describePositions(c, missing)} are not computed ${when(c)}, when '${ctx.stmt.name}' is chosen`,
+            `${e.callee.name} needs the attention of its queries, but ${describePositions(c, missing)} are not computed ${when(c)}, when '${choosing.name}' is chosen`,
             ['help: choose the selection at a step that computes those rows (e.g. a refresh step)'],
           );
         }
@@ -264,25 +210,6 @@ class Simulation {
       forEachChild(e, visit);
     };
     visit(score);
-  }
-
-  private decodeTargets(next: boolean): Mask {
-    const c = this.canvas;
-    const chosen = this.decide();
-    if (!next) return maskOf(this.L, (i) => chosen.includes(i));
-    const after = c.lookahead(chosen, () => (c.done ? [] : this.decide()));
-    return maskOf(this.L, (i) => after.includes(i));
-  }
-
-  /** The positions the decode rule commits on the current state. */
-  private decide(): number[] {
-    const d = this.typed.decode;
-    const score = d.by
-      ? (evaluate(d.by, this.env()) as Float64Array)
-      : this.hooks.modelScore('confidence', undefined, this.canvas);
-    const chosen = decideCommits(d, this.env(), score);
-    const countFromScores = d.rule.callee.name === 'threshold' || d.rule.callee.name === 'factor';
-    return this.sc.commits === 'one' && countFromScores ? chosen.slice(0, 1) : chosen;
   }
 
   /** Latest step at which any token visible to row i changed; K/V written since then are fresh. */
@@ -322,10 +249,10 @@ class Simulation {
         return;
       }
       this.step();
-      this.endOfStep = true;
-      const chosen = this.decide();
-      this.endOfStep = false;
+      // As the runtime does: decide from this step's predictions, then choose the selections.
+      const chosen = this.stepper.decide();
       this.checkPredictions(chosen);
+      this.stepper.finishStep();
       if (chosen.length === 0) {
         if (++stuck > this.sc.blockLen + 2) {
           this.fail(
@@ -336,6 +263,7 @@ class Simulation {
           return;
         }
       } else stuck = 0;
+      this.trace.commit?.(chosen);
       c.commit(chosen);
       c.advance();
     }
@@ -364,68 +292,51 @@ class Simulation {
     const fresh = this.visibleChange();
     let avail = maskOf(this.L, () => true);
     let prevR: Mask | undefined;
-    let computedEverywhere = maskOf(this.L, () => true);
-    let fullEverywhere = true;
-    for (let l = 0; l < this.sc.numLayers; l++) {
-      this.layer = l;
-      this.dirtySince = this.lastFullRefresh;
-      const refreshes = this.stmts.filter(
-        (s): s is RefreshStmt => s.kind === 'refresh' && this.inScope(s.layers, l) && this.cond(s.when),
-      );
-      let extra = maskOf(this.L, () => false);
-      for (const r of refreshes) extra = union(extra, this.set(r.set));
-      const full = extra.every((x) => x === 1);
-      fullEverywhere &&= full;
-      const compute: ComputeStmt | undefined = this.ruleFor('compute', l);
-      const R = full ? extra : union(compute ? this.set(compute.set) : maskOf(this.L, () => true), extra);
-
+    for (const r of this.rules) {
+      const l = r.layer;
+      const d = this.stepper.decideLayer(r);
+      this.trace.layer?.(d);
+      const R = d.rows;
       const noInput = members(R).filter((i) => avail[i] !== 1);
       if (noInput.length > 0) {
         this.fail(
-          compute?.span ?? this.typed.plan.nameSpan,
+          r.compute?.span ?? this.typed.plan.nameSpan,
           `${describePositions(c, noInput)} are computed ${when(c, l)}, but their input (the output of layer ${l - 1}) is neither computed nor cached`,
           [`help: cache it, e.g. \`cache hidden of all\`, or compute those rows on layer ${l - 1} too`],
         );
       }
       if (prevR) this.noteStaleInputs(R, prevR, l - 1, fresh);
 
-      const needed = this.keysRead(R, l, full, fresh);
+      const needed = this.keysRead(d, r, fresh);
       const uncovered: number[] = [];
-      const kv = this.kv[l] as Int32Array;
       for (const k of members(needed)) {
         if (R[k] === 1) continue;
-        const w = kv[k] ?? -1;
+        const w = this.stepper.writtenAt('kv', l, k);
         if (w < c.tokenSince(k)) uncovered.push(k);
         else if (l > 0 && w < fresh(k)) this.approx.staleKv.add(rowClass(c, k));
       }
       if (uncovered.length > 0) {
-        const attend = this.ruleFor('attend', l);
-        const neverWritten = uncovered.filter((k) => (kv[k] ?? -1) < 0);
+        const neverWritten = uncovered.filter((k) => this.stepper.writtenAt('kv', l, k) < 0);
         const why =
           neverWritten.length === uncovered.length
             ? 'nor ever cached'
             : 'nor cached since their token last changed';
         this.fail(
-          attend?.span ?? compute?.span ?? this.typed.plan.nameSpan,
+          r.attend?.span ?? r.compute?.span ?? this.typed.plan.nameSpan,
           `keys at ${describePositions(c, uncovered)} are read ${when(c, l)} but are neither computed in this step ${why}`,
           [
-            ...this.coverNotes(uncovered, l),
+            ...this.coverNotes(uncovered, r),
             t === 0 && neverWritten.length === uncovered.length
               ? 'help: nothing is cached before the first step: add `refresh all when block_start` (or `when step == 0`)'
               : 'help: compute those rows in this step, or cache their K/V after they are computed (`cache kv of ...`)',
           ],
         );
       }
-      this.write(R, l, t);
+      this.stepper.commitLayer(d);
       avail = this.outputs(R, avail, l);
       prevR = R;
-      computedEverywhere = maskOf(this.L, (i) => computedEverywhere[i] === 1 && R[i] === 1);
-      if (l === this.sc.numLayers - 1) for (const i of members(R)) this.logitsStep[i] = t;
+      if (l === this.rules.length - 1) for (const i of members(R)) this.logitsStep[i] = t;
     }
-    if (fullEverywhere) this.lastFullRefresh = t;
-    this.endOfStep = true;
-    this.choose(computedEverywhere);
-    this.endOfStep = false;
   }
 
   /**
@@ -445,69 +356,47 @@ class Simulation {
   }
 
   /** The keys read from outside R this layer, after split segments and reused partials. */
-  private keysRead(R: Mask, l: number, full: boolean, fresh: (i: number) => number): Mask {
+  private keysRead(d: LayerDecision, r: LayerRules, fresh: (i: number) => number): Mask {
     const c = this.canvas;
-    const visible = this.visibleKeys(R);
-    const attend: AttendStmt | undefined = this.ruleFor('attend', l);
+    const visible = this.visibleKeys(d.rows);
+    const attend = r.attend;
     if (!attend || attend.keys.kind === 'keys') {
-      if (full || !attend || attend.keys.kind !== 'keys') return visible;
-      const keys = this.set(attend.keys.set);
+      if (d.full || !attend || attend.keys.kind !== 'keys') return visible;
+      const keys = d.keys as Mask;
       const dropped = members(visible).filter((i) => keys[i] !== 1);
       if (dropped.length > 0 || this.selects(attend.keys.set))
         this.approx.sparse.add(printExpr(attend.keys.set));
       return maskOf(this.L, (i) => keys[i] === 1 && visible[i] === 1);
     }
+    const segments = attend.keys.segments;
+    this.checkDisjoint(segments, d.segments, d.layer);
+    for (const b of d.blocked) {
+      const what =
+        b.newRows.length > 0
+          ? `query ${describePositions(c, b.newRows)}, which it was never computed for`
+          : `keys \`${printExpr(b.segment.keys)}\` that changed since it was computed at step ${b.partialStep}`;
+      this.fail(
+        b.segment.span,
+        `the partial of segment '${b.segment.name}' is reused ${when(c, d.layer)} for ${what}`,
+        ['help: recompute it when its rows or keys change, e.g. `reused until ... or block_start`'],
+      );
+    }
     let needed = maskOf(this.L, () => false);
     let attended = maskOf(this.L, () => false);
-    const segments = attend.keys.segments;
-    const set = (e: Expr) => this.set(e);
-    this.quietSelections = full;
-    const { keys: keysOf, reusable } = full
-      ? fullSegmentKeys(segments, set, this.L)
-      : { keys: segmentKeys(segments, set), reusable: undefined };
-    this.quietSelections = false;
-    this.checkDisjoint(segments, keysOf, l);
     for (const g of segments) {
-      const keys = keysOf.get(g.name) as Mask;
+      const keys = d.segments.get(g.name) as Mask;
       attended = union(attended, keys);
-      const id = `${attend.span.start.offset}:${g.name}:${l}`;
-      if (full) {
-        if (reusable?.has(g.name))
-          this.partials.set(id, { step: c.step, rows: maskOf(this.L, () => true), keys });
-        else this.partials.delete(id);
-        continue;
-      }
-      if (!g.reusedUntil) {
+      const served = d.servedFrom.get(g.name);
+      if (served === undefined) {
         needed = union(needed, keys);
         continue;
       }
-      const p = this.partials.get(id);
-      this.dirtySince = p?.step ?? this.lastFullRefresh;
-      const recompute = !p || this.cond(g.reusedUntil);
-      this.dirtySince = this.lastFullRefresh;
-      if (recompute) {
-        this.partials.set(id, { step: c.step, rows: R, keys });
-        needed = union(needed, keys);
-        continue;
-      }
-      const newRows = members(R).filter((i) => p.rows[i] !== 1);
-      if (newRows.length > 0 || !sameSet(keys, p.keys)) {
-        const what =
-          newRows.length > 0
-            ? `query ${describePositions(c, newRows)}, which it was never computed for`
-            : `keys \`${printExpr(g.keys)}\` that changed since it was computed at step ${p.step}`;
-        this.fail(g.span, `the partial of segment '${g.name}' is reused ${when(c, l)} for ${what}`, [
-          'help: recompute it when its rows or keys change, e.g. `reused until ... or block_start`',
-        ]);
-        continue;
-      }
-      const changed = members(union(R, keys)).some((i) => fresh(i) > p.step);
-      if (changed) this.approx.reusedPartials.add(g.name);
+      if (members(union(d.rows, keys)).some((i) => fresh(i) > served)) this.approx.reusedPartials.add(g.name);
     }
-    if (full) return visible;
+    if (d.full) return visible;
     const dropped = members(visible).filter((i) => attended[i] !== 1);
-    if (dropped.length > 0 || attend.keys.segments.some((g) => this.selects(g.keys)))
-      this.approx.sparse.add(attend.keys.segments.map((g) => printExpr(g.keys)).join(' | '));
+    if (dropped.length > 0 || segments.some((g) => this.selects(g.keys)))
+      this.approx.sparse.add(segments.map((g) => printExpr(g.keys)).join(' | '));
     return maskOf(this.L, (i) => needed[i] === 1 && visible[i] === 1);
   }
 
@@ -535,95 +424,58 @@ class Simulation {
    * Which `cache kv` rule would have to cover keys read without a valid entry on layer l, and why
    * it did not: its delay held back rows computed since their token changed, or its set misses them.
    */
-  private coverNotes(keys: readonly number[], l: number): string[] {
+  private coverNotes(keys: readonly number[], r: LayerRules): string[] {
     const c = this.canvas;
-    const rules = this.stmts.filter(
-      (s): s is CacheStmt =>
-        s.kind === 'cache' && s.kinds.some((k) => k.name === 'kv') && this.inScope(s.layers, l),
-    );
-    const rule = (r: CacheStmt) =>
-      `\`cache ${r.kinds.map((k) => k.name).join(', ')} of ${printExpr(r.set)}${r.delay ? ` delay ${printExpr(r.delay)}` : ''}\` (line ${r.span.start.line})`;
+    const l = r.layer;
+    const rules = r.caches.map((x) => x.rule).filter((s) => s.kinds.some((k) => k.name === 'kv'));
+    const rule = (x: CacheStmt) =>
+      `\`cache ${x.kinds.map((k) => k.name).join(', ')} of ${printExpr(x.set)}${x.delay ? ` delay ${printExpr(x.delay)}` : ''}\` (line ${x.span.start.line})`;
     if (rules.length === 0) return [`note: no \`cache kv\` rule applies to layer ${l}`];
-    const delayed = rules.filter((r) =>
-      keys.some((k) => ((this.delayed.get(r)?.[l] as Int32Array | undefined)?.[k] ?? -1) >= c.tokenSince(k)),
-    );
+    const delayed = rules.filter((x) => keys.some((k) => this.stepper.heldAt(x, l, k) >= c.tokenSince(k)));
     if (delayed.length > 0)
       return delayed.map(
-        (r) => `note: ${rule(r)} skipped them when they were last computed: they were younger than its delay`,
+        (x) => `note: ${rule(x)} skipped them when they were last computed: they were younger than its delay`,
       );
-    const covering = rules.filter((r) => {
-      const S = this.set(r.set);
+    const covering = rules.filter((x) => {
+      const S = this.stepper.set(x.set);
       return keys.every((k) => S[k] === 1);
     });
     return covering.length > 0
       ? covering.map(
-          (r) =>
-            `note: ${rule(r)} covers them, but they were not computed since their token last changed, so it wrote nothing valid`,
+          (x) =>
+            `note: ${rule(x)} covers them, but they were not computed since their token last changed, so it wrote nothing valid`,
         )
       : [
           `note: ${rules.length === 1 ? 'the only K/V cache rule on this layer' : 'the K/V cache rules on this layer'}, ${rules.map(rule).join(' and ')}, ${rules.length === 1 ? 'does' : 'do'} not hold them`,
         ];
   }
 
-  private write(R: Mask, l: number, t: number): void {
-    const c = this.canvas;
-    for (const s of this.stmts) {
-      if (s.kind !== 'cache' || !this.inScope(s.layers, l)) continue;
-      const rule: CacheStmt = s;
-      const S = this.set(rule.set);
-      const delay = rule.delay ? (evaluate(rule.delay, this.env()) as number) : 0;
-      for (const i of members(R)) {
-        if (S[i] === 1 && !c.isPrompt(i) && c.age(i) < delay) this.delayedAt(rule, l)[i] = t;
-        if (S[i] !== 1 || (!c.isPrompt(i) && c.age(i) < delay)) continue;
-        for (const k of rule.kinds) {
-          const table = { kv: this.kv, hidden: this.hidden, attn: this.attn, ffn: this.ffn }[k.name];
-          const row = table?.[l];
-          if (row) row[i] = t;
-        }
-      }
-    }
-  }
-
-  private delayedAt(rule: CacheStmt, l: number): Int32Array {
-    let perLayer = this.delayed.get(rule);
-    if (!perLayer) {
-      perLayer = Array.from({ length: this.sc.numLayers }, () => new Int32Array(this.L).fill(-1));
-      this.delayed.set(rule, perLayer);
-    }
-    return perLayer[l] as Int32Array;
-  }
-
   /** Rows whose layer-l output exists: computed, or served from a valid hidden/feature cache. */
   private outputs(R: Mask, avail: Mask, l: number): Mask {
-    const c = this.canvas;
-    const valid = (table: Int32Array[], i: number) => ((table[l] as Int32Array)[i] ?? -1) >= c.tokenSince(i);
+    const valid = (kind: string, i: number) => this.stepper.valid(kind, l, i);
     return maskOf(
       this.L,
-      (i) =>
-        R[i] === 1 || valid(this.hidden, i) || (avail[i] === 1 && valid(this.attn, i) && valid(this.ffn, i)),
+      (i) => R[i] === 1 || valid('hidden', i) || (avail[i] === 1 && valid('attn', i) && valid('ffn', i)),
     );
   }
 
   private noteStaleInputs(R: Mask, prevR: Mask, l: number, fresh: (i: number) => number): void {
     const c = this.canvas;
+    const at = (kind: string, i: number) => this.stepper.writtenAt(kind, l, i);
     for (const i of members(R)) {
       if (prevR[i] === 1) continue;
-      const h = (this.hidden[l] as Int32Array)[i] ?? -1;
+      const h = at('hidden', i);
       if (h >= c.tokenSince(i)) {
         if (h < fresh(i)) this.approx.staleHidden.add(rowClass(c, i));
-      } else if (
-        ((this.attn[l] as Int32Array)[i] ?? -1) < fresh(i) ||
-        ((this.ffn[l] as Int32Array)[i] ?? -1) < fresh(i)
-      ) {
+      } else if (at('attn', i) < fresh(i) || at('ffn', i) < fresh(i)) {
         this.approx.staleFeatures.add(rowClass(c, i));
       }
     }
   }
 
-  /** Selections are chosen from this step's forward and become visible from the next step. */
   /** `attn_similarity(l)` read on a layer that runs before layer l has been measured. */
   private similarityTooEarly(l: number): void {
-    const root = this.evaluating;
+    const root = this.stepper.evaluating;
     let call: Expr | undefined;
     const visit = (e: Expr): void => {
       if (!call && e.kind === 'call' && e.callee.name === 'attn_similarity') call = e;
@@ -632,19 +484,9 @@ class Simulation {
     if (root) visit(root);
     this.fail(
       call?.span ?? root?.span ?? this.typed.plan.nameSpan,
-      `attn_similarity(${l}) is known once layer ${l} has run, but it is read ${when(this.canvas, this.layer)}, before that`,
+      `attn_similarity(${l}) is known once layer ${l} has run, but it is read ${when(this.canvas, this.stepper.layer)}, before that`,
       [`help: apply the rule only to the layers after it, e.g. \`on layers > ${l}\``],
     );
-  }
-
-  private choose(computed: Mask): void {
-    for (const s of this.stmts) {
-      if (s.kind !== 'select' || !this.cond(s.at)) continue;
-      this.selectContext = { rows: computed, stmt: s };
-      const value = this.set(s.set);
-      this.selectContext = undefined;
-      this.selections.set(s.name, value);
-    }
   }
 }
 
@@ -668,8 +510,19 @@ export function scenarios(blockLen: number | undefined, numLayers: number): Scen
   ];
 }
 
-export function simulatePlan(typed: TypedPlan, sc: Scenario, approx: Approximations): Diagnostic[] {
-  const sim = new Simulation(typed, sc, approx);
+/** What a simulation decided, for tests that hold the runtime to the same decisions. */
+export interface SimulationTrace {
+  layer?(d: LayerDecision): void;
+  commit?(chosen: readonly number[]): void;
+}
+
+export function simulatePlan(
+  typed: TypedPlan,
+  sc: Scenario,
+  approx: Approximations,
+  trace: SimulationTrace = {},
+): Diagnostic[] {
+  const sim = new Simulation(typed, sc, approx, trace);
   sim.run();
   return [...sim.errors.values()];
 }

@@ -1,6 +1,6 @@
-import type { AttendStmt, CacheStmt, ComputeStmt, Expr, RefreshStmt, Segment } from '../dsl/ast.ts';
-import { constantOf } from '../dsl/semantics/constant.ts';
-import { layerInScope, type TypedPlan } from '../dsl/typecheck.ts';
+import type { AttendStmt, CacheStmt, ComputeStmt, Expr, RefreshStmt, Segment } from '../ast.ts';
+import { layerInScope, type TypedPlan } from '../typecheck.ts';
+import { constantOf } from './constant.ts';
 
 /** The rules of a plan that apply to one layer: what the lowering and the inspector both follow. */
 export interface LayerRules {
