@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { prepareBackend, type RunBackend } from '../src/backends/registry.ts';
 import { suiteTable } from '../src/cli/demo.ts';
 import { processIo } from '../src/cli/io.ts';
 import { loadPlans } from '../src/cli/plans.ts';
@@ -12,7 +13,6 @@ import { bundledModelPath, bundledPlansDir } from '../src/eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles } from '../src/eval/suite.ts';
 import { heldOutProblems, tasks } from '../src/eval/tasks.ts';
 import { openModel } from '../src/runtime/openModel.ts';
-import type { RunBackend } from '../src/runtime/prepare.ts';
 import { machineInfo } from './timing.ts';
 
 export interface QualityOptions {
@@ -35,7 +35,8 @@ export async function qualitySuite(o: QualityOptions): Promise<void> {
   const rows = await evaluateSuite({
     model,
     plans,
-    backend: o.backend,
+    prepare: (plan, config, weights, maxCanvas) =>
+      prepareBackend(o.backend, plan, config, weights, maxCanvas),
     task: o.task,
     problems,
     genLength: o.genLength,

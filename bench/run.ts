@@ -5,8 +5,8 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
+import { isRunBackend } from '../src/backends/registry.ts';
 import { defaultTask, tasks } from '../src/eval/tasks.ts';
-import { isRunBackend } from '../src/runtime/prepare.ts';
 import { kernelsSuite } from './kernels.ts';
 import { benchModel, policiesSuite } from './policies.ts';
 import { qualitySuite } from './quality.ts';

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
+import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import { bundledPlansDir } from '../eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
-import { BackendUnavailable, isRunBackend, runBackends } from '../runtime/prepare.ts';
 import { DecodeStalled } from '../runtime/simulate.ts';
 import { openModelFor, percent } from './eval.ts';
 import { Exit, type Io } from './io.ts';
@@ -53,6 +53,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: --backend ${o.backend} is not available for demo; backends: ${runBackends.join(', ')}\n`);
     return Exit.usage;
   }
+  const backend = o.backend;
   const count = (s: string, least: number) => {
     const x = Number(s);
     return Number.isInteger(x) && x >= least ? x : undefined;
@@ -88,12 +89,12 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     const rows = await evaluateSuite({
       model,
       plans,
-      backend: o.backend,
+      prepare: (plan, config, weights, maxCanvas) =>
+        prepareBackend(backend, plan, config, weights, maxCanvas, Number(o.threads)),
       task,
       problems,
       genLength,
       batchSize: batch,
-      threads: Number(o.threads),
       onPlan: ({ plan, row }) => {
         if (!row) return;
         if (row.skipped) {

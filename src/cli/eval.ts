@@ -1,17 +1,12 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
+import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import { bundledModelPath } from '../eval/bundled.ts';
 import { canvasBound, type EvalResult, evaluatePlan } from '../eval/evaluate.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
-import {
-  BackendUnavailable,
-  isRunBackend,
-  planOnModel,
-  prepareBackend,
-  runBackends,
-} from '../runtime/prepare.ts';
+import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';

@@ -1,15 +1,10 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
+import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
-import {
-  BackendUnavailable,
-  isRunBackend,
-  planOnModel,
-  prepareBackend,
-  runBackends,
-} from '../runtime/prepare.ts';
+import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
 import { answerText, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';

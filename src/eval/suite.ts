@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckedPlan } from '../dsl/check.ts';
 import type { OpenedModel } from '../runtime/openModel.ts';
-import { planOnModel, prepareBackend, type RunBackend } from '../runtime/prepare.ts';
+import { type PrepareBackend, planOnModel } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { canvasBound, type EvalResult, evaluatePlan, type ProblemResult } from './evaluate.ts';
 import type { Problem } from './tasks.ts';
@@ -35,12 +35,12 @@ export interface SuiteRow {
 export interface SuiteOptions {
   readonly model: OpenedModel;
   readonly plans: readonly SuitePlan[];
-  readonly backend: RunBackend;
+  /** Compiles each plan for the backend the run uses (src/backends/registry.ts composes one). */
+  readonly prepare: PrepareBackend;
   readonly task: string;
   readonly problems: readonly Problem[];
   readonly genLength: number;
   readonly batchSize: number;
-  readonly threads?: number;
   /** Called before a plan compiles and after it has run. */
   readonly onPlan?: (event: { plan: string; row?: SuiteRow }) => void;
 }
@@ -83,14 +83,7 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
     }
     const rowsPerPrompt = Math.max(o.genLength, blockLength(checked, o.genLength));
     const maxCanvas = canvasBound(o.problems, o.model.tokenizer, rowsPerPrompt, o.batchSize);
-    const prepared = await prepareBackend(
-      o.backend,
-      checked,
-      fit.config,
-      o.model.weights,
-      maxCanvas,
-      o.threads,
-    );
+    const prepared = await o.prepare(checked, fit.config, o.model.weights, maxCanvas);
     const r = await evaluatePlan({
       config: prepared.config,
       weights: o.model.weights,

@@ -20,11 +20,11 @@ import {
   sharedCudaDevice,
   slotData,
 } from '../../../src/backends/cuda-ptx/runner.ts';
+import { BackendUnavailable, prepareBackend } from '../../../src/backends/registry.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
-import { BackendUnavailable, prepareBackend } from '../../../src/runtime/prepare.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
 import { checkPlan, checkPrimitive, primitiveCases } from './checks.ts';
 import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';

@@ -1,0 +1,54 @@
+/**
+ * The backends a run can use, composed in one place above the runtime: the CLI and the benchmarks
+ * pick one here and hand the runtime its runner (the runtime imports no backend).
+ */
+import type { CheckedPlan } from '../dsl/check.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { Weights } from '../model/weights.ts';
+import { compilePlan } from '../passes/compile.ts';
+import type { Prepared } from '../runtime/prepare.ts';
+import { buildCpu, CpuRunner } from './cpu/runner.ts';
+import { cudaAvailable } from './cuda-ptx/driver.ts';
+import { archFor, buildPtx, PtxRunner, sharedCudaDevice } from './cuda-ptx/runner.ts';
+import { sharedDevice } from './webgpu/device.ts';
+import { buildWebGpu, WebGpuRunner } from './webgpu/runner.ts';
+
+export const runBackends = ['reference', 'cpu', 'webgpu', 'ptx'] as const;
+export type RunBackend = (typeof runBackends)[number];
+
+export const isRunBackend = (s: string): s is RunBackend => (runBackends as readonly string[]).includes(s);
+
+/** The machine cannot run the asked backend (no adapter, no compiler); the message says why. */
+export class BackendUnavailable extends Error {
+  override readonly name = 'BackendUnavailable';
+}
+
+/** Compiles a plan for a backend; maxCanvas bounds every canvas the runner will be given. */
+export async function prepareBackend(
+  backend: RunBackend,
+  plan: CheckedPlan,
+  config: ModelConfig,
+  weights: Weights,
+  maxCanvas: number,
+  threads = 0,
+): Promise<Prepared> {
+  if (backend === 'cpu') {
+    const build = buildCpu(plan, config, maxCanvas);
+    return { config, lowered: build.lowered, runner: (L) => new CpuRunner(build, weights, L, threads) };
+  }
+  if (backend === 'webgpu') {
+    const acquired = await sharedDevice();
+    if (!acquired.ok) throw new BackendUnavailable(`no WebGPU adapter (${acquired.reason})`);
+    const { device } = acquired.gpu;
+    const build = buildWebGpu(plan, config, maxCanvas);
+    return { config, lowered: build.lowered, runner: (L) => new WebGpuRunner(build, weights, L, device) };
+  }
+  if (backend === 'ptx') {
+    const cuda = cudaAvailable();
+    if (!cuda.ok) throw new BackendUnavailable(cuda.reason);
+    const device = sharedCudaDevice();
+    const build = buildPtx(plan, config, maxCanvas, { arch: archFor(device.computeCapability) });
+    return { config, lowered: build.lowered, runner: (L) => new PtxRunner(build, weights, L, device) };
+  }
+  return { config, lowered: compilePlan(plan, config, { target: 'reference' }).lowered };
+}
