@@ -1,0 +1,306 @@
+import type { Dim, Input, Instr, Output, Stage, Value } from '../ir/types.ts';
+import { rowWidth, shapeOf } from '../ir/types.ts';
+import type { Kernel, KernelProgram } from '../passes/kernelIR.ts';
+import type { MemoryPlan } from '../passes/memory.ts';
+
+/**
+ * The render walk every backend shares, after tinygrad's renderers: the walk decides what a kernel
+ * program means for storage (where each value lives, which gathers fold into their consumers'
+ * loads, which values must be materialized because another kernel reads them), and a backend only
+ * says, in a table of per-op emitters and a `Target`, how one instruction and one location are
+ * spelled (C expressions, WGSL buffer keys, PTX slots and offsets).
+ *
+ * Views cost nothing on any backend, so the walk renders them itself: a reshape aliases its operand,
+ * a gather of canvas rows stays folded (read through its index list) until a consumer needs a plain
+ * buffer, and a cache read is the resource's own storage.
+ */
+
+/** A gather folded into its consumers' loads: the rows listed in `rows` of `base`. */
+export interface Gather<L> {
+  readonly base: L;
+  readonly rows: L;
+}
+
+/**
+ * What a backend supplies besides its emitters, one per stage; `L` is its notion of a location (a
+ * C expression, a buffer key, a slot and offset).
+ */
+export abstract class Target<L> {
+  /** How messages name the backend ("the CPU backend"). */
+  abstract readonly backend: string;
+  constructor(readonly maxCanvas: number) {}
+  abstract error(message: string): Error;
+  /** The long-lived buffer behind a stage input. */
+  abstract slot(s: InputSlot): L;
+  /** Where a value carried from the previous stage of the phase arrives. */
+  abstract carried(name: string): L;
+  /** The storage of a persistent resource (a cache, a reused partial). */
+  abstract resource(name: string): L;
+  /** Called as the walk enters each kernel of the stage, in schedule order. */
+  abstract enter(k: Kernel): void;
+  /** Where the current kernel leaves `v`. */
+  abstract place(v: Value): L;
+  /** Copies the rows a folded gather reads into `out`, for a consumer that cannot read through a list. */
+  abstract gather(v: Value, g: Gather<L>, out: L): void;
+
+  /** Elements per row, which every backend needs as a constant. */
+  w(v: Value): number {
+    const w = rowWidth(v.type);
+    if (w === undefined)
+      throw this.error(`inner dimensions must be constants: ${JSON.stringify(shapeOf(v.type).slice(1))}`);
+    return w;
+  }
+  /** The most elements `v` holds: symbolic row counts are bounded by the canvas. */
+  elements(v: Value): number {
+    const d = rowsDim(v);
+    return (typeof d === 'number' ? d : this.maxCanvas) * this.w(v);
+  }
+}
+
+type Emitter<L, T extends Target<L>> = (ins: Instr, c: Walk<L>, t: T) => void;
+export type Emitters<L, T extends Target<L>> = Readonly<Record<string, Emitter<L, T>>>;
+
+export const product = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
+const roundUp = (n: number, align: number): number => Math.ceil(n / align) * align;
+
+/** The walk's state over one stage: where each value is, as the emitters see it. */
+export class Walk<L> {
+  readonly loc = new Map<number, L>();
+  readonly lazy = new Map<number, Gather<L>>();
+  /** Instructions an emitter folded into an earlier one (a merge into attention's epilogue). */
+  readonly done = new Set<Instr>();
+  /** The instructions of the current kernel after the one being rendered. */
+  rest: readonly Instr[] = [];
+  private useCounts?: Map<number, number>;
+
+  constructor(
+    readonly stage: Stage,
+    private readonly t: Target<L>,
+  ) {}
+
+  has(v: Value): boolean {
+    return this.loc.has(v.id) || this.lazy.has(v.id);
+  }
+  bind(v: Value, l: L): L {
+    this.loc.set(v.id, l);
+    return l;
+  }
+  /** Places `v` where the current kernel leaves it and records that it is there. */
+  out(v: Value): L {
+    return this.bind(v, this.t.place(v));
+  }
+  ptr(v: Value): L {
+    const l = this.loc.get(v.id);
+    if (l !== undefined) return l;
+    if (this.lazy.has(v.id))
+      throw this.t.error(`%${v.id} is a folded gather used where a plain buffer is needed`);
+    throw this.t.error(`no location for %${v.id}`);
+  }
+  /** `v` as a plain buffer: a folded gather becomes a real copy here. */
+  plain(v: Value): L {
+    const g = this.lazy.get(v.id);
+    if (!g) return this.ptr(v);
+    const out = this.t.place(v);
+    this.t.gather(v, g, out);
+    this.loc.set(v.id, out);
+    this.lazy.delete(v.id);
+    return out;
+  }
+  gathered(v: Value): Gather<L> | undefined {
+    return this.lazy.get(v.id);
+  }
+  /** The keys and values of an attention, which every backend reads through their index lists. */
+  keysValues(ins: Instr): readonly [Gather<L>, Gather<L>] {
+    const k = this.gathered(this.arg(ins, 1));
+    const v = this.gathered(this.arg(ins, 2));
+    if (!k || !v) throw this.t.error('attention expects its keys and values gathered from the canvas');
+    return [k, v];
+  }
+  /** The weight input `v` is, if it is one. */
+  weight(v: Value): { readonly name: string; readonly shape: readonly number[] } | undefined {
+    const i = this.stage.inputs.find((x) => x.role === 'weight' && x.value.id === v.id);
+    return i && i.value.type.kind === 'tensor'
+      ? { name: i.name, shape: i.value.type.shape as number[] }
+      : undefined;
+  }
+  /** How many times the stage reads `v` (outputs count). */
+  uses(v: Value): number {
+    if (!this.useCounts) {
+      const n = new Map<number, number>();
+      for (const ins of this.stage.body) for (const a of ins.args) n.set(a.id, (n.get(a.id) ?? 0) + 1);
+      for (const o of this.stage.outputs) n.set(o.value.id, (n.get(o.value.id) ?? 0) + 1);
+      this.useCounts = n;
+    }
+    return this.useCounts.get(v.id) ?? 0;
+  }
+  arg(ins: Instr, i: number): Value {
+    const v = ins.args[i];
+    if (!v) throw this.t.error(`${ins.op}: missing operand`);
+    return v;
+  }
+}
+
+export const rowsDim = (v: Value): Dim => shapeOf(v.type)[0] as Dim;
+/**
+ * Renders the kernels of one stage in schedule order. An instruction whose results an earlier
+ * kernel already placed (a view folded there) is skipped; effects (cache writes) always run. Values
+ * other kernels read are materialized before the next kernel starts.
+ */
+export function walkStage<L, T extends Target<L>>(
+  stage: Stage,
+  kp: KernelProgram,
+  t: T,
+  emitters: Emitters<L, T>,
+): Walk<L> {
+  const c = new Walk<L>(stage, t);
+  for (const i of stage.inputs) {
+    if (i.role === 'weight' && i.value.type.kind !== 'tensor')
+      throw t.error(`weight ${i.name} is not a tensor`);
+    const s = inputSlot(i, t.maxCanvas);
+    c.bind(i.value, s ? t.slot(s) : t.carried(i.name));
+  }
+  for (const k of kp.kernels.filter((x) => x.stage === stage.name)) {
+    t.enter(k);
+    k.instrs.forEach((ins, at) => {
+      if (c.done.has(ins)) return;
+      if (ins.results.length > 0 && ins.results.every((r) => c.has(r))) return;
+      c.rest = k.instrs.slice(at + 1);
+      renderInstr(ins, c, t, emitters);
+    });
+    for (const ins of k.instrs)
+      for (const r of ins.results) if (k.writes.includes(`%${r.id}`) && c.lazy.has(r.id)) c.plain(r);
+  }
+  return c;
+}
+
+function renderInstr<L, T extends Target<L>>(ins: Instr, c: Walk<L>, t: T, emitters: Emitters<L, T>): void {
+  const r0 = ins.results[0] as Value;
+  switch (ins.op) {
+    case 'reshape': {
+      const g = c.gathered(c.arg(ins, 0));
+      if (g) c.lazy.set(r0.id, g);
+      else c.bind(r0, c.ptr(c.arg(ins, 0)));
+      return;
+    }
+    case 'gather':
+      if (c.arg(ins, 0).type.kind === 'index')
+        throw t.error(`gathering an index list is not supported by the ${t.backend} backend`);
+      c.lazy.set(r0.id, { base: c.plain(c.arg(ins, 0)), rows: c.ptr(c.arg(ins, 1)) });
+      return;
+    case 'cache_read':
+      c.bind(r0, t.resource(String(ins.attrs.resource)));
+      return;
+  }
+  const emit = emitters[ins.op];
+  if (!emit) throw t.error(`the ${t.backend} backend has no rendering for op '${ins.op}'`);
+  emit(ins, c, t);
+}
+
+/**
+ * A phase's arena as the memory plan lays it out, for backends that place values at its offsets
+ * (C, PTX): planned temps at their offsets, anything else a kernel needs in a scratch area after
+ * the plan's peak, reused by the next kernel. Offsets are in units of `unitBytes`.
+ */
+export class Arena {
+  private readonly planned = new Map<string, number>();
+  /** Output name → the value that carries it to the next stage of the phase. */
+  private readonly carried = new Map<string, string>();
+  private readonly base: number;
+  private scratch: number;
+  private kernel?: Kernel;
+  /** The size of the arena this phase needs, scratch included, in units. */
+  high: number;
+
+  constructor(
+    mem: MemoryPlan,
+    private readonly unitBytes: number,
+    private readonly align: number,
+    private readonly error: (message: string) => Error,
+  ) {
+    for (const [name, place] of mem.arena) this.planned.set(name, place.offset / unitBytes);
+    this.base = roundUp(mem.peakBytes / unitBytes, align);
+    this.scratch = this.base;
+    this.high = this.base;
+  }
+
+  enter(k: Kernel): void {
+    this.kernel = k;
+    this.scratch = this.base;
+  }
+  /** Where the current kernel leaves `v`, a value of `elements()` 32-bit elements at most. */
+  place(v: Value, elements: () => number): number {
+    const name = `%${v.id}`;
+    const off = this.kernel?.writes.includes(name) ? this.planned.get(name) : undefined;
+    if (off !== undefined) return off;
+    const here = this.scratch;
+    this.scratch += roundUp((elements() * 4) / this.unitBytes, this.align);
+    this.high = Math.max(this.high, this.scratch);
+    return here;
+  }
+  input(name: string): number {
+    const buffer = this.carried.get(name);
+    const off = buffer === undefined ? undefined : this.planned.get(buffer);
+    if (off === undefined) throw this.error(`carried ${name} has no planned buffer`);
+    return off;
+  }
+  /** Where a stage leaves its outputs, recorded for the stages after it. */
+  outputs(stage: Stage): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const o of stage.outputs) out[o.name] = this.output(stage, o);
+    return out;
+  }
+  private output(stage: Stage, o: Output): number {
+    const name = `%${o.value.id}`;
+    const off = this.planned.get(name);
+    if (off === undefined) throw this.error(`output ${o.name} of ${stage.name} has no planned buffer`);
+    this.carried.set(o.name, name);
+    return off;
+  }
+}
+
+/** The bytes the memory plans give a persistent resource. */
+export function persistentBytes(
+  memory: ReadonlyMap<string, MemoryPlan>,
+  name: string,
+  error: (message: string) => Error,
+): number {
+  for (const m of memory.values()) {
+    const place = m.persistent.get(name);
+    if (place) return place.bytes;
+  }
+  throw error(`resource ${name} has no place in the memory plan`);
+}
+
+/** A stage input other than a carried value: the long-lived buffer it is, by kind. */
+export interface InputSlot {
+  readonly name: string;
+  readonly kind: 'weight' | 'list' | 'tokens' | 'blocks' | 'seqs';
+  readonly elements: number;
+  readonly dtype: 'f32' | 'i32';
+  readonly shape?: readonly number[];
+  /** The symbolic size the input brings (an index list's length `#name`). */
+  readonly size?: string;
+}
+
+/** The buffer behind a stage input; lists, tokens and masks hold one entry per canvas row. */
+function inputSlot(i: Input, maxCanvas: number): InputSlot | undefined {
+  const t = i.value.type;
+  switch (i.role) {
+    case 'weight': {
+      const shape = t.kind === 'tensor' ? (t.shape as number[]) : [];
+      return { name: i.name, kind: 'weight', elements: product(shape), dtype: 'f32', shape };
+    }
+    case 'index':
+      return { name: `list:${i.name}`, kind: 'list', elements: maxCanvas, dtype: 'i32', size: `#${i.name}` };
+    case 'positions':
+      // Sized by the list whose rows it gives positions of (its type says which).
+      return { name: `list:${i.name}`, kind: 'list', elements: maxCanvas, dtype: 'i32' };
+    case 'tokens':
+      return { name: 'tokens', kind: 'tokens', elements: maxCanvas, dtype: 'i32' };
+    case 'blocks':
+    case 'seqs':
+      return { name: i.role, kind: i.role, elements: maxCanvas, dtype: 'i32' };
+    case 'carried':
+      return undefined;
+  }
+}

@@ -1,0 +1,57 @@
+import type { Dim } from '../../ir/types.ts';
+import type { ShaderName } from './shaders.ts';
+
+/** The dispatch plan the WGSL renderer writes and the WebGPU runner executes. */
+/** A size: coefficient times the product of dims (`L`, `#name`, or numbers). */
+export type Size = readonly [number, ...Dim[]];
+export type Param = { readonly u: Size } | { readonly f: number };
+
+export type BufferRole = 'weight' | 'persistent' | 'value' | 'list' | 'tokens' | 'mask' | 'rope' | 'dummy';
+
+/** The buffer of the per-row masks: blocks in [0, maxCanvas), sequences in [maxCanvas, 2 maxCanvas). */
+export const MASK = 'mask';
+
+export interface BufferSpec {
+  readonly key: string;
+  readonly role: BufferRole;
+  /** 32-bit elements, for the maximum canvas. */
+  readonly elements: number;
+  readonly int?: boolean;
+  /** Weights: the model's tensor; rope tables: theta and head dim. */
+  readonly weight?: string;
+  readonly rope?: { readonly theta: number; readonly hd: number };
+}
+
+export type Dispatch =
+  | {
+      readonly op: 'kernel';
+      readonly shader: ShaderName;
+      readonly params: readonly Param[];
+      /** Buffer keys for bindings 1.. of the shader. */
+      readonly bindings: readonly string[];
+      /** Work items along x and y. */
+      readonly items: readonly [Size, Size];
+    }
+  | { readonly op: 'copy'; readonly src: string; readonly dst: string; readonly floats: Size }
+  | { readonly op: 'clear'; readonly dst: string; readonly floats: Size };
+
+export interface WgslStage {
+  readonly name: string;
+  readonly dispatches: readonly Dispatch[];
+  /** Carried inputs: name → the key that stands for the previous stage's output buffer. */
+  readonly inputs: Readonly<Record<string, string>>;
+  readonly outputs: Readonly<Record<string, string>>;
+}
+
+export interface WgslManifest {
+  readonly maxCanvas: number;
+  readonly buffers: readonly BufferSpec[];
+  readonly phases: Readonly<Record<string, readonly WgslStage[]>>;
+  readonly shaders: readonly ShaderName[];
+}
+
+/** Evaluates a size for concrete per-step sizes. */
+export function evalSize(s: Size, size: (d: Dim) => number): number {
+  const [coef, ...dims] = s;
+  return dims.reduce<number>((p, d) => p * (typeof d === 'number' ? d : size(d)), coef);
+}
