@@ -151,6 +151,7 @@ export function walkStage<L, T extends Target<L>>(
   kp: KernelProgram,
   t: T,
   emitters: Emitters<L, T>,
+  phase?: string,
 ): Walk<L> {
   const c = new Walk<L>(stage, t);
   for (const i of stage.inputs) {
@@ -159,13 +160,21 @@ export function walkStage<L, T extends Target<L>>(
     const s = inputSlot(i, t.maxCanvas);
     c.bind(i.value, s ? t.slot(s) : t.carried(i.name));
   }
+  const where = (k: Kernel, ins: Instr) =>
+    `${phase === undefined ? '' : `phase ${phase}, `}stage ${stage.name}, kernel ${k.name}, instruction ${ins.results.map((r) => `%${r.id}`).join(', ') || '(effect)'} = ${ins.op}`;
   for (const k of kp.kernels.filter((x) => x.stage === stage.name)) {
     t.enter(k);
     k.instrs.forEach((ins, at) => {
       if (c.done.has(ins)) return;
       if (ins.results.length > 0 && ins.results.every((r) => c.has(r))) return;
       c.rest = k.instrs.slice(at + 1);
-      renderInstr(ins, c, t, emitters);
+      try {
+        renderInstr(ins, c, t, emitters);
+      } catch (e) {
+        // An error names where it arose: the target, phase, stage, kernel and instruction.
+        if (!(e instanceof Error)) throw e;
+        throw Object.assign(t.error(`${t.backend} backend, ${where(k, ins)}: ${e.message}`), { cause: e });
+      }
     });
     for (const ins of k.instrs)
       for (const r of ins.results) if (k.writes.includes(`%${r.id}`) && c.lazy.has(r.id)) c.plain(r);

@@ -79,7 +79,7 @@ class Renderer {
     for (const stage of p.stages) {
       const fn = `kvp_${cName(phase)}_${cName(stage.name)}`;
       const t = new CStage(this, arena, stage);
-      walkStage(stage, kp, t, emitters);
+      walkStage(stage, kp, t, emitters, phase);
       code.push(
         `/* phase ${phase}, stage ${stage.name} */`,
         `void ${fn}(const int32_t *N) {`,

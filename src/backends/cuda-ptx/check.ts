@@ -3,7 +3,7 @@ import type { ModelConfig } from '../../model/config.ts';
 import { modelFor } from '../../runtime/modelFor.ts';
 import { ARCHES } from './kernels/ptx.ts';
 import { assemble, PtxasError } from './ptxas.ts';
-import { renderPlanPtx } from './render.ts';
+import { buildPtx } from './runner.ts';
 
 export interface PtxCheck {
   /** Distinct kernel texts assembled, over every config and architecture. */
@@ -30,7 +30,7 @@ export function checkPlanPtx(
   for (const base of configs) {
     const config = modelFor(plan, base);
     for (const arch of ARCHES) {
-      const { files } = renderPlanPtx(plan, config, { arch, maxCanvas });
+      const { files } = buildPtx(plan, config, maxCanvas, { arch, gemm: 'mma-f16' }).render;
       for (const [name, text] of files) {
         const key = `${arch}\0${text}`;
         if (seen.has(key)) continue;

@@ -13,11 +13,9 @@
  * Sizes that change per step (the canvas `L`, index-list lengths `#name`) stay symbolic: grids
  * and count parameters are `ceil(size * mul / div)` of a named size, evaluated by the runner.
  */
-import type { CheckedPlan } from '../../dsl/check.ts';
 import { maskOperands } from '../../ir/ops.ts';
 import type { Dim, Instr, StepProgram, Value } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { compilePlan } from '../../passes/compile.ts';
 import type { Kernel, KernelProgram } from '../../passes/kernelIR.ts';
 import type { MemoryPlan } from '../../passes/memory.ts';
 import {
@@ -129,11 +127,11 @@ class Renderer {
     return { kernel: k.name, op, grid, block: [k.block, 1, 1], sharedBytes: k.sharedBytes, params };
   }
 
-  renderPhase(p: StepProgram, kp: KernelProgram, mem: MemoryPlan): PtxStage[] {
+  renderPhase(phase: string, p: StepProgram, kp: KernelProgram, mem: MemoryPlan): PtxStage[] {
     const arena = new Arena(mem, 1, ALIGN, (m) => new PtxRenderError(m));
     const stages = p.stages.map((stage) => {
       const t = new PtxStageTarget(this, arena);
-      walkStage(stage, kp, t, emitters);
+      walkStage(stage, kp, t, emitters, phase);
       return { name: stage.name, launches: t.launches, inputs: t.inputs, outputs: arena.outputs(stage) };
     });
     this.arenaBytes = Math.max(this.arenaBytes, arena.high);
@@ -434,7 +432,7 @@ export function renderPtx(
     const kp = kernels.get(name);
     const mem = memory.get(name);
     if (!kp || !mem) throw new PtxRenderError(`phase ${name} has no kernels or memory plan`);
-    manifestPhases[name] = r.renderPhase(p, kp, mem);
+    manifestPhases[name] = r.renderPhase(name, p, kp, mem);
   }
   const files = new Map<string, string>();
   const infos: Record<string, PtxKernelInfo> = {};
@@ -467,16 +465,4 @@ export function renderPtx(
       phases: manifestPhases,
     },
   };
-}
-
-/** compilePlan for the `ptx` target, then renderPtx. */
-export function renderPlanPtx(
-  plan: CheckedPlan,
-  config: ModelConfig,
-  opts: PtxRenderOptions,
-): PtxRender & { readonly kernelCount: number } {
-  const { state } = compilePlan(plan, config, { target: 'ptx', canvas: opts.maxCanvas });
-  if (!state.kernels || !state.memory) throw new PtxRenderError('the pipeline produced no kernels');
-  const out = renderPtx(config, state.phases, state.kernels, state.memory, opts);
-  return { ...out, kernelCount: [...state.kernels.values()].reduce((a, kp) => a + kp.kernels.length, 0) };
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { attentionKernel } from '../../../src/backends/cuda-ptx/kernels/attention.ts';
 import { generateKernel } from '../../../src/backends/cuda-ptx/kernels/index.ts';
-import { evalLaunchDim, type Launch, renderPlanPtx } from '../../../src/backends/cuda-ptx/render.ts';
+import { evalLaunchDim, type Launch } from '../../../src/backends/cuda-ptx/render.ts';
+import { buildPtx } from '../../../src/backends/cuda-ptx/runner.ts';
 import { runCompile } from '../../../src/cli/compile.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
@@ -20,7 +21,7 @@ describe('PTX renderer', () => {
   });
 
   test('one module per kernel, with the ISA version, target and 64-bit addressing', () => {
-    const r = renderPlanPtx(examplePlan('flashblock'), small, { arch: 'sm_90', maxCanvas: 64 });
+    const r = buildPtx(examplePlan('flashblock'), small, 64, { arch: 'sm_90', gemm: 'mma-f16' }).render;
     expect(r.files.size).toBeGreaterThan(5);
     for (const [name, text] of r.files) {
       expect(text).toMatch(/^\.version 8\.0$/m);
@@ -34,7 +35,7 @@ describe('PTX renderer', () => {
   });
 
   test('launches: symbolic grids, k-major GEMM weights, attention with the merge folded in', () => {
-    const r = renderPlanPtx(examplePlan('flashblock'), small, { arch: 'sm_80', maxCanvas: 64 });
+    const r = buildPtx(examplePlan('flashblock'), small, 64, { arch: 'sm_80', gemm: 'mma-f16' }).render;
     const m = r.manifest;
     expect(Object.keys(m.phases).sort()).toEqual(['cached', 'refresh', 'reuse']);
     const all = launches(m.phases);
