@@ -1,11 +1,10 @@
 /**
  * The float64 reference interpreter of the IR: the semantics every backend is judged against.
- * It evaluates each op exactly as its `doc` in ops.ts says, and checks at run time that every
- * value has the shape its declared type gives (numbers equal; each symbolic dimension bound to
- * one size per stage; `L` is the canvas length of the resource store).
+ * It runs each op's `interpret` (its entry under ops/, exactly as its `doc` says), and checks at
+ * run time that every value has the shape its declared type gives (numbers equal; each symbolic
+ * dimension bound to one size per stage; `L` is the canvas length of the resource store).
  */
-import { attentionMass, attentionPartial, type MaskKind, mergePartials, queryKey } from './attention.ts';
-import { type AttrKind, maskOperands, ops } from './ops.ts';
+import { type AttrKind, type OpContext, ops } from './ops.ts';
 import {
   type HostInts,
   type HostTensor,
@@ -13,11 +12,11 @@ import {
   isHostTensor,
   isIndexList,
   type RuntimeValue,
-  rowSize,
   sizeOf,
 } from './tensor.ts';
 import type { AttrValue, Dim, Instr, IRType, Resource, Stage, Value } from './types.ts';
 
+export { rope } from './ops/layer.ts';
 export type { HostInts, HostTensor, RuntimeValue } from './tensor.ts';
 
 export class InterpretError extends Error {
@@ -196,7 +195,7 @@ function checkPositions(list: Int32Array, bound: number, what: string, fail: Fai
   }
 }
 
-/** Evaluates one instruction. */
+/** Evaluates one instruction: checks its operand count and attributes, then runs its op's semantics. */
 function run(instr: Instr, env: Map<number, RuntimeValue>, store: ResourceStore, fail: Fail): RuntimeValue[] {
   const spec = ops[instr.op];
   if (spec === undefined) fail(`unknown op '${instr.op}'`);
@@ -216,489 +215,72 @@ function run(instr: Instr, env: Map<number, RuntimeValue>, store: ResourceStore,
     if (v !== undefined && !attrKindOk(kind, v))
       fail(`attribute '${name}' must be a ${kind}, got ${JSON.stringify(v)}`);
   }
-  const argName = (i: number) => `operand ${i} (${spec.args[i]?.replace('?', '')})`;
-  const arg = (i: number): RuntimeValue => {
-    const a = instr.args[i] as Value;
-    const v = env.get(a.id);
-    if (v === undefined) return fail(`${argName(i)}: %${a.id} is not defined before use`);
-    return v;
-  };
-  const float = (i: number, rank?: number): HostTensor => {
-    const v = arg(i);
-    if (!isHostTensor(v)) return fail(`${argName(i)} must be a float tensor`);
-    if (rank !== undefined && v.shape.length !== rank)
-      fail(`${argName(i)} must have rank ${rank}, got [${v.shape}]`);
-    return v;
-  };
-  const intsArg = (i: number, rank?: number): HostInts => {
-    const v = arg(i);
-    if (!isHostInts(v)) return fail(`${argName(i)} must be an i32 tensor`);
-    if (rank !== undefined && v.shape.length !== rank)
-      fail(`${argName(i)} must have rank ${rank}, got [${v.shape}]`);
-    return v;
-  };
-  const list = (i: number): Int32Array => {
-    const v = arg(i);
-    if (!isIndexList(v)) return fail(`${argName(i)} must be an index list`);
-    return v;
-  };
-  const optional = (i: number): boolean => i < instr.args.length;
-  const num = (name: string): number => instr.attrs[name] as number;
-  const str = (name: string): string => instr.attrs[name] as string;
-  const same = (a: HostTensor, b: HostTensor, what: string): void => {
-    if (a.shape.join(',') !== b.shape.join(',')) fail(`${what}: shapes [${a.shape}] and [${b.shape}] differ`);
-  };
-  const positions = (l: Int32Array, what: string) => checkPositions(l, store.L, what, fail);
+  return spec.interpret(new Operands(instr, spec.args, env, store, fail));
+}
 
-  switch (instr.op) {
-    case 'embed': {
-      const table = float(0, 2);
-      const ids = intsArg(1, 1);
-      const [vocab, d] = table.shape as [number, number];
-      checkPositions(ids.data, vocab, 'token id', fail);
-      const out = new Float64Array(ids.data.length * d);
-      ids.data.forEach((id, i) => {
-        out.set(table.data.subarray(id * d, (id + 1) * d), i * d);
-      });
-      return [{ shape: [ids.data.length, d], data: out }];
-    }
-    case 'gather': {
-      const x = arg(0);
-      const rows = list(1);
-      if (isIndexList(x)) {
-        checkPositions(rows, x.length, 'row', fail);
-        return [Int32Array.from(rows, (r) => x[r] as number)];
-      }
-      checkPositions(rows, x.shape[0] ?? 0, 'row', fail);
-      const n = rowSize(x.shape);
-      const shape = [rows.length, ...x.shape.slice(1)];
-      if (isHostInts(x)) {
-        const out = new Int32Array(rows.length * n);
-        rows.forEach((r, i) => {
-          out.set(x.data.subarray(r * n, (r + 1) * n), i * n);
-        });
-        return [{ shape, data: out }];
-      }
-      const out = new Float64Array(rows.length * n);
-      rows.forEach((r, i) => {
-        out.set(x.data.subarray(r * n, (r + 1) * n), i * n);
-      });
-      return [{ shape, data: out }];
-    }
-    case 'scatter': {
-      const base = arg(0);
-      const rows = list(1);
-      const values = arg(2);
-      if (isIndexList(base) || isIndexList(values)) return fail('scatter takes tensors');
-      if (isHostInts(base) !== isHostInts(values)) fail('base and values differ in dtype');
-      if (
-        base.shape.slice(1).join(',') !== values.shape.slice(1).join(',') ||
-        values.shape[0] !== rows.length
-      ) {
-        fail(`cannot scatter [${values.shape}] into [${base.shape}] at ${rows.length} rows`);
-      }
-      checkPositions(rows, base.shape[0] ?? 0, 'row', fail);
-      const n = rowSize(base.shape);
-      const copyRows = <A extends Float64Array | Int32Array>(from: A, into: A): A => {
-        rows.forEach((r, i) => {
-          into.set(from.subarray(i * n, (i + 1) * n), r * n);
-        });
-        return into;
-      };
-      if (isHostInts(base)) {
-        return [{ shape: [...base.shape], data: copyRows(values.data as Int32Array, base.data.slice()) }];
-      }
-      return [{ shape: [...base.shape], data: copyRows(values.data as Float64Array, base.data.slice()) }];
-    }
-    case 'place': {
-      const values = arg(0);
-      const rows = list(1);
-      if (isIndexList(values) || isHostInts(values)) return fail('place takes a float tensor');
-      if (values.shape[0] !== rows.length) fail(`cannot place [${values.shape}] at ${rows.length} rows`);
-      checkPositions(rows, store.L, 'row', fail);
-      const n = rowSize(values.shape);
-      const out = new Float64Array(store.L * n);
-      rows.forEach((r, i) => {
-        out.set(values.data.subarray(i * n, (i + 1) * n), r * n);
-      });
-      return [{ shape: [store.L, ...values.shape.slice(1)], data: out }];
-    }
-    case 'rmsnorm': {
-      const x = float(0, 2);
-      const w = float(1, 1);
-      const [rows, d] = x.shape as [number, number];
-      if (w.shape[0] !== d) fail(`weight [${w.shape}] does not match rows of width ${d}`);
-      const eps = num('eps');
-      const out = new Float64Array(rows * d);
-      for (let i = 0; i < rows; i++) {
-        let ss = 0;
-        for (let j = 0; j < d; j++) ss += (x.data[i * d + j] as number) ** 2;
-        const inv = 1 / Math.sqrt(ss / d + eps);
-        for (let j = 0; j < d; j++)
-          out[i * d + j] = (x.data[i * d + j] as number) * (w.data[j] as number) * inv;
-      }
-      return [{ shape: [rows, d], data: out }];
-    }
-    case 'linear':
-    case 'logits': {
-      const x = float(0, 2);
-      const w = float(1, 2);
-      const bias = optional(2) ? float(2, 1) : undefined;
-      const [rows, inDim] = x.shape as [number, number];
-      const [outDim, wIn] = w.shape as [number, number];
-      if (wIn !== inDim) fail(`input width ${inDim} does not match weight [${w.shape}]`);
-      if (bias !== undefined && bias.shape[0] !== outDim)
-        fail(`bias [${bias.shape}] does not match ${outDim} outputs`);
-      return [{ shape: [rows, outDim], data: matmulT(x.data, w.data, rows, inDim, outDim, bias?.data) }];
-    }
-    case 'reshape': {
-      const x = arg(0);
-      if (isIndexList(x)) return fail('reshape needs a tensor');
-      const inner = instr.attrs.inner as readonly number[];
-      if (sizeOf(inner) !== rowSize(x.shape)) fail(`cannot reshape rows of [${x.shape}] to [${inner}]`);
-      const shape = [x.shape[0] as number, ...inner];
-      return [{ shape, data: x.data.slice() } as HostTensor | HostInts];
-    }
-    case 'rope': {
-      const x = float(0, 3);
-      const pos = list(1);
-      const [rows, heads, hd] = x.shape as [number, number, number];
-      if (pos.length !== rows) fail(`${pos.length} positions for ${rows} rows`);
-      if (hd % 2 !== 0) fail(`rope needs an even head dimension, got ${hd}`);
-      return [{ shape: [rows, heads, hd], data: rope(x.data, pos, heads, hd, num('theta')) }];
-    }
-    case 'attention': {
-      const q = float(0, 3);
-      const k = float(1, 3);
-      const v = float(2, 3);
-      const qpos = list(3);
-      const kpos = list(4);
-      same(k, v, 'k and v');
-      const at = maskOperands(
-        instr.args.map((_, i) => i),
-        instr.attrs,
-      );
-      const ints = (i: number | undefined) => (i === undefined ? undefined : intsArg(i, 1));
-      const opts = attentionOpts(q, k, qpos, kpos, ints(at.blocks), ints(at.seqs));
-      const { o, lse } = attentionPartial(q.data, k.data, v.data, qpos, kpos, opts);
-      return [
-        { shape: [...q.shape], data: o },
-        { shape: [q.shape[0] as number, q.shape[1] as number], data: lse },
-      ];
-    }
-    case 'attention_mass': {
-      const q = float(0, 3);
-      const k = float(1, 3);
-      const qpos = list(2);
-      const kpos = list(3);
-      const opts = attentionOpts(q, k, qpos, kpos, optional(4) ? intsArg(4, 1) : undefined);
-      return [{ shape: [k.shape[0] as number], data: attentionMass(q.data, k.data, qpos, kpos, opts) }];
-    }
-    case 'query_key': {
-      const q = float(0, 3);
-      const k = float(1, 3);
-      const [nq, heads, hd] = q.shape as [number, number, number];
-      const [nk, kvHeads, khd] = k.shape as [number, number, number];
-      if (khd !== hd) fail(`q [${q.shape}] and k [${k.shape}] differ in head dimension`);
-      if (kvHeads === 0 || heads % kvHeads !== 0)
-        fail(`${heads} query heads cannot share ${kvHeads} kv heads`);
-      return [{ shape: [nk], data: queryKey(q.data, k.data, nq, nk, { heads, kvHeads, headDim: hd }) }];
-    }
-    case 'merge': {
-      const o1 = float(0);
-      const l1 = float(1);
-      const o2 = float(2);
-      const l2 = float(3);
-      same(o1, o2, 'partial outputs');
-      same(l1, l2, 'partial LSEs');
-      if (o1.shape.length < 1 || o1.shape.slice(0, -1).join(',') !== l1.shape.join(',')) {
-        fail(`LSE [${l1.shape}] does not match output [${o1.shape}]`);
-      }
-      const { o, lse } = mergePartials(o1.data, l1.data, o2.data, l2.data, o1.shape.at(-1) as number);
-      return [
-        { shape: [...o1.shape], data: o },
-        { shape: [...l1.shape], data: lse },
-      ];
-    }
-    case 'add':
-    case 'swiglu': {
-      const a = float(0);
-      const b = float(1);
-      same(a, b, 'operands');
-      const out = new Float64Array(a.data.length);
-      if (instr.op === 'add') {
-        for (let i = 0; i < out.length; i++) out[i] = (a.data[i] as number) + (b.data[i] as number);
-      } else {
-        for (let i = 0; i < out.length; i++) {
-          const g = a.data[i] as number;
-          out[i] = (g / (1 + Math.exp(-g))) * (b.data[i] as number);
-        }
-      }
-      return [{ shape: [...a.shape], data: out }];
-    }
-    case 'softmax': {
-      const x = float(0, 2);
-      const [rows, cols] = x.shape as [number, number];
-      const out = new Float64Array(rows * cols);
-      for (let i = 0; i < rows; i++) softmaxRow(x.data, i * cols, cols, out);
-      return [{ shape: [rows, cols], data: out }];
-    }
-    case 'confidence':
-    case 'margin':
-    case 'entropy': {
-      const x = float(0, 2);
-      const [rows, cols] = x.shape as [number, number];
-      if (cols === 0) fail('a row of zero logits has no distribution');
-      const p = new Float64Array(cols);
-      const out = new Float64Array(rows);
-      for (let i = 0; i < rows; i++) {
-        softmaxRow(x.data, i * cols, cols, p, 0);
-        out[i] = instr.op === 'confidence' ? maxOf(p) : instr.op === 'margin' ? marginOf(p) : entropyOf(p);
-      }
-      return [{ shape: [rows], data: out }];
-    }
-    case 'cosine': {
-      const a = float(0);
-      const b = float(1);
-      same(a, b, 'operands');
-      if (a.shape.length < 1) fail('cosine needs rows');
-      const rows = a.shape[0] as number;
-      const n = rowSize(a.shape);
-      const out = new Float64Array(rows);
-      for (let i = 0; i < rows; i++) {
-        let dot = 0;
-        let na = 0;
-        let nb = 0;
-        for (let j = i * n; j < (i + 1) * n; j++) {
-          const x = a.data[j] as number;
-          const y = b.data[j] as number;
-          dot += x * y;
-          na += x * x;
-          nb += y * y;
-        }
-        out[i] = na === 0 && nb === 0 ? 1 : na === 0 || nb === 0 ? 0 : dot / (Math.sqrt(na) * Math.sqrt(nb));
-      }
-      return [{ shape: [rows], data: out }];
-    }
-    case 'topk':
-    case 'topp':
-    case 'keep': {
-      const scores = float(0, 1);
-      const cands = list(1);
-      return [select(instr.op, scores.data, cands, instr.attrs, fail)];
-    }
-    case 'cache_read': {
-      const name = str('resource');
-      if (!store.has(name)) fail(`no resource '${name}'`);
-      const t = store.get(name);
-      return [{ shape: [...t.shape], data: t.data.slice() }];
-    }
-    case 'cache_write': {
-      const name = str('resource');
-      if (!store.has(name)) fail(`no resource '${name}'`);
-      const rows = list(0);
-      const values = float(1);
-      const t = store.get(name);
-      if (values.shape[0] !== rows.length || values.shape.slice(1).join(',') !== t.shape.slice(1).join(',')) {
-        fail(`cannot write [${values.shape}] at ${rows.length} rows of resource '${name}' [${t.shape}]`);
-      }
-      positions(rows, `rows of '${name}'`);
-      const n = rowSize(t.shape);
-      rows.forEach((r, i) => {
-        t.data.set(values.data.subarray(i * n, (i + 1) * n), r * n);
-      });
-      return [];
-    }
-    default:
-      return fail(`op '${instr.op}' has no interpretation`);
-  }
+class Operands implements OpContext {
+  readonly op: string;
+  readonly attrs: Readonly<Record<string, AttrValue>>;
+  readonly count: number;
+  readonly L: number;
 
-  function attentionOpts(
-    q: HostTensor,
-    k: HostTensor,
-    qpos: Int32Array,
-    kpos: Int32Array,
-    blocks: HostInts | undefined,
-    seqs?: HostInts,
+  constructor(
+    private readonly instr: Instr,
+    private readonly names: readonly string[],
+    private readonly env: Map<number, RuntimeValue>,
+    private readonly store: ResourceStore,
+    readonly fail: Fail,
   ) {
-    const [nq, heads, hd] = q.shape as [number, number, number];
-    const [nk, kvHeads, khd] = k.shape as [number, number, number];
-    if (khd !== hd) fail(`q [${q.shape}] and k [${k.shape}] differ in head dimension`);
-    if (kvHeads === 0 || heads % kvHeads !== 0) fail(`${heads} query heads cannot share ${kvHeads} kv heads`);
-    if (qpos.length !== nq) fail(`${qpos.length} query positions for ${nq} query rows`);
-    if (kpos.length !== nk) fail(`${kpos.length} key positions for ${nk} key rows`);
-    const mask = str('mask');
-    if (mask !== 'none' && mask !== 'block_causal') fail(`unknown mask '${mask}'`);
-    if (mask === 'block_causal' && blocks === undefined) fail('a block_causal mask needs the blocks operand');
-    for (const [name, t] of [
-      ['blocks', blocks],
-      ['seqs', seqs],
-    ] as const)
-      if (t !== undefined && t.data.length !== store.L)
-        fail(`${name} has ${t.data.length} entries, the canvas ${store.L}`);
-    if (blocks !== undefined || seqs !== undefined) {
-      positions(qpos, 'query position');
-      positions(kpos, 'key position');
-    }
-    return {
-      scale: num('scale'),
-      mask: mask as MaskKind,
-      blocks: blocks?.data,
-      seqs: seqs?.data,
-      heads,
-      kvHeads,
-      headDim: hd,
-    };
+    this.op = instr.op;
+    this.attrs = instr.attrs;
+    this.count = instr.args.length;
+    this.L = store.L;
   }
-}
 
-/** out[i, o] = sum_j x[i, j] w[o, j] (+ bias[o]). */
-function matmulT(
-  x: Float64Array,
-  w: Float64Array,
-  rows: number,
-  inDim: number,
-  outDim: number,
-  bias: Float64Array | undefined,
-): Float64Array {
-  const out = new Float64Array(rows * outDim);
-  for (let i = 0; i < rows; i++) {
-    const xo = i * inDim;
-    for (let o = 0; o < outDim; o++) {
-      const wo = o * inDim;
-      let acc = bias === undefined ? 0 : (bias[o] as number);
-      for (let j = 0; j < inDim; j++) acc += (x[xo + j] as number) * (w[wo + j] as number);
-      out[i * outDim + o] = acc;
-    }
+  private name(i: number): string {
+    return `operand ${i} (${this.names[i]?.replace('?', '')})`;
   }
-  return out;
-}
-
-/** Rotate-half rotary embedding: pairs (i, i + hd/2) rotated by pos * theta^(-2i/hd). */
-export function rope(
-  x: Float64Array,
-  pos: Int32Array,
-  heads: number,
-  hd: number,
-  theta: number,
-): Float64Array {
-  const half = hd / 2;
-  const out = new Float64Array(x.length);
-  const freq = new Float64Array(half);
-  for (let i = 0; i < half; i++) freq[i] = theta ** ((-2 * i) / hd);
-  for (let r = 0; r < pos.length; r++) {
-    const p = pos[r] as number;
-    for (let i = 0; i < half; i++) {
-      const a = p * (freq[i] as number);
-      const c = Math.cos(a);
-      const s = Math.sin(a);
-      for (let h = 0; h < heads; h++) {
-        const base = (r * heads + h) * hd;
-        const lo = x[base + i] as number;
-        const hi = x[base + i + half] as number;
-        out[base + i] = lo * c - hi * s;
-        out[base + i + half] = hi * c + lo * s;
-      }
-    }
+  private ranked<V extends HostTensor | HostInts>(i: number, v: V, rank: number | undefined): V {
+    if (rank !== undefined && v.shape.length !== rank)
+      this.fail(`${this.name(i)} must have rank ${rank}, got [${v.shape}]`);
+    return v;
   }
-  return out;
-}
-
-/** Stable softmax of x[off .. off+n) into out[outOff ..]. */
-function softmaxRow(x: Float64Array, off: number, n: number, out: Float64Array, outOff = off): void {
-  let m = Number.NEGATIVE_INFINITY;
-  for (let j = 0; j < n; j++) {
-    const v = x[off + j] as number;
-    if (!(v <= m)) m = v;
+  arg(i: number): RuntimeValue {
+    const a = this.instr.args[i] as Value;
+    const v = this.env.get(a.id);
+    if (v === undefined) return this.fail(`${this.name(i)}: %${a.id} is not defined before use`);
+    return v;
   }
-  let sum = 0;
-  for (let j = 0; j < n; j++) {
-    const e = Math.exp((x[off + j] as number) - m);
-    out[outOff + j] = e;
-    sum += e;
+  float(i: number, rank?: number): HostTensor {
+    const v = this.arg(i);
+    if (!isHostTensor(v)) return this.fail(`${this.name(i)} must be a float tensor`);
+    return this.ranked(i, v, rank);
   }
-  for (let j = 0; j < n; j++) out[outOff + j] = (out[outOff + j] as number) / sum;
-}
-
-function maxOf(p: Float64Array): number {
-  let m = Number.NEGATIVE_INFINITY;
-  for (const v of p) if (!(v <= m)) m = v;
-  return m;
-}
-
-/** Top-1 minus top-2 probability (a single-entry distribution has margin 1). */
-function marginOf(p: Float64Array): number {
-  let a = Number.NEGATIVE_INFINITY;
-  let b = 0;
-  let first = true;
-  for (const v of p) {
-    if (Number.isNaN(v)) return Number.NaN;
-    if (first) {
-      a = v;
-      first = false;
-    } else if (v > a) {
-      b = a;
-      a = v;
-    } else if (v > b) b = v;
+  ints(i: number, rank?: number): HostInts {
+    const v = this.arg(i);
+    if (!isHostInts(v)) return this.fail(`${this.name(i)} must be an i32 tensor`);
+    return this.ranked(i, v, rank);
   }
-  return a - b;
-}
-
-function entropyOf(p: Float64Array): number {
-  let h = 0;
-  for (const v of p) if (v !== 0) h -= v * Math.log(v);
-  return h;
-}
-
-/**
- * topk / topp / keep: candidates ranked by descending score, ties by ascending position; the
- * chosen ones are returned in position order. Scores are indexed by canvas position.
- */
-function select(
-  op: string,
-  scores: Float64Array,
-  cands: Int32Array,
-  attrs: Readonly<Record<string, AttrValue>>,
-  fail: Fail,
-): Int32Array {
-  checkPositions(cands, scores.length, 'candidate', fail);
-  const seen = new Set<number>();
-  for (const c of cands) {
-    if (seen.has(c)) fail(`candidate position ${c} is listed twice`);
-    seen.add(c);
-    if (Number.isNaN(scores[c])) fail(`the score of position ${c} is NaN (a cache row never written?)`);
+  list(i: number): Int32Array {
+    const v = this.arg(i);
+    if (!isIndexList(v)) return this.fail(`${this.name(i)} must be an index list`);
+    return v;
   }
-  const ranked = Int32Array.from(cands).sort((a, b) => {
-    const d = (scores[b] as number) - (scores[a] as number);
-    return d !== 0 && !Number.isNaN(d) ? d : a - b;
-  });
-  const n = cands.length;
-  let take: number;
-  if (op === 'topk') {
-    const k = attrs.k as number;
-    if (!(Number.isInteger(k) && k >= 0)) fail(`k must be a natural number, got ${k}`);
-    take = Math.min(k, n);
-  } else if (op === 'keep') {
-    const ratio = attrs.ratio as number;
-    if (!(ratio >= 0 && ratio <= 1)) fail(`ratio must be in [0, 1], got ${ratio}`);
-    const x = ratio * n;
-    const near = Math.round(x);
-    // ceil, but 0.3 * 10 = 3.0000000000000004 must keep 3, not 4.
-    take = Math.abs(x - near) <= 1e-9 * Math.max(1, x) ? near : Math.ceil(x);
-  } else {
-    const p = attrs.p as number;
-    if (!(p >= 0 && p <= 1)) fail(`p must be in [0, 1], got ${p}`);
-    let total = 0;
-    for (const c of ranked) {
-      const s = scores[c] as number;
-      if (s < 0) fail(`topp needs non-negative scores; position ${c} scores ${s}`);
-      total += s;
-    }
-    // Summing in rank order makes the running sum reach `total` exactly at the last positive score.
-    const target = p * total;
-    let acc = 0;
-    take = 0;
-    while (take < n && acc < target) acc += scores[ranked[take++] as number] as number;
+  num(name: string): number {
+    return this.attrs[name] as number;
   }
-  return ranked.slice(0, take).sort();
+  str(name: string): string {
+    return this.attrs[name] as string;
+  }
+  same(a: HostTensor, b: HostTensor, what: string): void {
+    if (a.shape.join(',') !== b.shape.join(','))
+      this.fail(`${what}: shapes [${a.shape}] and [${b.shape}] differ`);
+  }
+  positions(list: Int32Array, what: string, bound = this.L): void {
+    checkPositions(list, bound, what, this.fail);
+  }
+  resource(name: string): HostTensor {
+    if (!this.store.has(name)) this.fail(`no resource '${name}'`);
+    return this.store.get(name);
+  }
 }

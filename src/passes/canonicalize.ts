@@ -6,10 +6,12 @@
  * - `gather(place(x, r), r)` and `gather(scatter(b, r, x), r)` with the very same index value r → x.
  *   This relies on index lists holding distinct positions, which the inspector guarantees (it builds
  *   every list from a token set, in ascending order).
- * - `add` (commutative, and exactly so in floating point) takes its operands in value-id order.
+ * - An op marked `commutative` in the catalogue (`add`, exactly so in floating point) takes its
+ *   operands in value-id order.
  *
  * Instructions that a rewrite bypasses stay in place; `dce` removes them once they are unused.
  */
+import { ops } from '../ir/ops.ts';
 import { printAttrs } from '../ir/printer.ts';
 import { type Instr, type Output, type Stage, type StepProgram, sameType, type Value } from '../ir/types.ts';
 import type { Pass, PipelineState } from './state.ts';
@@ -108,7 +110,7 @@ function canonicalizeStage(s: Stage): Stage {
             : undefined;
       if (x && sameType(x.type, r0.type)) sub.replace(r0, x);
     }
-    if (ins.op === 'add' && a0 && a1 && a1.id < a0.id) ins = { ...ins, args: [a1, a0] };
+    if (ops[ins.op]?.commutative && a0 && a1 && a1.id < a0.id) ins = { ...ins, args: [a1, a0] };
     for (const r of ins.results) producer.set(r.id, ins);
     body.push(ins);
   }
@@ -123,6 +125,6 @@ export function canonicalizeProgram(p: StepProgram): StepProgram {
 export const canonicalizePass: Pass = {
   name: 'canonicalize',
   description:
-    'folds reshape chains and identity reshapes, gather(place/scatter(.., r, x), r) -> x, orders add operands by value id',
+    'folds reshape chains and identity reshapes, gather(place/scatter(.., r, x), r) -> x, orders the operands of commutative ops (add) by value id',
   run: (state) => mapPrograms(state, canonicalizeProgram),
 };

@@ -1,3 +1,4 @@
+import { type Fusion, ops } from '../ir/ops.ts';
 import type { Dim, Input, Instr, IRType, Stage, StepProgram, Value } from '../ir/types.ts';
 import { shapeOf } from '../ir/types.ts';
 import {
@@ -10,16 +11,9 @@ import {
 } from './kernelIR.ts';
 import type { Pass, PipelineState } from './state.ts';
 
-/** Ops that move no data of their own: folded into the kernel that consumes (or produces) them. */
-const views = new Set(['reshape', 'gather', 'cache_read', 'place']);
-/** Ops that start a kernel. */
-const anchors: Record<string, KernelKind> = {
-  rmsnorm: 'norm',
-  attention: 'attention',
-  embed: 'embed',
-  logits: 'logits',
-  linear: 'gemm',
-};
+/** An op's fusion class; an op the catalogue does not know fuses like an elementwise epilogue. */
+const fusionOf = (op: string): Fusion => ops[op]?.fusion ?? { alone: 'elementwise' };
+const isView = (op: string): boolean => 'view' in fusionOf(op);
 
 interface Group {
   readonly kind: KernelKind;
@@ -35,47 +29,13 @@ const bytesOf = (t: IRType): [number, ...Dim[]] => [
   ...shapeOf(t),
 ];
 
-/** Floating-point work of one instruction, as a cost term list. */
+/** Floating-point work of one instruction, as its op states it. */
 function flopsOf(i: Instr): Cost {
   const r = i.results[0]?.type;
-  const arg = (n: number) => i.args[n]?.type;
-  if (r?.kind !== 'tensor') return [];
-  const rs = r.shape;
-  switch (i.op) {
-    case 'linear':
-    case 'logits': {
-      const x = arg(0);
-      const inner = x?.kind === 'tensor' ? (x.shape[1] ?? 1) : 1;
-      return [[2, ...rs, inner]];
-    }
-    case 'attention': {
-      const q = arg(0);
-      const k = arg(1);
-      if (q?.kind !== 'tensor' || k?.kind !== 'tensor') return [];
-      const [nq, h, hd] = q.shape as [Dim, Dim, Dim];
-      return [
-        [4, nq, k.shape[0] as Dim, h, hd],
-        [5, nq, k.shape[0] as Dim, h],
-      ];
-    }
-    case 'rmsnorm':
-      return [[4, ...rs]];
-    case 'rope':
-      return [[3, ...rs]];
-    case 'swiglu':
-      return [[5, ...rs]];
-    case 'merge':
-      return [[6, ...rs]];
-    case 'add':
-      return [[1, ...rs]];
-    case 'softmax':
-    case 'confidence':
-    case 'margin':
-    case 'entropy':
-      return [[5, ...shapeOf(arg(0) as IRType)]];
-    default:
-      return [];
-  }
+  const flops = ops[i.op]?.flops;
+  if (r?.kind !== 'tensor' || flops === undefined) return [];
+  const args = i.args.map((a) => a.type);
+  return flops(r.shape, args);
 }
 
 /** Groups one stage's instructions into kernels: anchors open kernels, views and epilogues join them. */
@@ -114,33 +74,33 @@ function groupStage(stage: Stage): Group[] {
     return gs.length ? Math.max(...gs) : undefined;
   };
   for (const instr of stage.body) {
-    if (views.has(instr.op)) {
-      // Gathers and cache reads become indirect loads of whichever kernel consumes them; a
-      // reshape or a placement of a kernel's result belongs to that kernel's epilogue.
+    const fusion = fusionOf(instr.op);
+    if ('view' in fusion) {
+      // Loads (gathers, cache reads) fold into whichever kernel consumes them; a view of a
+      // kernel's result (a reshape, a placement) belongs to that kernel.
       const g = instr.args[0] ? groupOf.get(instr.args[0].id) : undefined;
-      const folded = instr.op === 'gather' || instr.op === 'cache_read' || g === undefined;
-      if (folded) for (const r of instr.results) deferred.set(r.id, [...instr.args.flatMap(chain), instr]);
+      if (fusion.view === 'load' || g === undefined)
+        for (const r of instr.results) deferred.set(r.id, [...instr.args.flatMap(chain), instr]);
       else {
         add(g, instr);
-        if (instr.op === 'place') (groups[g] as Group).epilogue.push('scatter');
+        if (fusion.epilogue) (groups[g] as Group).epilogue.push(fusion.epilogue);
       }
       continue;
     }
-    const anchor = anchors[instr.op];
-    if (anchor === 'gemm') {
+    if ('anchor' in fusion && fusion.anchor === 'gemm') {
       const input = instr.args[0]?.id;
       const last = groups.length - 1;
       if (groups[last]?.kind === 'gemm' && groups[last]?.gemmInput === input) add(last, instr);
       else open('gemm', instr, input);
       continue;
     }
-    if (anchor) {
-      open(anchor, instr);
+    if ('anchor' in fusion) {
+      open(fusion.anchor, instr);
       continue;
     }
     const g = latestProducer(instr);
     if (g === undefined) {
-      open(instr.op === 'scatter' || instr.op === 'cache_write' ? 'copy' : 'elementwise', instr);
+      open(fusion.alone, instr);
       continue;
     }
     add(g, instr);
@@ -226,7 +186,7 @@ export function fuseProgram(p: StepProgram): KernelProgram {
           }
         }
       }
-      const main = g.instrs.find((i) => anchors[i.op] !== undefined || !views.has(i.op)) ?? g.instrs[0];
+      const main = g.instrs.find((i) => !isView(i.op)) ?? g.instrs[0];
       const grid = main?.results[0] ? shapeOf(main.results[0].type).slice(0, 2) : [];
       kernels.push({
         name: `${stage.name}/${n}.${g.kind}`,

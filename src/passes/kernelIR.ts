@@ -1,4 +1,7 @@
+import type { Cost, KernelKind } from '../ir/ops.ts';
 import type { Dim, DType, Instr } from '../ir/types.ts';
+
+export type { Cost, KernelKind } from '../ir/ops.ts';
 
 /**
  * The target-neutral kernel IR: what renderers (C, WGSL, PTX) turn into code. A phase becomes a
@@ -25,8 +28,6 @@ export interface Buffer {
   readonly layout: string;
 }
 
-export type KernelKind = 'embed' | 'norm' | 'gemm' | 'attention' | 'elementwise' | 'copy' | 'logits';
-
 export interface Kernel {
   readonly name: string;
   readonly kind: KernelKind;
@@ -46,9 +47,6 @@ export interface Kernel {
   /** The IR instructions this kernel computes, in order. */
   readonly instrs: readonly Instr[];
 }
-
-/** A cost as a sum of products of dims and constants: [[coef, dim, dim, …], …]. */
-export type Cost = readonly (readonly [number, ...Dim[]])[];
 
 export interface KernelProgram {
   readonly name: string;
