@@ -6,7 +6,18 @@ import type { ShaderName } from './shaders.ts';
 export type Size = readonly [number, ...Dim[]];
 export type Param = { readonly u: Size } | { readonly f: number };
 
-export type BufferRole = 'weight' | 'persistent' | 'value' | 'list' | 'tokens' | 'mask' | 'rope' | 'dummy';
+export type BufferRole =
+  | 'weight'
+  | 'persistent'
+  /** One of the memory plan's whole-buffer slots: activations. */
+  | 'slot'
+  /** A value no slot could hold during its kernel: activations beyond the memory plan. */
+  | 'scratch'
+  | 'list'
+  | 'tokens'
+  | 'mask'
+  | 'rope'
+  | 'dummy';
 
 /** The buffer of the per-row masks: blocks in [0, maxCanvas), sequences in [maxCanvas, 2 maxCanvas). */
 export const MASK = 'mask';
@@ -38,7 +49,7 @@ export type Dispatch =
 export interface WgslStage {
   readonly name: string;
   readonly dispatches: readonly Dispatch[];
-  /** Carried inputs: name → the key that stands for the previous stage's output buffer. */
+  /** Carried inputs: name → the slot the previous stage of the phase left it in. */
   readonly inputs: Readonly<Record<string, string>>;
   readonly outputs: Readonly<Record<string, string>>;
 }

@@ -1,7 +1,8 @@
 import { maskOperands } from '../../ir/ops.ts';
-import type { Dim, Instr, StepProgram, Value } from '../../ir/types.ts';
+import type { Dim, Instr, Stage, StepProgram, Value } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { KernelProgram } from '../../passes/kernelIR.ts';
+import type { Kernel, KernelProgram } from '../../passes/kernelIR.ts';
+import type { MemoryPlan } from '../../passes/memory.ts';
 import {
   type Emitters,
   type Gather,
@@ -26,8 +27,9 @@ export * from './manifest.ts';
  * work size, all as expressions of the per-step sizes (`L`, `#list`) that the runner evaluates each
  * step. Nothing per-step is baked in.
  *
- * Buffer rule: every IR value a kernel materializes gets its own GPUBuffer (sized for the maximum
- * canvas), so a dispatch never binds one buffer for both reading and writing.
+ * Buffer rule: values live in the memory plan's whole-buffer slots (see `Slots`), so the GPU holds
+ * the activations the plan reports and no more; since the plan never gives a kernel's reads and
+ * writes one slot, a dispatch never binds one buffer for both reading and writing.
  */
 export class WgslRenderError extends Error {
   override readonly name = 'WgslRenderError';
@@ -40,10 +42,13 @@ export const DUMMY_I2 = 'dummy:i2';
 class Renderer {
   readonly buffers = new Map<string, BufferSpec>();
   readonly used = new Set<ShaderName>();
+  /** Bytes of each overflow buffer (`scratch:j`): values no idle slot could take. */
+  readonly overflow: number[] = [];
 
   constructor(
     readonly config: ModelConfig,
     readonly maxCanvas: number,
+    readonly pool: SlotPool,
   ) {
     this.buffer({ key: DUMMY_F, role: 'dummy', elements: 4 });
     this.buffer({ key: DUMMY_I, role: 'dummy', elements: 4, int: true });
@@ -55,14 +60,207 @@ class Renderer {
     return spec.key;
   }
 
-  renderPhase(phase: string, p: StepProgram, kp: KernelProgram): WgslStage[] {
+  renderPhase(phase: string, p: StepProgram, kp: KernelProgram, mem: MemoryPlan): WgslStage[] {
+    const slots = new Slots(this, phase, kp, mem);
     return p.stages.map((stage) => {
-      const t = new WStage(this, `${phase}/${stage.name}`);
-      const c = walkStage(stage, kp, t, emitters);
-      const outputs: Record<string, string> = {};
-      for (const o of stage.outputs) outputs[o.name] = c.plain(o.value);
-      return { name: stage.name, dispatches: t.out, inputs: t.inputs, outputs };
+      const t = new WStage(this, slots);
+      slots.stage(stage);
+      walkStage(stage, kp, t, emitters);
+      return { name: stage.name, dispatches: t.out, inputs: t.inputs, outputs: slots.outputs(stage) };
     });
+  }
+}
+
+const slotKey = (rank: number) => `slot:${rank}`;
+
+/**
+ * The GPU buffers behind the memory plans' slots. One phase runs per step, so the phases share
+ * them: each phase's slots, largest first, take buffers `slot:0`, `slot:1`, …, and each buffer is
+ * as large as the largest slot any phase puts in it. The sum is the largest phase's peak whenever
+ * that phase's slots, in size order, are each at least as large as the other phases' (so in every
+ * example plan); `test/backends/webgpu/memory.test.ts` measures it.
+ */
+export class SlotPool {
+  readonly bytes: number[] = [];
+  /** Phase → its slot index → buffer rank. */
+  readonly rank = new Map<string, readonly number[]>();
+
+  constructor(memory: ReadonlyMap<string, MemoryPlan>) {
+    for (const [phase, m] of memory) {
+      if (!m.wholeBuffer || !m.slots)
+        throw new WgslRenderError(`the memory plan of ${phase} is not in whole-buffer mode`);
+      const ranks: number[] = [];
+      [...m.slots]
+        .sort((a, b) => b.bytes - a.bytes || a.index - b.index)
+        .forEach((s, r) => {
+          ranks[s.index] = r;
+          this.bytes[r] = Math.max(this.bytes[r] ?? 0, s.bytes);
+        });
+      this.rank.set(phase, ranks);
+    }
+  }
+}
+
+/** Instruction indices within a kernel; a value borrowing a buffer holds it over [def, last]. */
+interface Span {
+  readonly def: number;
+  readonly last: number;
+}
+
+/** When, within the current kernel, a buffer holds nothing the plan needs: strictly between the bounds. */
+interface Window {
+  readonly rank: number;
+  readonly after: number;
+  readonly before: number;
+}
+
+/**
+ * Where one phase's values live. A temp the memory plan placed sits in its slot's buffer (a view of
+ * a value, the reshaped attention output, puts that value there). A value the plan does not know,
+ * one a kernel materializes between its WGSL dispatches (the GEMM before its fused residual or rope,
+ * a gather copied out), lives only within its kernel, so it borrows a slot buffer while that buffer
+ * holds nothing live: a slot no occupant of which is live during the kernel, a slot the kernel
+ * writes before that write, or a slot the kernel reads after its last read. Among the buffers free
+ * over the value's instructions it takes the smallest that fits; only when none is free does it get
+ * an overflow buffer beyond the plan. A value never shares a buffer with another one an instruction
+ * reads or writes with it, so no dispatch binds one buffer for reading and writing.
+ */
+class Slots {
+  private readonly planned = new Map<string, number>();
+  /** Output name → the temp that carries it to the next stage of the phase. */
+  private readonly carried = new Map<string, string>();
+  private readonly ranks: readonly number[];
+  private kernel?: Kernel;
+  private windows: Window[] = [];
+  private def = new Map<number, number>();
+  private last = new Map<number, number>();
+  /** Value id → the written temp a chain of reshapes makes it. */
+  private viewOf = new Map<number, string>();
+  /** Temp → the value standing for it in the current stage, when a carried input does. */
+  private inputs = new Map<string, number>();
+  private borrowed: (Span & { readonly rank: number })[] = [];
+  private overflow = 0;
+
+  constructor(
+    private readonly r: Renderer,
+    private readonly phase: string,
+    private readonly kp: KernelProgram,
+    private readonly mem: MemoryPlan,
+  ) {
+    this.ranks = r.pool.rank.get(phase) ?? [];
+    for (const [name, p] of mem.arena) this.planned.set(name, this.ranks[p.slot as number] as number);
+  }
+
+  /** Starts a stage: its carried inputs are the temps earlier stages left them in. */
+  stage(stage: Stage): void {
+    this.inputs = new Map();
+    for (const i of stage.inputs) {
+      const temp = i.role === 'carried' ? this.carried.get(i.name) : undefined;
+      if (temp !== undefined) this.inputs.set(temp, i.value.id);
+    }
+  }
+  enter(k: Kernel): void {
+    this.kernel = k;
+    this.borrowed = [];
+    this.overflow = 0;
+    // Every value a kernel's instructions read through views (reshapes, folded gathers) counts as read.
+    const roots = new Map<number, number[]>();
+    const rootsOf = (id: number) => roots.get(id) ?? [id];
+    const def = new Map<number, number>();
+    const last = new Map<number, number>();
+    this.viewOf = new Map();
+    k.instrs.forEach((ins, i) => {
+      const read = ins.args.flatMap((a) => rootsOf(a.id));
+      for (const id of [...read, ...ins.args.map((a) => a.id)]) last.set(id, i);
+      const r0 = ins.results[0];
+      if (r0 && (ins.op === 'reshape' || ins.op === 'gather')) roots.set(r0.id, [r0.id, ...read]);
+      for (const r of ins.results) def.set(r.id, i);
+    });
+    const reshapeOf = new Map<number, number>();
+    for (const ins of k.instrs) {
+      const [r0, a0] = [ins.results[0], ins.args[0]];
+      if (ins.op !== 'reshape' || !r0 || !a0) continue;
+      reshapeOf.set(r0.id, a0.id);
+      if (!k.writes.includes(`%${r0.id}`)) continue;
+      for (let id: number | undefined = a0.id; id !== undefined; id = reshapeOf.get(id))
+        this.viewOf.set(id, `%${r0.id}`);
+    }
+    this.def = def;
+    this.last = last;
+    const at = this.kp.kernels.indexOf(k);
+    const end = k.instrs.length;
+    const live = new Map<number, Window>();
+    for (const s of this.mem.slots ?? []) {
+      const rank = this.ranks[s.index] as number;
+      for (const o of s.occupants) {
+        const range = this.mem.liveRanges.get(o);
+        if (!range || range[1] < at || range[0] > at) continue;
+        const id = this.inputs.get(o) ?? Number(o.slice(1));
+        const written = range[0] === at;
+        const readHere = range[1] === at && !written;
+        // A written temp: free until the instruction making it (or what it views) runs.
+        if (written) {
+          const makers = k.instrs.flatMap((ins, i) =>
+            ins.results.some((r) => r.id === id || this.viewOf.get(r.id) === o) ? [i] : [],
+          );
+          live.set(rank, { rank, after: -1, before: makers.length > 0 ? Math.min(...makers) : -1 });
+        } else if (readHere) live.set(rank, { rank, after: last.get(id) ?? end, before: end });
+        else live.set(rank, { rank, after: end, before: -1 });
+      }
+    }
+    this.windows = this.r.pool.bytes.map((_, rank) => live.get(rank) ?? { rank, after: -1, before: end });
+  }
+  /** The buffer the current kernel leaves `v` in, a value of `bytes` bytes at most. */
+  place(v: Value, bytes: number): string {
+    const name = `%${v.id}`;
+    const size = this.r.pool.bytes;
+    const temp = this.kernel?.writes.includes(name) ? name : this.viewOf.get(v.id);
+    const rank = temp === undefined ? undefined : this.planned.get(temp);
+    if (rank !== undefined) {
+      if (bytes > (size[rank] as number))
+        throw new WgslRenderError(`${this.phase}: ${temp} needs ${bytes} bytes, its slot has ${size[rank]}`);
+      return slotKey(rank);
+    }
+    // A gather an earlier kernel left folded is made here, no earlier than this kernel's start.
+    const d = this.def.get(v.id) ?? 0;
+    const span: Span = { def: d, last: Math.max(d, this.last.get(v.id) ?? d) };
+    const fits = this.windows.filter(
+      (w) =>
+        (size[w.rank] as number) >= bytes &&
+        w.after < span.def &&
+        span.last < w.before &&
+        !this.borrowed.some((b) => b.rank === w.rank && b.def <= span.last && span.def <= b.last),
+    );
+    const best = fits.reduce<Window | undefined>(
+      (b, w) => (b === undefined || (size[w.rank] as number) < (size[b.rank] as number) ? w : b),
+      undefined,
+    );
+    if (best !== undefined) {
+      this.borrowed.push({ ...span, rank: best.rank });
+      return slotKey(best.rank);
+    }
+    const j = this.overflow++;
+    this.r.overflow[j] = Math.max(this.r.overflow[j] ?? 0, bytes);
+    return `scratch:${j}`;
+  }
+  input(name: string): string {
+    const temp = this.carried.get(name);
+    const rank = temp === undefined ? undefined : this.planned.get(temp);
+    if (rank === undefined) throw new WgslRenderError(`${this.phase}: carried ${name} has no planned slot`);
+    return slotKey(rank);
+  }
+  /** Where a stage leaves its outputs, recorded for the stages after it. */
+  outputs(stage: Stage): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const o of stage.outputs) {
+      const temp = `%${o.value.id}`;
+      const rank = this.planned.get(temp);
+      if (rank === undefined)
+        throw new WgslRenderError(`${this.phase}: output ${o.name} of ${stage.name} has no planned slot`);
+      this.carried.set(o.name, temp);
+      out[o.name] = slotKey(rank);
+    }
+    return out;
   }
 }
 
@@ -74,7 +272,7 @@ class WStage extends Target<string> {
 
   constructor(
     readonly r: Renderer,
-    private readonly scope: string,
+    private readonly slots: Slots,
   ) {
     super(r.maxCanvas);
   }
@@ -92,20 +290,18 @@ class WStage extends Target<string> {
     return this.r.buffer({ key: s.name, role, elements: s.elements, int: true });
   }
   carried(name: string): string {
-    const key = `in:${this.scope}/${name}`;
+    const key = this.slots.input(name);
     this.inputs[name] = key;
     return key;
   }
   resource(name: string): string {
     return `res:${name}`;
   }
-  enter(): void {}
+  enter(k: Kernel): void {
+    this.slots.enter(k);
+  }
   place(v: Value): string {
-    return this.r.buffer({
-      key: `val:${this.scope}/%${v.id}`,
-      role: 'value',
-      elements: this.elements(v),
-    });
+    return this.slots.place(v, this.elements(v) * 4);
   }
   gather(v: Value, g: Gather<string>, out: string): void {
     this.copyRows(rowsDim(v), this.w(v), g.base, g.rows, out);
@@ -278,20 +474,23 @@ const emitters: Emitters<string, WStage> = {
   swiglu: elementwise,
 };
 
-/** Renders every phase of a compiled plan into a WebGPU dispatch plan. */
+/** Renders every phase of a compiled plan into a WebGPU dispatch plan, values in the memory plan's slots. */
 export function renderWgsl(
   config: ModelConfig,
   phases: ReadonlyMap<string, StepProgram>,
   kernels: ReadonlyMap<string, KernelProgram>,
+  memory: ReadonlyMap<string, MemoryPlan>,
   maxCanvas: number,
 ): WgslManifest {
-  const r = new Renderer(config, maxCanvas);
+  const r = new Renderer(config, maxCanvas, new SlotPool(memory));
   const out: Record<string, WgslStage[]> = {};
   const resources = new Map<string, number>();
   for (const [name, p] of phases) {
     const kp = kernels.get(name);
+    const mem = memory.get(name);
     if (!kp) throw new WgslRenderError(`phase ${name} has no kernels`);
-    out[name] = r.renderPhase(name, p, kp);
+    if (!mem) throw new WgslRenderError(`phase ${name} has no memory plan`);
+    out[name] = r.renderPhase(name, p, kp, mem);
     for (const res of p.resources) {
       const inner = res.shape.slice(1);
       if (!inner.every((d) => typeof d === 'number'))
@@ -300,13 +499,18 @@ export function renderWgsl(
     }
   }
   for (const [name, elements] of resources) r.buffer({ key: `res:${name}`, role: 'persistent', elements });
+  r.pool.bytes.forEach((bytes, rank) => {
+    r.buffer({ key: slotKey(rank), role: 'slot', elements: bytes / 4 });
+  });
+  r.overflow.forEach((bytes, j) => {
+    r.buffer({ key: `scratch:${j}`, role: 'scratch', elements: bytes / 4 });
+  });
   for (const st of Object.values(out))
     for (const s of st)
       for (const d of s.dispatches) {
         const keys = d.op === 'kernel' ? d.bindings : d.op === 'copy' ? [d.src, d.dst] : [d.dst];
         for (const k of keys)
-          if (!r.buffers.has(k) && !k.startsWith('in:'))
-            throw new WgslRenderError(`dispatch refers to unknown buffer ${k}`);
+          if (!r.buffers.has(k)) throw new WgslRenderError(`dispatch refers to unknown buffer ${k}`);
       }
   return { maxCanvas, buffers: [...r.buffers.values()], phases: out, shaders: [...r.used].sort() };
 }

@@ -9,7 +9,7 @@ import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
-import { evalSize, MASK, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
+import { type BufferRole, evalSize, MASK, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
 import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.ts';
 
 export interface WebGpuBuild {
@@ -22,10 +22,10 @@ export interface WebGpuBuild {
 /** Compiles a plan for WebGPU: passes for the `wgsl` target, then the dispatch plan. */
 export function buildWebGpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): WebGpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
-  if (!state.kernels) throw new Error('the pipeline produced no kernels');
+  if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels or memory plan');
   return {
     lowered,
-    manifest: renderWgsl(config, state.phases, state.kernels, maxCanvas),
+    manifest: renderWgsl(config, state.phases, state.kernels, state.memory, maxCanvas),
     fault: activeFault(),
   };
 }
@@ -97,8 +97,18 @@ export class WebGpuRunner implements StepRunner {
   private readonly sizes = new Map<string, number>();
   private readonly mirror = new Map<number, Float32Array>();
   private readonly owned: GPUBuffer[] = [];
-  /** The buffer holding the hidden state of the canvas between stages. */
-  private h: GPUBuffer | undefined;
+  /**
+   * Bytes of the storage buffers created, by role: `slot` is the memory plan's peak, `scratch` the
+   * workspace beyond it, the rest fixed parts. Uniforms (one per dispatch) and readback staging
+   * buffers are not counted.
+   */
+  readonly allocated: Partial<Record<BufferRole, number>> = {};
+  /**
+   * Output name → the buffer the last stage run left it in. The runtime may run one layer's
+   * programs one after the other (sequences of a batch in different phases), so a stage's carried
+   * input can be in another program's slot; it is copied into this program's slot then.
+   */
+  private left = new Map<string, string>();
 
   constructor(
     private readonly build: WebGpuBuild,
@@ -111,7 +121,9 @@ export class WebGpuRunner implements StepRunner {
       throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     for (const s of manifest.buffers) {
-      const b = device.createBuffer({ size: roundBytes(s.elements), usage, label: s.key });
+      const size = roundBytes(s.elements);
+      const b = device.createBuffer({ size, usage, label: s.key });
+      this.allocated[s.role] = (this.allocated[s.role] ?? 0) + size;
       this.owned.push(b);
       this.buffers.set(s.key, b);
       let init: Float32Array | Int32Array | undefined;
@@ -130,7 +142,7 @@ export class WebGpuRunner implements StepRunner {
             init[(p * half + i) * 2] = Math.cos(a);
             init[(p * half + i) * 2 + 1] = Math.sin(a);
           }
-      } else if (s.role === 'persistent' || s.role === 'value') {
+      } else if (s.role === 'persistent' || s.role === 'slot' || s.role === 'scratch') {
         // Poisoned, so that reading what no kernel wrote shows up as NaN.
         init = new Float32Array(s.elements).fill(Number.NaN);
       }
@@ -173,30 +185,33 @@ export class WebGpuRunner implements StepRunner {
     throw new Error(`unknown dimension ${d}`);
   };
 
-  /**
-   * Runs one stage; `carried` is the buffer holding the previous stage's hidden state. Reads back
-   * the named outputs (rows × width floats each) and, after a layer, that layer's V cache.
-   */
+  /** Runs one stage; reads back the named outputs (rows × width floats each) and, after a layer, that layer's V cache. */
   private async run(
     phase: string,
     stageName: string,
-    carried: GPUBuffer | undefined,
     read: readonly (readonly [string, number])[],
     kvLayer?: number,
-  ): Promise<{ outputs: Map<string, GPUBuffer>; data: Map<string, Float32Array> }> {
+  ): Promise<Map<string, Float32Array>> {
     const st = this.stage(phase, stageName);
     const device = this.device;
     const resolve = (key: string): GPUBuffer => {
-      if (key.startsWith('in:')) {
-        if (!carried) throw new Error(`stage ${stageName} needs a carried input`);
-        return carried;
-      }
       const b = this.buffers.get(key);
       if (!b) throw new Error(`no buffer ${key}`);
       return b;
     };
     device.pushErrorScope('validation');
     const enc = device.createCommandEncoder();
+    const sources = new Set(Object.keys(st.inputs).map((name) => this.left.get(name)));
+    for (const [name, key] of Object.entries(st.inputs)) {
+      const at = this.left.get(name);
+      if (at === undefined) throw new Error(`stage ${stageName} runs before a stage leaving ${name}`);
+      if (at === key) continue;
+      // Carried values trading buffers would need a temporary; a phase carries only the hidden state.
+      if (sources.has(key)) throw new Error(`stage ${stageName}: ${name} would overwrite a carried value`);
+      const [src, dst] = [resolve(at), resolve(key)];
+      enc.copyBufferToBuffer(src, 0, dst, 0, Math.min(src.size, dst.size));
+    }
+    this.left = new Map(Object.entries(st.outputs));
     let pass: GPUComputePassEncoder | undefined;
     const endPass = () => {
       pass?.end();
@@ -237,12 +252,11 @@ export class WebGpuRunner implements StepRunner {
       pass.dispatchWorkgroups(gx, gy);
     });
     endPass();
-    const outputs = new Map(Object.entries(st.outputs).map(([n, k]) => [n, resolve(k)] as const));
-    const reads: [string, GPUBuffer, number][] = read.map(([n, floats]) => [
-      n,
-      outputs.get(n) as GPUBuffer,
-      floats,
-    ]);
+    const reads: [string, GPUBuffer, number][] = read.map(([n, floats]) => {
+      const key = st.outputs[n];
+      if (key === undefined) throw new Error(`stage ${stageName} has no output ${n}`);
+      return [n, resolve(key), floats];
+    });
     const kv = kvLayer === undefined ? undefined : this.mirror.get(kvLayer);
     if (kv) reads.push(['kv', resolve(`res:kv.v.${kvLayer}`), kv.length]);
     const total = reads.reduce((s, [, , n]) => s + n, 0);
@@ -271,7 +285,7 @@ export class WebGpuRunner implements StepRunner {
       }
     } else await device.queue.onSubmittedWorkDone();
     if (kv) kv.set(data.get('kv') as Float32Array);
-    return { outputs, data };
+    return data;
   }
 
   private hidden(data: Float32Array | undefined): HostTensor | undefined {
@@ -279,18 +293,11 @@ export class WebGpuRunner implements StepRunner {
     return { shape: [this.L, this.build.lowered.config.dModel], data: new Float64Array(data) };
   }
 
-  private carried(): GPUBuffer {
-    if (!this.h) throw new Error('a layer ran before the embedding');
-    return this.h;
-  }
-
   async embed(program: Program, canvas: CanvasRows, read: boolean): Promise<HostTensor | undefined> {
     this.setInts('tokens', canvas.tokens);
     this.setInts(MASK, canvas.blocks);
     this.setInts(MASK, canvas.seqs, this.build.manifest.maxCanvas);
-    const r = await this.run(program, 'embed', undefined, read ? this.readH() : []);
-    this.h = r.outputs.get('h') as GPUBuffer;
-    return this.hidden(r.data.get('h'));
+    return this.hidden((await this.run(program, 'embed', read ? this.readH() : [])).get('h'));
   }
 
   async layer(
@@ -302,16 +309,15 @@ export class WebGpuRunner implements StepRunner {
     // A list not given this call is empty, not the one an earlier call left.
     this.sizes.clear();
     for (const [name, list] of lists) this.setList(name, list);
-    const r = await this.run(program, layerStage(layer), this.carried(), read ? this.readH() : [], layer);
-    this.h = r.outputs.get('h') as GPUBuffer;
-    return this.hidden(r.data.get('h'));
+    const data = await this.run(program, layerStage(layer), read ? this.readH() : [], layer);
+    return this.hidden(data.get('h'));
   }
 
   async head(program: Program, out: Int32Array): Promise<HostTensor> {
     this.setList('out', out);
     const V = this.build.lowered.config.vocab;
-    const r = await this.run(program, 'head', this.carried(), [['logits', out.length * V]]);
-    return { shape: [out.length, V], data: new Float64Array(r.data.get('logits') as Float32Array) };
+    const data = await this.run(program, 'head', [['logits', out.length * V]]);
+    return { shape: [out.length, V], data: new Float64Array(data.get('logits') as Float32Array) };
   }
 
   private readH(): [string, number][] {
