@@ -38,8 +38,12 @@ export abstract class Target<L> {
   abstract resource(name: string): L;
   /** Called as the walk enters each kernel of the stage, in schedule order. */
   abstract enter(k: Kernel): void;
-  /** Where the current kernel leaves `v`. */
-  abstract place(v: Value): L;
+  /**
+   * Where the current kernel leaves `v`. `view` is a reshape of `v` that the kernel writes in its
+   * place (the attention output, written as its flattened view): the memory plan may have given
+   * the view, not `v`, its buffer.
+   */
+  abstract place(v: Value, view?: Value): L;
   /** Copies the rows a folded gather reads into `out`, for a consumer that cannot read through a list. */
   abstract gather(v: Value, g: Gather<L>, out: L): void;
 
@@ -72,11 +76,16 @@ export class Walk<L> {
   /** The instructions of the current kernel after the one being rendered. */
   rest: readonly Instr[] = [];
   private useCounts?: Map<number, number>;
+  /** The reshape of each value the stage reshapes. */
+  private readonly views = new Map<number, Value>();
 
   constructor(
     readonly stage: Stage,
     private readonly t: Target<L>,
-  ) {}
+  ) {
+    for (const ins of stage.body)
+      if (ins.op === 'reshape' && ins.args[0] && ins.results[0]) this.views.set(ins.args[0].id, ins.results[0]);
+  }
 
   has(v: Value): boolean {
     return this.loc.has(v.id) || this.lazy.has(v.id);
@@ -87,7 +96,7 @@ export class Walk<L> {
   }
   /** Places `v` where the current kernel leaves it and records that it is there. */
   out(v: Value): L {
-    return this.bind(v, this.t.place(v));
+    return this.bind(v, this.t.place(v, this.views.get(v.id)));
   }
   ptr(v: Value): L {
     const l = this.loc.get(v.id);
@@ -236,10 +245,16 @@ export class Arena {
     this.kernel = k;
     this.scratch = this.base;
   }
-  /** Where the current kernel leaves `v`, a value of `elements()` 32-bit elements at most. */
-  place(v: Value, elements: () => number): number {
-    const name = `%${v.id}`;
-    const off = this.kernel?.writes.includes(name) ? this.planned.get(name) : undefined;
+  /**
+   * Where the current kernel leaves `v`, a value of `elements()` 32-bit elements at most: its
+   * planned place, or its view's when the kernel writes the view. Anything else goes to scratch,
+   * which the next kernel reuses, so a value another kernel reads must never land there (the
+   * attention output once did, and the output projection then ran in place over it).
+   */
+  place(v: Value, elements: () => number, view?: Value): number {
+    const planned = (x: Value | undefined) =>
+      x && this.kernel?.writes.includes(`%${x.id}`) ? this.planned.get(`%${x.id}`) : undefined;
+    const off = planned(v) ?? planned(view);
     if (off !== undefined) return off;
     const here = this.scratch;
     this.scratch += roundUp((elements() * 4) / this.unitBytes, this.align);

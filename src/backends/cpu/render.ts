@@ -130,8 +130,8 @@ class CStage extends Target<string> {
     this.arena.enter(k);
     this.lines.push(`/* kernel ${k.name} (${k.kind}) */`);
   }
-  place(v: Value): string {
-    return `(A + ${this.arena.place(v, () => this.elements(v))})`;
+  place(v: Value, view?: Value): string {
+    return `(A + ${this.arena.place(v, () => this.elements(v), view)})`;
   }
   gather(v: Value, g: Gather<string>, out: string): void {
     this.emit(`kv_copy_rows(${this.rows(v)}, ${this.w(v)}, ${g.base}, ${g.rows}, ${out}, 0);`);

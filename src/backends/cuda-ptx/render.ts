@@ -186,8 +186,8 @@ class PtxStageTarget extends Target<Loc> {
     this.arena.enter(k);
     this.r.kernel({ op: 'copy_rows' });
   }
-  place(v: Value): Loc {
-    return { slot: 'arena', offset: this.arena.place(v, () => this.elements(v)) };
+  place(v: Value, view?: Value): Loc {
+    return { slot: 'arena', offset: this.arena.place(v, () => this.elements(v), view) };
   }
   gather(v: Value, g: Gather<Loc>, out: Loc): void {
     this.copyRows('gather', out, null, g.base, g.rows, this.rows(v), this.w(v));

@@ -3,7 +3,7 @@ import { renderC } from '../../../src/backends/cpu/render.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
-import { examplePlan } from '../../runtime/support.ts';
+import { examplePlan, examples } from '../../runtime/support.ts';
 
 const render = (name: string, config: ModelConfig) => {
   const { state } = compilePlan(examplePlan(name), config, { target: 'cpu', canvas: 16 });
@@ -37,4 +37,15 @@ describe('limits', () => {
     const wide = { ...(presets.tiny as ModelConfig), heads: 1, kvHeads: 1, headDim: 2048, dModel: 2048 };
     expect(() => render('baseline', wide)).toThrow(/head_dim 2048 exceeds the CPU backend's maximum 1024/);
   });
+
+  test.each(examples)(
+    '%s: no GEMM writes over its own input (a scratch value read by the next kernel)',
+    (name) => {
+      const { source } = render(name, presets.small as ModelConfig);
+      const calls = [...source.matchAll(/kv_gemm\(([^;]*)\);/g)].map((m) => (m[1] as string).split(', '));
+      expect(calls.length).toBeGreaterThan(0);
+      // kv_gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate)
+      for (const args of calls) expect(args[8]).not.toBe(args[3]);
+    },
+  );
 });
