@@ -84,7 +84,8 @@ export class Walk<L> {
     private readonly t: Target<L>,
   ) {
     for (const ins of stage.body)
-      if (ins.op === 'reshape' && ins.args[0] && ins.results[0]) this.views.set(ins.args[0].id, ins.results[0]);
+      if (ins.op === 'reshape' && ins.args[0] && ins.results[0])
+        this.views.set(ins.args[0].id, ins.results[0]);
   }
 
   has(v: Value): boolean {
