@@ -46,7 +46,7 @@ function checkSemantics(typed: TypedPlan): { classification: Classification; dia
   const blockLen = blocks ? constantOf(typed, blocks.length) : undefined;
   const approx = noApproximations();
   const diagnostics = new Map<string, Diagnostic>();
-  for (const sc of scenarios(blockLen, layersToSimulate(typed))) {
+  for (const sc of scenarios(typed, blockLen, layersToSimulate(typed))) {
     for (const d of simulatePlan(typed, sc, approx)) {
       const key = `${d.span.start.offset}`;
       if (!diagnostics.has(key)) diagnostics.set(key, d);

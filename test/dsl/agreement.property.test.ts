@@ -44,7 +44,7 @@ function agree(typed: TypedPlan): number {
   const numLayers = layersToSimulate(typed);
   let compared = 0;
   // Slowest-commit scenarios change the decode rule's own commits, which the runtime never does.
-  for (const sc of scenarios(blockLen, numLayers).filter((s) => s.commits === 'scores')) {
+  for (const sc of scenarios(typed, blockLen, numLayers).filter((s) => s.commits === 'scores')) {
     const decided: Lists[][] = [];
     const commits: (readonly number[])[] = [];
     simulatePlan(typed, sc, noApproximations(), {
