@@ -15,7 +15,8 @@ function sources(dir: string): string[] {
 /** Each source file's relative imports, as paths under src/ (`ir/lower.ts`, `backends/cpu/runner.ts`). */
 const imports = sources(root).map((file) => {
   const text = readFileSync(file, 'utf8');
-  const targets = [...text.matchAll(/from '(\.[^']+)'/g)].map((m) =>
+  // `… from '…'`, a bare `import '…'` and a dynamic `import('…')` all make an edge.
+  const targets = [...text.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*'(\.[^']+)'/g)].map((m) =>
     relative(root, resolve(file, '..', m[1] as string)),
   );
   return { file: relative(root, file), targets };

@@ -2,6 +2,7 @@ import type { Plan } from './ast.ts';
 import { byPosition, type Diagnostic, error, hasErrors } from './diagnostics.ts';
 import { parsePlanText } from './front.ts';
 import { constantOf } from './semantics/constant.ts';
+import { deepestNamedLayer } from './semantics/layerRules.ts';
 import { premiseOf } from './semantics/premise.ts';
 import { noApproximations, scenarios, simulatePlan } from './semantics/simulate.ts';
 import type { SourceFile } from './source.ts';
@@ -29,16 +30,8 @@ export interface CheckResult {
   readonly diagnostics: readonly Diagnostic[];
 }
 
-/** Enough layers to tell every layer scope of the plan apart. */
-export function layersToSimulate(typed: TypedPlan): number {
-  let top = 0;
-  for (const s of typed.plan.body) {
-    if (!('layers' in s) || !s.layers) continue;
-    const bounds = s.layers.kind === 'cmp' ? [s.layers.bound] : [s.layers.lo, s.layers.hi];
-    for (const b of bounds) top = Math.max(top, constantOf(typed, b));
-  }
-  return Math.max(4, top + 3);
-}
+/** Enough layers to tell every layer scope of the plan apart, with layers above each probe. */
+export const layersToSimulate = (typed: TypedPlan): number => Math.max(4, deepestNamedLayer(typed) + 3);
 
 /** Checks one type-correct plan by simulating generations, and classifies it. */
 function checkSemantics(typed: TypedPlan): { classification: Classification; diagnostics: Diagnostic[] } {

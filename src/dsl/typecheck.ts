@@ -589,7 +589,8 @@ class PlanTyper {
   private checkDecodeCandidates(decode: DecodeStmt): void {
     const within = decode.within;
     if (!within || this.typeOf(within) !== 'set') return;
-    if (this.mayHoldMasked(within) && this.readsModelScore(within)) {
+    const mayHoldMasked = this.mayHoldMasked(within);
+    if (mayHoldMasked && this.readsModelScore(within)) {
       this.diagnostics.push(
         warning(
           within.span,
@@ -599,7 +600,7 @@ class PlanTyper {
       );
       return;
     }
-    if (this.mayHoldMasked(within)) return;
+    if (mayHoldMasked) return;
     this.diagnostics.push(
       warning(
         within.span,

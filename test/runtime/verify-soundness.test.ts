@@ -235,6 +235,29 @@ describe('verify reports what it exercised (item 8)', () => {
     );
   });
 
+  test('a decode rule that runs dry on a model is a failed progress check, not a crash (F8)', async () => {
+    // Flat logits: every row's entropy is log(vocab) > 3, so the `in` set never holds a masked row.
+    const flat =
+      (plan: CheckedPlan, config: ModelConfig, weights: Weights) =>
+      (L: number): StepRunner => {
+        const inner = perturbed(0)(plan, config, weights)(L);
+        return {
+          ...inner,
+          head: (p, out) => ({
+            ...(inner.head(p, out) as HostTensor),
+            data: new Float64Array(out.length * config.vocab),
+          }),
+        };
+      };
+    const plan = planOf('plan stall() {\n  decode per_step(1) in generated[entropy < 3.0]\n}\n');
+    const v = await verifyCheckedPlan(plan, { ...opts, cases: 1, backend: 'cpu', runnerFor: flat });
+    expect(v.ok).toBe(false);
+    expect(v.checks.map((c) => `${c.name}:${c.ok}`)).toEqual(['ir:true', 'progress:false']);
+    expect(v.checks[1]?.detail).toMatch(
+      /does not finish the generation: .* no candidate among them in `in generated\[entropy < 3\.0\]`/,
+    );
+  });
+
   test('firing counts follow the rules: a block-start refresh fires once per block', async () => {
     const v = await verifyCheckedPlan(example('fast-dllm-dual', { block: '4' }), {
       ...opts,

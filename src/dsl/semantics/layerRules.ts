@@ -1,5 +1,5 @@
 import type { AttendStmt, CacheStmt, ComputeStmt, Expr, RefreshStmt, Segment } from '../ast.ts';
-import { layerInScope, type TypedPlan } from '../typecheck.ts';
+import { forEachChild, forEachStmtExpr, layerInScope, type TypedPlan } from '../typecheck.ts';
 import { constantOf } from './constant.ts';
 
 /** The rules of a plan that apply to one layer: what the lowering and the inspector both follow. */
@@ -53,3 +53,24 @@ export function layerRules(typed: TypedPlan, layers: number): LayerRules[] {
 /** Whether the plan attends under the block-causal mask (a property of the model it targets). */
 export const isBlockCausal = (typed: TypedPlan): boolean =>
   typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
+
+/**
+ * The deepest layer a plan names (a layer-scope bound or the layer an `attn_similarity` probes),
+ * or -1. Layer-scope bounds are constants; a probe layer may be a parameter, never token state.
+ */
+export function deepestNamedLayer(typed: TypedPlan): number {
+  let top = -1;
+  const visit = (e: Expr): void => {
+    if (e.kind === 'call' && e.callee.name === 'attn_similarity' && e.args[0])
+      top = Math.max(top, constantOf(typed, e.args[0]));
+    forEachChild(e, visit);
+  };
+  for (const s of typed.plan.body) {
+    if ('layers' in s && s.layers) {
+      const bounds = s.layers.kind === 'cmp' ? [s.layers.bound] : [s.layers.lo, s.layers.hi];
+      for (const b of bounds) top = Math.max(top, constantOf(typed, b));
+    }
+    forEachStmtExpr(s, visit);
+  }
+  return top;
+}
