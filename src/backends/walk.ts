@@ -1,6 +1,7 @@
+import { ops } from '../ir/ops.ts';
 import type { Dim, Input, Instr, Output, Stage, Value } from '../ir/types.ts';
 import { rowWidth, shapeOf } from '../ir/types.ts';
-import type { Kernel, KernelProgram } from '../passes/kernelIR.ts';
+import type { Buffer, Kernel, KernelProgram } from '../passes/kernelIR.ts';
 import type { MemoryPlan } from '../passes/memory.ts';
 
 /**
@@ -64,6 +65,42 @@ export abstract class Target<L> {
 type Emitter<L, T extends Target<L>> = (ins: Instr, c: Walk<L>, t: T) => void;
 export type Emitters<L, T extends Target<L>> = Readonly<Record<string, Emitter<L, T>>>;
 
+/**
+ * Pointwise ops (every output element a function of the same element of each operand and of the
+ * op's numeric attributes) have no emitter of their own: a backend spells the function in its
+ * pointwise table, and its one generic pointwise emitter renders every entry. Adding such an op to
+ * a backend is one table entry.
+ */
+export function pointwiseEmitters<L, T extends Target<L>>(
+  table: Readonly<Record<string, unknown>>,
+  emit: Emitter<L, T>,
+): Emitters<L, T> {
+  return Object.fromEntries(Object.keys(table).map((op) => [op, emit]));
+}
+
+/** What the generic pointwise kernels of a backend are made from: the op's operand count and numeric attributes. */
+export interface PointwiseSignature {
+  readonly arity: number;
+  /** Numeric attributes in the order the op declares them: uniform or kernel parameters, or literals. */
+  readonly attrs: readonly string[];
+}
+
+export function pointwiseSignature(op: string): PointwiseSignature {
+  const spec = ops[op];
+  if (!spec) throw new Error(`no op '${op}' in the catalogue`);
+  if (spec.args.some((a) => a.endsWith('?')) || spec.optionalAttrs)
+    throw new Error(`pointwise op '${op}' may not have optional operands or attributes`);
+  const attrs = Object.entries(spec.attrs).map(([name, kind]) => {
+    if (kind !== 'number') throw new Error(`pointwise op '${op}': attribute ${name} is not a number`);
+    return name;
+  });
+  return { arity: spec.args.length, attrs };
+}
+
+/** The values of a pointwise instruction's numeric attributes, in signature order. */
+export const pointwiseAttrs = (ins: Instr): number[] =>
+  pointwiseSignature(ins.op).attrs.map((a) => Number(ins.attrs[a]));
+
 export const product = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
 const roundUp = (n: number, align: number): number => Math.ceil(n / align) * align;
 
@@ -73,16 +110,21 @@ export class Walk<L> {
   readonly lazy = new Map<number, Gather<L>>();
   /** Instructions an emitter folded into an earlier one (a merge into attention's epilogue). */
   readonly done = new Set<Instr>();
-  /** The instructions of the current kernel after the one being rendered. */
+  /** The kernel being rendered, and its instructions after the one being rendered. */
+  kernel?: Kernel;
   rest: readonly Instr[] = [];
   private useCounts?: Map<number, number>;
   /** The reshape of each value the stage reshapes. */
   private readonly views = new Map<number, Value>();
 
+  private readonly buffers: ReadonlyMap<string, Buffer>;
+
   constructor(
     readonly stage: Stage,
     private readonly t: Target<L>,
+    kp: KernelProgram,
   ) {
+    this.buffers = new Map(kp.buffers.map((b) => [b.name, b]));
     for (const ins of stage.body)
       if (ins.op === 'reshape' && ins.args[0] && ins.results[0])
         this.views.set(ins.args[0].id, ins.results[0]);
@@ -126,12 +168,29 @@ export class Walk<L> {
     if (!k || !v) throw this.t.error('attention expects its keys and values gathered from the canvas');
     return [k, v];
   }
-  /** The weight input `v` is, if it is one. */
-  weight(v: Value): { readonly name: string; readonly shape: readonly number[] } | undefined {
+  /**
+   * The weight input `v` is, if it is one, with the layout the layout pass chose for the target:
+   * the form GEMM kernels read it in, which every backend realises (a weight other kernels read
+   * too, the tied embedding table, keeps its row-major form beside it).
+   */
+  weight(
+    v: Value,
+  ): { readonly name: string; readonly shape: readonly number[]; readonly layout: string } | undefined {
     const i = this.stage.inputs.find((x) => x.role === 'weight' && x.value.id === v.id);
-    return i && i.value.type.kind === 'tensor'
-      ? { name: i.name, shape: i.value.type.shape as number[] }
-      : undefined;
+    if (i?.value.type.kind !== 'tensor') return undefined;
+    const layout = this.buffers.get(i.name)?.layout;
+    if (layout === undefined) throw this.t.error(`weight ${i.name} is not a buffer of the kernel program`);
+    return { name: i.name, shape: i.value.type.shape as number[], layout };
+  }
+  /** The weight a GEMM reads, which must be in the layout this backend's GEMM kernel reads. */
+  gemmWeight(ins: Instr, layout: string) {
+    const w = this.weight(this.arg(ins, 1));
+    if (w?.shape.length !== 2) throw this.t.error(`${ins.op} needs a 2-D weight operand`);
+    if (w.layout !== layout)
+      throw this.t.error(
+        `${ins.op} ${w.name}: the layout pass chose ${w.layout}, the ${this.t.backend} GEMM reads ${layout}`,
+      );
+    return w;
   }
   /** How many times the stage reads `v` (outputs count). */
   uses(v: Value): number {
@@ -163,7 +222,7 @@ export function walkStage<L, T extends Target<L>>(
   emitters: Emitters<L, T>,
   phase?: string,
 ): Walk<L> {
-  const c = new Walk<L>(stage, t);
+  const c = new Walk<L>(stage, t, kp);
   for (const i of stage.inputs) {
     if (i.role === 'weight' && i.value.type.kind !== 'tensor')
       throw t.error(`weight ${i.name} is not a tensor`);
@@ -174,6 +233,7 @@ export function walkStage<L, T extends Target<L>>(
     `${phase === undefined ? '' : `phase ${phase}, `}stage ${stage.name}, kernel ${k.name}, instruction ${ins.results.map((r) => `%${r.id}`).join(', ') || '(effect)'} = ${ins.op}`;
   for (const k of kp.kernels.filter((x) => x.stage === stage.name)) {
     t.enter(k);
+    c.kernel = k;
     k.instrs.forEach((ins, at) => {
       if (c.done.has(ins)) return;
       if (ins.results.length > 0 && ins.results.every((r) => c.has(r))) return;

@@ -8,6 +8,7 @@ import {
   type Kernel,
   type KernelKind,
   type KernelProgram,
+  type MergeFold,
 } from './kernelIR.ts';
 import type { Pass, PipelineState } from './state.ts';
 
@@ -186,6 +187,13 @@ export function fuseProgram(p: StepProgram): KernelProgram {
           }
         }
       }
+      const folds = mergeFolds(stage, groups, n);
+      const locals = kernelLocals(g.instrs, writes).map((v) => {
+        const name = `%${v.id}`;
+        const t = v.type;
+        addBuffer({ name, kind: 'local', dtype: t.kind === 'index' ? 'i32' : t.dtype, shape: shapeOf(t) });
+        return name;
+      });
       const main = g.instrs.find((i) => !isView(i.op)) ?? g.instrs[0];
       const grid = main?.results[0] ? shapeOf(main.results[0].type).slice(0, 2) : [];
       kernels.push({
@@ -197,6 +205,8 @@ export function fuseProgram(p: StepProgram): KernelProgram {
         grid,
         indirect,
         epilogue: g.epilogue,
+        ...(folds.length > 0 ? { folds } : {}),
+        ...(locals.length > 0 ? { locals } : {}),
         flops: g.instrs.flatMap(flopsOf),
         bytes,
         instrs: g.instrs,
@@ -205,6 +215,77 @@ export function fuseProgram(p: StepProgram): KernelProgram {
     for (const o of stage.outputs) carried.set(o.name, home.get(o.value.id) ?? `%${o.value.id}`);
   }
   return { name: p.name, buffers: [...buffers.values()], kernels };
+}
+
+/**
+ * The merges kernel `n` of a stage computes in an attention's epilogue (see Kernel.folds): a merge
+ * in the kernel whose one side is the results of an attention of the same kernel that nothing else
+ * reads, and whose other side exists when that attention runs (a stage input, or a value computed
+ * by an earlier kernel or earlier in this one).
+ */
+function mergeFolds(stage: Stage, groups: readonly Group[], n: number): MergeFold[] {
+  const uses = new Map<number, number>();
+  const use = (id: number) => uses.set(id, (uses.get(id) ?? 0) + 1);
+  for (const i of stage.body) for (const a of i.args) use(a.id);
+  for (const o of stage.outputs) use(o.value.id);
+  const instrs = (groups[n] as Group).instrs;
+  const before = new Set<number>(stage.inputs.map((i) => i.value.id));
+  for (const g of groups.slice(0, n)) for (const i of g.instrs) for (const r of i.results) before.add(r.id);
+  const folds: MergeFold[] = [];
+  instrs.forEach((att, at) => {
+    const [o, lse] = att.results;
+    if (att.op !== 'attention' || !o || !lse || uses.get(o.id) !== 1 || uses.get(lse.id) !== 1) return;
+    const merge = instrs.slice(at + 1).find((m) => m.op === 'merge' && m.args.some((a) => a.id === o.id));
+    if (!merge?.results[0]) return;
+    const [a0, a1, a2, a3] = merge.args.map((a) => a.id);
+    const other = a0 === o.id && a1 === lse.id ? [a2, a3] : a2 === o.id && a3 === lse.id ? [a0, a1] : [];
+    for (const i of instrs.slice(0, at)) for (const r of i.results) before.add(r.id);
+    if (other.length === 2 && other.every((id) => id !== undefined && before.has(id)))
+      folds.push({ attention: o.id, merge: merge.results[0].id });
+  });
+  return folds;
+}
+
+/**
+ * The values a kernel computes and reads only itself, which a backend running its instructions as
+ * separate dispatches must store: every result except those the kernel writes out (or writes a
+ * reshape of), aliases (reshapes, cache reads), and gathers whose every use is an operand the
+ * consumer loads through the gather's list (OpSpec.listLoads). A gather of a cache's rows that a
+ * cache write of the same cache reads is materialised too: no dispatch reads and writes one buffer.
+ */
+function kernelLocals(instrs: readonly Instr[], writes: readonly string[]): Value[] {
+  const operandOf = new Map<number, number>();
+  const def = new Map<number, Instr>();
+  for (const i of instrs) {
+    for (const r of i.results) def.set(r.id, i);
+    const [r0, a0] = [i.results[0], i.args[0]];
+    if (i.op === 'reshape' && r0 && a0) operandOf.set(r0.id, a0.id);
+  }
+  const root = (id: number): number => {
+    const up = operandOf.get(id);
+    return up === undefined ? id : root(up);
+  };
+  const written = new Set<number>();
+  for (const w of writes) if (w.startsWith('%')) written.add(root(Number(w.slice(1))));
+  const loadedOnly = (gather: Instr, id: number) =>
+    instrs.every((i) =>
+      i.args.every((a, k) => {
+        if (i.op === 'reshape' || root(a.id) !== id) return true;
+        if (!(ops[i.op]?.listLoads ?? []).includes(k)) return false;
+        const base = def.get(gather.args[0]?.id ?? -1);
+        return !(
+          i.op === 'cache_write' &&
+          base?.op === 'cache_read' &&
+          base.attrs.resource === i.attrs.resource
+        );
+      }),
+    );
+  return instrs.flatMap((i) =>
+    i.results.filter((r) => {
+      if (i.op === 'reshape' || i.op === 'cache_read' || written.has(r.id)) return false;
+      return i.op !== 'gather' || !loadedOnly(i, r.id);
+    }),
+  );
 }
 
 /**

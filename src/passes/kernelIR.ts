@@ -16,7 +16,13 @@ export type BufferKind =
   /** intermediate values; live ranges decide where they sit in the arena */
   | 'temp'
   /** caches and partials that persist across steps; their own region */
-  | 'persistent';
+  | 'persistent'
+  /**
+   * a value computed inside one kernel and read only there (Kernel.locals): stored only by a
+   * backend that runs a kernel's instructions as separate dispatches (WebGPU), which the
+   * whole-buffer memory plan gives them slots for
+   */
+  | 'local';
 
 export interface Buffer {
   readonly name: string;
@@ -24,7 +30,7 @@ export interface Buffer {
   readonly dtype: DType;
   /** Rows first; `L` is the canvas, `#name` an index list's length. */
   readonly shape: readonly Dim[];
-  /** Memory layout chosen by the layout pass, e.g. `row-major`, `head-major`, `packed-k16`. */
+  /** Memory layout chosen by the layout pass and realised by the backends: `row-major`, `packed-k16`, `k-major`. */
   readonly layout: string;
 }
 
@@ -41,11 +47,25 @@ export interface Kernel {
   readonly indirect: readonly string[];
   /** Operations fused after the main one, in order (bias, rope, swiglu, residual, scatter, merge, …). */
   readonly epilogue: readonly string[];
+  /**
+   * Merges computed inside an attention of this kernel, as its LSE-merge epilogue: `attention` and
+   * `merge` are the ids of their first results. A merge folds when it merges exactly that attention's
+   * partial, which nothing else reads, with one that exists before the attention runs; the merged
+   * result is then written where the merge's would be, and the partial never materialises.
+   */
+  readonly folds?: readonly MergeFold[];
+  /** Its `local` buffers (`%id`): values it computes and reads itself, between its loads and stores. */
+  readonly locals?: readonly string[];
   /** Floating-point operations and bytes moved, as functions of the dims (see cost.ts). */
   readonly flops: Cost;
   readonly bytes: Cost;
   /** The IR instructions this kernel computes, in order. */
   readonly instrs: readonly Instr[];
+}
+
+export interface MergeFold {
+  readonly attention: number;
+  readonly merge: number;
 }
 
 export interface KernelProgram {

@@ -7,34 +7,29 @@ import type { Pass, Target } from './state.ts';
 
 /**
  * What decides a buffer's layout:
- * - `kv-cache`: a persistent K/V cache (name `kv.*`), logically [L, KVH, hd];
- * - `gemm-weight`: a weight read only by GEMM kernels (x · Wᵀ);
- * - `other`: everything else.
+ * - `gemm-weight`: a matrix weight some GEMM kernel (a projection or the LM head) reads as x · Wᵀ;
+ * - `other`: everything else. K/V caches are `other`: every backend reads them row by row through
+ *   the canvas index lists, so a head-major cache would only add a transposing copy per write.
  */
-export type LayoutRole = 'kv-cache' | 'gemm-weight' | 'other';
+export type LayoutRole = 'gemm-weight' | 'other';
 
 /**
- * Role × target → layout. `head-major` stores a cache as [KVH, L, hd] so that one head's keys are
- * contiguous for attention; `packed-k16` tiles a weight by 16 along the reduction dimension for the
- * C micro-kernel; `k-major` stores a weight transposed, [in, out], for coalesced PTX loads.
+ * Role × target → layout, which every backend realises (its GEMM refuses a weight in another
+ * layout): `packed-k16` tiles a weight by 16 along the reduction dimension for the C micro-kernel;
+ * `k-major` stores a weight transposed, [in, out], for coalesced PTX loads. A GEMM weight that
+ * other kernels read too (the tied embedding table, gathered by `embed`) keeps its row-major form
+ * beside the GEMM's copy.
  */
 export const layoutTable: Readonly<Record<LayoutRole, Readonly<Record<Target, string>>>> = {
-  'kv-cache': { reference: 'row-major', cpu: 'head-major', wgsl: 'row-major', ptx: 'head-major' },
   'gemm-weight': { reference: 'row-major', cpu: 'packed-k16', wgsl: 'row-major', ptx: 'k-major' },
   other: { reference: 'row-major', cpu: 'row-major', wgsl: 'row-major', ptx: 'row-major' },
 };
 
-/**
- * The role of a buffer in a program. A weight is a GEMM weight only if GEMM kernels are its only
- * readers: a weight that is also gathered (tied embeddings) keeps the layout the gather expects.
- */
+/** The role of a buffer in a program: a 2-D weight is a GEMM weight when a GEMM kernel reads it (biases are 1-D). */
 export function layoutRole(kp: KernelProgram, b: Buffer): LayoutRole {
-  if (b.kind === 'persistent' && b.name.startsWith('kv.')) return 'kv-cache';
-  if (b.kind === 'weight') {
-    const readers = kp.kernels.filter((k) => k.reads.includes(b.name) || k.indirect.includes(b.name));
-    if (readers.length > 0 && readers.every((k) => k.kind === 'gemm')) return 'gemm-weight';
-  }
-  return 'other';
+  if (b.kind !== 'weight' || b.shape.length !== 2) return 'other';
+  const gemm = kp.kernels.some((k) => (k.kind === 'gemm' || k.kind === 'logits') && k.reads.includes(b.name));
+  return gemm ? 'gemm-weight' : 'other';
 }
 
 /** The program with every buffer's `layout` chosen for the target (a new object; the input is kept). */

@@ -129,13 +129,15 @@ export function withPhases(lowered: LoweredPlan, state: PipelineState): LoweredP
 
 const list = (xs: readonly (string | number)[]): string => `[${xs.join(', ')}]`;
 
-/** One line per kernel: name, kind, grid, reads -> writes, indirect lists, epilogue. */
+/** One line per kernel: name, kind, grid, reads -> writes, indirect lists, epilogue, merge folds, locals. */
 export function printKernel(k: Kernel): string {
   const parts = [
     `${k.name}: ${k.kind} ${k.stage} grid ${list(k.grid)} ${k.reads.join(', ')} -> ${k.writes.join(', ')}`,
   ];
   if (k.indirect.length > 0) parts.push(`indirect ${list(k.indirect)}`);
   if (k.epilogue.length > 0) parts.push(`epilogue ${list(k.epilogue)}`);
+  if (k.folds) parts.push(`folds ${list(k.folds.map((f) => `%${f.merge} into %${f.attention}`))}`);
+  if (k.locals) parts.push(`locals ${list(k.locals)}`);
   return parts.join(' ');
 }
 

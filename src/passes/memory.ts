@@ -67,10 +67,11 @@ export function bufferBytes(b: Buffer, size: (d: Dim) => number, align: number):
 
 /**
  * Live ranges of the temps over the linear schedule: from the first kernel writing the temp to the
- * last kernel reading (or writing) it, inclusive. A temp never used is absent. Throws on a temp read
+ * last kernel reading (or writing) it, inclusive; with `withLocals`, each kernel's local buffers too,
+ * live over their kernel. A temp never used is absent. Throws on a temp read
  * before any kernel wrote it, and on a kernel naming an undeclared buffer.
  */
-export function liveRanges(kp: KernelProgram): Map<string, [number, number]> {
+export function liveRanges(kp: KernelProgram, withLocals = false): Map<string, [number, number]> {
   const kinds = new Map(kp.buffers.map((b) => [b.name, b.kind]));
   const ranges = new Map<string, [number, number]>();
   const undeclared = new Set<string>();
@@ -91,6 +92,14 @@ export function liveRanges(kp: KernelProgram): Map<string, [number, number]> {
       const r = ranges.get(name);
       if (r === undefined) ranges.set(name, [i, i]);
       else r[1] = Math.max(r[1], i);
+    }
+    if (!withLocals) return;
+    // A gather several kernels fold in (each recomputing it) is a local of each: live over all.
+    for (const name of k.locals ?? []) {
+      if (kinds.get(name) !== 'local') undeclared.add(name);
+      const r = ranges.get(name);
+      if (r === undefined) ranges.set(name, [i, i]);
+      else r[1] = i;
     }
   });
   if (undeclared.size > 0) {
@@ -181,12 +190,15 @@ export function planMemory(kp: KernelProgram, size: (d: Dim) => number, opts: Me
     throw new Error(`alignment must be a positive integer, got ${align}`);
   if (!Number.isInteger(batch) || batch < 1)
     throw new Error(`batch must be a positive integer, got ${batch}`);
-  const ranges = liveRanges(kp);
+  // Locals are planned only for whole buffers (WebGPU, which stores them); an arena backend keeps
+  // them in a scratch area of the kernel producing them.
+  const ranges = liveRanges(kp, wholeBuffer);
 
   const items: Item[] = kp.buffers
     .map((b, order) => ({ b, order, range: ranges.get(b.name) }))
     .filter(
-      (x): x is { b: Buffer; order: number; range: [number, number] } => x.b.kind === 'temp' && !!x.range,
+      (x): x is { b: Buffer; order: number; range: [number, number] } =>
+        (x.b.kind === 'temp' || x.b.kind === 'local') && !!x.range,
     )
     .sort((x, y) => x.range[0] - y.range[0] || x.order - y.order)
     .map(({ b, range }) => ({ name: b.name, bytes: bufferBytes(b, size, align), range }));
@@ -246,7 +258,7 @@ export function checkMemoryPlan(kp: KernelProgram, plan: MemoryPlan, size: (d: D
   const out: string[] = [];
   let ranges: Map<string, [number, number]>;
   try {
-    ranges = liveRanges(kp);
+    ranges = liveRanges(kp, plan.wholeBuffer);
   } catch (e) {
     return [(e as Error).message];
   }
@@ -256,7 +268,7 @@ export function checkMemoryPlan(kp: KernelProgram, plan: MemoryPlan, size: (d: D
   for (const [name] of ranges) if (!plan.arena.has(name)) out.push(`temp ${name} is used but not placed`);
   for (const [name, p] of plan.arena) {
     const b = byName.get(name);
-    if (b?.kind !== 'temp') {
+    if (b?.kind !== 'temp' && !(plan.wholeBuffer && b?.kind === 'local')) {
       out.push(`${name} is in the arena but is not a temp`);
       continue;
     }

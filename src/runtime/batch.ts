@@ -82,11 +82,12 @@ export async function runStep(
   canvas: CanvasRows,
   members: readonly BatchMember[],
 ): Promise<StepOutput[]> {
-  // A forecast from what is known before the forward, for the embedding and head only (the same
-  // in every program; a batch of one runs its own phase's). Each layer's program follows the
-  // inspector's decision for that layer, which may see scores measured inside this step: a
-  // sequence runs the refresh program on a layer only while every layer so far was full.
-  const main: Program = members.every((m) => m.inspector.fullStep()) ? 'refresh' : 'cached';
+  // The embedding and head stages are the same in every program (the lowering makes them so, and
+  // test/runtime/batch.test.ts pins it), so they run the refresh program's, the one every plan
+  // has. Each layer's program follows the inspector's decision for that layer, which may see scores
+  // measured inside this step: a sequence runs the refresh program on a layer only while every
+  // layer so far was full.
+  const main: Program = 'refresh';
   const full = members.map(() => true);
   const read = members.some((m) => m.scores.needsHidden);
   let h = await runner.embed(main, canvas, read);

@@ -42,11 +42,6 @@ export class Inspector {
     return this.stepper.firings;
   }
 
-  /** Whether a refresh of every row fires on every layer this step (the `refresh` phase). */
-  fullStep(): boolean {
-    return this.stepper.fullStep();
-  }
-
   /** Decides layer `l` of the current step; call in layer order, after the layers below have run. */
   planLayer(r: LayerRules): LayerPlan {
     const l = r.layer;

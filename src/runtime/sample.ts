@@ -31,8 +31,8 @@ export function sampleStates(
   const target = Math.min(genLen - 1, Math.max(2, Math.floor(canvas.blockLen / 2) + 1));
   const out: SampleState[] = [];
   for (;;) {
-    const full = inspector.fullStep();
     const layers = lowered.layers.map((r) => inspector.planLayer(r));
+    const full = layers.every((p) => p.full);
     if (canvas.step === 0) out.push({ canvas: snapshot(canvas), layers, full });
     if ((canvas.step >= target && !full) || canvas.step >= 4 * genLen || canvas.done) {
       if (canvas.step > 0) out.push({ canvas: snapshot(canvas), layers, full });

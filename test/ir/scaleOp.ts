@@ -1,5 +1,9 @@
 // The worked example of docs/ir.md ("Adding an op"): a test-only `scale`, written exactly as an
-// entry of a family module under src/ir/ops/ would be. ops.test.ts adds it to the catalogue.
+// entry of a family module under src/ir/ops/ would be, and as its entry in each backend's pointwise
+// table. ops.test.ts adds it to the catalogue; test/backends/pointwise.test.ts to the backends too.
+import type { CPointwise } from '../../src/backends/cpu/pointwise.ts';
+import type { PtxPointwise } from '../../src/backends/cuda-ptx/kernels/pointwise.ts';
+import type { WgslPointwise } from '../../src/backends/webgpu/pointwise.ts';
 import { isTensor, need, type OpSpec, rule, show } from '../../src/ir/ops/spec.ts';
 
 export const scale: OpSpec = {
@@ -17,4 +21,14 @@ export const scale: OpSpec = {
   },
   flops: (rs) => [[1, ...rs]],
   fusion: { alone: 'elementwise' },
+};
+
+// Its one entry in each backend's pointwise table (src/backends/cpu/pointwise.ts,
+// src/backends/webgpu/pointwise.ts, src/backends/cuda-ptx/kernels/pointwise.ts).
+export const scaleC: CPointwise = ([x], { factor }) => `${factor} * ${x}`;
+export const scaleWgsl: WgslPointwise = ([x], { factor }) => `${factor} * ${x}`;
+export const scalePtx: PtxPointwise = (p, [x], { factor }) => {
+  const o = p.f();
+  p.i(`mul.f32 ${o}, ${factor}, ${x}`);
+  return o;
 };

@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import type { Instr } from '../../src/ir/types.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights } from '../../src/model/weights.ts';
@@ -14,6 +15,66 @@ const layerKernels = (kp: KernelProgram, layer: number) =>
   kp.kernels.filter((k) => k.stage === `layer.${layer}`);
 
 describe('fusion', () => {
+  test.each(examples)(
+    '%s: kernel locals are the values a kernel keeps to itself, and the WebGPU plan places them apart',
+    (name) => {
+      const { state } = compilePlan(examplePlan(name), tiny, { target: 'wgsl', canvas: 16 });
+      for (const [phase, kp] of state.kernels ?? []) {
+        const mem = state.memory?.get(phase);
+        if (!mem) throw new Error(`no memory plan for ${phase}`);
+        expect(checkMemoryPlan(kp, mem, sizesFor(tiny, 16))).toEqual([]);
+        for (const k of kp.kernels) {
+          const locals = k.locals ?? [];
+          const ops = locals.map((l) => k.instrs.find((i) => i.results.some((r) => `%${r.id}` === l))?.op);
+          // Computed by the kernel itself, never an alias, never what it writes out.
+          expect(ops.every((op) => op !== undefined && op !== 'reshape' && op !== 'cache_read')).toBe(true);
+          for (const l of locals) expect(k.writes).not.toContain(l);
+          // What a gemm loads through a list is not a local: the projections' inputs never are.
+          for (const i of k.instrs)
+            if (i.op === 'linear' && i.args[0]) expect(locals).not.toContain(`%${i.args[0].id}`);
+          // Each local has a slot of its own while its kernel runs.
+          const slots = [...new Set([...k.reads, ...k.writes, ...locals])].flatMap((b) => {
+            const slot = mem.arena.get(b)?.slot;
+            return slot === undefined ? [] : [slot];
+          });
+          for (const l of locals) expect(mem.arena.get(l)?.slot).toBeDefined();
+          expect(new Set(slots).size).toBe(slots.length);
+        }
+      }
+      // The FFN kernel's gate and up projections are locals of every layer.
+      const ffn = state.kernels?.get('refresh')?.kernels.find((k) => k.epilogue.includes('swiglu'));
+      expect(ffn?.locals?.length).toBe(2);
+    },
+  );
+
+  test('a merge folds into the attention whose partial it merges, only when its other side exists first', () => {
+    const { state } = compilePlan(examplePlan('flashblock'), tiny, { target: 'ptx' });
+    let folded = 0;
+    let separate = 0;
+    for (const kp of state.kernels?.values() ?? [])
+      for (const k of kp.kernels) {
+        const ids = (i: { results: readonly { id: number }[] }) => i.results.map((r) => r.id);
+        const at = (id: number) => k.instrs.findIndex((i) => i.results[0]?.id === id);
+        for (const f of k.folds ?? []) {
+          const att = k.instrs[at(f.attention)];
+          const merge = k.instrs[at(f.merge)];
+          expect(att?.op).toBe('attention');
+          expect(merge?.op).toBe('merge');
+          // The merge reads exactly the attention's results, and comes after it.
+          expect(merge?.args.filter((a) => ids(att as Instr).includes(a.id))).toHaveLength(2);
+          expect(at(f.merge)).toBeGreaterThan(at(f.attention));
+          folded++;
+        }
+        separate += k.instrs.filter(
+          (i) => i.op === 'merge' && !k.folds?.some((f) => f.merge === i.results[0]?.id),
+        ).length;
+      }
+    // FlashBlock merges its in-block attention with the prefix partial: computed by an earlier
+    // kernel, it folds; read back from the stored partial after the attention (the reuse phase), not.
+    expect(folded).toBeGreaterThan(0);
+    expect(separate).toBeGreaterThan(0);
+  });
+
   test.each(examples)(
     '%s: every layer is a short list of fused kernels, with no standalone gathers',
     (name) => {

@@ -44,36 +44,37 @@ const layouts = (p: KernelProgram) => Object.fromEntries(p.buffers.map((b) => [b
 
 describe('layout table', () => {
   test.each([
-    ['reference', 'row-major', 'row-major'],
-    ['cpu', 'head-major', 'packed-k16'],
-    ['wgsl', 'row-major', 'row-major'],
-    ['ptx', 'head-major', 'k-major'],
-  ] as const)('%s: K/V caches %s, GEMM weights %s, everything else row-major', (target, cache, weight) => {
+    ['reference', 'row-major'],
+    ['cpu', 'packed-k16'],
+    ['wgsl', 'row-major'],
+    ['ptx', 'k-major'],
+  ] as const)('%s: GEMM weights %s, everything else row-major', (target, weight) => {
     expect(layouts(chooseLayouts(kp, target))).toEqual({
       tokens: 'row-major',
-      'model.embed_tokens.weight': 'row-major',
+      'model.embed_tokens.weight': weight,
       'model.layers.0.input_layernorm.weight': 'row-major',
       'model.layers.0.self_attn.q_proj.weight': weight,
       x: 'row-major',
       q: 'row-major',
-      'kv.k.0': cache,
-      'kv.v.0': cache,
+      'kv.k.0': 'row-major',
+      'kv.v.0': 'row-major',
       'hidden.0': 'row-major',
       logits: 'row-major',
     });
   });
 
-  test('roles: caches by name and kind, GEMM weights only when GEMMs are their only readers', () => {
+  test('roles: a matrix weight a GEMM reads is a GEMM weight, even when other kernels read it too', () => {
     const role = (name: string) => layoutRole(kp, kp.buffers.find((b) => b.name === name) as Buffer);
-    expect(role('kv.k.0')).toBe('kv-cache');
+    expect(role('kv.k.0')).toBe('other');
     expect(role('hidden.0')).toBe('other');
     expect(role('model.layers.0.self_attn.q_proj.weight')).toBe('gemm-weight');
-    expect(role('model.embed_tokens.weight')).toBe('other');
+    // tied embeddings: gathered by embed and the LM head's GEMM weight
+    expect(role('model.embed_tokens.weight')).toBe('gemm-weight');
     expect(role('model.layers.0.input_layernorm.weight')).toBe('other');
-    // a temp named like a cache is not a cache
-    expect(layoutRole(kp, buf('kv.scratch', 'temp', 'f32', [4]))).toBe('other');
-    // an unread weight is not a GEMM weight
-    expect(layoutRole(kp, buf('unused', 'weight', 'f32', [4]))).toBe('other');
+    // an unread weight is not a GEMM weight, nor is a 1-D one a GEMM reads (a bias)
+    expect(layoutRole(kp, buf('unused', 'weight', 'f32', [4, 4]))).toBe('other');
+    const bias = buf('model.layers.0.self_attn.q_proj.weight', 'weight', 'f32', [4]);
+    expect(layoutRole(kp, bias)).toBe('other');
   });
 
   test('the table covers every role and target', () => {
@@ -102,8 +103,9 @@ describe('layoutPass', () => {
     expect([...(out.kernels?.keys() ?? [])]).toEqual(['refresh', 'cached']);
     const refresh = out.kernels?.get('refresh');
     expect(refresh).not.toBe(kp);
-    expect(refresh?.buffers.find((b) => b.name === 'kv.v.0')?.layout).toBe('head-major');
-    expect(out.kernels?.get('cached')?.buffers.find((b) => b.name === 'kv.k.0')?.layout).toBe('head-major');
+    const q = 'model.layers.0.self_attn.q_proj.weight';
+    expect(refresh?.buffers.find((b) => b.name === q)?.layout).toBe('packed-k16');
+    expect(out.kernels?.get('cached')?.buffers.find((b) => b.name === q)?.layout).toBe('packed-k16');
     expect(kp.buffers.every((b) => b.layout === 'unset')).toBe(true);
     expect(state.kernels?.get('refresh')).toBe(kp);
   });

@@ -216,3 +216,33 @@ describe('EOS', () => {
     expect(batch.result.sequences[mate]?.steps).toBeGreaterThan(stopped.steps);
   });
 });
+
+/** A stage with its value ids numbered by first appearance: equal for the same computation. */
+function sameIds(stage: unknown): string {
+  const ids = new Map<number, number>();
+  return JSON.stringify(stage, (k, v) => {
+    if (k !== 'id' || typeof v !== 'number') return v;
+    if (!ids.has(v)) ids.set(v, ids.size);
+    return ids.get(v);
+  });
+}
+
+describe('the stages every program shares', () => {
+  // runStep runs the refresh program's embedding and head for every sequence of a batch, whatever
+  // phase each is in: that is right only while the lowering makes them the same in every program.
+  test.each(exampleCases)(
+    '%s on %s: embed and head are the same stage in every program',
+    (name, _c, base) => {
+      const plan = examplePlan(name);
+      const { lowered } = compilePlan(plan, modelFor(plan, base), { target: 'reference' });
+      const { refresh, cached, reuse } = lowered.programs;
+      for (const stage of ['embed', 'head'])
+        for (const p of [cached, reuse]) {
+          if (!p) continue;
+          const mine = p.stages.find((s) => s.name === stage);
+          expect(mine).toBeDefined();
+          expect(sameIds(mine)).toEqual(sameIds(refresh.stages.find((s) => s.name === stage)));
+        }
+    },
+  );
+});

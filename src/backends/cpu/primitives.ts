@@ -97,7 +97,6 @@ export interface Primitives {
   /** In place rotary embedding of x [n][heads][hd] at positions pos [n]. */
   rope(n: number, heads: number, hd: number, x: Floats, pos: Ints, theta: number): void;
   swiglu(n: number, gate: Floats, up: Floats, out: Floats): void;
-  add(n: number, a: Floats, b: Floats, out: Floats): void;
   embed(n: number, d: number, table: Floats, ids: Ints, out: Floats): void;
   copyRows(
     n: number,
@@ -203,7 +202,6 @@ export function bindPrimitives(path: string): Primitives {
     ),
     rope: lib.func('void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta)'),
     swiglu: lib.func('void kv_swiglu(int64_t n, const float *gate, const float *up, float *out)'),
-    add: lib.func('void kv_add(int64_t n, const float *a, const float *b, float *out)'),
     embed: lib.func('void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out)'),
     copyRows: lib.func(
       'void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows)',
@@ -311,14 +309,6 @@ export function bindPrimitives(path: string): Primitives {
       need('up', up, n);
       need('out', out, n);
       if (n > 0) f.swiglu(n, gate, up, out);
-    },
-    add(n, a, b, out) {
-      if (!Number.isSafeInteger(n) || n < 0)
-        throw new RangeError(`n must be a non-negative integer, got ${n}`);
-      need('a', a, n);
-      need('b', b, n);
-      need('out', out, n);
-      if (n > 0) f.add(n, a, b, out);
     },
     embed(n, d, table, ids, out) {
       nonNegInt('n', n);

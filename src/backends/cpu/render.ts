@@ -11,12 +11,16 @@ import {
   type Gather,
   type InputSlot,
   persistentBytes,
+  pointwiseAttrs,
+  pointwiseEmitters,
+  pointwiseSignature,
   Target,
   type Walk,
   walkStage,
 } from '../walk.ts';
 import type { CpuManifest, Slot, SlotKind, StageEntry } from './manifest.ts';
 import { inPlaceOverlays, type Overlay } from './overlays.ts';
+import { type CPointwise, pointwise } from './pointwise.ts';
 import { slotTable } from './slots.ts';
 
 export type * from './manifest.ts';
@@ -62,6 +66,12 @@ class Renderer {
     const s: Slot = { index: this.slots.size, name, kind, elements, ...extra };
     this.slots.set(name, s);
     return s;
+  }
+  /** The slot of a GEMM weight, marked for the packed copy kv_gemm reads. */
+  pack(name: string): number {
+    const s = this.slot(name, 'weight', 0);
+    if (!s.packed) this.slots.set(name, { ...s, packed: true });
+    return s.index;
   }
   size(name: string): number {
     let i = this.sizes.indexOf(name);
@@ -156,21 +166,25 @@ const bytes = (n: string, w: number) => `sizeof(float) * (size_t)${n} * ${w}`;
 const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
   const r0 = ins.results[0] as Value;
   const x = t.source(c, c.arg(ins, 0), true);
-  const weight = c.weight(c.arg(ins, 1));
-  if (!weight) throw t.error(`${ins.op} needs a weight operand`);
-  const packed = `((float *)P[${t.r.slot(weight.name, 'weight', 0).index}])`;
+  const weight = c.gemmWeight(ins, 'packed-k16');
+  const packed = `((float *)P[${t.r.pack(weight.name)}])`;
   const a2 = ins.args[2];
   const bias = a2 ? c.ptr(a2) : '0';
   const k = t.w(c.arg(ins, 0));
   t.emit(`kv_gemm(${t.rows(r0)}, ${t.w(r0)}, ${k}, ${x}, ${packed}, ${bias}, ${c.out(r0)}, ${t.w(r0)}, 0);`);
 };
 
-/** A primitive over `rows × width` elements of two operands. */
-const binary = (name: string) => (ins: Instr, c: Walk<string>, t: CStage) => {
+/** A pointwise op of ./pointwise.ts: a loop over its `rows × width` elements (the output may alias an operand). */
+const pointwiseOp = (ins: Instr, c: Walk<string>, t: CStage) => {
   const r0 = ins.results[0] as Value;
-  t.emit(
-    `${name}((int64_t)${t.rows(r0)} * ${t.w(r0)}, ${c.plain(c.arg(ins, 0))}, ${c.plain(c.arg(ins, 1))}, ${c.out(r0)});`,
+  const spell = pointwise[ins.op] as CPointwise;
+  const n = `(int64_t)${t.rows(r0)} * ${t.w(r0)}`;
+  const xs = ins.args.map((a) => `${c.plain(a)}[i]`);
+  const values = pointwiseAttrs(ins);
+  const attrs = Object.fromEntries(
+    pointwiseSignature(ins.op).attrs.map((a, i) => [a, cFloat(values[i] as number)]),
   );
+  t.emit(`for (int64_t i = 0, n = ${n}; i < n; i++) ${c.out(r0)}[i] = ${spell(xs, attrs)};`);
 };
 
 const emitters: Emitters<string, CStage> = {
@@ -260,8 +274,13 @@ const emitters: Emitters<string, CStage> = {
       `kv_merge(${t.rows(r0)}, ${cfg.heads}, ${cfg.headDim}, ${o}, ${lse}, ${c.plain(c.arg(ins, 2))}, ${c.plain(c.arg(ins, 3))});`,
     );
   },
-  add: binary('kv_add'),
-  swiglu: binary('kv_swiglu'),
+  swiglu: (ins, c, t) => {
+    const r0 = ins.results[0] as Value;
+    t.emit(
+      `kv_swiglu((int64_t)${t.rows(r0)} * ${t.w(r0)}, ${c.plain(c.arg(ins, 0))}, ${c.plain(c.arg(ins, 1))}, ${c.out(r0)});`,
+    );
+  },
+  ...pointwiseEmitters(pointwise, pointwiseOp),
 };
 
 /**

@@ -2,10 +2,10 @@ import type { Slot } from './manifest.ts';
 
 /**
  * The C side of the slot table every generated unit carries: numbered slots the runner fills
- * (weights, caches, lists, the arena) and the packed copies of GEMM weights.
+ * (weights, caches, lists, the arena) and the packed copies of the weights GEMMs read (`packed-k16`).
  */
 export function slotTable(slots: readonly Slot[], arena: number): string[] {
-  const packs = slots.filter((s) => s.kind === 'weight' && s.shape?.length === 2);
+  const packs = slots.filter((s) => s.packed);
   return [
     `#define NSLOTS ${slots.length}`,
     `#define ARENA ${arena}`,

@@ -24,6 +24,9 @@ import {
   type Gather,
   type InputSlot,
   persistentBytes,
+  pointwiseAttrs,
+  pointwiseEmitters,
+  pointwiseSignature,
   rowsDim,
   Target,
   type Walk,
@@ -36,6 +39,8 @@ import {
   type GeneratedKernel,
   generateKernel,
   type KernelSpec,
+  pointwise,
+  pointwiseOperand,
 } from './kernels/index.ts';
 import { PTX_VERSION } from './kernels/ptx.ts';
 import type {
@@ -220,8 +225,7 @@ type T = PtxStageTarget;
 
 const gemm = (ins: Instr, c: Walk<Loc>, t: T) => {
   const r0 = ins.results[0] as Value;
-  const weight = c.weight(c.arg(ins, 1));
-  if (weight?.shape.length !== 2) throw t.error(`${ins.op} needs a 2-D weight operand`);
+  const weight = c.gemmWeight(ins, 'k-major');
   const [n, k] = weight.shape as [number, number];
   if (n % 4 !== 0 || k % 4 !== 0)
     throw t.error(
@@ -254,10 +258,10 @@ const gemm = (ins: Instr, c: Walk<Loc>, t: T) => {
   );
 };
 
-const elementwise = (ins: Instr, c: Walk<Loc>, t: T) => {
+const swiglu = (ins: Instr, c: Walk<Loc>, t: T) => {
   const r0 = ins.results[0] as Value;
   const rows = t.rows(r0);
-  t.emit({ op: ins.op as 'add' | 'swiglu' }, ins.op, ew(rows, t.w(r0)), {
+  t.emit({ op: 'swiglu' }, ins.op, ew(rows, t.w(r0)), {
     out: buf(c.out(r0)),
     a: buf(c.plain(c.arg(ins, 0))),
     b: buf(c.plain(c.arg(ins, 1))),
@@ -265,26 +269,38 @@ const elementwise = (ins: Instr, c: Walk<Loc>, t: T) => {
   });
 };
 
+/** A pointwise op of kernels/pointwise.ts: its generated kernel over `rows × width` elements. */
+const pointwiseOp = (ins: Instr, c: Walk<Loc>, t: T) => {
+  const r0 = ins.results[0] as Value;
+  const rows = t.rows(r0);
+  const { arity, attrs } = pointwiseSignature(ins.op);
+  const out = buf(c.out(r0));
+  const operands = ins.args.map((a, k) => [pointwiseOperand(k), buf(c.plain(a))] as const);
+  const values = pointwiseAttrs(ins);
+  t.emit({ op: 'pointwise', fn: ins.op, arity, attrs }, ins.op, ew(rows, t.w(r0)), {
+    out,
+    ...Object.fromEntries(operands),
+    ...Object.fromEntries(attrs.map((a, i) => [`attr_${a}`, f32(values[i] as number)])),
+    count: count(rows, t.w(r0)),
+  });
+};
+
 /**
- * Attention, with a following merge of exactly its result with another partial folded into the
- * epilogue when the result has no other use and the other partial already exists (it may be
- * computed later in the kernel).
+ * Attention, with the merge the fusion pass folded into it (Kernel.folds) computed in its
+ * epilogue: the other partial is read there, and the merged result written where the merge's goes.
  */
 const attention = (ins: Instr, c: Walk<Loc>, t: T) => {
   const cfg = t.r.config;
   const r0 = ins.results[0] as Value;
   const lseV = ins.results[1] as Value;
   const [gk, gv] = c.keysValues(ins);
-  const merge = c.rest.find(
-    (m) =>
-      m.op === 'merge' &&
-      ((m.args[0]?.id === r0.id && m.args[1]?.id === lseV.id) ||
-        (m.args[2]?.id === r0.id && m.args[3]?.id === lseV.id)),
-  );
+  const folded = c.kernel?.folds?.find((f) => f.attention === r0.id);
+  const merge = folded && c.rest.find((m) => m.op === 'merge' && m.results[0]?.id === folded.merge);
+  if (folded && !merge)
+    throw t.error(`the merge %${folded.merge} folded into this attention is not in its kernel`);
   const otherOf = (m: Instr) =>
     (m.args[0]?.id === r0.id ? [m.args[2], m.args[3]] : [m.args[0], m.args[1]]) as Value[];
-  const fold =
-    merge !== undefined && c.uses(r0) === 1 && c.uses(lseV) === 1 && otherOf(merge).every((v) => c.has(v));
+  const fold = merge !== undefined;
   const prev = fold ? otherOf(merge).map((v) => c.plain(v)) : [];
   const o = c.out(fold ? (merge.results[0] as Value) : r0);
   const lse = c.out(fold ? (merge.results[1] as Value) : lseV);
@@ -412,8 +428,8 @@ const emitters: Emitters<Loc, T> = {
       hd: u32(cfg.headDim),
     });
   },
-  add: elementwise,
-  swiglu: elementwise,
+  swiglu,
+  ...pointwiseEmitters(pointwise, pointwiseOp),
 };
 
 /** Renders every phase of a compiled plan: PTX files of the kernels used, and the launch manifest. */

@@ -9,10 +9,8 @@ export type Param = { readonly u: Size } | { readonly f: number };
 export type BufferRole =
   | 'weight'
   | 'persistent'
-  /** One of the memory plan's whole-buffer slots: activations. */
+  /** One of the memory plan's whole-buffer slots: every activation, kernel locals included. */
   | 'slot'
-  /** A value no slot could hold during its kernel: activations beyond the memory plan. */
-  | 'scratch'
   | 'list'
   | 'tokens'
   | 'mask'

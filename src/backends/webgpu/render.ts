@@ -7,6 +7,8 @@ import {
   type Emitters,
   type Gather,
   type InputSlot,
+  pointwiseAttrs,
+  pointwiseEmitters,
   product,
   rowsDim,
   Target,
@@ -15,6 +17,7 @@ import {
 } from '../walk.ts';
 import type { BufferSpec, Dispatch, Param, Size, WgslManifest, WgslStage } from './manifest.ts';
 import { MASK } from './manifest.ts';
+import { pointwise } from './pointwise.ts';
 import { type ShaderName, shaderDef } from './shaders.ts';
 
 export * from './manifest.ts';
@@ -42,8 +45,6 @@ export const DUMMY_I2 = 'dummy:i2';
 class Renderer {
   readonly buffers = new Map<string, BufferSpec>();
   readonly used = new Set<ShaderName>();
-  /** Bytes of each overflow buffer (`scratch:j`): values no idle slot could take. */
-  readonly overflow: number[] = [];
 
   constructor(
     readonly config: ModelConfig,
@@ -61,10 +62,9 @@ class Renderer {
   }
 
   renderPhase(phase: string, p: StepProgram, kp: KernelProgram, mem: MemoryPlan): WgslStage[] {
-    const slots = new Slots(this, phase, kp, mem);
+    const slots = new Slots(this, phase, mem);
     return p.stages.map((stage) => {
       const t = new WStage(this, slots);
-      slots.stage(stage);
       walkStage(stage, kp, t, emitters);
       return { name: stage.name, dispatches: t.out, inputs: t.inputs, outputs: slots.outputs(stage) };
     });
@@ -101,147 +101,51 @@ export class SlotPool {
   }
 }
 
-/** Instruction indices within a kernel; a value borrowing a buffer holds it over [def, last]. */
-interface Span {
-  readonly def: number;
-  readonly last: number;
-}
-
-/** When, within the current kernel, a buffer holds nothing the plan needs: strictly between the bounds. */
-interface Window {
-  readonly rank: number;
-  readonly after: number;
-  readonly before: number;
-}
-
 /**
- * Where one phase's values live. A temp the memory plan placed sits in its slot's buffer (a view of
- * a value, the reshaped attention output, puts that value there). A value the plan does not know,
- * one a kernel materializes between its WGSL dispatches (the GEMM before its fused residual or rope,
- * a gather copied out), lives only within its kernel, so it borrows a slot buffer while that buffer
- * holds nothing live: a slot no occupant of which is live during the kernel, a slot the kernel
- * writes before that write, or a slot the kernel reads after its last read. Among the buffers free
- * over the value's instructions it takes the smallest that fits; only when none is free does it get
- * an overflow buffer beyond the plan. A value never shares a buffer with another one an instruction
- * reads or writes with it, so no dispatch binds one buffer for reading and writing.
+ * Where one phase's values live: every value a kernel stores has a slot of the memory plan. A temp
+ * sits in its own slot; a value the kernel writes as a reshape of it (the attention output, written
+ * as its flattened view) in the view's; a value computed and read inside one kernel (Kernel.locals:
+ * the GEMM result before its fused residual, a gather copied out) in the slot the plan gave that
+ * local. The plan never gives a kernel's reads, writes and locals one slot, so no dispatch binds
+ * one buffer for reading and writing.
  */
 class Slots {
   private readonly planned = new Map<string, number>();
   /** Output name → the temp that carries it to the next stage of the phase. */
   private readonly carried = new Map<string, string>();
-  private readonly ranks: readonly number[];
   private kernel?: Kernel;
-  private windows: Window[] = [];
-  private def = new Map<number, number>();
-  private last = new Map<number, number>();
-  /** Value id → the written temp a chain of reshapes makes it. */
-  private viewOf = new Map<number, string>();
-  /** Temp → the value standing for it in the current stage, when a carried input does. */
-  private inputs = new Map<string, number>();
-  private borrowed: (Span & { readonly rank: number })[] = [];
-  private overflow = 0;
 
   constructor(
-    private readonly r: Renderer,
+    r: Renderer,
     private readonly phase: string,
-    private readonly kp: KernelProgram,
-    private readonly mem: MemoryPlan,
+    mem: MemoryPlan,
   ) {
-    this.ranks = r.pool.rank.get(phase) ?? [];
-    for (const [name, p] of mem.arena) this.planned.set(name, this.ranks[p.slot as number] as number);
+    const ranks = r.pool.rank.get(phase) ?? [];
+    for (const [name, p] of mem.arena) this.planned.set(name, ranks[p.slot as number] as number);
+    this.size = r.pool.bytes;
   }
+  private readonly size: readonly number[];
 
-  /** Starts a stage: its carried inputs are the temps earlier stages left them in. */
-  stage(stage: Stage): void {
-    this.inputs = new Map();
-    for (const i of stage.inputs) {
-      const temp = i.role === 'carried' ? this.carried.get(i.name) : undefined;
-      if (temp !== undefined) this.inputs.set(temp, i.value.id);
-    }
-  }
   enter(k: Kernel): void {
     this.kernel = k;
-    this.borrowed = [];
-    this.overflow = 0;
-    // Every value a kernel's instructions read through views (reshapes, folded gathers) counts as read.
-    const roots = new Map<number, number[]>();
-    const rootsOf = (id: number) => roots.get(id) ?? [id];
-    const def = new Map<number, number>();
-    const last = new Map<number, number>();
-    this.viewOf = new Map();
-    k.instrs.forEach((ins, i) => {
-      const read = ins.args.flatMap((a) => rootsOf(a.id));
-      for (const id of [...read, ...ins.args.map((a) => a.id)]) last.set(id, i);
-      const r0 = ins.results[0];
-      if (r0 && (ins.op === 'reshape' || ins.op === 'gather')) roots.set(r0.id, [r0.id, ...read]);
-      for (const r of ins.results) def.set(r.id, i);
-    });
-    const reshapeOf = new Map<number, number>();
-    for (const ins of k.instrs) {
-      const [r0, a0] = [ins.results[0], ins.args[0]];
-      if (ins.op !== 'reshape' || !r0 || !a0) continue;
-      reshapeOf.set(r0.id, a0.id);
-      if (!k.writes.includes(`%${r0.id}`)) continue;
-      for (let id: number | undefined = a0.id; id !== undefined; id = reshapeOf.get(id))
-        this.viewOf.set(id, `%${r0.id}`);
-    }
-    this.def = def;
-    this.last = last;
-    const at = this.kp.kernels.indexOf(k);
-    const end = k.instrs.length;
-    const live = new Map<number, Window>();
-    for (const s of this.mem.slots ?? []) {
-      const rank = this.ranks[s.index] as number;
-      for (const o of s.occupants) {
-        const range = this.mem.liveRanges.get(o);
-        if (!range || range[1] < at || range[0] > at) continue;
-        const id = this.inputs.get(o) ?? Number(o.slice(1));
-        const written = range[0] === at;
-        const readHere = range[1] === at && !written;
-        // A written temp: free until the instruction making it (or what it views) runs.
-        if (written) {
-          const makers = k.instrs.flatMap((ins, i) =>
-            ins.results.some((r) => r.id === id || this.viewOf.get(r.id) === o) ? [i] : [],
-          );
-          live.set(rank, { rank, after: -1, before: makers.length > 0 ? Math.min(...makers) : -1 });
-        } else if (readHere) live.set(rank, { rank, after: last.get(id) ?? end, before: end });
-        else live.set(rank, { rank, after: end, before: -1 });
-      }
-    }
-    this.windows = this.r.pool.bytes.map((_, rank) => live.get(rank) ?? { rank, after: -1, before: end });
   }
-  /** The buffer the current kernel leaves `v` in, a value of `bytes` bytes at most. */
-  place(v: Value, bytes: number): string {
+  /** The buffer the current kernel leaves `v` (written as `view`, when given) in, a value of `bytes` bytes at most. */
+  place(v: Value, bytes: number, view?: Value): string {
+    const k = this.kernel;
+    const stored = (x: Value | undefined) =>
+      x && (k?.writes.includes(`%${x.id}`) || k?.locals?.includes(`%${x.id}`)) ? `%${x.id}` : undefined;
     const name = `%${v.id}`;
-    const size = this.r.pool.bytes;
-    const temp = this.kernel?.writes.includes(name) ? name : this.viewOf.get(v.id);
+    const temp = stored(v) ?? stored(view);
     const rank = temp === undefined ? undefined : this.planned.get(temp);
-    if (rank !== undefined) {
-      if (bytes > (size[rank] as number))
-        throw new WgslRenderError(`${this.phase}: ${temp} needs ${bytes} bytes, its slot has ${size[rank]}`);
-      return slotKey(rank);
-    }
-    // A gather an earlier kernel left folded is made here, no earlier than this kernel's start.
-    const d = this.def.get(v.id) ?? 0;
-    const span: Span = { def: d, last: Math.max(d, this.last.get(v.id) ?? d) };
-    const fits = this.windows.filter(
-      (w) =>
-        (size[w.rank] as number) >= bytes &&
-        w.after < span.def &&
-        span.last < w.before &&
-        !this.borrowed.some((b) => b.rank === w.rank && b.def <= span.last && span.def <= b.last),
-    );
-    const best = fits.reduce<Window | undefined>(
-      (b, w) => (b === undefined || (size[w.rank] as number) < (size[b.rank] as number) ? w : b),
-      undefined,
-    );
-    if (best !== undefined) {
-      this.borrowed.push({ ...span, rank: best.rank });
-      return slotKey(best.rank);
-    }
-    const j = this.overflow++;
-    this.r.overflow[j] = Math.max(this.r.overflow[j] ?? 0, bytes);
-    return `scratch:${j}`;
+    if (rank === undefined)
+      throw new WgslRenderError(
+        `${this.phase}: ${name} is stored by kernel ${k?.name} but has no planned slot`,
+      );
+    if (bytes > (this.size[rank] as number))
+      throw new WgslRenderError(
+        `${this.phase}: ${temp} needs ${bytes} bytes, its slot has ${this.size[rank]}`,
+      );
+    return slotKey(rank);
   }
   input(name: string): string {
     const temp = this.carried.get(name);
@@ -300,8 +204,8 @@ class WStage extends Target<string> {
   enter(k: Kernel): void {
     this.slots.enter(k);
   }
-  place(v: Value): string {
-    return this.slots.place(v, this.elements(v) * 4);
+  place(v: Value, view?: Value): string {
+    return this.slots.place(v, this.elements(v) * 4, view);
   }
   gather(v: Value, g: Gather<string>, out: string): void {
     this.copyRows(rowsDim(v), this.w(v), g.base, g.rows, out);
@@ -333,8 +237,8 @@ const gemm = (ins: Instr, c: Walk<string>, t: WStage) => {
   const a0 = c.arg(ins, 0);
   const g = c.gathered(a0);
   const x = g ? g.base : c.plain(a0);
+  c.gemmWeight(ins, 'row-major');
   const weight = c.ptr(c.arg(ins, 1));
-  if (!weight.startsWith('w:')) throw t.error(`${ins.op} needs a weight operand`);
   const a2 = ins.args[2];
   const bias = a2 ? c.ptr(a2) : undefined;
   const m = rowsDim(r0);
@@ -347,12 +251,13 @@ const gemm = (ins: Instr, c: Walk<string>, t: WStage) => {
   );
 };
 
-const elementwise = (ins: Instr, c: Walk<string>, t: WStage) => {
+/** A pointwise op of ./pointwise.ts: its generated shader over `rows × width` items. */
+const pointwiseOp = (ins: Instr, c: Walk<string>, t: WStage) => {
   const r0 = ins.results[0] as Value;
-  const a = c.plain(c.arg(ins, 0));
-  const b = c.plain(c.arg(ins, 1));
+  const xs = ins.args.map((a) => c.plain(a));
   const n: Size = [t.w(r0), rowsDim(r0)];
-  t.kernel('elementwise', [{ u: n }, { u: [ins.op === 'add' ? 0 : 1] }], [a, b, c.out(r0)], [n, [1]]);
+  const attrs = pointwiseAttrs(ins).map((f) => ({ f }));
+  t.kernel(`pointwise_${ins.op}`, [{ u: n }, ...attrs], [...xs, c.out(r0)], [n, [1]]);
 };
 
 const emitters: Emitters<string, WStage> = {
@@ -470,8 +375,14 @@ const emitters: Emitters<string, WStage> = {
       [[cfg.heads, n], [1]],
     );
   },
-  add: elementwise,
-  swiglu: elementwise,
+  swiglu: (ins, c, t) => {
+    const r0 = ins.results[0] as Value;
+    const a = c.plain(c.arg(ins, 0));
+    const b = c.plain(c.arg(ins, 1));
+    const n: Size = [t.w(r0), rowsDim(r0)];
+    t.kernel('swiglu', [{ u: n }], [a, b, c.out(r0)], [n, [1]]);
+  },
+  ...pointwiseEmitters(pointwise, pointwiseOp),
 };
 
 /** Renders every phase of a compiled plan into a WebGPU dispatch plan, values in the memory plan's slots. */
@@ -501,9 +412,6 @@ export function renderWgsl(
   for (const [name, elements] of resources) r.buffer({ key: `res:${name}`, role: 'persistent', elements });
   r.pool.bytes.forEach((bytes, rank) => {
     r.buffer({ key: slotKey(rank), role: 'slot', elements: bytes / 4 });
-  });
-  r.overflow.forEach((bytes, j) => {
-    r.buffer({ key: `scratch:${j}`, role: 'scratch', elements: bytes / 4 });
   });
   for (const st of Object.values(out))
     for (const s of st)

@@ -98,8 +98,8 @@ export class WebGpuRunner implements StepRunner {
   private readonly mirror = new Map<number, Float32Array>();
   private readonly owned: GPUBuffer[] = [];
   /**
-   * Bytes of the storage buffers created, by role: `slot` is the memory plan's peak, `scratch` the
-   * workspace beyond it, the rest fixed parts. Uniforms (one per dispatch) and readback staging
+   * Bytes of the storage buffers created, by role: `slot` is the memory plan's peak (all the
+   * activations), the rest fixed parts. Uniforms (one per dispatch) and readback staging
    * buffers are not counted.
    */
   readonly allocated: Partial<Record<BufferRole, number>> = {};
@@ -142,7 +142,7 @@ export class WebGpuRunner implements StepRunner {
             init[(p * half + i) * 2] = Math.cos(a);
             init[(p * half + i) * 2 + 1] = Math.sin(a);
           }
-      } else if (s.role === 'persistent' || s.role === 'slot' || s.role === 'scratch') {
+      } else if (s.role === 'persistent' || s.role === 'slot') {
         // Poisoned, so that reading what no kernel wrote shows up as NaN.
         init = new Float32Array(s.elements).fill(Number.NaN);
       }

@@ -11,6 +11,8 @@
  */
 
 import { describeFault, type Fault, type FaultPrimitive } from '../fault.ts';
+import { pointwiseSignature } from '../walk.ts';
+import { pointwise } from './pointwise.ts';
 
 /** The LSE written for an empty row (the WebGPU stand-in for -Infinity). */
 export const NEG_LSE = -3.0e38;
@@ -284,12 +286,9 @@ fn main(${builtins1d}) {
 }`,
   },
   {
-    // out = a + b (op 0) or silu(a) * b (op 1), n elements.
-    name: 'elementwise',
-    params: [
-      ['n', 'u32'],
-      ['op', 'u32'],
-    ],
+    // out = silu(a) * b, n elements.
+    name: 'swiglu',
+    params: [['n', 'u32']],
     bindings: [
       ['a', 'read', 'f32'],
       ['b', 'read', 'f32'],
@@ -301,7 +300,7 @@ fn main(${builtins1d}) {
   ${linear(64)}
   if (idx >= p.n) { return; }
   let x = a[idx];
-  if (p.op == 0u) { out[idx] = x + b[idx]; } else { out[idx] = ${out('swiglu', 'x / (1.0 + exp(-x)) * b[idx]')}; }
+  out[idx] = ${out('swiglu', 'x / (1.0 + exp(-x)) * b[idx]')};
 }`,
   },
   {
@@ -361,11 +360,39 @@ export type ShaderName =
   | 'merge'
   | 'rmsnorm'
   | 'rope'
-  | 'elementwise'
+  | 'swiglu'
   | 'embed'
-  | 'copy_rows';
+  | 'copy_rows'
+  | `pointwise_${string}`;
+
+const operand = (i: number) => `x${i}`;
+
+/** The shader of a pointwise op of ./pointwise.ts: out = f(x0, x1, …) elementwise over n items. */
+function pointwiseShader(op: string): ShaderDef {
+  const spell = pointwise[op];
+  if (!spell) throw new Error(`no shader pointwise_${op}: the WebGPU backend has no pointwise op '${op}'`);
+  const { arity, attrs } = pointwiseSignature(op);
+  const xs = Array.from({ length: arity }, (_, i) => operand(i));
+  const expr = spell(
+    xs.map((x) => `${x}[idx]`),
+    Object.fromEntries(attrs.map((a) => [a, `p.${a}`])),
+  );
+  return {
+    name: `pointwise_${op}`,
+    params: [['n', 'u32'], ...attrs.map((a) => [a, 'f32'] as const)],
+    bindings: [...xs.map((x) => [x, 'read', 'f32'] as const), ['out', 'read_write', 'f32']],
+    workgroup: [64, 1],
+    body: () => `@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.n) { return; }
+  out[idx] = ${expr};
+}`,
+  };
+}
 
 export function shaderDef(name: ShaderName): ShaderDef {
+  if (name.startsWith('pointwise_')) return pointwiseShader(name.slice('pointwise_'.length));
   const d = shaderDefs.find((s) => s.name === name);
   if (!d) throw new Error(`no shader ${name}`);
   return d;

@@ -166,19 +166,14 @@ export class PlanStepper {
     return this.held.get(rule)?.[layer]?.[i] ?? -1;
   }
 
-  /** Whether a refresh of every row fires on every layer this step, as known before the forward. */
-  fullStep(): boolean {
-    return this.rules.every((r) => this.refreshSet(r, false).every((x) => x === 1));
-  }
-
-  private refreshSet(r: LayerRules, record: boolean): Mask {
+  private refreshSet(r: LayerRules): Mask {
     this.layer = r.layer;
     this.dirtySince = this.lastFullRefresh;
     let extra = maskOf(this.L, () => false);
     for (const s of r.refreshes) {
       if (!this.cond(s.when)) continue;
       extra = union(extra, this.set(s.set));
-      if (record) this.firedThisStep.add(s);
+      this.firedThisStep.add(s);
     }
     return extra;
   }
@@ -194,7 +189,7 @@ export class PlanStepper {
       this.allFull = true;
       this.firedThisStep = new Set();
     }
-    const extra = this.refreshSet(r, true);
+    const extra = this.refreshSet(r);
     const full = extra.every((x) => x === 1);
     this.allFull &&= full;
     const rows = full

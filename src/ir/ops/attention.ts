@@ -158,6 +158,7 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
       ];
     },
     fusion: { anchor: 'attention' },
+    listLoads: [1, 2],
   },
   merge: {
     args: ['o1', 'lse1', 'o2', 'lse2'],

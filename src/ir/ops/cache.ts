@@ -46,5 +46,6 @@ export const cacheOps: Readonly<Record<string, OpSpec>> = {
       return [];
     },
     fusion: { alone: 'copy' },
+    listLoads: [1],
   },
 };

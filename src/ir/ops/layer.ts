@@ -75,6 +75,7 @@ export const layerOps: Readonly<Record<string, OpSpec>> = {
     },
     flops: (rs) => [[4, ...rs]],
     fusion: { anchor: 'norm' },
+    listLoads: [0],
   },
   linear: {
     ...projection,
@@ -94,6 +95,7 @@ export const layerOps: Readonly<Record<string, OpSpec>> = {
     }),
     doc: 'out = x · weight^T (+ bias)',
     fusion: { anchor: 'gemm' },
+    listLoads: [0],
   },
   logits: {
     ...projection,
@@ -108,6 +110,7 @@ export const layerOps: Readonly<Record<string, OpSpec>> = {
     }),
     doc: 'out = x · head^T: the vocabulary scores of each row (head is lm_head or the tied embedding)',
     fusion: { anchor: 'logits' },
+    listLoads: [0],
   },
   rope: {
     args: ['x', 'positions'],

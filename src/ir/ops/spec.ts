@@ -71,6 +71,11 @@ export interface OpSpec {
   /** Floating-point work, given the shape of the first result (a tensor) and the operand types. */
   readonly flops?: (result: readonly Dim[], args: readonly IRType[]) => Cost;
   readonly fusion: Fusion;
+  /**
+   * Operands a kernel reads row by row through the index list of a gather feeding them (every
+   * backend folds such a gather into its loads); a gather feeding any other operand is materialised.
+   */
+  readonly listLoads?: readonly number[];
 }
 
 export type T = Extract<IRType, { kind: 'tensor' }>;

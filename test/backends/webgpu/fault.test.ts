@@ -22,7 +22,7 @@ const shaderOf: Record<FaultPrimitive, ShaderName> = {
   attention: 'attention',
   rmsnorm: 'rmsnorm',
   rope: 'rope',
-  swiglu: 'elementwise',
+  swiglu: 'swiglu',
 };
 
 describe('WGSL fault hook', () => {
@@ -59,22 +59,22 @@ describe('WGSL fault hook', () => {
           [64 * 3, 1],
           spec === undefined ? undefined : parseFault(spec),
         );
-      const elementwise = (op: number, spec?: string) =>
+      const elementwise = (shader: 'swiglu' | 'pointwise_add', spec?: string) =>
         runKernel(
           gpu,
-          'elementwise',
-          [40, op],
+          shader,
+          [40],
           [w, x.subarray(0, 40), { out: 40 }],
           [40, 1],
           spec === undefined ? undefined : parseFault(spec),
         );
       const twice = (a: Float32Array[]) => Array.from(a[0] as Float32Array, (v) => 2 * v);
       expect(Array.from((await norm('rmsnorm:1'))[0] as Float32Array)).toEqual(twice(await norm()));
-      expect(Array.from((await elementwise(1, 'swiglu:1'))[0] as Float32Array)).toEqual(
-        twice(await elementwise(1)),
+      expect(Array.from((await elementwise('swiglu', 'swiglu:1'))[0] as Float32Array)).toEqual(
+        twice(await elementwise('swiglu')),
       );
-      // add shares the shader with swiglu but is not the faulty primitive.
-      expect(await elementwise(0, 'swiglu:1')).toEqual(await elementwise(0));
+      // Another elementwise shader is not the faulty primitive.
+      expect(await elementwise('pointwise_add', 'swiglu:1')).toEqual(await elementwise('pointwise_add'));
     },
   );
 });

@@ -420,8 +420,8 @@ describe('WGSL primitives against float64 references', () => {
     const r = rng(11);
     const a = randFloats(r, n, 4);
     const b = randFloats(r, n, 2);
-    const [sum] = await runKernel(gpu(), 'elementwise', [n, 0], [a, b, { out: n }], [n, 1]);
-    const [sw] = await runKernel(gpu(), 'elementwise', [n, 1], [a, b, { out: n }], [n, 1]);
+    const [sum] = await runKernel(gpu(), 'pointwise_add', [n], [a, b, { out: n }], [n, 1]);
+    const [sw] = await runKernel(gpu(), 'swiglu', [n], [a, b, { out: n }], [n, 1]);
     const refAdd = Float64Array.from(a, (x, i) => x + (b[i] as number));
     expectClose('add', sum as Float32Array, refAdd, Float64Array.from(refAdd, f32));
     const refSw = Float64Array.from(a, (g, i) => (g / (1 + Math.exp(-g))) * (b[i] as number));

@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { validateWgsl, validationDevice } from '../../../src/backends/webgpu/device.ts';
+import { pointwise } from '../../../src/backends/webgpu/pointwise.ts';
 import { buildWebGpu } from '../../../src/backends/webgpu/runner.ts';
-import { shaderDef, shaderDefs, wgslSource } from '../../../src/backends/webgpu/shaders.ts';
+import { type ShaderName, shaderDef, shaderDefs, wgslSource } from '../../../src/backends/webgpu/shaders.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
@@ -13,22 +14,18 @@ if (typeof validator === 'string')
 const device = typeof validator === 'string' ? undefined : validator;
 
 describe('generated WGSL', () => {
-  test.skipIf(!device).each(shaderDefs.map((d) => [d.name] as const))(
-    '%s validates with Dawn',
-    async (name) => {
-      expect(
-        await validateWgsl(
-          device as GPUDevice,
-          wgslSource(shaderDef(name as Parameters<typeof shaderDef>[0])),
-        ),
-      ).toEqual([]);
-    },
-  );
+  const all: ShaderName[] = [
+    ...shaderDefs.map((d) => d.name as ShaderName),
+    ...Object.keys(pointwise).map((op): ShaderName => `pointwise_${op}`),
+  ];
+  test.skipIf(!device).each(all.map((name) => [name] as const))('%s validates with Dawn', async (name) => {
+    expect(await validateWgsl(device as GPUDevice, wgslSource(shaderDef(name)))).toEqual([]);
+  });
 
   test.skipIf(!device)('an invalid shader is reported with line:col', async () => {
     const errors = await validateWgsl(
       device as GPUDevice,
-      `${wgslSource(shaderDef('elementwise'))}\nfn broken( {`,
+      `${wgslSource(shaderDef('swiglu'))}\nfn broken( {`,
     );
     expect(errors.length).toBeGreaterThan(0);
     expect(errors[0]).toMatch(/^\d+:\d+: /);
@@ -44,7 +41,7 @@ describe('generated WGSL', () => {
       const plan = examplePlan(name);
       const { manifest } = buildWebGpu(plan, modelFor(plan, tiny), 13);
       expect(manifest.shaders.length).toBeGreaterThan(0);
-      for (const s of manifest.shaders) expect(shaderDefs.some((d) => d.name === s)).toBe(true);
+      for (const s of manifest.shaders) expect(all).toContain(s);
       const storage = Math.max(...shaderDefs.map((d) => d.bindings.length));
       expect(storage).toBeLessThanOrEqual(8); // within the default maxStorageBuffersPerShaderStage
       for (const stages of Object.values(manifest.phases))

@@ -769,16 +769,6 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
 #endif
 }
 
-void kv_add(int64_t n, const float *a, const float *b, float *out) {
-  if (n <= 0) return;
-  const int64_t chunks = n / KV_VL;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((double)n > 4 * KV_PAR_MIN_WORK)
-#endif
-  for (int64_t c = 0; c < chunks; c++) kvi_vstore(out + c * KV_VL, kvi_vload(a + c * KV_VL) + kvi_vload(b + c * KV_VL));
-  for (int64_t i = chunks * KV_VL; i < n; i++) out[i] = a[i] + b[i];
-}
-
 void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out) {
   if (n <= 0 || d <= 0) return;
   for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * d, table + (int64_t)ids[i] * d, sizeof(float) * d);

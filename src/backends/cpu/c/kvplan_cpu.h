@@ -55,9 +55,6 @@ void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta
 /* out = silu(gate) * up, n elements. */
 void kv_swiglu(int64_t n, const float *gate, const float *up, float *out);
 
-/* out = a + b, n elements (out may alias a or b). */
-void kv_add(int64_t n, const float *a, const float *b, float *out);
-
 /* out[i] = table[ids[i]], rows of d floats. */
 void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out);
 

@@ -1,9 +1,11 @@
 /**
- * The small kernels: rmsnorm (indirect rows), rotary embedding, swiglu, add, embed, copy_rows,
+ * The small kernels: rmsnorm (indirect rows), rotary embedding, swiglu, embed, copy_rows,
  * fill and the LSE merge. Each mirrors the primitive of the same name in
  * src/backends/cpu/c/kvplan_cpu.h; optional index lists are nullable pointers. Element-wise
  * kernels use one thread per element, 256 per CTA: grid ceil(count / 256).
  */
+
+import { pointwise } from './pointwise.ts';
 import {
   type Arch,
   f64,
@@ -254,31 +256,61 @@ export function ropeKernel(arch: Arch, headDim: number, theta: number): Generate
   });
 }
 
-function binary(arch: Arch, name: string, doc: string, body: (x: Ptx, a: string, b: string) => string) {
+/**
+ * out[i] = body(operands[i]…, attrs…) over `count` elements, one thread each (out may alias an
+ * operand). Operand k is the pointer parameter `p_<operands[k]>`; a numeric attribute is the f32
+ * parameter `p_attr_<name>`.
+ */
+export function mapKernel(
+  arch: Arch,
+  name: string,
+  doc: string,
+  operands: readonly string[],
+  attrs: readonly string[],
+  body: (x: Ptx, args: readonly string[], attrs: Readonly<Record<string, string>>) => string,
+): GeneratedKernel {
   const params: KernelParam[] = [
     { name: 'p_out', type: 'u64' },
-    { name: 'p_a', type: 'u64' },
-    { name: 'p_b', type: 'u64' },
+    ...operands.map((o): KernelParam => ({ name: `p_${o}`, type: 'u64' })),
+    ...attrs.map((a): KernelParam => ({ name: `p_attr_${a}`, type: 'f32' })),
     { name: 'p_count', type: 'u32' },
   ];
   const x = new Ptx();
   const OUT = x.gptr('p_out');
-  const A = x.gptr('p_a');
-  const B = x.gptr('p_b');
+  const ptrs = operands.map((o) => x.gptr(`p_${o}`));
+  const values = Object.fromEntries(attrs.map((a) => [a, x.param(`p_attr_${a}`, 'f32')]));
   const count = x.param('p_count', 'u32');
   const idx = flatIndex(x, count);
-  const a = x.f();
-  const b = x.f();
-  x.i(`ld.global.f32 ${a}, [${x.addr(A, idx, 4)}]`);
-  x.i(`ld.global.f32 ${b}, [${x.addr(B, idx, 4)}]`);
-  const out = body(x, a, b);
+  const args = ptrs.map((p) => {
+    const v = x.f();
+    x.i(`ld.global.f32 ${v}, [${x.addr(p, idx, 4)}]`);
+    return v;
+  });
+  const out = body(x, args, values);
   x.i(`st.global.f32 [${x.addr(OUT, idx, 4)}], ${out}`);
   return finish(x, arch, name, 'elementwise', params, doc);
 }
 
+/** Operand k of a pointwise kernel is the parameter `p_<letter k>`: a, b, c, … */
+export const pointwiseOperand = (k: number): string => String.fromCharCode(97 + k);
+
+/** The kernel `kvp_<fn>` of a pointwise op of ./pointwise.ts. */
+export function pointwiseKernel(
+  arch: Arch,
+  fn: string,
+  arity: number,
+  attrs: readonly string[],
+): GeneratedKernel {
+  const spell = pointwise[fn];
+  if (!spell) throw new KernelGenError(`the PTX backend has no pointwise op '${fn}'`);
+  if (arity > 26) throw new KernelGenError(`pointwise op '${fn}' has ${arity} operands; at most 26`);
+  const operands = Array.from({ length: arity }, (_, k) => pointwiseOperand(k));
+  return mapKernel(arch, `kvp_${fn}`, `out = ${fn}(${operands.join(', ')})`, operands, attrs, spell);
+}
+
 /** out = silu(gate) * up (out may alias either input). */
 export function swigluKernel(arch: Arch): GeneratedKernel {
-  return binary(arch, 'kvp_swiglu', 'out = silu(a) * b', (x, g, u) => {
+  return mapKernel(arch, 'kvp_swiglu', 'out = silu(a) * b', ['a', 'b'], [], (x, [g, u]) => {
     const e = x.f();
     x.i(`mul.f32 ${e}, ${g}, ${LOG2E}`);
     x.i(`neg.f32 ${e}, ${e}`);
@@ -287,15 +319,6 @@ export function swigluKernel(arch: Arch): GeneratedKernel {
     const o = x.f();
     x.i(`div.rn.f32 ${o}, ${g}, ${e}`);
     x.i(`mul.f32 ${o}, ${o}, ${u}`);
-    return o;
-  });
-}
-
-/** out = a + b (out may alias either input). */
-export function addKernel(arch: Arch): GeneratedKernel {
-  return binary(arch, 'kvp_add', 'out = a + b', (x, a, b) => {
-    const o = x.f();
-    x.i(`add.f32 ${o}, ${a}, ${b}`);
     return o;
   });
 }

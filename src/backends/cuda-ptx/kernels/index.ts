@@ -5,11 +5,11 @@
  */
 import { attentionKernel } from './attention.ts';
 import {
-  addKernel,
   copyRowsKernel,
   embedKernel,
   fillKernel,
   mergeKernel,
+  pointwiseKernel,
   rmsnormKernel,
   ropeKernel,
   swigluKernel,
@@ -26,7 +26,13 @@ export type KernelSpec =
       readonly sequences?: boolean;
     }
   | { readonly op: 'rope'; readonly headDim: number; readonly theta: number }
-  | { readonly op: 'rmsnorm' | 'swiglu' | 'add' | 'embed' | 'copy_rows' | 'fill' | 'merge' };
+  | { readonly op: 'rmsnorm' | 'swiglu' | 'embed' | 'copy_rows' | 'fill' | 'merge' }
+  | {
+      readonly op: 'pointwise';
+      readonly fn: string;
+      readonly arity: number;
+      readonly attrs: readonly string[];
+    };
 
 export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
   switch (spec.op) {
@@ -40,8 +46,8 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
       return rmsnormKernel(arch);
     case 'swiglu':
       return swigluKernel(arch);
-    case 'add':
-      return addKernel(arch);
+    case 'pointwise':
+      return pointwiseKernel(arch, spec.fn, spec.arity, spec.attrs);
     case 'embed':
       return embedKernel(arch);
     case 'copy_rows':
@@ -54,6 +60,7 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
 }
 
 export { ATT_KEYS, ATT_PAIRS, ATT_THREADS, attentionSharedBytes } from './attention.ts';
-export { EW_THREADS } from './elementwise.ts';
+export { EW_THREADS, pointwiseOperand } from './elementwise.ts';
 export { GEMM_PATHS, GEMM_TILE, type GemmPath } from './gemm.ts';
+export { pointwise } from './pointwise.ts';
 export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';
