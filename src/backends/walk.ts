@@ -55,6 +55,17 @@ export abstract class Target<L> {
       throw this.error(`inner dimensions must be constants: ${JSON.stringify(shapeOf(v.type).slice(1))}`);
     return w;
   }
+  /**
+   * A norm's vectors: each row of `v` holds `per` vectors of `d` elements (one per head of a
+   * [rows, heads, headDim] q/k norm, else one); a gathered operand has one.
+   */
+  normed(v: Value, gathered: boolean): { readonly per: number; readonly d: number } {
+    const d = shapeOf(v.type).at(-1);
+    if (typeof d !== 'number') throw this.error('the normalised dimension must be a constant');
+    const per = this.w(v) / d;
+    if (gathered && per !== 1) throw this.error('a per-head norm cannot read its rows through a list');
+    return { per, d };
+  }
   /** The most elements `v` holds: symbolic row counts are bounded by the canvas. */
   elements(v: Value): number {
     const d = rowsDim(v);

@@ -77,7 +77,7 @@ export function registerCheck(program: Command, io: Io, setExit: (code: number) 
       collectSetting,
     )
     .option(
-      '--config <preset|file.json>',
+      '--config <preset|file.json|dir>',
       'a model configuration: warn about layer scopes that select none of its layers',
     )
     .addHelpText(

@@ -215,7 +215,7 @@ export function registerCompile(program: Command, io: Io, setExit: (code: number
       'run the pass pipeline: step IR cleanup, hoisting, fusion into kernels, layouts and memory planning',
     )
     .argument('<files...>', 'plan files (.kvp)')
-    .option('--config <preset|file.json>', 'model configuration', 'small')
+    .option('--config <preset|file.json|dir>', 'model configuration', 'small')
     .option(
       '--target <name>',
       `target the layouts and memory plan are chosen for (${targets.join(', ')})`,

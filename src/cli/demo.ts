@@ -127,7 +127,10 @@ export function registerDemo(program: Command, io: Io, setExit: (code: number) =
     .description(
       'compile every example plan, answer held-out problems with the bundled model, print accuracy and speedup',
     )
-    .option('--model <m.onnx>', 'the model (default: the bundled model)')
+    .option(
+      '--model <dir|m.onnx>',
+      'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
+    )
     .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
     .option('--n <n>', 'held-out problems per plan', '8')
     .option('--show <n>', 'answers shown per plan', '3')

@@ -4,6 +4,7 @@ import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '.
 import { bundledModelPath } from '../eval/bundled.ts';
 import { canvasBound, type EvalResult, evaluatePlan } from '../eval/evaluate.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
+import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
@@ -37,7 +38,7 @@ export function openModelFor(path: string | undefined, io: Io): OpenedModel | un
   try {
     return openModel(path ?? bundledModelPath());
   } catch (e) {
-    if (!(e instanceof OnnxError || e instanceof TokenizerError)) throw e;
+    if (!(e instanceof OnnxError || e instanceof CheckpointError || e instanceof TokenizerError)) throw e;
     io.err(`kvplan: ${e.message}\n`);
     return undefined;
   }
@@ -157,7 +158,10 @@ export function registerEval(program: Command, io: Io, setExit: (code: number) =
       'accuracy and tokens/s of a plan on held-out problems of a task (exact match of the answer before EOS)',
     )
     .requiredOption('--plan <p.kvp>', 'the cache plan')
-    .option('--model <m.onnx>', 'the model (default: the bundled model)')
+    .option(
+      '--model <dir|m.onnx>',
+      'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
+    )
     .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
     .option('--n <n>', 'held-out problems', '50')
     .option('--backend <name>', runBackends.join(', '), 'cpu')

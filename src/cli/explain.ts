@@ -95,7 +95,7 @@ export function registerExplain(program: Command, io: Io, setExit: (code: number
       'show how a plan lowers: its phases, the schedule, the index lists for a sample token state, and the IR of each phase',
     )
     .argument('<files...>', 'plan files (.kvp)')
-    .option('--config <preset|file.json>', 'model configuration', 'tiny')
+    .option('--config <preset|file.json|dir>', 'model configuration', 'tiny')
     .option('--no-ir', 'leave out the IR listing')
     .option(
       '--set <name=value>',

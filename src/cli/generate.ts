@@ -1,19 +1,22 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
+import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
-import { answerText, TokenizerError } from '../runtime/tokenizer.ts';
+import { answerText, type Tokenizer, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface GenerateCommandOptions {
   readonly model: string;
   readonly plan: string;
-  readonly prompt: string;
+  readonly prompt?: string;
+  readonly promptIds?: string;
+  readonly chat?: boolean;
   readonly backend: string;
   readonly genLength: string;
   readonly block?: string;
@@ -22,6 +25,22 @@ export interface GenerateCommandOptions {
   readonly trace?: boolean;
   readonly seed: string;
   readonly threads: string;
+}
+
+/** The prompt's token ids: the given ids, the text in the chat template, or the text encoded. */
+function promptOf(o: GenerateCommandOptions, tokenizer: Tokenizer, vocab: number): Int32Array {
+  if (o.promptIds !== undefined) {
+    const parts = o.promptIds.trim().split(/[\s,]+/);
+    const ids = parts.map(Number);
+    const bad = parts.findIndex((p, i) => !/^\d+$/.test(p) || (ids[i] as number) >= vocab);
+    if (bad >= 0)
+      throw new TokenizerError(`'${parts[bad]}' is not a token id of the model (integers in [0, ${vocab}))`);
+    return Int32Array.from(ids);
+  }
+  const text = o.prompt ?? '';
+  if (!o.chat) return tokenizer.encode(text);
+  if (!tokenizer.encodeChat) throw new TokenizerError('the model has no chat template');
+  return tokenizer.encodeChat([{ role: 'user', content: text }]);
 }
 
 export async function runGenerate(
@@ -45,11 +64,19 @@ export async function runGenerate(
   const overrides = new Map(o.set ?? []);
   if (o.block !== undefined) overrides.set('block', o.block);
   if (o.steps !== undefined) overrides.set('steps_per_block', o.steps);
+  if ((o.prompt === undefined) === (o.promptIds === undefined)) {
+    io.err('kvplan: give the prompt as text (--prompt) or as token ids (--prompt-ids), one of them\n');
+    return Exit.usage;
+  }
+  if (o.chat && o.prompt === undefined) {
+    io.err('kvplan: --chat puts a text prompt (--prompt) in the chat template\n');
+    return Exit.usage;
+  }
   let model: OpenedModel;
   try {
     model = openModel(o.model);
   } catch (e) {
-    if (!(e instanceof OnnxError || e instanceof TokenizerError)) throw e;
+    if (!(e instanceof OnnxError || e instanceof CheckpointError || e instanceof TokenizerError)) throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }
@@ -61,10 +88,12 @@ export async function runGenerate(
   const plan = loaded.checked;
   let prompt: Int32Array;
   try {
-    prompt = tokenizer.encode(o.prompt);
+    prompt = promptOf(o, tokenizer, model.config.vocab);
   } catch (e) {
     if (!(e instanceof TokenizerError)) throw e;
-    io.err(`kvplan: --prompt: ${e.message}\n`);
+    io.err(
+      `kvplan: ${o.prompt === undefined ? '--prompt-ids' : o.chat ? '--chat' : '--prompt'}: ${e.message}\n`,
+    );
     return Exit.usage;
   }
   const fit = planOnModel(plan, model.config);
@@ -133,9 +162,14 @@ export function registerGenerate(program: Command, io: Io, setExit: (code: numbe
   program
     .command('generate')
     .description('generate text with a model and a plan; the text goes to stdout, progress to stderr')
-    .requiredOption('--model <m.onnx>', 'an ONNX model (see kvplan make-model)')
+    .requiredOption(
+      '--model <dir|m.onnx>',
+      'a Hugging Face checkpoint directory, or an ONNX model (see kvplan make-model)',
+    )
     .requiredOption('--plan <p.kvp>', 'the cache plan')
-    .requiredOption('--prompt <text>', 'the prompt')
+    .option('--prompt <text>', 'the prompt, as text')
+    .option('--prompt-ids <ids>', 'the prompt as token ids (comma or space separated)')
+    .option('--chat', "put the prompt in the model's chat template as a user message")
     .option('--backend <name>', runBackends.join(', '), 'reference')
     .option('--gen-length <n>', 'tokens to generate', '32')
     .option('--block <n>', "the plan's block length (its `block` parameter)")

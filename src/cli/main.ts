@@ -7,6 +7,7 @@ import { registerEval } from './eval.ts';
 import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
 import { registerGenerate } from './generate.ts';
+import { registerInspect } from './inspect.ts';
 import { Exit, type Io, processIo } from './io.ts';
 import { registerMakeModel } from './model.ts';
 import { registerVerify } from './verify.ts';
@@ -37,6 +38,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
   registerEval(program, io, setExit);
   registerDemo(program, io, setExit);
   registerMakeModel(program, io, setExit);
+  registerInspect(program, io, setExit);
   return program;
 }
 

@@ -157,7 +157,7 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .argument('<files...>', 'plan files (.kvp)')
     .option('--backend <name>', `backend to run the step programs on (${backends.join(', ')})`, 'reference')
     .option(
-      '--config <preset|file.json>',
+      '--config <preset|file.json|dir>',
       'model configuration (default: tiny, small, and tiny without QKV bias); its attention structure and AR shift follow the plan',
     )
     .option('--cases <n>', 'random models and prompts per plan', '3')

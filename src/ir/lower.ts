@@ -165,8 +165,17 @@ class Lowering {
     const heads = (v: Value, n: number) => sb.op1('reshape', [v], { inner: [n, c.headDim] });
     const proj = (name: string, n: number) =>
       heads(this.linear(sb, l, `self_attn.${name}`, xn, n * c.headDim, c.dModel, c.qkvBias), n);
-    const q = sb.op1('rope', [proj('q_proj', c.heads), positions], { theta: c.ropeTheta });
-    const k = sb.op1('rope', [proj('k_proj', c.kvHeads), positions], { theta: c.ropeTheta });
+    // SDAR (after Qwen3) normalises each head of q and k before RoPE.
+    const normed = (v: Value, name: string) =>
+      c.qkNorm
+        ? sb.op1('rmsnorm', [v, this.weight(sb, w(l, `self_attn.${name}.weight`), [c.headDim])], {
+            eps: c.normEps,
+          })
+        : v;
+    const q = sb.op1('rope', [normed(proj('q_proj', c.heads), 'q_norm'), positions], { theta: c.ropeTheta });
+    const k = sb.op1('rope', [normed(proj('k_proj', c.kvHeads), 'k_norm'), positions], {
+      theta: c.ropeTheta,
+    });
     const v = proj('v_proj', c.kvHeads);
     // Keys of the whole canvas: fresh rows over the cached ones (a refresh reads no cache).
     const canvasOf = (fresh: Value, name: string) =>

@@ -27,6 +27,8 @@ export interface ModelConfig {
   arShift: boolean;
   attention: AttentionKind;
   tieEmbeddings: boolean;
+  /** A per-head RMSNorm (weight [headDim], eps normEps) on q and k before RoPE (SDAR, from Qwen3). */
+  qkNorm?: boolean;
 }
 
 /** A model configuration that cannot be used; the message names the file (or preset) and the field. */
@@ -53,6 +55,7 @@ export const jsonKeys: Readonly<Record<Field, string>> = {
   arShift: 'ar_shift',
   attention: 'attention',
   tieEmbeddings: 'tie_embeddings',
+  qkNorm: 'qk_norm',
 };
 
 const fields = Object.keys(jsonKeys) as Field[];
@@ -94,7 +97,7 @@ const show = (v: unknown): string => {
  * `ModelConfig`. `where` names the source in messages (a file path or a preset name); it is also
  * the default `name` (its base name without extension). Optional fields and their defaults:
  * `kv_heads` = `heads`, `head_dim` = `d_model / heads`, `qkv_bias` = `ar_shift` =
- * `tie_embeddings` = false, `attention` = "full". Every other field is required.
+ * `tie_embeddings` = `qk_norm` = false, `attention` = "full". Every other field is required.
  */
 export function validateConfig(obj: unknown, where: string): ModelConfig {
   const fail = (msg: string): never => {
@@ -199,6 +202,7 @@ export function validateConfig(obj: unknown, where: string): ModelConfig {
     );
   }
   const tieEmbeddings = bool('tieEmbeddings', false);
+  const qkNorm = bool('qkNorm', false);
 
   return {
     name: name as string,
@@ -216,13 +220,14 @@ export function validateConfig(obj: unknown, where: string): ModelConfig {
     arShift,
     attention: att as AttentionKind,
     tieEmbeddings,
+    ...(qkNorm ? { qkNorm } : {}),
   };
 }
 
 /** A config written with the canonical snake_case JSON keys (the inverse of `validateConfig`). */
 export function configToJson(config: ModelConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const f of fields) out[jsonKeys[f]] = config[f];
+  for (const f of fields) if (config[f] !== undefined) out[jsonKeys[f]] = config[f];
   return out;
 }
 

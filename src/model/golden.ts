@@ -58,7 +58,7 @@ export function applyRope(
 }
 
 /** out[r, :] = x[r, :] * w / sqrt(mean(x[r, :]^2) + eps). */
-function rmsNorm(x: Float64Array, rows: number, d: number, w: Float64Array, eps: number): Float64Array {
+function rmsNorm(x: Float64Array, rows: number, d: number, w: Tensor['data'], eps: number): Float64Array {
   const out = new Float64Array(rows * d);
   for (let r = 0; r < rows; r++) {
     const o = r * d;
@@ -152,6 +152,11 @@ export function goldenForward(
     const q = linear(x, L, w('self_attn.q_proj.weight', [qDim, d]), b('self_attn.q_proj.bias', [qDim]));
     const k = linear(x, L, w('self_attn.k_proj.weight', [kvDim, d]), b('self_attn.k_proj.bias', [kvDim]));
     const v = linear(x, L, w('self_attn.v_proj.weight', [kvDim, d]), b('self_attn.v_proj.bias', [kvDim]));
+    if (config.qkNorm) {
+      // Each head of q and k normalised by its own RMS (SDAR, after Qwen3), before RoPE.
+      q.set(rmsNorm(q, L * heads, hd, w('self_attn.q_norm.weight', [hd]).data, eps));
+      k.set(rmsNorm(k, L * kvHeads, hd, w('self_attn.k_norm.weight', [hd]).data, eps));
+    }
     for (let r = 0; r < L; r++) {
       for (let hh = 0; hh < heads; hh++) applyRope(q, r * qDim + hh * hd, hd, r, config.ropeTheta);
       for (let g = 0; g < kvHeads; g++) applyRope(k, r * kvDim + g * hd, hd, r, config.ropeTheta);

@@ -59,9 +59,9 @@ const dream7b: ModelConfig = {
  * intermediate_size 12288, vocab_size 151936, rope_theta 1e6, rms_norm_eps 1e-6, no attention
  * bias, tie_word_embeddings false. Block-causal attention, no AR shift. mask_token_id 151669
  * (`<|MASK|>`): the SDAR repository's generate.py reads it from the tokenizer; the value 151669
- * is the one third-party SDAR/TraDo integrations hard-code, not read from the HF tokenizer here.
- * Not modelled: Qwen3's per-head RMSNorm of q and k (q_norm / k_norm), so this preset is exact
- * in shapes but not a drop-in architecture for the real checkpoint.
+ * is the one third-party SDAR/TraDo integrations hard-code, and the checkpoints' config.json
+ * carries. Qwen3's per-head RMSNorm of q and k (q_norm / k_norm, weight [head_dim]) before RoPE.
+ * Trained with block size 4 (`block_size`).
  */
 const sdar8b: ModelConfig = {
   name: 'sdar-8b',
@@ -79,6 +79,49 @@ const sdar8b: ModelConfig = {
   arShift: false,
   attention: 'block_causal',
   tieEmbeddings: false,
+  qkNorm: true,
+};
+
+/**
+ * SDAR-1.7B-Chat (JetLM/SDAR-1.7B-Chat config.json, as mirrored in hxhcreate/DARE): Qwen3-1.7B's
+ * shapes, hidden_size 2048, num_hidden_layers 28, num_attention_heads 16, num_key_value_heads 8,
+ * head_dim 128, intermediate_size 6144, vocab_size 151936, rope_theta 1e6, rms_norm_eps 1e-6, no
+ * attention bias, tie_word_embeddings false, block_size 4, mask_token_id 151669; q/k norm as SDAR-8B.
+ */
+const sdar1p7b: ModelConfig = {
+  ...sdar8b,
+  name: 'sdar-1.7b',
+  layers: 28,
+  dModel: 2048,
+  heads: 16,
+  kvHeads: 8,
+  dFF: 6144,
+};
+
+/**
+ * Fast-dLLM v2 1.5B (Efficient-Large-Model/Fast_dLLM_v2_1.5B), fine-tuned from Qwen2.5-1.5B-Instruct
+ * and keeping its shapes: hidden_size 1536, num_hidden_layers 28, num_attention_heads 12,
+ * num_key_value_heads 2, head_dim 128, intermediate_size 8960, vocab_size 151936, rope_theta 1e6,
+ * rms_norm_eps 1e-6, Q/K/V bias, tied embeddings (Qwen2.5-1.5B's; not confirmed from the release's
+ * own config). Block-causal (bd_size 32) with an AR shift; mask token 151665 (the default of its
+ * generate).
+ */
+const fastDllmV2_1p5b: ModelConfig = {
+  name: 'fast-dllm-v2-1.5b',
+  layers: 28,
+  dModel: 1536,
+  heads: 12,
+  kvHeads: 2,
+  headDim: 128,
+  dFF: 8960,
+  vocab: 151936,
+  ropeTheta: 1e6,
+  qkvBias: true,
+  normEps: 1e-6,
+  maskTokenId: 151665,
+  arShift: true,
+  attention: 'block_causal',
+  tieEmbeddings: true,
 };
 
 /** Test model: grouped-query attention (2 query heads per KV head) and Q/K/V bias. */
@@ -123,6 +166,8 @@ export const presets: Readonly<Record<string, Readonly<ModelConfig>>> = Object.f
   'llada-8b': Object.freeze(llada8b),
   'dream-7b': Object.freeze(dream7b),
   'sdar-8b': Object.freeze(sdar8b),
+  'sdar-1.7b': Object.freeze(sdar1p7b),
+  'fast-dllm-v2-1.5b': Object.freeze(fastDllmV2_1p5b),
   tiny: Object.freeze(tiny),
   small: Object.freeze(small),
 });

@@ -6,11 +6,21 @@ import { ConfigError, type ModelConfig } from './config.ts';
 
 export interface Tensor {
   shape: number[];
-  /** Row-major; length = product of `shape`. */
-  data: Float64Array;
+  /**
+   * Row-major; length = product of `shape`. Float32 for a checkpoint's weights (widened from bf16
+   * or f16 one tensor at a time, never to float64 whole), float64 for the test models.
+   */
+  data: Float64Array | Float32Array;
 }
 
 export type Weights = Map<string, Tensor>;
+
+/** A tensor's values as float64: itself when already so, else a widened copy (one tensor, for the float64 reference). */
+export function widened(t: Tensor): { shape: number[]; data: Float64Array } {
+  return t.data instanceof Float64Array
+    ? { shape: t.shape, data: t.data }
+    : { shape: t.shape, data: Float64Array.from(t.data) };
+}
 
 /** A tensor that is missing, has the wrong shape, or whose data does not match its shape. */
 export class WeightError extends Error {
@@ -46,6 +56,9 @@ export function weightSpec(config: ModelConfig): WeightSpec[] {
       if (config.qkvBias) out.push({ name: `${p}.self_attn.${proj}.bias`, shape: [rows], kind: 'bias' });
     }
     out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, q], kind: 'linear' });
+    if (config.qkNorm)
+      for (const n of ['q_norm', 'k_norm'])
+        out.push({ name: `${p}.self_attn.${n}.weight`, shape: [config.headDim], kind: 'norm' });
     out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d], kind: 'norm' });
     out.push({ name: `${p}.mlp.gate_proj.weight`, shape: [dFF, d], kind: 'linear' });
     out.push({ name: `${p}.mlp.up_proj.weight`, shape: [dFF, d], kind: 'linear' });

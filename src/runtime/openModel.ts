@@ -1,7 +1,16 @@
+import { existsSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.ts';
+import { loadCheckpointModel } from '../model/hf/load.ts';
+import { loadTokenizer } from '../model/hf/tokenizer.ts';
 import { loadOnnx } from '../model/onnx/load.ts';
 import type { Weights } from '../model/weights.ts';
-import { CharTokenizer, defaultAlphabet, type Tokenizer, tokenizerFromJson } from './tokenizer.ts';
+import {
+  CharTokenizer,
+  defaultAlphabet,
+  IdTokenizer,
+  type Tokenizer,
+  tokenizerFromJson,
+} from './tokenizer.ts';
 
 export interface OpenedModel {
   readonly path: string;
@@ -11,10 +20,19 @@ export interface OpenedModel {
 }
 
 /**
- * A model file with its tokenizer: the one stored in the file's metadata, else the default
- * character alphabet of its vocabulary. Throws OnnxError or TokenizerError naming what is wrong.
+ * A model with its tokenizer. A Hugging Face checkpoint directory brings its tokenizer.json (or,
+ * without one, takes prompts as token ids); an ONNX file the tokenizer stored in its metadata, else
+ * the default character alphabet of its vocabulary. Throws OnnxError, CheckpointError or
+ * TokenizerError naming what is wrong.
  */
 export function openModel(path: string): OpenedModel {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    const { checkpoint, config, weights } = loadCheckpointModel(path);
+    const tokenizer = checkpoint.tokenizer.json
+      ? loadTokenizer(path, { maskTokenId: config.maskTokenId })
+      : new IdTokenizer(`${path} has no tokenizer.json`);
+    return { path, config, weights, tokenizer };
+  }
   const model = loadOnnx(path);
   const { config } = model;
   const tokenizer =

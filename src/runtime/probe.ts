@@ -3,7 +3,7 @@ import { lowerProbe } from '../ir/lowerProbe.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
-import type { Weights } from '../model/weights.ts';
+import { type Weights, widened } from '../model/weights.ts';
 
 /** What a probe measures at one layer from the hidden state entering it (src/ir/lowerProbe.ts). */
 export type ProbeOutput = 'mass' | 'query_key' | 'v';
@@ -61,8 +61,12 @@ export class InterpretedProbe implements Probe {
       ['keys', Int32Array.from({ length: L }, (_, i) => i)],
     ]);
     if (blocks) inputs.set('blocks', { shape: [L], data: blocks });
-    for (const i of stage.inputs)
-      if (i.role === 'weight') inputs.set(i.name, this.weights.get(i.name) as HostTensor);
+    for (const i of stage.inputs) {
+      if (i.role !== 'weight') continue;
+      const w = this.weights.get(i.name);
+      if (!w) throw new Error(`the probe needs weight ${i.name}, which the model does not have`);
+      inputs.set(i.name, widened(w));
+    }
     return interpretStage(stage, inputs, new ResourceStore([], { L }), { float32: this.float32 }).get(
       output,
     ) as HostTensor;

@@ -3,7 +3,7 @@ import type { LoweredPlan } from '../ir/lower.ts';
 import { layerStage, resources } from '../ir/names.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
-import type { Weights } from '../model/weights.ts';
+import { type Weights, widened } from '../model/weights.ts';
 import type { CanvasRows, Program, StepRunner } from './runner.ts';
 
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
@@ -36,7 +36,7 @@ export class ReferenceRunner implements StepRunner {
       if (i.role !== 'weight') continue;
       const w = this.weights.get(i.name);
       if (!w) throw new Error(`stage ${stage.name} needs weight ${i.name}, which the model does not have`);
-      inputs.set(i.name, w);
+      inputs.set(i.name, widened(w));
     }
     return interpretStage(stage, inputs, this.store, { float32: this.float32 });
   }

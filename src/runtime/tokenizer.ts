@@ -1,14 +1,30 @@
-/** Text to token ids and back; the mask token is never produced by encode. */
+/** Text to token ids and back. */
 export interface Tokenizer {
   encode(text: string): Int32Array;
   decode(ids: ArrayLike<number>): string;
   toJSON(): { kind: string; [k: string]: unknown };
   /** The end-of-sequence token a model pads its answer with, when it has one. */
   readonly eosTokenId?: number;
+  /** A user message in the model's chat template, when it has one (a checkpoint's tokenizer). */
+  encodeChat?(messages: readonly { readonly role: string; readonly content: string }[]): Int32Array;
 }
 
 export class TokenizerError extends Error {
   override readonly name = 'TokenizerError';
+}
+
+/** For a model without a tokenizer: prompts come as token ids, and answers are printed as ids. */
+export class IdTokenizer implements Tokenizer {
+  constructor(private readonly why: string) {}
+  encode(): Int32Array {
+    throw new TokenizerError(`${this.why}; give the prompt as token ids (--prompt-ids)`);
+  }
+  decode(ids: ArrayLike<number>): string {
+    return Array.from(ids).join(' ');
+  }
+  toJSON() {
+    return { kind: 'ids' };
+  }
 }
 
 /**

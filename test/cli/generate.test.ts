@@ -93,6 +93,51 @@ describe('kvplan make-model and generate', () => {
       ).code,
     ).toBe(2);
   });
+  test('a checkpoint directory without a tokenizer takes its prompt as ids and prints ids', async () => {
+    const args = ['generate', '--model', 'test/fixtures/hf/sdar-f32', '--plan', 'examples/flashblock.kvp'];
+    const run = await runCli([
+      ...args,
+      '--prompt-ids',
+      '12,5,33,47',
+      '--gen-length',
+      '8',
+      '--set',
+      'block=4',
+    ]);
+    expect(run.stderr).toMatch(/^8 tokens in \d+ steps/);
+    expect(run.code).toBe(0);
+    const ids = run.stdout.trim().split(' ').map(Number);
+    expect(ids).toHaveLength(8);
+    expect(ids.every((i) => Number.isInteger(i) && i >= 0 && i < 48)).toBe(true);
+    const text = await runCli([...args, '--prompt', 'hi']);
+    expect(text.code).toBe(2);
+    expect(text.stderr).toBe(
+      'kvplan: --prompt: test/fixtures/hf/sdar-f32 has no tokenizer.json; give the prompt as token ids (--prompt-ids)\n',
+    );
+    const both = await runCli([...args, '--prompt', 'hi', '--prompt-ids', '1']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/one of them/);
+    const range = await runCli([...args, '--prompt-ids', '1 2 48']);
+    expect(range.code).toBe(2);
+    expect(range.stderr).toBe(
+      "kvplan: --prompt-ids: '48' is not a token id of the model (integers in [0, 48))\n",
+    );
+    // Dream shifts its logits; a plan decoding in place is refused, not silently wrong.
+    const shift = await runCli([
+      'generate',
+      '--model',
+      'test/fixtures/hf/dream-bf16',
+      '--plan',
+      'examples/baseline.kvp',
+      '--prompt-ids',
+      '1',
+    ]);
+    expect(shift.code).toBe(1);
+    expect(shift.stderr).toMatch(
+      /plan baseline decodes without an AR shift, but model dream-bf16 was trained with one/,
+    );
+  });
+
   test('the character tokenizer round-trips and shows masks', () => {
     const t = new CharTokenizer('ab c', 9);
     expect(t.decode(t.encode('c ab'))).toBe('c ab');

@@ -40,7 +40,7 @@ describe('StageBuilder', () => {
     const w = sb.input('w', 'weight', tensor('f32', [16]));
     expect(() => sb.op('rmsnorm', [x, w], { eps: 1e-5 })).toThrow(
       new IRBuildError(
-        'stage layer.3: rmsnorm(f32[L,32], f32[16]): rmsnorm needs f32[N,D] and f32[D], got f32[L,32], f32[16]',
+        'stage layer.3: rmsnorm(f32[L,32], f32[16]): rmsnorm needs f32[N,D] or f32[N,H,D] (constant inner dims) and f32[D], got f32[L,32], f32[16]',
       ),
     );
   });

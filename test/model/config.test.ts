@@ -58,7 +58,15 @@ const bad = (patch: Record<string, unknown>, drop: string[] = []): string => {
 
 describe('presets', () => {
   test('the preset names are the five documented ones', () => {
-    expect([...presetNames].sort()).toEqual(['dream-7b', 'llada-8b', 'sdar-8b', 'small', 'tiny']);
+    expect([...presetNames].sort()).toEqual([
+      'dream-7b',
+      'fast-dllm-v2-1.5b',
+      'llada-8b',
+      'sdar-1.7b',
+      'sdar-8b',
+      'small',
+      'tiny',
+    ]);
   });
 
   test.each([...presetNames])('preset %s validates to itself, by name and through its JSON form', (name) => {
@@ -79,8 +87,8 @@ describe('presets', () => {
   test('real presets have the published parameter counts', () => {
     // Qwen2.5-7B (Dream-v0's base) has 7,615,616,512 parameters, Q/K/V biases included.
     expect(parameterCount(presets['dream-7b'] as ModelConfig)).toBe(7_615_616_512);
-    // Qwen3-8B has 8,190,735,360; the 36 x 2 x 128 q_norm / k_norm weights are not modelled.
-    expect(parameterCount(presets['sdar-8b'] as ModelConfig)).toBe(8_190_735_360 - 36 * 2 * 128);
+    // Qwen3-8B has 8,190,735,360, its 36 x 2 x 128 q_norm / k_norm weights included.
+    expect(parameterCount(presets['sdar-8b'] as ModelConfig)).toBe(8_190_735_360);
     // LLaDA-8B: "8B" (8.02e9) on its model card.
     expect(parameterCount(presets['llada-8b'] as ModelConfig)).toBe(8_015_581_184);
   });
@@ -192,7 +200,7 @@ describe('loading JSON files', () => {
   test('an unknown preset name suggests the closest preset', () => {
     const e = errorOf(() => loadConfig('llada-7b'));
     expect(e.message).toMatch(
-      /^unknown model "llada-7b": not a preset \(llada-8b, dream-7b, sdar-8b, tiny, small\)/,
+      /^unknown model "llada-7b": not a preset \(llada-8b, dream-7b, sdar-8b, sdar-1\.7b, fast-dllm-v2-1\.5b, tiny, small\)/,
     );
     expect(e.message).toContain('did you mean "llada-8b"?');
     // Inherited object properties are not presets.

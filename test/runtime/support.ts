@@ -31,11 +31,15 @@ export const examples = [
 ];
 
 const tiny = presets.tiny as ModelConfig;
-/** GQA with QKV bias, plain MHA, and GQA without bias; block-causal and AR shift follow the plan. */
+/**
+ * GQA with QKV bias, plain MHA, GQA without bias, and GQA with SDAR's per-head q/k norm;
+ * block-causal and AR shift follow the plan.
+ */
 export const backendConfigs: readonly ModelConfig[] = [
   tiny,
   presets.small as ModelConfig,
   { ...tiny, name: 'tiny-no-bias', qkvBias: false },
+  { ...tiny, name: 'tiny-qk-norm', qkNorm: true },
 ];
 
 /** Every example plan paired with one of the configurations, for backend differential tests. */

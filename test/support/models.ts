@@ -13,6 +13,7 @@ export const configArb = (maxLayers: number): fc.Arbitrary<ModelConfig> =>
       dFF: fc.constantFrom(16, 24),
       vocab: fc.integer({ min: 12, max: 24 }),
       qkvBias: fc.boolean(),
+      qkNorm: fc.boolean(),
       ropeTheta: fc.constantFrom(10000, 500000),
     })
     .map((r) => ({
@@ -27,5 +28,6 @@ export const configArb = (maxLayers: number): fc.Arbitrary<ModelConfig> =>
       vocab: r.vocab,
       maskTokenId: r.vocab - 1,
       qkvBias: r.qkvBias,
+      ...(r.qkNorm ? { qkNorm: true } : {}),
       ropeTheta: r.ropeTheta,
     }));

@@ -235,9 +235,11 @@ const emitters: Emitters<string, CStage> = {
   },
   rmsnorm: (ins, c, t) => {
     const r0 = ins.results[0] as Value;
+    const { per, d } = t.normed(r0, c.gathered(c.arg(ins, 0)) !== undefined);
     const x = t.source(c, c.arg(ins, 0));
     const eps = cFloat(Number(ins.attrs.eps));
-    t.emit(`kv_rmsnorm(${t.rows(r0)}, ${t.w(r0)}, ${x}, ${c.ptr(c.arg(ins, 1))}, ${eps}, ${c.out(r0)});`);
+    const n = per === 1 ? t.rows(r0) : `${t.rows(r0)} * ${per}`;
+    t.emit(`kv_rmsnorm(${n}, ${d}, ${x}, ${c.ptr(c.arg(ins, 1))}, ${eps}, ${c.out(r0)});`);
   },
   linear: gemm,
   logits: gemm,

@@ -380,13 +380,14 @@ const emitters: Emitters<Loc, T> = {
   rmsnorm: (ins, c, t) => {
     const r0 = ins.results[0] as Value;
     const g = c.gathered(c.arg(ins, 0));
-    t.emit({ op: 'rmsnorm' }, 'rmsnorm', [dim(t.rows(r0)), ONE, ONE], {
+    const { per, d } = t.normed(r0, g !== undefined);
+    t.emit({ op: 'rmsnorm' }, 'rmsnorm', [dim(t.rows(r0), per), ONE, ONE], {
       out: buf(c.out(r0)),
       x: buf(g ? g.base : c.plain(c.arg(ins, 0))),
       rows: g ? buf(g.rows) : NULL,
       w: buf(c.ptr(c.arg(ins, 1))),
-      n: count(t.rows(r0)),
-      d: u32(t.w(r0)),
+      n: count(t.rows(r0), per),
+      d: u32(d),
       eps: f32(Number(ins.attrs.eps)),
     });
   },

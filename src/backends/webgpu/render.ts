@@ -302,13 +302,14 @@ const emitters: Emitters<string, WStage> = {
     const r0 = ins.results[0] as Value;
     const a0 = c.arg(ins, 0);
     const g = c.gathered(a0);
+    const { per, d } = t.normed(r0, g !== undefined);
     const x = g ? g.base : c.plain(a0);
     const n = rowsDim(r0);
     t.kernel(
       'rmsnorm',
-      [{ u: [1, n] }, { u: [t.w(r0)] }, { u: [g ? 1 : 0] }, { f: Number(ins.attrs.eps) }],
+      [{ u: [per, n] }, { u: [d] }, { u: [g ? 1 : 0] }, { f: Number(ins.attrs.eps) }],
       [x, g ? g.rows : DUMMY_I, c.ptr(c.arg(ins, 1)), c.out(r0)],
-      [[64, n], [1]],
+      [[64 * per, n], [1]],
     );
   },
   linear: gemm,

@@ -51,16 +51,23 @@ export const layerOps: Readonly<Record<string, OpSpec>> = {
     attrs: { eps: 'number' },
     results: rule(([x, w]) => {
       need(
-        isTensor(x) && rank(x, 2) && isTensor(w) && rank(w, 1) && sameDim(x.shape[1], w.shape[0]),
-        `rmsnorm needs f32[N,D] and f32[D], got ${show(x)}, ${show(w)}`,
+        isTensor(x) &&
+          (rank(x, 2) || rank(x, 3)) &&
+          isTensor(w) &&
+          rank(w, 1) &&
+          sameDim(x.shape.at(-1), w.shape[0]) &&
+          x.shape.slice(1).every((d) => typeof d === 'number'),
+        `rmsnorm needs f32[N,D] or f32[N,H,D] (constant inner dims) and f32[D], got ${show(x)}, ${show(w)}`,
       );
       return [x];
     }),
-    doc: 'out = x * weight / sqrt(mean(x^2 over the last dim) + eps)',
+    doc: 'out = x * weight / sqrt(mean(x^2 over the last dim) + eps); over [N,H,D], each head of each row (q/k norm)',
     interpret: (c) => {
-      const x = c.float(0, 2);
+      const x = c.float(0);
       const w = c.float(1, 1);
-      const [rows, d] = x.shape as [number, number];
+      const d = x.shape.at(-1) as number;
+      const rows = x.data.length / d;
+      if (x.shape.length < 2 || x.shape.length > 3) c.fail(`x must have rank 2 or 3, has shape [${x.shape}]`);
       if (w.shape[0] !== d) c.fail(`weight [${w.shape}] does not match rows of width ${d}`);
       const eps = c.num('eps');
       const out = new Float64Array(rows * d);
@@ -71,7 +78,7 @@ export const layerOps: Readonly<Record<string, OpSpec>> = {
         for (let j = 0; j < d; j++)
           out[i * d + j] = (x.data[i * d + j] as number) * (w.data[j] as number) * inv;
       }
-      return [{ shape: [rows, d], data: out }];
+      return [{ shape: [...x.shape], data: out }];
     },
     flops: (rs) => [[4, ...rs]],
     fusion: { anchor: 'norm' },

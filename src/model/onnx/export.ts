@@ -1,6 +1,6 @@
 import pkg from 'onnx-proto';
 import type { ModelConfig } from '../config.ts';
-import { configToJson } from '../config.ts';
+import { ConfigError, configToJson } from '../config.ts';
 import { layerPrefix, type Weights } from '../weights.ts';
 
 const { onnx } = pkg;
@@ -61,6 +61,10 @@ export function exportOnnx(
   weights: Weights,
   opts: { maxPositions?: number; tokenizer?: object } = {},
 ): Uint8Array {
+  if (config.qkNorm)
+    throw new ConfigError(
+      `model "${config.name}" has a per-head q/k norm, which kvplan's ONNX graph does not compute; write it with --format hf`,
+    );
   const g = new Graph();
   const c = config;
   for (const [name, t] of weights) g.tensor(name, [...t.shape], Float32Array.from(t.data));

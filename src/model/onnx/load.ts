@@ -109,6 +109,10 @@ export function loadOnnx(path: string): { config: ModelConfig; weights: Weights;
     if (e instanceof ConfigError) throw new OnnxError(e.message);
     throw e;
   }
+  if (config.qkNorm)
+    throw new OnnxError(
+      `${path}: the config has a per-head q/k norm, which kvplan's ONNX graphs do not compute (use a Hugging Face checkpoint directory)`,
+    );
   const weights: Weights = new Map();
   const dir = dirname(path);
   for (const t of graph.initializer as TensorProto[]) {

@@ -1,0 +1,185 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { bundledPlansDir } from '../eval/bundled.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { type Checkpoint, openCheckpoint } from '../model/hf/checkpoint.ts';
+import { familyLabel } from '../model/hf/families.ts';
+import { modelConfig } from '../model/hf/load.ts';
+import { CheckpointError } from '../model/hf/safetensors.ts';
+import { OnnxError } from '../model/onnx/load.ts';
+import { parameterCount } from '../model/weights.ts';
+import { openModel } from '../runtime/openModel.ts';
+import { planOnModel } from '../runtime/prepare.ts';
+import { TokenizerError } from '../runtime/tokenizer.ts';
+import { Exit, type Io } from './io.ts';
+import { loadPlans } from './plans.ts';
+
+export interface InspectOptions {
+  readonly plan?: string[];
+  readonly json?: boolean;
+}
+
+/** What inspect-model reports of a model, whatever its format. */
+interface Inspection {
+  readonly path: string;
+  readonly format: 'hf' | 'onnx';
+  readonly family: string;
+  readonly config: ModelConfig & { qkNorm?: boolean; blockSize?: number };
+  readonly parameters: number;
+  /** Stored dtype → bytes of the weights in it. */
+  readonly stored: Readonly<Record<string, number>>;
+  readonly files: readonly string[];
+  readonly tokenizer: string;
+  /** Bytes each backend holds for the weights (besides the model's own copy on the host). */
+  readonly memory: Readonly<Record<string, number>>;
+  readonly plans: readonly { readonly path: string; readonly plan: string; readonly fits: string }[];
+}
+
+const GiB = 2 ** 30;
+const bytes = (n: number) =>
+  n >= GiB
+    ? `${(n / GiB).toFixed(2)} GiB`
+    : n >= 2 ** 20
+      ? `${(n / 2 ** 20).toFixed(1)} MiB`
+      : `${(n / 1024).toFixed(1)} KiB`;
+
+/** Parameters of the matrices a GEMM reads: the packed (CPU) or transposed (PTX) copies. */
+function gemmParameters(c: ModelConfig): number {
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  const layer = c.dModel * (q + 2 * kv) + q * c.dModel + 3 * c.dModel * c.dFF;
+  return c.layers * layer + c.vocab * c.dModel;
+}
+
+/**
+ * Weight memory per backend, from the shape alone: every backend widens weights to float32 (the
+ * host's copy, from which they load); the CPU backend adds its slots and packed copies of the GEMM
+ * matrices, WebGPU and PTX their device copies (PTX: GEMM matrices transposed, the rest as is).
+ */
+function backendMemory(c: ModelConfig): Record<string, number> {
+  const f32 = parameterCount(c) * 4;
+  const gemm = gemmParameters(c) * 4;
+  return { host: f32, reference: f32, cpu: f32 + gemm, webgpu: f32, ptx: f32 };
+}
+
+function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
+  const stored: Record<string, number> = {};
+  for (const [dtype, d] of Object.entries(c.memory.byDtype)) stored[dtype] = d.bytes;
+  const tok = c.tokenizer.json
+    ? `tokenizer.json${c.tokenizer.config ? ' + tokenizer_config.json' : ''}`
+    : 'none (no tokenizer.json)';
+  return {
+    path: c.dir,
+    format: 'hf',
+    family: familyLabel(c.family),
+    config: c.config,
+    parameters: c.memory.parameters,
+    stored,
+    files: [...(c.index ? [c.index] : []), ...c.files],
+    tokenizer: tok,
+    memory: backendMemory(modelConfig(c)),
+  };
+}
+
+function fromOnnx(path: string): Omit<Inspection, 'plans'> {
+  const m = openModel(path);
+  const parameters = parameterCount(m.config);
+  return {
+    path,
+    format: 'onnx',
+    family: 'kvplan ONNX',
+    config: m.config,
+    parameters,
+    stored: { F32: parameters * 4 },
+    files: [path],
+    tokenizer: `character (${m.config.vocab} ids)`,
+    memory: backendMemory(m.config),
+  };
+}
+
+/** The plans to try: the given files, else the example plans kvplan ships. */
+function planFiles(given: readonly string[] | undefined): string[] {
+  if (given && given.length > 0) return [...given];
+  const dir = bundledPlansDir();
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.kvp'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+function render(i: Inspection): string {
+  const c = i.config;
+  const row = (k: string, v: string | number | boolean) => `  ${k.padEnd(18)}${v}`;
+  return [
+    `${i.path}: ${i.family} (${i.format === 'hf' ? 'Hugging Face checkpoint' : 'ONNX'})`,
+    row('layers', c.layers),
+    row('d_model', c.dModel),
+    row('heads', `${c.heads} (kv ${c.kvHeads}, head dim ${c.headDim})`),
+    row('d_ff', c.dFF),
+    row('vocab', `${c.vocab} (mask token ${c.maskTokenId})`),
+    row('rope theta', c.ropeTheta),
+    row('qkv bias', c.qkvBias),
+    ...(c.qkNorm !== undefined ? [row('q/k norm', c.qkNorm)] : []),
+    row('attention', `${c.attention}${c.blockSize ? ` (trained block size ${c.blockSize})` : ''}`),
+    row('AR shift', c.arShift),
+    row('tied embeddings', c.tieEmbeddings),
+    row('parameters', i.parameters.toLocaleString('en-US')),
+    row(
+      'stored',
+      Object.entries(i.stored)
+        .map(([d, b]) => `${d} ${bytes(b)}`)
+        .join(', '),
+    ),
+    row('files', i.files.length === 1 ? (i.files[0] as string) : `${i.files.length} (${i.files[0]}, …)`),
+    row('tokenizer', i.tokenizer),
+    row(
+      'weights in memory',
+      Object.entries(i.memory)
+        .map(([b, n]) => `${b} ${bytes(n)}`)
+        .join(', '),
+    ),
+    ...(i.plans.length > 0 ? ['  plans:', ...i.plans.map((p) => `    ${p.plan.padEnd(18)}${p.fits}`)] : []),
+    '',
+  ].join('\n');
+}
+
+/** `kvplan inspect-model`: what a checkpoint or model file is, what it costs, which plans fit it. */
+export function runInspect(path: string, o: InspectOptions, io: Io): number {
+  let base: Omit<Inspection, 'plans'>;
+  try {
+    if (!existsSync(path)) {
+      io.err(`kvplan: ${path}: no such file or directory\n`);
+      return Exit.usage;
+    }
+    base = statSync(path).isDirectory() ? fromCheckpoint(openCheckpoint(path)) : fromOnnx(path);
+  } catch (e) {
+    if (!(e instanceof CheckpointError || e instanceof OnnxError || e instanceof TokenizerError)) throw e;
+    io.err(`kvplan: ${e.message}\n`);
+    return Exit.failed;
+  }
+  const { plans: loaded, codes } = loadPlans(planFiles(o.plan), new Map(), io);
+  const plans = loaded.map((p) => {
+    const fit = planOnModel(p.checked, base.config);
+    const fits = !fit.ok ? `no: ${fit.error}` : fit.warning ? `yes, with a warning: ${fit.warning}` : 'yes';
+    return { path: p.path, plan: p.checked.plan.name, fits };
+  });
+  const inspection: Inspection = { ...base, plans };
+  io.out(o.json ? `${JSON.stringify(inspection, null, 2)}\n` : render(inspection));
+  return Math.max(Exit.ok, ...codes);
+}
+
+export function registerInspect(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('inspect-model')
+    .description(
+      'describe a model: a Hugging Face checkpoint directory (LLaDA, Dream, SDAR, Fast-dLLM v2) or a kvplan ONNX file',
+    )
+    .argument('<dir|file>', 'a checkpoint directory or an ONNX model')
+    .option('--plan <file...>', 'plans to check against the model (default: the example plans)')
+    .option('--json', 'print the description as JSON')
+    .action((path: string, options: InspectOptions) => {
+      setExit(runInspect(path, options, io));
+    });
+}

@@ -1,0 +1,134 @@
+// Checkpoints of every family, written by an independent PyTorch implementation of each
+// (test/oracle/hf_reference.py, from the families' published model code): kvplan loads them, its
+// float64 golden forward computes PyTorch's logits, and every backend runs plans on them within
+// the float32 budget of that golden. bf16 checkpoints are compared with PyTorch run on the same
+// bf16-rounded weights.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
+import { buildWebGpu, WebGpuRunner } from '../../../src/backends/webgpu/runner.ts';
+import { checkSource } from '../../../src/dsl/check.ts';
+import { goldenForward } from '../../../src/model/golden.ts';
+import type { Family } from '../../../src/model/hf/families.ts';
+import { loadCheckpointModel } from '../../../src/model/hf/load.ts';
+import { compilePlan } from '../../../src/passes/compile.ts';
+import { planOnModel } from '../../../src/runtime/prepare.ts';
+import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
+import type { StepRunner } from '../../../src/runtime/runner.ts';
+import { type GenerationResult, simulateGeneration } from '../../../src/runtime/simulate.ts';
+import { float32Budget, float64Bound } from '../../../src/runtime/verify.ts';
+import { gpuOrSkip } from '../../backends/webgpu/support.ts';
+
+const root = 'test/fixtures/hf';
+const fixtures = readdirSync(root)
+  .filter((d) => d.endsWith('-f32') || d.endsWith('-bf16'))
+  .sort();
+
+interface Reference {
+  readonly family: Family;
+  readonly tokens: number[];
+  readonly logits: number[][];
+}
+const reference = (dir: string): Reference =>
+  JSON.parse(readFileSync(join(root, dir, 'reference.json'), 'utf8'));
+
+/** An exact plan for the family: every row, every key, one token per step, the model's mask and AR shift. */
+function exactPlan(family: Family) {
+  const mask = family === 'sdar' || family === 'fast-dllm-v2' ? ' mask block_causal' : '';
+  const shift = family === 'dream' || family === 'fast-dllm-v2' ? ' ar_shift' : '';
+  const text = `plan exact_${family.replace(/-/g, '_')}() {
+  blocks 4
+  compute all
+  attend all${mask}
+  decode steps(4) by confidence in current_block${shift}
+}
+`;
+  const r = checkSource({ path: `${family}.kvp`, text });
+  const plan = r.plans[0];
+  if (!plan) throw new Error(r.diagnostics.map((d) => d.message).join('; '));
+  return plan;
+}
+
+const device = await gpuOrSkip('checkpoints on WebGPU');
+
+describe('Hugging Face checkpoints against PyTorch', () => {
+  test('every family is there, in f32 and sharded bf16', () => {
+    expect(fixtures.map((f) => reference(f).family).sort()).toEqual([
+      'dream',
+      'dream',
+      'fast-dllm-v2',
+      'fast-dllm-v2',
+      'llada',
+      'llada',
+      'sdar',
+      'sdar',
+    ]);
+  });
+
+  test.each(fixtures)('%s: the golden forward computes the PyTorch logits', (dir) => {
+    const ref = reference(dir);
+    const { config, weights } = loadCheckpointModel(join(root, dir));
+    const tokens = Int32Array.from(ref.tokens);
+    // Blocks from position 0 with a prompt of one block: the published models' block layout.
+    const golden = goldenForward(config, weights, tokens, { promptLen: 4, blockLen: 4 }).logits;
+    const V = config.vocab;
+    let error = 0;
+    let scale = 0;
+    ref.logits.forEach((row, i) => {
+      row.forEach((x, v) => {
+        error = Math.max(error, Math.abs((golden[i * V + v] as number) - x));
+        scale = Math.max(scale, Math.abs(x));
+      });
+    });
+    expect(scale).toBeGreaterThan(0.5);
+    expect(error).toBeLessThanOrEqual(float64Bound(config, tokens.length, scale));
+  });
+
+  const backends: readonly (readonly [string, boolean])[] = [
+    ['reference', true],
+    ['cpu', true],
+    ['webgpu', device !== undefined],
+  ];
+  for (const [backend, available] of backends)
+    test.skipIf(!available).each(fixtures)(
+      `%s: the ${backend} backend runs an exact plan within budget`,
+      async (dir) => {
+        const ref = reference(dir);
+        const { config: model, weights } = loadCheckpointModel(join(root, dir));
+        const plan = exactPlan(ref.family);
+        const fit = planOnModel(plan, model);
+        if (!fit.ok) throw new Error(fit.error);
+        expect(fit.warning).toBeUndefined();
+        const { config } = fit;
+        const gen = { config, weights, prompt: Int32Array.from(ref.tokens.slice(0, 4)), genLen: 8, seed: 3 };
+        const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
+        const run = (runner?: (n: number) => StepRunner): Promise<GenerationResult> =>
+          simulateGeneration(plan, lowered, { ...gen, ...(runner ? { runner } : {}) });
+        const worst = (r: GenerationResult) => Math.max(...r.steps.map((s) => s.deviation));
+        if (backend === 'reference') {
+          const r = await run();
+          for (const s of r.steps) expect(s.deviation).toBeLessThanOrEqual(float64Bound(config, 12, s.scale));
+          return;
+        }
+        const eager = worst(await run((n) => new ReferenceRunner(lowered, weights, n, true)));
+        let r: GenerationResult;
+        if (backend === 'cpu') {
+          const build = buildCpu(plan, config, 12);
+          r = await simulateGeneration(plan, build.lowered, {
+            ...gen,
+            runner: (n) => new CpuRunner(build, weights, n),
+          });
+        } else {
+          const build = buildWebGpu(plan, config, 12);
+          const gpu = device as GPUDevice;
+          r = await simulateGeneration(plan, build.lowered, {
+            ...gen,
+            runner: (n) => new WebGpuRunner(build, weights, n, gpu),
+          });
+        }
+        expect(r.steps.length).toBe(8);
+        for (const s of r.steps) expect(s.deviation).toBeLessThanOrEqual(float32Budget(eager, s.scale));
+      },
+    );
+});
