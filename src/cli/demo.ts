@@ -4,7 +4,7 @@ import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '.
 import { bundledPlansDir } from '../eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
-import { DecodeStalled } from '../runtime/simulate.ts';
+import { GenerationError } from '../runtime/generationError.ts';
 import { openModelFor, percent } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -114,7 +114,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.out(`${suiteTable(rows)}\n`);
     return Math.max(Exit.ok, ...codes);
   } catch (e) {
-    if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof DecodeStalled))
+    if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof GenerationError))
       throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;

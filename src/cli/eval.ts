@@ -6,9 +6,10 @@ import { canvasBound, type EvalResult, evaluatePlan } from '../eval/evaluate.ts'
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
+import { GenerationError } from '../runtime/generationError.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
-import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
+import { blockLength } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -142,7 +143,7 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
         e instanceof BackendUnavailable ||
         e instanceof CompilerError ||
         e instanceof TokenizerError ||
-        e instanceof DecodeStalled
+        e instanceof GenerationError
       )
     )
       throw e;

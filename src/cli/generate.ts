@@ -4,9 +4,10 @@ import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '.
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
+import { GenerationError } from '../runtime/generationError.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
-import { blockLength, DecodeStalled } from '../runtime/simulate.ts';
+import { blockLength } from '../runtime/simulate.ts';
 import { answerText, type Tokenizer, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -144,7 +145,7 @@ export async function runGenerate(
   try {
     result = await run;
   } catch (e) {
-    if (!(e instanceof DecodeStalled)) throw e;
+    if (!(e instanceof GenerationError)) throw e;
     io.err(`${isTty && !o.trace ? '\n' : ''}kvplan: ${e.message}\n`);
     return Exit.failed;
   }

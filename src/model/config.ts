@@ -29,6 +29,12 @@ export interface ModelConfig {
   tieEmbeddings: boolean;
   /** A per-head RMSNorm (weight [headDim], eps normEps) on q and k before RoPE (SDAR, from Qwen3). */
   qkNorm?: boolean;
+  /**
+   * Trained with blocks counted from position 0, the prompt split into them (SDAR, Fast-dLLM v2):
+   * block-causal attention then sees the prompt's blocks causally, and its tail shares the first
+   * generated block (see Canvas.origin). Otherwise the prompt is one block before the first.
+   */
+  alignedBlocks?: boolean;
 }
 
 /** A model configuration that cannot be used; the message names the file (or preset) and the field. */
@@ -56,6 +62,7 @@ export const jsonKeys: Readonly<Record<Field, string>> = {
   attention: 'attention',
   tieEmbeddings: 'tie_embeddings',
   qkNorm: 'qk_norm',
+  alignedBlocks: 'aligned_blocks',
 };
 
 const fields = Object.keys(jsonKeys) as Field[];
@@ -97,7 +104,8 @@ const show = (v: unknown): string => {
  * `ModelConfig`. `where` names the source in messages (a file path or a preset name); it is also
  * the default `name` (its base name without extension). Optional fields and their defaults:
  * `kv_heads` = `heads`, `head_dim` = `d_model / heads`, `qkv_bias` = `ar_shift` =
- * `tie_embeddings` = `qk_norm` = false, `attention` = "full". Every other field is required.
+ * `tie_embeddings` = `qk_norm` = `aligned_blocks` = false, `attention` = "full". Every other field
+ * is required.
  */
 export function validateConfig(obj: unknown, where: string): ModelConfig {
   const fail = (msg: string): never => {
@@ -203,6 +211,7 @@ export function validateConfig(obj: unknown, where: string): ModelConfig {
   }
   const tieEmbeddings = bool('tieEmbeddings', false);
   const qkNorm = bool('qkNorm', false);
+  const alignedBlocks = bool('alignedBlocks', false);
 
   return {
     name: name as string,
@@ -221,6 +230,7 @@ export function validateConfig(obj: unknown, where: string): ModelConfig {
     attention: att as AttentionKind,
     tieEmbeddings,
     ...(qkNorm ? { qkNorm } : {}),
+    ...(alignedBlocks ? { alignedBlocks } : {}),
   };
 }
 

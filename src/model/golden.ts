@@ -4,6 +4,7 @@
  * every row runs every layer, attention is computed in full (with the structural block-causal
  * mask where the model has one), nothing is cached. Exact semantics: docs/model.md.
  */
+import { blockIndex } from '../dsl/semantics/canvas.ts';
 import type { ModelConfig } from './config.ts';
 import { expectShape, type Tensor, type Weights } from './weights.ts';
 
@@ -12,6 +13,8 @@ export interface Layout {
   promptLen: number;
   /** Generated rows are split into blocks of this many rows, starting at promptLen. */
   blockLen: number;
+  /** Blocks counted from position 0, the prompt split into them (see Canvas.origin). */
+  aligned?: boolean;
 }
 
 export interface GoldenResult {
@@ -21,9 +24,11 @@ export interface GoldenResult {
   hidden: Float64Array[];
 }
 
-/** Block index of a position: -1 for the prompt, floor((p - promptLen) / blockLen) after it. */
-export const blockOf = (position: number, layout: Layout): number =>
-  position < layout.promptLen ? -1 : Math.floor((position - layout.promptLen) / layout.blockLen);
+/**
+ * Block index of a position: -1 for the prompt, floor((p - promptLen) / blockLen) after it; aligned,
+ * floor(p / blockLen) shifted so that the block holding the first generated position is 0.
+ */
+export const blockOf = (position: number, layout: Layout): number => blockIndex(position, layout);
 
 /** Whether query row i may attend to key row j under the model's attention structure. */
 export const attends = (config: ModelConfig, layout: Layout, i: number, j: number): boolean =>

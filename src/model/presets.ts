@@ -80,6 +80,7 @@ const sdar8b: ModelConfig = {
   attention: 'block_causal',
   tieEmbeddings: false,
   qkNorm: true,
+  alignedBlocks: true,
 };
 
 /**
@@ -122,6 +123,7 @@ const fastDllmV2_1p5b: ModelConfig = {
   arShift: true,
   attention: 'block_causal',
   tieEmbeddings: true,
+  alignedBlocks: true,
 };
 
 /** Test model: grouped-query attention (2 query heads per KV head) and Q/K/V bias. */

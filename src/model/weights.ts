@@ -71,11 +71,23 @@ export function weightSpec(config: ModelConfig): WeightSpec[] {
 
 const product = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
-/** Number of parameters (scalars) of a model of this shape, biases and norms included. */
+/**
+ * Number of parameters (scalars) of a model of this shape, biases and norms included: the sizes of
+ * `weightSpec`, counted without listing them, so that an absurd declared shape costs nothing.
+ */
 export function parameterCount(config: ModelConfig): number {
-  let n = 0;
-  for (const w of weightSpec(config)) n += product(w.shape);
-  return n;
+  const { dModel: d, heads, kvHeads, headDim, dFF, vocab } = config;
+  const q = heads * headDim;
+  const kv = kvHeads * headDim;
+  const layer =
+    d +
+    (q + 2 * kv) * d +
+    (config.qkvBias ? q + 2 * kv : 0) +
+    d * q +
+    (config.qkNorm ? 2 * headDim : 0) +
+    d +
+    3 * dFF * d;
+  return vocab * d + config.layers * layer + d + (config.tieEmbeddings ? 0 : vocab * d);
 }
 
 /** A seeded PRNG (mulberry32) with a Box-Muller normal sampler. Deterministic across platforms. */
@@ -196,7 +208,14 @@ export function expectShape(weights: Weights, name: string, shape: readonly numb
 /** Checks that `weights` holds exactly the tensors of `config` with the right shapes. */
 export function checkWeights(config: ModelConfig, weights: Weights): void {
   const spec = weightSpec(config);
-  for (const w of spec) expectShape(weights, w.name, w.shape);
+  for (const w of spec) {
+    const { data } = expectShape(weights, w.name, w.shape);
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0)
+      throw new WeightError(
+        `weight "${w.name}" of model "${config.name}" holds a non-finite value (${data[bad]}) at element ${bad}`,
+      );
+  }
   if (weights.size !== spec.length) {
     const known = new Set(spec.map((w) => w.name));
     const extra = [...weights.keys()].filter((k) => !known.has(k));

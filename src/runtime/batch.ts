@@ -1,6 +1,7 @@
 import type { LoweredPlan } from '../ir/lower.ts';
 import { lists } from '../ir/names.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
+import { checkFinite } from './generationError.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
 import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
@@ -122,10 +123,9 @@ export async function runStep(
     }
   }
   const outs = members.map((m) => m.inspector.outputRows());
-  const logits = await runner.head(
-    main,
-    concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset))),
-  );
+  const rowsOut = concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset)));
+  const logits = await runner.head(main, rowsOut);
+  checkFinite(logits.data, rowsOut, lowered.config.vocab);
   let at = 0;
   return outs.map((out, i) => {
     const part = rowsOf(logits, at, out.length);

@@ -45,7 +45,7 @@ export function sampleStates(
 }
 
 function snapshot(c: Canvas): Canvas {
-  const copy = new Canvas(c.promptLen, c.genLen, c.blockLen);
+  const copy = new Canvas(c.promptLen, c.genLen, c.blockLen, c.aligned);
   copy.decodedAt.set(c.decodedAt);
   [copy.step, copy.block, copy.blockStep] = [c.step, c.block, c.blockStep];
   return copy;

@@ -10,6 +10,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
 import { runStep } from './batch.ts';
+import { GenerationError } from './generationError.ts';
 import { Inspector } from './inspector.ts';
 import type { Probe } from './probe.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
@@ -109,7 +110,12 @@ export class SequenceRun {
     kvValues: (layer: number) => HostTensor | undefined,
     probe?: Probe,
   ) {
-    const canvas = new Canvas(prompt.length, genLen, blockLength(plan, genLen));
+    const canvas = new Canvas(
+      prompt.length,
+      genLen,
+      blockLength(plan, genLen),
+      config.alignedBlocks === true,
+    );
     const L = canvas.length;
     this.canvas = canvas;
     this.tokens = new Int32Array(L).fill(config.maskTokenId);
@@ -185,7 +191,7 @@ export class SequenceRun {
 }
 
 /** A plan whose decode rule stops committing on this model: a property of the plan, not a bug. */
-export class DecodeStalled extends Error {
+export class DecodeStalled extends GenerationError {
   override readonly name = 'DecodeStalled';
 }
 
@@ -234,7 +240,11 @@ export async function simulateGeneration(
       const chosen = run.observe(out);
       const ms = performance.now() - t0;
       if (c.compare !== false) {
-        const golden = goldenForward(config, weights, tokens, { promptLen: P, blockLen: canvas.blockLen });
+        const golden = goldenForward(config, weights, tokens, {
+          promptLen: P,
+          blockLen: canvas.blockLen,
+          aligned: canvas.aligned,
+        });
         goldenScores.storeLogits(everyRow, { shape: [L, V], data: golden.logits }, canvas.step);
         goldenScores.hiddenIn.clear();
         for (const [l, h] of scores.hiddenIn) goldenScores.hiddenIn.set(l, h);

@@ -5,10 +5,11 @@ import { formatVerifyError, verifyPlan } from '../ir/verify.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { createRng, randomWeights, type Weights } from '../model/weights.ts';
 import { compilePlan } from '../passes/compile.ts';
+import { GenerationError } from './generationError.ts';
 import { modelFor } from './modelFor.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepRunner } from './runner.ts';
-import { DecodeStalled, type GenerationResult, simulateGeneration } from './simulate.ts';
+import { type GenerationResult, simulateGeneration } from './simulate.ts';
 
 export type Backend = 'reference' | 'cpu' | 'webgpu' | 'ptx';
 
@@ -169,12 +170,13 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
       return { result, ...worst(result, (s) => float32Budget(eager, s.scale), only) };
     };
     const randomModel = randomWeights(config, seed);
-    // A decode rule that stops committing on a model fails the plan, with the reason.
+    // A decode rule that stops committing on a model, or logits that overflow on a backend, fail
+    // the plan, with the reason.
     const orStalled = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
       try {
         return await f();
       } catch (e) {
-        if (!(e instanceof DecodeStalled)) throw e;
+        if (!(e instanceof GenerationError)) throw e;
         stalled = `${what}: ${e.message}`;
         return undefined;
       }

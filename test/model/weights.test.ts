@@ -71,7 +71,14 @@ describe('names and shapes', () => {
   });
 
   test('parameterCount is the total size of randomWeights and of weightSpec', () => {
-    for (const c of [tiny, small, { ...tiny, tieEmbeddings: true }, { ...small, qkvBias: true }]) {
+    const shapes = [
+      tiny,
+      small,
+      { ...tiny, tieEmbeddings: true },
+      { ...small, qkvBias: true },
+      { ...tiny, qkNorm: true, headDim: 16 },
+    ];
+    for (const c of shapes) {
       const w = randomWeights(c, 3);
       let n = 0;
       for (const t of w.values()) n += t.data.length;
@@ -81,6 +88,8 @@ describe('names and shapes', () => {
     // Hand count for tiny: embed + lm_head 2*48*32, per layer 2 norms + q,k,v (+bias) + o + 3 MLP, final norm.
     const perLayer = 2 * 32 + (32 * 32 + 32) + 2 * (16 * 32 + 16) + 32 * 32 + 3 * 32 * 64;
     expect(parameterCount(tiny)).toBe(2 * 48 * 32 + 2 * perLayer + 32);
+    // Counted, not listed: an absurd declared shape is sized at once.
+    expect(parameterCount({ ...tiny, layers: 1e8 })).toBe(2 * 48 * 32 + 1e8 * perLayer + 32);
   });
 
   test('checkWeights accepts randomWeights and rejects a missing or extra tensor', () => {

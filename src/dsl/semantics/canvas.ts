@@ -1,3 +1,16 @@
+/** Where blocks start and how long they are; see Canvas.origin. */
+export interface BlockLayout {
+  readonly promptLen: number;
+  readonly blockLen: number;
+  readonly aligned?: boolean;
+}
+
+/** The block of position `i`: negative in the prompt (-1 for all of it unless aligned). */
+export function blockIndex(i: number, l: BlockLayout): number {
+  if (!l.aligned) return i < l.promptLen ? -1 : Math.floor((i - l.promptLen) / l.blockLen);
+  return Math.floor((i - (l.promptLen - (l.promptLen % l.blockLen))) / l.blockLen);
+}
+
 /**
  * The token state of one sequence during a generation: which positions are prompt, masked or
  * decoded, when each was decoded, and where the block schedule stands.
@@ -9,19 +22,29 @@ export class Canvas {
   block = 0;
   blockStep = 0;
 
+  /**
+   * Where block 0 starts. With `aligned` (a model trained with blocks counted from position 0:
+   * SDAR, Fast-dLLM v2), at the start of the block holding the first generated position: the
+   * prompt's whole blocks come before it (blocks -1, -2, …) and its tail shares block 0 with the
+   * first generated tokens. Otherwise at the end of the prompt, which is one block (-1).
+   */
+  readonly origin: number;
+
   constructor(
     readonly promptLen: number,
     readonly genLen: number,
     readonly blockLen: number,
+    readonly aligned = false,
   ) {
     this.decodedAt = new Int32Array(promptLen + genLen).fill(-1);
+    this.origin = aligned ? promptLen - (promptLen % blockLen) : promptLen;
   }
 
   get length(): number {
     return this.promptLen + this.genLen;
   }
   get numBlocks(): number {
-    return Math.ceil(this.genLen / this.blockLen);
+    return Math.ceil((this.length - this.origin) / this.blockLen);
   }
 
   isPrompt(i: number): boolean {
@@ -30,9 +53,9 @@ export class Canvas {
   isMasked(i: number): boolean {
     return i >= this.promptLen && (this.decodedAt[i] ?? -1) < 0;
   }
-  /** Block index of a position; the prompt is block -1. */
+  /** Block index of a position: the prompt is block -1, or (aligned) blocks before block 0. */
   blockOf(i: number): number {
-    return i < this.promptLen ? -1 : Math.floor((i - this.promptLen) / this.blockLen);
+    return blockIndex(i, this);
   }
   /** First step at which the position's current token is the model's input. */
   tokenSince(i: number): number {
@@ -45,7 +68,7 @@ export class Canvas {
     return d < 0 ? 0 : this.step - d;
   }
   blockRange(b: number): [number, number] {
-    const start = this.promptLen + b * this.blockLen;
+    const start = this.origin + b * this.blockLen;
     return [start, Math.min(this.length, start + this.blockLen)];
   }
   maskedInBlock(b: number): number {

@@ -258,6 +258,8 @@ function describeSdar(k: ConfigKeys, name: string): CheckpointModel {
     arShift: false,
     attention: 'block_causal',
     qkNorm: true,
+    // generate.py counts blocks from position 0 and prefills the prompt with the block mask.
+    alignedBlocks: true,
     blockSize: k.int('block_size'),
   });
 }
@@ -286,6 +288,8 @@ function describeFastDllmV2(k: ConfigKeys, name: string): CheckpointModel {
     arShift: true,
     attention: 'block_causal',
     qkNorm: false,
+    // The block mask q // bs >= kv // bs is over absolute positions, the prompt's included.
+    alignedBlocks: true,
     blockSize: k.int('bd_size'),
   });
 }

@@ -5,7 +5,7 @@
  * until the backends read 16-bit weights themselves).
  */
 import type { ModelConfig } from '../config.ts';
-import { checkWeights, type Weights } from '../weights.ts';
+import { checkWeights, WeightError, type Weights } from '../weights.ts';
 import { type Checkpoint, openCheckpoint } from './checkpoint.ts';
 import { CheckpointError, toFloat32 } from './safetensors.ts';
 
@@ -27,14 +27,13 @@ export function loadCheckpointModel(dir: string): CheckpointModel {
   const config = modelConfig(checkpoint);
   const weights: Weights = new Map();
   for (const [name, info] of checkpoint.tensors) {
-    const data = toFloat32(checkpoint.tensor(name));
-    const bad = data.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0)
-      throw new CheckpointError(
-        `${info.file}: tensor "${info.name}" holds a non-finite value (${data[bad]}) at element ${bad}`,
-      );
-    weights.set(name, { shape: [...info.shape], data });
+    weights.set(name, { shape: [...info.shape], data: toFloat32(checkpoint.tensor(name)) });
   }
-  checkWeights(config, weights);
+  try {
+    checkWeights(config, weights);
+  } catch (e) {
+    if (!(e instanceof WeightError)) throw e;
+    throw new CheckpointError(`${dir}: ${e.message}`);
+  }
   return { checkpoint, config, weights };
 }

@@ -18,13 +18,22 @@ const tiny = presets.tiny as ModelConfig;
 const models: Record<Family, CheckpointModel> = {
   llada: { ...tiny, headDim: 8, qkNorm: false },
   dream: { ...tiny, normEps: 1e-6, arShift: true, qkNorm: false },
-  sdar: { ...tiny, headDim: 16, qkvBias: false, attention: 'block_causal', qkNorm: true, blockSize: 4 },
+  sdar: {
+    ...tiny,
+    headDim: 16,
+    qkvBias: false,
+    attention: 'block_causal',
+    qkNorm: true,
+    alignedBlocks: true,
+    blockSize: 4,
+  },
   'fast-dllm-v2': {
     ...tiny,
     arShift: true,
     attention: 'block_causal',
     tieEmbeddings: true,
     qkNorm: false,
+    alignedBlocks: true,
     blockSize: 8,
   },
 };

@@ -53,6 +53,7 @@ describe('published configs give the published shapes', () => {
         maskTokenId: 151665,
         attention: 'block_causal',
         qkNorm: false,
+        alignedBlocks: true,
         blockSize: 32,
       },
     ],
@@ -287,6 +288,7 @@ describe('the test writer and the reader agree on every family', () => {
       qkvBias: false,
       attention: 'block_causal',
       qkNorm: true,
+      alignedBlocks: true,
       blockSize: 4,
     },
     'fast-dllm-v2': {
@@ -296,6 +298,7 @@ describe('the test writer and the reader agree on every family', () => {
       attention: 'block_causal',
       tieEmbeddings: true,
       qkNorm: false,
+      alignedBlocks: true,
       blockSize: 8,
     },
   };
