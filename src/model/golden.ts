@@ -231,15 +231,17 @@ export interface SoftmaxStats {
 
 /**
  * Statistics of softmax(logitsRow), computed stably (shifted by the maximum). Entries may be
- * -Infinity (probability 0); NaN, +Infinity or an empty/all -Infinity row is an error.
+ * -Infinity (probability 0); NaN, +Infinity or an empty/all -Infinity row is an error. The entry
+ * `exclude` (the mask token: a prediction is never the mask itself) counts as -Infinity.
  */
-export function softmaxStats(logitsRow: ArrayLike<number>): SoftmaxStats {
+export function softmaxStats(logitsRow: ArrayLike<number>, exclude = -1): SoftmaxStats {
   const n = logitsRow.length;
   if (n === 0) throw new RangeError('softmaxStats: empty row');
+  const logit = (i: number) => (i === exclude ? Number.NEGATIVE_INFINITY : (logitsRow[i] as number));
   let argmax = -1;
   let max = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < n; i++) {
-    const l = logitsRow[i] as number;
+    const l = logit(i);
     if (Number.isNaN(l) || l === Number.POSITIVE_INFINITY)
       throw new RangeError(`softmaxStats: logit ${i} is ${l}`);
     if (l > max) {
@@ -252,7 +254,7 @@ export function softmaxStats(logitsRow: ArrayLike<number>): SoftmaxStats {
   let second = 0; // exp(second largest - max)
   let weighted = 0; // sum of exp(l - max) * (l - max)
   for (let i = 0; i < n; i++) {
-    const z = (logitsRow[i] as number) - max;
+    const z = logit(i) - max;
     const e = Math.exp(z);
     if (e === 0) continue;
     sum += e;

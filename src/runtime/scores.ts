@@ -61,7 +61,7 @@ export class ModelScores implements StepScores {
     return Float64Array.from({ length: this.L }, (_, i) => {
       const row = predictionRow(this.config, i);
       if (row < 0 || (this.logitsStep[row] ?? -1) < 0) return name === 'entropy' ? Math.log(V) : 0;
-      return softmaxStats(this.logits.subarray(row * V, (row + 1) * V))[name];
+      return softmaxStats(this.logits.subarray(row * V, (row + 1) * V), this.config.maskTokenId)[name];
     });
   }
 

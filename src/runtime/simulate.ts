@@ -80,7 +80,9 @@ export function blockLength(plan: CheckedPlan, genLen: number): number {
 function predicted(config: ModelConfig, logits: Float64Array, i: number): number {
   const r = predictionRow(config, i);
   const V = config.vocab;
-  return r < 0 ? config.maskTokenId : softmaxStats(logits.subarray(r * V, (r + 1) * V)).argmax;
+  return r < 0
+    ? config.maskTokenId
+    : softmaxStats(logits.subarray(r * V, (r + 1) * V), config.maskTokenId).argmax;
 }
 
 /**

@@ -334,6 +334,14 @@ describe('(d) softmaxStats', () => {
     }
   });
 
+  test('the excluded entry (the mask token) is never the prediction and carries no probability', () => {
+    const s = softmaxStats(Float64Array.from([1, 2, 3].map(Math.log)), 2);
+    expect(s.argmax).toBe(1);
+    expect(s.confidence).toBeCloseTo(2 / 3, 12);
+    expect(s.margin).toBeCloseTo(1 / 3, 12);
+    expect(() => softmaxStats([5], 0)).toThrow(/every logit is -Infinity/);
+  });
+
   test('a dominant logit: confidence near 1, entropy near 0, no overflow', () => {
     const s = softmaxStats([-5, 800, 3]);
     expect(s.argmax).toBe(1);

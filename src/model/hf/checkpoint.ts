@@ -70,7 +70,7 @@ export function weightMemory(tensors: Iterable<TensorInfo>): WeightMemory {
 }
 
 /** Tensors a model of this shape has, counted without listing them. */
-function expectedTensorCount(c: CheckpointModel): number {
+export function expectedTensorCount(c: CheckpointModel): number {
   const perLayer = 9 + (c.qkvBias ? 3 : 0) + (c.qkNorm ? 2 : 0);
   return 2 + (c.tieEmbeddings ? 0 : 1) + c.layers * perLayer;
 }

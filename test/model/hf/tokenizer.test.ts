@@ -1,6 +1,18 @@
 import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import {
+  type AddedToken,
+  addedTokenJson,
+  bpeTokenizerConfig,
+  bpeTokenizerJson,
+  chatmlTemplate,
+  learnMerges,
+  lladaSpecialTokens,
+  llama3ChatTemplate,
+  qwenSpecialTokens,
+  toByteLevel,
+} from '../../../src/model/hf/bpe.ts';
 import { HfTokenizerError, loadTokenizer, maxTokenizerJsonBytes } from '../../../src/model/hf/tokenizer.ts';
 import { answerText, TokenizerError } from '../../../src/runtime/tokenizer.ts';
 import { expectThrown } from '../../support/errors.ts';
@@ -8,30 +20,11 @@ import { scratch } from './scratch.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: small byte-level BPE tokenizers in the exact layout the Rust `tokenizers` library
-// serializes (tokenizer.json) and transformers saves (tokenizer_config.json). The merges are
-// learned here from a small corpus by the textbook BPE procedure, so that the vocabulary is a
-// real one: every byte has a token, and frequent words are single tokens.
+// serializes (tokenizer.json) and transformers saves (tokenizer_config.json), built by the
+// generator `make-model --format hf` uses (src/model/hf/bpe.ts). The merges are learned from a
+// small corpus by the textbook BPE procedure, so that the vocabulary is a real one: every byte has
+// a token, and frequent words are single tokens.
 // ---------------------------------------------------------------------------------------------
-
-/** GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others for U+0100 onwards. */
-function byteChars(): string[] {
-  const out: string[] = [];
-  let next = 256;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    out.push(String.fromCodePoint(printable ? b : next++));
-  }
-  return out;
-}
-const bytes = byteChars();
-const toByteLevel = (s: string): string[] =>
-  Array.from(new TextEncoder().encode(s), (b) => bytes[b] as string);
-
-/** GPT-2's pre-tokenization pattern (also the ByteLevel pre-tokenizer's with use_regex). */
-const gpt2Pattern = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
-/** Qwen2's Split pattern, as stored in its tokenizer.json. */
-const qwenPattern =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const corpus = [
   'the quick brown fox jumps over the lazy dog.',
@@ -43,192 +36,49 @@ const corpus = [
   'in 2024 and 2025, 12345 and 12345 again: 123 123 12 12.',
 ].join(' ');
 
-/** Learns `count` merges from `text`: the most frequent adjacent pair first, ties by the pair's text. */
-function learnMerges(
-  text: string,
-  count: number,
-): { vocab: Record<string, number>; merges: [string, string][] } {
-  const vocab: Record<string, number> = {};
-  bytes.forEach((c, i) => {
-    vocab[c] = i;
-  });
-  const words = new Map<string, { symbols: string[]; n: number }>();
-  for (const piece of text.match(gpt2Pattern) ?? []) {
-    const w = words.get(piece) ?? { symbols: toByteLevel(piece), n: 0 };
-    w.n++;
-    words.set(piece, w);
-  }
-  const merges: [string, string][] = [];
-  while (merges.length < count) {
-    const pairs = new Map<string, number>();
-    for (const { symbols, n } of words.values())
-      for (let i = 0; i + 1 < symbols.length; i++) {
-        const key = `${symbols[i]} ${symbols[i + 1]}`;
-        pairs.set(key, (pairs.get(key) ?? 0) + n);
-      }
-    let best: string | undefined;
-    let bestN = 1;
-    for (const [key, n] of pairs)
-      if (n > bestN || (n === bestN && best !== undefined && key < best)) {
-        best = key;
-        bestN = n;
-      }
-    if (best === undefined) break;
-    const [a, b] = best.split(' ') as [string, string];
-    merges.push([a, b]);
-    vocab[a + b] ??= Object.keys(vocab).length;
-    for (const w of words.values()) {
-      const out: string[] = [];
-      for (let i = 0; i < w.symbols.length; i++)
-        if (w.symbols[i] === a && w.symbols[i + 1] === b) {
-          out.push(a + b);
-          i++;
-        } else out.push(w.symbols[i] as string);
-      w.symbols = out;
-    }
-  }
-  return { vocab, merges };
-}
 const learned = learnMerges(corpus, 120);
 
 type Style = 'llada' | 'qwen';
 
-const specials: Record<Style, string[]> = {
+const specials: Record<Style, readonly string[]> = {
   // LLaDA-8B-Instruct's special tokens (its mask is <|mdm_mask|>).
-  llada: [
-    '<|startoftext|>',
-    '<|endoftext|>',
-    '<|start_header_id|>',
-    '<|end_header_id|>',
-    '<|eot_id|>',
-    '<|mdm_mask|>',
-  ],
+  llada: lladaSpecialTokens,
   // Qwen2's, with Dream's mask token.
-  qwen: ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|mask|>'],
+  qwen: [...qwenSpecialTokens, '<|mask|>'],
 };
 
-const llamaTemplate = String.raw`{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}`;
-
-const qwenTemplate = String.raw`{%- if messages[0]['role'] == 'system' %}
-    {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
-{%- else %}
-    {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
-{%- endif %}
-{%- for message in messages %}
-    {%- if not (message.role == 'system' and loop.first) %}
-        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
-    {%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\n' }}
-{%- endif %}
-`;
-
-const addedToken = (id: number, content: string, special = true) => ({
-  id,
-  content,
-  single_word: false,
-  lstrip: false,
-  rstrip: false,
-  normalized: !special,
-  special,
-});
+/** The style's special tokens, right after the learned vocabulary. */
+const added = (style: Style): AddedToken[] =>
+  specials[style].map((content, i) => ({
+    id: Object.keys(learned.vocab).length + i,
+    content,
+    special: true,
+  }));
 
 /** tokenizer.json of a style: LLaDA-like (GPT-2 byte level, BOS post-processor, string merges) or Qwen2-like. */
-function tokenizerJson(style: Style): Record<string, unknown> {
-  const base = Object.keys(learned.vocab).length;
-  const added = specials[style].map((content, i) => addedToken(base + i, content));
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
-  const model = {
-    type: 'BPE',
-    dropout: null,
-    unk_token: null,
-    continuing_subword_prefix: null,
-    end_of_word_suffix: null,
-    fuse_unk: false,
-    byte_fallback: false,
-    ignore_merges: false,
-    vocab: learned.vocab,
-  };
-  if (style === 'llada') {
-    const bos = '<|startoftext|>';
-    return {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: added,
-      normalizer: null,
-      pre_tokenizer: byteLevel,
-      post_processor: {
-        type: 'TemplateProcessing',
-        single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-        pair: [
-          { SpecialToken: { id: bos, type_id: 0 } },
-          { Sequence: { id: 'A', type_id: 0 } },
-          { SpecialToken: { id: bos, type_id: 1 } },
-          { Sequence: { id: 'B', type_id: 1 } },
-        ],
-        special_tokens: { [bos]: { id: bos, ids: [base], tokens: [bos] } },
-      },
-      decoder: byteLevel,
-      model: { ...model, merges: learned.merges.map(([a, b]) => `${a} ${b}`) },
-    };
-  }
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: added,
-    normalizer: { type: 'NFC' },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: qwenPattern }, behavior: 'Isolated', invert: false },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
-      ],
-    },
-    post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
-    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
-    model: { ...model, merges: learned.merges },
-  };
-}
+const tokenizerJson = (style: Style): Record<string, unknown> =>
+  style === 'llada'
+    ? bpeTokenizerJson({ style: 'llama3', bpe: learned, added: added(style), bos: '<|startoftext|>' })
+    : bpeTokenizerJson({ style: 'qwen2', bpe: learned, added: added(style) });
 
-function tokenizerConfig(style: Style): Record<string, unknown> {
-  const base = Object.keys(learned.vocab).length;
-  const decoder = Object.fromEntries(
-    specials[style].map((content, i) => {
-      const { id: _, ...rest } = addedToken(base + i, content);
-      return [String(base + i), rest];
-    }),
-  );
-  if (style === 'llada')
-    return {
-      added_tokens_decoder: decoder,
-      bos_token: '<|startoftext|>',
-      chat_template: llamaTemplate,
-      clean_up_tokenization_spaces: false,
-      eos_token: '<|eot_id|>',
-      model_max_length: 1e30,
-      pad_token: '<|endoftext|>',
-      tokenizer_class: 'PreTrainedTokenizerFast',
-    };
-  return {
-    add_prefix_space: false,
-    added_tokens_decoder: decoder,
-    additional_special_tokens: ['<|im_start|>', '<|im_end|>'],
-    bos_token: null,
-    chat_template: qwenTemplate,
-    clean_up_tokenization_spaces: false,
-    eos_token: '<|im_end|>',
-    errors: 'replace',
-    mask_token: '<|mask|>',
-    model_max_length: 131072,
-    pad_token: '<|endoftext|>',
-    split_special_tokens: false,
-    tokenizer_class: 'Qwen2Tokenizer',
-    unk_token: null,
-  };
-}
+const tokenizerConfig = (style: Style): Record<string, unknown> =>
+  style === 'llada'
+    ? bpeTokenizerConfig({
+        style: 'llama3',
+        added: added(style),
+        bos: '<|startoftext|>',
+        eos: '<|eot_id|>',
+        pad: '<|endoftext|>',
+        chatTemplate: llama3ChatTemplate,
+      })
+    : bpeTokenizerConfig({
+        style: 'qwen2',
+        added: added(style),
+        eos: '<|im_end|>',
+        pad: '<|endoftext|>',
+        mask: '<|mask|>',
+        chatTemplate: chatmlTemplate,
+      });
 
 const tmp = scratch('kvplan-tokenizer-');
 
@@ -390,7 +240,7 @@ describe('special tokens and the mask', () => {
 
   test('the mask is found by its spelling when no file names it (SDAR spells it <|MASK|>)', () => {
     const json = tokenizerJson('qwen');
-    (json.added_tokens as { content: string }[])[3] = addedToken(base + 3, '<|MASK|>');
+    (json.added_tokens as { content: string }[])[3] = addedTokenJson(base + 3, '<|MASK|>');
     const { mask_token: _, added_tokens_decoder: __, ...config } = tokenizerConfig('qwen');
     const tok = loadTokenizer(dirWith({ 'tokenizer.json': json, 'tokenizer_config.json': config }));
     expect(tok.maskTokenId).toBe(base + 3);
