@@ -1,14 +1,15 @@
 /**
- * `npm run bench -- kernels`: our CPU primitives (kv_gemm, kv_attention through koffi) against
- * onnxruntime-node (MLAS) on the same shapes, in one process and one run. Writes
- * bench/results/kernels.json ({ machine, rows, skipped }) and prints a table.
+ * `npm run bench -- kernels`: our CPU primitives (kv_gemm, kv_gemm16, kv_attention through koffi)
+ * against onnxruntime-node (MLAS) on the same shapes, in one process and one run; the 16-bit
+ * GEMM rows also against our float32 GEMM. Writes bench/results/kernels.json
+ * ({ machine, rows, skipped }) and prints a table.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname } from 'node:path';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
-import type { Primitives } from '../src/backends/cpu/primitives.ts';
+import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/cli/table.ts';
 import { presets } from '../src/model/presets.ts';
 import {
@@ -25,6 +26,7 @@ import {
 import {
   machineInfo,
   measure,
+  median,
   otherProcessesMeter,
   randomFloats,
   randomSubset,
@@ -32,7 +34,10 @@ import {
 } from './timing.ts';
 
 /** The part of the CPU primitives (src/backends/cpu/primitives.ts) the benchmark uses. */
-export type BenchPrimitives = Pick<Primitives, 'setThreads' | 'packWeight' | 'gemm' | 'attention'>;
+export type BenchPrimitives = Pick<
+  Primitives,
+  'setThreads' | 'packWeight' | 'gemm' | 'attention' | 'packWeight16' | 'gemm16' | 'gemm16Path'
+>;
 
 export interface KernelRow {
   name: string;
@@ -52,6 +57,10 @@ export interface KernelRow {
   /** ort_fused_ms / ours_ms. */
   ratio_fused?: number | null;
   gflops_ort_fused?: number;
+  /** 16-bit GEMM only: our float32 GEMM (kv_gemm) on the same shape, in the same run. */
+  f32_ms?: number;
+  /** f32_ms / ours_ms: the speedup of the 16-bit weights over float32 ones. */
+  speedup_vs_f32?: number;
   /** Largest |ours - onnxruntime| over the outputs (a sanity check, not a test). */
   max_abs_diff?: number;
 }
@@ -99,6 +108,129 @@ function gemmCases(): GemmCase[] {
   return out;
 }
 
+/**
+ * The 16-bit GEMM: LLaMA-7B layer shapes (d_model 4096, d_ff 11008) at the few rows a cached step
+ * computes, where a GEMM is bound by weight traffic.
+ */
+interface Gemm16Case {
+  label: string;
+  n: number;
+  k: number;
+}
+
+const gemm16Shapes: readonly Gemm16Case[] = [
+  { label: 'llama7b.q/k/v/o', n: 4096, k: 4096 },
+  { label: 'llama7b.gate/up', n: 11008, k: 4096 },
+  { label: 'llama7b.down', n: 4096, k: 11008 },
+];
+const gemm16Rows = [16, 32, 64] as const;
+const gemm16Dtypes = [
+  { key: 'bf16', dtype: Dtype16.bf16 },
+  { key: 'f16', dtype: Dtype16.f16 },
+  { key: 'bf16-dot', dtype: Dtype16.bf16Dot },
+] as const;
+
+/**
+ * Times several functions in turns (one sample of each, then the next round), so that a change in
+ * the machine's load during the run falls on all of them alike and their ratios stay meaningful.
+ * Each gets a warm-up call, then samples of `reps` back-to-back calls (at least 2 ms), until
+ * `minSeconds` per function and `minSamples` rounds have passed. Returns the median time of one
+ * call per function; a first call over `skipAboveMs` ends it (all skipped).
+ */
+async function measureInTurns(
+  fns: ReadonlyArray<() => unknown | Promise<unknown>>,
+  opts: { skipAboveMs: number; minSeconds?: number; minSamples?: number },
+): Promise<Timing[]> {
+  const minSeconds = opts.minSeconds ?? 0.5;
+  const minSamples = opts.minSamples ?? 7;
+  const first: number[] = [];
+  for (const fn of fns) {
+    const t0 = performance.now();
+    await fn();
+    first.push(performance.now() - t0);
+  }
+  if (first.some((t) => t > opts.skipAboveMs))
+    return first.map((firstMs) => ({ ms: Number.NaN, samples: 0, reps: 0, firstMs, skipped: true }));
+  const reps: number[] = [];
+  for (const [i, fn] of fns.entries()) {
+    const t0 = performance.now();
+    await fn();
+    reps.push(
+      Math.max(1, Math.ceil(2 / Math.max(Math.min(first[i] as number, performance.now() - t0), 1e-4))),
+    );
+  }
+  const times: number[][] = fns.map(() => []);
+  const start = performance.now();
+  for (let round = 0; ; round++) {
+    for (const [i, fn] of fns.entries()) {
+      const t0 = performance.now();
+      for (let r = 0; r < (reps[i] as number); r++) await fn();
+      times[i]?.push((performance.now() - t0) / (reps[i] as number));
+    }
+    const elapsed = (performance.now() - start) / 1000;
+    if (round + 1 >= minSamples && elapsed >= minSeconds * fns.length) break;
+  }
+  return times.map((t, i) => ({
+    ms: median(t),
+    samples: t.length,
+    reps: reps[i] as number,
+    firstMs: first[i] as number,
+    skipped: false,
+  }));
+}
+
+function gemm16Name(key: string, label: string, m: number, n: number, k: number): string {
+  return `gemm16 ${key} ${label} ${m}x${k}·${k}x${n}`;
+}
+
+/** float32 -> bf16 bits, round to nearest even (finite inputs). */
+function bf16Bits(x: Float32Array): Uint16Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < u.length; i++) {
+    const v = u[i] as number;
+    out[i] = (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** float32 -> f16 bits, round to nearest even (finite inputs; overflow to infinity). */
+function f16Bits(x: Float32Array): Uint16Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < u.length; i++) {
+    const v = u[i] as number;
+    const sign = (v >>> 16) & 0x8000;
+    const e = ((v >>> 23) & 0xff) - 127 + 15;
+    let mant = v & 0x7fffff;
+    let r: number;
+    let rem: number;
+    let half: number;
+    if (e >= 31) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      r = mant >>> shift;
+      rem = mant & ((1 << shift) - 1);
+      half = 1 << (shift - 1);
+    } else {
+      r = (e << 10) | (mant >>> 13);
+      rem = mant & 0x1fff;
+      half = 0x1000;
+    }
+    if (rem > half || (rem === half && (r & 1) === 1)) r++;
+    out[i] = sign | r;
+  }
+  return out;
+}
+
 const attnCases: readonly AttnCase[] = [
   { n: 1024, heads: 8, d: 64, keeps: [0.5, 0.25] },
   { n: 1024, heads: 8, d: 128, keeps: [0.5, 0.25] },
@@ -140,6 +272,8 @@ export async function runKernels(
     let extra =
       r.ort_fused_ms !== undefined ? `  fused ${fmt(r.ort_fused_ms)} ms ratio ${fmt(r.ratio_fused)}` : '';
     if (r.speedup_vs_dense !== undefined) extra += `  ${fmt(r.speedup_vs_dense)}x vs dense`;
+    if (r.speedup_vs_f32 !== undefined)
+      extra += `  f32 ${fmt(r.f32_ms)} ms, ${fmt(r.speedup_vs_f32)}x vs f32`;
     console.error(
       `  ${r.name}  t=${r.threads}  ours ${fmt(r.ours_ms)} ms  ort ${fmt(r.ort_ms)} ms  ratio ${fmt(r.ratio)}${extra}`,
     );
@@ -184,6 +318,72 @@ export async function runKernels(
         gflops_ort: gflops(flops, tOrt.ms),
         max_abs_diff: maxAbsDiff(out, ref),
       });
+    }
+  }
+
+  // ---- 16-bit GEMM --------------------------------------------------------------------------
+  for (const sh of gemm16Shapes) {
+    const names = (m: number) => gemm16Dtypes.map((d) => gemm16Name(d.key, sh.label, m, sh.n, sh.k));
+    const cases = gemm16Rows.filter((m) => names(m).some(want));
+    if (cases.length === 0) continue;
+    const { n, k } = sh;
+    // bf16-representable weights (hence f16-representable too, but for the few below 2^-14):
+    // every engine multiplies by the same weights, so max_abs_diff is a sanity check.
+    const w = randomFloats(n * k, 12);
+    const wb = bf16Bits(w);
+    new Uint32Array(w.buffer).set(Uint32Array.from(wb, (b) => b << 16));
+    const wt = new Float32Array(k * n); // [k][n] for ONNX MatMul
+    for (let j = 0; j < n; j++) for (let i = 0; i < k; i++) wt[i * n + j] = w[j * k + i] as number;
+    const packed = p.packWeight(n, k, w);
+    const packed16 = {
+      bf16: p.packWeight16(n, k, wb, Dtype16.bf16),
+      f16: p.packWeight16(n, k, f16Bits(w), Dtype16.f16),
+    };
+    for (const m of cases) {
+      const a = randomFloats(m * k, 13);
+      const feeds = { A: floatTensor(a, [m, k]) };
+      const bytes = matmulModel(m, n, k, wt);
+      const flops = 2 * m * n * k;
+      const out = new Float32Array(m * n);
+      for (const threads of opts.threads) {
+        p.setThreads(threads);
+        const session = await createSession(bytes, threads);
+        const f32 = () => p.gemm(m, n, k, a, k, null, packed, null, out, n, false);
+        const runs = gemm16Dtypes.map((d) => {
+          const pk = d.dtype === Dtype16.f16 ? packed16.f16 : packed16.bf16;
+          return () => p.gemm16(m, n, k, a, k, null, pk, d.dtype, null, out, n, false);
+        });
+        const [tF32, tOrt, ...t16s] = await measureInTurns([f32, () => session.run(feeds), ...runs], {
+          skipAboveMs: opts.skipAboveMs,
+        });
+        if (!tF32 || !tOrt) throw new Error('unreachable');
+        const ref = await runFloat(session, feeds, 'C');
+        await session.release();
+        const t16 = gemm16Dtypes.map((d, i) => {
+          (runs[i] as () => void)();
+          return { d, t: t16s[i] as Timing, out: Float32Array.from(out) };
+        });
+        for (const { d, t, out: mine } of t16) {
+          const name = gemm16Name(d.key, sh.label, m, n, k);
+          if (!want(name)) continue;
+          if (t.skipped || tF32.skipped || tOrt.skipped) {
+            skip(`${name} t=${threads}: first run over ${opts.skipAboveMs / 1000} s`);
+            continue;
+          }
+          progress({
+            name,
+            ours_ms: t.ms,
+            ort_ms: tOrt.ms,
+            ratio: tOrt.ms / t.ms,
+            threads,
+            gflops_ours: gflops(flops, t.ms),
+            gflops_ort: gflops(flops, tOrt.ms),
+            f32_ms: tF32.ms,
+            speedup_vs_f32: tF32.ms / t.ms,
+            max_abs_diff: maxAbsDiff(mine, ref),
+          });
+        }
+      }
     }
   }
 
@@ -349,6 +549,8 @@ export function printKernelTable(rows: readonly KernelRow[]): string {
       'GF/s ort',
       'GF/s f',
       'vs dense',
+      'f32 ms',
+      'vs f32',
     ],
     rows.map((r) => [
       r.name,
@@ -362,6 +564,8 @@ export function printKernelTable(rows: readonly KernelRow[]): string {
       fmt(r.gflops_ort),
       fmt(r.gflops_ort_fused),
       r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
+      r.f32_ms === undefined ? '' : fmt(r.f32_ms),
+      r.speedup_vs_f32 === undefined ? '' : `${fmt(r.speedup_vs_f32)}x`,
     ]),
   );
 }
@@ -391,6 +595,7 @@ export async function kernelsSuite(
     cc: ccVersion(),
     cc_flags: [...DEFAULT_FLAGS, process.env.KVPLAN_CFLAGS ?? ''].join(' ').trim(),
     load_average_before: loadBefore.map((x) => Math.round(x * 100) / 100),
+    gemm16_paths: Object.fromEntries(gemm16Dtypes.map((d) => [d.key, p.gemm16Path(d.dtype)])),
   });
   const seconds = (Date.now() - started.getTime()) / 1000;
   const otherCores = others();
@@ -407,11 +612,14 @@ export async function kernelsSuite(
     `machine: ${machine.cpu} (${machine.simd}), ${machine.cores} cores, node ${machine.node}, ` +
       `onnxruntime-node ${ortVersion}, ${machine.cc}`,
   );
+  console.log(`gemm16 paths: ${JSON.stringify(machine.gemm16_paths)}`);
   console.log(printKernelTable(rows));
   for (const s of skipped) console.log(`skipped: ${s}`);
   console.log(
     'ratio = ort_ms / ours_ms (above 1: ours faster); ort = MatMul / MatMul-Softmax-MatMul graph, ' +
-      'fused = onnxruntime com.microsoft.MultiHeadAttention; vs dense = our dense ms / this ms',
+      'fused = onnxruntime com.microsoft.MultiHeadAttention; vs dense = our dense ms / this ms; ' +
+      'gemm16: 16-bit weights (bf16-dot: activations rounded to bf16 too), vs f32 = our float32 GEMM ms / this ms, ' +
+      'ort = float32 MatMul',
   );
   console.log(
     `total ${result.seconds} s; other processes kept ${fmt(otherCores)} cores busy on average ` +

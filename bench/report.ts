@@ -63,6 +63,8 @@ export function report(res: KernelsResult): string {
         'GF/s ort',
         'GF/s fused',
         'vs dense',
+        'f32 ms',
+        'vs f32',
       ],
       res.rows.map((r) => [
         r.name,
@@ -76,6 +78,8 @@ export function report(res: KernelsResult): string {
         fmt(r.gflops_ort),
         fmt(r.gflops_ort_fused),
         r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
+        r.f32_ms === undefined ? '' : fmt(r.f32_ms),
+        r.speedup_vs_f32 === undefined ? '' : `${fmt(r.speedup_vs_f32)}x`,
       ]),
     ),
   );
@@ -87,6 +91,7 @@ export function report(res: KernelsResult): string {
   const gemm = two.filter((r) => r.name.startsWith('gemm '));
   const dense = two.filter((r) => r.name.startsWith('attn dense'));
   const keep25 = res.rows.filter((r) => r.name.startsWith('attn keep=25%'));
+  const bf16 = (key: string) => res.rows.filter((r) => r.name.startsWith(`gemm16 ${key} `));
   out.push('');
   out.push('Targets:');
   out.push('');
@@ -115,6 +120,16 @@ export function report(res: KernelsResult): string {
       min: 3,
     }),
   );
+  // Issue 16: a bf16 GEMM at 16-64 rows must approach 2x our float32 one (taken as >= 1.8).
+  for (const key of ['bf16', 'bf16-dot'])
+    out.push(
+      checkTarget({
+        what: `${key} GEMM at 16-64 rows vs our float32 GEMM (1 and 2 threads)`,
+        rows: bf16(key),
+        value: (r) => r.speedup_vs_f32,
+        min: 1.8,
+      }),
+    );
   return out.join('\n');
 }
 

@@ -1,7 +1,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import { ProgramBuilder } from './builder.ts';
 import { layerWeight } from './names.ts';
-import { index, type StepProgram, tensor } from './types.ts';
+import { index, type StepProgram, tensor, type Value } from './types.ts';
 
 /**
  * A one-stage program that measures what scores such as attention_mass, query_key, rollout,
@@ -27,8 +27,14 @@ export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean):
     );
     return sb.op1('reshape', [y], { inner: [n, c.headDim] });
   };
-  const q = sb.op1('rope', [proj('q_proj', c.heads, queries), queries], { theta: c.ropeTheta });
-  const k = sb.op1('rope', [proj('k_proj', c.kvHeads, keys), keys], { theta: c.ropeTheta });
+  const normed = (v: Value, name: string) =>
+    c.qkNorm
+      ? sb.op1('rmsnorm', [v, weight(`self_attn.${name}.weight`, [c.headDim])], { eps: c.normEps })
+      : v;
+  const q = sb.op1('rope', [normed(proj('q_proj', c.heads, queries), 'q_norm'), queries], {
+    theta: c.ropeTheta,
+  });
+  const k = sb.op1('rope', [normed(proj('k_proj', c.kvHeads, keys), 'k_norm'), keys], { theta: c.ropeTheta });
   const massArgs = blocks ? [q, k, queries, keys, blocks] : [q, k, queries, keys];
   sb.output(
     'mass',

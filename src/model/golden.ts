@@ -6,7 +6,7 @@
  */
 import { blockIndex } from '../dsl/semantics/canvas.ts';
 import type { ModelConfig } from './config.ts';
-import { expectShape, type Tensor, type Weights } from './weights.ts';
+import { expectShape, type FloatTensor, floatsOf, type Weights } from './weights.ts';
 
 export interface Layout {
   /** Rows [0, promptLen) are the prompt. */
@@ -63,7 +63,13 @@ export function applyRope(
 }
 
 /** out[r, :] = x[r, :] * w / sqrt(mean(x[r, :]^2) + eps). */
-function rmsNorm(x: Float64Array, rows: number, d: number, w: Tensor['data'], eps: number): Float64Array {
+function rmsNorm(
+  x: Float64Array,
+  rows: number,
+  d: number,
+  w: FloatTensor['data'],
+  eps: number,
+): Float64Array {
   const out = new Float64Array(rows * d);
   for (let r = 0; r < rows; r++) {
     const o = r * d;
@@ -79,7 +85,7 @@ function rmsNorm(x: Float64Array, rows: number, d: number, w: Tensor['data'], ep
 }
 
 /** y[r, o] = sum_k x[r, k] W[o, k] (+ b[o]); W is [outDim, inDim] (PyTorch nn.Linear layout). */
-function linear(x: Float64Array, rows: number, W: Tensor, bias?: Tensor): Float64Array {
+function linear(x: Float64Array, rows: number, W: FloatTensor, bias?: FloatTensor): Float64Array {
   const [outDim, inDim] = W.shape as [number, number];
   const w = W.data;
   const y = new Float64Array(rows * outDim);
@@ -135,7 +141,12 @@ export function goldenForward(
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(hd);
 
-  const embed = expectShape(weights, 'model.embed_tokens.weight', [vocab, d]);
+  // Each tensor as floats (a 16-bit one widened as it is read).
+  const tensor = (name: string, shape: number[]): FloatTensor => {
+    const t = expectShape(weights, name, shape);
+    return { shape: t.shape, data: floatsOf(t) };
+  };
+  const embed = tensor('model.embed_tokens.weight', [vocab, d]);
   let h = new Float64Array(L * d);
   for (let r = 0; r < L; r++)
     h.set(embed.data.subarray((tokens[r] as number) * d, ((tokens[r] as number) + 1) * d), r * d);
@@ -149,7 +160,7 @@ export function goldenForward(
   const scores = new Float64Array(L);
   for (let layer = 0; layer < config.layers; layer++) {
     const p = `model.layers.${layer}`;
-    const w = (name: string, shape: number[]) => expectShape(weights, `${p}.${name}`, shape);
+    const w = (name: string, shape: number[]) => tensor(`${p}.${name}`, shape);
     const b = (name: string, shape: number[]) => (config.qkvBias ? w(name, shape) : undefined);
 
     // Attention.
@@ -213,8 +224,8 @@ export function goldenForward(
     h = h.slice();
   }
 
-  const xf = rmsNorm(h, L, d, expectShape(weights, 'model.norm.weight', [d]).data, eps);
-  const head = config.tieEmbeddings ? embed : expectShape(weights, 'lm_head.weight', [vocab, d]);
+  const xf = rmsNorm(h, L, d, tensor('model.norm.weight', [d]).data, eps);
+  const head = config.tieEmbeddings ? embed : tensor('lm_head.weight', [vocab, d]);
   return { logits: linear(xf, L, head), hidden };
 }
 

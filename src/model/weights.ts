@@ -3,23 +3,40 @@
  * and a deterministic random initialisation for tests. See docs/model.md for the names and shapes.
  */
 import { ConfigError, type ModelConfig } from './config.ts';
+import { type HalfDtype, halfToFloat32 } from './half.ts';
 
-export interface Tensor {
+/** A tensor of floats: float64 for the test models, float32 for a checkpoint's F32 weights. */
+export interface FloatTensor {
   shape: number[];
-  /**
-   * Row-major; length = product of `shape`. Float32 for a checkpoint's weights (widened from bf16
-   * or f16 one tensor at a time, never to float64 whole), float64 for the test models.
-   */
+  /** Row-major; length = product of `shape`. */
   data: Float64Array | Float32Array;
 }
 
+/**
+ * A tensor kept in the 16-bit dtype a checkpoint stores it in: raw bit patterns, row-major. A
+ * backend widens it (or reads it as it is: the CPU backend's GEMM), one tensor at a time.
+ */
+export interface HalfTensor {
+  shape: number[];
+  half: HalfDtype;
+  bits: Uint16Array;
+}
+
+export type Tensor = FloatTensor | HalfTensor;
+
 export type Weights = Map<string, Tensor>;
+
+export const isHalf = (t: Tensor): t is HalfTensor => 'bits' in t;
+
+/** The values of a tensor: its floats, or its 16-bit bits widened to float32 (a copy of this tensor only). */
+export function floatsOf(t: Tensor): Float64Array | Float32Array {
+  return isHalf(t) ? halfToFloat32(t.bits, t.half) : t.data;
+}
 
 /** A tensor's values as float64: itself when already so, else a widened copy (one tensor, for the float64 reference). */
 export function widened(t: Tensor): { shape: number[]; data: Float64Array } {
-  return t.data instanceof Float64Array
-    ? { shape: t.shape, data: t.data }
-    : { shape: t.shape, data: Float64Array.from(t.data) };
+  const data = floatsOf(t);
+  return { shape: t.shape, data: data instanceof Float64Array ? data : Float64Array.from(data) };
 }
 
 /** A tensor that is missing, has the wrong shape, or whose data does not match its shape. */
@@ -153,7 +170,11 @@ export interface RandomWeightOptions {
  * The same (config, seed, options) gives bit-identical weights. Refuses models with more than
  * 2^27 parameters (a ConfigError naming the model and its size).
  */
-export function randomWeights(config: ModelConfig, seed: number, opts: RandomWeightOptions = {}): Weights {
+export function randomWeights(
+  config: ModelConfig,
+  seed: number,
+  opts: RandomWeightOptions = {},
+): Map<string, FloatTensor> {
   const count = parameterCount(config);
   if (count > maxRandomParameters)
     throw new ConfigError(
@@ -163,7 +184,7 @@ export function randomWeights(config: ModelConfig, seed: number, opts: RandomWei
   const scale = opts.attentionOutputScale ?? 1;
   if (!Number.isFinite(scale)) throw new RangeError(`attentionOutputScale must be finite (got ${scale})`);
   const rng = createRng(seed);
-  const weights: Weights = new Map();
+  const weights = new Map<string, FloatTensor>();
   for (const spec of weightSpec(config)) {
     const data = new Float64Array(product(spec.shape));
     const fanIn = spec.shape[spec.shape.length - 1] ?? 1;
@@ -198,9 +219,10 @@ export function expectShape(weights: Weights, name: string, shape: readonly numb
   if (t === undefined) throw new WeightError(`missing weight "${name}" (expected shape ${showShape(shape)})`);
   if (t.shape.length !== shape.length || t.shape.some((n, i) => n !== shape[i]))
     throw new WeightError(`weight "${name}" has shape ${showShape(t.shape)}, expected ${showShape(shape)}`);
-  if (t.data.length !== product(shape))
+  const n = isHalf(t) ? t.bits.length : t.data.length;
+  if (n !== product(shape))
     throw new WeightError(
-      `weight "${name}" has ${t.data.length} values, but its shape ${showShape(shape)} needs ${product(shape)}`,
+      `weight "${name}" has ${n} values, but its shape ${showShape(shape)} needs ${product(shape)}`,
     );
   return t;
 }
@@ -209,7 +231,7 @@ export function expectShape(weights: Weights, name: string, shape: readonly numb
 export function checkWeights(config: ModelConfig, weights: Weights): void {
   const spec = weightSpec(config);
   for (const w of spec) {
-    const { data } = expectShape(weights, w.name, w.shape);
+    const data = floatsOf(expectShape(weights, w.name, w.shape));
     const bad = data.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0)
       throw new WeightError(

@@ -11,7 +11,14 @@ import {
   softmaxStats,
 } from '../../src/model/golden.ts';
 import { presets } from '../../src/model/presets.ts';
-import { randomWeights, type Tensor, WeightError, type Weights } from '../../src/model/weights.ts';
+import {
+  type FloatTensor,
+  floatsOf,
+  randomWeights,
+  type Tensor,
+  WeightError,
+  type Weights,
+} from '../../src/model/weights.ts';
 
 const tiny = presets.tiny as ModelConfig;
 
@@ -212,8 +219,8 @@ describe('(b) attention structure', () => {
     const d = gqa.dModel;
     for (let l = 0; l < gqa.layers; l++) {
       for (const proj of ['k_proj', 'v_proj']) {
-        const W = w.get(`model.layers.${l}.self_attn.${proj}.weight`) as Tensor;
-        const B = w.get(`model.layers.${l}.self_attn.${proj}.bias`) as Tensor;
+        const W = w.get(`model.layers.${l}.self_attn.${proj}.weight`) as FloatTensor;
+        const B = w.get(`model.layers.${l}.self_attn.${proj}.bias`) as FloatTensor;
         const W2 = new Float64Array(4 * hd * d);
         const B2 = new Float64Array(4 * hd);
         for (let h = 0; h < 4; h++) {
@@ -234,7 +241,7 @@ describe('(b) attention structure', () => {
     const swapped: Weights = new Map(m);
     for (const proj of ['k_proj', 'v_proj']) {
       const name = `model.layers.0.self_attn.${proj}.weight`;
-      const W = (m.get(name) as Tensor).data.slice();
+      const W = floatsOf(m.get(name) as Tensor).slice();
       const h1 = W.slice(hd * d, 2 * hd * d);
       W.copyWithin(hd * d, 2 * hd * d, 3 * hd * d);
       W.set(h1, 2 * hd * d);

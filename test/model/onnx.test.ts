@@ -10,7 +10,7 @@ import { goldenForward } from '../../src/model/golden.ts';
 import { exportOnnx } from '../../src/model/onnx/export.ts';
 import { loadOnnx, OnnxError } from '../../src/model/onnx/load.ts';
 import { presets } from '../../src/model/presets.ts';
-import { randomWeights } from '../../src/model/weights.ts';
+import { floatsOf, randomWeights, type Tensor } from '../../src/model/weights.ts';
 import { compilePlan } from '../../src/passes/compile.ts';
 import { ReferenceRunner } from '../../src/runtime/referenceRunner.ts';
 import { simulateGeneration } from '../../src/runtime/simulate.ts';
@@ -59,7 +59,9 @@ describe('ONNX models', () => {
     expect(loaded.config).toEqual(config);
     expect([...loaded.weights.keys()].sort()).toEqual([...weights.keys()].sort());
     for (const [name, t] of weights)
-      expect(loaded.weights.get(name)?.data).toEqual(Float64Array.from(Float32Array.from(t.data)));
+      expect(floatsOf(loaded.weights.get(name) as Tensor)).toEqual(
+        Float64Array.from(Float32Array.from(t.data)),
+      );
   });
 
   test.each(variants)(

@@ -10,6 +10,11 @@ export interface Slot {
   /** For weights: the shape, and whether a packed copy is made for GEMMs. */
   readonly shape?: readonly number[];
   readonly packed?: boolean;
+  /**
+   * A GEMM weight that another kernel reads as floats too (the tied embedding table, gathered by
+   * kv_embed): its slot holds floats even when the model stores it in 16 bits.
+   */
+  readonly rowMajor?: boolean;
 }
 
 export interface StageEntry {

@@ -25,6 +25,15 @@ export function primitivesSource(): string {
 
 type Ints = Int32Array;
 type Floats = Float32Array;
+type Halves = Uint16Array;
+
+/**
+ * The dtype codes of kv_gemm16 (kvplan_cpu.h): bf16 and f16 weights with float32 activations
+ * (exact weights, float32 accumulation); bf16Dot: bf16 weights packed as for bf16, with the
+ * activations rounded to bf16 as well (vdpbf16ps where the CPU has AVX512_BF16).
+ */
+export const Dtype16 = { bf16: 1, f16: 2, bf16Dot: 3 } as const;
+export type Dtype16 = (typeof Dtype16)[keyof typeof Dtype16];
 
 export interface Primitives {
   /** The koffi handle of the loaded library. */
@@ -38,6 +47,27 @@ export interface Primitives {
   packedSize(n: number, k: number): number;
   /** Packs W [n][k] for gemm, into `out` when given (at least packedSize floats). */
   packWeight(n: number, k: number, w: Floats, out?: Floats): Floats;
+  /** uint16 elements of a packed [n][k] 16-bit weight (kv_packed_size16). */
+  packedSize16(n: number, k: number): number;
+  /** Packs W [n][k], raw bf16/f16 bits, for gemm16, into `out` when given (at least packedSize16). */
+  packWeight16(n: number, k: number, w: Halves, dtype: Dtype16, out?: Halves): Halves;
+  /** gemm with a weight packed by packWeight16 with the same dtype (kv_gemm16). */
+  gemm16(
+    m: number,
+    n: number,
+    k: number,
+    a: Floats,
+    lda: number,
+    arows: Ints | null,
+    packed: Halves,
+    dtype: Dtype16,
+    bias: Floats | null,
+    c: Floats,
+    ldc: number,
+    accumulate: boolean,
+  ): void;
+  /** The code path gemm16 takes for dtype in this build, in words (kv_gemm16_path). */
+  gemm16Path(dtype: Dtype16): string;
   /** C[i][j] = (accumulate ? C[i][j] : 0) + sum_k A[r(i)][k] W[j][k] + bias[j], r(i) = arows ? arows[i] : i. */
   gemm(
     m: number,
@@ -207,6 +237,69 @@ export function bindPrimitives(path: string): Primitives {
       'void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows)',
     ),
   };
+  // The 16-bit GEMM is bound on first use, so that a library without it still binds.
+  let f16: {
+    packedSize: (n: number, k: number) => number | bigint;
+    pack: (n: number, k: number, w: Halves, dtype: number, packed: Halves) => void;
+    gemm: (...args: unknown[]) => void;
+    path: (dtype: number) => string;
+  } | null = null;
+  const g16 = () => {
+    f16 ??= {
+      packedSize: lib.func('int64_t kv_packed_size16(int n, int k)'),
+      pack: lib.func('void kv_pack_weight16(int n, int k, const uint16_t *w, int dtype, uint16_t *packed)'),
+      gemm: lib.func(
+        'void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, ' +
+          'const uint16_t *packed, int dtype, const float *bias, float *c, int ldc, int accumulate)',
+      ),
+      path: lib.func('const char *kv_gemm16_path(int dtype)'),
+    };
+    return f16;
+  };
+  const dtype16 = (dtype: number): void => {
+    if (dtype !== Dtype16.bf16 && dtype !== Dtype16.f16 && dtype !== Dtype16.bf16Dot)
+      throw new RangeError(`dtype must be 1 (bf16), 2 (f16) or 3 (bf16 dot), got ${dtype}`);
+  };
+  const packedSize16 = (n: number, k: number): number => {
+    nonNegInt('n', n);
+    nonNegInt('k', k);
+    return Number(g16().packedSize(n, k));
+  };
+  /** The checks shared by gemm and gemm16 (false: nothing to compute). */
+  const checkGemm = (
+    m: number,
+    n: number,
+    k: number,
+    a: Floats,
+    lda: number,
+    arows: Ints | null,
+    packed: { length: number },
+    packedLength: (n: number, k: number) => number,
+    bias: Floats | null,
+    c: Floats,
+    ldc: number,
+  ): boolean => {
+    for (const [name, x] of [
+      ['m', m],
+      ['n', n],
+      ['k', k],
+      ['lda', lda],
+      ['ldc', ldc],
+    ] as const)
+      nonNegInt(name, x);
+    if (m === 0 || n === 0) return false;
+    if (ldc < n) throw new RangeError(`ldc ${ldc} < n ${n}`);
+    if (k > 0 && lda < k) throw new RangeError(`lda ${lda} < k ${k}`);
+    if (arows) {
+      // Rows of A that exist: the last one needs k floats, the others lda.
+      const available = k > 0 ? (a.length >= k ? Math.floor((a.length - k) / lda) + 1 : 0) : 0x7fffffff;
+      indices('arows', arows, m, available);
+    } else if (k > 0) need('a', a, span(m, k, lda));
+    need('packed', packed, packedLength(n, k));
+    if (bias) need('bias', bias, n);
+    need('c', c, span(m, n, ldc));
+    return true;
+  };
   const packedSize = (n: number, k: number): number => {
     nonNegInt('n', n);
     nonNegInt('k', k);
@@ -250,6 +343,25 @@ export function bindPrimitives(path: string): Primitives {
       if (bias) need('bias', bias, n);
       need('c', c, span(m, n, ldc));
       f.gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate ? 1 : 0);
+    },
+    packedSize16,
+    packWeight16(n, k, w, dtype, out) {
+      dtype16(dtype);
+      const size = packedSize16(n, k);
+      need('w', w, n * k);
+      const dst = out ?? new Uint16Array(size);
+      need('packed', dst, size);
+      if (size > 0) g16().pack(n, k, w, dtype, dst);
+      return dst;
+    },
+    gemm16(m, n, k, a, lda, arows, packed, dtype, bias, c, ldc, accumulate) {
+      dtype16(dtype);
+      if (!checkGemm(m, n, k, a, lda, arows, packed, packedSize16, bias, c, ldc)) return;
+      g16().gemm(m, n, k, a, lda, arows, packed, dtype, bias, c, ldc, accumulate ? 1 : 0);
+    },
+    gemm16Path(dtype) {
+      dtype16(dtype);
+      return g16().path(dtype);
     },
     attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, o, lse, seqs = null) {
       checkAttention(nq, nk, heads, kvh, hd, q, Math.min(kcanvas.length, vcanvas.length), qpos, kpos, [

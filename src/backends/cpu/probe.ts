@@ -2,12 +2,16 @@ import { queryKey } from '../../ir/attention.ts';
 import { float32Of, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Probe, ProbeOutput } from '../../runtime/probe.ts';
-import type { Primitives } from './primitives.ts';
+import type { Dtype16, Primitives } from './primitives.ts';
 
-/** A layer weight as the compiled library holds it: the floats, and for GEMM weights the packed copy. */
+/**
+ * A layer weight as the compiled library holds it: the floats, and for GEMM weights the packed copy
+ * (floats, or 16-bit bits of a kv_gemm16 dtype when the model stores the weight so).
+ */
 export type WeightLookup = (name: string) => {
-  readonly floats: Float32Array;
+  readonly floats?: Float32Array;
   readonly packed?: Float32Array;
+  readonly packed16?: { readonly bits: Uint16Array; readonly dtype: Dtype16 };
 };
 
 /**
@@ -33,13 +37,32 @@ export class CpuProbe implements Probe {
   ) {
     const c = this.config;
     const w = this.weight(`model.layers.${layer}.self_attn.${name}.weight`);
-    if (!w.packed) throw new Error(`weight ${name} of layer ${layer} has no packed copy`);
-    const bias = c.qkvBias ? this.weight(`model.layers.${layer}.self_attn.${name}.bias`).floats : null;
+    const bias = c.qkvBias ? this.floats(`model.layers.${layer}.self_attn.${name}.bias`) : null;
     const m = rows ? rows.length : L;
     const width = n * c.headDim;
     const out = new Float32Array(m * width);
-    this.prims.gemm(m, width, c.dModel, xn, c.dModel, rows, w.packed, bias, out, width, false);
+    if (w.packed16) {
+      const { bits, dtype } = w.packed16;
+      this.prims.gemm16(m, width, c.dModel, xn, c.dModel, rows, bits, dtype, bias, out, width, false);
+    } else if (w.packed)
+      this.prims.gemm(m, width, c.dModel, xn, c.dModel, rows, w.packed, bias, out, width, false);
+    else throw new Error(`weight ${name} of layer ${layer} has no packed copy`);
     return out;
+  }
+
+  private floats(name: string): Float32Array {
+    const f = this.weight(name).floats;
+    if (!f) throw new Error(`weight ${name} is not held as floats`);
+    return f;
+  }
+
+  /** SDAR's per-head RMSNorm of q or k (in place), when the model has it. */
+  private qkNorm(x: Float32Array, layer: number, name: string): Float32Array {
+    const c = this.config;
+    if (!c.qkNorm) return x;
+    const w = this.floats(`model.layers.${layer}.self_attn.${name}.weight`);
+    this.prims.rmsnorm(x.length / c.headDim, c.headDim, x, null, w, c.normEps, x);
+    return x;
   }
 
   measure(
@@ -52,16 +75,16 @@ export class CpuProbe implements Probe {
     const c = this.config;
     const L = h.shape[0] as number;
     const xn = new Float32Array(L * c.dModel);
-    const norm = this.weight(`model.layers.${layer}.input_layernorm.weight`).floats;
+    const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
     this.prims.rmsnorm(L, c.dModel, float32Of(h) ?? new Float32Array(h.data), null, norm, c.normEps, xn);
     if (output === 'v') {
       const v = this.project(xn, L, layer, 'v_proj', c.kvHeads, null);
       return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(v) };
     }
     const keys = Int32Array.from({ length: L }, (_, i) => i);
-    const q = this.project(xn, L, layer, 'q_proj', c.heads, queries);
+    const q = this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm');
     this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
-    const k = this.project(xn, L, layer, 'k_proj', c.kvHeads, null);
+    const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null), layer, 'k_norm');
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
     if (output === 'query_key') {
       const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };

@@ -67,6 +67,11 @@ class Renderer {
     this.slots.set(name, s);
     return s;
   }
+  /** Marks a weight slot another kernel reads as floats (see Slot.rowMajor). */
+  readRowMajor(name: string): void {
+    const s = this.slot(name, 'weight', 0);
+    if (!s.rowMajor) this.slots.set(name, { ...s, rowMajor: true });
+  }
   /** The slot of a GEMM weight, marked for the packed copy kv_gemm reads. */
   pack(name: string): number {
     const s = this.slot(name, 'weight', 0);
@@ -167,11 +172,17 @@ const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
   const r0 = ins.results[0] as Value;
   const x = t.source(c, c.arg(ins, 0), true);
   const weight = c.gemmWeight(ins, 'packed-k16');
-  const packed = `((float *)P[${t.r.pack(weight.name)}])`;
+  const i = t.r.pack(weight.name);
   const a2 = ins.args[2];
   const bias = a2 ? c.ptr(a2) : '0';
   const k = t.w(c.arg(ins, 0));
-  t.emit(`kv_gemm(${t.rows(r0)}, ${t.w(r0)}, ${k}, ${x}, ${packed}, ${bias}, ${c.out(r0)}, ${t.w(r0)}, 0);`);
+  const out = c.out(r0);
+  const args = (packed: string) =>
+    `${t.rows(r0)}, ${t.w(r0)}, ${k}, ${x}, ${packed}, ${bias}, ${out}, ${t.w(r0)}, 0`;
+  // The weight's dtype is the loaded model's, known when the runner fills the slot (D[i]).
+  t.emit(
+    `if (D[${i}]) kv_gemm16(${args(`(const uint16_t *)P[${i}], D[${i}]`)}); else kv_gemm(${args(`(const float *)P[${i}]`)});`,
+  );
 };
 
 /** A pointwise op of ./pointwise.ts: a loop over its `rows × width` elements (the output may alias an operand). */
@@ -199,6 +210,8 @@ const emitters: Emitters<string, CStage> = {
   },
   embed: (ins, c, t) => {
     const r0 = ins.results[0] as Value;
+    const table = c.weight(c.arg(ins, 0));
+    if (table) t.r.readRowMajor(table.name);
     t.emit(
       `kv_embed(${t.rows(r0)}, ${t.w(r0)}, ${c.ptr(c.arg(ins, 0))}, ${c.ptr(c.arg(ins, 1))}, ${c.out(r0)});`,
     );

@@ -4,12 +4,13 @@ import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage, resources } from '../../ir/names.ts';
 import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { Weights } from '../../model/weights.ts';
+import type { HalfDtype } from '../../model/half.ts';
+import { floatsOf, isHalf, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { compileLibrary } from './compiler.ts';
-import { bindPrimitives, primitivesSource } from './primitives.ts';
+import { bindPrimitives, Dtype16, primitivesSource } from './primitives.ts';
 import { CpuProbe } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
 
@@ -45,6 +46,10 @@ export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: numb
 export class CpuRunner implements StepRunner {
   private readonly stageFns = new Map<string, (n: Int32Array) => void>();
   private readonly floats = new Map<string, Float32Array>();
+  /** Bytes of the weight slots: 16-bit GEMM weights at 2 a weight, everything else at 4 (packed copies apart). */
+  readonly weightBytes: number = 0;
+  /** GEMM weight slots that hold 16-bit weights, and their dtype. */
+  private readonly halves = new Map<string, HalfDtype>();
   private readonly ints = new Map<string, Int32Array>();
   private readonly arena: Float32Array;
   private readonly sizes: Int32Array;
@@ -70,18 +75,28 @@ export class CpuRunner implements StepRunner {
     const prepare = lib.func('int kvp_prepare(void)');
     this.packed = lib.func('void *kvp_packed(int i)');
     lib.func('void kv_set_threads(int n)')(threads);
+    const setDtype = lib.func('void kvp_set_dtype(int i, int d)');
     for (const s of manifest.slots) {
-      const bytes = s.elements * 4;
+      const w = s.kind === 'weight' ? weights.get(s.name) : undefined;
+      if (s.kind === 'weight' && !w) throw new Error(`the model has no weight ${s.name}`);
+      // A GEMM weight stored in 16 bits stays so: packed as it is, read by kv_gemm16 (unless
+      // another kernel reads it as floats: the tied embedding table).
+      const half = w && isHalf(w) && s.packed && !s.rowMajor ? w : undefined;
+      const bytes = s.elements * (half ? 2 : 4);
       const ptr = slot(s.index, bytes);
       if (!ptr) throw new Error(`could not allocate ${bytes} bytes for ${s.name}`);
       const buffer = koffi.view(ptr, bytes);
-      if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks' || s.kind === 'seqs')
+      if (s.kind === 'weight') (this as { weightBytes: number }).weightBytes += bytes;
+      if (s.packed) setDtype(s.index, half ? Dtype16[half.half] : 0);
+      if (half) {
+        new Uint16Array(buffer).set(half.bits);
+        this.halves.set(s.name, half.half);
+      } else if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks' || s.kind === 'seqs')
         this.ints.set(s.name, new Int32Array(buffer));
-      else this.floats.set(s.name, new Float32Array(buffer));
-      if (s.kind === 'weight') {
-        const w = weights.get(s.name);
-        if (!w) throw new Error(`the model has no weight ${s.name}`);
-        (this.floats.get(s.name) as Float32Array).set(w.data);
+      else {
+        const floats = new Float32Array(buffer);
+        this.floats.set(s.name, floats);
+        if (w) floats.set(floatsOf(w));
       }
     }
     if (!prepare()) throw new Error('packing the weights failed (out of memory)');
@@ -168,13 +183,17 @@ export class CpuRunner implements StepRunner {
       this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
         const slot = slots.get(name);
         const floats = this.floats.get(name);
-        if (!slot || !floats || slot.kind !== 'weight')
+        const half = this.halves.get(name);
+        if (!slot || (!floats && !half) || slot.kind !== 'weight')
           throw new Error(`the compiled plan has no weight ${name}`);
-        if (slot.shape?.length !== 2) return { floats };
+        const ptr = slot.shape?.length === 2 ? this.packed(slot.index) : undefined;
+        if (!ptr) return { floats };
         const [n, k] = slot.shape as [number, number];
-        const ptr = this.packed(slot.index);
-        const size = prims.packedSize(n, k);
-        return { floats, packed: ptr ? new Float32Array(koffi.view(ptr, size * 4)) : undefined };
+        if (half) {
+          const size = prims.packedSize16(n, k);
+          return { packed16: { bits: new Uint16Array(koffi.view(ptr, size * 2)), dtype: Dtype16[half] } };
+        }
+        return { floats, packed: new Float32Array(koffi.view(ptr, prims.packedSize(n, k) * 4)) };
       });
     }
     return this.compiledProbe;

@@ -3,7 +3,7 @@ import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage, resources } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { Weights } from '../../model/weights.ts';
+import { floatsOf, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
@@ -51,16 +51,15 @@ export const archFor = (cc: readonly [number, number]): Arch => (cc[0] >= 9 ? 's
  */
 export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
   const name = slot.transposeOf ?? slot.name;
-  const w = weights.get(name);
-  if (!w) throw new LaunchError(`the model has no weight ${name}`);
-  if (w.data.length * 4 !== slot.bytes)
-    throw new LaunchError(
-      `weight ${name} has ${w.data.length} values; slot ${slot.name} holds ${slot.bytes / 4}`,
-    );
-  if (slot.layout === 'row-major') return new Float32Array(w.data);
+  const tensor = weights.get(name);
+  if (!tensor) throw new LaunchError(`the model has no weight ${name}`);
+  const w = floatsOf(tensor);
+  if (w.length * 4 !== slot.bytes)
+    throw new LaunchError(`weight ${name} has ${w.length} values; slot ${slot.name} holds ${slot.bytes / 4}`);
+  if (slot.layout === 'row-major') return new Float32Array(w);
   const [k, n] = slot.shape as [number, number];
   const t = new Float32Array(k * n);
-  for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w.data[o * k + i] as number;
+  for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w[o * k + i] as number;
   return t;
 }
 

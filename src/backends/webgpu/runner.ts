@@ -4,7 +4,7 @@ import { layerStage } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { Weights } from '../../model/weights.ts';
+import { floatsOf, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
@@ -130,8 +130,10 @@ export class WebGpuRunner implements StepRunner {
       if (s.role === 'weight') {
         const w = weights.get(s.weight as string);
         if (!w) throw new Error(`the model has no weight ${s.weight}`);
-        if (w.data.length !== s.elements) throw new Error(`weight ${s.weight} has ${w.data.length} values`);
-        init = new Float32Array(w.data);
+        // A 16-bit weight is widened here, one tensor at a time (no shader reads 16-bit weights yet).
+        const values = floatsOf(w);
+        if (values.length !== s.elements) throw new Error(`weight ${s.weight} has ${values.length} values`);
+        init = new Float32Array(values);
       } else if (s.role === 'rope') {
         const { theta, hd } = s.rope as { theta: number; hd: number };
         const half = hd / 2;

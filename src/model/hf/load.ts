@@ -1,13 +1,13 @@
 /**
  * A checkpoint directory as a model kvplan runs: its shape in kvplan's terms and its weights under
- * kvplan's names. Each tensor is widened from its stored dtype to float32 as it is read, one at a
- * time, so the whole model is never held as float64 (a bf16 checkpoint costs twice its size here,
- * until the backends read 16-bit weights themselves).
+ * kvplan's names, each in the dtype it is stored in (bf16 and f16 as bit patterns). A backend
+ * widens what it cannot read as it is, one tensor at a time; the CPU backend's GEMMs read 16-bit
+ * weights directly.
  */
 import type { ModelConfig } from '../config.ts';
 import { checkWeights, WeightError, type Weights } from '../weights.ts';
 import { type Checkpoint, openCheckpoint } from './checkpoint.ts';
-import { CheckpointError, toFloat32 } from './safetensors.ts';
+import { CheckpointError } from './safetensors.ts';
 
 export interface CheckpointModel {
   readonly checkpoint: Checkpoint;
@@ -27,7 +27,14 @@ export function loadCheckpointModel(dir: string): CheckpointModel {
   const config = modelConfig(checkpoint);
   const weights: Weights = new Map();
   for (const [name, info] of checkpoint.tensors) {
-    weights.set(name, { shape: [...info.shape], data: toFloat32(checkpoint.tensor(name)) });
+    const t = checkpoint.tensor(name);
+    const shape = [...info.shape];
+    weights.set(
+      name,
+      t.dtype === 'F32'
+        ? { shape, data: t.data }
+        : { shape, half: t.dtype === 'BF16' ? 'bf16' : 'f16', bits: t.data },
+    );
   }
   try {
     checkWeights(config, weights);

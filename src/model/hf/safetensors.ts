@@ -6,9 +6,11 @@
  * are then read one at a time, by name, into their stored dtype: nothing here widens a whole
  * model. See docs/checkpoints.md.
  */
+
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
+import { bf16ToFloat32, f16ToFloat32 } from '../half.ts';
 
 /** A checkpoint that cannot be used; the message names the file (and the tensor or key). */
 export class CheckpointError extends Error {
@@ -248,38 +250,7 @@ export function readTensor(info: TensorInfo): StoredTensor {
     : { dtype: info.dtype, shape, data: new Uint16Array(buffer) };
 }
 
-/** bfloat16 bit patterns to float32, exactly (NaN payloads included): bf16 is the top half of f32. */
-export function bf16ToFloat32(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) u[i] = (bits[i] as number) << 16;
-  return out;
-}
-
-/** IEEE binary16 bit patterns to float32, exactly: every half is a float, subnormals included. */
-export function f16ToFloat32(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i] as number;
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 0x1f;
-    let mant = h & 0x3ff;
-    if (exp === 0x1f) u[i] = sign | 0x7f800000 | (mant << 13);
-    else if (exp !== 0) u[i] = sign | ((exp + 112) << 23) | (mant << 13);
-    else if (mant === 0) u[i] = sign;
-    else {
-      // A subnormal half is a normal float: shift the leading one up to the implicit bit.
-      let e = 113;
-      while ((mant & 0x400) === 0) {
-        mant <<= 1;
-        e--;
-      }
-      u[i] = sign | (e << 23) | ((mant & 0x3ff) << 13);
-    }
-  }
-  return out;
-}
+export { bf16ToFloat32, f16ToFloat32 } from '../half.ts';
 
 /** One tensor as float32: F32 data as it is (no copy), 16-bit data widened. */
 export function toFloat32(t: StoredTensor): Float32Array {

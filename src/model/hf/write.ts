@@ -12,6 +12,7 @@ import { jsonKeys, type ModelConfig } from '../config.ts';
 import {
   createRng,
   expectShape,
+  floatsOf,
   parameterCount,
   type WeightSpec,
   type Weights,
@@ -439,7 +440,7 @@ function randomFiller(spec: WeightSpec, seed: number): (out: Float32Array) => vo
 
 /** The values of a given tensor, a chunk at a time. */
 function givenFiller(weights: Weights, spec: WeightSpec): (out: Float32Array) => void {
-  const { data } = expectShape(weights, spec.name, spec.shape);
+  const data = floatsOf(expectShape(weights, spec.name, spec.shape));
   let at = 0;
   return (out) => {
     out.set(data.subarray(at, at + out.length));

@@ -1,7 +1,7 @@
 import pkg from 'onnx-proto';
 import type { ModelConfig } from '../config.ts';
 import { ConfigError, configToJson } from '../config.ts';
-import { layerPrefix, type Weights } from '../weights.ts';
+import { floatsOf, layerPrefix, type Weights } from '../weights.ts';
 
 const { onnx } = pkg;
 const FLOAT = 1;
@@ -67,7 +67,7 @@ export function exportOnnx(
     );
   const g = new Graph();
   const c = config;
-  for (const [name, t] of weights) g.tensor(name, [...t.shape], Float32Array.from(t.data));
+  for (const [name, t] of weights) g.tensor(name, [...t.shape], Float32Array.from(floatsOf(t)));
   const w = (name: string) => {
     if (!weights.has(name)) throw new Error(`export: the model has no weight ${name}`);
     return name;

@@ -32,7 +32,7 @@ import {
   writeCheckpoint,
 } from '../../../src/model/hf/write.ts';
 import { presets } from '../../../src/model/presets.ts';
-import { randomWeights } from '../../../src/model/weights.ts';
+import { floatsOf, randomWeights, type Tensor } from '../../../src/model/weights.ts';
 import { runCli } from '../../support/cli.ts';
 import { expectThrown } from '../../support/errors.ts';
 import { published } from './published.ts';
@@ -442,7 +442,7 @@ describe('values', () => {
   test('the distribution of randomWeights: embeddings N(0,1), linear N(0,1/fan_in), norms 1+N(0,0.1²), biases N(0,0.1²)', () => {
     const { weights } = loadCheckpointModel(dirOf('dream'));
     const stats = (name: string) => {
-      const d = weights.get(name)?.data as Float32Array;
+      const d = Array.from(floatsOf(weights.get(name) as Tensor));
       const mean = d.reduce((a, b) => a + b, 0) / d.length;
       const sd = Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / d.length);
       return { mean, sd };
@@ -501,7 +501,8 @@ describe('values', () => {
     const f32 = tmp.path('given');
     writeCheckpoint(f32, 'llada', m, { weights: given }, { dtype: 'F32' });
     const { weights } = loadCheckpointModel(f32);
-    for (const [name, t] of given) expect(weights.get(name)?.data, name).toEqual(Float32Array.from(t.data));
+    for (const [name, t] of given)
+      expect(floatsOf(weights.get(name) as Tensor), name).toEqual(Float32Array.from(floatsOf(t)));
     const bf = tmp.path('given');
     writeCheckpoint(bf, 'llada', m, { weights: given }, { dtype: 'BF16' });
     const embed = openCheckpoint(bf).tensor('model.embed_tokens.weight');
@@ -581,7 +582,8 @@ describe('sharding', () => {
     const sharded = loadCheckpointModel(run.dir);
     expect(sharded.checkpoint.index).toBe(join(run.dir, 'model.safetensors.index.json'));
     const single = loadCheckpointModel(dirOf('dream'));
-    for (const [name, t] of single.weights) expect(sharded.weights.get(name)?.data, name).toEqual(t.data);
+    for (const [name, t] of single.weights)
+      expect(floatsOf(sharded.weights.get(name) as Tensor), name).toEqual(floatsOf(t));
   });
 
   test('a tensor larger than the shard size gets a shard of its own', async () => {

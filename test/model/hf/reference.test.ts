@@ -79,6 +79,20 @@ describe('Hugging Face checkpoints against PyTorch', () => {
     ]);
   });
 
+  test('the CPU backend keeps the GEMM weights of a bf16 checkpoint in 16 bits', () => {
+    const plan = exactPlan('llada');
+    const slots = (dir: string) => {
+      const { config, weights } = loadCheckpointModel(join(root, dir));
+      return new CpuRunner(buildCpu(plan, config, 14), weights, 14).weightBytes;
+    };
+    const f32 = slots('llada-f32');
+    const bf16 = slots('llada-bf16');
+    // The GEMM weights: 2 layers of q and o (32 x 32), k and v (16 x 32: 2 kv heads of 8), gate,
+    // up and down (64 x 32), and the head (48 x 32).
+    const gemm = 2 * (2 * 32 * 32 + 2 * 16 * 32 + 3 * 64 * 32) + 48 * 32;
+    expect(f32 - bf16).toBe(2 * gemm);
+  });
+
   // PyTorch ran all 12 positions in blocks of 4 from position 0; with blocks aligned, so does a
   // golden whose prompt ends anywhere, a partial last prompt block sharing the first generated one.
   test.each(fixtures.flatMap((dir) => [4, 6, 8].map((promptLen) => [dir, promptLen] as const)))(

@@ -304,6 +304,465 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * GEMM with 16-bit weights (kv_gemm16)
+ *
+ * The packed weight keeps 2 bytes per element: a step that computes few rows is bound by weight
+ * traffic, which this halves. Activations, accumulators, bias and C stay float32. Panels of
+ * KV_G16_NR columns (the last zero-padded) over k rounded up to even (the pad row is zero):
+ *   bf16: k-pair interleaved, packed[p][kk/2][jr][kk%2] = W[p*NR + jr][kk]. A 32-bit lane holds
+ *         (W[j][kk], W[j][kk+1]); `lane << 16` and `lane & 0xffff0000` are the two weights as
+ *         exact float32 (a bf16 is the top half of a float32), and the same lane is the bf16
+ *         pair that vdpbf16ps multiplies.
+ *   f16:  k-major like the float32 panels, packed[p][kk][jr] = W[p*NR + jr][kk], widened exactly
+ *         by vcvtph2ps (AVX-512F, F16C) or in C.
+ * KV_BF16 and KV_F16: the micro-kernel (MR x NR tile of kv_gemm) widens the weights in registers
+ * and issues float32 FMAs, so the result is the float32 GEMM of the activations with the exact
+ * weights. KV_BF16_DOT: the activations are rounded to bf16 (to nearest even) when A is packed, so
+ * every product is exact and only the float32 accumulation rounds; with AVX512_BF16 the
+ * micro-kernel is vdpbf16ps (two products per lane and instruction, subnormal inputs and results
+ * flushed to zero), elsewhere the FMA kernel on the rounded activations.
+ *
+ * Blocking: units of MC rows x NC columns as in kv_gemm. When a row block packed over all of k
+ * fits in KV_G16_APACK floats (always, for the few rows of a cached step), a thread packs its
+ * rows once and keeps them for its next unit of the same rows, and walks each panel along the
+ * whole of k, so the weights stream from memory contiguously; otherwise A is packed per k-block
+ * as in kv_gemm. Both orders add the k-blocks of a tile in the same order, so the results do not
+ * depend on the order or on the thread count.
+ */
+#if KV_VL > 1
+#include <immintrin.h>
+#endif
+
+#ifndef KV_G16_MR
+#define KV_G16_MR KV_GEMM_MR
+#endif
+#ifndef KV_G16_NV
+#define KV_G16_NV KV_GEMM_NV
+#endif
+#define KV_G16_NR (KV_G16_NV * KV_VL)
+#define KV_G16_MC (KV_G16_MR * 8)
+#ifndef KV_G16_APACK
+#define KV_G16_APACK (4 << 20) /* floats (16 MiB): the largest A block packed over all of k */
+#endif
+#if KV_VL == 16 && defined(__AVX512BF16__)
+#define KV_G16_DOT 1 /* KV_BF16_DOT runs on vdpbf16ps */
+#else
+#define KV_G16_DOT 0
+#endif
+
+/* Packing of A: float32 as given, float32 rounded to bf16, or bf16 pairs for vdpbf16ps. */
+enum { KVI_A_F32, KVI_A_ROUND, KVI_A_PAIRS };
+
+static inline float kvi_bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static inline float kvi_bf16_f32(uint16_t h) { return kvi_bits_f32((uint32_t)h << 16); }
+
+/* IEEE binary16 -> float32, exact (subnormals, infinities and NaN payloads included). */
+static inline float kvi_f16_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  uint32_t u;
+  if (e == 0) {
+    const float f = (float)mant * 0x1p-24f; /* zero or subnormal: exact in float32 */
+    memcpy(&u, &f, sizeof u);
+  } else if (e == 31) {
+    u = 0x7f800000u | (mant << 13);
+  } else {
+    u = ((e + 112u) << 23) | (mant << 13);
+  }
+  return kvi_bits_f32(u | sign);
+}
+
+/* float32 -> bf16 bits, rounded to nearest even (overflow to infinity; NaN stays NaN). */
+static inline uint32_t kvi_f32_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+int64_t kv_packed_size16(int n, int k) {
+  if (n <= 0 || k <= 0) return 0;
+  return kvi_ceil_div(n, KV_G16_NR) * KV_G16_NR * (((int64_t)k + 1) / 2 * 2);
+}
+
+void kv_pack_weight16(int n, int k, const uint16_t *w, int dtype, uint16_t *packed) {
+  if (n <= 0 || k <= 0 || dtype < KV_BF16 || dtype > KV_BF16_DOT) return;
+  const int pairs = dtype != KV_F16;
+  const int64_t panels = kvi_ceil_div(n, KV_G16_NR);
+  const int64_t kp = ((int64_t)k + 1) / 2 * 2;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * k > KV_PAR_MIN_WORK)
+#endif
+  for (int64_t p = 0; p < panels; p++) {
+    uint16_t *dst = packed + p * KV_G16_NR * kp;
+    const int j0 = (int)(p * KV_G16_NR);
+    const int nr = kvi_imin(KV_G16_NR, n - j0);
+    for (int jr = 0; jr < KV_G16_NR; jr++) {
+      const uint16_t *src = jr < nr ? w + (int64_t)(j0 + jr) * k : NULL;
+      if (pairs) {
+        for (int64_t kk = 0; kk < kp; kk++)
+          dst[(kk >> 1) * 2 * KV_G16_NR + 2 * jr + (kk & 1)] = src && kk < k ? src[kk] : 0;
+      } else {
+        for (int64_t kk = 0; kk < kp; kk++) dst[kk * KV_G16_NR + jr] = src && kk < k ? src[kk] : 0;
+      }
+    }
+  }
+}
+
+const char *kv_gemm16_path(int dtype) {
+#if KV_VL == 16
+#define KVI_G16_TARGET "avx512"
+#elif KV_VL == 8
+#define KVI_G16_TARGET "avx2"
+#else
+#define KVI_G16_TARGET "portable"
+#endif
+#if KV_VL == 16 || (KV_VL == 8 && defined(__F16C__))
+#define KVI_G16_F16 "vcvtph2ps"
+#else
+#define KVI_G16_F16 "c-convert"
+#endif
+#if KV_VL == 16 || (KV_VL == 8 && defined(__FMA__))
+#define KVI_G16_FMA "fma"
+#else
+#define KVI_G16_FMA "mul-add"
+#endif
+  switch (dtype) {
+  case KV_BF16:
+    return KVI_G16_TARGET " bf16: shift, " KVI_G16_FMA;
+  case KV_F16:
+    return KVI_G16_TARGET " f16: " KVI_G16_F16 ", " KVI_G16_FMA;
+  case KV_BF16_DOT:
+#if KV_G16_DOT
+    return KVI_G16_TARGET " bf16 dot: vdpbf16ps";
+#else
+    return KVI_G16_TARGET " bf16 dot: rounded activations, shift, " KVI_G16_FMA;
+#endif
+  default:
+    return "";
+  }
+#undef KVI_G16_TARGET
+#undef KVI_G16_F16
+#undef KVI_G16_FMA
+}
+
+/* x in every lane (kvi_vsplat adds to zero, which the compiler must keep for x = -0). */
+#if KV_VL == 16
+static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm512_set1_ps(x); }
+#elif KV_VL == 8
+static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm256_set1_ps(x); }
+#elif KV_VL > 1
+static inline kvi_vf kvi_vbcast(float x) {
+  kvi_vf v;
+  for (int i = 0; i < KV_VL; i++) v[i] = x;
+  return v;
+}
+#else
+static inline kvi_vf kvi_vbcast(float x) { return x; }
+#endif
+
+/* acc + a * b, as one fused multiply-add where the target has one. */
+#if KV_VL == 16
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
+  return (kvi_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+}
+#elif KV_VL == 8 && defined(__FMA__)
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
+  return (kvi_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+}
+#else
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) { return acc + a * b; }
+#endif
+
+/* KV_VL f16 weights at p, as floats. */
+#if KV_VL == 16
+static inline kvi_vf kvi_vload_f16(const uint16_t *p) {
+  return (kvi_vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+#elif KV_VL == 8 && defined(__F16C__)
+static inline kvi_vf kvi_vload_f16(const uint16_t *p) {
+  return (kvi_vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+#elif KV_VL > 1
+static inline kvi_vf kvi_vload_f16(const uint16_t *p) {
+  kvi_vf x;
+  for (int i = 0; i < KV_VL; i++) x[i] = kvi_f16_f32(p[i]);
+  return x;
+}
+#else
+static inline kvi_vf kvi_vload_f16(const uint16_t *p) { return kvi_f16_f32(*p); }
+#endif
+
+/* KV_VL bf16 pairs at p (lane i: p[2i], p[2i+1]), as the floats of the even and the odd halves. */
+#if KV_VL > 1
+typedef uint32_t kvi_vu __attribute__((vector_size(KV_VL * 4)));
+typedef uint32_t kvi_vuu __attribute__((vector_size(KV_VL * 4), aligned(2), may_alias));
+static inline void kvi_vload_bf16x2(const uint16_t *p, kvi_vf *even, kvi_vf *odd) {
+  const kvi_vu w = *(const kvi_vuu *)p;
+  *even = (kvi_vf)(w << 16);
+  *odd = (kvi_vf)(w & 0xffff0000u);
+}
+#else
+static inline void kvi_vload_bf16x2(const uint16_t *p, kvi_vf *even, kvi_vf *odd) {
+  *even = kvi_bf16_f32(p[0]);
+  *odd = kvi_bf16_f32(p[1]);
+}
+#endif
+
+/*
+ * acc[MR][NR] = sum_kk ap[kk][:] (x) W[kk][:] over kc rows of the A micro-panel ap ([kc][MR]
+ * floats; kc even for bf16) and the 16-bit slice bp of a panel; then c = acc (add == 0) or
+ * c += acc.
+ */
+static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc, const float *restrict ap,
+                                                             const uint16_t *restrict bp, float *c, int64_t ldc,
+                                                             int add) {
+  kvi_vf acc[KV_G16_MR][KV_G16_NV];
+  for (int r = 0; r < KV_G16_MR; r++)
+    for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+  if (pairs) {
+    for (int kk = 0; kk < kc; kk += 2) {
+      kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
+      for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
+      for (int r = 0; r < KV_G16_MR; r++) {
+        const kvi_vf a0 = kvi_vbcast(ap[r]);
+        const kvi_vf a1 = kvi_vbcast(ap[KV_G16_MR + r]);
+        for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(kvi_vfma(acc[r][v], a0, be[v]), a1, bo[v]);
+      }
+      ap += 2 * KV_G16_MR;
+      bp += 2 * KV_G16_NR;
+    }
+  } else {
+    for (int kk = 0; kk < kc; kk++) {
+      kvi_vf b[KV_G16_NV];
+      for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
+      for (int r = 0; r < KV_G16_MR; r++) {
+        const kvi_vf a = kvi_vbcast(ap[r]);
+        for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], a, b[v]);
+      }
+      ap += KV_G16_MR;
+      bp += KV_G16_NR;
+    }
+  }
+  if (add) {
+    for (int r = 0; r < KV_G16_MR; r++)
+      for (int v = 0; v < KV_G16_NV; v++)
+        kvi_vstore(c + r * ldc + v * KV_VL, kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v]);
+  } else {
+    for (int r = 0; r < KV_G16_MR; r++)
+      for (int v = 0; v < KV_G16_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
+  }
+}
+
+typedef void (*kvi_micro16_fn)(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc);
+
+static void kvi_micro16_bf16_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro16(1, kc, ap, bp, c, ldc, 0);
+}
+static void kvi_micro16_bf16_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro16(1, kc, ap, bp, c, ldc, 1);
+}
+static void kvi_micro16_f16_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro16(0, kc, ap, bp, c, ldc, 0);
+}
+static void kvi_micro16_f16_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro16(0, kc, ap, bp, c, ldc, 1);
+}
+
+#if KV_G16_DOT
+/*
+ * The vdpbf16ps micro-kernel: the A micro-panel holds bf16 pairs, [kc/2][MR] 32-bit lanes (low
+ * half k, high half k + 1), and each instruction adds a lane's two products to its float32
+ * accumulator.
+ */
+static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const float *restrict apf,
+                                                               const uint16_t *restrict bp, float *c, int64_t ldc,
+                                                               int add) {
+  const uint32_t *ap = (const uint32_t *)apf;
+  __m512 acc[KV_G16_MR][KV_G16_NV];
+  for (int r = 0; r < KV_G16_MR; r++)
+    for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int kk = 0; kk < kc; kk += 2) {
+    __m512i w[KV_G16_NV];
+    for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
+    for (int r = 0; r < KV_G16_MR; r++) {
+      const __m512i x = _mm512_set1_epi32((int)ap[r]);
+      for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)x, (__m512bh)w[v]);
+    }
+    ap += KV_G16_MR;
+    bp += 2 * KV_G16_NR;
+  }
+  for (int r = 0; r < KV_G16_MR; r++)
+    for (int v = 0; v < KV_G16_NV; v++) {
+      float *cp = c + r * ldc + v * KV_VL;
+      _mm512_storeu_ps(cp, add ? _mm512_add_ps(_mm512_loadu_ps(cp), acc[r][v]) : acc[r][v]);
+    }
+}
+
+static void kvi_micro_dot_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro_dot(kc, ap, bp, c, ldc, 0);
+}
+static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc) {
+  kvi_micro_dot(kc, ap, bp, c, ldc, 1);
+}
+#endif
+
+/*
+ * Rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels of kcs >= kc rows (the rows
+ * past kc zero), each in kcs * MR floats of dst: [kcs][MR] floats, as given (KVI_A_F32) or rounded
+ * to bf16 (KVI_A_ROUND), or [kcs/2][MR] 32-bit bf16 pairs (KVI_A_PAIRS, kcs even).
+ */
+static void kvi_pack_a16(int mode, int mc, int kc, int kcs, const float *a, int64_t lda, const int32_t *arows,
+                         int i0, int k0, float *dst) {
+  for (int ir = 0; ir < mc; ir += KV_G16_MR) {
+    const int mr = kvi_imin(KV_G16_MR, mc - ir);
+    for (int r = 0; r < KV_G16_MR; r++) {
+      const float *src = NULL;
+      if (r < mr) {
+        const int i = i0 + ir + r;
+        src = a + (int64_t)(arows ? arows[i] : i) * lda + k0;
+      }
+      if (mode == KVI_A_PAIRS) {
+        uint32_t *d32 = (uint32_t *)dst;
+        for (int kk = 0; kk < kcs; kk += 2) {
+          const uint32_t lo = src && kk < kc ? kvi_f32_bf16(src[kk]) : 0;
+          const uint32_t hi = src && kk + 1 < kc ? kvi_f32_bf16(src[kk + 1]) : 0;
+          d32[(kk / 2) * KV_G16_MR + r] = lo | hi << 16;
+        }
+      } else if (mode == KVI_A_ROUND) {
+        for (int kk = 0; kk < kcs; kk++)
+          dst[kk * KV_G16_MR + r] = src && kk < kc ? kvi_bits_f32(kvi_f32_bf16(src[kk]) << 16) : 0.0f;
+      } else {
+        for (int kk = 0; kk < kcs; kk++) dst[kk * KV_G16_MR + r] = src && kk < kc ? src[kk] : 0.0f;
+      }
+    }
+    dst += (int64_t)kcs * KV_G16_MR;
+  }
+}
+
+/*
+ * One k-block of one micro-tile: mr rows of a packed A block at ap times a panel's slice bp,
+ * stored into or added to C at ct (partial tiles through a scratch tile).
+ */
+static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int add, int kcs, const float *ap,
+                                const uint16_t *bp, int mr, int nr, float *ct, int64_t ldc, float *tile) {
+  if (mr == KV_G16_MR && nr == KV_G16_NR) {
+    (add ? addfn : store)(kcs, ap, bp, ct, ldc);
+  } else {
+    store(kcs, ap, bp, tile, KV_G16_NR);
+    for (int r = 0; r < mr; r++)
+      for (int j = 0; j < nr; j++)
+        ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_G16_NR + j];
+  }
+}
+
+void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
+               int dtype, const float *bias, float *c, int ldc, int accumulate) {
+  if (m <= 0 || n <= 0 || dtype < KV_BF16 || dtype > KV_BF16_DOT) return;
+  if (k <= 0) {
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++)
+        c[(int64_t)i * ldc + j] = (accumulate ? c[(int64_t)i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+    return;
+  }
+  const int pairs = dtype != KV_F16; /* the bf16 layout: k-blocks of even length */
+  int amode = KVI_A_F32;
+  kvi_micro16_fn store = pairs ? kvi_micro16_bf16_store : kvi_micro16_f16_store;
+  kvi_micro16_fn addfn = pairs ? kvi_micro16_bf16_add : kvi_micro16_f16_add;
+  if (dtype == KV_BF16_DOT) {
+#if KV_G16_DOT
+    amode = KVI_A_PAIRS;
+    store = kvi_micro_dot_store;
+    addfn = kvi_micro_dot_add;
+#else
+    amode = KVI_A_ROUND;
+#endif
+  }
+  const int panels = (int)kvi_ceil_div(n, KV_G16_NR);
+  const int nc_panels = KV_GEMM_NC / KV_G16_NR > 0 ? KV_GEMM_NC / KV_G16_NR : 1;
+  const int row_units = (int)kvi_ceil_div(m, KV_G16_MC);
+  const int col_units = (int)kvi_ceil_div(panels, nc_panels);
+  const int units = row_units * col_units;
+  const int64_t kp = ((int64_t)k + 1) / 2 * 2;
+  const int64_t panel_stride = (int64_t)KV_G16_NR * kp;
+  const int first_adds = accumulate || bias != NULL;
+  const int whole = (int64_t)KV_G16_MC * kp <= KV_G16_APACK;
+#ifdef _OPENMP
+#pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
+#endif
+  {
+    float *apack = kvi_aligned_buffer((size_t)KV_G16_MC * (whole ? kp : KV_GEMM_KC));
+    int packed_ru = -1; /* the row unit whose rows apack holds, in whole mode */
+    float tile[KV_G16_MR * KV_G16_NR];
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int u = 0; u < units; u++) {
+      const int cu = u / row_units;
+      const int ru = u % row_units;
+      const int i0 = ru * KV_G16_MC;
+      const int mc = kvi_imin(KV_G16_MC, m - i0);
+      const int p0 = cu * nc_panels;
+      const int p1 = kvi_imin(panels, p0 + nc_panels);
+      if (bias) {
+        const int j0 = p0 * KV_G16_NR;
+        const int j1 = kvi_imin(n, p1 * KV_G16_NR);
+        for (int i = i0; i < i0 + mc; i++) {
+          float *crow = c + (int64_t)i * ldc;
+          for (int j = j0; j < j1; j++) crow[j] = (accumulate ? crow[j] : 0.0f) + bias[j];
+        }
+      }
+      if (whole) {
+        if (packed_ru != ru) {
+          for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
+            const int kc = kvi_imin(KV_GEMM_KC, k - k0);
+            kvi_pack_a16(amode, mc, kc, pairs ? (kc + 1) / 2 * 2 : kc, a, lda, arows, i0, k0,
+                         apack + (int64_t)KV_G16_MC * k0);
+          }
+          packed_ru = ru;
+        }
+        for (int p = p0; p < p1; p++) {
+          const int j0 = p * KV_G16_NR;
+          const int nr = kvi_imin(KV_G16_NR, n - j0);
+          for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
+            const int kc = kvi_imin(KV_GEMM_KC, k - k0);
+            const int kcs = pairs ? (kc + 1) / 2 * 2 : kc;
+            const float *ab = apack + (int64_t)KV_G16_MC * k0;
+            const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
+            for (int ir = 0; ir < mc; ir += KV_G16_MR)
+              kvi_g16_tile(store, addfn, first_adds || k0 > 0, kcs, ab + (int64_t)ir * kcs, bp,
+                           kvi_imin(KV_G16_MR, mc - ir), nr, c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
+          }
+        }
+      } else {
+        for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
+          const int kc = kvi_imin(KV_GEMM_KC, k - k0);
+          const int kcs = pairs ? (kc + 1) / 2 * 2 : kc; /* KV_GEMM_KC is even: k0 starts a pair */
+          kvi_pack_a16(amode, mc, kc, kcs, a, lda, arows, i0, k0, apack);
+          for (int ir = 0; ir < mc; ir += KV_G16_MR)
+            for (int p = p0; p < p1; p++) {
+              const int j0 = p * KV_G16_NR;
+              kvi_g16_tile(store, addfn, first_adds || k0 > 0, kcs, apack + (int64_t)ir * kcs,
+                           packed + p * panel_stride + (int64_t)k0 * KV_G16_NR, kvi_imin(KV_G16_MR, mc - ir),
+                           kvi_imin(KV_G16_NR, n - j0), c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
+            }
+        }
+      }
+    }
+    free(apack);
+  }
+#ifdef KV_FAULT_GEMM
+  KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Attention
  *
  * Flash-style, computed transposed so that nothing is transposed at run time. A work unit is a

@@ -23,6 +23,29 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
              const float *bias, float *c, int ldc, int accumulate);
 
 /*
+ * 16-bit weights: W[n][k] as raw bit patterns, row-major (as a Hugging Face Linear stores it),
+ * packed by kv_pack_weight16 into kv_packed_size16 uint16 elements (2 bytes a weight). kv_gemm16
+ * has the contract of kv_gemm (float32 activations, bias and C, float32 accumulation) and reads
+ * the weights widened exactly to float32. dtype:
+ *   KV_BF16      bfloat16 weights; the result is the float32 GEMM of A and the exact weights.
+ *   KV_F16       IEEE binary16 weights (subnormals, inf and NaN included); likewise.
+ *   KV_BF16_DOT  bfloat16 weights, packed as for KV_BF16, with A rounded to bfloat16 (to nearest
+ *                even) as well: bf16 dot products (vdpbf16ps where the target has AVX512_BF16;
+ *                it flushes subnormal inputs and results to zero), float32 accumulation.
+ * A packed weight is read with the dtype it was packed with (KV_BF16 and KV_BF16_DOT share the
+ * layout) by the same build of the library. Another dtype packs or computes nothing.
+ */
+#define KV_BF16 1
+#define KV_F16 2
+#define KV_BF16_DOT 3
+int64_t kv_packed_size16(int n, int k);
+void kv_pack_weight16(int n, int k, const uint16_t *w, int dtype, uint16_t *packed);
+void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
+               int dtype, const float *bias, float *c, int ldc, int accumulate);
+/* The code path kv_gemm16 takes for dtype in this build, in words ("" for an unknown dtype). */
+const char *kv_gemm16_path(int dtype);
+
+/*
  * Attention of nq query rows over nk keys read through kpos from canvas-sized K/V ([L][kvh][hd]):
  * o[i][h][:] = softmax_j(scale * q[i][h]·k[kpos[j]][g]) v[kpos[j]][g], g = h / (heads / kvh),
  * lse[i][h] = log-sum-exp of the scores (natural log). Query i sees key j only if
