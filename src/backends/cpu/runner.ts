@@ -46,7 +46,10 @@ export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: numb
 export class CpuRunner implements StepRunner {
   private readonly stageFns = new Map<string, (n: Int32Array) => void>();
   private readonly floats = new Map<string, Float32Array>();
-  /** Bytes of the weight slots: 16-bit GEMM weights at 2 a weight, everything else at 4 (packed copies apart). */
+  /**
+   * Bytes of the weights as loaded into their slots: 16-bit GEMM weights at 2 a weight, everything
+   * else at 4. A GEMM-only weight is then held in its packed copy alone (see kvp_prepare_slot).
+   */
   readonly weightBytes: number = 0;
   /** GEMM weight slots that hold 16-bit weights, and their dtype. */
   private readonly halves = new Map<string, HalfDtype>();
@@ -72,7 +75,7 @@ export class CpuRunner implements StepRunner {
     process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
     const lib = koffi.load(build.library);
     const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
-    const prepare = lib.func('int kvp_prepare(void)');
+    const prepare = lib.func('int kvp_prepare_slot(int i)');
     this.packed = lib.func('void *kvp_packed(int i)');
     lib.func('void kv_set_threads(int n)')(threads);
     const setDtype = lib.func('void kvp_set_dtype(int i, int d)');
@@ -88,6 +91,8 @@ export class CpuRunner implements StepRunner {
       const buffer = koffi.view(ptr, bytes);
       if (s.kind === 'weight') (this as { weightBytes: number }).weightBytes += bytes;
       if (s.packed) setDtype(s.index, half ? Dtype16[half.half] : 0);
+      // Packing frees the loaded copy of a weight only GEMMs read: no view of it is kept.
+      const transient = s.packed === true && !s.rowMajor;
       if (half) {
         new Uint16Array(buffer).set(half.bits);
         this.halves.set(s.name, half.half);
@@ -95,11 +100,11 @@ export class CpuRunner implements StepRunner {
         this.ints.set(s.name, new Int32Array(buffer));
       else {
         const floats = new Float32Array(buffer);
-        this.floats.set(s.name, floats);
+        if (!transient) this.floats.set(s.name, floats);
         if (w) floats.set(floatsOf(w));
       }
+      if (s.packed && !prepare(s.index)) throw new Error(`packing ${s.name} failed (out of memory)`);
     }
-    if (!prepare()) throw new Error('packing the weights failed (out of memory)');
     for (const stages of Object.values(manifest.phases)) {
       for (const st of stages) this.stageFns.set(st.fn, lib.func(`void ${st.fn}(const int32_t *N)`));
     }
@@ -184,8 +189,7 @@ export class CpuRunner implements StepRunner {
         const slot = slots.get(name);
         const floats = this.floats.get(name);
         const half = this.halves.get(name);
-        if (!slot || (!floats && !half) || slot.kind !== 'weight')
-          throw new Error(`the compiled plan has no weight ${name}`);
+        if (slot?.kind !== 'weight') throw new Error(`the compiled plan has no weight ${name}`);
         const ptr = slot.shape?.length === 2 ? this.packed(slot.index) : undefined;
         if (!ptr) return { floats };
         const [n, k] = slot.shape as [number, number];
