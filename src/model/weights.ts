@@ -227,8 +227,24 @@ export function expectShape(weights: Weights, name: string, shape: readonly numb
   return t;
 }
 
-/** Checks that `weights` holds exactly the tensors of `config` with the right shapes. */
+/** Tensors a model of this shape has (the length of `weightSpec`), counted without listing them. */
+export function tensorCount(config: ModelConfig): number {
+  const perLayer = 9 + (config.qkvBias ? 3 : 0) + (config.qkNorm ? 2 : 0);
+  return 2 + (config.tieEmbeddings ? 0 : 1) + config.layers * perLayer;
+}
+
+/**
+ * Checks that `weights` holds exactly the tensors of `config` with the right shapes and finite
+ * values. A config claiming far more tensors than there are (1e8 layers) is refused before they
+ * are listed.
+ */
 export function checkWeights(config: ModelConfig, weights: Weights): void {
+  // Far more than are given: say so at once instead of listing them (a few missing are named below).
+  const count = tensorCount(config);
+  if (count > weights.size + 1024)
+    throw new WeightError(
+      `model "${config.name}" (${config.layers.toLocaleString('en-US')} layers) has ${count.toLocaleString('en-US')} tensors, but only ${weights.size} are given`,
+    );
   const spec = weightSpec(config);
   for (const w of spec) {
     const data = floatsOf(expectShape(weights, w.name, w.shape));

@@ -104,6 +104,10 @@ describe('names and shapes', () => {
     expect(() => checkWeights(tiny, w)).toThrow(
       /missing weight "lm_head.weight" \(expected shape \[48, 32\]\)/,
     );
+    // A config claiming 1e8 layers is refused from the count, without listing its tensors.
+    expect(() => checkWeights({ ...tiny, layers: 1e8 }, w)).toThrow(
+      'model "tiny" (100,000,000 layers) has 1,200,000,003 tensors, but only 26 are given',
+    );
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { weightSpec } from '../weights.ts';
+import { tensorCount, weightSpec } from '../weights.ts';
 import { type CheckpointModel, describeConfig, type Family, familyLabel, tensorName } from './families.ts';
 import {
   CheckpointError,
@@ -69,12 +69,6 @@ export function weightMemory(tensors: Iterable<TensorInfo>): WeightMemory {
   return out;
 }
 
-/** Tensors a model of this shape has, counted without listing them. */
-export function expectedTensorCount(c: CheckpointModel): number {
-  const perLayer = 9 + (c.qkvBias ? 3 : 0) + (c.qkNorm ? 2 : 0);
-  return 2 + (c.tieEmbeddings ? 0 : 1) + c.layers * perLayer;
-}
-
 /** At most this many names per kind of problem; the rest are counted. */
 const listed = 8;
 
@@ -101,7 +95,7 @@ export function openCheckpoint(dir: string): Checkpoint {
   const set = openSafetensors(dir);
 
   // A config claiming far more layers than the files hold is refused before its tensors are listed.
-  const expected = expectedTensorCount(config);
+  const expected = tensorCount(config);
   if (expected > set.tensors.size + 1024)
     throw new CheckpointError(
       `${configPath}: describes a ${label} model of ${config.layers.toLocaleString('en-US')} layers, ` +

@@ -14,11 +14,11 @@ import {
   expectShape,
   floatsOf,
   parameterCount,
+  tensorCount,
   type WeightSpec,
   type Weights,
   weightSpec,
 } from '../weights.ts';
-import { expectedTensorCount } from './checkpoint.ts';
 import { type CheckpointModel, describeConfig, type Family, familyLabel, tensorName } from './families.ts';
 import { dtypeBytes, indexFileName, type StoredDtype, singleFileName } from './safetensors.ts';
 
@@ -289,7 +289,7 @@ const count = (n: number): string => n.toLocaleString('en-US');
 /** Parameters, bytes and tensors of a checkpoint of this shape, from the declared shape alone. */
 export function checkpointSize(m: CheckpointModel, dtype: StoredDtype): CheckpointSize {
   const parameters = parameterCount(m);
-  return { parameters, bytes: parameters * dtypeBytes[dtype], tensors: expectedTensorCount(m) };
+  return { parameters, bytes: parameters * dtypeBytes[dtype], tensors: tensorCount(m) };
 }
 
 /**
