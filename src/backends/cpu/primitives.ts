@@ -323,25 +323,7 @@ export function bindPrimitives(path: string): Primitives {
       return dst;
     },
     gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate) {
-      for (const [name, x] of [
-        ['m', m],
-        ['n', n],
-        ['k', k],
-        ['lda', lda],
-        ['ldc', ldc],
-      ] as const)
-        nonNegInt(name, x);
-      if (m === 0 || n === 0) return;
-      if (ldc < n) throw new RangeError(`ldc ${ldc} < n ${n}`);
-      if (k > 0 && lda < k) throw new RangeError(`lda ${lda} < k ${k}`);
-      if (arows) {
-        // Rows of A that exist: the last one needs k floats, the others lda.
-        const available = k > 0 ? (a.length >= k ? Math.floor((a.length - k) / lda) + 1 : 0) : 0x7fffffff;
-        indices('arows', arows, m, available);
-      } else if (k > 0) need('a', a, span(m, k, lda));
-      need('packed', packed, packedSize(n, k));
-      if (bias) need('bias', bias, n);
-      need('c', c, span(m, n, ldc));
+      if (!checkGemm(m, n, k, a, lda, arows, packed, packedSize, bias, c, ldc)) return;
       f.gemm(m, n, k, a, lda, arows, packed, bias, c, ldc, accumulate ? 1 : 0);
     },
     packedSize16,
