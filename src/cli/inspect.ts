@@ -8,7 +8,7 @@ import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
-import { parameterCount } from '../model/weights.ts';
+import { parameterCount, weightSpec } from '../model/weights.ts';
 import { openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
@@ -44,23 +44,22 @@ const bytes = (n: number) =>
       ? `${(n / 2 ** 20).toFixed(1)} MiB`
       : `${(n / 1024).toFixed(1)} KiB`;
 
-/** Parameters of the matrices a GEMM reads: the packed (CPU) or transposed (PTX) copies. */
-function gemmParameters(c: ModelConfig): number {
-  const q = c.heads * c.headDim;
-  const kv = c.kvHeads * c.headDim;
-  const layer = c.dModel * (q + 2 * kv) + q * c.dModel + 3 * c.dModel * c.dFF;
-  return c.layers * layer + c.vocab * c.dModel;
-}
-
 /**
- * Weight memory per backend, from the shape alone: every backend widens weights to float32 (the
- * host's copy, from which they load); the CPU backend adds its slots and packed copies of the GEMM
- * matrices, WebGPU and PTX their device copies (PTX: GEMM matrices transposed, the rest as is).
+ * Weight memory per backend, from the shape alone. The host holds the weights as stored
+ * (`storedBytes`, 16-bit ones as they are). The CPU backend holds each GEMM matrix once, packed in
+ * its stored width (`gemmBytes` a weight; a tied embedding table also as floats for the gather)
+ * and the other weights as floats; WebGPU and PTX widen every weight to float32 on the device.
  */
-function backendMemory(c: ModelConfig): Record<string, number> {
+function backendMemory(c: ModelConfig, storedBytes: number, gemmBytes: number): Record<string, number> {
   const f32 = parameterCount(c) * 4;
-  const gemm = gemmParameters(c) * 4;
-  return { host: f32, reference: f32, cpu: f32 + gemm, webgpu: f32, ptx: f32 };
+  let gemm = 0;
+  for (const w of weightSpec(c)) {
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    if (w.kind === 'linear') gemm += n;
+    else if (w.kind === 'embedding' && c.tieEmbeddings) gemm += n;
+  }
+  const floats = parameterCount(c) - gemm + (c.tieEmbeddings ? c.vocab * c.dModel : 0);
+  return { host: storedBytes, cpu: gemm * gemmBytes + floats * 4, webgpu: f32, ptx: f32 };
 }
 
 function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
@@ -78,7 +77,12 @@ function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
     stored,
     files: [...(c.index ? [c.index] : []), ...c.files],
     tokenizer: tok,
-    memory: backendMemory(modelConfig(c)),
+    // The CPU backend packs a GEMM weight stored in 16 bits as it is.
+    memory: backendMemory(
+      modelConfig(c),
+      c.memory.bytes,
+      c.memory.byDtype.BF16 || c.memory.byDtype.F16 ? 2 : 4,
+    ),
   };
 }
 
@@ -94,7 +98,7 @@ function fromOnnx(path: string): Omit<Inspection, 'plans'> {
     stored: { F32: parameters * 4 },
     files: [path],
     tokenizer: `character (${m.config.vocab} ids)`,
-    memory: backendMemory(m.config),
+    memory: backendMemory(m.config, parameters * 4, 4),
   };
 }
 

@@ -33,6 +33,16 @@ export function floatsOf(t: Tensor): Float64Array | Float32Array {
   return isHalf(t) ? halfToFloat32(t.bits, t.half) : t.data;
 }
 
+/**
+ * The first element that is NaN or infinite, or -1; 16-bit bits are tested by their exponent
+ * field (all ones), without widening the tensor.
+ */
+function firstNonFinite(t: Tensor): number {
+  if (!isHalf(t)) return t.data.findIndex((x) => !Number.isFinite(x));
+  const exponent = t.half === 'bf16' ? 0x7f80 : 0x7c00;
+  return t.bits.findIndex((b) => (b & exponent) === exponent);
+}
+
 /** A tensor's values as float64: itself when already so, else a widened copy (one tensor, for the float64 reference). */
 export function widened(t: Tensor): { shape: number[]; data: Float64Array } {
   const data = floatsOf(t);
@@ -247,11 +257,11 @@ export function checkWeights(config: ModelConfig, weights: Weights): void {
     );
   const spec = weightSpec(config);
   for (const w of spec) {
-    const data = floatsOf(expectShape(weights, w.name, w.shape));
-    const bad = data.findIndex((x) => !Number.isFinite(x));
+    const t = expectShape(weights, w.name, w.shape);
+    const bad = firstNonFinite(t);
     if (bad >= 0)
       throw new WeightError(
-        `weight "${w.name}" of model "${config.name}" holds a non-finite value (${data[bad]}) at element ${bad}`,
+        `weight "${w.name}" of model "${config.name}" holds a non-finite value (${floatsOf(t)[bad]}) at element ${bad}`,
       );
   }
   if (weights.size !== spec.length) {

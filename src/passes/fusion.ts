@@ -224,11 +224,12 @@ export function fuseProgram(p: StepProgram): KernelProgram {
  * by an earlier kernel or earlier in this one).
  */
 function mergeFolds(stage: Stage, groups: readonly Group[], n: number): MergeFold[] {
+  const instrs = (groups[n] as Group).instrs;
+  if (!instrs.some((i) => i.op === 'merge')) return [];
   const uses = new Map<number, number>();
   const use = (id: number) => uses.set(id, (uses.get(id) ?? 0) + 1);
   for (const i of stage.body) for (const a of i.args) use(a.id);
   for (const o of stage.outputs) use(o.value.id);
-  const instrs = (groups[n] as Group).instrs;
   const before = new Set<number>(stage.inputs.map((i) => i.value.id));
   for (const g of groups.slice(0, n)) for (const i of g.instrs) for (const r of i.results) before.add(r.id);
   const folds: MergeFold[] = [];

@@ -1,6 +1,7 @@
 // The shared render walk names where a rendering error arose: target, phase, stage, kernel and
 // instruction, whatever the backend and whichever emitter failed.
 import { describe, expect, test } from 'vitest';
+import { renderPtx } from '../../src/backends/cuda-ptx/render.ts';
 import { type Emitters, type InputSlot, Target, walkStage } from '../../src/backends/walk.ts';
 import type { Value } from '../../src/ir/types.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
@@ -71,5 +72,21 @@ describe('errors of the render walk', () => {
       );
       expect((e as Error).cause).toBe(boom);
     }
+  });
+});
+
+describe('layouts the kernel IR chose', () => {
+  test('a GEMM weight in a layout the backend does not read is refused, naming both layouts', () => {
+    // Kernels laid out for the CPU (packed-k16) rendered as PTX, whose GEMM reads k-major.
+    const plan = examplePlan('baseline');
+    const config = presets.tiny as ModelConfig;
+    const { state } = compilePlan(plan, config, { target: 'cpu', canvas: 16 });
+    if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
+    expect(() =>
+      renderPtx(config, state.phases, state.kernels as never, state.memory as never, {
+        arch: 'sm_80',
+        maxCanvas: 16,
+      }),
+    ).toThrow(/: the layout pass chose packed-k16, the PTX GEMM reads k-major$/);
   });
 });

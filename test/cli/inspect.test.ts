@@ -16,6 +16,15 @@ describe('kvplan inspect-model', () => {
     expect(r.stdout).toMatch(/^test\/fixtures\/hf\/dream-bf16: Dream \(Hugging Face checkpoint\)/);
     expect(r.stdout).toContain(`parameters        ${parameterCount(config).toLocaleString('en-US')}`);
     expect(r.stdout).toMatch(/stored\s+BF16 [\d.]+ KiB/);
+    // bf16: the host and the CPU backend's packed GEMMs hold 2 bytes a weight, WebGPU and PTX 4.
+    const mem =
+      /weights in memory host ([\d.]+) KiB, cpu ([\d.]+) KiB, webgpu ([\d.]+) KiB, ptx ([\d.]+) KiB/.exec(
+        r.stdout,
+      );
+    const [host, cpu, webgpu] = (mem ?? []).slice(1).map(Number);
+    expect(webgpu).toBeCloseTo(2 * (host as number), 0);
+    expect(cpu).toBeGreaterThan(host as number);
+    expect(cpu).toBeLessThan(webgpu as number);
     expect(r.stdout).toMatch(/AR shift\s+true/);
     expect(r.stdout).toMatch(/files\s+3 \(.*model\.safetensors\.index\.json, …\)/);
     // Dream shifts its logits: plans without the shift cannot run on it, fast_dllm_v2 can.
@@ -38,6 +47,13 @@ describe('kvplan inspect-model', () => {
     expect(j.family).toBe('SDAR');
     expect(j.config).toMatchObject({ qkNorm: true, blockSize: 4, attention: 'block_causal', headDim: 16 });
     expect(Object.keys(j.stored)).toEqual(['F32']);
+    // F32 weights: the host holds them as stored, every backend as floats (the CPU packs GEMMs once).
+    expect(j.memory).toEqual({
+      host: j.stored.F32,
+      cpu: j.stored.F32,
+      webgpu: j.stored.F32,
+      ptx: j.stored.F32,
+    });
     expect(j.plans).toEqual([{ path: 'examples/flashblock.kvp', plan: 'flashblock', fits: 'yes' }]);
   });
 

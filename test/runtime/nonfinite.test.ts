@@ -57,6 +57,21 @@ describe('non-finite values', () => {
     );
   });
 
+  test.each([
+    ['bf16', 0x7f80, 'Infinity'],
+    ['f16', 0x7e00, 'NaN'],
+  ] as const)('a %s weight whose bits are %i is refused without widening the others', (half, bad, shown) => {
+    const w: Weights = randomWeights(config, 1);
+    const bits = new Uint16Array(config.dModel).fill(half === 'bf16' ? 0x3f80 : 0x3c00);
+    bits[7] = bad;
+    w.set('model.norm.weight', { shape: [config.dModel], half, bits });
+    expect(() => checkWeights(config, w)).toThrow(
+      `weight "model.norm.weight" of model "tiny" holds a non-finite value (${shown}) at element 7`,
+    );
+    bits[7] = half === 'bf16' ? 0x3f80 : 0x3c00;
+    expect(() => checkWeights(config, w)).not.toThrow();
+  });
+
   test('float64 carries the large activations: the reference generates', async () => {
     const r = await run('reference', overflowing());
     expect(r.sequences[0]?.generated).toHaveLength(8);
