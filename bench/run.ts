@@ -2,11 +2,14 @@
  * Benchmark driver: `npm run bench -- <suite> [options]`. Benchmarks are not tests: they print a
  * table and write bench/results/<suite>.json so runs on one machine can be compared.
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
 import { isRunBackend } from '../src/backends/registry.ts';
 import { defaultTask, tasks } from '../src/eval/tasks.ts';
+import { checkpointsSuite } from './checkpoints.ts';
 import { kernelsSuite } from './kernels.ts';
 import { benchModel, policiesSuite } from './policies.ts';
 import { qualitySuite } from './quality.ts';
@@ -20,6 +23,13 @@ suites:
              agreement; about 80 minutes on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; results then written only with --out)
+              --out <file>)
+  checkpoints random bf16 checkpoints of published shapes (SDAR-1.7B: baseline and
+             fast-dllm-dual; LLaDA-8B, 16 GB: one step) written by make-model --format hf and
+             run on the CPU backend: load time, tokens/s, peak RSS against 1.3 x (checkpoint +
+             caches); needs ~21 GB of disk and ~20 GiB of memory, ~30 minutes on 2 cores
+             (options: --dir <path> (default <tmpdir>/kvplan-bench-checkpoints; checkpoints
+              there are reused) --gen-length 64 --threads 0 --small (SDAR only) --clean
               --out <file>)
   quality    every example plan on the bundled trained model: accuracy on held-out problems
              and tokens/s, vs the baseline; writes docs/results.md too
@@ -74,6 +84,31 @@ async function main(argv: string[]): Promise<void> {
       prompts: positive(v.prompts, 1),
       ...(plans ? { plans } : {}),
       out: v.out ?? (plans ? null : fileURLToPath(new URL('./results/policies.json', import.meta.url))),
+    });
+    return;
+  }
+  if (suite === 'checkpoints') {
+    const { values: v } = parseArgs({
+      args: rest,
+      options: {
+        dir: { type: 'string' },
+        'gen-length': { type: 'string' },
+        threads: { type: 'string' },
+        small: { type: 'boolean' },
+        clean: { type: 'boolean' },
+        out: { type: 'string' },
+      },
+      strict: true,
+    });
+    const threads = Number(v.threads ?? 0);
+    if (!Number.isInteger(threads) || threads < 0) fail(`bad --threads "${v.threads}"`);
+    await checkpointsSuite({
+      dir: v.dir ?? join(tmpdir(), 'kvplan-bench-checkpoints'),
+      genLength: positive(v['gen-length'], 64),
+      threads,
+      small: v.small === true,
+      clean: v.clean === true,
+      out: v.out ?? (v.small ? null : fileURLToPath(new URL('./results/checkpoints.json', import.meta.url))),
     });
     return;
   }

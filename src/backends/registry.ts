@@ -4,14 +4,14 @@
  */
 import type { CheckedPlan } from '../dsl/check.ts';
 import type { ModelConfig } from '../model/config.ts';
-import type { Weights } from '../model/weights.ts';
+import { layerPrefix, storedForm, type Weights } from '../model/weights.ts';
 import { compilePlan } from '../passes/compile.ts';
 import type { Prepared } from '../runtime/prepare.ts';
 import { buildCpu, CpuRunner } from './cpu/runner.ts';
 import { cudaAvailable } from './cuda-ptx/driver.ts';
 import { archFor, buildPtx, PtxRunner, sharedCudaDevice } from './cuda-ptx/runner.ts';
 import { sharedDevice } from './webgpu/device.ts';
-import { buildWebGpu, WebGpuRunner } from './webgpu/runner.ts';
+import { buildWebGpu, WebGpuRunner, weightFormats } from './webgpu/runner.ts';
 
 export const runBackends = ['reference', 'cpu', 'webgpu', 'ptx'] as const;
 export type RunBackend = (typeof runBackends)[number];
@@ -40,14 +40,20 @@ export async function prepareBackend(
     const acquired = await sharedDevice();
     if (!acquired.ok) throw new BackendUnavailable(`no WebGPU adapter (${acquired.reason})`);
     const { device } = acquired.gpu;
-    const build = buildWebGpu(plan, config, maxCanvas);
+    const build = buildWebGpu(plan, config, maxCanvas, weightFormats(weights, device));
     return { config, lowered: build.lowered, runner: (L) => new WebGpuRunner(build, weights, L, device) };
   }
   if (backend === 'ptx') {
     const cuda = cudaAvailable();
     if (!cuda.ok) throw new BackendUnavailable(cuda.reason);
     const device = sharedCudaDevice();
-    const build = buildPtx(plan, config, maxCanvas, { arch: archFor(device.computeCapability) });
+    // A model stored in 16 bits runs its GEMMs on tensor cores in that dtype, reading the stored
+    // bits (as PyTorch runs it); a float32 model keeps the float32 path.
+    const half = storedForm(weights, `${layerPrefix(0)}.self_attn.q_proj.weight`)?.half;
+    const build = buildPtx(plan, config, maxCanvas, {
+      arch: archFor(device.computeCapability),
+      ...(half ? { gemm: `mma-${half}` as const, weights } : {}),
+    });
     return { config, lowered: build.lowered, runner: (L) => new PtxRunner(build, weights, L, device) };
   }
   return { config, lowered: compilePlan(plan, config, { target: 'reference' }).lowered };

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { bundledPlansDir } from '../eval/bundled.ts';
 import type { ModelConfig } from '../model/config.ts';
+import type { HalfDtype } from '../model/half.ts';
 import { type Checkpoint, openCheckpoint } from '../model/hf/checkpoint.ts';
 import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
@@ -31,7 +32,7 @@ interface Inspection {
   readonly stored: Readonly<Record<string, number>>;
   readonly files: readonly string[];
   readonly tokenizer: string;
-  /** Bytes each backend holds for the weights (besides the model's own copy on the host). */
+  /** Bytes each backend holds for the weights, and the host's own copy (none for a checkpoint). */
   readonly memory: Readonly<Record<string, number>>;
   readonly plans: readonly { readonly path: string; readonly plan: string; readonly fits: string }[];
 }
@@ -45,21 +46,35 @@ const bytes = (n: number) =>
       : `${(n / 1024).toFixed(1)} KiB`;
 
 /**
- * Weight memory per backend, from the shape alone. The host holds the weights as stored
- * (`storedBytes`, 16-bit ones as they are). The CPU backend holds each GEMM matrix once, packed in
- * its stored width (`gemmBytes` a weight; a tied embedding table also as floats for the gather)
- * and the other weights as floats; WebGPU and PTX widen every weight to float32 on the device.
+ * Weight memory per backend, from the shape and the stored dtype alone. The host holds
+ * `hostBytes` (none for a checkpoint: each tensor is read when a backend loads it). Matrices (GEMM
+ * weights and the embedding table) stay in 16 bits where a backend reads them so: the CPU backend
+ * (packed GEMMs, and the table the embedding gathers, which a tied head packs a second time);
+ * WebGPU for bf16 (f16 needs `shader-f16`, so it is counted widened); PTX for its tensor-core
+ * GEMMs, with the gathered table in floats (a tied head's k-major copy in 16 bits). Norms and
+ * biases are floats everywhere.
  */
-function backendMemory(c: ModelConfig, storedBytes: number, gemmBytes: number): Record<string, number> {
-  const f32 = parameterCount(c) * 4;
-  let gemm = 0;
+function backendMemory(
+  c: ModelConfig,
+  half: HalfDtype | undefined,
+  hostBytes: number,
+): Record<string, number> {
+  let linear = 0;
+  let vectors = 0;
   for (const w of weightSpec(c)) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (w.kind === 'linear') gemm += n;
-    else if (w.kind === 'embedding' && c.tieEmbeddings) gemm += n;
+    if (w.kind === 'linear') linear += n;
+    else if (w.kind !== 'embedding') vectors += n;
   }
-  const floats = parameterCount(c) - gemm + (c.tieEmbeddings ? c.vocab * c.dModel : 0);
-  return { host: storedBytes, cpu: gemm * gemmBytes + floats * 4, webgpu: f32, ptx: f32 };
+  const table = c.vocab * c.dModel;
+  const tiedHead = c.tieEmbeddings ? table : 0;
+  const m = half ? 2 : 4;
+  return {
+    host: hostBytes,
+    cpu: (linear + table + tiedHead) * m + vectors * 4,
+    webgpu: (linear + table) * (half === 'bf16' ? 2 : 4) + vectors * 4,
+    ptx: (linear + tiedHead) * m + table * 4 + vectors * 4,
+  };
 }
 
 function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
@@ -77,11 +92,10 @@ function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
     stored,
     files: [...(c.index ? [c.index] : []), ...c.files],
     tokenizer: tok,
-    // The CPU backend packs a GEMM weight stored in 16 bits as it is.
     memory: backendMemory(
       modelConfig(c),
-      c.memory.bytes,
-      c.memory.byDtype.BF16 || c.memory.byDtype.F16 ? 2 : 4,
+      c.memory.byDtype.BF16 ? 'bf16' : c.memory.byDtype.F16 ? 'f16' : undefined,
+      0,
     ),
   };
 }
@@ -98,7 +112,7 @@ function fromOnnx(path: string): Omit<Inspection, 'plans'> {
     stored: { F32: parameters * 4 },
     files: [path],
     tokenizer: `character (${m.config.vocab} ids)`,
-    memory: backendMemory(m.config, parameters * 4, 4),
+    memory: backendMemory(m.config, undefined, parameters * 4),
   };
 }
 

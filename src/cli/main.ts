@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { CheckpointError } from '../model/hf/safetensors.ts';
 import { registerCheck } from './check.ts';
 import { registerCompile } from './compile.ts';
 import { registerDemo } from './demo.ts';
@@ -58,6 +59,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     // Commander has already printed its message (or the help / version text).
     if (e instanceof CommanderError) return e.exitCode === 0 ? Exit.ok : Exit.usage;
     const message = e instanceof Error ? e.message : String(e);
+    // A checkpoint's tensors are read when a backend loads them or a step runs, past the point
+    // where a command opened the model: a bad one is the input's fault wherever it surfaces.
+    if (e instanceof CheckpointError) {
+      io.err(`kvplan: ${message}\n`);
+      return Exit.failed;
+    }
     io.err(`kvplan: internal error: ${message}\n`);
     if (process.env.KVPLAN_DEBUG && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
     return Exit.internal;

@@ -24,9 +24,58 @@ export interface HalfTensor {
 
 export type Tensor = FloatTensor | HalfTensor;
 
-export type Weights = Map<string, Tensor>;
+/**
+ * A model's weights by name: a Map for the models kvplan makes or reads whole (ONNX), read on
+ * demand for a checkpoint (src/model/hf/storedWeights.ts), so that callers get a tensor when they
+ * need it and hold none they do not.
+ */
+export type Weights = ReadonlyMap<string, Tensor>;
 
 export const isHalf = (t: Tensor): t is HalfTensor => 'bits' in t;
+
+/** How a tensor is stored: as floats, or as the bits of a 16-bit dtype. */
+export interface StoredForm {
+  shape: number[];
+  half: HalfDtype | undefined;
+}
+
+/**
+ * Weights that tell how a tensor is stored without reading it, and read it straight into memory
+ * the caller owns (a checkpoint's): a backend loading its weights so holds each one once.
+ */
+export interface StreamedWeights extends ReadonlyMap<string, Tensor> {
+  form(name: string): StoredForm | undefined;
+  /** Reads tensor `name` as stored into `into` (exactly its bytes), checking that it is finite. */
+  readInto(name: string, into: Uint8Array): void;
+}
+
+const isStreamed = (w: Weights): w is StreamedWeights => 'readInto' in w;
+
+/** How tensor `name` is stored, without reading it; undefined when there is no such tensor. */
+export function storedForm(weights: Weights, name: string): StoredForm | undefined {
+  if (isStreamed(weights)) return weights.form(name);
+  const t = weights.get(name);
+  return t && { shape: t.shape, half: isHalf(t) ? t.half : undefined };
+}
+
+/**
+ * Loads tensor `name` into `into`: its 16-bit bits (a Uint16Array, for a tensor stored so) or its
+ * values as float32. Streamed weights in the form asked for are read straight into it; anything
+ * else is copied from the tensor, widened.
+ */
+export function loadWeight(weights: Weights, name: string, into: Float32Array | Uint16Array): void {
+  const form = storedForm(weights, name);
+  if (form === undefined) throw new WeightError(`the model has no weight ${name}`);
+  const bits = into instanceof Uint16Array;
+  if (bits && form.half === undefined) throw new WeightError(`weight ${name} is not stored in 16 bits`);
+  if (isStreamed(weights) && bits === (form.half !== undefined)) {
+    weights.readInto(name, new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+    return;
+  }
+  const t = weights.get(name) as Tensor;
+  if (bits) into.set((t as HalfTensor).bits);
+  else into.set(floatsOf(t));
+}
 
 /** The values of a tensor: its floats, or its 16-bit bits widened to float32 (a copy of this tensor only). */
 export function floatsOf(t: Tensor): Float64Array | Float32Array {
@@ -38,9 +87,29 @@ export function floatsOf(t: Tensor): Float64Array | Float32Array {
  * field (all ones), without widening the tensor.
  */
 function firstNonFinite(t: Tensor): number {
-  if (!isHalf(t)) return t.data.findIndex((x) => !Number.isFinite(x));
+  // Plain loops: a checkpoint's billions of values are scanned as they load (findIndex's callback
+  // made that several times slower than reading them).
+  if (!isHalf(t)) {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) {
+      const x = d[i] as number;
+      if (x - x !== 0) return i; // NaN - NaN and inf - inf are NaN
+    }
+    return -1;
+  }
   const exponent = t.half === 'bf16' ? 0x7f80 : 0x7c00;
-  return t.bits.findIndex((b) => (b & exponent) === exponent);
+  const b = t.bits;
+  for (let i = 0; i < b.length; i++) if (((b[i] as number) & exponent) === exponent) return i;
+  return -1;
+}
+
+/** Throws a WeightError when tensor `name` of model `model` holds a NaN or an infinity. */
+export function checkFinite(name: string, t: Tensor, model: string): void {
+  const bad = firstNonFinite(t);
+  if (bad >= 0)
+    throw new WeightError(
+      `weight "${name}" of model "${model}" holds a non-finite value (${floatsOf(t)[bad]}) at element ${bad}`,
+    );
 }
 
 /** A tensor's values as float64: itself when already so, else a widened copy (one tensor, for the float64 reference). */
@@ -256,14 +325,7 @@ export function checkWeights(config: ModelConfig, weights: Weights): void {
       `model "${config.name}" (${config.layers.toLocaleString('en-US')} layers) has ${count.toLocaleString('en-US')} tensors, but only ${weights.size} are given`,
     );
   const spec = weightSpec(config);
-  for (const w of spec) {
-    const t = expectShape(weights, w.name, w.shape);
-    const bad = firstNonFinite(t);
-    if (bad >= 0)
-      throw new WeightError(
-        `weight "${w.name}" of model "${config.name}" holds a non-finite value (${floatsOf(t)[bad]}) at element ${bad}`,
-      );
-  }
+  for (const w of spec) checkFinite(w.name, expectShape(weights, w.name, w.shape), config.name);
   if (weights.size !== spec.length) {
     const known = new Set(spec.map((w) => w.name));
     const extra = [...weights.keys()].filter((k) => !known.has(k));

@@ -214,7 +214,7 @@ describe('(b) attention structure', () => {
     const gqa: ModelConfig = { ...tiny, heads: 4, kvHeads: 2 };
     const mha: ModelConfig = { ...gqa, kvHeads: 4 };
     const w = randomWeights(gqa, 21);
-    const m: Weights = new Map(w);
+    const m = new Map<string, Tensor>(w);
     const hd = gqa.headDim;
     const d = gqa.dModel;
     for (let l = 0; l < gqa.layers; l++) {
@@ -238,7 +238,7 @@ describe('(b) attention structure', () => {
     const b = goldenForward(mha, m, tokens, layout).logits;
     expect(rowDiff(a, b, gqa.vocab, 0, tokens.length)).toBeLessThanOrEqual(1e-12);
     // A wrong head mapping (KV head h mod kvHeads) would differ: swap the duplicated heads 1 and 2.
-    const swapped: Weights = new Map(m);
+    const swapped = new Map(m);
     for (const proj of ['k_proj', 'v_proj']) {
       const name = `model.layers.0.self_attn.${proj}.weight`;
       const W = floatsOf(m.get(name) as Tensor).slice();

@@ -7,7 +7,13 @@ import { prepareBackend, type RunBackend } from '../../src/backends/registry.ts'
 import { checkSource } from '../../src/dsl/check.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
-import { checkWeights, randomWeights, WeightError, type Weights } from '../../src/model/weights.ts';
+import {
+  checkWeights,
+  randomWeights,
+  type Tensor,
+  WeightError,
+  type Weights,
+} from '../../src/model/weights.ts';
 import { generate } from '../../src/runtime/generate.ts';
 import { NonFiniteLogits } from '../../src/runtime/generationError.ts';
 import { gpuOrSkip } from '../backends/webgpu/support.ts';
@@ -61,7 +67,7 @@ describe('non-finite values', () => {
     ['bf16', 0x7f80, 'Infinity'],
     ['f16', 0x7e00, 'NaN'],
   ] as const)('a %s weight whose bits are %i is refused without widening the others', (half, bad, shown) => {
-    const w: Weights = randomWeights(config, 1);
+    const w = new Map<string, Tensor>(randomWeights(config, 1));
     const bits = new Uint16Array(config.dModel).fill(half === 'bf16' ? 0x3f80 : 0x3c00);
     bits[7] = bad;
     w.set('model.norm.weight', { shape: [config.dModel], half, bits });

@@ -11,8 +11,8 @@ export interface Slot {
   readonly shape?: readonly number[];
   readonly packed?: boolean;
   /**
-   * A GEMM weight that another kernel reads as floats too (the tied embedding table, gathered by
-   * kv_embed): its slot holds floats even when the model stores it in 16 bits.
+   * A weight kv_embed gathers rows of (the embedding table, packed for the head's GEMM too when
+   * tied): its slot keeps the loaded copy, in the dtype the model stores it in.
    */
   readonly rowMajor?: boolean;
 }

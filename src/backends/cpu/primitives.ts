@@ -127,7 +127,8 @@ export interface Primitives {
   /** In place rotary embedding of x [n][heads][hd] at positions pos [n]. */
   rope(n: number, heads: number, hd: number, x: Floats, pos: Ints, theta: number): void;
   swiglu(n: number, gate: Floats, up: Floats, out: Floats): void;
-  embed(n: number, d: number, table: Floats, ids: Ints, out: Floats): void;
+  /** Rows of a table of floats, or of 16-bit weights of a Dtype16 dtype. */
+  embed(n: number, d: number, table: Floats | Halves, dtype: number, ids: Ints, out: Floats): void;
   copyRows(
     n: number,
     width: number,
@@ -232,7 +233,9 @@ export function bindPrimitives(path: string): Primitives {
     ),
     rope: lib.func('void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta)'),
     swiglu: lib.func('void kv_swiglu(int64_t n, const float *gate, const float *up, float *out)'),
-    embed: lib.func('void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out)'),
+    embed: lib.func(
+      'void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out)',
+    ),
     copyRows: lib.func(
       'void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows)',
     ),
@@ -404,13 +407,15 @@ export function bindPrimitives(path: string): Primitives {
       need('out', out, n);
       if (n > 0) f.swiglu(n, gate, up, out);
     },
-    embed(n, d, table, ids, out) {
+    embed(n, d, table, dtype, ids, out) {
       nonNegInt('n', n);
       nonNegInt('d', d);
+      if (table instanceof Float32Array !== (dtype === 0))
+        throw new TypeError(`embed: a ${table.constructor.name} table with dtype ${dtype}`);
       if (n === 0 || d === 0) return;
       indices('ids', ids, n, Math.floor(table.length / d));
       need('out', out, n * d);
-      f.embed(n, d, table, ids, out);
+      f.embed(n, d, table, dtype, ids, out);
     },
     copyRows(n, width, src, srcRows, dst, dstRows) {
       nonNegInt('n', n);

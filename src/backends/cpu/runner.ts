@@ -5,7 +5,7 @@ import { layerStage, resources } from '../../ir/names.ts';
 import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { HalfDtype } from '../../model/half.ts';
-import { floatsOf, isHalf, type Weights } from '../../model/weights.ts';
+import { loadWeight, storedForm, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
@@ -80,31 +80,32 @@ export class CpuRunner implements StepRunner {
     lib.func('void kv_set_threads(int n)')(threads);
     const setDtype = lib.func('void kvp_set_dtype(int i, int d)');
     for (const s of manifest.slots) {
-      const w = s.kind === 'weight' ? weights.get(s.name) : undefined;
-      if (s.kind === 'weight' && !w) throw new Error(`the model has no weight ${s.name}`);
-      // A GEMM weight stored in 16 bits stays so: packed as it is, read by kv_gemm16 (unless
-      // another kernel reads it as floats: the tied embedding table).
-      const half = w && isHalf(w) && s.packed && !s.rowMajor ? w : undefined;
+      const form = s.kind === 'weight' ? storedForm(weights, s.name) : undefined;
+      if (s.kind === 'weight' && !form) throw new Error(`the model has no weight ${s.name}`);
+      // A weight stored in 16 bits stays so where a kernel reads it as it is: GEMMs (packed, read
+      // by kv_gemm16) and the embedding gather.
+      const half = s.packed || s.rowMajor ? form?.half : undefined;
       const bytes = s.elements * (half ? 2 : 4);
       const ptr = slot(s.index, bytes);
       if (!ptr) throw new Error(`could not allocate ${bytes} bytes for ${s.name}`);
       const buffer = koffi.view(ptr, bytes);
       if (s.kind === 'weight') (this as { weightBytes: number }).weightBytes += bytes;
-      if (s.packed) setDtype(s.index, half ? Dtype16[half.half] : 0);
+      if (s.kind === 'weight') setDtype(s.index, half ? Dtype16[half] : 0);
       // Packing frees the loaded copy of a weight only GEMMs read: no view of it is kept.
       const transient = s.packed === true && !s.rowMajor;
       if (half) {
-        new Uint16Array(buffer).set(half.bits);
-        this.halves.set(s.name, half.half);
+        loadWeight(weights, s.name, new Uint16Array(buffer));
+        this.halves.set(s.name, half);
       } else if (s.kind === 'list' || s.kind === 'tokens' || s.kind === 'blocks' || s.kind === 'seqs')
         this.ints.set(s.name, new Int32Array(buffer));
       else {
         const floats = new Float32Array(buffer);
         if (!transient) this.floats.set(s.name, floats);
-        if (w) floats.set(floatsOf(w));
+        if (s.kind === 'weight') loadWeight(weights, s.name, floats);
       }
       if (s.packed && !prepare(s.index)) throw new Error(`packing ${s.name} failed (out of memory)`);
     }
+    lib.func('void kvp_loaded(void)')();
     for (const stages of Object.values(manifest.phases)) {
       for (const st of stages) this.stageFns.set(st.fn, lib.func(`void ${st.fn}(const int32_t *N)`));
     }

@@ -1,5 +1,5 @@
 import type { Dim } from '../../ir/types.ts';
-import type { Arch, GemmPath, GeneratedKernel } from './kernels/index.ts';
+import type { Arch, GemmPath, GeneratedKernel, MmaDtype } from './kernels/index.ts';
 import type { ParamType } from './kernels/ptx.ts';
 
 /** The launch manifest the PTX renderer writes and the runner, the checks and the CLI read. */
@@ -18,6 +18,11 @@ export interface PtxSlot {
    */
   readonly layout: 'row-major' | 'k-major';
   readonly transposeOf?: string;
+  /**
+   * A k-major slot of a weight stored in 16 bits: it holds the weight's own `bf16` / `f16` bits (2
+   * bytes an element), read by the `kvp_gemm16_<dtype>` kernel. Absent: float32.
+   */
+  readonly dtype?: MmaDtype;
 }
 
 /** A launch dimension: ceil(size * mul / div), `size` a number or a symbolic size (`L`, `#list`). */
@@ -75,6 +80,7 @@ export interface PtxKernelInfo {
 export interface PtxManifest {
   readonly arch: Arch;
   readonly ptxVersion: string;
+  /** The GEMM path of float32 weights; 16-bit weights are marked by their slots' `dtype`. */
   readonly gemm: GemmPath;
   readonly model: string;
   readonly maxCanvas: number;
@@ -94,8 +100,13 @@ export interface PtxRender {
 
 export interface PtxRenderOptions {
   readonly arch: Arch;
-  /** GEMM path: tensor cores with f16 (default) or bf16 inputs, or the f32 FMA path. */
+  /** GEMM path of float32 weights: tensor cores with f16 (default) or bf16 inputs, or the f32 FMA path. */
   readonly gemm?: GemmPath;
+  /**
+   * Weights stored in 16 bits, by name: their GEMMs read them as they are (`kvp_gemm16_<dtype>`,
+   * whatever `gemm` says). A weight not named here is float32.
+   */
+  readonly halfWeights?: ReadonlyMap<string, MmaDtype>;
   readonly maxCanvas: number;
 }
 

@@ -231,16 +231,18 @@ const gemm = (ins: Instr, c: Walk<Loc>, t: T) => {
     throw t.error(
       `${ins.op} ${weight.name}: the PTX GEMM needs both dimensions multiples of 4 (got [${n}, ${k}])`,
     );
-  const km = t.r.slot(`${weight.name}@k-major`, 'weight', n * k * 4, {
+  const half = t.r.opts.halfWeights.get(weight.name);
+  const km = t.r.slot(`${weight.name}@k-major`, 'weight', n * k * (half ? 2 : 4), {
     shape: [k, n],
     layout: 'k-major',
     transposeOf: weight.name,
+    ...(half ? { dtype: half } : {}),
   });
   const g = c.gathered(c.arg(ins, 0));
   const m = t.rows(r0);
   const bias = ins.args[2];
   t.emit(
-    { op: 'gemm', path: t.r.opts.gemm },
+    half ? { op: 'gemm16', dtype: half } : { op: 'gemm', path: t.r.opts.gemm },
     ins.op,
     [dim(n, 1, GEMM_TILE.bn), dim(m, 1, GEMM_TILE.bm), ONE],
     {
@@ -441,7 +443,7 @@ export function renderPtx(
   memory: ReadonlyMap<string, MemoryPlan>,
   opts: PtxRenderOptions,
 ): PtxRender {
-  const full: Required<PtxRenderOptions> = { gemm: 'mma-f16', ...opts };
+  const full: Required<PtxRenderOptions> = { gemm: 'mma-f16', halfWeights: new Map(), ...opts };
   const r = new Renderer(config, full);
   r.slot('arena', 'arena', 0);
   const manifestPhases: Record<string, PtxStage[]> = {};

@@ -3,11 +3,12 @@ import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage, resources } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { floatsOf, type Weights } from '../../model/weights.ts';
+import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
+import type { KernelProgram } from '../../passes/kernelIR.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
-import type { Arch, GemmPath } from './kernels/index.ts';
+import type { Arch, GemmPath, MmaDtype } from './kernels/index.ts';
 import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
 import { type PtxRender, PtxRenderError, type PtxSlot, type PtxStage, renderPtx } from './render.ts';
 
@@ -23,6 +24,23 @@ export interface PtxBuildOptions {
    * derived float32 budgets as the others; the tensor-core paths round GEMM inputs to f16/bf16.
    */
   readonly gemm?: GemmPath;
+  /**
+   * The weights the runners will upload. With a tensor-core `gemm` path, GEMM weights stored in 16
+   * bits are uploaded as their bits and read by the GEMM of their dtype (`kvp_gemm16_<dtype>`);
+   * without weights, or on the `fma` path, every weight is widened to float32 (exactly).
+   */
+  readonly weights?: Weights;
+}
+
+/** The weight buffers of the compiled program that the weights hold in 16 bits, and their dtype. */
+function halfWeights(kernels: ReadonlyMap<string, KernelProgram>, weights: Weights): Map<string, MmaDtype> {
+  const out = new Map<string, MmaDtype>();
+  for (const kp of kernels.values())
+    for (const b of kp.buffers) {
+      const half = b.kind === 'weight' ? storedForm(weights, b.name)?.half : undefined;
+      if (half) out.set(b.name, half);
+    }
+  return out;
 }
 
 /** Compiles a plan for PTX: passes for the `ptx` target, then the kernels and the launch manifest. */
@@ -34,10 +52,12 @@ export function buildPtx(
 ): PtxBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'ptx', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new PtxRenderError('the pipeline produced no kernels');
+  const gemm = opts.gemm ?? 'fma';
   const render = renderPtx(config, state.phases, state.kernels, state.memory, {
     arch: opts.arch ?? 'sm_80',
-    gemm: opts.gemm ?? 'fma',
+    gemm,
     maxCanvas,
+    ...(gemm !== 'fma' && opts.weights ? { halfWeights: halfWeights(state.kernels, opts.weights) } : {}),
   });
   return { lowered, render };
 }
@@ -45,20 +65,36 @@ export function buildPtx(
 /** The architecture whose PTX a device can load: sm_90 code needs Hopper or later. */
 export const archFor = (cc: readonly [number, number]): Arch => (cc[0] >= 9 ? 'sm_90' : 'sm_80');
 
+/** The values a slot holds of a weight: its 16-bit bits for a slot with a dtype, else its floats. */
+function slotValues(slot: PtxSlot, name: string, tensor: Tensor): ArrayLike<number> {
+  if (!slot.dtype) return floatsOf(tensor);
+  if (isHalf(tensor) && tensor.half === slot.dtype) return tensor.bits;
+  throw new LaunchError(
+    `slot ${slot.name} holds ${slot.dtype} bits but weight ${name} is stored as ${isHalf(tensor) ? tensor.half : 'floats'}: build the plan with the weights it runs on`,
+  );
+}
+
 /**
  * A weight as the slot wants it: the model's row-major [out][in] as is, or its transpose [in][out]
- * for a `k-major` slot (the GEMM reads W[k][n]). Done once on the host.
+ * for a `k-major` slot (the GEMM reads W[k][n]); float32, or the weight's own 16-bit bits for a slot
+ * with a `dtype`. Done once on the host.
  */
-export function slotData(slot: PtxSlot, weights: Weights): Float32Array {
+export function slotData(slot: PtxSlot, weights: Weights): Float32Array | Uint16Array {
   const name = slot.transposeOf ?? slot.name;
   const tensor = weights.get(name);
   if (!tensor) throw new LaunchError(`the model has no weight ${name}`);
-  const w = floatsOf(tensor);
-  if (w.length * 4 !== slot.bytes)
-    throw new LaunchError(`weight ${name} has ${w.length} values; slot ${slot.name} holds ${slot.bytes / 4}`);
-  if (slot.layout === 'row-major') return new Float32Array(w);
+  const w = slotValues(slot, name, tensor);
+  const size = slot.dtype ? 2 : 4;
+  if (w.length * size !== slot.bytes)
+    throw new LaunchError(
+      `weight ${name} has ${w.length} values; slot ${slot.name} holds ${slot.bytes / size}`,
+    );
+  const t = slot.dtype ? new Uint16Array(w.length) : new Float32Array(w.length);
+  if (slot.layout === 'row-major') {
+    t.set(w);
+    return t;
+  }
   const [k, n] = slot.shape as [number, number];
-  const t = new Float32Array(k * n);
   for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w[o * k + i] as number;
   return t;
 }
@@ -248,10 +284,10 @@ export function sharedCudaDevice(): CudaDevice {
 /** Builds runners on a device, compiling each plan for the architecture the device can load. */
 export function ptxRunnerFactory(
   device: CudaDevice,
-  opts: Omit<PtxBuildOptions, 'arch'> = {},
+  opts: Omit<PtxBuildOptions, 'arch' | 'weights'> = {},
 ): (plan: CheckedPlan, config: ModelConfig, weights: Weights, L: number) => (L: number) => StepRunner {
   return (plan, config, weights, L) => {
-    const build = buildPtx(plan, config, L, { ...opts, arch: archFor(device.computeCapability) });
+    const build = buildPtx(plan, config, L, { ...opts, arch: archFor(device.computeCapability), weights });
     return (n) => new PtxRunner(build, weights, n, device);
   };
 }

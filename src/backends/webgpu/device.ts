@@ -5,7 +5,8 @@
  * backend (a real GPU: Vulkan, Metal, D3D12); without one it falls back to OpenGL ES on Mesa
  * (llvmpipe), which needs `EGL_PLATFORM=surfaceless` and the `compatibility` feature level.
  * Limits are raised to what the adapter offers (the default device allows only 128 or 256
- * invocations per workgroup and 128 MiB bindings).
+ * invocations per workgroup and 128 MiB bindings), and `shader-f16` is requested where the adapter
+ * has it (f16 weights are then read as f16; Dawn on llvmpipe has no `shader-f16`).
  */
 
 /** The limits the kernels are designed against; requested at the adapter's maximum. */
@@ -52,10 +53,17 @@ function loadDawn(): Promise<DawnModule | string> {
   return dawn;
 }
 
+/** The optional features the shaders use, those of them the adapter has. */
+const wantedFeatures = (adapter: GPUAdapter): GPUFeatureName[] =>
+  adapter.features.has('shader-f16') ? ['shader-f16'] : [];
+
 async function deviceFrom(adapter: GPUAdapter, source: string): Promise<GpuHandle> {
   const limits = {} as Record<(typeof raisedLimits)[number], number>;
   for (const k of raisedLimits) limits[k] = adapter.limits[k];
-  const device = await adapter.requestDevice({ requiredLimits: limits });
+  const device = await adapter.requestDevice({
+    requiredLimits: limits,
+    requiredFeatures: wantedFeatures(adapter),
+  });
   return { device, source, limits };
 }
 
@@ -124,7 +132,7 @@ export function validationDevice(): Promise<GPUDevice | string> {
     keep.push(gpu);
     const adapter = await gpu.requestAdapter();
     if (!adapter) return 'the null backend gave no adapter';
-    return adapter.requestDevice();
+    return adapter.requestDevice({ requiredFeatures: wantedFeatures(adapter) });
   })();
   return validator;
 }

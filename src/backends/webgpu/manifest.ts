@@ -1,5 +1,5 @@
 import type { Dim } from '../../ir/types.ts';
-import type { ShaderName } from './shaders.ts';
+import { type ShaderName, type StorageType, type WeightFormat, weightStorage } from './shaders.ts';
 
 /** The dispatch plan the WGSL renderer writes and the WebGPU runner executes. */
 /** A size: coefficient times the product of dims (`L`, `#name`, or numbers). */
@@ -23,12 +23,26 @@ export const MASK = 'mask';
 export interface BufferSpec {
   readonly key: string;
   readonly role: BufferRole;
-  /** 32-bit elements, for the maximum canvas. */
+  /** Elements, for the maximum canvas: 32-bit, except in a weight of a 16-bit `format`. */
   readonly elements: number;
   readonly int?: boolean;
   /** Weights: the model's tensor; rope tables: theta and head dim. */
   readonly weight?: string;
   readonly rope?: { readonly theta: number; readonly hd: number };
+  /** A weight matrix kept in 16 bits (see WeightFormat); absent: f32. */
+  readonly format?: Exclude<WeightFormat, 'f32'>;
+}
+
+/** The bytes of a buffer: its elements, two to a 32-bit word in a 16-bit weight, rounded up to 16 bytes (at least 16). */
+export function bufferBytes(s: BufferSpec): number {
+  const bytes = s.format ? 2 * s.elements : 4 * s.elements;
+  return Math.max(16, Math.ceil(bytes / 16) * 16);
+}
+
+/** The element type a shader must declare for a binding of this buffer. */
+export function storageOf(s: BufferSpec): StorageType {
+  if (s.format) return weightStorage[s.format];
+  return s.int ? 'i32' : 'f32';
 }
 
 export type Dispatch =

@@ -16,9 +16,9 @@ import {
   walkStage,
 } from '../walk.ts';
 import type { BufferSpec, Dispatch, Param, Size, WgslManifest, WgslStage } from './manifest.ts';
-import { MASK } from './manifest.ts';
+import { MASK, storageOf } from './manifest.ts';
 import { pointwise } from './pointwise.ts';
-import { type ShaderName, shaderDef } from './shaders.ts';
+import { type ShaderName, shaderDef, type WeightedShader, type WeightFormat, weighted } from './shaders.ts';
 
 export * from './manifest.ts';
 
@@ -50,6 +50,7 @@ class Renderer {
     readonly config: ModelConfig,
     readonly maxCanvas: number,
     readonly pool: SlotPool,
+    readonly format: (weight: string) => WeightFormat,
   ) {
     this.buffer({ key: DUMMY_F, role: 'dummy', elements: 4 });
     this.buffer({ key: DUMMY_I, role: 'dummy', elements: 4, int: true });
@@ -185,8 +186,12 @@ class WStage extends Target<string> {
     return new WgslRenderError(message);
   }
   slot(s: InputSlot): string {
-    if (s.kind === 'weight')
-      return this.r.buffer({ key: `w:${s.name}`, role: 'weight', elements: s.elements, weight: s.name });
+    if (s.kind === 'weight') {
+      // A matrix (a GEMM weight, the embedding table) may stay in 16 bits; vectors (norms, biases) are f32.
+      const format = s.shape?.length === 2 ? this.r.format(s.name) : 'f32';
+      const spec = { key: `w:${s.name}`, role: 'weight', elements: s.elements, weight: s.name } as const;
+      return this.r.buffer(format === 'f32' ? spec : { ...spec, format });
+    }
     // One buffer holds both per-row masks (see MASK).
     if (s.kind === 'blocks' || s.kind === 'seqs')
       return this.r.buffer({ key: MASK, role: 'mask', elements: 2 * s.elements, int: true });
@@ -211,6 +216,10 @@ class WStage extends Target<string> {
     this.copyRows(rowsDim(v), this.w(v), g.base, g.rows, out);
   }
 
+  /** The variant of a weight-reading shader for the format of the weight buffer `key`. */
+  variant(shader: WeightedShader, key: string): ShaderName {
+    return weighted(shader, this.r.buffers.get(key)?.format ?? 'f32');
+  }
   kernel(shader: ShaderName, params: Param[], bindings: string[], items: [Size, Size]): void {
     const def = shaderDef(shader);
     if (bindings.length !== def.bindings.length)
@@ -244,7 +253,7 @@ const gemm = (ins: Instr, c: Walk<string>, t: WStage) => {
   const m = rowsDim(r0);
   const n = t.w(r0);
   t.kernel(
-    'gemm',
+    t.variant('gemm', weight),
     [{ u: [1, m] }, { u: [n] }, { u: [t.w(a0)] }, { u: [(g ? 1 : 0) | (bias ? 2 : 0)] }],
     [x, g ? g.rows : DUMMY_I, weight, bias ?? DUMMY_F, c.out(r0)],
     [[n], [1, m]],
@@ -279,7 +288,7 @@ const emitters: Emitters<string, WStage> = {
     const d = t.w(r0);
     const table = c.ptr(c.arg(ins, 0));
     const ids = c.ptr(c.arg(ins, 1));
-    t.kernel('embed', [{ u: [1, n] }, { u: [d] }], [table, ids, c.out(r0)], [[d, n], [1]]);
+    t.kernel(t.variant('embed', table), [{ u: [1, n] }, { u: [d] }], [table, ids, c.out(r0)], [[d, n], [1]]);
   },
   scatter: (ins, c, t) => {
     const r0 = ins.results[0] as Value;
@@ -393,8 +402,9 @@ export function renderWgsl(
   kernels: ReadonlyMap<string, KernelProgram>,
   memory: ReadonlyMap<string, MemoryPlan>,
   maxCanvas: number,
+  format: (weight: string) => WeightFormat = () => 'f32',
 ): WgslManifest {
-  const r = new Renderer(config, maxCanvas, new SlotPool(memory));
+  const r = new Renderer(config, maxCanvas, new SlotPool(memory), format);
   const out: Record<string, WgslStage[]> = {};
   const resources = new Map<string, number>();
   for (const [name, p] of phases) {
@@ -418,8 +428,17 @@ export function renderWgsl(
     for (const s of st)
       for (const d of s.dispatches) {
         const keys = d.op === 'kernel' ? d.bindings : d.op === 'copy' ? [d.src, d.dst] : [d.dst];
-        for (const k of keys)
-          if (!r.buffers.has(k)) throw new WgslRenderError(`dispatch refers to unknown buffer ${k}`);
+        keys.forEach((k, i) => {
+          const spec = r.buffers.get(k);
+          if (!spec) throw new WgslRenderError(`dispatch refers to unknown buffer ${k}`);
+          // A shader declares each binding as what the buffer holds (16-bit weights: their format's
+          // variant); copies and clears count 4-byte words.
+          const declared = d.op === 'kernel' ? shaderDef(d.shader).bindings[i]?.[2] : undefined;
+          if (declared ? storageOf(spec) !== declared : spec.format !== undefined)
+            throw new WgslRenderError(
+              `${d.op === 'kernel' ? d.shader : d.op} binds ${k} (${storageOf(spec)}) as ${declared ?? '4-byte words'}`,
+            );
+        });
       }
   return { maxCanvas, buffers: [...r.buffers.values()], phases: out, shaders: [...r.used].sort() };
 }

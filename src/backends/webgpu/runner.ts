@@ -4,13 +4,22 @@ import { layerStage } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { floatsOf, type Weights } from '../../model/weights.ts';
+import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
-import { type BufferRole, evalSize, MASK, renderWgsl, type WgslManifest, type WgslStage } from './render.ts';
-import { type ShaderName, shaderDef, uniformBytes, wgslSource } from './shaders.ts';
+import {
+  type BufferRole,
+  type BufferSpec,
+  bufferBytes,
+  evalSize,
+  MASK,
+  renderWgsl,
+  type WgslManifest,
+  type WgslStage,
+} from './render.ts';
+import { type ShaderName, shaderDef, uniformBytes, type WeightFormat, wgslSource } from './shaders.ts';
 
 export interface WebGpuBuild {
   readonly lowered: LoweredPlan;
@@ -19,15 +28,55 @@ export interface WebGpuBuild {
   readonly fault?: Fault;
 }
 
-/** Compiles a plan for WebGPU: passes for the `wgsl` target, then the dispatch plan. */
-export function buildWebGpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): WebGpuBuild {
+/**
+ * Compiles a plan for WebGPU: passes for the `wgsl` target, then the dispatch plan. `format` says
+ * how each weight matrix is stored on the GPU (`weightFormats`); without it, every weight is f32.
+ */
+export function buildWebGpu(
+  plan: CheckedPlan,
+  config: ModelConfig,
+  maxCanvas: number,
+  format?: (weight: string) => WeightFormat,
+): WebGpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels or memory plan');
   return {
     lowered,
-    manifest: renderWgsl(config, state.phases, state.kernels, state.memory, maxCanvas),
+    manifest: renderWgsl(config, state.phases, state.kernels, state.memory, maxCanvas, format),
     fault: activeFault(),
   };
+}
+
+/**
+ * How a device keeps each weight of a model, from the dtype the model stores it in: bf16 as its
+ * bits (any adapter), f16 as f16 where the device has `shader-f16`, anything else as f32. No
+ * tensor is read to learn it.
+ */
+export function weightFormats(weights: Weights, device: GPUDevice): (weight: string) => WeightFormat {
+  const f16 = device.features.has('shader-f16');
+  const known = new Map<string, WeightFormat>();
+  return (name) => {
+    let format = known.get(name);
+    if (format === undefined) {
+      const half = storedForm(weights, name)?.half;
+      format = half === 'bf16' || (half === 'f16' && f16) ? half : 'f32';
+      known.set(name, format);
+    }
+    return format;
+  };
+}
+
+/** What a weight buffer is filled with: the tensor's 16-bit bits in its format (padded to whole words), else f32. */
+function weightData(s: BufferSpec, w: Tensor): Float32Array | Uint16Array {
+  if (!s.format) return new Float32Array(floatsOf(w));
+  if (!isHalf(w) || w.half !== s.format)
+    throw new Error(
+      `weight ${s.weight} is built as ${s.format}, but the model stores it as ${isHalf(w) ? w.half : 'floats'}`,
+    );
+  if (w.bits.length % 2 === 0) return w.bits;
+  const padded = new Uint16Array(w.bits.length + 1);
+  padded.set(w.bits);
+  return padded;
 }
 
 /** Pipelines by device and WGSL text: a shader built with a fault never stands in for the normal one. */
@@ -83,8 +132,6 @@ export function uniformData(
   return buf;
 }
 
-const roundBytes = (elements: number) => Math.max(16, Math.ceil((elements * 4) / 16) * 16);
-
 /**
  * Runs a plan's dispatch plan on a GPUDevice, one canvas of at most maxCanvas rows. Mirrors
  * CpuRunner: weights uploaded once, caches persistent and poisoned with NaN, index lists written
@@ -121,19 +168,19 @@ export class WebGpuRunner implements StepRunner {
       throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     for (const s of manifest.buffers) {
-      const size = roundBytes(s.elements);
+      const size = bufferBytes(s);
       const b = device.createBuffer({ size, usage, label: s.key });
       this.allocated[s.role] = (this.allocated[s.role] ?? 0) + size;
       this.owned.push(b);
       this.buffers.set(s.key, b);
-      let init: Float32Array | Int32Array | undefined;
+      let init: Float32Array | Int32Array | Uint16Array | undefined;
       if (s.role === 'weight') {
         const w = weights.get(s.weight as string);
         if (!w) throw new Error(`the model has no weight ${s.weight}`);
-        // A 16-bit weight is widened here, one tensor at a time (no shader reads 16-bit weights yet).
-        const values = floatsOf(w);
-        if (values.length !== s.elements) throw new Error(`weight ${s.weight} has ${values.length} values`);
-        init = new Float32Array(values);
+        const n = isHalf(w) ? w.bits.length : w.data.length;
+        if (n !== s.elements) throw new Error(`weight ${s.weight} has ${n} values`);
+        // Kept in 16 bits when the build says so; else widened here, one tensor at a time.
+        init = weightData(s, w);
       } else if (s.role === 'rope') {
         const { theta, hd } = s.rope as { theta: number; hd: number };
         const half = hd / 2;
@@ -341,7 +388,7 @@ export async function webGpuRunnerFactory(): Promise<
   const acq = await sharedDevice();
   if (!acq.ok) throw new Error(`no WebGPU adapter (${acq.reason})`);
   return (plan, config, weights, L) => {
-    const build = buildWebGpu(plan, config, L);
+    const build = buildWebGpu(plan, config, L, weightFormats(weights, acq.gpu.device));
     return (n) => new WebGpuRunner(build, weights, n, acq.gpu.device);
   };
 }

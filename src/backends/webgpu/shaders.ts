@@ -1,5 +1,7 @@
 /**
- * WGSL compute shaders for the primitives of kvplan_cpu.h (f32 only). Every shader reads its sizes
+ * WGSL compute shaders for the primitives of kvplan_cpu.h, computing in f32. The shaders that read
+ * a weight matrix (gemm, embed) come in one variant per weight format (`WeightFormat`): f32, bf16
+ * bits two to a u32 word, or f16 (`shader-f16`). Every shader reads its sizes
  * and offsets from a uniform `Params` struct at binding 0 (per-step sizes are never shader
  * constants) and its index lists from storage buffers written each step. Every output is a
  * separate `read_write` binding: no buffer is bound for reading and writing in one dispatch, so
@@ -28,12 +30,52 @@ export type Perturb = (primitive: FaultPrimitive, value: string) => string;
 /** One uniform field: a 32-bit unsigned size or a float. */
 export type ParamType = 'u32' | 'f32';
 
+/**
+ * How a weight matrix is stored on the GPU and read by the shaders, which widen it to f32: `f32`
+ * as is; `bf16` as its raw bits, two to a u32 word (element e in the low half of word e/2 when e
+ * is even), widened by a shift (bf16 is the top half of an f32), on every adapter; `f16` as WGSL
+ * `f16`, which needs the device feature `shader-f16`.
+ */
+export type WeightFormat = 'f32' | 'bf16' | 'f16';
+
+/** The element type of a storage binding. */
+export type StorageType = 'f32' | 'i32' | 'u32' | 'f16';
+
+/** The storage type a weight binding has in each format. */
+export const weightStorage: Readonly<Record<WeightFormat, StorageType>> = {
+  f32: 'f32',
+  bf16: 'u32',
+  f16: 'f16',
+};
+
+/** The shaders that read a weight matrix, each in one variant per format. */
+export type WeightedShader = 'gemm' | 'embed';
+
+/** The name of a weight-reading shader's variant: the f32 one keeps the plain name. */
+export const weighted = (shader: WeightedShader, format: WeightFormat): ShaderName =>
+  format === 'f32' ? shader : `${shader}_${format}`;
+
+/**
+ * `fn weight(e: u32) -> f32`: element e of the weight binding `w`, widened to f32. bf16: the word
+ * holding e, shifted (even e) or masked (odd e) into the top half of an f32.
+ */
+function weightLoader(w: string, format: WeightFormat): string {
+  if (format === 'f32') return `fn weight(e: u32) -> f32 { return ${w}[e]; }`;
+  if (format === 'f16') return `fn weight(e: u32) -> f32 { return f32(${w}[e]); }`;
+  return `fn weight(e: u32) -> f32 {
+  let word = ${w}[e >> 1u];
+  return bitcast<f32>(select(word & 0xffff0000u, word << 16u, (e & 1u) == 0u));
+}`;
+}
+
 export interface ShaderDef {
   readonly name: string;
   /** Uniform fields in order (each 4 bytes). */
   readonly params: readonly (readonly [string, ParamType])[];
-  /** Storage bindings 1.., in order: name and access. */
-  readonly bindings: readonly (readonly [string, 'read' | 'read_write', 'f32' | 'i32'])[];
+  /** Storage bindings 1.., in order: name, access and element type. */
+  readonly bindings: readonly (readonly [string, 'read' | 'read_write', StorageType])[];
+  /** The format of the weight binding the shader reads (gemm, embed); absent: no weight matrix. */
+  readonly weights?: WeightFormat;
   /** Work items per workgroup along x and y. */
   readonly workgroup: readonly [number, number];
   /** The body after the declarations; every write of a primitive's result goes through `out`. */
@@ -44,26 +86,28 @@ export interface ShaderDef {
 const linear = (wg: number) => `let idx = gid.x + gid.y * nwg.x * ${wg}u;`;
 const builtins1d = '@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u';
 
-export const shaderDefs: readonly ShaderDef[] = [
-  {
-    // C[i][j] = (acc ? C : 0) + sum_k A[r(i)][k] W[j][k] + bias[j]; 16x16 tiles in workgroup memory.
-    name: 'gemm',
-    params: [
-      ['m', 'u32'],
-      ['n', 'u32'],
-      ['k', 'u32'],
-      ['flags', 'u32'], // 1: indirect rows, 2: bias, 4: accumulate
-    ],
-    bindings: [
-      ['a', 'read', 'f32'],
-      ['arows', 'read', 'i32'],
-      ['w', 'read', 'f32'],
-      ['bias', 'read', 'f32'],
-      ['c', 'read_write', 'f32'],
-    ],
-    workgroup: [16, 16],
-    body: (out) => `var<workgroup> ta: array<array<f32, 17>, 16>;
+/** C[i][j] = (acc ? C : 0) + sum_k A[r(i)][k] W[j][k] + bias[j]; 16x16 tiles in workgroup memory. */
+const gemm = (format: WeightFormat): ShaderDef => ({
+  name: weighted('gemm', format),
+  weights: format,
+  params: [
+    ['m', 'u32'],
+    ['n', 'u32'],
+    ['k', 'u32'],
+    ['flags', 'u32'], // 1: indirect rows, 2: bias, 4: accumulate
+  ],
+  bindings: [
+    ['a', 'read', 'f32'],
+    ['arows', 'read', 'i32'],
+    ['w', 'read', weightStorage[format]],
+    ['bias', 'read', 'f32'],
+    ['c', 'read_write', 'f32'],
+  ],
+  workgroup: [16, 16],
+  body: (out) => `var<workgroup> ta: array<array<f32, 17>, 16>;
 var<workgroup> tw: array<array<f32, 17>, 16>;
+
+${weightLoader('w', format)}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -79,7 +123,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     if (row < p.m && kk < p.k) { av = a[src * p.k + kk]; }
     ta[lid.y][lid.x] = av;
     var wv = 0.0;
-    if (wrow < p.n && kk < p.k) { wv = w[wrow * p.k + kk]; }
+    if (wrow < p.n && kk < p.k) { wv = weight(wrow * p.k + kk); }
     tw[lid.y][lid.x] = wv;
     workgroupBarrier();
     let len = min(16u, p.k - t);
@@ -93,7 +137,38 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     c[row * p.n + col] = ${out('gemm', 'v')};
   }
 }`,
-  },
+});
+
+/** out[i] = table[ids[i]], rows of d floats. */
+const embed = (format: WeightFormat): ShaderDef => ({
+  name: weighted('embed', format),
+  weights: format,
+  params: [
+    ['n', 'u32'],
+    ['d', 'u32'],
+  ],
+  bindings: [
+    ['table', 'read', weightStorage[format]],
+    ['ids', 'read', 'i32'],
+    ['out', 'read_write', 'f32'],
+  ],
+  workgroup: [64, 1],
+  body: () => `${weightLoader('table', format)}
+
+@compute @workgroup_size(64)
+fn main(${builtins1d}) {
+  ${linear(64)}
+  if (idx >= p.n * p.d) { return; }
+  let i = idx / p.d;
+  out[idx] = weight(u32(ids[i]) * p.d + idx % p.d);
+}`,
+});
+
+const formats: readonly WeightFormat[] = ['f32', 'bf16', 'f16'];
+
+export const shaderDefs: readonly ShaderDef[] = [
+  ...formats.map(gemm),
+  ...formats.map(embed),
   {
     // Flash-style attention of nq rows over the keys kpos of canvas-sized K/V, online softmax.
     // One binding holds both per-row masks (the blocks, then from seq_at the sequence of each row),
@@ -304,27 +379,6 @@ fn main(${builtins1d}) {
 }`,
   },
   {
-    // out[i] = table[ids[i]], rows of d floats.
-    name: 'embed',
-    params: [
-      ['n', 'u32'],
-      ['d', 'u32'],
-    ],
-    bindings: [
-      ['table', 'read', 'f32'],
-      ['ids', 'read', 'i32'],
-      ['out', 'read_write', 'f32'],
-    ],
-    workgroup: [64, 1],
-    body: () => `@compute @workgroup_size(64)
-fn main(${builtins1d}) {
-  ${linear(64)}
-  if (idx >= p.n * p.d) { return; }
-  let i = idx / p.d;
-  out[idx] = table[u32(ids[i]) * p.d + idx % p.d];
-}`,
-  },
-  {
     // dst[dr(i)] = src[sr(i)], n rows of width floats.
     name: 'copy_rows',
     params: [
@@ -355,13 +409,13 @@ fn main(${builtins1d}) {
 ];
 
 export type ShaderName =
-  | 'gemm'
+  | WeightedShader
+  | `${WeightedShader}_${Exclude<WeightFormat, 'f32'>}`
   | 'attention'
   | 'merge'
   | 'rmsnorm'
   | 'rope'
   | 'swiglu'
-  | 'embed'
   | 'copy_rows'
   | `pointwise_${string}`;
 
@@ -414,9 +468,11 @@ export function wgslSource(def: ShaderDef, fault?: Fault): string {
   const binds = def.bindings
     .map(([n, access, t], i) => `@group(0) @binding(${i + 1}) var<storage, ${access}> ${n}: array<${t}>;`)
     .join('\n');
+  const weights = def.weights && def.weights !== 'f32' ? `, ${def.weights} weights` : '';
   return [
-    `// kvplan WebGPU primitive '${def.name}' (generated; f32).`,
+    `// kvplan WebGPU primitive '${def.name}' (generated; f32${weights}).`,
     ...(injected && fault ? [`// FAULT INJECTED (test only): ${describeFault(fault)}.`] : []),
+    ...(def.weights === 'f16' ? ['enable f16;'] : []),
     `struct Params {\n${fields}\n}`,
     '@group(0) @binding(0) var<uniform> p: Params;',
     binds,

@@ -234,20 +234,30 @@ export function readHeader(file: string): SafetensorsHeader {
 
 /** Reads one tensor into its stored dtype: Float32Array for F32, raw 16-bit patterns otherwise. */
 export function readTensor(info: TensorInfo): StoredTensor {
-  // safetensors data is little-endian and the typed arrays below use the host's byte order.
-  if (endianness() !== 'LE')
-    throw new CheckpointError(`${info.file}: kvplan reads safetensors on little-endian hosts only`);
   const buffer = new ArrayBuffer(info.byteLength);
-  const fd = openFile(info.file);
-  try {
-    readFully(fd, new Uint8Array(buffer), info.offset, info.file);
-  } finally {
-    closeSync(fd);
-  }
+  readTensorInto(info, new Uint8Array(buffer));
   const shape = [...info.shape];
   return info.dtype === 'F32'
     ? { dtype: 'F32', shape, data: new Float32Array(buffer) }
     : { dtype: info.dtype, shape, data: new Uint16Array(buffer) };
+}
+
+/**
+ * Reads one tensor's stored bytes into `into` (exactly its byte length), which may be memory a
+ * backend owns: the tensor is then never held twice.
+ */
+export function readTensorInto(info: TensorInfo, into: Uint8Array): void {
+  // safetensors data is little-endian and typed arrays over it use the host's byte order.
+  if (endianness() !== 'LE')
+    throw new CheckpointError(`${info.file}: kvplan reads safetensors on little-endian hosts only`);
+  if (into.length !== info.byteLength)
+    throw new RangeError(`${info.name} is ${info.byteLength} bytes; the buffer given holds ${into.length}`);
+  const fd = openFile(info.file);
+  try {
+    readFully(fd, into, info.offset, info.file);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export { bf16ToFloat32, f16ToFloat32 } from '../half.ts';

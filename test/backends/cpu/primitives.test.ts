@@ -15,6 +15,7 @@ import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
 import { loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
 import { attentionMass, attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
+import { halfToFloat32 } from '../../../src/model/half.ts';
 import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -748,12 +749,29 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     const table = randFloats(r, 50 * d);
     const ids = randIndices(r, 20, 50);
     const out = new Float32Array(20 * d);
-    p.embed(20, d, table, ids, out);
+    p.embed(20, d, table, 0, ids, out);
     for (let i = 0; i < 20; i++)
       expect(out.subarray(i * d, (i + 1) * d)).toEqual(
         table.subarray((ids[i] as number) * d, ((ids[i] as number) + 1) * d),
       );
-    expect(() => p.embed(1, d, table, Int32Array.from([50]), out)).toThrow(RangeError);
+    expect(() => p.embed(1, d, table, 0, Int32Array.from([50]), out)).toThrow(RangeError);
+    // A 16-bit table (every bit pattern: subnormals, infinities, NaN) is widened exactly.
+    const bits = Uint16Array.from({ length: 50 * d }, () => Math.floor(r() * 65536));
+    for (const [half, dtype] of [
+      ['bf16', 1],
+      ['f16', 2],
+      ['bf16', 3],
+    ] as const) {
+      const wide = halfToFloat32(bits, half);
+      p.embed(20, d, bits, dtype, ids, out);
+      for (let i = 0; i < 20; i++) {
+        const row = wide.subarray((ids[i] as number) * d, ((ids[i] as number) + 1) * d);
+        expect(new Uint32Array(out.slice(i * d, (i + 1) * d).buffer)).toEqual(
+          new Uint32Array(row.slice().buffer),
+        );
+      }
+    }
+    expect(() => p.embed(1, d, bits, 0, ids, out)).toThrow(TypeError);
 
     const src = randFloats(r, 10 * d);
     const dst = randFloats(r, 12 * d);

@@ -9,11 +9,19 @@
  * same computation (the emulator with every operation rounded) plus 4 units of 2^-24 of the
  * reference's scale; a generation's every exact or refresh step within float32Budget.
  */
-import { GEMM_PATHS, type GemmPath, generateKernel } from '../../../src/backends/cuda-ptx/kernels/index.ts';
+import {
+  GEMM_PATHS,
+  type GemmPath,
+  generateKernel,
+  type KernelSpec,
+  MMA_DTYPES,
+  pathDtype,
+} from '../../../src/backends/cuda-ptx/kernels/index.ts';
 import { type CudaDevice, type KernelArg, packParams } from '../../../src/backends/cuda-ptx/launch.ts';
 import { buildPtx, PtxRunner } from '../../../src/backends/cuda-ptx/runner.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
+import { halfToFloat32 } from '../../../src/model/half.ts';
 import { createRng, type Rng, randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
@@ -23,7 +31,7 @@ import { type GenerationResult, simulateGeneration } from '../../../src/runtime/
 import { float32Budget } from '../../../src/runtime/verify.ts';
 import { examplePlan } from '../../runtime/support.ts';
 import { derivedBound, maxError } from '../../support/bounds.ts';
-import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';
+import { EmulatedDevice, halfBits, roundTo } from './emulator.ts';
 
 export interface Comparison {
   readonly label: string;
@@ -60,9 +68,9 @@ const u32Args = (xs: readonly number[]): KernelArg[] => xs.map((value) => ({ typ
 
 /** Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`. */
 function launcher(
-  spec: Parameters<typeof generateKernel>[0],
+  spec: KernelSpec,
   grid: readonly [number, number, number],
-  inputs: readonly (Float32Array | Int32Array | null)[],
+  inputs: readonly (Float32Array | Int32Array | Uint16Array | null)[],
   outputs: readonly number[],
   args: (ins: bigint[], outs: bigint[]) => KernelArg[],
 ): Launcher {
@@ -92,6 +100,18 @@ function launcher(
   };
 }
 
+/**
+ * Where a k-major slot ([k][n]) is compared with the model's [n][k] weight: (o, i) pairs at the
+ * corners and inside.
+ */
+export const transposeSamples = (n: number, k: number): readonly (readonly [number, number])[] => [
+  [0, 0],
+  [n - 1, 0],
+  [0, k - 1],
+  [n - 1, k - 1],
+  [n >> 1, k >> 2],
+];
+
 export interface PrimitiveCase {
   readonly name: string;
   readonly run: Launcher;
@@ -99,17 +119,26 @@ export interface PrimitiveCase {
   readonly reference: readonly Float64Array[];
 }
 
-/** C = A[rows] · W + bias through the GEMM path, W k-major [K][N]; inputs rounded as the path rounds them. */
-export function gemmCase(path: GemmPath, m: number, n: number, k: number, seed: number): PrimitiveCase {
+/** A GEMM kernel: a path over float32 weights, or the GEMM of a weight stored in 16 bits. */
+export type GemmSpec = Extract<KernelSpec, { op: 'gemm' | 'gemm16' }>;
+
+/**
+ * C = A[rows] · W + bias through a GEMM kernel, W k-major [K][N] (float32, or `dtype` bits for
+ * gemm16); the reference rounds the inputs as the kernel does (A and a float32 W to the tensor-core
+ * dtype; 16-bit W is exact).
+ */
+export function gemmCase(spec: GemmSpec, m: number, n: number, k: number, seed: number): PrimitiveCase {
   const r = createRng(seed);
   const src = m + 11;
   const a = floats(r, src * k);
-  const w = floats(r, k * n);
+  const w32 = floats(r, k * n);
   const bias = floats(r, n);
   const rows = Int32Array.from({ length: m }, () => Math.floor(r.uniform() * src));
-  const round = path === 'mma-f16' ? roundF16 : path === 'mma-bf16' ? roundBf16 : (x: number) => x;
+  const round = roundTo(spec.op === 'gemm16' ? spec.dtype : pathDtype(spec.path));
+  const w = spec.op === 'gemm16' ? Uint16Array.from(w32, (x) => halfBits(spec.dtype, x)) : w32;
   const ar = Float64Array.from(a, round);
-  const wr = Float64Array.from(w, round);
+  const wr =
+    spec.op === 'gemm16' ? halfToFloat32(w as Uint16Array, spec.dtype) : Float64Array.from(w32, round);
   const ref = new Float64Array(m * n);
   for (let i = 0; i < m; i++)
     for (let j = 0; j < n; j++) {
@@ -119,14 +148,21 @@ export function gemmCase(path: GemmPath, m: number, n: number, k: number, seed: 
       ref[i * n + j] = s;
     }
   const run = launcher(
-    { op: 'gemm', path },
+    spec,
     [Math.ceil(n / 64), Math.ceil(m / 64), 1],
     [a, rows, w, bias],
     [m * n],
     ([pa, pr, pw, pb], [pc]) => [...ptrArgs([pc, pa, pr, pw, pb]), ...u32Args([m, n, k, k, n])],
   );
-  return { name: `gemm ${path} ${m}x${n}x${k}`, run, reference: [ref] };
+  const what = spec.op === 'gemm16' ? `gemm16 ${spec.dtype}` : `gemm ${spec.path}`;
+  return { name: `${what} ${m}x${n}x${k}`, run, reference: [ref] };
 }
+
+/** Every GEMM kernel: each path over float32 weights, and the 16-bit-weight GEMM of each dtype. */
+export const GEMM_SPECS: readonly GemmSpec[] = [
+  ...GEMM_PATHS.map((path): GemmSpec => ({ op: 'gemm', path })),
+  ...MMA_DTYPES.map((dtype): GemmSpec => ({ op: 'gemm16', dtype })),
+];
 
 /**
  * Attention over an index list of canvas keys, block-causal, with a query that sees no key (its
@@ -188,9 +224,10 @@ export function attentionCase(
 }
 
 export const primitiveCases = (): PrimitiveCase[] => [
-  ...GEMM_PATHS.map((p) => gemmCase(p, 70, 96, 72, 1)),
-  gemmCase('fma', 130, 200, 264, 2),
-  gemmCase('mma-f16', 130, 200, 264, 3),
+  ...GEMM_SPECS.map((spec) => gemmCase(spec, 70, 96, 72, 1)),
+  gemmCase({ op: 'gemm', path: 'fma' }, 130, 200, 264, 2),
+  gemmCase({ op: 'gemm', path: 'mma-f16' }, 130, 200, 264, 3),
+  gemmCase({ op: 'gemm16', dtype: 'bf16' }, 130, 200, 264, 8),
   ...[false, true].flatMap((merge) => [
     attentionCase(16, 4, 2, merge, 4),
     attentionCase(128, 4, 1, merge, 5),

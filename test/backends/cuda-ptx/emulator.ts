@@ -10,7 +10,8 @@
  * - it reproduces the kernels' observable corner cases: masked keys (later blocks, other sequences)
  *   still contribute 0 · V (so a
  *   NaN-poisoned V row of a masked key poisons the row, as on the GPU), merges drop a zero-weight
- *   side, the tensor-core GEMM paths round their inputs to f16 / bf16.
+ *   side, the tensor-core GEMM paths round their inputs to f16 / bf16 (a 16-bit weight is read as
+ *   its bits, exactly).
  * Whether it matches the PTX is settled on a GPU: bench/gpu replays its results against the kernels.
  *
  * `eager` rounds every operation to float32 (Math.fround), for the derived error budgets; by
@@ -18,6 +19,8 @@
  */
 import type { ParamType } from '../../../src/backends/cuda-ptx/kernels/ptx.ts';
 import type { CudaDevice, Dim3, PackedParams } from '../../../src/backends/cuda-ptx/launch.ts';
+import { type HalfDtype, halfToFloat32 } from '../../../src/model/half.ts';
+import { interpretPtx } from './interpret.ts';
 
 interface Kernel {
   readonly name: string;
@@ -65,6 +68,28 @@ export function roundBf16(x: number): number {
   return bits.getFloat32(0);
 }
 
+/** The rounding of a conversion to a tensor-core dtype; none for float32 (undefined). */
+export const roundTo = (dtype: HalfDtype | undefined): ((x: number) => number) =>
+  dtype === 'f16' ? roundF16 : dtype === 'bf16' ? roundBf16 : (x) => x;
+
+/** The bits of x rounded to nearest even in a 16-bit format (`cvt.rn.{f16,bf16}.f32`). */
+export function halfBits(dtype: HalfDtype, x: number): number {
+  if (dtype === 'bf16') {
+    bits.setFloat32(0, roundBf16(x));
+    return bits.getUint32(0) >>> 16;
+  }
+  if (Number.isNaN(x)) return 0x7e00;
+  const v = roundF16(x);
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+  const a = Math.abs(v);
+  if (a === Number.POSITIVE_INFINITY) return sign | 0x7c00;
+  if (a < 2 ** -14) return sign | (a / 2 ** -24);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  if (2 ** (e + 1) <= a) e++;
+  return sign | ((e + 15) << 10) | ((a / 2 ** e - 1) * 1024);
+}
+
 /** A kernel's parameters as its PTX text declares them. */
 export const declaredParams = (ptx: string) =>
   [...ptx.matchAll(/\.param\s+\.(u64|u32|f32)\s+(\w+)/g)].map((m) => ({
@@ -92,8 +117,16 @@ export class EmulatedDevice implements CudaDevice {
   private next = 0x7f00_0000_0000n;
   private readonly r: (x: number) => number;
 
-  constructor(opts: { eager?: boolean } = {}) {
+  private readonly interpret: RegExp | undefined;
+  private readonly views = new WeakMap<ArrayBuffer, DataView>();
+
+  /**
+   * `eager`: every operation rounded to float32. `interpret`: kernels whose name matches run their
+   * PTX text on the instruction-level interpreter (interpret.ts) instead of their semantics here.
+   */
+  constructor(opts: { eager?: boolean; interpret?: RegExp } = {}) {
     this.r = opts.eager ? Math.fround : (x) => x;
+    this.interpret = opts.interpret;
   }
 
   /** Allocations not freed yet. */
@@ -160,13 +193,19 @@ export class EmulatedDevice implements CudaDevice {
     if (off % 4 !== 0) throw new EmulatorError(`misaligned float pointer ${ptr.toString(16)}`);
     return new Float32Array(buf, off);
   }
+  /** 16-bit view from a pointer to the end of its allocation. */
+  u16(ptr: bigint): Uint16Array {
+    const { buf, off } = this.at(ptr, 2);
+    if (off % 2 !== 0) throw new EmulatorError(`misaligned 16-bit pointer ${ptr.toString(16)}`);
+    return new Uint16Array(buf, off, (buf.byteLength - off) >> 1);
+  }
   i32(ptr: bigint): Int32Array | undefined {
     if (ptr === 0n) return undefined;
     const { buf, off } = this.at(ptr, 4);
     return new Int32Array(buf, off);
   }
 
-  launch(fn: unknown, grid: Dim3, block: Dim3, _sharedBytes: number, params: PackedParams): void {
+  launch(fn: unknown, grid: Dim3, block: Dim3, sharedBytes: number, params: PackedParams): void {
     const k = fn as Kernel;
     if (params.offsets.length !== k.params.length)
       throw new EmulatorError(
@@ -184,6 +223,24 @@ export class EmulatedDevice implements CudaDevice {
             : view.getUint32(at, true);
     });
     this.launches.push({ kernel: k.name, grid, args });
+    if (this.interpret?.test(k.name)) {
+      interpretPtx(k.ptx, {
+        grid,
+        block,
+        sharedBytes,
+        params: Object.fromEntries(k.params.map((p) => [p.name, Number(args[p.name.replace(/^p_/, '')])])),
+        global: (addr, bytes) => {
+          const { buf, off } = this.at(BigInt(addr), bytes);
+          let view = this.views.get(buf);
+          if (!view) {
+            view = new DataView(buf);
+            this.views.set(buf, view);
+          }
+          return { view, off };
+        },
+      });
+      return;
+    }
     const threads = grid[0] * block[0];
     const covers = (what: string, have: number, need: number) => {
       if (have < need)
@@ -197,11 +254,12 @@ export class EmulatedDevice implements CudaDevice {
       if (typeof v !== 'bigint') throw new EmulatorError(`${name}: no pointer parameter p_${n}`);
       return v;
     };
-    if (name.startsWith('kvp_gemm_')) {
+    if (name.startsWith('kvp_gemm')) {
       covers('columns', grid[0] * 64, u('n'));
       covers('rows', grid[1] * 64, u('m'));
-      const round = name.endsWith('_f16') ? roundF16 : name.endsWith('_bf16') ? roundBf16 : (x: number) => x;
-      this.gemm(a, round);
+      // kvp_gemm_fma, kvp_gemm_mma_<dtype> (f32 W), kvp_gemm16_<dtype> (W stored as dtype bits)
+      const dtype = name.match(/_(b?f16)$/)?.[1] as HalfDtype | undefined;
+      this.gemm(a, dtype, name.startsWith('kvp_gemm16_'));
     } else if (name.startsWith('kvp_attention_hd')) {
       covers('pairs', grid[0] * 32, u('nq') * u('group'));
       if (grid[1] * u('group') !== u('heads'))
@@ -258,7 +316,11 @@ export class EmulatedDevice implements CudaDevice {
     }
   }
 
-  private gemm(a: Record<string, bigint>, round: (x: number) => number): void {
+  /**
+   * C = A[rows]·W + bias. `dtype`: the tensor-core paths, which round A (and a float32 W) to it;
+   * `w16`: W holds `dtype` bits.
+   */
+  private gemm(a: Record<string, bigint>, dtype: HalfDtype | undefined, w16: boolean): void {
     const r = this.r;
     const [m, n, k, lda, ldc] = ['m', 'n', 'k', 'lda', 'ldc'].map((x) => Number(a[x])) as [
       number,
@@ -268,10 +330,14 @@ export class EmulatedDevice implements CudaDevice {
       number,
     ];
     // Inputs are rounded once, as the tensor-core paths convert them once while staging.
+    const round = roundTo(dtype);
     const A = this.f32(a.a as bigint).map(round);
-    const W = this.f32(a.w as bigint)
-      .subarray(0, k * n)
-      .map(round);
+    const W =
+      w16 && dtype
+        ? halfToFloat32(this.u16(a.w as bigint).subarray(0, k * n), dtype)
+        : this.f32(a.w as bigint)
+            .subarray(0, k * n)
+            .map(round);
     const bias = this.f32(a.bias as bigint, true);
     const rows = this.i32(a.arows as bigint);
     const C = this.f32(a.c as bigint);

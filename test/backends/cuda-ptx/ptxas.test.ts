@@ -3,7 +3,6 @@ import { describe, expect, test } from 'vitest';
 import { cudaAvailable } from '../../../src/backends/cuda-ptx/driver.ts';
 import {
   ARCHES,
-  GEMM_PATHS,
   type GeneratedKernel,
   generateKernel,
 } from '../../../src/backends/cuda-ptx/kernels/index.ts';
@@ -19,6 +18,7 @@ import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
 import { examplePlan, examples } from '../../runtime/support.ts';
+import { GEMM_SPECS } from './checks.ts';
 
 const ptxas = findPtxas();
 const PRESETS = ['small', 'llada-8b', 'dream-7b'] as const;
@@ -56,10 +56,10 @@ describe('ptxas', () => {
         }
       }
     }
-    // Every GEMM path, whichever the plans used.
+    // Every GEMM kernel (each path, and the 16-bit-weight GEMM of each dtype), whichever the plans used.
     for (const arch of ARCHES)
-      for (const path of GEMM_PATHS) {
-        const k = generateKernel({ op: 'gemm', path }, arch);
+      for (const spec of GEMM_SPECS) {
+        const k = generateKernel(spec, arch);
         unique.set(createHash('sha256').update(arch).update(k.ptx).digest('hex'), {
           name: k.name,
           arch,

@@ -74,6 +74,17 @@ describe('PTX renderer', () => {
         if (p.binding.kind === 'buffer') expect(slots.has(p.binding.slot), p.binding.slot).toBe(true);
   });
 
+  test('the GEMM of a 16-bit weight reads W as its bits and converts only A', () => {
+    for (const dtype of ['f16', 'bf16'] as const) {
+      const ptx = generateKernel({ op: 'gemm16', dtype }, 'sm_80').ptx;
+      expect(ptx).toContain(`.visible .entry kvp_gemm16_${dtype}(`);
+      expect(ptx).toContain(`mma.sync.aligned.m16n8k16.row.col.f32.${dtype}.${dtype}.f32`);
+      expect(ptx).toContain('ld.global.nc.v2.b32');
+      expect(ptx).toContain(`cvt.rn.${dtype}x2.f32`);
+      expect(ptx).not.toContain(`cvt.rn.${dtype}.f32`);
+    }
+  });
+
   test('a head_dim whose tiles do not fit in 48 KiB of shared memory is refused clearly', () => {
     expect(() => attentionKernel({ arch: 'sm_80', headDim: 256, merge: false })).toThrow(/shared memory/);
     expect(() => attentionKernel({ arch: 'sm_80', headDim: 10, merge: false })).toThrow(/multiple of 4/);

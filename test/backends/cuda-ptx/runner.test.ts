@@ -26,7 +26,7 @@ import { presets } from '../../../src/model/presets.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
-import { checkPlan, checkPrimitive, primitiveCases } from './checks.ts';
+import { checkPlan, checkPrimitive, primitiveCases, transposeSamples } from './checks.ts';
 import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';
 
 const small = presets.small as ModelConfig;
@@ -114,13 +114,7 @@ describe('weights on the device', () => {
       const [k, n] = s.shape as [number, number];
       expect(w?.shape).toEqual([n, k]);
       const t = slotData(s, weights);
-      for (const [o, i] of [
-        [0, 0],
-        [n - 1, 0],
-        [0, k - 1],
-        [n - 1, k - 1],
-        [n >> 1, k >> 2],
-      ] as const)
+      for (const [o, i] of transposeSamples(n, k))
         expect(t[i * n + o]).toBe(Math.fround(w?.data[o * k + i] as number));
     }
     const gemms = Object.values(render.manifest.phases)

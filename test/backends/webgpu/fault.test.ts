@@ -17,24 +17,29 @@ if (typeof validator === 'string')
 const nullDevice = typeof validator === 'string' ? undefined : validator;
 const device = await gpuOrSkip('WGSL fault hook at run time');
 
-const shaderOf: Record<FaultPrimitive, ShaderName> = {
-  gemm: 'gemm',
-  attention: 'attention',
-  rmsnorm: 'rmsnorm',
-  rope: 'rope',
-  swiglu: 'swiglu',
+const shadersOf: Record<FaultPrimitive, readonly ShaderName[]> = {
+  gemm: ['gemm', 'gemm_bf16', 'gemm_f16'],
+  attention: ['attention'],
+  rmsnorm: ['rmsnorm'],
+  rope: ['rope'],
+  swiglu: ['swiglu'],
 };
 
 describe('WGSL fault hook', () => {
-  test.each(faultPrimitives.map((p) => [p] as const))('%s changes exactly its shader, validly', async (p) => {
-    const fault = parseFault(`${p}:0.01`);
-    const changed = shaderDefs.filter((d) => wgslSource(d, fault) !== wgslSource(d));
-    expect(changed.map((d) => d.name)).toEqual([shaderOf[p]]);
-    const code = wgslSource(changed[0] as (typeof shaderDefs)[number], fault);
-    expect(code).toContain(`// FAULT INJECTED (test only): ${p} outputs scaled by 1.01`);
-    expect(code).toContain(') * 1.01e+0');
-    if (nullDevice) expect(await validateWgsl(nullDevice, code)).toEqual([]);
-  });
+  test.each(faultPrimitives.map((p) => [p] as const))(
+    '%s changes exactly its shaders (one per weight format), validly',
+    async (p) => {
+      const fault = parseFault(`${p}:0.01`);
+      const changed = shaderDefs.filter((d) => wgslSource(d, fault) !== wgslSource(d));
+      expect(changed.map((d) => d.name)).toEqual(shadersOf[p]);
+      for (const d of changed) {
+        const code = wgslSource(d, fault);
+        expect(code).toContain(`// FAULT INJECTED (test only): ${p} outputs scaled by 1.01`);
+        expect(code).toContain(') * 1.01e+0');
+        if (nullDevice) expect(await validateWgsl(nullDevice, code)).toEqual([]);
+      }
+    },
+  );
 
   test.skipIf(!device)('pipelines are keyed by their WGSL, fault included', () => {
     const gpu = device as GPUDevice;

@@ -7,11 +7,17 @@
  */
 import { describe, expect, test } from 'vitest';
 import { pipelineFor, uniformData, workgroups } from '../../../src/backends/webgpu/runner.ts';
-import { fromGpuLse, NEG_LSE } from '../../../src/backends/webgpu/shaders.ts';
+import {
+  fromGpuLse,
+  NEG_LSE,
+  type ShaderName,
+  type WeightFormat,
+  weighted,
+} from '../../../src/backends/webgpu/shaders.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
 import { expectClose, f32, scaleOf } from '../../support/float32.ts';
-import { gpuOrSkip, runKernel } from './support.ts';
+import { gpuOrSkip, readsFormat, runKernel, weightIn } from './support.ts';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -40,63 +46,77 @@ const NONE_F = new Float32Array(4);
 const device = await gpuOrSkip('WebGPU primitives');
 const gpu = () => device as GPUDevice;
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!device)(name, fn);
+const formats: readonly WeightFormat[] = ['f32', 'bf16', 'f16'];
+if (device && !readsFormat(device, 'f16'))
+  console.log('WebGPU primitives with f16 weights: skipped: the adapter has no shader-f16');
+/** A test of a weight-reading shader in one format, run where the device can read that format. */
+const formatTest = (format: WeightFormat, name: string, fn: () => Promise<void>) =>
+  test.skipIf(!readsFormat(device, format))(`${name}, ${format} weights`, fn);
 
 const deviations: Record<string, number> = {};
 
 describe('WGSL primitives against float64 references', () => {
-  gpuTest('gemm: tiles, ragged edges, indirect rows, bias, accumulate', async () => {
-    const shapes = [
-      [1, 1, 1],
-      [5, 3, 7],
-      [17, 16, 20],
-      [33, 40, 64],
-      [20, 70, 33],
-    ] as const;
-    let seed = 1;
-    for (const [m, n, k] of shapes)
-      for (const flags of [0, 1, 2, 3, 4, 7]) {
-        const r = rng(seed++);
-        const rowsA = flags & 1 ? m + 5 : m;
-        const a = randFloats(r, rowsA * k);
-        const arows = flags & 1 ? randIndices(r, m, rowsA) : NONE_I;
-        const w = randFloats(r, n * k);
-        const bias = flags & 2 ? randFloats(r, n) : NONE_F;
-        const c0 = randFloats(r, m * n);
-        const c =
-          flags & 4
-            ? await runWithInitialOutput('gemm', [m, n, k, flags], [a, arows, w, bias], c0, 4, [n, m])
-            : (
-                await runKernel(gpu(), 'gemm', [m, n, k, flags], [a, arows, w, bias, { out: m * n }], [n, m])
-              )[0];
-        const ref = new Float64Array(m * n);
-        const eager = new Float64Array(m * n);
-        for (let i = 0; i < m; i++)
-          for (let j = 0; j < n; j++) {
-            const src = flags & 1 ? (arows[i] as number) : i;
-            let s = 0;
-            let s32 = 0;
-            for (let t = 0; t < k; t++) {
-              const x = (a[src * k + t] as number) * (w[j * k + t] as number);
-              s += x;
-              s32 = f32(s32 + f32(x));
+  for (const format of formats)
+    formatTest(format, 'gemm: tiles, ragged edges, indirect rows, bias, accumulate', async () => {
+      const shader = weighted('gemm', format);
+      const shapes = [
+        [1, 1, 1],
+        [5, 3, 7],
+        [17, 16, 20],
+        [33, 40, 64],
+        [20, 70, 33],
+      ] as const;
+      let seed = 1;
+      for (const [m, n, k] of shapes)
+        for (const flags of [0, 1, 2, 3, 4, 7]) {
+          const r = rng(seed++);
+          const rowsA = flags & 1 ? m + 5 : m;
+          const a = randFloats(r, rowsA * k);
+          const arows = flags & 1 ? randIndices(r, m, rowsA) : NONE_I;
+          const { operand: wIn, values: w } = weightIn(randFloats(r, n * k), format);
+          const bias = flags & 2 ? randFloats(r, n) : NONE_F;
+          const c0 = randFloats(r, m * n);
+          const c =
+            flags & 4
+              ? await runWithInitialOutput(shader, [m, n, k, flags], [a, arows, wIn, bias], c0, 4, [n, m])
+              : (
+                  await runKernel(
+                    gpu(),
+                    shader,
+                    [m, n, k, flags],
+                    [a, arows, wIn, bias, { out: m * n }],
+                    [n, m],
+                  )
+                )[0];
+          const ref = new Float64Array(m * n);
+          const eager = new Float64Array(m * n);
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++) {
+              const src = flags & 1 ? (arows[i] as number) : i;
+              let s = 0;
+              let s32 = 0;
+              for (let t = 0; t < k; t++) {
+                const x = (a[src * k + t] as number) * (w[j * k + t] as number);
+                s += x;
+                s32 = f32(s32 + f32(x));
+              }
+              if (flags & 2) {
+                s += bias[j] as number;
+                s32 = f32(s32 + (bias[j] as number));
+              }
+              if (flags & 4) {
+                s += c0[i * n + j] as number;
+                s32 = f32(s32 + (c0[i * n + j] as number));
+              }
+              ref[i * n + j] = s;
+              eager[i * n + j] = s32;
             }
-            if (flags & 2) {
-              s += bias[j] as number;
-              s32 = f32(s32 + (bias[j] as number));
-            }
-            if (flags & 4) {
-              s += c0[i * n + j] as number;
-              s32 = f32(s32 + (c0[i * n + j] as number));
-            }
-            ref[i * n + j] = s;
-            eager[i * n + j] = s32;
-          }
-        deviations.gemm = Math.max(
-          deviations.gemm ?? 0,
-          expectClose(`gemm ${m}x${n}x${k} flags ${flags}`, c as Float32Array, ref, eager),
-        );
-      }
-  });
+          deviations[shader] = Math.max(
+            deviations[shader] ?? 0,
+            expectClose(`${shader} ${m}x${n}x${k} flags ${flags}`, c as Float32Array, ref, eager),
+          );
+        }
+    });
 
   describe('attention', () => {
     interface Case {
@@ -429,12 +449,24 @@ describe('WGSL primitives against float64 references', () => {
     deviations.swiglu = expectClose('swiglu', sw as Float32Array, refSw, eager);
   });
 
-  gpuTest('embed and copy_rows (every combination of row lists) are exact', async () => {
-    const r = rng(13);
-    const table = randFloats(r, 20 * 6);
-    const ids = randIndices(r, 9, 20);
-    const [e] = await runKernel(gpu(), 'embed', [9, 6], [table, ids, { out: 54 }], [54, 1]);
-    expect(Array.from(e as Float32Array)).toEqual(Array.from(gather64(table, ids, 6)));
+  for (const format of formats)
+    formatTest(format, 'embed is exact', async () => {
+      const r = rng(13);
+      // Rows of an odd width: half of them start in the middle of a 32-bit word of 16-bit weights.
+      const { operand, values } = weightIn(randFloats(r, 21 * 7), format);
+      const ids = randIndices(r, 9, 21);
+      const [e] = await runKernel(
+        gpu(),
+        weighted('embed', format),
+        [9, 7],
+        [operand, ids, { out: 63 }],
+        [63, 1],
+      );
+      expect(Array.from(e as Float32Array)).toEqual(Array.from(gather64(values, ids, 7)));
+    });
+
+  gpuTest('copy_rows (every combination of row lists) is exact', async () => {
+    const r = rng(14);
     const src = randFloats(r, 10 * 5);
     const srows = Int32Array.from([9, 0, 4]);
     const drows = Int32Array.from([2, 7, 3]);
@@ -483,9 +515,9 @@ async function copyRowsInto(
 
 /** Runs a shader whose read_write binding `at` (0-based among buffers) starts with `init`, and reads it back. */
 async function runWithInitialOutput(
-  shader: 'gemm' | 'copy_rows',
+  shader: ShaderName,
   params: number[],
-  inputs: (Float32Array | Int32Array)[],
+  inputs: (Float32Array | Int32Array | Uint16Array)[],
   init: Float32Array,
   at: number,
   items: [number, number],

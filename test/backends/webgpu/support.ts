@@ -2,7 +2,9 @@ import type { Fault } from '../../../src/backends/fault.ts';
 import { sharedDevice } from '../../../src/backends/webgpu/device.ts';
 import type { Param } from '../../../src/backends/webgpu/render.ts';
 import { pipelineFor, uniformData, workgroups } from '../../../src/backends/webgpu/runner.ts';
-import { type ShaderName, shaderDef } from '../../../src/backends/webgpu/shaders.ts';
+import { type ShaderName, shaderDef, type WeightFormat } from '../../../src/backends/webgpu/shaders.ts';
+import { halfToFloat32 } from '../../../src/model/half.ts';
+import { float32ToBf16, float32ToF16 } from '../../../src/model/hf/write.ts';
 
 /**
  * The shared device for the WebGPU tests, or undefined after printing why it is skipped. On this
@@ -15,8 +17,26 @@ export async function gpuOrSkip(what: string): Promise<GPUDevice | undefined> {
   return undefined;
 }
 
+/** Whether the device can run the shaders that read weights in this format (f16 needs `shader-f16`). */
+export const readsFormat = (device: GPUDevice | undefined, format: WeightFormat): boolean =>
+  device !== undefined && (format !== 'f16' || device.features.has('shader-f16'));
+
+/**
+ * A weight matrix in a format, from float32 values: the operand to upload (16-bit bits, rounded to
+ * nearest even, padded to whole 32-bit words) and the values a shader reading it must see.
+ */
+export function weightIn(
+  values: Float32Array,
+  format: WeightFormat,
+): { readonly operand: Float32Array | Uint16Array; readonly values: Float32Array } {
+  if (format === 'f32') return { operand: values, values };
+  const bits = new Uint16Array(values.length + (values.length % 2));
+  (format === 'bf16' ? float32ToBf16 : float32ToF16)(values, bits.subarray(0, values.length));
+  return { operand: bits, values: halfToFloat32(bits.subarray(0, values.length), format) };
+}
+
 /** A buffer operand of a single dispatch: data to upload, or an output of n floats (poisoned NaN). */
-export type Operand = Float32Array | Int32Array | { readonly out: number };
+export type Operand = Float32Array | Int32Array | Uint16Array | { readonly out: number };
 
 /**
  * Runs one dispatch of a primitive: uploads the operands in binding order, evaluates the params
@@ -37,10 +57,10 @@ export async function runKernel(
   const made: GPUBuffer[] = [];
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
   const buffers = operands.map((o) => {
-    const n = 'out' in o ? o.out : o.length;
-    const b = device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage });
+    const bytes = 'out' in o ? o.out * 4 : o.byteLength;
+    const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
     made.push(b);
-    device.queue.writeBuffer(b, 0, 'out' in o ? new Float32Array(n).fill(Number.NaN) : o);
+    device.queue.writeBuffer(b, 0, 'out' in o ? new Float32Array(o.out).fill(Number.NaN) : o);
     return b;
   });
   const ps: Param[] = params.map((p) => (typeof p === 'number' ? { u: [p] } : p));

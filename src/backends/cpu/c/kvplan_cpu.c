@@ -1228,9 +1228,21 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
 #endif
 }
 
-void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out) {
+void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out) {
   if (n <= 0 || d <= 0) return;
-  for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * d, table + (int64_t)ids[i] * d, sizeof(float) * d);
+  for (int i = 0; i < n; i++) {
+    float *o = out + (int64_t)i * d;
+    const int64_t at = (int64_t)ids[i] * d;
+    if (!dtype) {
+      memcpy(o, (const float *)table + at, sizeof(float) * d);
+      continue;
+    }
+    const uint16_t *row = (const uint16_t *)table + at;
+    if (dtype == KV_F16)
+      for (int j = 0; j < d; j++) o[j] = kvi_f16_f32(row[j]);
+    else
+      for (int j = 0; j < d; j++) o[j] = kvi_bf16_f32(row[j]);
+  }
 }
 
 void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows) {

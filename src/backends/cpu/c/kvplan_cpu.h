@@ -78,8 +78,11 @@ void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta
 /* out = silu(gate) * up, n elements. */
 void kv_swiglu(int64_t n, const float *gate, const float *up, float *out);
 
-/* out[i] = table[ids[i]], rows of d floats. */
-void kv_embed(int n, int d, const float *table, const int32_t *ids, float *out);
+/*
+ * out[i] = table[ids[i]], rows of d elements: floats (dtype 0) or the 16-bit weights of dtype
+ * KV_BF16 / KV_BF16_DOT / KV_F16, widened exactly. A checkpoint's table stays in its stored dtype.
+ */
+void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out);
 
 /* Whether every one of the n rows is among the nw rows of writes (canvas rows below L). */
 int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L);

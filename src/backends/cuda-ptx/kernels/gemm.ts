@@ -17,11 +17,21 @@
  *   (A row-major [m][k], W transposed to [n][k] so that both fragments are 32-bit loads), with
  *   rows padded to 40 halves (conflict-free fragment loads). The next tile is prefetched into
  *   registers while the current one is multiplied.
+ * - `gemm16` (`kvp_gemm16_f16`, `kvp_gemm16_bf16`): the tensor-core path for a weight stored in 16
+ *   bits (a checkpoint's bf16 / f16): W is read as those bits (8-byte loads of 4 halves, half the
+ *   traffic of f32) and stored to shared memory unchanged; A is converted as above; the mma dtype
+ *   is the weight's.
  */
 import { type Arch, type GeneratedKernel, type KernelParam, Ptx } from './ptx.ts';
 
 export type GemmPath = 'fma' | 'mma-f16' | 'mma-bf16';
+/** The 16-bit formats of the tensor-core paths, which are also the stored dtypes of 16-bit weights. */
+export type MmaDtype = 'f16' | 'bf16';
+export const MMA_DTYPES: readonly MmaDtype[] = ['f16', 'bf16'];
 export const GEMM_PATHS: readonly GemmPath[] = ['fma', 'mma-f16', 'mma-bf16'];
+/** The dtype a path rounds GEMM inputs to; none for `fma`. */
+export const pathDtype = (path: GemmPath): MmaDtype | undefined =>
+  path === 'fma' ? undefined : path === 'mma-f16' ? 'f16' : 'bf16';
 
 export const GEMM_TILE = { bm: 64, bn: 64, threads: 128 } as const;
 
@@ -121,8 +131,18 @@ function loadA(x: Ptx, c: Common, a: { ptr: string; ok: string }, col: string, k
   x.at(ok, `ld.global.nc.v4.f32 {${regs.join(', ')}}, [${ptr}]`);
 }
 
-/** The global address of W[k0 + kL][n0 + nL] (k-major, row stride N) and its in-range predicate. */
-function wPointer(x: Ptx, c: Common, k0: string, kL: string, nL: string): { ptr: string; ok: string } {
+/**
+ * The global address of W[k0 + kL][n0 + nL] (k-major, row stride N, elements of 2^shift bytes) and
+ * its in-range predicate.
+ */
+function wPointer(
+  x: Ptx,
+  c: Common,
+  k0: string,
+  kL: string,
+  nL: string,
+  shift: number,
+): { ptr: string; ok: string } {
   const k = x.r();
   x.i(`add.s32 ${k}, ${k0}, ${kL}`);
   const n = x.r();
@@ -136,7 +156,7 @@ function wPointer(x: Ptx, c: Common, k0: string, kL: string, nL: string): { ptr:
   const nw = x.rd();
   x.i(`cvt.u64.u32 ${nw}, ${n}`);
   x.i(`add.s64 ${elem}, ${elem}, ${nw}`);
-  x.i(`shl.b64 ${elem}, ${elem}, 2`);
+  x.i(`shl.b64 ${elem}, ${elem}, ${shift}`);
   const ptr = x.rd();
   x.i(`add.s64 ${ptr}, ${c.W}, ${elem}`);
   return { ptr, ok };
@@ -192,7 +212,7 @@ function gemmFma(arch: Arch, name: string): GeneratedKernel {
     x.i(`mad.lo.s32 ${base}, ${buf}, ${BS}, ${c.smem}`);
     x.i(`add.s32 ${base}, ${base}, ${2 * AS}`);
     for (let p = 0; p < 2; p++) {
-      const w = wPointer(x, c, k0, kBL[p] as string, nB);
+      const w = wPointer(x, c, k0, kBL[p] as string, nB, 2);
       const size = x.r();
       x.i(`selp.u32 ${size}, 16, 0, ${w.ok}`);
       const src = x.rd();
@@ -314,7 +334,12 @@ function gemmFma(arch: Arch, name: string): GeneratedKernel {
   };
 }
 
-function gemmMma(arch: Arch, name: string, dtype: 'f16' | 'bf16'): GeneratedKernel {
+/**
+ * The tensor-core GEMM. `w16`: W is stored in global memory as `dtype` bits (the checkpoint's
+ * stored dtype), read with 8-byte loads and stored to shared memory as it is; otherwise W is f32 and
+ * converted like A.
+ */
+function gemmMma(arch: Arch, name: string, dtype: MmaDtype, w16: boolean): GeneratedKernel {
   const x = new Ptx();
   const c = prologue(x);
   const STRIDE = 40; // halves per shared row (32 + 8 padding)
@@ -359,18 +384,21 @@ function gemmMma(arch: Arch, name: string, dtype: 'f16' | 'bf16'): GeneratedKern
     bSt.push(st);
   }
   const ra = x.fs(16);
-  const rb = x.fs(16);
+  // Per pass, 4 consecutive W values of a k-row: 4 f32, or 2 b32 holding 2 halves each (the lower
+  // half the lower column, as in memory).
+  const rb = w16 ? x.rs(8) : x.fs(16);
+  const wPer = w16 ? 2 : 4;
   const loadTile = (k0: string) => {
     for (let p = 0; p < 4; p++) loadA(x, c, aRows[p] as never, colA, k0, ra.slice(p * 4, p * 4 + 4));
     for (let p = 0; p < 4; p++) {
-      const w = wPointer(x, c, k0, kBL[p] as string, nB);
-      const regs = rb.slice(p * 4, p * 4 + 4);
-      for (const r of regs) x.i(`mov.f32 ${r}, 0f00000000`);
-      x.at(w.ok, `ld.global.nc.v4.f32 {${regs.join(', ')}}, [${w.ptr}]`);
+      const w = wPointer(x, c, k0, kBL[p] as string, nB, w16 ? 1 : 2);
+      const regs = rb.slice(p * wPer, (p + 1) * wPer);
+      for (const r of regs) x.i(w16 ? `mov.b32 ${r}, 0` : `mov.f32 ${r}, 0f00000000`);
+      x.at(w.ok, `ld.global.nc.v${wPer}.${w16 ? 'b32' : 'f32'} {${regs.join(', ')}}, [${w.ptr}]`);
     }
   };
   const pair = x.rs(2);
-  const half = x.h();
+  const halves = [x.h(), x.h()];
   const storeTile = () => {
     for (let p = 0; p < 4; p++) {
       const v = ra.slice(p * 4, p * 4 + 4);
@@ -380,8 +408,10 @@ function gemmMma(arch: Arch, name: string, dtype: 'f16' | 'bf16'): GeneratedKern
     }
     for (let p = 0; p < 4; p++)
       for (let i = 0; i < 4; i++) {
-        x.i(`cvt.rn.${dtype}.f32 ${half}, ${rb[p * 4 + i]}`);
-        x.i(`st.shared.b16 [${bSt[p]}+${i * STRIDE * 2}], ${half}`);
+        const h = halves[i % 2] as string;
+        if (!w16) x.i(`cvt.rn.${dtype}.f32 ${h}, ${rb[p * 4 + i]}`);
+        else if (i % 2 === 0) x.i(`mov.b32 {${halves.join(', ')}}, ${rb[p * 2 + i / 2]}`);
+        x.i(`st.shared.b16 [${bSt[p]}+${i * STRIDE * 2}], ${h}`);
       }
   };
   // Warp tiling: 2x2 warps, 32x32 each.
@@ -500,7 +530,7 @@ function gemmMma(arch: Arch, name: string, dtype: 'f16' | 'bf16'): GeneratedKern
       params,
       maxThreads: GEMM_TILE.threads,
       dynamicShared: true,
-      doc: `C = A[rows]·W + bias on tensor cores: mma.sync m16n8k16 ${dtype} inputs, f32 accumulation; 64x64 tile, BK 32.`,
+      doc: `C = A[rows]·W + bias on tensor cores: mma.sync m16n8k16 ${dtype} inputs${w16 ? ` (W stored as ${dtype})` : ''}, f32 accumulation; 64x64 tile, BK 32.`,
     }),
   };
 }
@@ -508,5 +538,13 @@ function gemmMma(arch: Arch, name: string, dtype: 'f16' | 'bf16'): GeneratedKern
 /** The GEMM kernel for a path. Launch: grid (ceil(N/64), ceil(M/64)), 128 threads. */
 export function gemmKernel(arch: Arch, path: GemmPath): GeneratedKernel {
   const name = `kvp_gemm_${path.replace('-', '_')}`;
-  return path === 'fma' ? gemmFma(arch, name) : gemmMma(arch, name, path === 'mma-f16' ? 'f16' : 'bf16');
+  const dtype = pathDtype(path);
+  return dtype ? gemmMma(arch, name, dtype, false) : gemmFma(arch, name);
 }
+
+/**
+ * The GEMM of a weight stored in 16 bits (`kvp_gemm16_<dtype>`): W [K][N] read as `dtype` bits,
+ * A converted to `dtype`, mma.sync in that dtype, f32 accumulation. Launched as `gemmKernel`.
+ */
+export const gemm16Kernel = (arch: Arch, dtype: MmaDtype): GeneratedKernel =>
+  gemmMma(arch, `kvp_gemm16_${dtype}`, dtype, true);

@@ -14,11 +14,13 @@ import {
   ropeKernel,
   swigluKernel,
 } from './elementwise.ts';
-import { type GemmPath, gemmKernel } from './gemm.ts';
+import { type GemmPath, gemm16Kernel, gemmKernel, type MmaDtype } from './gemm.ts';
 import type { Arch, GeneratedKernel } from './ptx.ts';
 
 export type KernelSpec =
   | { readonly op: 'gemm'; readonly path: GemmPath }
+  /** The GEMM of a weight stored as `dtype` bits. */
+  | { readonly op: 'gemm16'; readonly dtype: MmaDtype }
   | {
       readonly op: 'attention';
       readonly headDim: number;
@@ -38,6 +40,8 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
   switch (spec.op) {
     case 'gemm':
       return gemmKernel(arch, spec.path);
+    case 'gemm16':
+      return gemm16Kernel(arch, spec.dtype);
     case 'attention':
       return attentionKernel({ arch, ...spec });
     case 'rope':
@@ -61,6 +65,6 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
 
 export { ATT_KEYS, ATT_PAIRS, ATT_THREADS, attentionSharedBytes } from './attention.ts';
 export { EW_THREADS, pointwiseOperand } from './elementwise.ts';
-export { GEMM_PATHS, GEMM_TILE, type GemmPath } from './gemm.ts';
+export { GEMM_PATHS, GEMM_TILE, type GemmPath, MMA_DTYPES, type MmaDtype, pathDtype } from './gemm.ts';
 export { pointwise } from './pointwise.ts';
 export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';
