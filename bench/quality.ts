@@ -70,6 +70,20 @@ export async function qualitySuite(o: QualityOptions): Promise<void> {
       tokens_per_s: finite(r.tokensPerSecond),
       speedup: finite(r.speedup),
       steps: finite(r.meanSteps),
+      steps_per_token: finite(r.stepsPerToken),
+      ...(r.twin
+        ? {
+            twin: {
+              plan: r.twin.plan,
+              accuracy: r.twin.accuracy,
+              tokens_per_s: r.twin.tokensPerSecond,
+              steps_per_token: r.twin.stepsPerToken,
+            },
+            cache_accuracy_delta: r.twin.cache.accuracyDelta,
+            cache_accuracy_delta_ci95: [r.twin.cache.ci.lo, r.twin.cache.ci.hi],
+            cache_speedup: finite(r.twin.cache.speedup),
+          }
+        : {}),
       ...(r.skipped ? { skipped: r.skipped } : {}),
       ...(r.warning ? { warning: r.warning } : {}),
     })),
@@ -87,7 +101,10 @@ export async function qualitySuite(o: QualityOptions): Promise<void> {
       `(${machine.cpu}, ${machine.cores} cores, ${o.backend} backend, ${seconds.toFixed(0)} s). The model is`,
       `\`models/tiny-dllm\` (see its model card); ${problems.length} held-out \`${o.task}\` problems (${tasks.get(o.task)?.description}),`,
       `${o.genLength} generated positions each, batch ${o.batch}. Accuracy is exact match of the text before the first EOS;`,
-      'tokens/s counts generated tokens only; speedup and Δ accuracy are against the no-cache baseline of the same run.',
+      'tokens/s counts generated tokens only; speedup and Δ accuracy are against the no-cache baseline of the same run;',
+      'steps/token is denoising steps per generated token. The cache columns compare each plan with its decode-matched',
+      'no-cache twin (same blocks, decode rule and mask; every row computed, no cache): the effect of the cache alone',
+      '(docs/eval.md, "Ablation"; `kvplan eval --ablate` adds the 95% interval and the decode rule alone).',
       '',
       '```',
       printed,

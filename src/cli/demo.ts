@@ -5,7 +5,7 @@ import { bundledPlansDir } from '../eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { GenerationError } from '../runtime/generationError.ts';
-import { openModelFor, percent } from './eval.ts';
+import { openModelFor, percent, points } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 import { fmt, table } from './table.ts';
@@ -22,22 +22,37 @@ export interface DemoCommandOptions {
   readonly threads: string;
 }
 
-const signed = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '-');
-
-/** The accuracy / speedup table, in the papers' protocol (both numbers side by side). */
+/**
+ * The accuracy / speedup table, in the papers' protocol (both numbers side by side): against the
+ * no-cache baseline (the cache and the decode rule together), and against the plan's own no-cache
+ * twin (the cache alone, docs/eval.md).
+ */
 export function suiteTable(rows: readonly SuiteRow[]): string {
   return table(
-    ['plan', 'accuracy', 'Δ acc (pts)', 'tokens/s', 'speedup', 'steps'],
+    [
+      'plan',
+      'accuracy',
+      'Δ acc (pts)',
+      'tokens/s',
+      'speedup',
+      'steps',
+      'steps/token',
+      'cache Δ acc',
+      'cache speedup',
+    ],
     rows.map((r) =>
       r.skipped
-        ? [r.plan, 'n/a', '-', '-', '-', '-']
+        ? [r.plan, 'n/a', '-', '-', '-', '-', '-', '-', '-']
         : [
             r.plan,
             percent(r.accuracy),
-            signed(r.accuracyDelta),
+            points(r.accuracyDelta),
             fmt(r.tokensPerSecond),
             `${fmt(r.speedup)}x`,
             fmt(r.meanSteps),
+            fmt(r.stepsPerToken),
+            r.twin ? points(r.twin.cache.accuracyDelta) : '-',
+            r.twin ? `${fmt(r.twin.cache.speedup)}x` : '-',
           ],
     ),
   );

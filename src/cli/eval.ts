@@ -1,18 +1,21 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
+import type { CheckedPlan } from '../dsl/check.ts';
+import { printPlan } from '../dsl/printer.ts';
+import { type Ablation, ablate, contrastsOf, type Role } from '../eval/ablate.ts';
 import { bundledModelPath } from '../eval/bundled.ts';
-import { canvasBound, type EvalResult, evaluatePlan } from '../eval/evaluate.ts';
+import { type EvalResult, evaluateOnModel, type ModelRun, type ProblemResult } from '../eval/evaluate.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
-import { blockLength } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
+import { fmt, table } from './table.ts';
 
 export interface EvalCommandOptions {
   readonly model?: string;
@@ -27,6 +30,7 @@ export interface EvalCommandOptions {
   readonly set?: Map<string, string>;
   readonly json?: boolean;
   readonly show?: boolean;
+  readonly ablate?: boolean;
 }
 
 const positive = (s: string) => {
@@ -47,13 +51,131 @@ export function openModelFor(path: string | undefined, io: Io): OpenedModel | un
 
 export const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
 
+const right = (r: EvalResult) => r.problems.filter((p) => p.correct).length;
+
 function report(r: EvalResult, backend: string, modelName: string): string {
-  const right = r.problems.filter((p) => p.correct).length;
   return [
     `plan ${r.plan}  task ${r.task}  model ${modelName}  backend ${backend}`,
-    `accuracy ${percent(r.accuracy)} (${right}/${r.n})  ${r.tokensPerSecond.toFixed(1)} tokens/s  ${r.meanSteps.toFixed(1)} steps per problem`,
+    `accuracy ${percent(r.accuracy)} (${right(r)}/${r.n})  ${r.tokensPerSecond.toFixed(1)} tokens/s  ${r.meanSteps.toFixed(1)} steps per problem  ${r.stepsPerToken.toFixed(3)} steps per generated token`,
     '',
   ].join('\n');
+}
+
+const problemJson = (p: ProblemResult) => ({
+  output: p.output,
+  correct: p.correct,
+  steps: p.steps,
+  tokens: p.tokens,
+});
+
+const runJson = (r: EvalResult) => ({
+  accuracy: r.accuracy,
+  correct: right(r),
+  tokens_per_s: r.tokensPerSecond,
+  mean_steps: r.meanSteps,
+  steps_per_token: r.stepsPerToken,
+});
+
+/** Accuracy points with a sign: `+2.5`, `-10.0`. */
+export const points = (x: number) =>
+  Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '-';
+
+const roles: readonly Role[] = ['plan', 'twin', 'baseline'];
+
+/** The three runs, then the three effects: the `--ablate` report (docs/eval.md, "Ablation"). */
+export function ablationReport(a: Ablation, head: string): string {
+  // One left-aligned column for the run and its plan, so that the names line up.
+  const width = Math.max(...roles.map((role) => role.length));
+  const runs = table(
+    ['run', 'accuracy', 'tokens/s', 'steps/token'],
+    roles.map((role) => {
+      const r = a.runs[role];
+      const shared = a.shared.get(role);
+      return [
+        `${role.padEnd(width)}  ${a.plans[role].plan.name}${shared ? ` (= ${shared})` : ''}`,
+        `${percent(r.accuracy)} (${right(r)}/${r.n})`,
+        fmt(r.tokensPerSecond),
+        fmt(r.stepsPerToken),
+      ];
+    }),
+  );
+  const effects = table(
+    ['effect', 'compares', 'Δ acc (pts)', '95% CI (pts)', 'speedup'],
+    a.effects.map((e) => [
+      e.name,
+      `${e.of} vs ${e.against}`,
+      points(e.accuracyDelta),
+      `[${points(e.ci.lo)}, ${points(e.ci.hi)}]`,
+      `${fmt(e.speedup)}x`,
+    ]),
+  );
+  return [
+    head,
+    '',
+    runs,
+    '',
+    effects,
+    '',
+    `Δ acc is paired on the same ${a.runs.plan.n} problems, with a 95% interval by Newcombe's hybrid score`,
+    "method for paired proportions (1998); tokens/s counts generated tokens only. A run marked '= x'",
+    'is the same plan as run x and shares its result. --json prints the twin and the baseline.',
+    '',
+  ].join('\n');
+}
+
+function ablationJson(a: Ablation, info: Readonly<Record<string, unknown>>) {
+  return {
+    ...info,
+    ci_method: 'Newcombe (1998) hybrid score interval for paired proportions (method 10), 95%',
+    runs: roles.map((role) => ({
+      role,
+      plan: a.plans[role].plan.name,
+      ...(role === 'plan' ? {} : { text: `${printPlan(a.plans[role].plan)}\n` }),
+      ...(a.shared.has(role) ? { same_as: a.shared.get(role) } : {}),
+      ...runJson(a.runs[role]),
+    })),
+    effects: a.effects.map((e) => ({
+      effect: e.name,
+      of: e.of,
+      against: e.against,
+      accuracy_delta: e.accuracyDelta,
+      ci95: [e.ci.lo, e.ci.hi],
+      speedup: e.speedup,
+    })),
+    problems: a.runs.plan.problems.map((p, i) => ({
+      prompt: p.problem.prompt,
+      answer: p.problem.answer,
+      ...Object.fromEntries(
+        roles.map((role) => [role, problemJson(a.runs[role].problems[i] as ProblemResult)]),
+      ),
+    })),
+  };
+}
+
+interface Reporting {
+  readonly io: Io;
+  readonly json: boolean;
+  readonly show: boolean;
+  /** What the run was, for the JSON. */
+  readonly info: Readonly<Record<string, unknown>>;
+  /** The first line of the text report. */
+  readonly head: string;
+}
+
+/** `--ablate`: the plan, its decode-matched twin and the one-token-per-step baseline. */
+async function runAblation(plan: CheckedPlan, run: ModelRun, r: Reporting): Promise<number> {
+  const c = contrastsOf(plan, run.genLength);
+  if (!c.ok) {
+    r.io.err(`kvplan: cannot derive ${c.what}: ${c.diagnostics.map((d) => d.message).join('; ')}\n`);
+    return Exit.failed;
+  }
+  const a = await ablate({ plan, twin: c.twin, baseline: c.baseline }, run);
+  for (const [i, p] of (r.show ? a.runs.plan.problems : []).entries()) {
+    const marks = roles.map((role) => (a.runs[role].problems[i]?.correct ? 'ok  ' : 'FAIL')).join(' ');
+    r.io.err(`${marks}  ${p.problem.prompt}${p.output}  (expected ${p.problem.answer})\n`);
+  }
+  r.io.out(r.json ? `${JSON.stringify(ablationJson(a, r.info), null, 2)}\n` : ablationReport(a, r.head));
+  return Exit.ok;
 }
 
 export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
@@ -62,8 +184,9 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: unknown task '${task}'; tasks: ${[...tasks.keys()].join(', ')}\n`);
     return Exit.usage;
   }
-  if (!isRunBackend(o.backend)) {
-    io.err(`kvplan: --backend ${o.backend} is not available for eval; backends: ${runBackends.join(', ')}\n`);
+  const backend = o.backend;
+  if (!isRunBackend(backend)) {
+    io.err(`kvplan: --backend ${backend} is not available for eval; backends: ${runBackends.join(', ')}\n`);
     return Exit.usage;
   }
   const n = positive(o.n);
@@ -89,28 +212,22 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
   if (fit.warning) io.err(`kvplan: warning: ${fit.warning}\n`);
   try {
     const problems = heldOutProblems(task, n, seed);
-    const rows = Math.max(genLength, blockLength(plan, genLength));
-    const prepared = await prepareBackend(
-      o.backend,
-      plan,
-      fit.config,
-      model.weights,
-      canvasBound(problems, model.tokenizer, rows, batch),
-      Number(o.threads),
-    );
-    const result = await evaluatePlan({
-      config: prepared.config,
-      weights: model.weights,
-      tokenizer: model.tokenizer,
-      plan,
-      lowered: prepared.lowered,
-      ...(prepared.runner ? { runner: prepared.runner } : {}),
+    const run: ModelRun = {
+      model,
+      prepare: (p, config, weights, maxCanvas) =>
+        prepareBackend(backend, p, config, weights, maxCanvas, Number(o.threads)),
       task,
       problems,
       seed,
       genLength,
       batchSize: batch,
-    });
+    };
+    const info = { plan: plan.plan.name, task, model: model.path, backend, seed, gen_length: genLength };
+    if (o.ablate) {
+      const head = `ablation of plan ${plan.plan.name}  task ${task}  model ${model.config.name}  backend ${backend}  ${n} problems (seed ${seed})`;
+      return await runAblation(plan, run, { io, json: o.json === true, show: o.show === true, info, head });
+    }
+    const result = await evaluateOnModel(plan, run);
     for (const r of o.show ? result.problems : [])
       io.err(
         `${r.correct ? 'ok  ' : 'FAIL'}  ${r.problem.prompt}${r.output}  (expected ${r.problem.answer})\n`,
@@ -119,23 +236,10 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
       const problems = result.problems.map((p) => ({
         prompt: p.problem.prompt,
         answer: p.problem.answer,
-        output: p.output,
-        correct: p.correct,
-        steps: p.steps,
+        ...problemJson(p),
       }));
-      const json = {
-        plan: result.plan,
-        task,
-        model: model.path,
-        backend: o.backend,
-        n: result.n,
-        accuracy: result.accuracy,
-        tokens_per_s: result.tokensPerSecond,
-        mean_steps: result.meanSteps,
-        problems,
-      };
-      io.out(`${JSON.stringify(json, null, 2)}\n`);
-    } else io.out(report(result, o.backend, model.config.name));
+      io.out(`${JSON.stringify({ ...info, n: result.n, ...runJson(result), problems }, null, 2)}\n`);
+    } else io.out(report(result, backend, model.config.name));
     return Exit.ok;
   } catch (e) {
     if (
@@ -173,6 +277,10 @@ export function registerEval(program: Command, io: Io, setExit: (code: number) =
     .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
     .option('--json', 'print the result as JSON (with every problem)')
     .option('--show', 'print every problem, its answer and the expected one to stderr')
+    .option(
+      '--ablate',
+      "also run the plan's no-cache twin and the one-token-per-step baseline on the same problems; print the effect of the cache alone, of the decode rule alone and of both",
+    )
     .addHelpText(
       'after',
       '\nExit status: 0 evaluated (whatever the accuracy), 1 a bad model, plan or backend, 2 usage error.',

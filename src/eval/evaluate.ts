@@ -7,8 +7,12 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { Weights } from '../model/weights.ts';
-import { generate } from '../runtime/generate.ts';
+import { countedTokens, generate } from '../runtime/generate.ts';
+import { modelFor } from '../runtime/modelFor.ts';
+import type { OpenedModel } from '../runtime/openModel.ts';
+import type { PrepareBackend } from '../runtime/prepare.ts';
 import type { StepRunner } from '../runtime/runner.ts';
+import { blockLength } from '../runtime/simulate.ts';
 import { answerText, type Tokenizer } from '../runtime/tokenizer.ts';
 import { type Problem, tasks } from './tasks.ts';
 
@@ -34,6 +38,8 @@ export interface ProblemResult {
   readonly output: string;
   readonly correct: boolean;
   readonly steps: number;
+  /** Generated tokens counted for tokens/s: up to the first EOS (see countedTokens). */
+  readonly tokens: number;
 }
 
 export interface EvalResult {
@@ -44,6 +50,8 @@ export interface EvalResult {
   readonly tokensPerSecond: number;
   /** Mean denoising steps per problem. */
   readonly meanSteps: number;
+  /** Denoising steps over generated tokens, both summed over the problems (1 for one token per step). */
+  readonly stepsPerToken: number;
   readonly problems: readonly ProblemResult[];
 }
 
@@ -78,16 +86,57 @@ export async function evaluatePlan(o: EvalOptions): Promise<EvalResult> {
   const results: ProblemResult[] = r.sequences.map((s, i) => {
     const problem = problems[i] as Problem;
     const output = answerText(o.tokenizer, s.generated);
-    return { problem, output, correct: task.check(output, problem), steps: s.steps };
+    return {
+      problem,
+      output,
+      correct: task.check(output, problem),
+      steps: s.steps,
+      tokens: countedTokens(s),
+    };
   });
   const n = results.length;
+  const sum = (f: (r: ProblemResult) => number) => results.reduce((a, r) => a + f(r), 0);
   return {
     plan: o.plan.plan.name,
     task: o.task,
     n,
     accuracy: n ? results.filter((r) => r.correct).length / n : 0,
     tokensPerSecond: r.tokensPerSecond,
-    meanSteps: n ? results.reduce((a, r) => a + r.steps, 0) / n : 0,
+    meanSteps: n ? sum((r) => r.steps) / n : 0,
+    stepsPerToken: sum((r) => r.tokens) ? sum((r) => r.steps) / sum((r) => r.tokens) : 0,
     problems: results,
   };
+}
+
+export interface ModelRun {
+  readonly model: OpenedModel;
+  readonly prepare: PrepareBackend;
+  readonly task: string;
+  readonly problems: readonly Problem[];
+  readonly genLength: number;
+  readonly batchSize: number;
+  readonly seed?: number;
+}
+
+/**
+ * Compiles a plan for the canvases its batches need and evaluates it on the problems, on the model
+ * with the attention structure and AR shift the plan states (planOnModel decides whether it may).
+ */
+export async function evaluateOnModel(plan: CheckedPlan, o: ModelRun): Promise<EvalResult> {
+  const rowsPerPrompt = Math.max(o.genLength, blockLength(plan, o.genLength));
+  const maxCanvas = canvasBound(o.problems, o.model.tokenizer, rowsPerPrompt, o.batchSize);
+  const prepared = await o.prepare(plan, modelFor(plan, o.model.config), o.model.weights, maxCanvas);
+  return evaluatePlan({
+    config: prepared.config,
+    weights: o.model.weights,
+    tokenizer: o.model.tokenizer,
+    plan,
+    lowered: prepared.lowered,
+    ...(prepared.runner ? { runner: prepared.runner } : {}),
+    task: o.task,
+    problems: o.problems,
+    ...(o.seed === undefined ? {} : { seed: o.seed }),
+    genLength: o.genLength,
+    batchSize: o.batchSize,
+  });
 }

@@ -5,15 +5,25 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckedPlan } from '../dsl/check.ts';
+import { decodeMatchedTwin } from '../dsl/twin.ts';
 import type { OpenedModel } from '../runtime/openModel.ts';
 import { type PrepareBackend, planOnModel } from '../runtime/prepare.ts';
-import { blockLength } from '../runtime/simulate.ts';
-import { canvasBound, type EvalResult, evaluatePlan, type ProblemResult } from './evaluate.ts';
+import { type Contrast, contrast, runOnce } from './ablate.ts';
+import type { EvalResult, ProblemResult } from './evaluate.ts';
 import type { Problem } from './tasks.ts';
 
 export interface SuitePlan {
   readonly path: string;
   readonly checked: CheckedPlan;
+}
+
+/** A plan's no-cache twin on the same problems, and the cache's effect alone (plan vs twin). */
+export interface TwinColumns {
+  readonly plan: string;
+  readonly accuracy: number;
+  readonly tokensPerSecond: number;
+  readonly stepsPerToken: number;
+  readonly cache: Contrast;
 }
 
 export interface SuiteRow {
@@ -26,6 +36,9 @@ export interface SuiteRow {
   /** Tokens/s over the baseline's. */
   readonly speedup: number;
   readonly meanSteps: number;
+  readonly stepsPerToken: number;
+  /** Absent when the plan did not run, or its twin could not be derived (then `warning` says why). */
+  readonly twin?: TwinColumns;
   /** Why the plan was not run on this model (then the numbers are NaN). */
   readonly skipped?: string;
   readonly warning?: string;
@@ -61,6 +74,8 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
   );
   const rows: SuiteRow[] = [];
   let baseline: EvalResult | undefined;
+  // A twin that equals a plan already run (the baseline is its own twin) reuses that run.
+  const evaluate = runOnce(o);
   for (const { path, checked } of order) {
     const name = checked.plan.name;
     o.onPlan?.({ plan: name });
@@ -74,6 +89,7 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
         tokensPerSecond: Number.NaN,
         speedup: Number.NaN,
         meanSteps: Number.NaN,
+        stepsPerToken: Number.NaN,
         skipped: fit.error,
         problems: [],
       };
@@ -81,22 +97,14 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
       o.onPlan?.({ plan: name, row });
       continue;
     }
-    const rowsPerPrompt = Math.max(o.genLength, blockLength(checked, o.genLength));
-    const maxCanvas = canvasBound(o.problems, o.model.tokenizer, rowsPerPrompt, o.batchSize);
-    const prepared = await o.prepare(checked, fit.config, o.model.weights, maxCanvas);
-    const r = await evaluatePlan({
-      config: prepared.config,
-      weights: o.model.weights,
-      tokenizer: o.model.tokenizer,
-      plan: checked,
-      lowered: prepared.lowered,
-      ...(prepared.runner ? { runner: prepared.runner } : {}),
-      task: o.task,
-      problems: o.problems,
-      genLength: o.genLength,
-      batchSize: o.batchSize,
-    });
+    const r = await evaluate(checked);
     if (name === baselineName) baseline = r;
+    const twin = decodeMatchedTwin(checked);
+    const twinRun = twin.ok ? await evaluate(twin.checked) : undefined;
+    const warnings = [
+      ...(fit.warning ? [fit.warning] : []),
+      ...(twin.ok ? [] : [`no twin: ${twin.diagnostics.map((d) => d.message).join('; ')}`]),
+    ];
     const row: SuiteRow = {
       plan: name,
       path,
@@ -105,7 +113,19 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
       tokensPerSecond: r.tokensPerSecond,
       speedup: baseline ? r.tokensPerSecond / baseline.tokensPerSecond : Number.NaN,
       meanSteps: r.meanSteps,
-      ...(fit.warning ? { warning: fit.warning } : {}),
+      stepsPerToken: r.stepsPerToken,
+      ...(twin.ok && twinRun
+        ? {
+            twin: {
+              plan: twin.checked.plan.name,
+              accuracy: twinRun.accuracy,
+              tokensPerSecond: twinRun.tokensPerSecond,
+              stepsPerToken: twinRun.stepsPerToken,
+              cache: contrast(r, twinRun),
+            },
+          }
+        : {}),
+      ...(warnings.length > 0 ? { warning: warnings.join('; ') } : {}),
       problems: r.problems,
     };
     rows.push(row);

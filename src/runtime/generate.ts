@@ -159,6 +159,10 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
   return { sequences, ms: elapsed };
 }
 
+/** The generated tokens a sequence is credited with: up to its first EOS, or its whole canvas. */
+export const countedTokens = (s: Generated): number =>
+  s.eosAt === undefined ? s.generated.length : s.eosAt + 1;
+
 /**
  * Generates a completion for each prompt with a compiled plan. The prompts run in batches of
  * `batchSize` sequences that share one canvas and advance in lockstep, each step running every
@@ -174,6 +178,6 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     ms += batch.ms;
     sequences.push(...batch.sequences);
   }
-  const count = sequences.reduce((a, s) => a + (s.eosAt === undefined ? s.generated.length : s.eosAt + 1), 0);
+  const count = sequences.reduce((a, s) => a + countedTokens(s), 0);
   return { sequences, tokensPerSecond: ms > 0 ? (1000 * count) / ms : 0 };
 }

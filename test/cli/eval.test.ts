@@ -27,7 +27,15 @@ describe('kvplan eval', () => {
       n: number;
       tokens_per_s: number;
       mean_steps: number;
-      problems: { prompt: string; answer: string; output: string; correct: boolean; steps: number }[];
+      steps_per_token: number;
+      problems: {
+        prompt: string;
+        answer: string;
+        output: string;
+        correct: boolean;
+        steps: number;
+        tokens: number;
+      }[];
     };
     expect(j.n).toBe(4);
     expect(j.problems.map((p) => p.prompt)).toEqual(heldOutProblems(defaultTask, 4).map((p) => p.prompt));
@@ -37,6 +45,10 @@ describe('kvplan eval', () => {
     expect(j.accuracy).toBeGreaterThanOrEqual(0.75);
     expect(j.mean_steps).toBe(j.problems.reduce((a, p) => a + p.steps, 0) / 4);
     expect(j.tokens_per_s).toBeGreaterThan(0);
+    // Counted tokens run up to and including the first EOS: one per character in this model.
+    for (const p of j.problems) expect(p.tokens).toBe(p.output.length + 1);
+    const sum = (f: (p: (typeof j.problems)[number]) => number) => j.problems.reduce((a, p) => a + f(p), 0);
+    expect(j.steps_per_token).toBeCloseTo(sum((p) => p.steps) / sum((p) => p.tokens), 12);
   });
 
   test('a plan that needs an AR-shifted model is refused, naming both', async () => {
@@ -84,10 +96,18 @@ describe('kvplan demo', () => {
         .find((l) => l.startsWith(`${plan} `))
         ?.trim()
         .split(/\s+/);
+    expect(lines.find((l) => l.startsWith('plan '))).toMatch(
+      /^plan +accuracy +Δ acc \(pts\) +tokens\/s +speedup +steps +steps\/token +cache Δ acc +cache speedup$/,
+    );
     expect(row('baseline')?.[4]).toBe('1.00x');
-    expect(row('fast_dllm_dual')).toHaveLength(6);
+    // The baseline is its own no-cache twin: the cache alone changes nothing, exactly.
+    expect(row('baseline')?.slice(7)).toEqual(['+0.0', '1.00x']);
+    const dual = row('fast_dllm_dual');
+    expect(dual).toHaveLength(9);
+    expect(dual?.[7]).toMatch(/^[+-]\d+\.\d$/);
+    expect(dual?.[8]).toMatch(/^\d\S*x$/);
     // Not runnable on this model: shown, not silently dropped.
-    expect(row('fast_dllm_v2')?.slice(1)).toEqual(['n/a', '-', '-', '-', '-']);
+    expect(row('fast_dllm_v2')?.slice(1)).toEqual(['n/a', '-', '-', '-', '-', '-', '-', '-']);
     expect(r.stdout).toMatch(/fast_dllm_v2: not run: plan fast_dllm_v2 decodes with an AR shift/);
     // One shown answer per plan that ran.
     expect(lines.filter((l) => /^ {2}(ok|FAIL) +\S+=/.test(l))).toHaveLength(2);

@@ -54,7 +54,7 @@ function agree(typed: TypedPlan): number {
       },
       commit: (chosen) => commits.push(chosen),
     });
-    const canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen);
+    const canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
     const rules = layerRules(typed, numLayers);
     const inspector = new Inspector(
       typed,

@@ -237,3 +237,36 @@ describe('exactness classification', () => {
     });
   });
 });
+
+describe('blocks counted from position 0 (SDAR, Fast-dLLM v2)', () => {
+  // FlashBlock as first written: on an unaligned canvas the prompt never meets the current block,
+  // but where blocks count from position 0 the prompt's tail is in block 0, in both segments.
+  const flashblock = (external: string) =>
+    check(
+      [
+        '  blocks 4',
+        '  refresh all when block_start',
+        '  compute current_block',
+        '  cache kv of prompt | before_block',
+        '  attend split {',
+        `    external = ${external} reused until dirty(current_block) >= 2 or block_start,`,
+        '    internal = current_block',
+        '  } merge lse mask block_causal',
+        '  decode threshold(0.9) by confidence in current_block',
+      ].join('\n'),
+    );
+
+  test('segments that overlap only on an aligned canvas are refused, naming the prompt rows', () => {
+    const r = flashblock('prompt | before_block');
+    expect(r.plans).toEqual([]);
+    expect(messages(r)).toEqual([
+      "8:5 segments 'external' and 'internal' both hold keys at positions 4..5 (prompt rows) at step 1 (block 0, block step 1), layer 0; the log-sum-exp merge would count them twice",
+    ]);
+  });
+
+  test('the prompt rows of the current block kept out of the prefix segment pass', () => {
+    const r = flashblock('(prompt | before_block) - current_block');
+    expect(r.diagnostics).toEqual([]);
+    expect(r.plans).toHaveLength(1);
+  });
+});

@@ -213,7 +213,7 @@ describe('the set-algebra pass', () => {
   compute current_block
   cache kv of prompt | before_block
   attend split {
-    external = (prompt | before_block | prompt) reused until block_start,
+    external = (prompt | before_block | prompt) - current_block reused until block_start,
     internal = current_block & current_block
   } merge lse mask block_causal
   decode threshold(0.9) by confidence in current_block
@@ -222,7 +222,7 @@ describe('the set-algebra pass', () => {
     const out = setAlgebraPass.run(state, { config, target: 'reference' });
     const keys = out.lowered.layers[0]?.attend?.keys;
     expect(keys?.kind === 'split' && keys.segments.map((g) => printExpr(g.keys))).toEqual([
-      'prompt | before_block',
+      '(prompt | before_block) - current_block',
       'current_block',
     ]);
     expect(setAlgebraPass.run(out, { config, target: 'reference' })).toBe(out);

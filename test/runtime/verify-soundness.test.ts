@@ -123,7 +123,7 @@ const splitSelect = `plan split_select(block: int = 4) {
   refresh all when block_start
   compute current_block
   cache kv of all
-  select kept = topk(prompt | before_block, attention_mass(current_block), 2) at block_start
+  select kept = topk((prompt | before_block) - current_block, attention_mass(current_block), 2) at block_start
   attend split {
     ext = kept,
     own = current_block
@@ -166,7 +166,7 @@ describe('split segments on full refreshes (items 3 and 4)', () => {
   });
 
   test('a full refresh of a split that does not cover every key is an exact full forward', async () => {
-    const plan = planOf(splitPlan('ext = prompt', 'own = current_block'));
+    const plan = planOf(splitPlan('ext = prompt - current_block', 'own = current_block'));
     const v = await verifyCheckedPlan(plan, opts);
     expect(v.checks.find((c) => c.name === 'refresh')?.ok).toBe(true);
     expect(v.ok).toBe(true);
@@ -175,7 +175,7 @@ describe('split segments on full refreshes (items 3 and 4)', () => {
   test('a split whose segments are all reused still refreshes exactly (the first segment takes the rest)', async () => {
     const plan = planOf(
       splitPlan(
-        'ext = prompt reused until block_start',
+        'ext = prompt - current_block reused until block_start',
         'own = current_block reused until dirty(current_block) >= 1 or block_start',
       ),
     );

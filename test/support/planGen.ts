@@ -366,7 +366,8 @@ const fullFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
           attend: {
             keys: r.split
               ? [
-                  { name: 'outside', keys: 'prompt | before_block' },
+                  // Minus the current block: blocks counted from position 0 put prompt rows in it.
+                  { name: 'outside', keys: '(prompt | before_block) - current_block' },
                   { name: 'inside', keys: 'current_block | after_block' },
                 ]
               : 'all',
@@ -525,7 +526,7 @@ const flashFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
         // Segments must not overlap, so just-decoded rows of the previous block are queries only.
         const own = a ? 'current_block' : 'current_block | newly_decoded';
         const segments: Segment[] = [
-          { name: 'external', keys: 'prompt | before_block', until },
+          { name: 'external', keys: '(prompt | before_block) - current_block', until },
           { name: 'internal', keys: 'current_block' },
           ...(r.causal ? [] : [{ name: 'later', keys: 'after_block' }]),
         ];

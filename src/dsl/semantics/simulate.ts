@@ -23,6 +23,11 @@ export interface Scenario {
    * threshold finish every block in its first step, which would hide every cached step.
    */
   readonly commits: 'scores' | 'one';
+  /**
+   * Blocks counted from position 0, as models trained with blocks run them (SDAR, Fast-dLLM v2):
+   * the prompt's tail then shares block 0 with the first generated positions.
+   */
+  readonly aligned: boolean;
 }
 
 /** Where a plan departs from full attention, and on which rows; the premise is worded from these. */
@@ -138,7 +143,7 @@ class Simulation {
     private readonly approx: Approximations,
     private readonly trace: SimulationTrace = {},
   ) {
-    this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen);
+    this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
     this.L = this.canvas.length;
     this.logitsStep = new Int32Array(this.L).fill(-1);
     this.causal = isBlockCausal(typed);
@@ -507,13 +512,23 @@ export function scenarios(typed: TypedPlan, blockLen: number | undefined, numLay
   const short = { promptLen: 2, genLen: shortGen, blockLen: block, numLayers };
   const datas = ['never', 'always'] as const;
   const slowest: Scenario['commits'] = countFromScores(typed) ? 'one' : 'scores';
+  const plain = { aligned: false };
   return [
-    ...[1, 2].flatMap((seed) => datas.map((data) => ({ ...long, seed, data, commits: 'scores' as const }))),
-    ...(slowest === 'one' ? datas.map((data) => ({ ...long, seed: 3, data, commits: slowest })) : []),
-    ...datas.map((data) => ({ ...short, seed: 4, data, commits: slowest })),
+    ...[1, 2].flatMap((seed) =>
+      datas.map((data) => ({ ...long, ...plain, seed, data, commits: 'scores' as const })),
+    ),
     ...(slowest === 'one'
-      ? datas.map((data) => ({ ...short, seed: 5, data, commits: 'scores' as const }))
+      ? datas.map((data) => ({ ...long, ...plain, seed: 3, data, commits: slowest }))
       : []),
+    ...datas.map((data) => ({ ...short, ...plain, seed: 4, data, commits: slowest })),
+    ...(slowest === 'one'
+      ? datas.map((data) => ({ ...short, ...plain, seed: 5, data, commits: 'scores' as const }))
+      : []),
+    // A plan with blocks may run on a model that counts them from position 0: block 0 then holds
+    // the prompt's tail (the long prompt of 6 is not a multiple of a block of 4 or 32).
+    ...(blockLen === undefined
+      ? []
+      : datas.map((data) => ({ ...long, aligned: true, seed: 6, data, commits: slowest }))),
   ];
 }
 
