@@ -5,34 +5,42 @@
  * Two Node-only dependencies are reachable from the page's imports, on paths it never takes:
  * - src/backends/webgpu/device.ts loads Dawn with a dynamic `import('webgpu')` on its Node path
  *   only; `webgpu` is left external, so it is not bundled and never loaded.
- * - src/model/config.ts imports `node:fs` and `node:path` for `loadConfig(file.json)`, which the
- *   page does not call (it uses a preset); those two imports, from that module only, resolve to
- *   stubs that throw if called. Any other Node built-in reaching the bundle fails the build.
+ * - src/model/config.ts imports `node:path`, and `readSmallFile` (src/model/smallFile.ts, `node:fs`),
+ *   for `loadConfig(file.json)`, which the page does not call (it uses a preset); those imports,
+ *   from those modules only, resolve to stubs that throw if called. Any other Node built-in
+ *   reaching the bundle fails the build.
  */
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
 export const webRoot = fileURLToPath(new URL('.', import.meta.url));
 
-const stubs: Record<string, string> = {
-  'node:fs': `export function readFileSync() { throw new Error('node:fs is not available in the browser'); }`,
-  'node:path': [
-    `export function basename() { throw new Error('node:path is not available in the browser'); }`,
-    `export function extname() { throw new Error('node:path is not available in the browser'); }`,
-  ].join('\n'),
+const thrower = (module: string, names: readonly string[]) =>
+  names
+    .map((n) => `export function ${n}() { throw new Error('${module} is not available in the browser'); }`)
+    .join('\n');
+
+/** Importer (path suffix) → the Node built-ins it may import, as stubs. */
+const stubs: Record<string, Record<string, string>> = {
+  '/src/model/config.ts': { 'node:path': thrower('node:path', ['basename', 'extname']) },
+  '/src/model/smallFile.ts': {
+    'node:fs': thrower('node:fs', ['closeSync', 'fstatSync', 'openSync', 'readSync']),
+  },
 };
 
-/** Stubs the Node built-ins of src/model/config.ts; refuses them anywhere else. */
+/** Stubs the Node built-ins of the modules above; refuses them anywhere else. */
 const nodeBuiltins: Plugin = {
   name: 'node-builtins',
   setup(b) {
     b.onResolve({ filter: /^node:/ }, (args) => {
-      if (args.path in stubs && args.importer.replaceAll('\\', '/').endsWith('/src/model/config.ts'))
-        return { path: args.path, namespace: 'node-stub' };
+      const importer = args.importer.replaceAll('\\', '/');
+      const allowed = Object.entries(stubs).find(([suffix]) => importer.endsWith(suffix))?.[1];
+      if (allowed?.[args.path] !== undefined)
+        return { path: args.path, namespace: 'node-stub', pluginData: allowed[args.path] };
       return { errors: [{ text: `${args.path} (imported by ${args.importer}) cannot run in the browser` }] };
     });
     b.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => ({
-      contents: stubs[args.path],
+      contents: args.pluginData as string,
       loader: 'js',
     }));
   },

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { checkSource } from '../dsl/check.ts';
-import { formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
+import { formatDiagnostics, hasErrors } from '../dsl/diagnostics.ts';
 import { parsePlanText } from '../dsl/front.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap } from '../dsl/source.ts';
 import { collectSetting, Exit, type Io, readPlanFile, worstExit } from './io.ts';
-import { loadModelConfig } from './plans.ts';
+import { loadModelConfig, reportUnknownOverrides } from './plans.ts';
 
 export interface CheckCommandOptions {
   readonly set?: Map<string, string>;
@@ -36,7 +36,7 @@ export function runCheck(paths: readonly string[], options: CheckCommandOptions,
     for (const plan of parsed?.plans ?? []) for (const p of plan.params) declared.add(p.name);
     const result = checkSource(read.file, { overrides });
     const lines = new LineMap(read.file.text);
-    for (const d of result.diagnostics) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+    for (const t of formatDiagnostics(read.file, result.diagnostics, lines)) io.err(`${t}\n`);
     if (hasErrors(result.diagnostics)) {
       const n = result.diagnostics.filter((d) => d.severity === 'error').length;
       io.out(`error  ${path}  ${plural(n, 'error')}\n`);
@@ -48,7 +48,7 @@ export function runCheck(paths: readonly string[], options: CheckCommandOptions,
       const depth = result.plans.flatMap((p) =>
         layerScopeDiagnostics(p, config.layers, config.name, 'warning'),
       );
-      for (const d of depth) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+      for (const t of formatDiagnostics(read.file, depth, lines)) io.err(`${t}\n`);
     }
     if (result.plans.length === 0) io.out(`ok  ${path}  (no plans)\n`);
     for (const { plan, classification } of result.plans) {
@@ -57,12 +57,7 @@ export function runCheck(paths: readonly string[], options: CheckCommandOptions,
     }
     codes.push(Exit.ok);
   }
-  // A misspelt --set would otherwise be silently ignored.
-  for (const name of overrides.keys()) {
-    if (declared.has(name) || !complete) continue;
-    io.err(`kvplan: --set ${name}: no plan in the checked files declares a parameter '${name}'\n`);
-    codes.push(Exit.usage);
-  }
+  if (complete && reportUnknownOverrides(overrides, declared, io)) codes.push(Exit.usage);
   return worstExit(codes);
 }
 

@@ -14,7 +14,8 @@ import { evalCost, type KernelProgram } from '../passes/kernelIR.ts';
 import type { Target } from '../passes/state.ts';
 import { type SampleState, sampleStates } from '../runtime/sample.ts';
 import { blockLength } from '../runtime/simulate.ts';
-import { collectSetting, Exit, type Io, worstExit } from './io.ts';
+import { collectSetting, Exit, type Io, makeOutputDir, worstExit, writingTo } from './io.ts';
+import { genLengthValue } from './numbers.ts';
 import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
 
 export interface CompileCommandOptions {
@@ -25,8 +26,8 @@ export interface CompileCommandOptions {
   readonly dumpAll?: boolean;
   readonly stats?: boolean;
   readonly json?: boolean;
-  readonly promptLength: string;
-  readonly genLength: string;
+  readonly promptLength: number;
+  readonly genLength: number;
   readonly output?: string;
   readonly arch?: string;
 }
@@ -147,12 +148,7 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
     io.err(`kvplan: --dump-after ${unknown.join(',')}: no such pass; passes: ${names.join(', ')}\n`);
     return Exit.usage;
   }
-  const promptLen = Number(o.promptLength);
-  const genArg = Number(o.genLength);
-  if (!Number.isInteger(promptLen) || promptLen < 1 || !Number.isInteger(genArg) || genArg < 1) {
-    io.err('kvplan: --prompt-length and --gen-length must be positive integers\n');
-    return Exit.usage;
-  }
+  const { promptLength: promptLen, genLength: genArg } = o;
   if (o.arch !== undefined && (o.target !== 'ptx' || !ARCHES.includes(o.arch as Arch))) {
     io.err(`kvplan: --arch ${o.arch}: with --target ptx, choose one of ${ARCHES.join(', ')}\n`);
     return Exit.usage;
@@ -160,6 +156,10 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
   const config = loadModelConfig(o.config, io);
   if (!config) return Exit.usage;
   const target = o.target as Target;
+  if (o.output !== undefined && target !== 'reference' && !makeOutputDir(o.output, io)) return Exit.usage;
+  const wrote = (files: readonly string[]) => {
+    for (const f of files) io.err(`wrote ${f}\n`);
+  };
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
   for (const p of plans) {
     if (!fitsModelDepth(p, config, io)) {
@@ -183,10 +183,14 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
         arch: (o.arch ?? 'sm_80') as Arch,
         maxCanvas: promptLen + genLen,
       });
-      for (const f of writePtxBuild(o.output, checked.plan.name, render)) io.err(`wrote ${f}\n`);
+      const out = o.output;
+      if (!writingTo(out, io, () => wrote(writePtxBuild(out, checked.plan.name, render))))
+        codes.push(Exit.usage);
     } else if (o.output !== undefined && target === 'wgsl') {
       const build = buildWebGpu(checked, config, promptLen + genLen);
-      for (const f of writeWebGpuBuild(o.output, checked.plan.name, build)) io.err(`wrote ${f}\n`);
+      const out = o.output;
+      if (!writingTo(out, io, () => wrote(writeWebGpuBuild(out, checked.plan.name, build))))
+        codes.push(Exit.usage);
     } else if (o.output !== undefined) {
       if (target !== 'cpu') {
         io.err(
@@ -196,8 +200,9 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
         continue;
       }
       const build = buildCpu(checked, config, promptLen + genLen);
-      const files = writeCpuBuild(o.output, checked.plan.name, build);
-      for (const f of files) io.err(`wrote ${f}\n`);
+      const out = o.output;
+      if (!writingTo(out, io, () => wrote(writeCpuBuild(out, checked.plan.name, build))))
+        codes.push(Exit.usage);
     }
     if (o.stats) {
       const stats = compileStats(checked, config, compiled, target, promptLen, genLen);
@@ -225,8 +230,18 @@ export function registerCompile(program: Command, io: Io, setExit: (code: number
     .option('--dump-all', 'print the program after every pass')
     .option('--stats', 'print kernel counts, estimated FLOPs and bytes per step, and the memory plan')
     .option('--json', 'with --stats: one JSON object per plan')
-    .option('--prompt-length <n>', 'prompt length of the canvas the estimates and memory plan assume', '64')
-    .option('--gen-length <n>', 'generated positions of that canvas (at least one block)', '256')
+    .option(
+      '--prompt-length <n>',
+      'prompt length of the canvas the estimates and memory plan assume',
+      genLengthValue,
+      64,
+    )
+    .option(
+      '--gen-length <n>',
+      'generated positions of that canvas (at least one block)',
+      genLengthValue,
+      256,
+    )
     .option(
       '-o, --output <dir>',
       'write the generated code there: C source, library and manifest (cpu); .wgsl shaders and a dispatch manifest (wgsl); .ptx files and a launch manifest (ptx)',

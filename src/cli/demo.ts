@@ -6,20 +6,21 @@ import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { openModelFor, percent, points } from './eval.ts';
-import { Exit, type Io } from './io.ts';
+import { describeFsError, Exit, type Io } from './io.ts';
+import { batchValue, countValue, genLengthValue, integerIn, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 import { fmt, table } from './table.ts';
 
 export interface DemoCommandOptions {
   readonly model?: string;
   readonly task?: string;
-  readonly n: string;
-  readonly show: string;
+  readonly n: number;
+  readonly show: number;
   readonly backend: string;
-  readonly genLength: string;
-  readonly batch: string;
+  readonly genLength: number;
+  readonly batch: number;
   readonly plans?: string;
-  readonly threads: string;
+  readonly threads: number;
 }
 
 /**
@@ -69,23 +70,18 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     return Exit.usage;
   }
   const backend = o.backend;
-  const count = (s: string, least: number) => {
-    const x = Number(s);
-    return Number.isInteger(x) && x >= least ? x : undefined;
-  };
-  const [n, show, genLength, batch] = [
-    count(o.n, 1),
-    count(o.show, 0),
-    count(o.genLength, 1),
-    count(o.batch, 1),
-  ];
-  if (n === undefined || show === undefined || genLength === undefined || batch === undefined) {
-    io.err('kvplan: --n, --gen-length and --batch must be positive integers, --show a count\n');
+  const { n, show, genLength, batch } = o;
+  let files: string[];
+  try {
+    files = examplePlanFiles(o.plans ?? bundledPlansDir());
+  } catch (e) {
+    if (typeof (e as { code?: unknown } | null)?.code !== 'string') throw e;
+    io.err(`kvplan: --plans ${o.plans}: ${describeFsError(e)} (a directory of .kvp files)\n`);
     return Exit.usage;
   }
   const model = openModelFor(o.model, io);
   if (!model) return Exit.failed;
-  const loaded = loadPlans(examplePlanFiles(o.plans ?? bundledPlansDir()), new Map(), io);
+  const loaded = loadPlans(files, new Map(), io);
   const codes = [...loaded.codes];
   // A plan whose layer rules miss the model's layers is reported and left out of the table.
   const plans = loaded.plans.filter((p) => fitsModelDepth(p, model.config, io));
@@ -105,7 +101,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
       model,
       plans,
       prepare: (plan, config, weights, maxCanvas) =>
-        prepareBackend(backend, plan, config, weights, maxCanvas, Number(o.threads)),
+        prepareBackend(backend, plan, config, weights, maxCanvas, o.threads),
       task,
       problems,
       genLength,
@@ -147,13 +143,13 @@ export function registerDemo(program: Command, io: Io, setExit: (code: number) =
       'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
     )
     .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
-    .option('--n <n>', 'held-out problems per plan', '8')
-    .option('--show <n>', 'answers shown per plan', '3')
+    .option('--n <n>', 'held-out problems per plan', countValue, 8)
+    .option('--show <n>', 'answers shown per plan', integerIn(0, 1_000_000), 3)
     .option('--backend <name>', runBackends.join(', '), 'cpu')
-    .option('--gen-length <n>', 'generated positions per problem', '64')
-    .option('--batch <n>', 'problems generated together in one batch', '1')
+    .option('--gen-length <n>', 'generated positions per problem', genLengthValue, 64)
+    .option('--batch <n>', 'problems generated together in one batch', batchValue, 1)
     .option('--plans <dir>', 'the directory of plans (default: the bundled examples)')
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
     .action(async (options: DemoCommandOptions) => {
       setExit(await runDemo(options, io));
     });

@@ -14,6 +14,7 @@ import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
+import { batchValue, countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 import { fmt, table } from './table.ts';
 
@@ -21,22 +22,17 @@ export interface EvalCommandOptions {
   readonly model?: string;
   readonly plan: string;
   readonly task?: string;
-  readonly n: string;
+  readonly n: number;
   readonly backend: string;
-  readonly genLength: string;
-  readonly batch: string;
-  readonly seed: string;
-  readonly threads: string;
+  readonly genLength: number;
+  readonly batch: number;
+  readonly seed: number;
+  readonly threads: number;
   readonly set?: Map<string, string>;
   readonly json?: boolean;
   readonly show?: boolean;
   readonly ablate?: boolean;
 }
-
-const positive = (s: string) => {
-  const n = Number(s);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
-};
 
 /** Opens a model for a command that generates: the named file, or the bundled model. */
 export function openModelFor(path: string | undefined, io: Io): OpenedModel | undefined {
@@ -189,14 +185,7 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: --backend ${backend} is not available for eval; backends: ${runBackends.join(', ')}\n`);
     return Exit.usage;
   }
-  const n = positive(o.n);
-  const genLength = positive(o.genLength);
-  const batch = positive(o.batch);
-  const seed = positive(o.seed);
-  if (!n || !genLength || !batch || !seed) {
-    io.err('kvplan: --n, --gen-length, --batch and --seed must be positive integers\n');
-    return Exit.usage;
-  }
+  const { n, genLength, batch, seed } = o;
   const model = openModelFor(o.model, io);
   if (!model) return Exit.failed;
   const { plans, codes } = loadPlans([o.plan], o.set ?? new Map(), io);
@@ -215,7 +204,7 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     const run: ModelRun = {
       model,
       prepare: (p, config, weights, maxCanvas) =>
-        prepareBackend(backend, p, config, weights, maxCanvas, Number(o.threads)),
+        prepareBackend(backend, p, config, weights, maxCanvas, o.threads),
       task,
       problems,
       seed,
@@ -268,12 +257,12 @@ export function registerEval(program: Command, io: Io, setExit: (code: number) =
       'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
     )
     .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
-    .option('--n <n>', 'held-out problems', '50')
+    .option('--n <n>', 'held-out problems', countValue, 50)
     .option('--backend <name>', runBackends.join(', '), 'cpu')
-    .option('--gen-length <n>', 'generated positions per problem', '64')
-    .option('--batch <n>', 'problems generated together in one batch', '1')
-    .option('--seed <n>', 'seed of the held-out problems and of random decode orders', '1')
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .option('--gen-length <n>', 'generated positions per problem', genLengthValue, 64)
+    .option('--batch <n>', 'problems generated together in one batch', batchValue, 1)
+    .option('--seed <n>', 'seed of the held-out problems and of random decode orders', seedValue, 1)
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
     .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
     .option('--json', 'print the result as JSON (with every problem)')
     .option('--show', 'print every problem, its answer and the expected one to stderr')

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { formatDiagnostic } from '../dsl/diagnostics.ts';
+import { formatDiagnostics } from '../dsl/diagnostics.ts';
 import { parsePlanText } from '../dsl/front.ts';
 import { printFile } from '../dsl/printer.ts';
 import { LineMap } from '../dsl/source.ts';
@@ -24,7 +24,7 @@ export function runFmt(paths: readonly string[], options: FmtCommandOptions, io:
     }
     const parsed = parsePlanText(read.file.text);
     const lines = new LineMap(read.file.text);
-    for (const d of parsed.diagnostics) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+    for (const t of formatDiagnostics(read.file, parsed.diagnostics, lines)) io.err(`${t}\n`);
     if (!parsed.file) {
       codes.push(Exit.failed);
       continue;

@@ -10,6 +10,7 @@ import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { answerText, type Tokenizer, TokenizerError } from '../runtime/tokenizer.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
+import { genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface GenerateCommandOptions {
@@ -19,13 +20,13 @@ export interface GenerateCommandOptions {
   readonly promptIds?: string;
   readonly chat?: boolean;
   readonly backend: string;
-  readonly genLength: string;
+  readonly genLength: number;
   readonly block?: string;
   readonly steps?: string;
   readonly set?: Map<string, string>;
   readonly trace?: boolean;
-  readonly seed: string;
-  readonly threads: string;
+  readonly seed: number;
+  readonly threads: number;
 }
 
 /** The prompt's token ids: the given ids, the text in the chat template, or the text encoded. */
@@ -56,11 +57,7 @@ export async function runGenerate(
     );
     return Exit.usage;
   }
-  const genLength = Number(o.genLength);
-  if (!Number.isInteger(genLength) || genLength < 1) {
-    io.err(`kvplan: --gen-length must be a positive integer, got '${o.genLength}'\n`);
-    return Exit.usage;
-  }
+  const { genLength } = o;
   // --block and --steps are the plan's own parameters, set like --set.
   const overrides = new Map(o.set ?? []);
   if (o.block !== undefined) overrides.set('block', o.block);
@@ -82,7 +79,16 @@ export async function runGenerate(
     return Exit.failed;
   }
   const { tokenizer } = model;
-  const { plans, codes } = loadPlans([o.plan], overrides, io);
+  const spelled = new Map([
+    ['block', '--block'],
+    ['steps_per_block', '--steps'],
+  ]);
+  const { plans, codes } = loadPlans(
+    [o.plan],
+    overrides,
+    io,
+    new Map([...spelled].filter(([name]) => o.set?.has(name) !== true)),
+  );
   const loaded = plans[0];
   if (!loaded) return Math.max(Exit.failed, ...codes);
   if (!fitsModelDepth(loaded, model.config, io)) return Exit.failed;
@@ -106,7 +112,7 @@ export async function runGenerate(
   const L = prompt.length + Math.max(genLength, blockLength(plan, genLength));
   let prepared: Awaited<ReturnType<typeof prepareBackend>>;
   try {
-    prepared = await prepareBackend(backend, plan, fit.config, model.weights, L, Number(o.threads));
+    prepared = await prepareBackend(backend, plan, fit.config, model.weights, L, o.threads);
   } catch (e) {
     if (!(e instanceof BackendUnavailable || e instanceof CompilerError)) throw e;
     io.err(`kvplan: --backend ${backend}: ${e.message}\n`);
@@ -120,7 +126,7 @@ export async function runGenerate(
     lowered: prepared.lowered,
     prompts: [prompt],
     genLength,
-    seed: Number(o.seed),
+    seed: o.seed,
     ...(prepared.runner ? { runner: prepared.runner } : {}),
     ...(eos === undefined ? {} : { eosTokenId: eos }),
     onStep: (_, info) => {
@@ -172,11 +178,11 @@ export function registerGenerate(program: Command, io: Io, setExit: (code: numbe
     .option('--prompt-ids <ids>', 'the prompt as token ids (comma or space separated)')
     .option('--chat', "put the prompt in the model's chat template as a user message")
     .option('--backend <name>', runBackends.join(', '), 'reference')
-    .option('--gen-length <n>', 'tokens to generate', '32')
+    .option('--gen-length <n>', 'tokens to generate', genLengthValue, 32)
     .option('--block <n>', "the plan's block length (its `block` parameter)")
     .option('--steps <n>', "denoising steps per block (the plan's `steps_per_block` parameter)")
-    .option('--seed <n>', 'seed of random decode orders', '1')
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .option('--seed <n>', 'seed of random decode orders', seedValue, 1)
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
     .option('--trace', 'print the sets and commits of every step')
     .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
     .action(async (options: GenerateCommandOptions) => {

@@ -1,6 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import type { SourceFile } from '../dsl/source.ts';
+import { readSmallFile, SmallFileError } from '../model/smallFile.ts';
 
 /** Where a command writes; tests pass their own to capture the output. */
 export interface Io {
@@ -37,6 +39,9 @@ const errnoWords: Record<string, string> = {
   ELOOP: 'too many symbolic links',
   ENAMETOOLONG: 'file name too long',
   EMFILE: 'too many open files',
+  EEXIST: 'already exists',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
 };
 
 /** A short reason for a failed file operation, without Node's `ENOENT: ..., open 'x'` noise. */
@@ -49,11 +54,20 @@ export function describeFsError(e: unknown): string {
 
 export type ReadResult = { readonly ok: true; readonly file: SourceFile } | { readonly ok: false };
 
-/** Reads a plan file as UTF-8; on failure reports `kvplan: cannot read <path>: <reason>`. */
+/** Plans are a few KB; a larger file is not a plan (and would take long to check). */
+export const maxPlanBytes = 1 << 20;
+
+/**
+ * Reads a plan file as UTF-8, bounded (a regular file of at most maxPlanBytes); on failure
+ * reports `kvplan: cannot read <path>: <reason>`.
+ */
 export function readPlanFile(path: string, io: Io): ReadResult {
   try {
-    return { ok: true, file: { path, text: readFileSync(path, 'utf8') } };
+    // A UTF-8 byte-order mark, which some editors write, is not part of the plan.
+    const text = readSmallFile(path, maxPlanBytes);
+    return { ok: true, file: { path, text: text.startsWith('\ufeff') ? text.slice(1) : text } };
   } catch (e) {
+    if (!(e instanceof SmallFileError)) throw e;
     io.err(`kvplan: cannot read ${path}: ${describeFsError(e)}\n`);
     return { ok: false };
   }
@@ -66,6 +80,80 @@ export function writePlanFile(path: string, text: string, io: Io): boolean {
     return true;
   } catch (e) {
     io.err(`kvplan: cannot write ${path}: ${describeFsError(e)}\n`);
+    return false;
+  }
+}
+
+/**
+ * Makes the output directory `path`, creating missing components one at a time (Node's recursive
+ * mkdir never returns under /proc), and checks that what is there is a writable directory. On
+ * failure reports `kvplan: -o <path>: <reason>` and returns false (a usage error: the path is
+ * wrong, not the input).
+ */
+export function makeOutputDir(path: string, io: Io): boolean {
+  const fail = (reason: string) => {
+    io.err(`kvplan: -o ${path}: ${reason}\n`);
+    return false;
+  };
+  const missing: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    try {
+      if (!statSync(p).isDirectory())
+        return fail(p === resolve(path) ? 'not a directory' : `${p} is not a directory`);
+      break;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'ENOENT' || dirname(p) === p) return fail(describeFsError(e));
+      missing.unshift(p);
+    }
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      return fail(`cannot create ${d}: ${describeFsError(e)}`);
+    }
+  }
+  try {
+    accessSync(path, constants.W_OK);
+  } catch (e) {
+    return fail(`cannot write there: ${describeFsError(e)}`);
+  }
+  return true;
+}
+
+/**
+ * Checks the output file `path` before any work: its directory exists and is writable, and the
+ * path is not a directory (an existing file is replaced, as compilers do). Reports
+ * `kvplan: -o <path>: <reason>` and returns false otherwise.
+ */
+export function checkOutputFile(path: string, io: Io): boolean {
+  const fail = (reason: string) => {
+    io.err(`kvplan: -o ${path}: ${reason}\n`);
+    return false;
+  };
+  try {
+    if (statSync(path).isDirectory()) return fail('is a directory (give a file name)');
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'ENOENT') return fail(describeFsError(e));
+  }
+  const dir = dirname(resolve(path));
+  try {
+    if (!statSync(dir).isDirectory()) return fail(`${dir} is not a directory`);
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    return fail(`${dir}: ${describeFsError(e)}`);
+  }
+  return true;
+}
+
+/** Runs `write`; a file-system error becomes `kvplan: -o <path>: <reason>` and false. */
+export function writingTo(path: string, io: Io, write: () => void): boolean {
+  try {
+    write();
+    return true;
+  } catch (e) {
+    if (typeof (e as { code?: unknown } | null)?.code !== 'string') throw e;
+    io.err(`kvplan: -o ${path}: cannot write: ${describeFsError(e)}\n`);
     return false;
   }
 }

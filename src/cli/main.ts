@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { CompilerError } from '../backends/cpu/compiler.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { registerCheck } from './check.ts';
 import { registerCompile } from './compile.ts';
 import { registerDemo } from './demo.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerEval } from './eval.ts';
 import { registerExplain } from './explain.ts';
 import { registerFmt } from './fmt.ts';
@@ -40,6 +42,7 @@ function buildProgram(io: Io, setExit: (code: number) => void): Command {
   registerDemo(program, io, setExit);
   registerMakeModel(program, io, setExit);
   registerInspect(program, io, setExit);
+  registerDoctor(program, io, setExit);
   return program;
 }
 
@@ -61,7 +64,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const message = e instanceof Error ? e.message : String(e);
     // A checkpoint's tensors are read when a backend loads them or a step runs, past the point
     // where a command opened the model: a bad one is the input's fault wherever it surfaces.
-    if (e instanceof CheckpointError) {
+    // So is a C toolchain or cache directory the user can fix (generate, eval and demo report it
+    // where they prepare a backend; compile and verify meet it deeper down).
+    if (e instanceof CheckpointError || e instanceof CompilerError) {
       io.err(`kvplan: ${message}\n`);
       return Exit.failed;
     }

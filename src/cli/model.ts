@@ -18,14 +18,15 @@ import {
 import { exportOnnx } from '../model/onnx/export.ts';
 import { randomWeights, WeightError } from '../model/weights.ts';
 import { CharTokenizer, defaultAlphabet } from '../runtime/tokenizer.ts';
-import { describeFsError, Exit, type Io } from './io.ts';
+import { checkOutputFile, describeFsError, Exit, type Io, makeOutputDir, writingTo } from './io.ts';
+import { integerIn, seedValue } from './numbers.ts';
 import { loadModelConfig } from './plans.ts';
 
 export interface MakeModelOptions {
   readonly config?: string;
-  readonly seed: string;
+  readonly seed: number;
   readonly output: string;
-  readonly maxPositions?: string;
+  readonly maxPositions?: number;
   readonly format: string;
   readonly family?: string;
   readonly dtype?: string;
@@ -56,14 +57,11 @@ export function runMakeModel(o: MakeModelOptions, io: Io): number {
 }
 
 function runMakeOnnx(o: MakeModelOptions, io: Io): number {
-  const seed = Number(o.seed);
-  const maxPositions = Number(o.maxPositions ?? '4096');
-  if (!Number.isSafeInteger(seed) || !Number.isInteger(maxPositions) || maxPositions < 1) {
-    io.err('kvplan: --seed and --max-positions must be integers\n');
-    return Exit.usage;
-  }
+  const { seed } = o;
+  const maxPositions = o.maxPositions ?? 4096;
   const config = loadModelConfig(o.config ?? 'small', io);
   if (!config) return Exit.usage;
+  if (!checkOutputFile(o.output, io)) return Exit.usage;
   try {
     const tokenizer = new CharTokenizer(
       defaultAlphabet(config.vocab, config.maskTokenId),
@@ -73,7 +71,7 @@ function runMakeOnnx(o: MakeModelOptions, io: Io): number {
       maxPositions,
       tokenizer: tokenizer.toJSON(),
     });
-    writeFileSync(o.output, bytes);
+    if (!writingTo(o.output, io, () => writeFileSync(o.output, bytes))) return Exit.usage;
     io.err(
       `wrote ${o.output} (${config.name}, ${(bytes.length / 1e6).toFixed(2)} MB, alphabet ${JSON.stringify(tokenizer.chars)})\n`,
     );
@@ -155,9 +153,7 @@ function runMakeCheckpoint(o: MakeModelOptions, io: Io): number {
   if (o.maxPositions !== undefined) return usage('--max-positions applies to --format onnx only');
   const dtype = dtypes[(o.dtype ?? 'bf16').toLowerCase()];
   if (dtype === undefined) return usage(`--dtype must be bf16, f16 or f32 (got '${o.dtype}')`);
-  const seed = Number(o.seed);
-  if (!/^-?\d+$/.test(o.seed.trim()) || !Number.isSafeInteger(seed))
-    return usage(`--seed must be an integer (got '${o.seed}')`);
+  const { seed } = o;
   const shardBytes = o.shardSize === undefined ? defaultShardBytes : parseByteSize(o.shardSize);
   if (shardBytes === undefined)
     return usage(`--shard-size must be a size such as 2GB, 500MB or 1GiB (got '${o.shardSize}')`);
@@ -187,11 +183,13 @@ function runMakeCheckpoint(o: MakeModelOptions, io: Io): number {
   if (existed && !statSync(out).isDirectory()) return usage(`-o ${out} exists and is not a directory`);
   if (existed && readdirSync(out).length > 0)
     return usage(`-o ${out} is not empty; make-model writes a checkpoint into a new or empty directory`);
+  if (!makeOutputDir(out, io)) return Exit.usage;
   try {
     checkWritable(model, dtype, freeDiskBytes(out));
   } catch (e) {
     if (!(e instanceof CheckpointWriteError)) throw e;
     io.err(`kvplan: ${e.message}\n`);
+    if (!existed) rmSync(out, { recursive: true, force: true });
     return Exit.failed;
   }
 
@@ -261,8 +259,12 @@ export function registerMakeModel(program: Command, io: Io, setExit: (code: numb
       '--shard-size <size>',
       'hf: the largest shard, e.g. 2GB or 500MiB (default 5GB, as save_pretrained)',
     )
-    .option('--seed <n>', 'seed of the random weights', '1')
-    .option('--max-positions <n>', 'onnx: longest canvas the RoPE tables cover (default 4096)')
+    .option('--seed <n>', 'seed of the random weights', seedValue, 1)
+    .option(
+      '--max-positions <n>',
+      'onnx: longest canvas the RoPE tables cover (default 4096)',
+      integerIn(1, 1 << 20),
+    )
     .action((options: MakeModelOptions) => {
       setExit(runMakeModel(options, io));
     });

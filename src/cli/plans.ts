@@ -1,8 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { type CheckedPlan, checkSource } from '../dsl/check.ts';
-import { byPosition, formatDiagnostic, hasErrors } from '../dsl/diagnostics.ts';
+import { byPosition, formatDiagnostics, hasErrors } from '../dsl/diagnostics.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap, type SourceFile } from '../dsl/source.ts';
+import { closest } from '../dsl/suggest.ts';
 import { ConfigError, loadConfig, type ModelConfig } from '../model/config.ts';
 import { openCheckpoint } from '../model/hf/checkpoint.ts';
 import { modelConfig } from '../model/hf/load.ts';
@@ -15,30 +16,69 @@ export interface LoadedPlan {
   readonly checked: CheckedPlan;
 }
 
-/** Reads and checks plan files for commands that go on to compile them; diagnostics go to stderr. */
+/**
+ * Reports each override no plan declares (a misspelt `--set tua=0.5` would otherwise run with the
+ * default and let the user believe they measured a setting they did not); true when there is one.
+ * `spelled` gives the option a parameter came from when it was not `--set` (generate's `--steps`).
+ */
+export function reportUnknownOverrides(
+  overrides: ReadonlyMap<string, string>,
+  declared: ReadonlySet<string>,
+  io: Io,
+  spelled: ReadonlyMap<string, string> = new Map(),
+): boolean {
+  let any = false;
+  for (const name of overrides.keys()) {
+    if (declared.has(name)) continue;
+    const hit = closest(name, declared);
+    const known = declared.size
+      ? ` (parameters: ${[...declared].sort().join(', ')})`
+      : ' (the plans have no parameters)';
+    io.err(
+      `kvplan: ${spelled.get(name) ?? `--set ${name}`}: no plan declares a parameter '${name}'${known}${hit ? `; did you mean '${hit}'?` : ''}\n`,
+    );
+    any = true;
+  }
+  return any;
+}
+
+/**
+ * Reads and checks plan files for commands that go on to compile them; diagnostics go to stderr.
+ * An override that no plan declares is a usage error (see reportUnknownOverrides).
+ */
 export function loadPlans(
   paths: readonly string[],
   overrides: ReadonlyMap<string, string>,
   io: Io,
+  spelled?: ReadonlyMap<string, string>,
 ): { plans: LoadedPlan[]; codes: number[] } {
   const plans: LoadedPlan[] = [];
   const codes: number[] = [];
+  const declared = new Set<string>();
+  let complete = true;
   for (const path of paths) {
     const read = readPlanFile(path, io);
     if (!read.ok) {
+      complete = false;
       codes.push(Exit.usage);
       continue;
     }
     const result = checkSource(read.file, { overrides });
     const lines = new LineMap(read.file.text);
-    for (const d of result.diagnostics) io.err(`${formatDiagnostic(read.file, d, lines)}\n`);
+    for (const t of formatDiagnostics(read.file, result.diagnostics, lines)) io.err(`${t}\n`);
     if (hasErrors(result.diagnostics)) {
       io.out(`error  ${path}  not well-formed (run kvplan check ${path})\n`);
       codes.push(Exit.failed);
+      complete = false;
       continue;
     }
-    for (const checked of result.plans) plans.push({ path, file: read.file, checked });
+    for (const checked of result.plans) {
+      plans.push({ path, file: read.file, checked });
+      for (const p of checked.plan.params) declared.add(p.name);
+    }
   }
+  if (complete && reportUnknownOverrides(overrides, declared, io, spelled))
+    return { plans: [], codes: [...codes, Exit.usage] };
   return { plans, codes };
 }
 
@@ -50,7 +90,7 @@ export function loadPlans(
 export function fitsModelDepth(plan: LoadedPlan, config: ModelConfig, io: Io): boolean {
   const ds = layerScopeDiagnostics(plan.checked, config.layers, config.name).sort(byPosition);
   const lines = new LineMap(plan.file.text);
-  for (const d of ds) io.err(`${formatDiagnostic(plan.file, d, lines)}\n`);
+  for (const t of formatDiagnostics(plan.file, ds, lines)) io.err(`${t}\n`);
   return ds.length === 0;
 }
 

@@ -19,17 +19,18 @@ import {
   verifyCheckedPlan,
 } from '../runtime/verify.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
+import { countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
 
 export interface VerifyCommandOptions {
   readonly set?: Map<string, string>;
   readonly backend: string;
   readonly config?: string;
-  readonly cases: string;
-  readonly seed: string;
-  readonly promptLength: string;
-  readonly genLength?: string;
-  readonly threads: string;
+  readonly cases: number;
+  readonly seed: number;
+  readonly promptLength: number;
+  readonly genLength?: number;
+  readonly threads: number;
 }
 
 const backends = ['reference', 'cpu', 'webgpu', 'ptx'];
@@ -38,13 +39,6 @@ const backends = ['reference', 'cpu', 'webgpu', 'ptx'];
 const defaultConfigs = (): ModelConfig[] => {
   const tiny = presets.tiny as ModelConfig;
   return [tiny, presets.small as ModelConfig, { ...tiny, name: 'tiny-no-bias', qkvBias: false }];
-};
-
-const positiveInt = (s: string, what: string, io: Io): number | undefined => {
-  const n = Number(s);
-  if (Number.isInteger(n) && n > 0) return n;
-  io.err(`kvplan: ${what} must be a positive integer, got '${s}'\n`);
-  return undefined;
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -64,11 +58,7 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
     io.err(`kvplan: --backend ${o.backend} is not available; backends: ${backends.join(', ')}\n`);
     return Exit.usage;
   }
-  const cases = positiveInt(o.cases, '--cases', io);
-  const seed = positiveInt(o.seed, '--seed', io);
-  const promptLen = positiveInt(o.promptLength, '--prompt-length', io);
-  const genArg = o.genLength === undefined ? undefined : positiveInt(o.genLength, '--gen-length', io);
-  if (!cases || !seed || !promptLen || (o.genLength !== undefined && !genArg)) return Exit.usage;
+  const { cases, seed, promptLength: promptLen, genLength: genArg } = o;
   const config = o.config === undefined ? undefined : loadModelConfig(o.config, io);
   if (o.config !== undefined && !config) return Exit.usage;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
@@ -93,7 +83,7 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
       // Each case compiles (or finds in the cache) the plan for its model and canvas.
       const cpuRunner: RunnerFactory = (plan, cfg, weights, L) => {
         const build = buildCpu(plan, cfg, L);
-        return (n) => new CpuRunner(build, weights, n, Number(o.threads));
+        return (n) => new CpuRunner(build, weights, n, o.threads);
       };
       const runnerFor =
         backend === 'cpu' ? cpuRunner : backend === 'webgpu' ? await webGpuRunnerFactory() : undefined;
@@ -160,11 +150,15 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
       '--config <preset|file.json|dir>',
       'model configuration (default: tiny, small, and tiny without QKV bias); its attention structure and AR shift follow the plan',
     )
-    .option('--cases <n>', 'random models and prompts per plan', '3')
-    .option('--seed <n>', 'seed of the first case', '1')
-    .option('--prompt-length <n>', 'prompt positions per case', '5')
-    .option('--gen-length <n>', 'generated positions per case (default: two blocks, at most 64)')
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', '0')
+    .option('--cases <n>', 'random models and prompts per plan', countValue, 3)
+    .option('--seed <n>', 'seed of the first case', seedValue, 1)
+    .option('--prompt-length <n>', 'prompt positions per case', genLengthValue, 5)
+    .option(
+      '--gen-length <n>',
+      'generated positions per case (default: two blocks, at most 64)',
+      genLengthValue,
+    )
+    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
     .option(
       '--set <name=value>',
       'override a parameter of every plan that declares it (repeatable)',

@@ -3,10 +3,10 @@
  * loading. The canonical JSON spelling of every field is snake_case (`d_model`, `kv_heads`, ...);
  * the camelCase spelling of the TypeScript type is accepted too. See docs/model.md.
  */
-import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { closest } from '../dsl/suggest.ts';
 import { presetNames, presets } from './presets.ts';
+import { readSmallFile, SmallFileError } from './smallFile.ts';
 
 export type AttentionKind = 'full' | 'block_causal';
 
@@ -257,11 +257,10 @@ export function loadConfig(spec: string): ModelConfig {
   }
   let text: string;
   try {
-    text = readFileSync(spec, 'utf8');
+    text = readSmallFile(spec);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
+    if (!(e instanceof SmallFileError)) throw e;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.message;
     throw new ConfigError(`${spec}: cannot read model config: ${why}`);
   }
   let parsed: unknown;

@@ -58,7 +58,33 @@ describe('kvplan check', () => {
   it('rejects a --set that no plan declares', async () => {
     const r = await runCli(['check', '--set', 'tua=0.8', ok]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("--set tua: no plan in the checked files declares a parameter 'tua'");
+    expect(r.stderr).toContain("--set tua: no plan declares a parameter 'tua' (parameters: block, tau)");
+  });
+
+  // Silently running with the default would let the user believe they measured the setting.
+  it.each([
+    [
+      ['generate', '--model', 'models/tiny-dllm/model.onnx', '--prompt', 'x', '--set', 'tua=0.5'],
+      '--set tua',
+    ],
+    [['generate', '--model', 'models/tiny-dllm/model.onnx', '--prompt', 'x', '--steps', '4'], '--steps'],
+    [['eval', '--set', 'tua=0.5'], '--set tua'],
+    [['compile', '--set', 'tua=0.5'], '--set tua'],
+    [['verify', '--set', 'tua=0.5'], '--set tua'],
+    [['explain', '--set', 'blok=8'], '--set blok'],
+  ])('%j: a parameter no plan declares is a usage error in every command', async (args, flag) => {
+    const r = await runCli([
+      ...args,
+      ...(args[0] === 'compile' || args[0] === 'verify' || args[0] === 'explain' ? [] : ['--plan']),
+      ok,
+    ]);
+    expect(r.stderr).toContain(`kvplan: ${flag}: no plan declares a parameter`);
+    expect(r.code).toBe(2);
+  });
+
+  it('a close misspelling gets a hint', async () => {
+    const r = await runCli(['check', '--set', 'blok=8', ok]);
+    expect(r.stderr).toContain("did you mean 'block'?");
   });
 
   it.each([

@@ -6,16 +6,14 @@
  */
 
 import { readFileSync } from 'node:fs';
-import koffi from 'koffi';
-import { type CompileOptions, compileLibrary } from './compiler.ts';
+import {
+  type CompiledLibrary,
+  type CompileOptions,
+  compileLibrary,
+  type LibraryHandle,
+  openLibrary,
+} from './compiler.ts';
 import { maxHeadDim } from './render.ts';
-
-export type LibraryHandle = ReturnType<typeof koffi.load>;
-
-/** Loads a shared library (the primitives, or a renderer's generated library) through koffi. */
-export function loadLibrary(path: string): LibraryHandle {
-  return koffi.load(path);
-}
 
 export const PRIMITIVES_SOURCE = new URL('./c/kvplan_cpu.c', import.meta.url);
 
@@ -201,11 +199,15 @@ function checkAttention(
 
 const loaded = new Map<string, Primitives>();
 
+/** Functions every library with the primitives defines (a corrupt one is rebuilt on load). */
+const PRIMITIVE_SYMBOLS = ['kv_set_threads', 'kv_gemm', 'kv_attention', 'kv_rmsnorm', 'kv_copy_rows'];
+
 /** Binds the primitives of an already compiled library. */
-export function bindPrimitives(path: string): Primitives {
+export function bindPrimitives(compiled: CompiledLibrary): Primitives {
+  const { path } = compiled;
   const known = loaded.get(path);
   if (known) return known;
-  const lib = loadLibrary(path);
+  const lib = openLibrary(compiled, PRIMITIVE_SYMBOLS);
   const f = {
     setThreads: lib.func('void kv_set_threads(int n)'),
     getThreads: lib.func('int kv_get_threads(void)'),
@@ -437,6 +439,5 @@ export function bindPrimitives(path: string): Primitives {
  * flags to build the AVX2 or portable variant.
  */
 export async function loadPrimitives(opts: CompileOptions = {}): Promise<Primitives> {
-  const { path } = compileLibrary(primitivesSource(), opts);
-  return bindPrimitives(path);
+  return bindPrimitives(compileLibrary(primitivesSource(), opts));
 }

@@ -9,7 +9,7 @@ import { loadWeight, storedForm, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
-import { compileLibrary } from './compiler.ts';
+import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
 import { bindPrimitives, Dtype16, primitivesSource } from './primitives.ts';
 import { CpuProbe } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
@@ -20,6 +20,8 @@ export interface CpuBuild {
   readonly manifest: CpuManifest;
   readonly library: string;
   readonly cached: boolean;
+  /** How to load (and, when the cached entry is corrupt, rebuild) the library. */
+  readonly compiled: CompiledLibrary;
 }
 
 /**
@@ -38,9 +40,19 @@ export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: numb
     activeFault(),
   );
   const unit = source.replace('#include "kvplan_cpu.h"', `#include "kvplan_cpu.h"\n${primitivesSource()}`);
-  const { path, cached } = compileLibrary(unit);
-  return { lowered, source, manifest, library: path, cached };
+  const compiled = compileLibrary(unit);
+  return { lowered, source, manifest, library: compiled.path, cached: compiled.cached, compiled };
 }
+
+/** The functions every plan library defines besides its stages (checked when it is loaded). */
+const RUNNER_SYMBOLS = [
+  'kvp_slot',
+  'kvp_prepare_slot',
+  'kvp_packed',
+  'kv_set_threads',
+  'kvp_set_dtype',
+  'kvp_loaded',
+];
 
 /** Runs a plan's compiled step functions through koffi, on one canvas of at most maxCanvas rows. */
 export class CpuRunner implements StepRunner {
@@ -73,7 +85,8 @@ export class CpuRunner implements StepRunner {
     // Spinning OpenMP workers stall badly when another process (or runtime) takes a core; wait
     // passively unless the user chose otherwise. Read by libgomp when it first loads.
     process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
-    const lib = koffi.load(build.library);
+    const stageFns = Object.values(manifest.phases).flatMap((stages) => stages.map((st) => st.fn));
+    const lib = openLibrary(build.compiled, [...RUNNER_SYMBOLS, ...stageFns]);
     const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
     const prepare = lib.func('int kvp_prepare_slot(int i)');
     this.packed = lib.func('void *kvp_packed(int i)');
@@ -106,9 +119,7 @@ export class CpuRunner implements StepRunner {
       if (s.packed && !prepare(s.index)) throw new Error(`packing ${s.name} failed (out of memory)`);
     }
     lib.func('void kvp_loaded(void)')();
-    for (const stages of Object.values(manifest.phases)) {
-      for (const st of stages) this.stageFns.set(st.fn, lib.func(`void ${st.fn}(const int32_t *N)`));
-    }
+    for (const fn of stageFns) this.stageFns.set(fn, lib.func(`void ${fn}(const int32_t *N)`));
     this.arena = this.floats.get('arena') as Float32Array;
     this.sizes = new Int32Array(manifest.sizes.length);
   }
@@ -184,7 +195,7 @@ export class CpuRunner implements StepRunner {
   /** Score probes on the same library's primitives and packed weights (made on first use). */
   get probe(): CpuProbe {
     if (!this.compiledProbe) {
-      const prims = bindPrimitives(this.build.library);
+      const prims = bindPrimitives(this.build.compiled);
       const slots = new Map(this.build.manifest.slots.map((s) => [s.name, s]));
       this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
         const slot = slots.get(name);

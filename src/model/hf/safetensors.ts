@@ -11,6 +11,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, sta
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { bf16ToFloat32, f16ToFloat32 } from '../half.ts';
+import { readSmallFile, SmallFileError } from '../smallFile.ts';
 
 /** A checkpoint that cannot be used; the message names the file (and the tensor or key). */
 export class CheckpointError extends Error {
@@ -270,18 +271,15 @@ export function toFloat32(t: StoredTensor): Float32Array {
 
 /** Parses a small JSON side file (config, index), bounded in size; errors name the file. */
 export function readJsonFile(file: string): unknown {
-  let size: number;
+  let text: string;
   try {
-    size = statSync(file).size;
+    text = readSmallFile(file, maxJsonBytes);
   } catch (e) {
-    throw new CheckpointError(`${file}: cannot read (${(e as Error).message})`);
+    if (!(e instanceof SmallFileError)) throw e;
+    throw new CheckpointError(`${file}: cannot read (${e.message})`);
   }
-  if (size > maxJsonBytes)
-    throw new CheckpointError(
-      `${file}: ${size} bytes is more than the ${maxJsonBytes}-byte limit for a JSON file`,
-    );
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(text);
   } catch (e) {
     throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`);
   }

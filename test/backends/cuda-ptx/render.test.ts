@@ -96,7 +96,7 @@ describe('PTX renderer', () => {
       const err: string[] = [];
       const code = runCompile(
         ['examples/fast-dllm-dual.kvp'],
-        { config: 'small', target: 'ptx', arch: 'sm_90', output: dir, promptLength: '16', genLength: '32' },
+        { config: 'small', target: 'ptx', arch: 'sm_90', output: dir, promptLength: 16, genLength: 32 },
         { out: () => {}, err: (t) => err.push(t) },
       );
       expect(code).toBe(0);
@@ -111,7 +111,7 @@ describe('PTX renderer', () => {
       expect(
         runCompile(
           ['examples/fast-dllm-dual.kvp'],
-          { config: 'small', target: 'ptx', arch: 'sm_70', output: dir, promptLength: '16', genLength: '32' },
+          { config: 'small', target: 'ptx', arch: 'sm_70', output: dir, promptLength: 16, genLength: 32 },
           { out: () => {}, err: (t) => bad.push(t) },
         ),
       ).not.toBe(0);
