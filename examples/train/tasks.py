@@ -78,7 +78,66 @@ def sample_add(rng):
     return {"task": "add", "prompt": f"{a}+{b}=", "answer": str(int(a) + int(b))}
 
 
-TASKS = {"count": sample_count, "sort": sample_sort, "add": sample_add}
+# Tasks with multi-step dynamics (issue 17): fixed-width terms, each following from the ones before.
+FIB_TERMS = 14
+LCG_TERMS = 17
+BUB_PASSES = 7
+
+
+def sample_fib(rng, terms=FIB_TERMS):
+    seq = [int(_number(rng, _int(rng, 1, 3))), int(_number(rng, _int(rng, 1, 3)))]
+    while len(seq) < terms:
+        seq.append((seq[-1] + seq[-2]) % 1000)
+    return {"task": "fib", "prompt": f"fib:{seq[0]},{seq[1]}=", "answer": ",".join(f"{x:03d}" for x in seq)}
+
+
+def sample_lcg(rng, terms=LCG_TERMS):
+    a = _int(rng, 2, 9)
+    b = _int(rng, 1, 9)
+    seq = [int(_number(rng, _int(rng, 1, 2)))]
+    while len(seq) < terms:
+        seq.append((a * seq[-1] + b) % 100)
+    return {"task": "lcg", "prompt": f"lcg:{a},{b},{seq[0]}=", "answer": ",".join(f"{x:02d}" for x in seq)}
+
+
+def bubble_pass(s):
+    d = list(s)
+    for i in range(len(d) - 1):
+        if d[i] > d[i + 1]:
+            d[i], d[i + 1] = d[i + 1], d[i]
+    return "".join(d)
+
+
+def sample_bub(rng, passes=BUB_PASSES):
+    n = _int(rng, 6, 8)
+    s = "".join(str(_int(rng, 0, 9)) for _ in range(n))
+    rows, row = [], s
+    for _ in range(passes):
+        row = bubble_pass(row)
+        rows.append(row)
+    return {"task": "bub", "prompt": f"bub:{s}=", "answer": ",".join(rows)}
+
+
+TASKS = {
+    "count": sample_count,
+    "sort": sample_sort,
+    "add": sample_add,
+    "fib": sample_fib,
+    "lcg": sample_lcg,
+    "bub": sample_bub,
+}
+MULTI_STEP_TASKS = ["fib", "lcg", "bub"]
+
+# Answer-length overrides for pilots (train.py --terms fib=8): the number of terms (passes for bub).
+# Evaluation of an exported model always uses the defaults, which are tasks.ts's.
+TERMS = {}
+
+
+def _sampler(task):
+    f = TASKS[task]
+    if task in TERMS:
+        return lambda rng: f(rng, TERMS[task])
+    return f
 DEFAULT_TASK = "count"
 
 # The tokenizer: one token per character; '$' is EOS; the mask token is the id after the last char.
@@ -90,7 +149,7 @@ GEN_LENGTH = 64  # the generation canvas: answer, then EOS up to 64 tokens
 def held_out_problems(task, n, seed=1):
     """n distinct held-out problems of a task, as heldOutProblems(task, n, seed) in tasks.ts."""
     rng = create_rng(seed)
-    sample = TASKS[task]
+    sample = _sampler(task)
     seen = set()
     out = []
     tries = 0
@@ -107,7 +166,7 @@ def held_out_problems(task, n, seed=1):
 
 def training_problem(task, rng):
     """A problem for training: resampled until its prompt is not held out."""
-    sample = TASKS[task]
+    sample = _sampler(task)
     while True:
         p = sample(rng)
         if not is_held_out(p["prompt"]):

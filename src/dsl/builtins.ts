@@ -1,6 +1,13 @@
 import type { Type } from './types.ts';
 
 /** An argument's allowed values; `open` ends exclude the bound. */
+/**
+ * The largest block length, delay or layer index a plan may state: far beyond any model, and
+ * small enough that the checker's simulation of a block stays bounded (a literal of 1e32 once
+ * reached an allocation).
+ */
+export const maxPositionCount = 65_536;
+
 export interface ArgRange {
   readonly min?: number;
   readonly max?: number;

@@ -17,6 +17,7 @@ import {
   cacheKinds,
   decodeRules,
   masks,
+  maxPositionCount,
   perScopes,
 } from './builtins.ts';
 import { type Diagnostic, error, hasErrors, warning } from './diagnostics.ts';
@@ -236,7 +237,7 @@ class PlanTyper {
   private checkStmt(s: Stmt): void {
     switch (s.kind) {
       case 'blocks':
-        this.expectConst(s.length, 'int', { min: 1 }, 'block length');
+        this.expectConst(s.length, 'int', { min: 1, max: maxPositionCount }, 'block length');
         return;
       case 'compute':
         this.expect(s.set, 'set', 'the compute set');
@@ -259,7 +260,7 @@ class PlanTyper {
       case 'cache':
         for (const k of s.kinds) this.checkChoice(k, cacheKinds, 'cache kind');
         this.expect(s.set, 'set', 'the cached set');
-        if (s.delay) this.expectConst(s.delay, 'int', { min: 0 }, 'delay');
+        if (s.delay) this.expectConst(s.delay, 'int', { min: 0, max: maxPositionCount }, 'delay');
         this.checkLayers(s.layers);
         return;
       case 'refresh':
@@ -333,10 +334,10 @@ class PlanTyper {
 
   private checkLayers(l: LayerScope | undefined): void {
     if (!l) return;
-    if (l.kind === 'cmp') this.expectConst(l.bound, 'int', { min: 0 }, 'layer index');
+    if (l.kind === 'cmp') this.expectConst(l.bound, 'int', { min: 0, max: maxPositionCount }, 'layer index');
     else {
-      const lo = this.expectConst(l.lo, 'int', { min: 0 }, 'layer index');
-      const hi = this.expectConst(l.hi, 'int', { min: 0 }, 'layer index');
+      const lo = this.expectConst(l.lo, 'int', { min: 0, max: maxPositionCount }, 'layer index');
+      const hi = this.expectConst(l.hi, 'int', { min: 0, max: maxPositionCount }, 'layer index');
       if (typeof lo === 'number' && typeof hi === 'number' && lo > hi)
         this.err(l.span, `empty layer range ${lo}..${hi}`);
     }

@@ -71,7 +71,93 @@ const add: Task = {
   check: exact,
 };
 
-export const tasks: ReadonlyMap<string, Task> = new Map([count, sort, add].map((t) => [t.name, t]));
+// -------------------------------------------------------------------------------------------------
+// Tasks with multi-step dynamics (issue 17): answers of 48 characters or more made of terms that
+// each follow from the terms before them, so that no small model can write the whole answer in one
+// denoising step. Every term has a fixed width, so a term and the terms it depends on sit at fixed
+// distances in the answer. They use only the bundled model's characters. Added after count, sort
+// and add, whose draws are unchanged.
+
+/** `x` (0 <= x < 10^width) written with exactly `width` digits, leading zeros included. */
+const padded = (x: number, width: number): string => String(x).padStart(width, '0');
+
+/** Terms of `fib`'s answer. */
+export const fibTerms = 14;
+
+const fib: Task = {
+  name: 'fib',
+  description:
+    'Fibonacci mod 1000 from a, b (0-999): 14 terms of 3 digits, each the sum of the two before it with its carries: fib:7,42= -> 007,042,049,091,140,...',
+  sample(rng) {
+    const seq = [Number(number(rng, int(rng, 1, 3))), Number(number(rng, int(rng, 1, 3)))];
+    while (seq.length < fibTerms) seq.push(((seq.at(-1) as number) + (seq.at(-2) as number)) % 1000);
+    return {
+      task: 'fib',
+      prompt: `fib:${seq[0]},${seq[1]}=`,
+      answer: seq.map((x) => padded(x, 3)).join(','),
+    };
+  },
+  check: exact,
+};
+
+/** Terms of `lcg`'s answer. */
+export const lcgTerms = 17;
+
+const lcg: Task = {
+  name: 'lcg',
+  description:
+    'iterate x -> (a x + b) mod 100 (a 2-9, b 1-9, x 0-99): 17 terms of 2 digits: lcg:3,7,5= -> 05,22,73,26,...',
+  sample(rng) {
+    const a = int(rng, 2, 9);
+    const b = int(rng, 1, 9);
+    const seq = [Number(number(rng, int(rng, 1, 2)))];
+    while (seq.length < lcgTerms) seq.push((a * (seq.at(-1) as number) + b) % 100);
+    return {
+      task: 'lcg',
+      prompt: `lcg:${a},${b},${seq[0]}=`,
+      answer: seq.map((x) => padded(x, 2)).join(','),
+    };
+  },
+  check: exact,
+};
+
+/** Passes of bubble sort `bub`'s answer shows: enough to sort its 6-8 digits (the last rows repeat the sorted row). */
+export const bubPasses = 7;
+
+/** One pass of bubble sort: every adjacent pair, left to right, swapped when out of order. */
+export function bubblePass(s: string): string {
+  const d = [...s];
+  for (let i = 0; i + 1 < d.length; i++) {
+    if ((d[i] as string) > (d[i + 1] as string)) [d[i], d[i + 1]] = [d[i + 1] as string, d[i] as string];
+  }
+  return d.join('');
+}
+
+const bub: Task = {
+  name: 'bub',
+  description:
+    'bubble sort 6-8 digits shown pass by pass, 7 passes (sorted by the last): bub:315247= -> 132457,123457,...',
+  sample(rng) {
+    const n = int(rng, 6, 8);
+    let s = '';
+    for (let i = 0; i < n; i++) s += String(int(rng, 0, 9));
+    const rows: string[] = [];
+    let row = s;
+    for (let k = 0; k < bubPasses; k++) {
+      row = bubblePass(row);
+      rows.push(row);
+    }
+    return { task: 'bub', prompt: `bub:${s}=`, answer: rows.join(',') };
+  },
+  check: exact,
+};
+
+/** The tasks with multi-step dynamics, in the order they were added. */
+export const multiStepTasks: readonly string[] = ['fib', 'lcg', 'bub'];
+
+export const tasks: ReadonlyMap<string, Task> = new Map(
+  [count, sort, add, fib, lcg, bub].map((t) => [t.name, t]),
+);
 
 /** The main task: the longest answers (30 characters on average), the one caching matters most for. */
 export const defaultTask = 'count';

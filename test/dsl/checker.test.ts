@@ -270,3 +270,11 @@ describe('blocks counted from position 0 (SDAR, Fast-dLLM v2)', () => {
     expect(r.plans).toHaveLength(1);
   });
 });
+
+test('a block length beyond any model is refused by the checker, before the simulation sizes a canvas by it', () => {
+  const r = check(`  blocks b\n  compute all\n${decode}`, 'b: int = 100000000000000000000000000000000');
+  expect(messages(r)).toEqual(['2:10 the block length is 1e+32, but must be >= 1 and <= 65536']);
+  expect(messages(check(`  blocks b\n  compute all\n${decode}`, 'b: int = 65537'))).toEqual([
+    '2:10 the block length is 65537, but must be >= 1 and <= 65536',
+  ]);
+});
