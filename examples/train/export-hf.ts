@@ -23,9 +23,10 @@ import { validateConfig } from '../../src/model/config.ts';
 import { goldenForward } from '../../src/model/golden.ts';
 import type { Family } from '../../src/model/hf/families.ts';
 import { asFamilyModel, writeCheckpoint } from '../../src/model/hf/write.ts';
-import { checkWeights, floatsOf, type Weights } from '../../src/model/weights.ts';
+import { floatsOf } from '../../src/model/weights.ts';
 import { openModel } from '../../src/runtime/openModel.ts';
 import { answerText, tokenizerFromJson } from '../../src/runtime/tokenizer.ts';
+import { readTrained } from './trainedWeights.ts';
 
 const { values } = parseArgs({
   options: {
@@ -35,34 +36,18 @@ const { values } = parseArgs({
 });
 const inDir = values.in as string;
 
-interface Manifest {
-  config: unknown;
-  tokenizer: { kind: string; chars: string; eos: string };
-  tensors: { name: string; shape: number[]; offset: number }[];
-  block_size?: number;
-}
-
-const manifest = JSON.parse(readFileSync(join(inDir, 'weights.json'), 'utf8')) as Manifest;
-const config = validateConfig(manifest.config, join(inDir, 'weights.json'));
+const { manifest, config, weights } = readTrained(inDir);
 const outDir = (values.out as string | undefined) ?? join('models', config.name);
 const chars = tokenizerFromJson(manifest.tokenizer, config.maskTokenId); // validates it
 const alphabet = [...manifest.tokenizer.chars];
-const bin = readFileSync(join(inDir, 'weights.bin'));
-const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
-const weights: Weights = new Map();
-for (const t of manifest.tensors) {
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  if (t.offset + 4 * n > bin.length) throw new Error(`${t.name} runs past the end of weights.bin`);
-  const data = Float64Array.from({ length: n }, (_, i) => view.getFloat32(t.offset + 4 * i, true));
-  weights.set(t.name, { shape: t.shape, data });
-}
-checkWeights(config, weights);
 
 const family: Family = config.attention === 'block_causal' ? 'sdar' : 'llada';
 const m = asFamilyModel(family, {
   ...config,
   ...(manifest.block_size === undefined ? {} : { blockSize: manifest.block_size }),
 });
+if (manifest.tokenizer.eos === undefined)
+  throw new Error(`${inDir}/weights.json: the tokenizer names no eos`);
 const eos = alphabet.indexOf(manifest.tokenizer.eos);
 if (existsSync(outDir) && existsSync(join(outDir, 'config.json')))
   throw new Error(

@@ -10,11 +10,11 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { validateConfig } from '../../src/model/config.ts';
 import { exportOnnx } from '../../src/model/onnx/export.ts';
 import { loadOnnx } from '../../src/model/onnx/load.ts';
-import { checkWeights, type Weights } from '../../src/model/weights.ts';
+import { floatsOf } from '../../src/model/weights.ts';
 import { tokenizerFromJson } from '../../src/runtime/tokenizer.ts';
+import { readTrained } from './trainedWeights.ts';
 
 const { values } = parseArgs({
   options: {
@@ -27,25 +27,8 @@ const inDir = values.in as string;
 const outPath = values.out as string;
 const maxPositions = Number(values['max-positions']);
 
-interface Manifest {
-  config: unknown;
-  tokenizer: { kind: string; chars: string; eos?: string };
-  tensors: { name: string; shape: number[]; offset: number }[];
-}
-
-const manifest = JSON.parse(readFileSync(join(inDir, 'weights.json'), 'utf8')) as Manifest;
-const config = validateConfig(manifest.config, join(inDir, 'weights.json'));
+const { manifest, config, weights } = readTrained(inDir);
 const tokenizer = tokenizerFromJson(manifest.tokenizer, config.maskTokenId); // validates it
-const bin = readFileSync(join(inDir, 'weights.bin'));
-const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
-const weights: Weights = new Map();
-for (const t of manifest.tensors) {
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  if (t.offset + 4 * n > bin.length) throw new Error(`${t.name} runs past the end of weights.bin`);
-  const data = Float64Array.from({ length: n }, (_, i) => view.getFloat32(t.offset + 4 * i, true));
-  weights.set(t.name, { shape: t.shape, data });
-}
-checkWeights(config, weights);
 
 const bytes = exportOnnx(config, weights, { maxPositions, tokenizer: tokenizer.toJSON() });
 writeFileSync(outPath, bytes);
@@ -55,7 +38,8 @@ console.log(`wrote ${outPath}: ${(statSync(outPath).size / 2 ** 20).toFixed(2)} 
 const back = loadOnnx(outPath);
 for (const [name, t] of weights) {
   const u = back.weights.get(name);
-  if (!u || u.data.some((x, i) => x !== t.data[i])) throw new Error(`weight ${name} differs after loadOnnx`);
+  if (!u || floatsOf(u).some((x, i) => x !== t.data[i]))
+    throw new Error(`weight ${name} differs after loadOnnx`);
 }
 console.log(`loadOnnx: ${back.weights.size} tensors identical, tokenizer ${JSON.stringify(back.tokenizer)}`);
 
