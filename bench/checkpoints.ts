@@ -5,13 +5,14 @@
  * tokens/s, steps per token and peak RSS against the bound the checkpoint issue sets:
  * peak RSS <= 1.3 x (checkpoint bytes + cache bytes).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openCheckpoint } from '../src/model/hf/checkpoint.ts';
 import type { Family } from '../src/model/hf/families.ts';
 import type { CheckpointRun, CheckpointRunArgs } from './checkpointRun.ts';
+import { type Destination, saveResults } from './save.ts';
+import { runWorker } from './signals.ts';
 import { machineInfo } from './timing.ts';
 
 export interface CheckpointsOptions {
@@ -23,7 +24,7 @@ export interface CheckpointsOptions {
   readonly small: boolean;
   /** Remove the checkpoints afterwards. */
   readonly clean: boolean;
-  readonly out: string | null;
+  readonly to: Destination;
 }
 
 /** The memory bound: peak RSS within this factor of the checkpoint and its caches. */
@@ -72,14 +73,14 @@ function ensureCheckpoint(root: string, c: Case): { dir: string; bytes: number; 
   // As a user would: make-model writes the weights, config.json and a BPE tokenizer.
   const cli = fileURLToPath(new URL('../bin/kvplan.mjs', import.meta.url));
   const args = ['make-model', '--format', 'hf', '--family', c.family, '--config', c.preset, '-o', dir];
-  const r = spawnSync(process.execPath, [cli, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const r = runWorker(process.execPath, [cli, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`kvplan ${args.join(' ')} failed (exit ${r.status})`);
   return { dir, bytes: openCheckpoint(dir).memory.bytes, write_s: (performance.now() - t0) / 1000 };
 }
 
 function runOne(args: CheckpointRunArgs): CheckpointRun {
   const child = fileURLToPath(new URL('./checkpointRun.ts', import.meta.url));
-  const r = spawnSync(process.execPath, ['--import', 'tsx/esm', child, JSON.stringify(args)], {
+  const r = runWorker(process.execPath, ['--import', 'tsx/esm', child, JSON.stringify(args)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 1 << 20,
@@ -128,11 +129,5 @@ export async function checkpointsSuite(o: CheckpointsOptions): Promise<void> {
     }
   }
   if (o.clean) for (const c of cases(o)) rmSync(join(o.dir, c.preset), { recursive: true, force: true });
-  if (o.out) {
-    writeFileSync(
-      o.out,
-      `${JSON.stringify({ machine: machineInfo(), rss_bound: rssBound, threads: o.threads, rows }, null, 2)}\n`,
-    );
-    console.log(`wrote ${o.out}`);
-  }
+  saveResults(o.to, { machine: machineInfo(), rss_bound: rssBound, threads: o.threads, rows });
 }

@@ -26,12 +26,14 @@ import {
   verdictHolds,
   verifyGenerated,
 } from '../test/support/planGen.ts';
+import { endOnSignals } from './signals.ts';
 
 const usage = `usage: npm run fuzz -- [--n 5000] [--seed S] [--out DIR] [--backend reference|cpu] [--ci]
                      [--exclude FEATURE,...] [--enable FEATURE,...]
   --ci        the CI properties' feature set (open findings excluded)
   features:   ${Object.keys(allFeatures).join(', ')}`;
 
+endOnSignals();
 const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '5000' },

@@ -1,13 +1,11 @@
 /**
  * `npm run bench -- kernels`: our CPU primitives (kv_gemm, kv_gemm16, kv_attention through koffi)
  * against onnxruntime-node (MLAS) on the same shapes, in one process and one run; the 16-bit
- * GEMM rows also against our float32 GEMM. Writes bench/results/kernels.json
- * ({ machine, rows, skipped }) and prints a table.
+ * GEMM rows also against our float32 GEMM. Prints a table; with --write, records
+ * bench/results/kernels.json ({ machine, rows, skipped }).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname } from 'node:path';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
 import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/cli/table.ts';
@@ -23,6 +21,7 @@ import {
   ortVersion,
   runFloat,
 } from './onnx.ts';
+import { type Destination, saveResults } from './save.ts';
 import {
   machineInfo,
   measure,
@@ -582,7 +581,7 @@ function ccVersion(): string {
 /** The suite entry point used by bench/run.ts. */
 export async function kernelsSuite(
   p: BenchPrimitives,
-  opts: KernelOptions & { out?: string | null },
+  opts: KernelOptions & { to: Destination },
 ): Promise<void> {
   const started = new Date();
   const loadBefore = os.loadavg();
@@ -626,9 +625,5 @@ export async function kernelsSuite(
     `total ${result.seconds} s; other processes kept ${fmt(otherCores)} cores busy on average ` +
       `(load average before ${loadBefore.map((x) => x.toFixed(2)).join(' ')})`,
   );
-  if (opts.out) {
-    mkdirSync(dirname(opts.out), { recursive: true });
-    writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(`wrote ${opts.out}`);
-  }
+  saveResults(opts.to, result);
 }

@@ -5,8 +5,7 @@
  * costed with that step's index-list sizes, plus the score probes the plan ran); agreement is the
  * fraction of generated tokens equal to the no-cache baseline's.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { fmt, table } from '../src/cli/table.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
@@ -20,6 +19,7 @@ import { modelFor } from '../src/runtime/modelFor.ts';
 import type { Probe, ProbeOutput } from '../src/runtime/probe.ts';
 import type { StepRunner } from '../src/runtime/runner.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
+import { type Destination, saveResults } from './save.ts';
 import { machineInfo, otherProcessesMeter } from './timing.ts';
 
 export interface PoliciesOptions {
@@ -30,7 +30,7 @@ export interface PoliciesOptions {
   readonly prompts: number;
   /** Only the plans with these names (the baseline always runs: every ratio is against it). */
   readonly plans?: readonly string[];
-  readonly out: string | null;
+  readonly to: Destination;
 }
 
 /** A LLaMA-shaped model large enough for caching to matter (the issue's size: d_model 1024, 8 layers). */
@@ -222,9 +222,5 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     backend: 'cpu',
     rows,
   };
-  if (o.out) {
-    mkdirSync(dirname(o.out), { recursive: true });
-    writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
-    console.error(`wrote ${o.out}`);
-  }
+  saveResults(o.to, result);
 }

@@ -1,20 +1,24 @@
 /**
  * Benchmark driver: `npm run bench -- <suite> [options]`. Benchmarks are not tests: they print a
- * table and write bench/results/<suite>.json so runs on one machine can be compared.
+ * table, and with --write record bench/results/<suite>.json so runs on one machine can be compared.
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
 import { isRunBackend } from '../src/backends/registry.ts';
-import { defaultTask, tasks } from '../src/eval/tasks.ts';
+import { sharedTasks } from '../src/eval/bundled.ts';
 import { checkpointsSuite } from './checkpoints.ts';
 import { kernelsSuite } from './kernels.ts';
 import { benchModel, policiesSuite } from './policies.ts';
 import { qualitySuite } from './quality.ts';
+import { type Destination, destination, type SaveOptions, type Suite } from './save.ts';
+import { endOnSignals } from './signals.ts';
 
-const usage = `usage: npm run bench -- <suite> [options]
+const usage = `usage: npm run bench -- <suite> [options] [--write | --out <file>]
+
+Results are printed; --write records them in bench/results/<suite>.json (quality: and
+docs/results.md), the committed numbers the docs quote; --out <file> writes the JSON there.
 
 suites:
   kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
@@ -22,24 +26,22 @@ suites:
              the CPU backend: tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup,
              agreement; about 80 minutes on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
-              --plans <names,...> (with the baseline; results then written only with --out)
-              --out <file>)
+              --plans <names,...> (with the baseline; not with --write))
   checkpoints random bf16 checkpoints of published shapes (SDAR-1.7B: baseline and
              fast-dllm-dual; LLaDA-8B, 16 GB: one step) written by make-model --format hf and
              run on the CPU backend: load time, tokens/s, peak RSS against 1.3 x (checkpoint +
              caches); needs ~21 GB of disk and ~20 GiB of memory, ~30 minutes on 2 cores
              (options: --dir <path> (default <tmpdir>/kvplan-bench-checkpoints; checkpoints
-              there are reused) --gen-length 64 --threads 0 --small (SDAR only) --clean
-              --out <file>)
-  quality    every example plan on the bundled trained model: accuracy on held-out problems
-             and tokens/s, vs the baseline; writes docs/results.md too
-             (options: --task count --n 50 --gen-length 64 --batch 1 --backend cpu --out <file>)
+              there are reused) --gen-length 64 --threads 0 --small (SDAR only; not with
+              --write) --clean)
+  quality    every example plan on the bundled model made for its attention structure, beside
+             its no-cache twin and the one-token-per-step baseline: accuracy and tokens/s, the
+             three effects (cache, decode rule, both) with paired 95% intervals
+             (options: --task bub,fib --n 200 --gen-length 64 --batch 8 --backend cpu)
 
 options (kernels):
   --threads <list>   thread counts, comma-separated (default 1,2)
-  --filter <text>    only cases whose name contains <text> (results are then not written
-                     unless --out is given)
-  --out <file>       where to write the JSON (default bench/results/kernels.json)
+  --filter <text>    only cases whose name contains <text> (not with --write)
   --skip-above <s>   skip a case whose first run takes longer than <s> seconds (default 10)
 
 npx tsx bench/report.ts [file] prints a results file as Markdown, with the target checks.`;
@@ -47,6 +49,26 @@ npx tsx bench/report.ts [file] prints a results file as Markdown, with the targe
 function fail(msg: string): never {
   console.error(`${msg}\n\n${usage}`);
   process.exit(2);
+}
+
+/** Where the results of `suite` go, from --write, --out and the option that runs a part, if any. */
+function resultsTo(suite: Suite, o: SaveOptions): Destination {
+  const to = destination(suite, o);
+  if (typeof to === 'string') fail(to);
+  return to;
+}
+
+/** The suite's options and --write and --out, strictly: an unknown or malformed one is a usage error. */
+function parseSuite<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...options, write: { type: 'boolean' }, out: { type: 'string' } },
+      strict: true,
+    } as const).values;
+  } catch (e) {
+    return fail((e as Error).message);
+  }
 }
 
 function positive(x: string | undefined, d: number): number {
@@ -63,17 +85,12 @@ async function main(argv: string[]): Promise<void> {
   }
   if (suite === undefined) fail('no suite given');
   if (suite === 'policies') {
-    const { values: v } = parseArgs({
-      args: rest,
-      options: {
-        'prompt-length': { type: 'string' },
-        'gen-length': { type: 'string' },
-        block: { type: 'string' },
-        prompts: { type: 'string' },
-        plans: { type: 'string' },
-        out: { type: 'string' },
-      },
-      strict: true,
+    const v = parseSuite(rest, {
+      'prompt-length': { type: 'string' },
+      'gen-length': { type: 'string' },
+      block: { type: 'string' },
+      prompts: { type: 'string' },
+      plans: { type: 'string' },
     });
     const plans = v.plans?.split(',').map((x) => x.trim());
     await policiesSuite({
@@ -83,22 +100,21 @@ async function main(argv: string[]): Promise<void> {
       block: positive(v.block, 32),
       prompts: positive(v.prompts, 1),
       ...(plans ? { plans } : {}),
-      out: v.out ?? (plans ? null : fileURLToPath(new URL('./results/policies.json', import.meta.url))),
+      to: resultsTo('policies', {
+        write: v.write === true,
+        out: v.out,
+        partial: plans ? '--plans' : undefined,
+      }),
     });
     return;
   }
   if (suite === 'checkpoints') {
-    const { values: v } = parseArgs({
-      args: rest,
-      options: {
-        dir: { type: 'string' },
-        'gen-length': { type: 'string' },
-        threads: { type: 'string' },
-        small: { type: 'boolean' },
-        clean: { type: 'boolean' },
-        out: { type: 'string' },
-      },
-      strict: true,
+    const v = parseSuite(rest, {
+      dir: { type: 'string' },
+      'gen-length': { type: 'string' },
+      threads: { type: 'string' },
+      small: { type: 'boolean' },
+      clean: { type: 'boolean' },
     });
     const threads = Number(v.threads ?? 0);
     if (!Number.isInteger(threads) || threads < 0) fail(`bad --threads "${v.threads}"`);
@@ -108,65 +124,57 @@ async function main(argv: string[]): Promise<void> {
       threads,
       small: v.small === true,
       clean: v.clean === true,
-      out: v.out ?? (v.small ? null : fileURLToPath(new URL('./results/checkpoints.json', import.meta.url))),
+      to: resultsTo('checkpoints', {
+        write: v.write === true,
+        out: v.out,
+        partial: v.small ? '--small' : undefined,
+      }),
     });
     return;
   }
   if (suite === 'quality') {
-    const { values: v } = parseArgs({
-      args: rest,
-      options: {
-        task: { type: 'string' },
-        n: { type: 'string' },
-        'gen-length': { type: 'string' },
-        batch: { type: 'string' },
-        backend: { type: 'string' },
-        out: { type: 'string' },
-      },
-      strict: true,
+    const v = parseSuite(rest, {
+      task: { type: 'string' },
+      n: { type: 'string' },
+      'gen-length': { type: 'string' },
+      batch: { type: 'string' },
+      backend: { type: 'string' },
     });
-    const task = v.task ?? defaultTask;
-    if (!tasks.has(task)) fail(`unknown task "${task}"`);
+    const chosen = v.task?.split(',') ?? sharedTasks();
+    for (const task of chosen)
+      if (!sharedTasks().includes(task))
+        fail(`task "${task}": the bundled models were trained on ${sharedTasks().join(', ')}`);
     const backend = v.backend ?? 'cpu';
     if (!isRunBackend(backend)) fail(`unknown backend "${backend}"`);
-    const custom = v.out !== undefined;
     await qualitySuite({
-      task,
-      n: positive(v.n, 50),
+      tasks: chosen,
+      n: positive(v.n, 200),
       genLength: positive(v['gen-length'], 64),
-      batch: positive(v.batch, 1),
+      batch: positive(v.batch, 8),
       backend,
-      out: v.out ?? fileURLToPath(new URL('./results/quality.json', import.meta.url)),
-      // The committed table follows the committed JSON only.
-      doc: custom ? null : fileURLToPath(new URL('../docs/results.md', import.meta.url)),
+      to: resultsTo('quality', { write: v.write === true, out: v.out }),
     });
     return;
   }
   if (suite !== 'kernels') fail(`unknown suite "${suite}"`);
-  let values: { threads?: string; filter?: string; out?: string; 'skip-above'?: string };
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      options: {
-        threads: { type: 'string' },
-        filter: { type: 'string' },
-        out: { type: 'string' },
-        'skip-above': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (e) {
-    fail((e as Error).message);
-  }
+  const values = parseSuite(rest, {
+    threads: { type: 'string' },
+    filter: { type: 'string' },
+    'skip-above': { type: 'string' },
+  });
   const threads = (values.threads ?? '1,2').split(',').map((t) => Number(t));
   if (threads.some((t) => !Number.isInteger(t) || t < 1)) fail(`bad --threads "${values.threads}"`);
   const skipAbove = Number(values['skip-above'] ?? '10');
   if (!(skipAbove > 0)) fail(`bad --skip-above "${values['skip-above']}"`);
-  const defaultOut = fileURLToPath(new URL('./results/kernels.json', import.meta.url));
-  const out = values.out ?? (values.filter ? null : defaultOut);
+  const to = resultsTo('kernels', {
+    write: values.write === true,
+    out: values.out,
+    partial: values.filter !== undefined ? '--filter' : undefined,
+  });
 
   const p = await loadPrimitives();
-  await kernelsSuite(p, { threads, filter: values.filter, skipAboveMs: skipAbove * 1000, out });
+  await kernelsSuite(p, { threads, filter: values.filter, skipAboveMs: skipAbove * 1000, to });
 }
 
+endOnSignals();
 await main(process.argv.slice(2));

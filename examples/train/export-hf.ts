@@ -3,7 +3,7 @@
  * float32 little-endian) into a Hugging Face checkpoint directory with kvplan's own writer
  * (`writeCheckpoint`, docs/checkpoints.md "Writing checkpoints"): the LLaDA layout for a
  * full-attention model, the SDAR layout (q/k norm, aligned block-causal attention, `block_size`)
- * for a block-diffusion one. The character tokenizer travels as a `tokenizer.json` that
+ * for a block-diffusion one, and with an AR shift the Dream and Fast-dLLM v2 (`bd_size`) layouts. The character tokenizer travels as a `tokenizer.json` that
  * `@huggingface/tokenizers` runs: a BPE model whose vocabulary is the characters (id = index in
  * the alphabet), no merges, no pre-tokenizer, a Fuse decoder (the characters joined without
  * spaces); `$` is the EOS (tokenizer_config.json `eos_token`, config.json `eos_token_id`), the
@@ -41,7 +41,14 @@ const outDir = (values.out as string | undefined) ?? join('models', config.name)
 const chars = tokenizerFromJson(manifest.tokenizer, config.maskTokenId); // validates it
 const alphabet = [...manifest.tokenizer.chars];
 
-const family: Family = config.attention === 'block_causal' ? 'sdar' : 'llada';
+const family: Family =
+  config.attention === 'block_causal'
+    ? config.arShift
+      ? 'fast-dllm-v2'
+      : 'sdar'
+    : config.arShift
+      ? 'dream'
+      : 'llada';
 const m = asFamilyModel(family, {
   ...config,
   ...(manifest.block_size === undefined ? {} : { blockSize: manifest.block_size }),

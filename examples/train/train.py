@@ -19,7 +19,8 @@ Issue 17 additions (examples/train/README.md): the multi-step tasks (--mix fib=1
 --terms), the block-diffusion objective for an SDAR-style model (--attention block_causal
 --block-size B: aligned block-causal attention, q/k norm; block_diffusion_loss), evaluation of the
 baseline and of threshold decoding with tokens per step, and export-hf.ts, which writes the result
-as a Hugging Face checkpoint (LLaDA or SDAR layout) with the character tokenizer as tokenizer.json.
+as a Hugging Face checkpoint (LLaDA, SDAR or Fast-dLLM v2 layout) with the character tokenizer as
+tokenizer.json; --ar-shift and --qkv-bias for a Fast-dLLM v2-style model (row p - 1 predicts p).
 """
 
 import argparse
@@ -273,7 +274,15 @@ def training_batches(rng, batch, pool=4):
         yield from chunks
 
 
-def llada_loss(model, ids, valid, resp, gen, eps=0.05, bf16=False, suffix=0.5):
+def shifted(logits):
+    """An AR-shift model (Dream, Fast-dLLM v2: config ar_shift) predicts position p from row p - 1:
+    the prediction for p is logits[p - 1]; position 0 has none (it is never in a response)."""
+    if not CONFIG["ar_shift"]:
+        return logits
+    return torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], dim=1)
+
+
+def llada_loss(model, ids, valid, resp, gen, eps=0.05, bf16=False, suffix=0.5, frontier=0, far=1.0):
     B = ids.shape[0]
     # t ~ U(eps, 1), stratified over the batch (one draw per 1/B slice) for a steadier gradient.
     u = (torch.rand(1, generator=gen) + torch.arange(B)) / B
@@ -291,9 +300,17 @@ def llada_loss(model, ids, valid, resp, gen, eps=0.05, bf16=False, suffix=0.5):
     noisy = torch.where(masked, torch.full_like(ids, MASK_ID), ids)
     with torch.cpu.amp.autocast(enabled=bool(bf16), dtype=torch.bfloat16):
         logits = model(noisy, valid)
-    logits = logits.float()
+    logits = shifted(logits.float())
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), reduction="none").view(B, -1)
-    per_seq = (ce * masked.float()).sum(-1) / t / T.GEN_LENGTH
+    weight = masked.float()
+    if frontier:
+        # A suffix-masked sequence has one frontier (decoded left, masked right): its first
+        # `frontier` masked positions are what semi-autoregressive decoding commits next, and what
+        # a small model can learn; the far ones are mostly unpredictable and weigh `far` (they
+        # still teach the model to be unsure there, so that it does not commit them early).
+        near = tail & (rel < (cut + frontier)[:, None])
+        weight = torch.where(use_tail & tail & ~near, far * weight, weight)
+    per_seq = (ce * weight).sum(-1) / t / T.GEN_LENGTH
     # For the log: per sequence, masked answer characters (EOS excluded) and how many are right.
     chars = masked & (ids != EOS_ID)
     right = (chars & (logits.argmax(-1) == ids)).sum(-1)
@@ -335,8 +352,14 @@ def block_diffusion_loss(model, ids, valid, resp, gen, size, eps=0.05, bf16=Fals
     same, before = bq[None, :] == bq[:, None], bq[None, :] < bq[:, None]
     allowed = (nq & nk & same) | (nq & ~nk & before) | (~nq & ~nk & (same | before))
     with torch.cpu.amp.autocast(enabled=bool(bf16), dtype=torch.bfloat16):
-        logits = model(x, torch.cat([valid, valid], dim=1), positions, allowed)[:, :L]
-    logits = logits.float()
+        both = model(x, torch.cat([valid, valid], dim=1), positions, allowed).float()
+    logits = both[:, :L]
+    if CONFIG["ar_shift"]:
+        # Row p - 1 predicts p: its noisy copy inside p's block; across a block boundary its clean
+        # copy, which is what decoding shows the first row of a block (the finished block before).
+        inside = (blk[1:] == blk[:-1])[None, :, None]
+        prev = torch.where(inside, logits[:, :-1], both[:, L:][:, :-1])
+        logits = torch.cat([torch.zeros_like(logits[:, :1]), prev], dim=1)
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1), reduction="none").view(Bt, -1)
     per_seq = (ce * masked.float() / tpos).sum(-1) / T.GEN_LENGTH
     chars = masked & (ids != EOS_ID)
@@ -386,7 +409,7 @@ def generate(model, problems, rule="steps", tau=0.9, block=None):
                 break
             with torch.cpu.amp.autocast(enabled=EVAL_BF16[0], dtype=torch.bfloat16):
                 logits = model(ids, valid)
-            conf, tok = torch.softmax(logits.float(), dim=-1).max(-1)
+            conf, tok = torch.softmax(shifted(logits.float()), dim=-1).max(-1)
             conf = torch.where(cand, conf, torch.full_like(conf, -1.0))
             best = torch.zeros_like(cand)
             best[torch.arange(B), conf.argmax(-1)] = True
@@ -550,6 +573,11 @@ def main():
     )
     ap.add_argument("--block-size", type=int, default=None, help="block of a block_causal model (default 4)")
     ap.add_argument("--qk-norm", type=int, default=None, help="per-head q/k RMSNorm (default: 1 if block_causal)")
+    ap.add_argument("--frontier", type=int, default=0, help="full attention: weigh the first N masked positions of a suffix 1, the rest --far (0 = LLaDA's loss)")
+    ap.add_argument("--far", type=float, default=1.0, help="weight of the masked positions beyond --frontier")
+    ap.add_argument("--init", default=None, help="start from the weights of a kvplan ONNX model of the same shape (e.g. models/tiny-dllm/model.onnx)")
+    ap.add_argument("--ar-shift", type=int, default=0, help="row i predicts position i + 1 (Dream, Fast-dLLM v2)")
+    ap.add_argument("--qkv-bias", type=int, default=0, help="biases on q/k/v projections (Qwen2: Fast-dLLM v2)")
     ap.add_argument("--eval-bf16", type=int, default=1, help="evaluate in bfloat16 autocast (see EVAL_BF16)")
     ap.add_argument("--time-limit", type=float, default=0, help="stop training after this many seconds (pilots)")
     args = ap.parse_args()
@@ -575,6 +603,7 @@ def main():
             CONFIG["qk_norm"] = True
     elif args.qk_norm:
         CONFIG["qk_norm"] = True
+    CONFIG.update(ar_shift=bool(args.ar_shift), qkv_bias=bool(args.qkv_bias))
     EVAL_BF16[0] = bool(args.eval_bf16)
     rules = (("steps", None),) + ((("threshold", args.tau),) if args.tau else ())
 
@@ -586,6 +615,17 @@ def main():
     os.makedirs(args.model_dir, exist_ok=True)
 
     model = DiffusionLM(CONFIG, BLOCK if CONFIG["attention"] == "block_causal" else None)
+    if args.init:
+        # Continued training: the initializers under Hugging Face names are the state dict's
+        # (kvplan's exporter stores nn.Linear weights as [out, in]); the graph's constants are not.
+        import onnx
+        import onnx.numpy_helper as nh
+
+        state = model.state_dict()
+        given = {i.name: i for i in onnx.load(args.init).graph.initializer if i.name in state}
+        assert set(given) == set(state), f"{args.init} lacks {sorted(set(state) - set(given))}"
+        model.load_state_dict({k: torch.from_numpy(nh.to_array(v).copy()) for k, v in given.items()})
+        print(f"initialised from {args.init}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model {CONFIG['name']}: {nparams:,} parameters", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
@@ -621,7 +661,9 @@ def main():
                 model, ids, valid, resp, gen, BLOCK, args.eps, args.bf16, args.suffix
             )
         else:
-            loss, n_chars, n_right = llada_loss(model, ids, valid, resp, gen, args.eps, args.bf16, args.suffix)
+            loss, n_chars, n_right = llada_loss(
+                model, ids, valid, resp, gen, args.eps, args.bf16, args.suffix, args.frontier, args.far
+            )
         for p, a, b in zip(batch, n_chars.tolist(), n_right.tolist()):
             tok_acc[p["task"]][0] += a
             tok_acc[p["task"]][1] += b
@@ -664,6 +706,7 @@ def main():
     for k, v in final.items():
         print(f"final {k}: {brief({k: v})[k]} on {v['n']} ({v['mean_answer_tokens']:.1f} answer tokens)")
     summary = {
+        "command": " ".join(["/usr/bin/python3", "examples/train/train.py"] + sys.argv[1:]),
         "config": CONFIG,
         "parameters": nparams,
         "steps": done_steps,

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
-import { bundledPlansDir } from '../eval/bundled.ts';
+import { bundledPlansDir, sharedTasks } from '../eval/bundled.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { GenerationError } from '../runtime/generationError.ts';
-import { openModelFor, percent, points } from './eval.ts';
+import { runBundledDemo } from './demoBundled.ts';
+import { heldOutFits, openModelFor, percent, points } from './eval.ts';
 import { describeFsError, Exit, type Io } from './io.ts';
 import { batchValue, countValue, genLengthValue, integerIn, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -60,9 +61,13 @@ export function suiteTable(rows: readonly SuiteRow[]): string {
 }
 
 export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
-  const task = o.task ?? defaultTask;
-  if (!tasks.has(task)) {
-    io.err(`kvplan: unknown task '${task}'; tasks: ${[...tasks.keys()].join(', ')}\n`);
+  const bundled = o.model === undefined;
+  const task = o.task ?? (bundled ? undefined : defaultTask);
+  const known = bundled ? sharedTasks() : [...tasks.keys()];
+  if (task !== undefined && !known.includes(task)) {
+    io.err(
+      `kvplan: ${tasks.has(task) ? `the bundled models were not trained on task '${task}'` : `unknown task '${task}'`}; tasks: ${known.join(', ')}${bundled ? ' (or name a model with --model)' : ''}\n`,
+    );
     return Exit.usage;
   }
   if (!isRunBackend(o.backend)) {
@@ -71,6 +76,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   }
   const backend = o.backend;
   const { n, show, genLength, batch } = o;
+  for (const t of task === undefined ? sharedTasks() : [task]) if (!heldOutFits(t, n, io)) return Exit.usage;
   let files: string[];
   try {
     files = examplePlanFiles(o.plans ?? bundledPlansDir());
@@ -79,8 +85,18 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: --plans ${o.plans}: ${describeFsError(e)} (a directory of .kvp files)\n`);
     return Exit.usage;
   }
+  if (bundled) {
+    const loaded = loadPlans(files, new Map(), io);
+    if (loaded.plans.length === 0) {
+      io.err(`kvplan: no plans in ${o.plans ?? bundledPlansDir()}\n`);
+      return Math.max(Exit.failed, ...loaded.codes);
+    }
+    const code = await runBundledDemo({ ...o, backend, plans: loaded.plans, ...(task ? { task } : {}) }, io);
+    return Math.max(code, ...loaded.codes);
+  }
+  const named = task ?? defaultTask;
   const model = openModelFor(o.model, io);
-  if (!model) return Exit.failed;
+  if (typeof model === 'number') return model;
   const loaded = loadPlans(files, new Map(), io);
   const codes = [...loaded.codes];
   // A plan whose layer rules miss the model's layers is reported and left out of the table.
@@ -90,11 +106,11 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: no plans in ${o.plans ?? bundledPlansDir()}\n`);
     return Math.max(Exit.failed, ...codes);
   }
-  const problems = heldOutProblems(task, n);
+  const problems = heldOutProblems(named, n);
   const c = model.config;
   io.out(
     `kvplan demo: model ${c.name} (${c.layers} layers, d_model ${c.dModel}, ${c.heads} heads / ${c.kvHeads} kv) from ${model.path}\n` +
-      `task ${task}: ${tasks.get(task)?.description}; ${problems.length} held-out problems, ${genLength} generated positions, ${o.backend} backend\n\n`,
+      `task ${named}: ${tasks.get(named)?.description}; ${problems.length} held-out problems, ${genLength} generated positions, ${o.backend} backend\n\n`,
   );
   try {
     const rows = await evaluateSuite({
@@ -102,7 +118,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
       plans,
       prepare: (plan, config, weights, maxCanvas) =>
         prepareBackend(backend, plan, config, weights, maxCanvas, o.threads),
-      task,
+      task: named,
       problems,
       genLength,
       batchSize: batch,
@@ -136,13 +152,16 @@ export function registerDemo(program: Command, io: Io, setExit: (code: number) =
   program
     .command('demo')
     .description(
-      'compile every example plan, answer held-out problems with the bundled model, print accuracy and speedup',
+      'compile every example plan, answer held-out problems with the bundled model made for it, print accuracy and the speedup of its cache and decode rule',
     )
     .option(
       '--model <dir|m.onnx>',
-      'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
+      'one model for every plan: a Hugging Face checkpoint directory or an ONNX file (default: each plan on the bundled model made for its attention structure)',
     )
-    .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
+    .option(
+      '--task <name>',
+      `the task (bundled models: ${sharedTasks().join(', ')}, default each model's first; with --model: ${[...tasks.keys()].join(', ')}, default ${defaultTask})`,
+    )
     .option('--n <n>', 'held-out problems per plan', countValue, 8)
     .option('--show <n>', 'answers shown per plan', integerIn(0, 1_000_000), 3)
     .option('--backend <name>', runBackends.join(', '), 'cpu')

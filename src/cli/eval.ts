@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
@@ -5,15 +6,24 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import { printPlan } from '../dsl/printer.ts';
 import { type Ablation, ablate, contrastsOf, type Role } from '../eval/ablate.ts';
 import { bundledModelPath } from '../eval/bundled.ts';
-import { type EvalResult, evaluateOnModel, type ModelRun, type ProblemResult } from '../eval/evaluate.ts';
-import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
+import {
+  canvasBound,
+  type EvalResult,
+  evaluateOnModel,
+  type ModelRun,
+  type ProblemResult,
+} from '../eval/evaluate.ts';
+import { defaultTask, heldOutCount, heldOutProblems, type Problem, tasks } from '../eval/tasks.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
+import { blockLength } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
-import { collectSetting, Exit, type Io } from './io.ts';
+import { forwardFlops } from '../runtime/workEstimate.ts';
+import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
+import { collectSetting, describeFsError, Exit, type Io } from './io.ts';
 import { batchValue, countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 import { fmt, table } from './table.ts';
@@ -34,14 +44,37 @@ export interface EvalCommandOptions {
   readonly ablate?: boolean;
 }
 
-/** Opens a model for a command that generates: the named file, or the bundled model. */
-export function openModelFor(path: string | undefined, io: Io): OpenedModel | undefined {
+/**
+ * Why a model path cannot be a model whatever it holds: it is not there, cannot be looked at, or is
+ * neither a file nor a directory (a device such as /dev/zero would be read without end). A usage
+ * error, as a missing plan is; undefined when the path may be a model.
+ */
+export function modelPathProblem(path: string): string | undefined {
   try {
-    return openModel(path ?? bundledModelPath());
+    const st = statSync(path);
+    return st.isFile() || st.isDirectory() ? undefined : 'not a regular file or a directory';
+  } catch (e) {
+    return describeFsError(e);
+  }
+}
+
+/**
+ * Opens a model for a command that generates: the named file, or the bundled model. Returns the
+ * exit code instead when it cannot: 2 for a path that cannot be a model, 1 for a bad model.
+ */
+export function openModelFor(path: string | undefined, io: Io): OpenedModel | number {
+  const file = path ?? bundledModelPath();
+  const problem = modelPathProblem(file);
+  if (problem !== undefined) {
+    io.err(`kvplan: --model ${file}: ${problem}\n`);
+    return Exit.usage;
+  }
+  try {
+    return openModel(file);
   } catch (e) {
     if (!(e instanceof OnnxError || e instanceof CheckpointError || e instanceof TokenizerError)) throw e;
     io.err(`kvplan: ${e.message}\n`);
-    return undefined;
+    return Exit.failed;
   }
 }
 
@@ -174,6 +207,45 @@ async function runAblation(plan: CheckedPlan, run: ModelRun, r: Reporting): Prom
   return Exit.ok;
 }
 
+/** Refuses (exit 2) more held-out problems than the task has, before any work. */
+export function heldOutFits(task: string, n: number, io: Io): boolean {
+  const have = heldOutCount(task);
+  if (n <= have) return true;
+  io.err(`kvplan: --n ${n}: task ${task} has ${have.toLocaleString('en-US')} held-out problems\n`);
+  return false;
+}
+
+/**
+ * The canvas, memory and work of an evaluation, checked before the backend is prepared: the exit
+ * code of a refusal, or undefined (with the estimate printed when the run is long).
+ */
+function checkEvalCost(
+  model: OpenedModel,
+  plan: CheckedPlan,
+  problems: readonly Problem[],
+  o: EvalCommandOptions,
+  io: Io,
+): number | undefined {
+  const { backend, genLength } = o;
+  const rowsPerPrompt = Math.max(genLength, blockLength(plan, genLength));
+  const rows = canvasBound(problems, model.tokenizer, rowsPerPrompt, 1);
+  if (!canvasFits(rows - rowsPerPrompt, rowsPerPrompt, 'a shorter --gen-length', io)) return Exit.usage;
+  const c = model.config;
+  const runs = o.ablate ? 3 : 1;
+  // Every step commits at least one position of each sequence: at most rowsPerPrompt steps.
+  return checkRunCost(
+    {
+      command: 'eval',
+      what: `${problems.length.toLocaleString('en-US')} problems${o.ablate ? ' × 3 runs' : ''}, at most ${rowsPerPrompt.toLocaleString('en-US')} steps each on ${modelsWord([c])}`,
+      backend,
+      flops: runs * problems.length * rowsPerPrompt * forwardFlops(c, rows),
+      memory: runMemory(model, backend, rows, Math.min(o.batch, problems.length)),
+      fix: 'use a smaller --batch or --gen-length',
+    },
+    io,
+  );
+}
+
 export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
   const task = o.task ?? defaultTask;
   if (!tasks.has(task)) {
@@ -186,8 +258,9 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     return Exit.usage;
   }
   const { n, genLength, batch, seed } = o;
+  if (!heldOutFits(task, n, io)) return Exit.usage;
   const model = openModelFor(o.model, io);
-  if (!model) return Exit.failed;
+  if (typeof model === 'number') return model;
   const { plans, codes } = loadPlans([o.plan], o.set ?? new Map(), io);
   const loaded = plans[0];
   if (!loaded) return Math.max(Exit.failed, ...codes);
@@ -201,6 +274,8 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
   if (fit.warning) io.err(`kvplan: warning: ${fit.warning}\n`);
   try {
     const problems = heldOutProblems(task, n, seed);
+    const refused = checkEvalCost(model, plan, problems, o, io);
+    if (refused !== undefined) return refused;
     const run: ModelRun = {
       model,
       prepare: (p, config, weights, maxCanvas) =>

@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../backends/cpu/compiler.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
-import { OnnxError } from '../model/onnx/load.ts';
 import { generate } from '../runtime/generate.ts';
 import { GenerationError } from '../runtime/generationError.ts';
-import { type OpenedModel, openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { answerText, type Tokenizer, TokenizerError } from '../runtime/tokenizer.ts';
+import { forwardFlops } from '../runtime/workEstimate.ts';
+import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
+import { openModelFor } from './eval.ts';
 import { collectSetting, Exit, type Io } from './io.ts';
 import { genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -70,14 +70,8 @@ export async function runGenerate(
     io.err('kvplan: --chat puts a text prompt (--prompt) in the chat template\n');
     return Exit.usage;
   }
-  let model: OpenedModel;
-  try {
-    model = openModel(o.model);
-  } catch (e) {
-    if (!(e instanceof OnnxError || e instanceof CheckpointError || e instanceof TokenizerError)) throw e;
-    io.err(`kvplan: ${e.message}\n`);
-    return Exit.failed;
-  }
+  const model = openModelFor(o.model, io);
+  if (typeof model === 'number') return model;
   const { tokenizer } = model;
   const spelled = new Map([
     ['block', '--block'],
@@ -109,7 +103,23 @@ export async function runGenerate(
     return Exit.failed;
   }
   if (fit.warning) io.err(`kvplan: warning: ${fit.warning}\n`);
-  const L = prompt.length + Math.max(genLength, blockLength(plan, genLength));
+  const generated = Math.max(genLength, blockLength(plan, genLength));
+  if (!canvasFits(prompt.length, generated, 'a shorter prompt or --gen-length', io)) return Exit.usage;
+  const L = prompt.length + generated;
+  const c = model.config;
+  // Every step commits at least one position: at most `generated` steps.
+  const refused = checkRunCost(
+    {
+      command: 'generate',
+      what: `at most ${generated.toLocaleString('en-US')} steps on a ${L.toLocaleString('en-US')}-position canvas of ${modelsWord([c])}`,
+      backend,
+      flops: generated * forwardFlops(c, L),
+      memory: runMemory(model, backend, L, 1),
+      fix: 'use a shorter prompt or --gen-length',
+    },
+    io,
+  );
+  if (refused !== undefined) return refused;
   let prepared: Awaited<ReturnType<typeof prepareBackend>>;
   try {
     prepared = await prepareBackend(backend, plan, fit.config, model.weights, L, o.threads);

@@ -2,17 +2,18 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { bundledPlansDir } from '../eval/bundled.ts';
-import type { ModelConfig } from '../model/config.ts';
-import type { HalfDtype } from '../model/half.ts';
+import { ConfigError, checkConfigLimits, type ModelConfig } from '../model/config.ts';
 import { type Checkpoint, openCheckpoint } from '../model/hf/checkpoint.ts';
 import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
 import { CheckpointError } from '../model/hf/safetensors.ts';
 import { OnnxError } from '../model/onnx/load.ts';
-import { parameterCount, weightSpec } from '../model/weights.ts';
+import { parameterCount } from '../model/weights.ts';
 import { openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
+import { backendMemory, formatBytes } from '../runtime/workEstimate.ts';
+import { modelPathProblem } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { loadPlans } from './plans.ts';
 
@@ -37,47 +38,8 @@ interface Inspection {
   readonly plans: readonly { readonly path: string; readonly plan: string; readonly fits: string }[];
 }
 
-const GiB = 2 ** 30;
-const bytes = (n: number) =>
-  n >= GiB
-    ? `${(n / GiB).toFixed(2)} GiB`
-    : n >= 2 ** 20
-      ? `${(n / 2 ** 20).toFixed(1)} MiB`
-      : `${(n / 1024).toFixed(1)} KiB`;
-
-/**
- * Weight memory per backend, from the shape and the stored dtype alone. The host holds
- * `hostBytes` (none for a checkpoint: each tensor is read when a backend loads it). Matrices (GEMM
- * weights and the embedding table) stay in 16 bits where a backend reads them so: the CPU backend
- * (packed GEMMs, and the table the embedding gathers, which a tied head packs a second time);
- * WebGPU for bf16 (f16 needs `shader-f16`, so it is counted widened); PTX for its tensor-core
- * GEMMs, with the gathered table in floats (a tied head's k-major copy in 16 bits). Norms and
- * biases are floats everywhere.
- */
-function backendMemory(
-  c: ModelConfig,
-  half: HalfDtype | undefined,
-  hostBytes: number,
-): Record<string, number> {
-  let linear = 0;
-  let vectors = 0;
-  for (const w of weightSpec(c)) {
-    const n = w.shape.reduce((a, b) => a * b, 1);
-    if (w.kind === 'linear') linear += n;
-    else if (w.kind !== 'embedding') vectors += n;
-  }
-  const table = c.vocab * c.dModel;
-  const tiedHead = c.tieEmbeddings ? table : 0;
-  const m = half ? 2 : 4;
-  return {
-    host: hostBytes,
-    cpu: (linear + table + tiedHead) * m + vectors * 4,
-    webgpu: (linear + table) * (half === 'bf16' ? 2 : 4) + vectors * 4,
-    ptx: (linear + tiedHead) * m + table * 4 + vectors * 4,
-  };
-}
-
 function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
+  checkConfigLimits(c.config, join(c.dir, 'config.json'));
   const stored: Record<string, number> = {};
   for (const [dtype, d] of Object.entries(c.memory.byDtype)) stored[dtype] = d.bytes;
   const tok = c.tokenizer.json
@@ -147,7 +109,7 @@ function render(i: Inspection): string {
     row(
       'stored',
       Object.entries(i.stored)
-        .map(([d, b]) => `${d} ${bytes(b)}`)
+        .map(([d, b]) => `${d} ${formatBytes(b)}`)
         .join(', '),
     ),
     row('files', i.files.length === 1 ? (i.files[0] as string) : `${i.files.length} (${i.files[0]}, …)`),
@@ -155,7 +117,7 @@ function render(i: Inspection): string {
     row(
       'weights in memory',
       Object.entries(i.memory)
-        .map(([b, n]) => `${b} ${bytes(n)}`)
+        .map(([b, n]) => `${b} ${formatBytes(n)}`)
         .join(', '),
     ),
     ...(i.plans.length > 0 ? ['  plans:', ...i.plans.map((p) => `    ${p.plan.padEnd(18)}${p.fits}`)] : []),
@@ -165,15 +127,24 @@ function render(i: Inspection): string {
 
 /** `kvplan inspect-model`: what a checkpoint or model file is, what it costs, which plans fit it. */
 export function runInspect(path: string, o: InspectOptions, io: Io): number {
+  const problem = modelPathProblem(path);
+  if (problem !== undefined) {
+    io.err(`kvplan: ${path}: ${problem}\n`);
+    return Exit.usage;
+  }
   let base: Omit<Inspection, 'plans'>;
   try {
-    if (!existsSync(path)) {
-      io.err(`kvplan: ${path}: no such file or directory\n`);
-      return Exit.usage;
-    }
     base = statSync(path).isDirectory() ? fromCheckpoint(openCheckpoint(path)) : fromOnnx(path);
   } catch (e) {
-    if (!(e instanceof CheckpointError || e instanceof OnnxError || e instanceof TokenizerError)) throw e;
+    if (
+      !(
+        e instanceof CheckpointError ||
+        e instanceof OnnxError ||
+        e instanceof TokenizerError ||
+        e instanceof ConfigError
+      )
+    )
+      throw e;
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }

@@ -8,7 +8,7 @@ import { webGpuRunnerFactory } from '../backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
-import { WeightError } from '../model/weights.ts';
+import { maxRandomParameters, parameterCount, WeightError } from '../model/weights.ts';
 import { deepEnough } from '../runtime/modelFor.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import {
@@ -18,6 +18,8 @@ import {
   type VerifyOptions,
   verifyCheckedPlan,
 } from '../runtime/verify.ts';
+import { canvasBytes, forwardFlops } from '../runtime/workEstimate.ts';
+import { canvasFits, checkRunCost, modelsWord } from './estimate.ts';
 import { collectSetting, Exit, type Io, worstExit } from './io.ts';
 import { countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
 import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
@@ -53,6 +55,58 @@ function summary(path: string, v: PlanVerdict): string {
   return `${v.ok ? 'ok' : 'FAIL'}  ${path}  ${v.plan}  ${kind}  cases ${v.cases}  ${checks}  ${gen}${fired}\n`;
 }
 
+/** One plan to verify: its generated positions per case and the models its cases cycle through. */
+interface Job {
+  readonly path: string;
+  readonly checked: CheckedPlan;
+  readonly genLen: number;
+  readonly configs: readonly ModelConfig[];
+}
+
+/**
+ * The memory and work of a verification, from its sizes: the exit code of a refusal, or undefined
+ * (with the estimate printed when the run is long). Each case runs the plan and the golden
+ * forward at every step, on one random model (exact plans) or two (approximate plans: the premise
+ * model too), and on a compiled backend the eager float32 reference run again; every step commits
+ * at least one position. The golden and the float32 runs are the reference interpreter's, so the
+ * time is estimated at its rate whatever the backend.
+ */
+function checkVerifyCost(jobs: readonly Job[], o: VerifyCommandOptions, io: Io): number | undefined {
+  if (jobs.length === 0) return undefined;
+  let flops = 0;
+  let weights = 0;
+  let canvas = 0;
+  let rows = 0;
+  for (const { checked, genLen, configs } of jobs) {
+    const L = o.promptLength + genLen;
+    const models = checked.classification.exact ? 1 : 2;
+    const generations = models * (o.backend === 'reference' ? 1 : 2);
+    for (const [k, c] of configs.entries()) {
+      // randomWeights refuses a larger model itself (exit 2), before it allocates anything.
+      if (k >= o.cases || parameterCount(c) > maxRandomParameters) continue;
+      const cases = Math.floor((o.cases - 1 - k) / configs.length) + 1;
+      flops += cases * generations * genLen * 2 * forwardFlops(c, L);
+      // Random weights are float64; the premise model's are drawn while the first is held.
+      weights = Math.max(weights, models * parameterCount(c) * 8);
+      canvas = Math.max(canvas, canvasBytes(c, L, 8));
+      rows = Math.max(rows, L);
+    }
+  }
+  const steps = Math.max(...jobs.map((j) => j.genLen));
+  const plans = jobs.length === 1 ? '' : `${jobs.length} plans × `;
+  return checkRunCost(
+    {
+      command: 'verify',
+      what: `${plans}${o.cases} case${o.cases === 1 ? '' : 's'}, at most ${steps} steps each on ${modelsWord(jobs.flatMap((j) => j.configs.slice(0, o.cases)))}`,
+      backend: 'reference',
+      flops,
+      memory: { weights, canvas, rows, canvases: 1 },
+      fix: 'use a smaller --prompt-length or --gen-length, or a smaller --config',
+    },
+    io,
+  );
+}
+
 export async function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): Promise<number> {
   if (!backends.includes(o.backend)) {
     io.err(`kvplan: --backend ${o.backend} is not available; backends: ${backends.join(', ')}\n`);
@@ -62,6 +116,7 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
   const config = o.config === undefined ? undefined : loadModelConfig(o.config, io);
   if (o.config !== undefined && !config) return Exit.usage;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
+  const jobs: Job[] = [];
   for (const p of plans) {
     const { path, checked } = p;
     if (config && !fitsModelDepth(p, config, io)) {
@@ -70,9 +125,15 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
     }
     // Two blocks by default, so that every plan meets a block boundary.
     const genLen = genArg ?? 2 * Math.min(blockLength(checked, 16), 32);
+    if (!canvasFits(promptLen, genLen, 'a smaller --prompt-length or --gen-length', io)) return Exit.usage;
     // The default models are deepened so that every layer the plan names runs; a model the user
     // names is taken as it is.
     const configs = config ? [config] : defaultConfigs().map((c) => deepEnough(checked, c));
+    jobs.push({ path, checked, genLen, configs });
+  }
+  const refused = checkVerifyCost(jobs, o, io);
+  if (refused !== undefined) return refused;
+  for (const { path, checked, genLen, configs } of jobs) {
     const common = { configs, cases, seed, promptLen, genLen };
     try {
       if (o.backend === 'ptx') {

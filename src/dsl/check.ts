@@ -1,12 +1,21 @@
 import type { Plan } from './ast.ts';
-import { byPosition, type Diagnostic, error, hasErrors } from './diagnostics.ts';
+import { byPosition, type Diagnostic, error, hasErrors, note } from './diagnostics.ts';
 import { parsePlanText } from './front.ts';
-import { constantOf } from './semantics/constant.ts';
-import { deepestNamedLayer } from './semantics/layerRules.ts';
+import {
+  rowStepCost,
+  scalings,
+  simulationBudget,
+  simulationScenarios,
+  simulationWork,
+  withValues,
+} from './semantics/budget.ts';
 import { premiseOf } from './semantics/premise.ts';
-import { noApproximations, scenarios, simulatePlan } from './semantics/simulate.ts';
+import { noApproximations, simulatePlan } from './semantics/simulate.ts';
+import type { LayerDecision } from './semantics/stepper.ts';
 import type { SourceFile } from './source.ts';
-import { type TypedPlan, typecheckPlan } from './typecheck.ts';
+import { planSizeError, type TypedPlan, typecheckPlan } from './typecheck.ts';
+
+export { layersToSimulate, simulationBudget } from './semantics/budget.ts';
 
 /** `exact`: equals full attention up to float error; otherwise the premise under which it would. */
 export type Classification = { readonly exact: true } | { readonly exact: false; readonly premise: string };
@@ -30,25 +39,101 @@ export interface CheckResult {
   readonly diagnostics: readonly Diagnostic[];
 }
 
-/** Enough layers to tell every layer scope of the plan apart, with layers above each probe. */
-export const layersToSimulate = (typed: TypedPlan): number => Math.max(4, deepestNamedLayer(typed) + 3);
+/** The semantic check of one type-correct plan: its classification, its errors, what was simulated. */
+export interface SemanticCheck {
+  readonly classification: Classification;
+  readonly diagnostics: readonly Diagnostic[];
+  /** The parameters the simulation took at other values than declared, to stay within its budget. */
+  readonly scaled: ReadonlyMap<string, number>;
+  /** Row-steps the simulation took, counted as it ran (weighted as `simulationBudget` says). */
+  readonly work: number;
+}
 
-/** Checks one type-correct plan by simulating generations, and classifies it. */
-function checkSemantics(typed: TypedPlan): { classification: Classification; diagnostics: Diagnostic[] } {
-  const blocks = typed.plan.body.find((s) => s.kind === 'blocks');
-  const blockLen = blocks ? constantOf(typed, blocks.length) : undefined;
+const assignments = (typed: TypedPlan, names: Iterable<string>): string =>
+  [...names]
+    .map((name) => {
+      const b = typed.bindings.get(name);
+      return `${name}=${b?.kind === 'param' ? b.value : '?'}`;
+    })
+    .join(', ');
+
+const grouped = (n: number): string => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+
+/** Whether the plan type-checks with some parameters at other values (an argument may leave its range). */
+function wellTypedAt(typed: TypedPlan, values: ReadonlyMap<string, number>): boolean {
+  const overrides = new Map<string, string>();
+  for (const [name, b] of typed.bindings)
+    if (b.kind === 'param') overrides.set(name, String(values.get(name) ?? b.value));
+  return !hasErrors(typecheckPlan(typed.plan, overrides).diagnostics);
+}
+
+/**
+ * The parameter values to simulate at: the declared ones when their simulation is within the
+ * budget, else the least scaled ones that are (or, when no scaling is, the cheapest).
+ */
+function simulationValues(
+  typed: TypedPlan,
+  budget: number,
+): { scaled: ReadonlyMap<string, number>; declaredWork: number } {
+  const tried: { scaled: ReadonlyMap<string, number>; work: number }[] = [];
+  for (const scaled of scalings(typed)) {
+    const at = withValues(typed, scaled);
+    const work = simulationWork(at, simulationScenarios(at));
+    tried.push({ scaled, work });
+    const declaredWork = tried[0]?.work ?? work;
+    if (work <= budget && (scaled.size === 0 || wellTypedAt(typed, scaled))) return { scaled, declaredWork };
+  }
+  const declaredWork = tried[0]?.work ?? 0;
+  const cheapest = tried
+    .filter((c) => c.work < declaredWork)
+    .sort((a, b) => a.work - b.work)
+    .find((c) => wellTypedAt(typed, c.scaled));
+  return { scaled: cheapest?.scaled ?? new Map(), declaredWork };
+}
+
+/**
+ * Checks one type-correct plan by simulating generations, and classifies it. A plan whose
+ * simulation at its parameter values would exceed `simulationBudget` is simulated at scaled-down
+ * values instead, and a note says which.
+ */
+export function checkSemantics(declared: TypedPlan, budget = simulationBudget): SemanticCheck {
+  const { scaled, declaredWork } = simulationValues(declared, budget);
+  const typed = withValues(declared, scaled);
+  const at = assignments(typed, scaled.keys());
+  // An error found at scaled values names them: its steps and positions are theirs.
+  const found = (d: Diagnostic): Diagnostic =>
+    scaled.size > 0
+      ? { ...d, notes: [...(d.notes ?? []), `note: found by the semantic simulation at ${at}`] }
+      : d;
   const approx = noApproximations();
   const diagnostics = new Map<string, Diagnostic>();
-  for (const sc of scenarios(typed, blockLen, layersToSimulate(typed))) {
-    for (const d of simulatePlan(typed, sc, approx)) {
+  let work = 0;
+  const cost = rowStepCost(typed);
+  const trace = {
+    layer: (d: LayerDecision) => {
+      work += d.rows.length * cost(d.rows.length);
+    },
+  };
+  for (const sc of simulationScenarios(typed)) {
+    for (const d of simulatePlan(typed, sc, approx, trace)) {
       const key = `${d.span.start.offset}`;
-      if (!diagnostics.has(key)) diagnostics.set(key, d);
+      if (!diagnostics.has(key)) diagnostics.set(key, found(d));
     }
   }
+  if (scaled.size > 0)
+    diagnostics.set(
+      'scaled',
+      note(
+        declared.plan.nameSpan,
+        `the semantic simulation ran at ${at} (${assignments(declared, scaled.keys())} would take up to ${grouped(declaredWork)} row-steps, over its budget of ${grouped(budget)}); the other checks ran at the declared values`,
+      ),
+    );
   const premise = premiseOf(approx);
   return {
     classification: premise === undefined ? { exact: true } : { exact: false, premise },
     diagnostics: [...diagnostics.values()],
+    scaled,
+    work,
   };
 }
 
@@ -66,6 +151,11 @@ export function checkSource(file: SourceFile, options: CheckOptions = {}): Check
         error(plan.nameSpan, `plan '${plan.name}' is already defined at line ${prior.nameSpan.start.line}`),
       );
     seen.set(plan.name, plan);
+    const tooLarge = planSizeError(plan);
+    if (tooLarge) {
+      diagnostics.push(tooLarge);
+      continue;
+    }
     const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map(), file.text);
     diagnostics.push(...typeErrors);
     if (!typed) continue;

@@ -25,6 +25,10 @@ export const error = (span: Span, message: string, notes?: readonly string[]): D
 export const warning = (span: Span, message: string, notes?: readonly string[]): Diagnostic =>
   diagnostic('warning', span, message, notes);
 
+/** What the checker did that the user should know of, e.g. a simulation at other values. */
+export const note = (span: Span, message: string, notes?: readonly string[]): Diagnostic =>
+  diagnostic('note', span, message, notes);
+
 /**
  * Characters a quoted line shows as `U+XXXX`: controls (ESC and BEL would let a plan retitle or
  * clear the user's terminal), bidirectional overrides and invisible formatting characters.

@@ -92,6 +92,29 @@ export const Minus = punct('Minus', '-', "'-'");
 export const Star = punct('Star', '*', "'*'");
 export const Slash = punct('Slash', /\/(?!\/)/, "'/'");
 
+/** Tokens that are a whole operand by themselves: names, numbers, `true` and `false`. */
+export const operandTokens: ReadonlySet<TokenType> = new Set([
+  Identifier,
+  IntLit,
+  FloatLit,
+  keywords.true,
+  keywords.false,
+]);
+/** The infix operators but `-` (also a prefix), `and` and `or`. */
+export const infixTokens: ReadonlySet<TokenType> = new Set([
+  Pipe,
+  Amp,
+  Plus,
+  Star,
+  Slash,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  EqEq,
+  Ne,
+]);
+
 export const Comment = createToken({ name: 'Comment', pattern: /(?:#|\/\/)[^\n\r]*/, group: 'comments' });
 export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED });
 

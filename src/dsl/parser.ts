@@ -1,5 +1,11 @@
 import './polyfill.ts';
-import { EmbeddedActionsParser, type IToken, type TokenType } from 'chevrotain';
+import {
+  EmbeddedActionsParser,
+  type IOrAlt,
+  type IToken,
+  type ParserMethod,
+  type TokenType,
+} from 'chevrotain';
 import type {
   AttendStmt,
   BinaryOp,
@@ -24,6 +30,7 @@ import type {
   Segment,
   SelectStmt,
   Stmt,
+  UnaryOp,
 } from './ast.ts';
 import {
   Amp,
@@ -104,12 +111,44 @@ class PlanParser extends EmbeddedActionsParser {
     this.performSelfAnalysis();
   }
 
-  // Chevrotain tells repeated SUBRULE calls apart by their suffix, hence two operand thunks.
-  private readonly leftAssoc = (first: () => Expr, next: () => Expr, ops: TokenType[]): Expr => {
-    let left = first();
+  // Rules run for every statement and token: their alternatives are built once, not per call.
+  private readonly oneOf = (tokens: TokenType[]): IOrAlt<IToken>[] =>
+    tokens.map((t) => ({ ALT: () => this.CONSUME(t) }));
+  private readonly orOps = this.oneOf([K.or]);
+  private readonly andOps = this.oneOf([K.and]);
+  private readonly unionOps = this.oneOf([Pipe]);
+  private readonly interOps = this.oneOf([Amp]);
+  private readonly addOps = this.oneOf([Plus, Minus]);
+  private readonly mulOps = this.oneOf([Star, Slash]);
+  private readonly cmpOps = this.oneOf([EqEq, Ne, Le, Ge, Lt, Gt]);
+  private readonly numbers = this.oneOf([IntLit, FloatLit]);
+  private readonly bools = this.oneOf([K.true, K.false]);
+
+  /**
+   * `token operand` as a unary `op`, the operand parsed by `self`; or whatever `next` parses. The
+   * rules come as thunks: they are fields set after this one.
+   */
+  private readonly prefixed = (
+    token: TokenType,
+    op: UnaryOp,
+    self: () => ParserMethod<[], Expr>,
+    next: () => ParserMethod<[], Expr>,
+  ): IOrAlt<Expr>[] => [
+    {
+      ALT: () => {
+        const t = this.CONSUME(token);
+        const operand = this.SUBRULE(self());
+        return this.ACTION(() => ({ kind: 'unary' as const, op, operand, span: fromTo(t, operand) }));
+      },
+    },
+    { ALT: () => this.SUBRULE(next()) },
+  ];
+
+  private readonly leftAssoc = (operand: ParserMethod<[], Expr>, ops: IOrAlt<IToken>[]): Expr => {
+    let left = this.SUBRULE(operand);
     this.MANY(() => {
-      const op = this.OR(ops.map((t) => ({ ALT: () => this.CONSUME(t) })));
-      const right = next();
+      const op = this.OR(ops);
+      const right = this.SUBRULE2(operand);
       left = this.ACTION(() => ({
         kind: 'binary' as const,
         op: binaryOpOf[op.image] ?? (op.image as BinaryOp),
@@ -206,7 +245,7 @@ class PlanParser extends EmbeddedActionsParser {
   });
 
   private number = this.RULE('number', (): NumberLit => {
-    const t = this.OR([{ ALT: () => this.CONSUME(IntLit) }, { ALT: () => this.CONSUME(FloatLit) }]);
+    const t = this.OR(this.numbers);
     return this.ACTION(() => ({
       kind: 'number' as const,
       value: Number(t.image),
@@ -216,24 +255,21 @@ class PlanParser extends EmbeddedActionsParser {
   });
 
   private boolLit = this.RULE('boolLit', (): BoolLit => {
-    const t = this.OR([{ ALT: () => this.CONSUME(K.true) }, { ALT: () => this.CONSUME(K.false) }]);
+    const t = this.OR(this.bools);
     return this.ACTION(() => ({ kind: 'bool' as const, value: t.image === 'true', span: tokenSpan(t) }));
   });
 
-  private statement = this.RULE(
-    'statement',
-    (): Stmt =>
-      this.OR([
-        { ALT: () => this.SUBRULE(this.blocksStmt) },
-        { ALT: () => this.SUBRULE(this.computeStmt) },
-        { ALT: () => this.SUBRULE(this.attendStmt) },
-        { ALT: () => this.SUBRULE(this.cacheStmt) },
-        { ALT: () => this.SUBRULE(this.refreshStmt) },
-        { ALT: () => this.SUBRULE(this.selectStmt) },
-        { ALT: () => this.SUBRULE(this.decodeStmt) },
-        { ALT: () => this.SUBRULE(this.letStmt) },
-      ]) as Stmt,
-  );
+  private readonly statements: IOrAlt<Stmt>[] = [
+    { ALT: () => this.SUBRULE(this.blocksStmt) },
+    { ALT: () => this.SUBRULE(this.computeStmt) },
+    { ALT: () => this.SUBRULE(this.attendStmt) },
+    { ALT: () => this.SUBRULE(this.cacheStmt) },
+    { ALT: () => this.SUBRULE(this.refreshStmt) },
+    { ALT: () => this.SUBRULE(this.selectStmt) },
+    { ALT: () => this.SUBRULE(this.decodeStmt) },
+    { ALT: () => this.SUBRULE(this.letStmt) },
+  ];
+  private statement = this.RULE('statement', (): Stmt => this.OR(this.statements));
 
   private blocksStmt = this.RULE('blocksStmt', (): BlocksStmt => {
     const kw = this.CONSUME(K.blocks);
@@ -454,56 +490,21 @@ class PlanParser extends EmbeddedActionsParser {
   });
 
   private cmpOp = this.RULE('cmpOp', (): '==' | '!=' | '<' | '<=' | '>' | '>=' => {
-    const t = this.OR([
-      { ALT: () => this.CONSUME(EqEq) },
-      { ALT: () => this.CONSUME(Ne) },
-      { ALT: () => this.CONSUME(Le) },
-      { ALT: () => this.CONSUME(Ge) },
-      { ALT: () => this.CONSUME(Lt) },
-      { ALT: () => this.CONSUME(Gt) },
-    ]);
+    const t = this.OR(this.cmpOps);
     return t.image as '==' | '!=' | '<' | '<=' | '>' | '>=';
   });
 
-  public expr = this.RULE(
-    'expr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.andExpr),
-        () => this.SUBRULE2(this.andExpr),
-        [K.or],
-      ),
-  );
+  public expr = this.RULE('expr', (): Expr => this.leftAssoc(this.andExpr, this.orOps));
 
-  private andExpr = this.RULE(
-    'andExpr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.notExpr),
-        () => this.SUBRULE2(this.notExpr),
-        [K.and],
-      ),
-  );
+  private andExpr = this.RULE('andExpr', (): Expr => this.leftAssoc(this.notExpr, this.andOps));
 
-  private notExpr = this.RULE(
-    'notExpr',
-    (): Expr =>
-      this.OR([
-        {
-          ALT: () => {
-            const kw = this.CONSUME(K.not);
-            const operand = this.SUBRULE(this.notExpr);
-            return this.ACTION(() => ({
-              kind: 'unary' as const,
-              op: 'not' as const,
-              operand,
-              span: fromTo(kw, operand),
-            }));
-          },
-        },
-        { ALT: () => this.SUBRULE(this.cmpExpr) },
-      ]) as Expr,
+  private readonly notAlts = this.prefixed(
+    K.not,
+    'not',
+    () => this.notExpr,
+    () => this.cmpExpr,
   );
+  private notExpr = this.RULE('notExpr', (): Expr => this.OR(this.notAlts));
 
   private cmpExpr = this.RULE('cmpExpr', (): Expr => {
     const left = this.SUBRULE(this.unionExpr);
@@ -516,65 +517,21 @@ class PlanParser extends EmbeddedActionsParser {
     return out;
   });
 
-  private unionExpr = this.RULE(
-    'unionExpr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.interExpr),
-        () => this.SUBRULE2(this.interExpr),
-        [Pipe],
-      ),
-  );
+  private unionExpr = this.RULE('unionExpr', (): Expr => this.leftAssoc(this.interExpr, this.unionOps));
 
-  private interExpr = this.RULE(
-    'interExpr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.addExpr),
-        () => this.SUBRULE2(this.addExpr),
-        [Amp],
-      ),
-  );
+  private interExpr = this.RULE('interExpr', (): Expr => this.leftAssoc(this.addExpr, this.interOps));
 
-  private addExpr = this.RULE(
-    'addExpr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.mulExpr),
-        () => this.SUBRULE2(this.mulExpr),
-        [Plus, Minus],
-      ),
-  );
+  private addExpr = this.RULE('addExpr', (): Expr => this.leftAssoc(this.mulExpr, this.addOps));
 
-  private mulExpr = this.RULE(
-    'mulExpr',
-    (): Expr =>
-      this.leftAssoc(
-        () => this.SUBRULE(this.unaryExpr),
-        () => this.SUBRULE2(this.unaryExpr),
-        [Star, Slash],
-      ),
-  );
+  private mulExpr = this.RULE('mulExpr', (): Expr => this.leftAssoc(this.unaryExpr, this.mulOps));
 
-  private unaryExpr = this.RULE(
-    'unaryExpr',
-    (): Expr =>
-      this.OR([
-        {
-          ALT: () => {
-            const minus = this.CONSUME(Minus);
-            const operand = this.SUBRULE(this.unaryExpr);
-            return this.ACTION(() => ({
-              kind: 'unary' as const,
-              op: 'neg' as const,
-              operand,
-              span: fromTo(minus, operand),
-            }));
-          },
-        },
-        { ALT: () => this.SUBRULE(this.postfixExpr) },
-      ]) as Expr,
+  private readonly unaryAlts = this.prefixed(
+    Minus,
+    'neg',
+    () => this.unaryExpr,
+    () => this.postfixExpr,
   );
+  private unaryExpr = this.RULE('unaryExpr', (): Expr => this.OR(this.unaryAlts));
 
   private postfixExpr = this.RULE('postfixExpr', (): Expr => {
     let out = this.SUBRULE(this.primary);
@@ -592,24 +549,21 @@ class PlanParser extends EmbeddedActionsParser {
     return out;
   });
 
-  private primary = this.RULE(
-    'primary',
-    (): Expr =>
-      this.OR([
-        { ALT: () => this.SUBRULE(this.number) },
-        { ALT: () => this.SUBRULE(this.boolLit) },
-        { GATE: () => this.LA(2).tokenType === LParen, ALT: () => this.SUBRULE(this.call) },
-        { ALT: () => this.SUBRULE(this.nameRef) },
-        {
-          ALT: () => {
-            this.CONSUME(LParen);
-            const inner = this.SUBRULE(this.expr);
-            this.CONSUME(RParen);
-            return inner;
-          },
-        },
-      ]) as Expr,
-  );
+  private readonly primaryAlts: IOrAlt<Expr>[] = [
+    { ALT: () => this.SUBRULE(this.number) },
+    { ALT: () => this.SUBRULE(this.boolLit) },
+    { GATE: () => this.LA(2).tokenType === LParen, ALT: () => this.SUBRULE(this.call) },
+    { ALT: () => this.SUBRULE(this.nameRef) },
+    {
+      ALT: () => {
+        this.CONSUME(LParen);
+        const inner = this.SUBRULE(this.expr);
+        this.CONSUME(RParen);
+        return inner;
+      },
+    },
+  ];
+  private primary = this.RULE('primary', (): Expr => this.OR(this.primaryAlts));
 
   private call = this.RULE('call', (): Call => {
     const callee = this.SUBRULE(this.nameRef);

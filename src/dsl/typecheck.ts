@@ -392,6 +392,27 @@ class PlanTyper {
 
   private readonly types = new Map<Expr, Type | undefined>();
 
+  /**
+   * What each walk that follows names found for the expression of a `let` or `select`: lets that
+   * read each other twice (`let a2 = a1 | a1`) would otherwise be walked 2^n times. A name's
+   * expression only reads names bound before it, so its answer never changes.
+   */
+  private readonly walked = new Map<string, Map<Expr, unknown>>();
+
+  private once<T>(walk: string, e: Expr, f: (e: Expr) => T, meanwhile?: T): T {
+    let memo = this.walked.get(walk);
+    if (!memo) {
+      memo = new Map();
+      this.walked.set(walk, memo);
+    }
+    if (memo.has(e)) return memo.get(e) as T;
+    // A selection that reads itself (an error reported elsewhere) gets this answer inside itself.
+    if (meanwhile !== undefined) memo.set(e, meanwhile);
+    const v = f(e);
+    memo.set(e, v);
+    return v;
+  }
+
   /** The type of `e`, reporting its errors once however often it is asked. */
   typeOf(e: Expr): Type | undefined {
     if (this.types.has(e)) return this.types.get(e);
@@ -506,7 +527,7 @@ class PlanTyper {
       case 'name': {
         const b = this.bindings.get(e.name);
         if (b?.kind === 'param') return b.value;
-        if (b?.kind === 'let') return this.constValue(b.expr);
+        if (b?.kind === 'let') return this.once('constValue', b.expr, (x) => this.constValue(x));
         return undefined;
       }
       case 'unary': {
@@ -538,46 +559,98 @@ class PlanTyper {
     }
     for (const kind of ['compute', 'attend'] as const) {
       const rules = this.plan.body.filter((s): s is Extract<Stmt, { kind: typeof kind }> => s.kind === kind);
-      for (let i = 0; i < rules.length; i++) {
-        for (let j = 0; j < i; j++) {
-          const a = rules[j];
-          const b = rules[i];
-          if (!a || !b) continue;
-          const layer = this.overlap(a.layers, b.layers);
-          if (layer !== undefined) {
-            this.err(
-              b.span,
-              `contradictory rules: this \`${kind}\` rule and the one at line ${a.span.start.line} both apply to layer ${layer}`,
-              ['help: scope one of them with `on layer N` / `on layers >= N`, or merge them with `|`'],
-            );
-          }
-        }
+      for (const { rule, earlier, layer } of this.clashes(rules)) {
+        this.err(
+          rule.span,
+          `contradictory rules: this \`${kind}\` rule and the one at line ${earlier.span.start.line} both apply to layer ${layer}`,
+          ['help: scope one of them with `on layer N` / `on layers >= N`, or merge them with `|`'],
+        );
       }
     }
   }
 
-  /** A layer both scopes cover, if any; two unscoped rules overlap everywhere. */
-  private overlap(a: LayerScope | undefined, b: LayerScope | undefined): number | undefined {
-    if ((a === undefined) !== (b === undefined)) return undefined;
-    const bounds = [a, b].flatMap((s) => (s ? (s.kind === 'cmp' ? [s.bound] : [s.lo, s.hi]) : []));
-    const values = bounds.map((x) => this.constValue(x));
-    if (values.some((v) => typeof v !== 'number')) return undefined;
-    const top = Math.max(0, ...(values as number[])) + 2;
-    for (let layer = 0; layer <= top; layer++) {
-      if (
-        layerInScope(a, layer, (x) => this.constValue(x)) &&
-        layerInScope(b, layer, (x) => this.constValue(x))
-      )
-        return layer;
-    }
-    return undefined;
+  /**
+   * Each rule that applies to a layer an earlier rule already applies to: the lowest such layer and
+   * the first rule there. Unscoped rules clash with each other only. Each layer is claimed once,
+   * so this stays linear where comparing every pair of a long plan's rules would not.
+   */
+  private clashes<R extends { layers: LayerScope | undefined }>(
+    rules: readonly R[],
+  ): { rule: R; earlier: R; layer: number }[] {
+    const out: { rule: R; earlier: R; layer: number }[] = [];
+    const [first, ...unscoped] = rules.filter((r) => r.layers === undefined);
+    if (first) for (const rule of unscoped) out.push({ rule, earlier: first, layer: 0 });
+    // A bound that is not a layer index was reported where it was checked.
+    const index = (e: Expr): number | undefined => {
+      const v = this.constValue(e);
+      return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= maxPositionCount ? v : undefined;
+    };
+    const scoped = rules.flatMap((rule) => {
+      const s = rule.layers;
+      const bounds = s ? (s.kind === 'cmp' ? [s.bound] : [s.lo, s.hi]).map(index) : [];
+      return s && bounds.every((b) => b !== undefined)
+        ? [{ rule, scope: s, bounds: bounds as number[] }]
+        : [];
+    });
+    // Above its bounds a scope covers every layer or none, so the lowest clash is below the top.
+    const top = scoped.reduce((m, r) => Math.max(m, ...r.bounds), 0) + 2;
+    const layersOf = (s: LayerScope, [v = 0, hi = 0]: readonly number[]): [number, number][] => {
+      if (s.kind === 'range') return [[v, hi]];
+      switch (s.op) {
+        case '==':
+          return [[v, v]];
+        case '!=':
+          return [
+            [0, v - 1],
+            [v + 1, top],
+          ];
+        case '<':
+          return [[0, v - 1]];
+        case '<=':
+          return [[0, v]];
+        case '>':
+          return [[v + 1, top]];
+        case '>=':
+          return [[v, top]];
+      }
+    };
+    const owner = new Int32Array(top + 1);
+    // The lowest unclaimed layer at or above each layer, kept short by path halving.
+    const free = Int32Array.from({ length: top + 2 }, (_, i) => i);
+    const unclaimedFrom = (layer: number): number => {
+      let at = layer;
+      while (free[at] !== at) {
+        free[at] = free[free[at] as number] as number;
+        at = free[at] as number;
+      }
+      return at;
+    };
+    scoped.forEach(({ rule, scope, bounds }, i) => {
+      let clash: number | undefined;
+      for (const [lo, hi] of layersOf(scope, bounds)) {
+        for (let layer = lo; layer <= hi; ) {
+          const unclaimed = unclaimedFrom(layer);
+          if (unclaimed === layer) {
+            owner[layer] = i;
+            free[layer] = layer + 1;
+            layer++;
+          } else {
+            clash ??= layer;
+            layer = unclaimed;
+          }
+        }
+      }
+      const earlier = clash === undefined ? undefined : scoped[owner[clash] as number];
+      if (clash !== undefined && earlier) out.push({ rule, earlier: earlier.rule, layer: clash });
+    });
+    return out;
   }
 
   /** Whether `e` reads a parameter whose value was already reported outside its declared range. */
   private readsOutOfRange(e: Expr): boolean {
     if (e.kind === 'name') {
       const b = this.bindings.get(e.name);
-      if (b?.kind === 'let') return this.readsOutOfRange(b.expr);
+      if (b?.kind === 'let') return this.once('readsOutOfRange', b.expr, (x) => this.readsOutOfRange(x));
       return b?.kind === 'param' && this.outOfRange.has(e.name);
     }
     let hit = false;
@@ -618,7 +691,7 @@ class PlanTyper {
   private readsModelScore(e: Expr): boolean {
     if (e.kind === 'name') {
       const b = this.bindings.get(e.name);
-      if (b?.kind === 'let') return this.readsModelScore(b.expr);
+      if (b?.kind === 'let') return this.once('readsModelScore', b.expr, (x) => this.readsModelScore(x));
       return modelScores.has(e.name);
     }
     if (e.kind === 'call' && modelScores.has(e.callee.name)) return true;
@@ -637,9 +710,10 @@ class PlanTyper {
     switch (e.kind) {
       case 'name': {
         const b = this.bindings.get(e.name);
-        if (b?.kind === 'let') return this.mayHoldMasked(b.expr);
+        if (b?.kind === 'let') return this.once('mayHoldMasked', b.expr, (x) => this.mayHoldMasked(x));
         // A selection keeps members of its set only, and a position never turns masked again.
-        if (b?.kind === 'select') return this.mayHoldMasked(b.stmt.set);
+        if (b?.kind === 'select')
+          return this.once('mayHoldMasked', b.stmt.set, (x) => this.mayHoldMasked(x), true);
         return !neverMasked.has(e.name);
       }
       case 'binary':
@@ -661,7 +735,7 @@ class PlanTyper {
   private holdsAllMasked(e: Expr): boolean {
     if (e.kind === 'name') {
       const b = this.bindings.get(e.name);
-      if (b?.kind === 'let') return this.holdsAllMasked(b.expr);
+      if (b?.kind === 'let') return this.once('holdsAllMasked', b.expr, (x) => this.holdsAllMasked(x));
       return allMaskedSets.has(e.name);
     }
     if (e.kind !== 'binary') return false;
@@ -675,7 +749,9 @@ class PlanTyper {
     switch (p.kind) {
       case 'name': {
         const b = this.bindings.get(p.name);
-        return b?.kind === 'let' ? this.mayHoldOnMasked(b.expr) : true;
+        return b?.kind === 'let'
+          ? this.once('mayHoldOnMasked', b.expr, (x) => this.mayHoldOnMasked(x))
+          : true;
       }
       case 'binary': {
         if (p.op === 'and') return this.mayHoldOnMasked(p.left) && this.mayHoldOnMasked(p.right);
@@ -828,6 +904,63 @@ function parseOverride(text: string, type: Type): Value | undefined {
   const n = Number(text);
   if (type === 'int' && !Number.isInteger(n)) return undefined;
   return n;
+}
+
+/** The most statements a plan may have (docs/language.md section 7.21). */
+export const maxStatements = 256;
+/** The most expression terms a plan may have, counted as `planTerms` does (section 7.21). */
+export const maxTerms = 4096;
+
+/**
+ * The expression terms (names, numbers, operators, calls, filters) of the plan's statements, the
+ * expression of each `let` counted again in each expression that reads it, directly or through
+ * other lets, once however often: what one layer of one simulated step evaluates at most, as
+ * evaluation reads each `let` once per expression. Counting stops at the first statement that
+ * takes the count past `limit`, returned as `over`.
+ */
+export function planTerms(plan: Plan, limit = Number.POSITIVE_INFINITY): { terms: number; over?: Stmt } {
+  const lets = new Map<string, Expr>();
+  let terms = 0;
+  const count = (e: Expr, reads: (name: string) => void): void => {
+    terms++;
+    if (e.kind === 'name') reads(e.name);
+    forEachChild(e, (c) => count(c, reads));
+  };
+  for (const s of plan.body) {
+    forEachStmtExpr(s, (root) => {
+      const seen = new Set<string>();
+      const reads = (name: string): void => {
+        const value = lets.get(name);
+        if (s.kind === 'let' || !value || seen.has(name)) return;
+        seen.add(name);
+        count(value, reads);
+      };
+      count(root, reads);
+    });
+    if (s.kind === 'let' && !lets.has(s.name)) lets.set(s.name, s.value);
+    if (terms > limit) return { terms, over: s };
+  }
+  return { terms };
+}
+
+/**
+ * A located error for the first statement past the plan-size limits, if any: past them the
+ * simulation of even the smallest parameter values would be too slow.
+ */
+export function planSizeError(plan: Plan): Diagnostic | undefined {
+  const extra = plan.body[maxStatements];
+  if (extra)
+    return error(
+      extra.span,
+      `plan '${plan.name}' has more than ${maxStatements} statements, the limit of a plan`,
+    );
+  const { over } = planTerms(plan, maxTerms);
+  if (!over) return undefined;
+  return error(
+    over.span,
+    `plan '${plan.name}' has more than ${maxTerms} expression terms up to here, the limit of a plan`,
+    ["note: a let's expression counts again in each expression that reads it"],
+  );
 }
 
 /** Names, types, arities, constant ranges, overrides and contradictions of one plan. */

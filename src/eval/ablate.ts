@@ -82,7 +82,7 @@ export interface Ablation {
 
 const roles: readonly Role[] = ['plan', 'twin', 'baseline'];
 
-const effects: readonly Pick<Effect, 'name' | 'of' | 'against'>[] = [
+export const ablationEffects: readonly Pick<Effect, 'name' | 'of' | 'against'>[] = [
   { name: 'cache alone', of: 'plan', against: 'twin' },
   { name: 'decode rule alone', of: 'twin', against: 'baseline' },
   { name: 'both', of: 'plan', against: 'baseline' },
@@ -126,6 +126,6 @@ export async function ablate(
     plans,
     runs: done,
     shared,
-    effects: effects.map((e) => ({ ...e, ...contrast(done[e.of], done[e.against]) })),
+    effects: ablationEffects.map((e) => ({ ...e, ...contrast(done[e.of], done[e.against]) })),
   };
 }

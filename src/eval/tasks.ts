@@ -15,6 +15,12 @@ export interface Problem {
 export interface Task {
   readonly name: string;
   readonly description: string;
+  /**
+   * How many distinct held-out prompts the task has, where that is fewer than `--n` may ask for
+   * (counted by enumerating every prompt `sample` can draw; test/cli/work-estimates.test.ts).
+   * Absent: more than a million.
+   */
+  readonly heldOut?: number;
   /** One random problem from a seeded rng (uniform in [0, 1)). */
   sample(rng: () => number): Problem;
   /** Whether a generated answer (text up to the first EOS, EOS excluded) is correct. */
@@ -38,6 +44,7 @@ const exact = (output: string, p: Problem): boolean => output === p.answer;
 
 const count: Task = {
   name: 'count',
+  heldOut: 909,
   description: 'count from a (0-999) to b, 4-12 numbers: cnt:8-11= -> 8,9,10,11',
   sample(rng) {
     const a = Number(number(rng, int(rng, 1, 3)));
@@ -86,6 +93,7 @@ export const fibTerms = 14;
 
 const fib: Task = {
   name: 'fib',
+  heldOut: 100_110,
   description:
     'Fibonacci mod 1000 from a, b (0-999): 14 terms of 3 digits, each the sum of the two before it with its carries: fib:7,42= -> 007,042,049,091,140,...',
   sample(rng) {
@@ -105,6 +113,7 @@ export const lcgTerms = 17;
 
 const lcg: Task = {
   name: 'lcg',
+  heldOut: 724,
   description:
     'iterate x -> (a x + b) mod 100 (a 2-9, b 1-9, x 0-99): 17 terms of 2 digits: lcg:3,7,5= -> 05,22,73,26,...',
   sample(rng) {
@@ -182,13 +191,21 @@ export function taskNamed(name: string): Task {
   return t;
 }
 
+/** Distinct held-out problems of a task: Infinity where more than any request may ask for. */
+export function heldOutCount(task: string): number {
+  return taskNamed(task).heldOut ?? Number.POSITIVE_INFINITY;
+}
+
 /**
  * `n` distinct held-out problems of a task for evaluation, from createRng(seed) (default seed 1):
  * problems are sampled in turn and kept when their prompt is held out. Never training problems.
+ * More than the task has (`heldOutCount`) is a RangeError, thrown before any is drawn.
  */
 export function heldOutProblems(task: string, n: number, seed = 1): Problem[] {
   const t = taskNamed(task);
   if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`n must be an integer >= 0 (got ${n})`);
+  if (n > heldOutCount(task))
+    throw new RangeError(`task ${task} has ${heldOutCount(task)} held-out problems; asked for ${n}`);
   const rng = createRng(seed);
   const uniform = () => rng.uniform();
   const seen = new Set<string>();

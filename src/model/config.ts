@@ -67,6 +67,56 @@ export const jsonKeys: Readonly<Record<Field, string>> = {
 
 const fields = Object.keys(jsonKeys) as Field[];
 
+// kv_heads divides heads, so the limit of heads bounds it too.
+type SizeField = 'layers' | 'dModel' | 'heads' | 'headDim' | 'dFF' | 'vocab';
+
+/**
+ * The largest value kvplan accepts for each size field: above every published model
+ * (Llama-3-405B: 126 layers, d_model 16,384, d_ff 53,248, 128 heads; Falcon-180B: 232 heads;
+ * Gemma: head_dim 256, vocab about 262,000), so that no real config meets them, while a typo or a
+ * hostile file (`layers: 1e8`) is refused before anything is sized, allocated or compiled from
+ * it. See docs/model.md, "Size limits".
+ */
+export const configLimits: Readonly<Record<SizeField, number>> = {
+  layers: 512,
+  dModel: 65_536,
+  heads: 256,
+  headDim: 512,
+  dFF: 262_144,
+  vocab: 2 ** 21,
+};
+
+const sizeFields = Object.keys(configLimits) as SizeField[];
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+/** Why a size field is over its limit, naming the field as `label` spells it; undefined when none is. */
+function overLimit(
+  config: Pick<ModelConfig, SizeField>,
+  label: (f: SizeField) => string,
+): string | undefined {
+  for (const f of sizeFields) {
+    const limit = configLimits[f];
+    if (config[f] > limit)
+      return `field "${label(f)}" is ${count(config[f])}, above kvplan's limit of ${count(limit)} (docs/model.md, "Size limits")`;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses a config from elsewhere than `validateConfig` (a Hugging Face config.json read by its
+ * family's keys) whose size fields exceed `configLimits`: a ConfigError naming the source, the
+ * field (by kvplan's name), its value and the limit.
+ */
+export function checkConfigLimits(config: ModelConfig, where: string): void {
+  const why = configOverLimit(config);
+  if (why !== undefined) throw new ConfigError(`${where}: ${why}`);
+}
+
+/** Why a config's size fields exceed `configLimits`, naming the field by kvplan's name; undefined if none. */
+export const configOverLimit = (config: ModelConfig): string | undefined =>
+  overLimit(config, (f) => jsonKeys[f]);
+
 /** Hugging Face config.json keys people will paste, and what kvplan calls them. */
 const hfKeys: Readonly<Record<string, string>> = {
   hidden_size: 'd_model',
@@ -212,6 +262,10 @@ export function validateConfig(obj: unknown, where: string): ModelConfig {
   const tieEmbeddings = bool('tieEmbeddings', false);
   const qkNorm = bool('qkNorm', false);
   const alignedBlocks = bool('alignedBlocks', false);
+  const limit = overLimit({ layers, dModel, heads, headDim, dFF, vocab }, (f) =>
+    f === 'headDim' && hdRaw === undefined ? 'head_dim' : label(f),
+  );
+  if (limit !== undefined) fail(limit);
 
   return {
     name: name as string,

@@ -1,6 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
-import type { ModelConfig } from '../model/config.ts';
+import { join } from 'node:path';
+import { ConfigError, checkConfigLimits, type ModelConfig } from '../model/config.ts';
 import { loadCheckpointModel } from '../model/hf/load.ts';
+import { CheckpointError } from '../model/hf/safetensors.ts';
 import { loadTokenizer } from '../model/hf/tokenizer.ts';
 import { loadOnnx } from '../model/onnx/load.ts';
 import type { Weights } from '../model/weights.ts';
@@ -22,12 +24,19 @@ export interface OpenedModel {
 /**
  * A model with its tokenizer. A Hugging Face checkpoint directory brings its tokenizer.json (or,
  * without one, takes prompts as token ids); an ONNX file the tokenizer stored in its metadata, else
- * the default character alphabet of its vocabulary. Throws OnnxError, CheckpointError or
- * TokenizerError naming what is wrong.
+ * the default character alphabet of its vocabulary. Either config is held to `configLimits` (an
+ * ONNX file's by validateConfig). Throws OnnxError, CheckpointError or TokenizerError naming what
+ * is wrong.
  */
 export function openModel(path: string): OpenedModel {
   if (existsSync(path) && statSync(path).isDirectory()) {
     const { checkpoint, config, weights } = loadCheckpointModel(path);
+    try {
+      checkConfigLimits(config, join(path, 'config.json'));
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      throw new CheckpointError(e.message);
+    }
     const tokenizer = checkpoint.tokenizer.json
       ? loadTokenizer(path, { maskTokenId: config.maskTokenId })
       : new IdTokenizer(`${path} has no tokenizer.json`);

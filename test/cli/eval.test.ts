@@ -83,12 +83,22 @@ describe('kvplan eval', () => {
 });
 
 describe('kvplan demo', () => {
-  test('every plan of a directory answers problems; the table compares each with the baseline', async () => {
+  test('--model: every plan of a directory on that model; the table compares each with the baseline', async () => {
     const plans = join(dir, 'plans');
     mkdirSync(plans);
     for (const f of ['baseline.kvp', 'fast-dllm-dual.kvp', 'fast-dllm-v2.kvp'])
       copyFileSync(join('examples', f), join(plans, f));
-    const r = await runCli(['demo', '--plans', plans, '--n', '2', '--show', '1']);
+    const r = await runCli([
+      'demo',
+      '--model',
+      'models/tiny-dllm/model.onnx',
+      '--plans',
+      plans,
+      '--n',
+      '2',
+      '--show',
+      '1',
+    ]);
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     const row = (plan: string) =>
@@ -111,5 +121,38 @@ describe('kvplan demo', () => {
     expect(r.stdout).toMatch(/fast_dllm_v2: not run: plan fast_dllm_v2 decodes with an AR shift/);
     // One shown answer per plan that ran.
     expect(lines.filter((l) => /^ {2}(ok|FAIL) +\S+=/.test(l))).toHaveLength(2);
+  });
+
+  test('without --model every plan runs on the bundled model made for it, with the three effects', async () => {
+    const plans = join(dir, 'bundled-plans');
+    mkdirSync(plans);
+    for (const f of ['baseline.kvp', 'fast-dllm-dual.kvp', 'flashblock.kvp', 'fast-dllm-v2.kvp'])
+      copyFileSync(join('examples', f), join(plans, f));
+    const r = await runCli(['demo', '--plans', plans, '--n', '2', '--show', '1', '--task', 'bub']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split('\n');
+    const header = lines.find((l) => l.startsWith('plan '));
+    expect(header).toMatch(
+      /^plan +model +accuracy +tokens\/s +steps\/token +cache Δ acc \[95% CI\] +cache speedup +decode Δ acc +decode speedup +both Δ acc +both speedup$/,
+    );
+    const tableRows = lines.slice(lines.indexOf(header ?? ''));
+    const row = (plan: string) => tableRows.find((l) => l.startsWith(`${plan} `))?.split(/ {2,}/);
+    expect(row('baseline')?.[1]).toBe('step-dllm');
+    expect(row('fast_dllm_dual')?.[1]).toBe('step-dllm');
+    expect(row('flashblock')?.[1]).toBe('step-bd');
+    // Fast-dLLM v2's blocks of 32 run at the blocks of 4 its model was trained with, and it says so.
+    expect(row('fast_dllm_v2')?.[1]).toBe('step-v2 (block=4)');
+    // The baseline is its own twin and its own baseline: every effect is exactly zero (one shared run).
+    const effects = row('baseline')?.slice(5) ?? [];
+    expect(effects).toHaveLength(6);
+    for (const [i, cell] of effects.entries()) expect(cell).toMatch(i % 2 === 0 ? /^\+0\.0 \[/ : /^1\.00x$/);
+    expect(r.stdout).not.toContain('n/a');
+    expect(lines.filter((l) => /^ {2}(ok|FAIL) +\S+=/.test(l))).toHaveLength(4);
+  });
+
+  test('without --model, a task the bundled models were not trained on is a usage error', async () => {
+    const r = await runCli(['demo', '--task', 'count', '--n', '2']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("the bundled models were not trained on task 'count'; tasks: bub, fib");
   });
 });

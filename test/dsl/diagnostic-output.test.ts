@@ -43,7 +43,7 @@ describe('the quoted source line', () => {
     );
     for (const s of shown) for (const l of s.split('\n').slice(2, 4)) expect(l.length).toBeLessThan(200);
     const unknown = diagnose(
-      `plan p() {\n  compute masked | ${'masked | '.repeat(500)}curent_block\n  decode threshold(0.9)\n}\n`,
+      `plan p() {\n  compute masked | ${'masked | '.repeat(20)}curent_block\n  decode threshold(0.9)\n}\n`,
     );
     const [, , line, caret] = (unknown.shown[0] as string).split('\n');
     expect(line).toMatch(/^2 \| …/);

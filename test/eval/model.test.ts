@@ -5,25 +5,12 @@ import { validateConfig } from '../../src/model/config.ts';
 import { goldenForward } from '../../src/model/golden.ts';
 import { loadOnnx } from '../../src/model/onnx/load.ts';
 import { answerText, tokenizerFromJson } from '../../src/runtime/tokenizer.ts';
+import type { TrainedReference } from '../support/trainedReference.ts';
 
 const dir = 'models/tiny-dllm';
 const modelPath = `${dir}/model.onnx`;
 
-interface Reference {
-  cases: {
-    task: string;
-    prompt: string;
-    tokens: number[];
-    prompt_len: number;
-    rows: number[];
-    logits: number[][];
-  }[];
-  hashes: { prompt: string; fnv1a32: number; held_out: boolean }[];
-  held_out: Record<string, { task: string; prompt: string; answer: string }[]>;
-  training_sample: { task: string; prompt: string; answer: string }[];
-}
-
-const ref = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as Reference;
+const ref = JSON.parse(readFileSync(`${dir}/reference.json`, 'utf8')) as TrainedReference;
 const model = loadOnnx(modelPath);
 const tokenizer = tokenizerFromJson(model.tokenizer, model.config.maskTokenId);
 

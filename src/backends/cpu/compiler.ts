@@ -277,19 +277,31 @@ const GUARD =
   'trap \'[ -n "$c" ] && kill -TERM -"$c" 2>/dev/null && wait "$c"; rm -f -- "$out"; exit 143\' HUP INT TERM; ' +
   'setsid "$@" & c=$!; wait "$c"';
 
+let pdeathsig: boolean | undefined;
+const hasPdeathsig = (): boolean =>
+  (pdeathsig ??= process.platform === 'linux' && findOnPath('setpriv') !== undefined);
+
+/**
+ * The command and arguments that run `command args` under `setpriv --pdeathsig TERM` where
+ * util-linux has it (Linux), so that the child hears of this process's death by any signal, even
+ * SIGKILL: a synchronous child (execFileSync, spawnSync) blocks this process's own signal
+ * handlers, and outlives it unless told. Elsewhere they are returned as they are.
+ */
+export function endsWithThisProcess(command: string, args: readonly string[]): [string, string[]] {
+  return hasPdeathsig() ? ['setpriv', ['--pdeathsig', 'TERM', command, ...args]] : [command, [...args]];
+}
+
 let guarded: boolean | undefined;
 
 /**
  * The command that runs the compiler. The compile runs synchronously, so no signal handler of
  * this process can run while it does; where util-linux is present a guard shell does the
- * cleaning instead, started by `setpriv --pdeathsig TERM` so that it hears of this process's
- * death by any signal, even SIGKILL. Elsewhere the compiler runs directly.
+ * cleaning instead, started by endsWithThisProcess. Elsewhere the compiler runs directly.
  */
 function compilerCommand(cc: string, args: readonly string[], out: string): [string, string[]] {
-  guarded ??=
-    process.platform === 'linux' && findOnPath('setpriv') !== undefined && findOnPath('setsid') !== undefined;
+  guarded ??= hasPdeathsig() && findOnPath('setsid') !== undefined;
   if (!guarded) return [cc, [...args]];
-  return ['setpriv', ['--pdeathsig', 'TERM', 'sh', '-c', GUARD, 'kvplan-cc-guard', out, cc, ...args]];
+  return endsWithThisProcess('sh', ['-c', GUARD, 'kvplan-cc-guard', out, cc, ...args]);
 }
 
 /**

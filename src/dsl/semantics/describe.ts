@@ -3,12 +3,14 @@ import type { Canvas } from './canvas.ts';
 /** The class of a position as a reader thinks of it: prompt, decoded before the block, … */
 export function rowClass(c: Canvas, i: number): string {
   if (c.isPrompt(i)) return 'prompt rows';
+  // Literals, not templates: the simulation classifies every stale row it reads, every step.
+  const masked = c.isMasked(i);
+  if (c.numBlocks === 1) return masked ? 'masked rows' : 'decoded rows';
   const b = c.blockOf(i);
-  const status = c.isMasked(i) ? 'masked' : 'decoded';
-  if (c.numBlocks === 1) return `${status} rows`;
   if (b < c.block) return 'decoded rows before the current block';
-  if (b > c.block) return `${status} rows after the current block`;
-  return `${status} rows of the current block`;
+  if (b > c.block)
+    return masked ? 'masked rows after the current block' : 'decoded rows after the current block';
+  return masked ? 'masked rows of the current block' : 'decoded rows of the current block';
 }
 
 const ranges = (ps: readonly number[]): string => {

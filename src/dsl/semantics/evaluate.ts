@@ -34,23 +34,25 @@ export const maskOf = (n: number, f: (i: number) => boolean): Mask => {
 export const count = (m: Mask): number => m.reduce((a, b) => a + b, 0);
 export const members = (m: Mask): number[] => {
   const out: number[] = [];
-  m.forEach((x, i) => {
-    if (x) out.push(i);
-  });
+  for (let i = 0; i < m.length; i++) if (m[i]) out.push(i);
   return out;
 };
 
+/** Positions from `start` up to `end`: the sets made of whole blocks are ranges of the canvas. */
+const range = (n: number, start: number, end: number): Mask => new Uint8Array(n).fill(1, start, end);
+
 function baseSet(name: string, c: Canvas): Mask | undefined {
   const n = c.length;
+  const [start, end] = c.blockRange(c.block);
   switch (name) {
     case 'all':
-      return maskOf(n, () => true);
+      return range(n, 0, n);
     case 'none':
-      return maskOf(n, () => false);
+      return range(n, 0, 0);
     case 'prompt':
-      return maskOf(n, (i) => c.isPrompt(i));
+      return range(n, 0, c.promptLen);
     case 'generated':
-      return maskOf(n, (i) => !c.isPrompt(i));
+      return range(n, c.promptLen, n);
     case 'masked':
       return maskOf(n, (i) => c.isMasked(i));
     case 'decoded':
@@ -58,11 +60,11 @@ function baseSet(name: string, c: Canvas): Mask | undefined {
     case 'newly_decoded':
       return maskOf(n, (i) => !c.isPrompt(i) && !c.isMasked(i) && c.age(i) === 1);
     case 'current_block':
-      return maskOf(n, (i) => c.blockOf(i) === c.block);
+      return range(n, start, end);
     case 'before_block':
-      return maskOf(n, (i) => !c.isPrompt(i) && c.blockOf(i) < c.block);
+      return range(n, c.promptLen, start);
     case 'after_block':
-      return maskOf(n, (i) => c.blockOf(i) > c.block);
+      return range(n, end, n);
     default:
       return undefined;
   }
@@ -93,9 +95,23 @@ export function rankMembers(set: Mask, score: Float64Array, low: boolean): numbe
   });
 }
 
+/**
+ * The value of `e` on the current state. Each `let` it reads is evaluated once, however often it
+ * is read: lets that read each other twice (`let a2 = a1 | a1`) would otherwise double the work
+ * at every level. The state does not change while one expression is evaluated, so the value of a
+ * `let` is the same at each of its reads.
+ */
 export function evaluate(e: Expr, env: EvalEnv): RuntimeValue {
+  return evaluateWith(e, env, new Map());
+}
+
+/** Values are never written to after they are made, so a memoised one may be read again. */
+type LetValues = Map<string, RuntimeValue>;
+
+function evaluateWith(e: Expr, env: EvalEnv, lets: LetValues): RuntimeValue {
   const c = env.canvas;
   const n = c.length;
+  const of = (x: Expr) => evaluateWith(x, env, lets);
   switch (e.kind) {
     case 'number':
     case 'bool':
@@ -103,24 +119,30 @@ export function evaluate(e: Expr, env: EvalEnv): RuntimeValue {
     case 'name': {
       const b = env.bindings.get(e.name);
       if (b?.kind === 'param') return b.value;
-      if (b?.kind === 'let') return evaluate(b.expr, env);
+      if (b?.kind === 'let') {
+        const known = lets.get(e.name);
+        if (known !== undefined) return known;
+        const v = of(b.expr);
+        lets.set(e.name, v);
+        return v;
+      }
       if (b?.kind === 'select') return env.hooks.selection(e.name);
       return evalBuiltinName(e.name, env);
     }
     case 'filter': {
-      const s = evaluate(e.set, env) as Mask;
-      const p = evaluate(e.predicate, env) as Mask;
+      const s = of(e.set) as Mask;
+      const p = of(e.predicate) as Mask;
       return maskOf(n, (i) => s[i] === 1 && p[i] === 1);
     }
     case 'unary': {
-      const v = evaluate(e.operand, env);
+      const v = of(e.operand);
       if (e.op === 'neg') return v instanceof Float64Array ? v.map((x) => -x) : -(v as number);
       return v instanceof Uint8Array ? maskOf(n, (i) => v[i] === 0) : !v;
     }
     case 'binary':
-      return evalBinary(e.op, evaluate(e.left, env), evaluate(e.right, env), n, e.left, e.right);
+      return evalBinary(e.op, of(e.left), of(e.right), n, e.left, e.right);
     case 'call':
-      return evalCall(e, env);
+      return evalCall(e, env, lets);
   }
 }
 
@@ -193,10 +215,10 @@ const finite = (v: number | boolean | undefined): number =>
 // Floor division applies when both operands are integer-typed; literals say so by their spelling.
 const isIntExpr = (e: Expr): boolean => e.kind !== 'number' || e.isInt;
 
-function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv): RuntimeValue {
+function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv, lets: LetValues): RuntimeValue {
   const c = env.canvas;
   const n = c.length;
-  const arg = (i: number) => evaluate(e.args[i] as Expr, env);
+  const arg = (i: number) => evaluateWith(e.args[i] as Expr, env, lets);
   const setArg = (i: number) => arg(i) as Mask;
   const num = (i: number) => arg(i) as number;
   const scored = (setIndex: number, scoreIndex: number): number[] => {
@@ -258,18 +280,26 @@ function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv): RuntimeValu
     case 'certainty': {
       const sigma = num(0);
       const conf = env.hooks.modelScore('confidence', undefined, c);
-      const reach = Math.ceil(3 * sigma);
-      return Float64Array.from({ length: n }, (_, i) => {
+      const reach = Math.min(Math.ceil(3 * sigma), n);
+      // The weights by distance and the decoded positions, once: a wide sigma reaches every
+      // position of the canvas from every position.
+      const gauss = Float64Array.from({ length: reach + 1 }, (_, k) =>
+        Math.exp(-(k ** 2) / (2 * sigma * sigma)),
+      );
+      const known = maskOf(n, (j) => !c.isMasked(j));
+      const out = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
         let w = 0;
         let d = 0;
         for (let j = Math.max(0, i - reach); j <= Math.min(n - 1, i + reach); j++) {
           if (j === i) continue;
-          const g = Math.exp(-((i - j) ** 2) / (2 * sigma * sigma));
+          const g = gauss[i > j ? i - j : j - i] as number;
           w += g;
-          if (!c.isMasked(j)) d += g;
+          if (known[j] === 1) d += g;
         }
-        return (conf[i] ?? 0) * (w > 0 ? d / w : 0);
-      });
+        out[i] = (conf[i] ?? 0) * (w > 0 ? d / w : 0);
+      }
+      return out;
     }
     case 'attention_mass':
     case 'query_key':

@@ -61,10 +61,13 @@ const scoreRange: Readonly<Record<string, readonly [number, number]>> = {
   query_key: [-4, 4],
 };
 
-// A deterministic stand-in for model outputs: what the checker needs is their shape, not values.
-function pseudoScore(seed: number, step: number, name: string, i: number): number {
+// A deterministic stand-in for model outputs of rows 0 to n - 1: what the checker needs is their
+// shape, not values.
+function pseudoScores(seed: number, step: number, name: string, n: number): Float64Array {
   const [lo, hi] = scoreRange[name.split('@')[0] as string] ?? [0, 1];
-  return lo + (hi - lo) * unitHash(seed, step, name, i);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * unitHash(seed, step, name, i);
+  return out;
 }
 
 function unitHash(seed: number, step: number, name: string, i: number): number {
@@ -84,16 +87,13 @@ function unitHash(seed: number, step: number, name: string, i: number): number {
 export function standInScores(sc: Scenario, canvas: Canvas): StepScores {
   return {
     score: (name, _queries, layer) =>
-      Float64Array.from({ length: canvas.length }, (_, i) =>
-        pseudoScore(sc.seed, canvas.step, name === 'value_drift' ? `${name}@${layer}` : name, i),
-      ),
+      pseudoScores(sc.seed, canvas.step, name === 'value_drift' ? `${name}@${layer}` : name, canvas.length),
     attnSimilarity: () => (sc.data === 'always' ? -1 : 1),
   };
 }
 
 /** The per-generation draws of `random` decode orders in a scenario. */
-export const standInRandom = (sc: Scenario, L: number): Float64Array =>
-  Float64Array.from({ length: L }, (_, i) => pseudoScore(sc.seed, 0, 'random', i));
+export const standInRandom = (sc: Scenario, L: number): Float64Array => pseudoScores(sc.seed, 0, 'random', L);
 
 /** In a slowest-commit scenario, rules whose commit count comes from scores commit one a step. */
 export function scenarioCommits(typed: TypedPlan, sc: Scenario): StepObserver {
@@ -125,6 +125,9 @@ function findName(e: Expr, name: string): Expr | undefined {
 
 const selectingFunctions = new Set(['topk', 'topp', 'keep', 'leftmost', 'window']);
 const union = (a: Mask, b: Mask): Mask => maskOf(a.length, (i) => a[i] === 1 || b[i] === 1);
+
+/** The last step a scenario's generation may take; one still running then is an error. */
+export const stepLimit = (sc: Scenario): number => 4 * sc.genLen + 8;
 
 /** Runs a plan through one generation on a sample canvas, checking every read it makes. */
 class Simulation {
@@ -246,7 +249,7 @@ class Simulation {
 
   run(): void {
     const c = this.canvas;
-    const maxSteps = 4 * this.sc.genLen + 8;
+    const maxSteps = stepLimit(this.sc);
     let stuck = 0;
     while (!c.done && this.errors.size === 0) {
       if (c.step > maxSteps) {
@@ -352,7 +355,9 @@ class Simulation {
    * pick to drop anything, yet on a real canvas it does, so it makes the plan approximate.
    */
   private selects(e: Expr): boolean {
-    return refersTo(e, (x) => {
+    let hit = this.selecting.get(e);
+    if (hit !== undefined) return hit;
+    hit = refersTo(e, (x) => {
       if (x.kind === 'call') return selectingFunctions.has(x.callee.name);
       // A filter by a score (`generated[position > 40]`) drops keys on some canvas even when the
       // sample canvases happen to keep them all.
@@ -361,6 +366,25 @@ class Simulation {
       const b = this.typed.bindings.get(x.name);
       return b?.kind === 'select' || (b?.kind === 'let' && this.selects(b.expr));
     });
+    this.selecting.set(e, hit);
+    return hit;
+  }
+
+  /**
+   * What `selects` found for each key set and `let` expression, and how each key set prints: both
+   * are asked on every layer of every step, and a large plan's key sets are long, its lets read
+   * each other many times.
+   */
+  private readonly selecting = new Map<Expr, boolean>();
+  private readonly printed = new Map<Expr, string>();
+
+  private print(e: Expr): string {
+    let text = this.printed.get(e);
+    if (text === undefined) {
+      text = printExpr(e);
+      this.printed.set(e, text);
+    }
+    return text;
   }
 
   /** The keys read from outside R this layer, after split segments and reused partials. */
@@ -373,7 +397,7 @@ class Simulation {
       const keys = d.keys as Mask;
       const dropped = members(visible).filter((i) => keys[i] !== 1);
       if (dropped.length > 0 || this.selects(attend.keys.set))
-        this.approx.sparse.add(printExpr(attend.keys.set));
+        this.approx.sparse.add(this.print(attend.keys.set));
       return maskOf(this.L, (i) => keys[i] === 1 && visible[i] === 1);
     }
     const segments = attend.keys.segments;
@@ -404,7 +428,7 @@ class Simulation {
     if (d.full) return visible;
     const dropped = members(visible).filter((i) => attended[i] !== 1);
     if (dropped.length > 0 || segments.some((g) => this.selects(g.keys)))
-      this.approx.sparse.add(segments.map((g) => printExpr(g.keys)).join(' | '));
+      this.approx.sparse.add(segments.map((g) => this.print(g.keys)).join(' | '));
     return maskOf(this.L, (i) => needed[i] === 1 && visible[i] === 1);
   }
 

@@ -84,7 +84,7 @@ export class PlanStepper {
   /** The selection being chosen, while its set is evaluated. */
   choosing: SelectStmt | undefined;
   /** Step at which each (kind, layer) cache row was last written; -1 if never. */
-  private readonly written = new Map<string, Int32Array>();
+  private readonly written = new Map<string, Int32Array[]>();
   /** Step at which a cache rule's delay last held back a row it would have written, per layer. */
   private readonly held = new Map<CacheStmt, Int32Array[]>();
   private readonly partials = new Map<string, StoredPartial>();
@@ -144,12 +144,17 @@ export class PlanStepper {
     return this.eval(e) === true;
   }
 
+  // Looked up for every row read, so without building a key.
   private table(kind: string, layer: number): Int32Array {
-    const key = `${kind}.${layer}`;
-    let t = this.written.get(key);
+    let perLayer = this.written.get(kind);
+    if (!perLayer) {
+      perLayer = [];
+      this.written.set(kind, perLayer);
+    }
+    let t = perLayer[layer];
     if (!t) {
       t = new Int32Array(this.L).fill(-1);
-      this.written.set(key, t);
+      perLayer[layer] = t;
     }
     return t;
   }

@@ -4,7 +4,7 @@
  * Every key, default and name below was checked against the family's published model code; the
  * sources are listed in docs/checkpoints.md.
  */
-import type { ModelConfig } from '../config.ts';
+import { configOverLimit, type ModelConfig } from '../config.ts';
 import { CheckpointError } from './safetensors.ts';
 
 export type Family = 'llada' | 'dream' | 'sdar' | 'fast-dllm-v2';
@@ -347,7 +347,11 @@ export function detectFamily(json: unknown, where: string): Family {
 export function describeConfig(json: unknown, where: string, name: string): FamilyDescription {
   const family = detectFamily(json, where);
   const keys = new ConfigKeys(json as Record<string, unknown>, `${where} (${families[family].label})`);
-  return { family, config: families[family].describe(keys, name) };
+  const config = families[family].describe(keys, name);
+  // Every path that reads a checkpoint's shape comes here: sizes are bounded before anything is sized from them.
+  const why = configOverLimit(config);
+  if (why !== undefined) keys.fail(why);
+  return { family, config };
 }
 
 /** LLaDA's names (OLMo's): the top-level tensors, and the per-block ones after `layers.{i}.`. */

@@ -7,7 +7,7 @@
  * model. See docs/checkpoints.md.
  */
 
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { bf16ToFloat32, f16ToFloat32 } from '../half.ts';

@@ -215,15 +215,29 @@ describe('checkpoints that do not match their config are refused, naming the pla
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, n_layers: 1e8 }));
     const start = performance.now();
-    expectError(() => openCheckpoint(dir), join(dir, 'config.json'), '100,000,000 layers', 'holds 27');
+    expectError(
+      () => openCheckpoint(dir),
+      join(dir, 'config.json'),
+      `field "layers" is 100,000,000, above kvplan's limit of 512`,
+    );
     expect(performance.now() - start).toBeLessThan(1000);
   });
 
-  test('a config claiming d_model 10^9 is refused by the shapes', () => {
+  test('a config claiming a d_model within the limits but not the tensors is refused by the shapes', () => {
+    const { dir } = write('sdar');
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, hidden_size: 60000 }));
+    expectError(() => openCheckpoint(dir), 'wrong shape', 'expected [48, 60000]');
+  });
+
+  test('a config claiming d_model 10^9 is refused by the limit, before the shapes are compared', () => {
     const { dir } = write('sdar');
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, hidden_size: 1e9 }));
-    expectError(() => openCheckpoint(dir), 'wrong shape', 'expected [48, 1000000000]');
+    expectError(
+      () => openCheckpoint(dir),
+      `field "d_model" is 1,000,000,000, above kvplan's limit of 65,536`,
+    );
   });
 
   test('an unknown family, a missing key, no config.json, an index naming a missing shard, not a directory', () => {

@@ -698,18 +698,21 @@ describe('--config and refusals', () => {
       writeFileSync(path, JSON.stringify({ ...shape, ...over }));
       return path;
     };
-    for (const [over, words] of [
-      [{ layers: 1e8 }, ['900,000,003 tensors', 'at most 64.00 GB']],
-      [{ d_model: 1e9, heads: 1, kv_heads: 1, head_dim: 1e9 }, ['at most 64.00 GB']],
+    for (const [over, code, words] of [
+      // Over the size limits of a config (docs/model.md): a usage error before any shape is derived.
+      [{ layers: 1e8 }, 2, [`field "layers" is 100,000,000, above kvplan's limit of 512`]],
+      [{ d_model: 1e9, heads: 1, kv_heads: 1, head_dim: 1e9 }, 2, [`field "d_model" is 1,000,000,000`]],
+      // Within them, but more than a checkpoint kvplan writes.
       [
-        { layers: 20000, d_model: 2, heads: 1, kv_heads: 1, head_dim: 2, d_ff: 1 },
-        ['at most 100,000 tensors'],
+        { layers: 64, d_model: 65536, heads: 256, kv_heads: 256, head_dim: 256, d_ff: 262144 },
+        1,
+        ['at most 64.00 GB'],
       ],
     ] as const) {
       const start = performance.now();
       const run = await make(['--family', 'llada', '--config', file(over)]);
       expect(performance.now() - start).toBeLessThan(1000);
-      expect(run.code, run.stderr).toBe(1);
+      expect(run.code, run.stderr).toBe(code);
       for (const w of words) expect(run.stderr).toContain(w);
       expect(existsSync(run.dir)).toBe(false);
     }

@@ -1,0 +1,115 @@
+/**
+ * `kvplan demo` without `--model`: every plan on the bundled model made for its attention
+ * structure, with the three effects of the papers' ablations (cache alone, decode rule alone, both).
+ */
+import { CompilerError } from '../backends/cpu/compiler.ts';
+import { BackendUnavailable, prepareBackend, type RunBackend } from '../backends/registry.ts';
+import { bundledModels } from '../eval/bundled.ts';
+import {
+  type BundledPlan,
+  type BundledRow,
+  type BundledSkip,
+  evaluateBundled,
+} from '../eval/bundledSuite.ts';
+import { GenerationError } from '../runtime/generationError.ts';
+import { percent, points } from './eval.ts';
+import { Exit, type Io } from './io.ts';
+import { fmt, table } from './table.ts';
+
+export interface BundledDemoOptions {
+  readonly plans: readonly BundledPlan[];
+  readonly task?: string;
+  readonly n: number;
+  readonly show: number;
+  readonly backend: RunBackend;
+  readonly genLength: number;
+  readonly batch: number;
+  readonly threads: number;
+}
+
+const effect = (r: BundledRow, name: string) => r.effects.find((e) => e.name === name);
+
+const withCi = (r: BundledRow, name: string): string => {
+  const e = effect(r, name);
+  return e ? `${points(e.accuracyDelta)} [${points(e.ci.lo)}, ${points(e.ci.hi)}]` : '-';
+};
+
+const speed = (r: BundledRow, name: string): string => {
+  const e = effect(r, name);
+  return e ? `${fmt(e.speedup)}x` : '-';
+};
+
+/** One row per plan: its model, accuracy, and each effect's accuracy delta (95% CI) and speedup. */
+export function bundledTable(rows: readonly BundledRow[], skipped: readonly BundledSkip[]): string {
+  return table(
+    [
+      'plan',
+      'model',
+      'accuracy',
+      'tokens/s',
+      'steps/token',
+      'cache Δ acc [95% CI]',
+      'cache speedup',
+      'decode Δ acc',
+      'decode speedup',
+      'both Δ acc',
+      'both speedup',
+    ],
+    [
+      ...rows.map((r) => [
+        r.plan,
+        `${r.model}${r.overrides.length > 0 ? ` (${r.overrides.join(', ')})` : ''}`,
+        percent(r.runs.plan.accuracy),
+        fmt(r.runs.plan.tokensPerSecond),
+        fmt(r.runs.plan.stepsPerToken),
+        withCi(r, 'cache alone'),
+        speed(r, 'cache alone'),
+        withCi(r, 'decode rule alone'),
+        speed(r, 'decode rule alone'),
+        withCi(r, 'both'),
+        speed(r, 'both'),
+      ]),
+      ...skipped.map((s) => [s.plan, 'n/a', '-', '-', '-', '-', '-', '-', '-', '-', '-']),
+    ],
+  );
+}
+
+export async function runBundledDemo(o: BundledDemoOptions, io: Io): Promise<number> {
+  io.out(
+    `kvplan demo: every plan on the bundled model made for its attention structure (${bundledModels.map((m) => m.name).join(', ')}); ` +
+      `${o.n} held-out problems of ${o.task ?? "each model's first task"}, ${o.genLength} generated positions, ${o.backend} backend\n` +
+      'each plan runs beside its decode-matched no-cache twin and the one-token-per-step baseline (docs/eval.md, "Ablation")\n\n',
+  );
+  try {
+    const { rows, skipped } = await evaluateBundled({
+      plans: o.plans,
+      prepare: (plan, config, weights, maxCanvas) =>
+        prepareBackend(o.backend, plan, config, weights, maxCanvas, o.threads),
+      ...(o.task === undefined ? {} : { task: o.task }),
+      n: o.n,
+      genLength: o.genLength,
+      batchSize: o.batch,
+      onPlan: ({ plan, row, skip }) => {
+        if (skip) io.out(`${plan}: not run: ${skip.reason}\n\n`);
+        if (!row) return;
+        const right = row.runs.plan.problems.filter((p) => p.correct).length;
+        io.out(
+          `${plan} on ${row.model} (${row.task}${row.overrides.length > 0 ? `, ${row.overrides.join(', ')}` : ''}): ${right}/${row.runs.plan.n} correct, ${fmt(row.runs.plan.tokensPerSecond)} tokens/s\n`,
+        );
+        for (const p of row.runs.plan.problems.slice(0, o.show))
+          io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
+        io.out('\n');
+      },
+    });
+    io.out(`${bundledTable(rows, skipped)}\n`);
+    io.out(
+      `\nΔ acc in points, paired on the same problems (95% interval: Newcombe's hybrid score); cache = plan vs its twin, decode = twin vs baseline, both = plan vs baseline\n`,
+    );
+    return Exit.ok;
+  } catch (e) {
+    if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof GenerationError))
+      throw e;
+    io.err(`kvplan: ${e.message}\n`);
+    return Exit.failed;
+  }
+}
