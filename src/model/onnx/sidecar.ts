@@ -3,9 +3,10 @@
  * of kvplan config fields for what a plain export does not record (mask_token_id, ar_shift, name),
  * and optionally any derived field, which must then describe the same model as the graph.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { closest } from '../../dsl/suggest.ts';
 import { jsonKeys } from '../config.ts';
+import { readSmallFile } from '../smallFile.ts';
 import type { Derived } from './derive.ts';
 
 /** Fields no graph states: the sidecar is where they come from. */
@@ -19,7 +20,8 @@ export function readSidecar(path: string, problems: string[]): Record<string, un
   if (!existsSync(file)) return {};
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    // Bounded: a sidecar is a few fields, and a device or a huge file must not be read to the end.
+    parsed = JSON.parse(readSmallFile(file));
   } catch (e) {
     problems.push(`sidecar ${file}: ${(e as Error).message}`);
     return {};

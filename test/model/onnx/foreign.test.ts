@@ -2,7 +2,7 @@
 // independent PyTorch implementation (test/oracle/export_foreign.py). kvplan finds their weights
 // through the graph, derives their config, and its float64 golden computes PyTorch's logits; a
 // file off the pattern is refused with every problem in one message.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkg from 'onnx-proto';
@@ -261,6 +261,12 @@ describe('foreign ONNX files (plain torch.onnx.export)', () => {
         ropeTheta: 1e6,
         kvHeads: 2,
       });
+    });
+    test('a sidecar that is a device, or far larger than a few fields, is refused without reading it', () => {
+      const path = variant('device', same);
+      rmSync(join(dir, 'device.kvplan.json'));
+      symlinkSync('/dev/zero', join(dir, 'device.kvplan.json'));
+      expect(refusal(path)).toContain('device.kvplan.json: not a regular file');
     });
     test('fields that contradict the graph, or a bad mask id, are refused', () => {
       const path = variant(
