@@ -582,7 +582,7 @@ const selectFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
           attend: {
             keys: split
               ? [
-                  { name: 'chosen', keys: 'u' },
+                  { name: 'chosen', keys: 'u - current_block' },
                   { name: 'own', keys: 'current_block' },
                 ]
               : 'u | current_block',
