@@ -2,7 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { bundledPlansDir } from '../eval/bundled.ts';
-import { ConfigError, checkConfigLimits, type ModelConfig } from '../model/config.ts';
+import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { type Checkpoint, openCheckpoint } from '../model/hf/checkpoint.ts';
 import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
@@ -39,7 +39,6 @@ interface Inspection {
 }
 
 function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
-  checkConfigLimits(c.config, join(c.dir, 'config.json'));
   const stored: Record<string, number> = {};
   for (const [dtype, d] of Object.entries(c.memory.byDtype)) stored[dtype] = d.bytes;
   const tok = c.tokenizer.json

@@ -103,16 +103,6 @@ function overLimit(
   return undefined;
 }
 
-/**
- * Refuses a config from elsewhere than `validateConfig` (a Hugging Face config.json read by its
- * family's keys) whose size fields exceed `configLimits`: a ConfigError naming the source, the
- * field (by kvplan's name), its value and the limit.
- */
-export function checkConfigLimits(config: ModelConfig, where: string): void {
-  const why = configOverLimit(config);
-  if (why !== undefined) throw new ConfigError(`${where}: ${why}`);
-}
-
 /** Why a config's size fields exceed `configLimits`, naming the field by kvplan's name; undefined if none. */
 export const configOverLimit = (config: ModelConfig): string | undefined =>
   overLimit(config, (f) => jsonKeys[f]);

@@ -1,8 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { ConfigError, checkConfigLimits, type ModelConfig } from '../model/config.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { loadCheckpointModel } from '../model/hf/load.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
 import { loadTokenizer } from '../model/hf/tokenizer.ts';
 import { loadOnnx } from '../model/onnx/load.ts';
 import type { Weights } from '../model/weights.ts';
@@ -31,12 +29,6 @@ export interface OpenedModel {
 export function openModel(path: string): OpenedModel {
   if (existsSync(path) && statSync(path).isDirectory()) {
     const { checkpoint, config, weights } = loadCheckpointModel(path);
-    try {
-      checkConfigLimits(config, join(path, 'config.json'));
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      throw new CheckpointError(e.message);
-    }
     const tokenizer = checkpoint.tokenizer.json
       ? loadTokenizer(path, { maskTokenId: config.maskTokenId })
       : new IdTokenizer(`${path} has no tokenizer.json`);
