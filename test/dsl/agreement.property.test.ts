@@ -10,6 +10,7 @@ import { members } from '../../src/dsl/semantics/evaluate.ts';
 import { layerRules } from '../../src/dsl/semantics/layerRules.ts';
 import {
   noApproximations,
+  predictionRowOf,
   scenarios,
   simulatePlan,
   standInRandom,
@@ -56,11 +57,14 @@ function agree(typed: TypedPlan): number {
     });
     const canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
     const rules = layerRules(typed, numLayers);
+    // Prediction statistics of rows never computed take the runtime's value; the replay tracks
+    // which rows the last layer computed, as the runtime's logits do.
+    const logitsStep = new Int32Array(canvas.length).fill(-1);
     const inspector = new Inspector(
       typed,
       rules,
       canvas,
-      standInScores(sc, canvas),
+      standInScores(sc, canvas, logitsStep, predictionRowOf(typed)),
       standInRandom(sc, canvas.length),
     );
     for (const [t, chosen] of commits.entries()) {
@@ -68,6 +72,7 @@ function agree(typed: TypedPlan): number {
         Object.fromEntries([...inspector.planLayer(r).lists].map(([n, list]) => [n, [...list]])),
       );
       expect(ran, `step ${t} of scenario ${JSON.stringify(sc)}`).toEqual(decided[t]);
+      for (const i of ran.at(-1)?.[lists.rows(rules.length - 1)] ?? []) logitsStep[i] = t;
       inspector.finishStep();
       canvas.commit([...chosen]);
       canvas.advance();

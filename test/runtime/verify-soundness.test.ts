@@ -299,4 +299,41 @@ describe('stand-in scores span the ranges of real ones (fuzz finding F10)', () =
       /are read at step 1 .* but are neither computed in this step nor cached/,
     );
   });
+
+  // Seed 1911093110: `confidence > 0.01` held for every stand-in row, so rows the filter drops on a
+  // model (position 0 under ar_shift, which nothing predicts, and rows never computed) were taken
+  // as computed, and the plan was classified exact; verify measured 0.27 off.
+  const confidenceFiltered = (shift: string) => `plan fuzz() {
+  blocks 2
+  refresh all when step == 0
+  compute (topk(all, confidence, 1) | (all)[confidence > 0.01])
+  cache kv of all
+  attend all
+  decode per_step(3) by entropy in current_block${shift}
+}
+`;
+  test.each([' ar_shift', ''])(
+    'a compute set filtered by confidence may drop rows (decode rule:%s)',
+    (shift) => {
+      const r = check(confidenceFiltered(shift));
+      expect(r.plans).toEqual([]);
+      expect(r.diagnostics[0]?.message).toMatch(
+        /are neither computed in this step nor cached since their token/,
+      );
+    },
+  );
+  test('computing the rows whose tokens change, the plan is accepted as approximate and verifies', async () => {
+    const plan = planOf(
+      confidenceFiltered(' ar_shift')
+        .replace('refresh all when step == 0', 'refresh all when block_start')
+        .replace('compute (', 'compute current_block | (')
+        .replace('per_step(3)', 'per_step(1)'),
+    );
+    expect(plan.classification).toMatchObject({
+      exact: false,
+      premise: expect.stringMatching(/cached K\/V of prompt rows/),
+    });
+    const v = await verifyCheckedPlan(plan, opts);
+    expect(v.ok, v.checks.map((c) => `${c.name}: ${c.detail}`).join('; ')).toBe(true);
+  });
 });

@@ -62,11 +62,18 @@ const scoreRange: Readonly<Record<string, readonly [number, number]>> = {
 };
 
 // A deterministic stand-in for model outputs of rows 0 to n - 1: what the checker needs is their
-// shape, not values.
-function pseudoScores(seed: number, step: number, name: string, n: number): Float64Array {
+// shape, not values. A quarter of the values sit at the ends of the range, where real scores
+// also sit (confidence 0 for a row never predicted, 1 when saturated): with every value strictly
+// inside, `all[confidence > 0.01]` held every row in the simulation, and a plan that drops rows
+// on a model was classified exact (fuzz seed 1911093110).
+function pseudoScores(seed: number, step: number, name: string, n: number, ends = true): Float64Array {
   const [lo, hi] = scoreRange[name.split('@')[0] as string] ?? [0, 1];
   const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * unitHash(seed, step, name, i);
+  for (let i = 0; i < n; i++) {
+    const u = unitHash(seed, step, name, i);
+    const x = !ends ? u : u < 0.125 ? 0 : u >= 0.875 ? 1 : (u - 0.125) / 0.75;
+    out[i] = lo + (hi - lo) * x;
+  }
   return out;
 }
 
@@ -79,21 +86,52 @@ function unitHash(seed: number, step: number, name: string, i: number): number {
   return (h >>> 0) / 2 ** 32;
 }
 
+/** What the runtime reports for a position with no prediction yet (ModelScores): none is known. */
+const unpredicted: Readonly<Record<string, number>> = { confidence: 0, margin: 0, entropy: 12 };
+
 /**
  * The stand-in scores of a scenario: deterministic per seed, step, score, row and, for value_drift,
  * layer (it is measured on each layer's own V, the others once a step, so a compute set built from
- * it may differ between layers, which the reads between layers must survive).
+ * it may differ between layers, which the reads between layers must survive). The prediction
+ * statistics of a position whose prediction row (`row`: the position itself, or the one before it
+ * under ar_shift; -1 for none) has never been computed (`logitsStep` -1) take the value the
+ * runtime gives them, as does position 0 under ar_shift, which nothing predicts.
  */
-export function standInScores(sc: Scenario, canvas: Canvas): StepScores {
+export function standInScores(
+  sc: Scenario,
+  canvas: Canvas,
+  logitsStep: Int32Array,
+  row: (position: number) => number,
+): StepScores {
   return {
-    score: (name, _queries, layer) =>
-      pseudoScores(sc.seed, canvas.step, name === 'value_drift' ? `${name}@${layer}` : name, canvas.length),
+    score: (name, _queries, layer) => {
+      const out = pseudoScores(
+        sc.seed,
+        canvas.step,
+        name === 'value_drift' ? `${name}@${layer}` : name,
+        canvas.length,
+      );
+      const none = unpredicted[name];
+      if (none !== undefined)
+        for (let i = 0; i < out.length; i++) {
+          const r = row(i);
+          if (r < 0 || (logitsStep[r] ?? -1) < 0) out[i] = none;
+        }
+      return out;
+    },
     attnSimilarity: () => (sc.data === 'always' ? -1 : 1),
   };
 }
 
+/** The prediction row of each position of a plan: the one before it under ar_shift. */
+export const predictionRowOf =
+  (typed: TypedPlan) =>
+  (position: number): number =>
+    typed.decode.arShift ? position - 1 : position;
+
 /** The per-generation draws of `random` decode orders in a scenario. */
-export const standInRandom = (sc: Scenario, L: number): Float64Array => pseudoScores(sc.seed, 0, 'random', L);
+export const standInRandom = (sc: Scenario, L: number): Float64Array =>
+  pseudoScores(sc.seed, 0, 'random', L, false);
 
 /** In a slowest-commit scenario, rules whose commit count comes from scores commit one a step. */
 export function scenarioCommits(typed: TypedPlan, sc: Scenario): StepObserver {
@@ -151,7 +189,7 @@ class Simulation {
     this.logitsStep = new Int32Array(this.L).fill(-1);
     this.causal = isBlockCausal(typed);
     this.rules = layerRules(typed, sc.numLayers);
-    const standIn = standInScores(sc, this.canvas);
+    const standIn = standInScores(sc, this.canvas, this.logitsStep, predictionRowOf(typed));
     const scores: StepScores = {
       score: standIn.score,
       attnSimilarity: (layer) => {
@@ -285,7 +323,7 @@ class Simulation {
     const d = this.typed.decode;
     const fresh = this.visibleChange();
     for (const i of chosen) {
-      const row = d.arShift ? i - 1 : i;
+      const row = predictionRowOf(this.typed)(i);
       if (row < 0) continue;
       const at = this.logitsStep[row] ?? -1;
       if (at < c.tokenSince(row)) {
