@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
-import { fmt, table } from '../src/cli/table.ts';
+import { fmt, table } from '../src/report/table.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';

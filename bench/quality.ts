@@ -95,8 +95,9 @@ export async function qualitySuite(o: QualityOptions): Promise<void> {
     })),
   };
   saveResults(o.to, result, () => {
-    const doc = 'docs/results.md';
-    const old = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+    // The document being replaced, wherever the bench runs from: its hand-written part is kept.
+    const doc = o.to.doc;
+    const old = doc !== null && existsSync(doc) ? readFileSync(doc, 'utf8') : '';
     const kept = old.includes(handWritten) ? old.slice(old.indexOf(handWritten)) : `${handWritten}\n`;
     return [
       '# Results: accuracy and speed of every example plan on a model made for it',

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { fmt } from '../src/cli/table.ts';
+import { fmt } from '../src/report/table.ts';
 import type { KernelRow } from './kernels.ts';
 
 interface KernelsResult {

@@ -14,6 +14,7 @@ import { benchModel, policiesSuite } from './policies.ts';
 import { qualitySuite } from './quality.ts';
 import { type Destination, destination, type SaveOptions, type Suite } from './save.ts';
 import { endOnSignals } from './signals.ts';
+import { startupSuite } from './startup.ts';
 
 const usage = `usage: npm run bench -- <suite> [options] [--write | --out <file>]
 
@@ -43,6 +44,10 @@ options (kernels):
   --threads <list>   thread counts, comma-separated (default 1,2)
   --filter <text>    only cases whose name contains <text> (not with --write)
   --skip-above <s>   skip a case whose first run takes longer than <s> seconds (default 10)
+
+  startup    the built CLI as a user starts it: node itself, --version, check, and a CPU plan
+             compile with a cached and a cold compiled-library cache; min and median of
+             fresh processes, interleaved (options: --runs 10)
 
 npx tsx bench/report.ts [file] prints a results file as Markdown, with the target checks.`;
 
@@ -153,6 +158,14 @@ async function main(argv: string[]): Promise<void> {
       batch: positive(v.batch, 8),
       backend,
       to: resultsTo('quality', { write: v.write === true, out: v.out }),
+    });
+    return;
+  }
+  if (suite === 'startup') {
+    const v = parseSuite(rest, { runs: { type: 'string' } });
+    await startupSuite({
+      runs: positive(v.runs, 10),
+      to: resultsTo('startup', { write: v.write === true, out: v.out }),
     });
     return;
   }

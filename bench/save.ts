@@ -8,7 +8,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Suite = 'kernels' | 'policies' | 'checkpoints' | 'quality';
+export type Suite = 'kernels' | 'policies' | 'checkpoints' | 'quality' | 'startup';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 
@@ -18,6 +18,7 @@ export const committedFiles: Readonly<Record<Suite, readonly [string, ...string[
   policies: ['bench/results/policies.json'],
   checkpoints: ['bench/results/checkpoints.json'],
   quality: ['bench/results/quality.json', 'docs/results.md'],
+  startup: ['bench/results/startup.json'],
 };
 
 export interface Destination {

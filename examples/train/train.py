@@ -29,6 +29,7 @@ import json
 import math
 import os
 import sys
+import struct
 import time
 
 # Without this, libgomp's spinning threads fight OpenBLAS's (and any other process) for the 2 cores.
@@ -543,6 +544,64 @@ def lr_at(step, steps, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
 
 
+# LLaDA checkpoints (kvplan writes the full-attention models in LLaDA's layout) use OLMo's names;
+# the model here uses the Hugging Face LLaMA ones (src/model/hf/families.ts holds the same map).
+LLADA_NAMES = {
+    "model.transformer.wte.weight": "model.embed_tokens.weight",
+    "model.transformer.ln_f.weight": "model.norm.weight",
+    "model.transformer.ff_out.weight": "lm_head.weight",
+}
+LLADA_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "q_proj": "self_attn.q_proj",
+    "k_proj": "self_attn.k_proj",
+    "v_proj": "self_attn.v_proj",
+    "attn_out": "self_attn.o_proj",
+    "ff_norm": "post_attention_layernorm",
+    "ff_proj": "mlp.gate_proj",
+    "up_proj": "mlp.up_proj",
+    "ff_out": "mlp.down_proj",
+}
+
+
+def llada_block_name(stored):
+    parts = stored.split(".")
+    if len(parts) != 6 or parts[:3] != ["model", "transformer", "blocks"] or parts[4] not in LLADA_BLOCK:
+        return None
+    return f"model.layers.{parts[3]}.{LLADA_BLOCK[parts[4]]}.{parts[5]}"
+
+
+def read_init(path, names):
+    """The tensors under `names` of a kvplan model: an ONNX file, or a checkpoint (a directory or
+    its .safetensors file) that kvplan wrote. Both use the Hugging Face names of the state dict,
+    with nn.Linear weights as [out, in]; an ONNX graph's other constants are not parameters."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.safetensors")
+    if path.endswith(".safetensors"):
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            data = f.read()
+        dtypes = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+        out = {}
+        for stored, t in header.items():
+            name = LLADA_NAMES.get(stored) or llada_block_name(stored) or stored
+            if name not in names:
+                continue
+            a, b = t["data_offsets"]
+            raw = torch.frombuffer(bytearray(data[a:b]), dtype=dtypes[t["dtype"]])
+            out[name] = raw.reshape(t["shape"]).float()
+        return out
+    import onnx
+    import onnx.numpy_helper as nh
+
+    return {
+        i.name: torch.from_numpy(nh.to_array(i).copy())
+        for i in onnx.load(path).graph.initializer
+        if i.name in names
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=9000)
@@ -575,7 +634,7 @@ def main():
     ap.add_argument("--qk-norm", type=int, default=None, help="per-head q/k RMSNorm (default: 1 if block_causal)")
     ap.add_argument("--frontier", type=int, default=0, help="full attention: weigh the first N masked positions of a suffix 1, the rest --far (0 = LLaDA's loss)")
     ap.add_argument("--far", type=float, default=1.0, help="weight of the masked positions beyond --frontier")
-    ap.add_argument("--init", default=None, help="start from the weights of a kvplan ONNX model of the same shape (e.g. models/tiny-dllm/model.onnx)")
+    ap.add_argument("--init", default=None, help="start from the weights of a kvplan model of the same shape: ONNX file or checkpoint directory (e.g. models/step-v2)")
     ap.add_argument("--ar-shift", type=int, default=0, help="row i predicts position i + 1 (Dream, Fast-dLLM v2)")
     ap.add_argument("--qkv-bias", type=int, default=0, help="biases on q/k/v projections (Qwen2: Fast-dLLM v2)")
     ap.add_argument("--eval-bf16", type=int, default=1, help="evaluate in bfloat16 autocast (see EVAL_BF16)")
@@ -616,15 +675,10 @@ def main():
 
     model = DiffusionLM(CONFIG, BLOCK if CONFIG["attention"] == "block_causal" else None)
     if args.init:
-        # Continued training: the initializers under Hugging Face names are the state dict's
-        # (kvplan's exporter stores nn.Linear weights as [out, in]); the graph's constants are not.
-        import onnx
-        import onnx.numpy_helper as nh
-
         state = model.state_dict()
-        given = {i.name: i for i in onnx.load(args.init).graph.initializer if i.name in state}
+        given = read_init(args.init, set(state))
         assert set(given) == set(state), f"{args.init} lacks {sorted(set(state) - set(given))}"
-        model.load_state_dict({k: torch.from_numpy(nh.to_array(v).copy()) for k, v in given.items()})
+        model.load_state_dict(given)
         print(f"initialised from {args.init}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model {CONFIG['name']}: {nparams:,} parameters", flush=True)

@@ -1,11 +1,10 @@
-import type { Command } from 'commander';
 import { checkSource } from '../dsl/check.ts';
 import { formatDiagnostics, hasErrors } from '../dsl/diagnostics.ts';
 import { parsePlanText } from '../dsl/front.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap } from '../dsl/source.ts';
-import { collectSetting, Exit, type Io, readPlanFile, worstExit } from './io.ts';
-import { loadModelConfig, reportUnknownOverrides } from './plans.ts';
+import { Exit, type Io, readPlanFile, worstExit } from './io.ts';
+import { reportUnknownOverrides } from './plans.ts';
 
 export interface CheckCommandOptions {
   readonly set?: Map<string, string>;
@@ -15,10 +14,20 @@ export interface CheckCommandOptions {
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-/** `kvplan check`: parses and checks each file; one summary line per plan (or per failed file). */
-export function runCheck(paths: readonly string[], options: CheckCommandOptions, io: Io): number {
+/**
+ * `kvplan check`: parses and checks each file; one summary line per plan (or per failed file). The
+ * model readers behind `--config` load only when it is given.
+ */
+export async function runCheck(
+  paths: readonly string[],
+  options: CheckCommandOptions,
+  io: Io,
+): Promise<number> {
   const overrides: ReadonlyMap<string, string> = options.set ?? new Map();
-  const config = options.config === undefined ? undefined : loadModelConfig(options.config, io);
+  const config =
+    options.config === undefined
+      ? undefined
+      : (await import('./modelConfig.ts')).loadModelConfig(options.config, io);
   if (options.config !== undefined && !config) return Exit.usage;
   const codes: number[] = [];
   // Parameter names declared in the files read; complete while every file was read and parsed.
@@ -59,27 +68,4 @@ export function runCheck(paths: readonly string[], options: CheckCommandOptions,
   }
   if (complete && reportUnknownOverrides(overrides, declared, io)) codes.push(Exit.usage);
   return worstExit(codes);
-}
-
-export function registerCheck(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('check')
-    .description('check plan files; print one line per plan: exact, or approximate and its premise')
-    .argument('<files...>', 'plan files (.kvp)')
-    .option(
-      '--set <name=value>',
-      'override a parameter of every plan that declares it (repeatable)',
-      collectSetting,
-    )
-    .option(
-      '--config <preset|file.json|dir>',
-      'a model configuration: warn about layer scopes that select none of its layers',
-    )
-    .addHelpText(
-      'after',
-      '\nExit status: 0 all files well-formed, 1 a plan has errors, 2 usage error or unreadable file.',
-    )
-    .action((files: string[], options: CheckCommandOptions) => {
-      setExit(runCheck(files, options, io));
-    });
 }

@@ -1,22 +1,12 @@
-import type { Command } from 'commander';
-import { writeCpuBuild } from '../backends/cpu/output.ts';
-import { buildCpu } from '../backends/cpu/runner.ts';
 import { ARCHES, type Arch } from '../backends/cuda-ptx/kernels/ptx.ts';
-import { writePtxBuild } from '../backends/cuda-ptx/output.ts';
-import { renderPtx } from '../backends/cuda-ptx/render.ts';
-import { writeWebGpuBuild } from '../backends/webgpu/output.ts';
-import { buildWebGpu } from '../backends/webgpu/runner.ts';
-import type { CheckedPlan } from '../dsl/check.ts';
-import type { Dim } from '../ir/types.ts';
-import type { ModelConfig } from '../model/config.ts';
 import { type Compiled, compilePlan, pipeline } from '../passes/compile.ts';
-import { evalCost, type KernelProgram } from '../passes/kernelIR.ts';
 import type { Target } from '../passes/state.ts';
-import { type SampleState, sampleStates } from '../runtime/sample.ts';
+import { type CompileStats, compileStats } from '../runtime/compileStats.ts';
 import { blockLength } from '../runtime/simulate.ts';
-import { collectSetting, Exit, type Io, makeOutputDir, worstExit, writingTo } from './io.ts';
-import { genLengthValue } from './numbers.ts';
-import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
+import { compileTargets } from './commands/compile.ts';
+import { Exit, type Io, makeOutputDir, worstExit, writingTo } from './io.ts';
+import { loadModelConfig } from './modelConfig.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface CompileCommandOptions {
   readonly set?: Map<string, string>;
@@ -30,70 +20,6 @@ export interface CompileCommandOptions {
   readonly genLength: number;
   readonly output?: string;
   readonly arch?: string;
-}
-
-const targets: readonly Target[] = ['reference', 'cpu', 'wgsl', 'ptx'];
-
-export interface CompileStats {
-  readonly plan: string;
-  readonly config: string;
-  readonly target: Target;
-  readonly canvas: number;
-  readonly phases: Record<string, number>;
-  readonly kernels: number;
-  readonly flops_per_step: Record<string, number>;
-  readonly bytes_per_step: Record<string, number>;
-  readonly peak_bytes: number;
-  readonly naive_bytes: number;
-  readonly cache_bytes: number;
-  readonly passes: readonly { readonly pass: string; readonly ms: number }[];
-}
-
-/** Sizes of the symbolic dims at a sample step: index lists as the inspector built them. */
-function sizesAt(sample: SampleState | undefined, canvas: number): (d: Dim) => number {
-  const lists = new Map<string, number>();
-  for (const lp of sample?.layers ?? [])
-    for (const [name, list] of lp.lists) lists.set(`#${name}`, list.length);
-  const out = sample?.layers.at(-1)?.rows.reduce((a, b) => a + b, 0);
-  if (out !== undefined) lists.set('#out', out);
-  return (d) => (typeof d === 'number' ? d : (lists.get(d) ?? canvas));
-}
-
-export function compileStats(
-  plan: CheckedPlan,
-  config: ModelConfig,
-  compiled: Compiled,
-  target: Target,
-  promptLen: number,
-  genLen: number,
-): CompileStats {
-  const samples = sampleStates(plan, compiled.lowered, promptLen, genLen);
-  const canvas = promptLen + genLen;
-  const refreshSample = samples.find((s) => s.full) ?? samples[0];
-  const cachedSample = samples.find((s) => !s.full) ?? samples.at(-1);
-  const kernels = compiled.state.kernels ?? new Map<string, KernelProgram>();
-  const per = (f: (kp: KernelProgram, size: (d: Dim) => number) => number) =>
-    Object.fromEntries(
-      [...kernels].map(([name, kp]) => [
-        name,
-        f(kp, sizesAt(name === 'refresh' ? refreshSample : cachedSample, canvas)),
-      ]),
-    );
-  const memory = [...(compiled.state.memory?.values() ?? [])];
-  return {
-    plan: plan.plan.name,
-    config: config.name,
-    target,
-    canvas,
-    phases: Object.fromEntries([...kernels].map(([name, kp]) => [name, kp.kernels.length])),
-    kernels: [...kernels.values()].reduce((a, kp) => a + kp.kernels.length, 0),
-    flops_per_step: per((kp, size) => kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0)),
-    bytes_per_step: per((kp, size) => kp.kernels.reduce((a, k) => a + evalCost(k.bytes, size), 0)),
-    peak_bytes: Math.max(0, ...memory.map((m) => m.peakBytes)),
-    naive_bytes: Math.max(0, ...memory.map((m) => m.naiveBytes)),
-    cache_bytes: Math.max(0, ...memory.map((m) => m.persistentBytes)),
-    passes: compiled.timings,
-  };
 }
 
 const human = (x: number) =>
@@ -136,9 +62,17 @@ function kernelsText(compiled: Compiled): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function runCompile(paths: readonly string[], o: CompileCommandOptions, io: Io): number {
-  if (!targets.includes(o.target as Target)) {
-    io.err(`kvplan: --target ${o.target}: choose one of ${targets.join(', ')}\n`);
+/**
+ * `kvplan compile`. A backend's generator (the CPU one loads koffi) is imported only when `-o`
+ * writes its code.
+ */
+export async function runCompile(
+  paths: readonly string[],
+  o: CompileCommandOptions,
+  io: Io,
+): Promise<number> {
+  if (!compileTargets.includes(o.target as Target)) {
+    io.err(`kvplan: --target ${o.target}: choose one of ${compileTargets.join(', ')}\n`);
     return Exit.usage;
   }
   const names = pipeline.map((p) => p.name);
@@ -179,6 +113,10 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
     if (o.output !== undefined && target === 'ptx') {
       const { state } = compiled;
       if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
+      const [{ renderPtx }, { writePtxBuild }] = await Promise.all([
+        import('../backends/cuda-ptx/render.ts'),
+        import('../backends/cuda-ptx/output.ts'),
+      ]);
       const render = renderPtx(config, state.phases, state.kernels, state.memory, {
         arch: (o.arch ?? 'sm_80') as Arch,
         maxCanvas: promptLen + genLen,
@@ -187,6 +125,10 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
       if (!writingTo(out, io, () => wrote(writePtxBuild(out, checked.plan.name, render))))
         codes.push(Exit.usage);
     } else if (o.output !== undefined && target === 'wgsl') {
+      const [{ buildWebGpu }, { writeWebGpuBuild }] = await Promise.all([
+        import('../backends/webgpu/runner.ts'),
+        import('../backends/webgpu/output.ts'),
+      ]);
       const build = buildWebGpu(checked, config, promptLen + genLen);
       const out = o.output;
       if (!writingTo(out, io, () => wrote(writeWebGpuBuild(out, checked.plan.name, build))))
@@ -199,6 +141,10 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
         codes.push(Exit.usage);
         continue;
       }
+      const [{ buildCpu }, { writeCpuBuild }] = await Promise.all([
+        import('../backends/cpu/runner.ts'),
+        import('../backends/cpu/output.ts'),
+      ]);
       const build = buildCpu(checked, config, promptLen + genLen);
       const out = o.output;
       if (!writingTo(out, io, () => wrote(writeCpuBuild(out, checked.plan.name, build))))
@@ -211,48 +157,4 @@ export function runCompile(paths: readonly string[], o: CompileCommandOptions, i
     codes.push(Exit.ok);
   }
   return worstExit(codes);
-}
-
-export function registerCompile(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('compile')
-    .description(
-      'run the pass pipeline: step IR cleanup, hoisting, fusion into kernels, layouts and memory planning',
-    )
-    .argument('<files...>', 'plan files (.kvp)')
-    .option('--config <preset|file.json|dir>', 'model configuration', 'small')
-    .option(
-      '--target <name>',
-      `target the layouts and memory plan are chosen for (${targets.join(', ')})`,
-      'reference',
-    )
-    .option('--dump-after <passes>', 'print the program after these passes (comma-separated)')
-    .option('--dump-all', 'print the program after every pass')
-    .option('--stats', 'print kernel counts, estimated FLOPs and bytes per step, and the memory plan')
-    .option('--json', 'with --stats: one JSON object per plan')
-    .option(
-      '--prompt-length <n>',
-      'prompt length of the canvas the estimates and memory plan assume',
-      genLengthValue,
-      64,
-    )
-    .option(
-      '--gen-length <n>',
-      'generated positions of that canvas (at least one block)',
-      genLengthValue,
-      256,
-    )
-    .option(
-      '-o, --output <dir>',
-      'write the generated code there: C source, library and manifest (cpu); .wgsl shaders and a dispatch manifest (wgsl); .ptx files and a launch manifest (ptx)',
-    )
-    .option('--arch <sm>', `with --target ptx: the PTX target (${ARCHES.join(', ')}; default sm_80)`)
-    .option(
-      '--set <name=value>',
-      'override a parameter of every plan that declares it (repeatable)',
-      collectSetting,
-    )
-    .action((files: string[], options: CompileCommandOptions) => {
-      setExit(runCompile(files, options, io));
-    });
 }

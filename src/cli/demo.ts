@@ -1,16 +1,16 @@
-import type { Command } from 'commander';
-import { CompilerError } from '../backends/cpu/compiler.ts';
+import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
-import { bundledPlansDir, sharedTasks } from '../eval/bundled.ts';
+import { bundledPlansDir, sharedTasks } from '../eval/bundledModels.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
+import { describeFsError } from '../model/fsError.ts';
+import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { runBundledDemo } from './demoBundled.ts';
-import { heldOutFits, openModelFor, percent, points } from './eval.ts';
-import { describeFsError, Exit, type Io } from './io.ts';
-import { batchValue, countValue, genLengthValue, integerIn, threadCount } from './numbers.ts';
+import { heldOutFits, percent, points } from './eval.ts';
+import { Exit, type Io } from './io.ts';
+import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
-import { fmt, table } from './table.ts';
 
 export interface DemoCommandOptions {
   readonly model?: string;
@@ -95,7 +95,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     return Math.max(code, ...loaded.codes);
   }
   const named = task ?? defaultTask;
-  const model = openModelFor(o.model, io);
+  const model = await openModelFor(o.model, io);
   if (typeof model === 'number') return model;
   const loaded = loadPlans(files, new Map(), io);
   const codes = [...loaded.codes];
@@ -146,30 +146,4 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }
-}
-
-export function registerDemo(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('demo')
-    .description(
-      'compile every example plan, answer held-out problems with the bundled model made for it, print accuracy and the speedup of its cache and decode rule',
-    )
-    .option(
-      '--model <dir|m.onnx>',
-      'one model for every plan: a Hugging Face checkpoint directory or an ONNX file (default: each plan on the bundled model made for its attention structure)',
-    )
-    .option(
-      '--task <name>',
-      `the task (bundled models: ${sharedTasks().join(', ')}, default each model's first; with --model: ${[...tasks.keys()].join(', ')}, default ${defaultTask})`,
-    )
-    .option('--n <n>', 'held-out problems per plan', countValue, 8)
-    .option('--show <n>', 'answers shown per plan', integerIn(0, 1_000_000), 3)
-    .option('--backend <name>', runBackends.join(', '), 'cpu')
-    .option('--gen-length <n>', 'generated positions per problem', genLengthValue, 64)
-    .option('--batch <n>', 'problems generated together in one batch', batchValue, 1)
-    .option('--plans <dir>', 'the directory of plans (default: the bundled examples)')
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
-    .action(async (options: DemoCommandOptions) => {
-      setExit(await runDemo(options, io));
-    });
 }

@@ -2,19 +2,19 @@
  * `kvplan demo` without `--model`: every plan on the bundled model made for its attention
  * structure, with the three effects of the papers' ablations (cache alone, decode rule alone, both).
  */
-import { CompilerError } from '../backends/cpu/compiler.ts';
+import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, prepareBackend, type RunBackend } from '../backends/registry.ts';
-import { bundledModels } from '../eval/bundled.ts';
+import { bundledModels } from '../eval/bundledModels.ts';
 import {
   type BundledPlan,
   type BundledRow,
   type BundledSkip,
   evaluateBundled,
 } from '../eval/bundledSuite.ts';
+import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { percent, points } from './eval.ts';
 import { Exit, type Io } from './io.ts';
-import { fmt, table } from './table.ts';
 
 export interface BundledDemoOptions {
   readonly plans: readonly BundledPlan[];

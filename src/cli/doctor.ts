@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from 'commander';
 import {
   compileLibrary,
   compilerSettings,
@@ -16,7 +15,6 @@ import { BACKEND_FEATURES, cpuInfo, resolveTarget } from '../backends/cpu/target
 import { cudaAvailable } from '../backends/cuda-ptx/driver.ts';
 import { findPtxas } from '../backends/cuda-ptx/ptxas.ts';
 import { sharedDevice } from '../backends/webgpu/device.ts';
-import { Exit, type Io } from './io.ts';
 
 /** A piece of the environment: present (with what was found) or absent (with why). */
 export type Probe<T extends object> =
@@ -193,19 +191,4 @@ export function formatDoctor(r: DoctorReport): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join('');
-}
-
-export function registerDoctor(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('doctor')
-    .description(
-      'report the environment for a bug report: versions, C compiler, OpenMP, CPU features, WebGPU, ptxas, CUDA, the cache directory',
-    )
-    .option('--json', 'print the report as JSON')
-    .action(async (options: { json?: boolean }) => {
-      const report = await doctorReport(program.version() ?? '');
-      io.out(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
-      // Missing optional pieces are what the report is for, not a failure.
-      setExit(Exit.ok);
-    });
 }

@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, parameterCount, storedForm } from '../model/weights.ts';
+import { maxCanvasPositions } from '../runtime/canvasLimit.ts';
 import type { OpenedModel } from '../runtime/openModel.ts';
 import {
   backendMemory,
@@ -17,9 +18,8 @@ import {
   type MemoryNeed,
   memoryRefusal,
 } from '../runtime/workEstimate.ts';
+import { parseByteSize } from './byteSize.ts';
 import { Exit, type Io } from './io.ts';
-import { parseByteSize } from './model.ts';
-import { maxCanvasPositions } from './numbers.ts';
 
 /**
  * `KVPLAN_MEMORY_LIMIT` when set (a size such as `8GiB`), else the machine's memory, or the

@@ -1,11 +1,8 @@
-import { statSync } from 'node:fs';
-import type { Command } from 'commander';
-import { CompilerError } from '../backends/cpu/compiler.ts';
+import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { printPlan } from '../dsl/printer.ts';
 import { type Ablation, ablate, contrastsOf, type Role } from '../eval/ablate.ts';
-import { bundledModelPath } from '../eval/bundled.ts';
 import {
   canvasBound,
   type EvalResult,
@@ -14,19 +11,17 @@ import {
   type ProblemResult,
 } from '../eval/evaluate.ts';
 import { defaultTask, heldOutCount, heldOutProblems, type Problem, tasks } from '../eval/tasks.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
-import { OnnxError } from '../model/onnx/load.ts';
+import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
-import { type OpenedModel, openModel } from '../runtime/openModel.ts';
+import type { OpenedModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { forwardFlops } from '../runtime/workEstimate.ts';
 import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
-import { collectSetting, describeFsError, Exit, type Io } from './io.ts';
-import { batchValue, countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
+import { Exit, type Io } from './io.ts';
+import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
-import { fmt, table } from './table.ts';
 
 export interface EvalCommandOptions {
   readonly model?: string;
@@ -42,40 +37,6 @@ export interface EvalCommandOptions {
   readonly json?: boolean;
   readonly show?: boolean;
   readonly ablate?: boolean;
-}
-
-/**
- * Why a model path cannot be a model whatever it holds: it is not there, cannot be looked at, or is
- * neither a file nor a directory (a device such as /dev/zero would be read without end). A usage
- * error, as a missing plan is; undefined when the path may be a model.
- */
-export function modelPathProblem(path: string): string | undefined {
-  try {
-    const st = statSync(path);
-    return st.isFile() || st.isDirectory() ? undefined : 'not a regular file or a directory';
-  } catch (e) {
-    return describeFsError(e);
-  }
-}
-
-/**
- * Opens a model for a command that generates: the named file, or the bundled model. Returns the
- * exit code instead when it cannot: 2 for a path that cannot be a model, 1 for a bad model.
- */
-export function openModelFor(path: string | undefined, io: Io): OpenedModel | number {
-  const file = path ?? bundledModelPath();
-  const problem = modelPathProblem(file);
-  if (problem !== undefined) {
-    io.err(`kvplan: --model ${file}: ${problem}\n`);
-    return Exit.usage;
-  }
-  try {
-    return openModel(file);
-  } catch (e) {
-    if (!(e instanceof OnnxError || e instanceof CheckpointError || e instanceof TokenizerError)) throw e;
-    io.err(`kvplan: ${e.message}\n`);
-    return Exit.failed;
-  }
 }
 
 export const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -259,7 +220,7 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
   }
   const { n, genLength, batch, seed } = o;
   if (!heldOutFits(task, n, io)) return Exit.usage;
-  const model = openModelFor(o.model, io);
+  const model = await openModelFor(o.model, io);
   if (typeof model === 'number') return model;
   const { plans, codes } = loadPlans([o.plan], o.set ?? new Map(), io);
   const loaded = plans[0];
@@ -318,38 +279,4 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
     io.err(`kvplan: ${e.message}\n`);
     return Exit.failed;
   }
-}
-
-export function registerEval(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('eval')
-    .description(
-      'accuracy and tokens/s of a plan on held-out problems of a task (exact match of the answer before EOS)',
-    )
-    .requiredOption('--plan <p.kvp>', 'the cache plan')
-    .option(
-      '--model <dir|m.onnx>',
-      'the model: a Hugging Face checkpoint directory or an ONNX file (default: the bundled model)',
-    )
-    .option('--task <name>', `the task (${[...tasks.keys()].join(', ')}; default ${defaultTask})`)
-    .option('--n <n>', 'held-out problems', countValue, 50)
-    .option('--backend <name>', runBackends.join(', '), 'cpu')
-    .option('--gen-length <n>', 'generated positions per problem', genLengthValue, 64)
-    .option('--batch <n>', 'problems generated together in one batch', batchValue, 1)
-    .option('--seed <n>', 'seed of the held-out problems and of random decode orders', seedValue, 1)
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
-    .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
-    .option('--json', 'print the result as JSON (with every problem)')
-    .option('--show', 'print every problem, its answer and the expected one to stderr')
-    .option(
-      '--ablate',
-      "also run the plan's no-cache twin and the one-token-per-step baseline on the same problems; print the effect of the cache alone, of the decode rule alone and of both",
-    )
-    .addHelpText(
-      'after',
-      '\nExit status: 0 evaluated (whatever the accuracy), 1 a bad model, plan or backend, 2 usage error.',
-    )
-    .action(async (options: EvalCommandOptions) => {
-      setExit(await runEval(options, io));
-    });
 }

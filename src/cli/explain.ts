@@ -1,108 +1,45 @@
-import type { Command } from 'commander';
-import type { CheckedPlan } from '../dsl/check.ts';
-import { printExpr } from '../dsl/printer.ts';
-import { describePositions } from '../dsl/semantics/describe.ts';
-import { reusedSegments } from '../dsl/semantics/layerRules.ts';
-import type { LoweredPlan } from '../ir/lower.ts';
-import { printProgram } from '../ir/printer.ts';
-import type { ModelConfig } from '../model/config.ts';
-import { compilePlan } from '../passes/compile.ts';
-import { type SampleState, sampleStates } from '../runtime/sample.ts';
-import { blockLength } from '../runtime/simulate.ts';
-import { collectSetting, Exit, type Io, worstExit } from './io.ts';
-import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
+import { explainPlan } from '../runtime/explain.ts';
+import { Exit, type Io, worstExit } from './io.ts';
+import { loadModelConfig } from './modelConfig.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface ExplainCommandOptions {
   readonly set?: Map<string, string>;
   readonly config: string;
   readonly ir: boolean;
+  readonly cost?: boolean;
+  readonly hardware: string;
+  readonly batch: number;
+  readonly promptLength: number;
+  readonly genLength: number;
+  readonly remeasure?: boolean;
+  readonly json?: boolean;
+  /** The options given on the command line (not defaulted). */
+  readonly given?: readonly string[];
 }
 
-function schedule(plan: CheckedPlan, lowered: LoweredPlan): string[] {
-  const refreshes = plan.typed.plan.body.filter((s) => s.kind === 'refresh');
-  const when = refreshes.map((r) => `\`${printExpr(r.set)}\` when \`${printExpr(r.when)}\``);
-  const out = [
-    'schedule (decided by the inspector each step, layer by layer):',
-    `  refresh phase: when a refresh of every row fires on every layer${when.length ? ` (refresh rules: ${when.join('; ')})` : ' (never: no refresh rule)'}`,
-    '  cached phase: otherwise; each layer recomputes its rows and reads the other keys from its caches',
-  ];
-  for (const r of lowered.layers) {
-    const reused = reusedSegments(r);
-    if (reused.length) {
-      out.push(
-        `  layer ${r.layer}: reuse phase for ${reused.map((s) => `'${s.name}' until \`${printExpr(s.reusedUntil ?? s.keys)}\``).join(', ')}`,
-      );
-    }
+const costOnly = ['hardware', 'batch', 'promptLength', 'genLength', 'remeasure', 'json'] as const;
+const flag = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+export async function runExplain(
+  paths: readonly string[],
+  o: ExplainCommandOptions,
+  io: Io,
+): Promise<number> {
+  // An option of the advisor given without --cost would be silently ignored.
+  const stray = o.cost ? [] : costOnly.filter((k) => o.given?.includes(k));
+  if (stray.length > 0) {
+    io.err(`kvplan: ${stray.map(flag).join(', ')} only apply with --cost\n`);
+    return Exit.usage;
   }
-  return out;
-}
-
-export function explainPlan(path: string, plan: CheckedPlan, config: ModelConfig, withIr: boolean): string {
-  const { lowered } = compilePlan(plan, config, { target: 'reference' });
-  const lines = [
-    `plan ${plan.plan.name}  (${path}; model ${config.name}: ${config.layers} layers, d_model ${config.dModel}, ${config.heads} heads / ${config.kvHeads} kv heads)`,
-  ];
-  lines.push(`parameters: ${[...plan.params].map(([k, v]) => `${k} = ${v}`).join(', ') || '(none)'}`);
-  lines.push(
-    `classification: ${plan.classification.exact ? 'exact' : `approximate: ${plan.classification.premise}`}`,
-  );
-  const programs = [
-    lowered.programs.refresh,
-    lowered.programs.cached,
-    ...(lowered.programs.reuse ? [lowered.programs.reuse] : []),
-  ];
-  lines.push(
-    `phases: ${programs.map((p) => `${p.name} (${p.stages.length} stages, ${p.stages.reduce((a, s) => a + s.body.length, 0)} instructions)`).join(', ')}`,
-  );
-  lines.push(...schedule(plan, lowered));
-  const genLen = 2 * Math.min(blockLength(plan, 16), 16);
-  const samples = sampleStates(plan, lowered, 4, genLen);
-  const { canvas, layers } = samples[samples.length - 1] as SampleState;
-  lines.push(
-    `index lists for a sample token state: step ${canvas.step} (block ${canvas.block}, block step ${canvas.blockStep}), prompt 4, canvas ${canvas.length}`,
-  );
-  for (const lp of layers) {
-    lines.push(`  layer ${lp.layer}: ${lp.full ? 'full refresh' : lp.variant}`);
-    for (const [name, list] of lp.lists) {
-      const text =
-        list.length === 0
-          ? 'none'
-          : list.length === canvas.length
-            ? 'all'
-            : describePositions(canvas, [...list]);
-      lines.push(`    ${name} (${list.length}): ${text}`);
-    }
-  }
-  if (withIr) for (const p of programs) lines.push('', printProgram(p).trimEnd());
-  return `${lines.join('\n')}\n`;
-}
-
-export function runExplain(paths: readonly string[], o: ExplainCommandOptions, io: Io): number {
   const config = loadModelConfig(o.config, io);
   if (!config) return Exit.usage;
   const { plans, codes } = loadPlans(paths, o.set ?? new Map(), io);
+  const advisor = o.cost ? await import('./cost.ts') : undefined;
   for (const p of plans) {
-    if (fitsModelDepth(p, config, io)) io.out(explainPlan(p.path, p.checked, config, o.ir));
-    else codes.push(Exit.failed);
+    if (!fitsModelDepth(p, config, io)) codes.push(Exit.failed);
+    else if (advisor) codes.push(await advisor.printAdvice(p.checked, config, o, io));
+    else io.out(explainPlan(p.path, p.checked, config, o.ir));
   }
   return worstExit(codes);
-}
-
-export function registerExplain(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('explain')
-    .description(
-      'show how a plan lowers: its phases, the schedule, the index lists for a sample token state, and the IR of each phase',
-    )
-    .argument('<files...>', 'plan files (.kvp)')
-    .option('--config <preset|file.json|dir>', 'model configuration', 'tiny')
-    .option('--no-ir', 'leave out the IR listing')
-    .option(
-      '--set <name=value>',
-      'override a parameter of every plan that declares it (repeatable)',
-      collectSetting,
-    )
-    .action((files: string[], options: ExplainCommandOptions) => {
-      setExit(runExplain(files, options, io));
-    });
 }

@@ -1,4 +1,3 @@
-import { type Command, Option } from 'commander';
 import { formatDiagnostics } from '../dsl/diagnostics.ts';
 import { parsePlanText } from '../dsl/front.ts';
 import { printFile } from '../dsl/printer.ts';
@@ -49,22 +48,4 @@ export function runFmt(paths: readonly string[], options: FmtCommandOptions, io:
     }
   }
   return worstExit(codes);
-}
-
-export function registerFmt(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('fmt')
-    .description('print plan files in canonical form, or rewrite or check them')
-    .argument('<files...>', 'plan files (.kvp)')
-    .addOption(new Option('--write', 'rewrite files that are not in canonical form'))
-    .addOption(
-      new Option('--check', 'list files that are not in canonical form and fail if any').conflicts('write'),
-    )
-    .addHelpText(
-      'after',
-      '\nExit status: 0 ok, 1 a file does not parse (or, with --check, is not canonical), 2 usage error.',
-    )
-    .action((files: string[], options: FmtCommandOptions) => {
-      setExit(runFmt(files, options, io));
-    });
 }

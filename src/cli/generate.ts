@@ -1,5 +1,4 @@
-import type { Command } from 'commander';
-import { CompilerError } from '../backends/cpu/compiler.ts';
+import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import { generate } from '../runtime/generate.ts';
 import { GenerationError } from '../runtime/generationError.ts';
@@ -8,9 +7,8 @@ import { blockLength } from '../runtime/simulate.ts';
 import { answerText, type Tokenizer, TokenizerError } from '../runtime/tokenizer.ts';
 import { forwardFlops } from '../runtime/workEstimate.ts';
 import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
-import { openModelFor } from './eval.ts';
-import { collectSetting, Exit, type Io } from './io.ts';
-import { genLengthValue, seedValue, threadCount } from './numbers.ts';
+import { Exit, type Io } from './io.ts';
+import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface GenerateCommandOptions {
@@ -70,7 +68,7 @@ export async function runGenerate(
     io.err('kvplan: --chat puts a text prompt (--prompt) in the chat template\n');
     return Exit.usage;
   }
-  const model = openModelFor(o.model, io);
+  const model = await openModelFor(o.model, io);
   if (typeof model === 'number') return model;
   const { tokenizer } = model;
   const spelled = new Map([
@@ -173,29 +171,4 @@ export async function runGenerate(
     `${seq.generated.length} tokens in ${seq.steps} steps, ${result.tokensPerSecond.toFixed(1)} tokens/s (${o.backend})\n`,
   );
   return Exit.ok;
-}
-
-export function registerGenerate(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('generate')
-    .description('generate text with a model and a plan; the text goes to stdout, progress to stderr')
-    .requiredOption(
-      '--model <dir|m.onnx>',
-      'a Hugging Face checkpoint directory, or an ONNX model (see kvplan make-model)',
-    )
-    .requiredOption('--plan <p.kvp>', 'the cache plan')
-    .option('--prompt <text>', 'the prompt, as text')
-    .option('--prompt-ids <ids>', 'the prompt as token ids (comma or space separated)')
-    .option('--chat', "put the prompt in the model's chat template as a user message")
-    .option('--backend <name>', runBackends.join(', '), 'reference')
-    .option('--gen-length <n>', 'tokens to generate', genLengthValue, 32)
-    .option('--block <n>', "the plan's block length (its `block` parameter)")
-    .option('--steps <n>', "denoising steps per block (the plan's `steps_per_block` parameter)")
-    .option('--seed <n>', 'seed of random decode orders', seedValue, 1)
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
-    .option('--trace', 'print the sets and commits of every step')
-    .option('--set <name=value>', 'override a parameter of the plan (repeatable)', collectSetting)
-    .action(async (options: GenerateCommandOptions) => {
-      setExit(await runGenerate(options, io));
-    });
 }

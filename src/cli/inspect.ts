@@ -1,20 +1,19 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
-import { bundledPlansDir } from '../eval/bundled.ts';
+import { bundledPlansDir } from '../eval/bundledModels.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
+import { modelPathProblem } from '../model/fsError.ts';
 import { type Checkpoint, openCheckpoint } from '../model/hf/checkpoint.ts';
+import { CheckpointError } from '../model/hf/checkpointError.ts';
 import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
-import { OnnxError } from '../model/onnx/load.ts';
+import { OnnxError } from '../model/onnx/error.ts';
 import { parameterCount } from '../model/weights.ts';
-import { openModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { backendMemory, formatBytes } from '../runtime/workEstimate.ts';
-import { modelPathProblem } from './eval.ts';
 import { Exit, type Io } from './io.ts';
+
 import { loadPlans } from './plans.ts';
 
 export interface InspectOptions {
@@ -61,7 +60,9 @@ function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
   };
 }
 
-function fromOnnx(path: string): Omit<Inspection, 'plans'> {
+async function fromOnnx(path: string): Promise<Omit<Inspection, 'plans'>> {
+  // The ONNX reader loads onnx-proto, which a checkpoint does not need.
+  const { openModel } = await import('../runtime/openModel.ts');
   const m = openModel(path);
   const parameters = parameterCount(m.config);
   return {
@@ -125,7 +126,7 @@ function render(i: Inspection): string {
 }
 
 /** `kvplan inspect-model`: what a checkpoint or model file is, what it costs, which plans fit it. */
-export function runInspect(path: string, o: InspectOptions, io: Io): number {
+export async function runInspect(path: string, o: InspectOptions, io: Io): Promise<number> {
   const problem = modelPathProblem(path);
   if (problem !== undefined) {
     io.err(`kvplan: ${path}: ${problem}\n`);
@@ -133,7 +134,7 @@ export function runInspect(path: string, o: InspectOptions, io: Io): number {
   }
   let base: Omit<Inspection, 'plans'>;
   try {
-    base = statSync(path).isDirectory() ? fromCheckpoint(openCheckpoint(path)) : fromOnnx(path);
+    base = statSync(path).isDirectory() ? fromCheckpoint(openCheckpoint(path)) : await fromOnnx(path);
   } catch (e) {
     if (
       !(
@@ -156,18 +157,4 @@ export function runInspect(path: string, o: InspectOptions, io: Io): number {
   const inspection: Inspection = { ...base, plans };
   io.out(o.json ? `${JSON.stringify(inspection, null, 2)}\n` : render(inspection));
   return Math.max(Exit.ok, ...codes);
-}
-
-export function registerInspect(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('inspect-model')
-    .description(
-      'describe a model: a Hugging Face checkpoint directory (LLaDA, Dream, SDAR, Fast-dLLM v2) or a kvplan ONNX file',
-    )
-    .argument('<dir|file>', 'a checkpoint directory or an ONNX model')
-    .option('--plan <file...>', 'plans to check against the model (default: the example plans)')
-    .option('--json', 'print the description as JSON')
-    .action((path: string, options: InspectOptions) => {
-      setExit(runInspect(path, options, io));
-    });
 }

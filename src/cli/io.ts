@@ -1,7 +1,8 @@
 import { accessSync, constants, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { SourceFile } from '../dsl/source.ts';
+import { describeFsError } from '../model/fsError.ts';
 import { readSmallFile, SmallFileError } from '../model/smallFile.ts';
 
 /** Where a command writes; tests pass their own to capture the output. */
@@ -29,28 +30,6 @@ export const Exit = {
   /** A bug in kvplan itself. */
   internal: 70,
 } as const;
-
-const errnoWords: Record<string, string> = {
-  ENOENT: 'no such file or directory',
-  EISDIR: 'is a directory',
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  ENOTDIR: 'a component of the path is not a directory',
-  ELOOP: 'too many symbolic links',
-  ENAMETOOLONG: 'file name too long',
-  EMFILE: 'too many open files',
-  EEXIST: 'already exists',
-  EROFS: 'read-only file system',
-  ENOSPC: 'no space left on device',
-};
-
-/** A short reason for a failed file operation, without Node's `ENOENT: ..., open 'x'` noise. */
-export function describeFsError(e: unknown): string {
-  const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && errnoWords[code]) return errnoWords[code];
-  if (e instanceof Error) return e.message;
-  return String(e);
-}
 
 export type ReadResult = { readonly ok: true; readonly file: SourceFile } | { readonly ok: false };
 
@@ -182,6 +161,10 @@ export function collectSetting(arg: string, previous: Map<string, string> | unde
   out.set(name, value);
   return out;
 }
+
+/** The repeatable `--set name=value` of the commands that take plans; `of` says whose parameters. */
+export const setOption = (of = 'every plan that declares it'): Option =>
+  new Option('--set <name=value>', `override a parameter of ${of} (repeatable)`).argParser(collectSetting);
 
 /** The worst of several exit codes: usage (2) over failed (1) over ok (0). */
 export const worstExit = (codes: Iterable<number>): number => {

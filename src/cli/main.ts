@@ -1,19 +1,24 @@
+/**
+ * The kvplan command line. Start-up loads commander and the command declarations (commands/), which
+ * import nothing of the pipeline: each command's action imports its implementation, so that
+ * `--version`, `--help` and `check` do not pay for the backends, koffi or the model readers.
+ */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { CompilerError } from '../backends/cpu/compiler.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
-import { registerCheck } from './check.ts';
-import { registerCompile } from './compile.ts';
-import { registerDemo } from './demo.ts';
-import { registerDoctor } from './doctor.ts';
-import { registerEval } from './eval.ts';
-import { registerExplain } from './explain.ts';
-import { registerFmt } from './fmt.ts';
-import { registerGenerate } from './generate.ts';
-import { registerInspect } from './inspect.ts';
+import { CompilerError } from '../backends/cpu/compilerError.ts';
+import { CheckpointError } from '../model/hf/checkpointError.ts';
+import { registerCheck } from './commands/check.ts';
+import { registerCompile } from './commands/compile.ts';
+import { registerDemo } from './commands/demo.ts';
+import { registerDoctor } from './commands/doctor.ts';
+import { registerEval } from './commands/eval.ts';
+import { registerExplain } from './commands/explain.ts';
+import { registerFmt } from './commands/fmt.ts';
+import { registerGenerate } from './commands/generate.ts';
+import { registerInspect } from './commands/inspect.ts';
+import { registerMakeModel } from './commands/makeModel.ts';
+import { registerVerify } from './commands/verify.ts';
 import { Exit, type Io, processIo } from './io.ts';
-import { registerMakeModel } from './model.ts';
-import { registerVerify } from './verify.ts';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {

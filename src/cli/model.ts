@@ -1,11 +1,12 @@
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { Command } from 'commander';
 import { closest } from '../dsl/suggest.ts';
 import { ConfigError, loadConfig, type ModelConfig } from '../model/config.ts';
+import { describeFsError } from '../model/fsError.ts';
 import { familyTokenizer, writeTokenizerFiles } from '../model/hf/bpe.ts';
+import { CheckpointError } from '../model/hf/checkpointError.ts';
 import { describeConfig, type Family, familyLabel } from '../model/hf/families.ts';
-import { CheckpointError, readJsonFile, type StoredDtype } from '../model/hf/safetensors.ts';
+import { readJsonFile, type StoredDtype } from '../model/hf/safetensors.ts';
 import {
   asFamilyModel,
   CheckpointWriteError,
@@ -15,12 +16,12 @@ import {
   smallShape,
   writeCheckpoint,
 } from '../model/hf/write.ts';
-import { exportOnnx } from '../model/onnx/export.ts';
 import { randomWeights, WeightError } from '../model/weights.ts';
 import { CharTokenizer, defaultAlphabet } from '../runtime/tokenizer.ts';
-import { checkOutputFile, describeFsError, Exit, type Io, makeOutputDir, writingTo } from './io.ts';
-import { integerIn, seedValue } from './numbers.ts';
-import { loadModelConfig } from './plans.ts';
+import { parseByteSize } from './byteSize.ts';
+import { families } from './commands/makeModel.ts';
+import { checkOutputFile, Exit, type Io, makeOutputDir, writingTo } from './io.ts';
+import { loadModelConfig } from './modelConfig.ts';
 
 export interface MakeModelOptions {
   readonly config?: string;
@@ -34,7 +35,7 @@ export interface MakeModelOptions {
 }
 
 /** `kvplan make-model`: a random-weight model of any configuration, as an ONNX file or a Hugging Face checkpoint. */
-export function runMakeModel(o: MakeModelOptions, io: Io): number {
+export async function runMakeModel(o: MakeModelOptions, io: Io): Promise<number> {
   if (o.format === 'hf') return runMakeCheckpoint(o, io);
   if (o.format !== 'onnx') {
     io.err(`kvplan: --format must be onnx or hf (got '${o.format}')\n`);
@@ -56,12 +57,14 @@ export function runMakeModel(o: MakeModelOptions, io: Io): number {
   return runMakeOnnx(o, io);
 }
 
-function runMakeOnnx(o: MakeModelOptions, io: Io): number {
+async function runMakeOnnx(o: MakeModelOptions, io: Io): Promise<number> {
   const { seed } = o;
   const maxPositions = o.maxPositions ?? 4096;
   const config = loadModelConfig(o.config ?? 'small', io);
   if (!config) return Exit.usage;
   if (!checkOutputFile(o.output, io)) return Exit.usage;
+  // The ONNX writer loads onnx-proto, which a checkpoint does not need.
+  const { exportOnnx } = await import('../model/onnx/export.ts');
   try {
     const tokenizer = new CharTokenizer(
       defaultAlphabet(config.vocab, config.maskTokenId),
@@ -83,29 +86,7 @@ function runMakeOnnx(o: MakeModelOptions, io: Io): number {
   }
 }
 
-const families: readonly Family[] = ['llada', 'dream', 'sdar', 'fast-dllm-v2'];
-
 const dtypes: Readonly<Record<string, StoredDtype>> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
-
-const byteUnits: Readonly<Record<string, number>> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  tb: 1e12,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-  tib: 2 ** 40,
-};
-
-/** A size like transformers' `max_shard_size`: `2GB` (10^9), `500MiB` (2^20), or plain bytes. */
-export function parseByteSize(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(text);
-  if (m === null) return undefined;
-  const n = Math.floor(Number(m[1]) * (byteUnits[(m[2] ?? 'b').toLowerCase()] as number));
-  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-}
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -230,42 +211,4 @@ function runMakeCheckpoint(o: MakeModelOptions, io: Io): number {
     else if (existsSync(out)) for (const f of readdirSync(out)) rmSync(join(out, f), { force: true });
     return Exit.failed;
   }
-}
-
-export function registerMakeModel(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('make-model')
-    .description(
-      'write a random-weight model: an executable ONNX file (default), or a Hugging Face checkpoint ' +
-        'directory in a dLLM family’s layout (--format hf), for tests, demos and benchmarks',
-    )
-    .requiredOption(
-      '-o, --output <path>',
-      'where to write: the .onnx file, or the checkpoint directory (new or empty)',
-    )
-    .option(
-      '--format <onnx|hf>',
-      'onnx: one ONNX file; hf: config.json, safetensors and tokenizer files',
-      'onnx',
-    )
-    .option(
-      '--config <preset|file.json|dir>',
-      'model shape: a preset, a kvplan config, or (hf) a Hugging Face config.json or checkpoint directory ' +
-        '(default: small for onnx, a small shape of the family for hf)',
-    )
-    .option('--family <family>', `hf: the checkpoint family (${families.join(', ')})`)
-    .option('--dtype <bf16|f16|f32>', 'hf: the stored dtype (default bf16)')
-    .option(
-      '--shard-size <size>',
-      'hf: the largest shard, e.g. 2GB or 500MiB (default 5GB, as save_pretrained)',
-    )
-    .option('--seed <n>', 'seed of the random weights', seedValue, 1)
-    .option(
-      '--max-positions <n>',
-      'onnx: longest canvas the RoPE tables cover (default 4096)',
-      integerIn(1, 1 << 20),
-    )
-    .action((options: MakeModelOptions) => {
-      setExit(runMakeModel(options, io));
-    });
 }

@@ -6,9 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError } from 'commander';
-
-/** The largest canvas a generating command accepts: prompt plus generated positions. */
-export const maxCanvasPositions = 16_384;
+import { maxCanvasPositions } from '../runtime/canvasLimit.ts';
 
 /** A decimal integer in [min, max]. */
 export function integerIn(min: number, max: number): (value: string) => number {

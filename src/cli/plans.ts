@@ -1,13 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
 import { type CheckedPlan, checkSource } from '../dsl/check.ts';
 import { byPosition, formatDiagnostics, hasErrors } from '../dsl/diagnostics.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap, type SourceFile } from '../dsl/source.ts';
 import { closest } from '../dsl/suggest.ts';
-import { ConfigError, loadConfig, type ModelConfig } from '../model/config.ts';
-import { openCheckpoint } from '../model/hf/checkpoint.ts';
-import { modelConfig } from '../model/hf/load.ts';
-import { CheckpointError } from '../model/hf/safetensors.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { Exit, type Io, readPlanFile } from './io.ts';
 
 export interface LoadedPlan {
@@ -92,19 +88,4 @@ export function fitsModelDepth(plan: LoadedPlan, config: ModelConfig, io: Io): b
   const lines = new LineMap(plan.file.text);
   for (const t of formatDiagnostics(plan.file, ds, lines)) io.err(`${t}\n`);
   return ds.length === 0;
-}
-
-/**
- * A preset name, a JSON file, or a Hugging Face checkpoint directory (its config.json and tensor
- * headers, no weights read); a bad one is a usage error with the reason.
- */
-export function loadModelConfig(spec: string, io: Io): ModelConfig | undefined {
-  try {
-    if (existsSync(spec) && statSync(spec).isDirectory()) return modelConfig(openCheckpoint(spec));
-    return loadConfig(spec);
-  } catch (e) {
-    if (!(e instanceof ConfigError || e instanceof CheckpointError)) throw e;
-    io.err(`kvplan: --config ${spec}: ${e.message}\n`);
-    return undefined;
-  }
 }

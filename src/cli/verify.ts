@@ -1,10 +1,3 @@
-import type { Command } from 'commander';
-import { buildCpu, CpuRunner } from '../backends/cpu/runner.ts';
-import { checkPlanPtx } from '../backends/cuda-ptx/check.ts';
-import { cudaAvailable } from '../backends/cuda-ptx/driver.ts';
-import { findPtxas } from '../backends/cuda-ptx/ptxas.ts';
-import { ptxRunnerFactory, sharedCudaDevice } from '../backends/cuda-ptx/runner.ts';
-import { webGpuRunnerFactory } from '../backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
@@ -19,10 +12,11 @@ import {
   verifyCheckedPlan,
 } from '../runtime/verify.ts';
 import { canvasBytes, forwardFlops } from '../runtime/workEstimate.ts';
+import { verifyBackends } from './commands/verify.ts';
 import { canvasFits, checkRunCost, modelsWord } from './estimate.ts';
-import { collectSetting, Exit, type Io, worstExit } from './io.ts';
-import { countValue, genLengthValue, seedValue, threadCount } from './numbers.ts';
-import { fitsModelDepth, loadModelConfig, loadPlans } from './plans.ts';
+import { Exit, type Io, worstExit } from './io.ts';
+import { loadModelConfig } from './modelConfig.ts';
+import { fitsModelDepth, loadPlans } from './plans.ts';
 
 export interface VerifyCommandOptions {
   readonly set?: Map<string, string>;
@@ -34,8 +28,6 @@ export interface VerifyCommandOptions {
   readonly genLength?: number;
   readonly threads: number;
 }
-
-const backends = ['reference', 'cpu', 'webgpu', 'ptx'];
 
 /** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
 const defaultConfigs = (): ModelConfig[] => {
@@ -108,8 +100,8 @@ function checkVerifyCost(jobs: readonly Job[], o: VerifyCommandOptions, io: Io):
 }
 
 export async function runVerify(paths: readonly string[], o: VerifyCommandOptions, io: Io): Promise<number> {
-  if (!backends.includes(o.backend)) {
-    io.err(`kvplan: --backend ${o.backend} is not available; backends: ${backends.join(', ')}\n`);
+  if (!verifyBackends.includes(o.backend)) {
+    io.err(`kvplan: --backend ${o.backend} is not available; backends: ${verifyBackends.join(', ')}\n`);
     return Exit.usage;
   }
   const { cases, seed, promptLength: promptLen, genLength: genArg } = o;
@@ -141,13 +133,7 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
         continue;
       }
       const backend = o.backend as Backend;
-      // Each case compiles (or finds in the cache) the plan for its model and canvas.
-      const cpuRunner: RunnerFactory = (plan, cfg, weights, L) => {
-        const build = buildCpu(plan, cfg, L);
-        return (n) => new CpuRunner(build, weights, n, o.threads);
-      };
-      const runnerFor =
-        backend === 'cpu' ? cpuRunner : backend === 'webgpu' ? await webGpuRunnerFactory() : undefined;
+      const runnerFor = await compiledRunner(backend, o.threads);
       const verdict = await verifyCheckedPlan(checked, {
         ...common,
         backend,
@@ -165,6 +151,23 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
 }
 
 /**
+ * The runner factory of a compiled backend, its modules imported only when it is asked for (the
+ * CPU one loads koffi); undefined for the reference interpreter.
+ */
+async function compiledRunner(backend: Backend, threads: number): Promise<RunnerFactory | undefined> {
+  if (backend === 'cpu') {
+    const { buildCpu, CpuRunner } = await import('../backends/cpu/runner.ts');
+    // Each case compiles (or finds in the cache) the plan for its model and canvas.
+    return (plan, cfg, weights, L) => {
+      const build = buildCpu(plan, cfg, L);
+      return (n) => new CpuRunner(build, weights, n, threads);
+    };
+  }
+  if (backend === 'webgpu') return (await import('../backends/webgpu/runner.ts')).webGpuRunnerFactory();
+  return undefined;
+}
+
+/**
  * The PTX backend: ptxas checks every kernel for both architectures first; then, on a CUDA device,
  * the same properties and float32 budgets as the other compiled backends. Without a device the
  * launch is reported as skipped, with the reason.
@@ -175,6 +178,13 @@ async function verifyPtx(
   opts: Omit<VerifyOptions, 'backend' | 'runnerFor'>,
   io: Io,
 ): Promise<number> {
+  const [{ findPtxas }, { checkPlanPtx }, { cudaAvailable }, { ptxRunnerFactory, sharedCudaDevice }] =
+    await Promise.all([
+      import('../backends/cuda-ptx/ptxas.ts'),
+      import('../backends/cuda-ptx/check.ts'),
+      import('../backends/cuda-ptx/driver.ts'),
+      import('../backends/cuda-ptx/runner.ts'),
+    ]);
   if (!findPtxas()) {
     io.out(`skipped  ${path}  ${plan.plan.name}  ptx  skipped: ptxas not found\n`);
     return Exit.ok;
@@ -197,39 +207,4 @@ async function verifyPtx(
   });
   io.out(summary(path, verdict));
   return verdict.ok ? Exit.ok : Exit.failed;
-}
-
-export function registerVerify(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
-    .command('verify')
-    .description(
-      'prove plans against full attention on random models: exact plans at every step, approximate ones under their premise and at refresh steps',
-    )
-    .argument('<files...>', 'plan files (.kvp)')
-    .option('--backend <name>', `backend to run the step programs on (${backends.join(', ')})`, 'reference')
-    .option(
-      '--config <preset|file.json|dir>',
-      'model configuration (default: tiny, small, and tiny without QKV bias); its attention structure and AR shift follow the plan',
-    )
-    .option('--cases <n>', 'random models and prompts per plan', countValue, 3)
-    .option('--seed <n>', 'seed of the first case', seedValue, 1)
-    .option('--prompt-length <n>', 'prompt positions per case', genLengthValue, 5)
-    .option(
-      '--gen-length <n>',
-      'generated positions per case (default: two blocks, at most 64)',
-      genLengthValue,
-    )
-    .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
-    .option(
-      '--set <name=value>',
-      'override a parameter of every plan that declares it (repeatable)',
-      collectSetting,
-    )
-    .addHelpText(
-      'after',
-      '\nExit status: 0 every property holds, 1 a property fails or a plan is ill-formed, 2 usage error.',
-    )
-    .action(async (files: string[], options: VerifyCommandOptions) => {
-      setExit(await runVerify(files, options, io));
-    });
 }

@@ -1,4 +1,4 @@
-// End-to-end: the real `bin/kvplan.mjs` in a child process (tsx start-up included), so the exit
+// End-to-end: the real `bin/kvplan.mjs` in a child process (start-up of the built code included), so the exit
 // status is what a shell sees. Spawns are slow (~0.5 s), so only the essentials are here; the
 // details are covered in-process by commands.test.ts.
 import { spawnSync } from 'node:child_process';

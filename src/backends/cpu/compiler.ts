@@ -32,18 +32,8 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
+import { CompilerError } from './compilerError.ts';
 import { resolveTarget } from './target.ts';
-
-export class CompilerError extends Error {
-  constructor(
-    message: string,
-    /** The compiler's diagnostics, when it ran. */
-    readonly stderr?: string,
-  ) {
-    super(message);
-    this.name = 'CompilerError';
-  }
-}
 
 export interface CompileOptions {
   /** The compiler executable; default env KVPLAN_CC, then `cc`. */

@@ -8,9 +8,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { tensorCount, weightSpec } from '../weights.ts';
+import { CheckpointError } from './checkpointError.ts';
 import { type CheckpointModel, describeConfig, type Family, familyLabel, tensorName } from './families.ts';
 import {
-  CheckpointError,
   openSafetensors,
   quoted,
   readJsonFile,

@@ -5,7 +5,7 @@
  * sources are listed in docs/checkpoints.md.
  */
 import { configOverLimit, type ModelConfig } from '../config.ts';
-import { CheckpointError } from './safetensors.ts';
+import { CheckpointError } from './checkpointError.ts';
 
 export type Family = 'llada' | 'dream' | 'sdar' | 'fast-dllm-v2';
 

@@ -12,11 +12,7 @@ import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { bf16ToFloat32, f16ToFloat32 } from '../half.ts';
 import { readSmallFile, SmallFileError } from '../smallFile.ts';
-
-/** A checkpoint that cannot be used; the message names the file (and the tensor or key). */
-export class CheckpointError extends Error {
-  override readonly name = 'CheckpointError';
-}
+import { CheckpointError } from './checkpointError.ts';
 
 /** The dtypes kvplan reads. BF16 and F16 stay raw 16-bit patterns until a backend packs them. */
 export type StoredDtype = 'F32' | 'BF16' | 'F16';

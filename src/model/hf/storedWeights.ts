@@ -8,13 +8,8 @@
 import type { HalfDtype } from '../half.ts';
 import { checkFinite, type StoredForm, type StreamedWeights, type Tensor, WeightError } from '../weights.ts';
 import type { Checkpoint } from './checkpoint.ts';
-import {
-  CheckpointError,
-  dtypeBytes,
-  readTensorInto,
-  type StoredDtype,
-  type TensorInfo,
-} from './safetensors.ts';
+import { CheckpointError } from './checkpointError.ts';
+import { dtypeBytes, readTensorInto, type StoredDtype, type TensorInfo } from './safetensors.ts';
 
 const halfOf = (d: StoredDtype): HalfDtype | undefined =>
   d === 'F32' ? undefined : d === 'BF16' ? 'bf16' : 'f16';

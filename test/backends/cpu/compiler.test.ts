@@ -24,13 +24,13 @@ import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
 import {
   type CompiledLibrary,
-  CompilerError,
   compileLibrary,
   DEFAULT_FLAGS,
   defaultCacheDir,
   openLibrary,
   prepareCacheDir,
 } from '../../../src/backends/cpu/compiler.ts';
+import { CompilerError } from '../../../src/backends/cpu/compilerError.ts';
 import { resolveTarget, targetArgs } from '../../../src/backends/cpu/target.ts';
 
 const SOURCE = '#include "kvplan_cpu.h"\nint answer(void) { return 42; }\n';

@@ -90,11 +90,11 @@ describe('PTX renderer', () => {
     expect(() => attentionKernel({ arch: 'sm_80', headDim: 10, merge: false })).toThrow(/multiple of 4/);
   });
 
-  test('kvplan compile --target ptx --arch sm_90 -o writes the .ptx files and a manifest', () => {
+  test('kvplan compile --target ptx --arch sm_90 -o writes the .ptx files and a manifest', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kvplan-ptx-'));
     try {
       const err: string[] = [];
-      const code = runCompile(
+      const code = await runCompile(
         ['examples/fast-dllm-dual.kvp'],
         { config: 'small', target: 'ptx', arch: 'sm_90', output: dir, promptLength: 16, genLength: 32 },
         { out: () => {}, err: (t) => err.push(t) },
@@ -109,7 +109,7 @@ describe('PTX renderer', () => {
       expect(readFileSync(join(dir, 'kvp_add.ptx'), 'utf8')).toMatch(/^\.target sm_90$/m);
       const bad: string[] = [];
       expect(
-        runCompile(
+        await runCompile(
           ['examples/fast-dllm-dual.kvp'],
           { config: 'small', target: 'ptx', arch: 'sm_70', output: dir, promptLength: 16, genLength: 32 },
           { out: () => {}, err: (t) => bad.push(t) },

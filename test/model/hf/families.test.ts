@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { type ModelConfig, validateConfig } from '../../../src/model/config.ts';
+import { CheckpointError } from '../../../src/model/hf/checkpointError.ts';
 import {
   type CheckpointModel,
   describeConfig,
@@ -7,7 +8,6 @@ import {
   type Family,
   tensorName,
 } from '../../../src/model/hf/families.ts';
-import { CheckpointError } from '../../../src/model/hf/safetensors.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { weightSpec } from '../../../src/model/weights.ts';
 import { expectThrown } from '../../support/errors.ts';

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fc, test as propTest } from '@fast-check/vitest';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { parseByteSize } from '../../../src/cli/model.ts';
+import { parseByteSize } from '../../../src/cli/byteSize.ts';
 import { familyTokenizer, writeTokenizerFiles } from '../../../src/model/hf/bpe.ts';
 import { openCheckpoint } from '../../../src/model/hf/checkpoint.ts';
 import { type CheckpointModel, describeConfig, type Family } from '../../../src/model/hf/families.ts';

@@ -4,7 +4,8 @@
 import { statSync } from 'node:fs';
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect } from 'vitest';
-import { CheckpointError, readHeader, readTensor } from '../../../src/model/hf/safetensors.ts';
+import { CheckpointError } from '../../../src/model/hf/checkpointError.ts';
+import { readHeader, readTensor } from '../../../src/model/hf/safetensors.ts';
 import { scratch } from './scratch.ts';
 import { type RawTensor, safetensorsBytes } from './write.ts';
 

@@ -1,9 +1,9 @@
 import { closeSync, ftruncateSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { CheckpointError } from '../../../src/model/hf/checkpointError.ts';
 import {
   bf16ToFloat32,
-  CheckpointError,
   f16ToFloat32,
   openSafetensors,
   readHeader,

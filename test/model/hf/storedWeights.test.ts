@@ -3,8 +3,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { openCheckpoint } from '../../../src/model/hf/checkpoint.ts';
+import { CheckpointError } from '../../../src/model/hf/checkpointError.ts';
 import { loadCheckpointModel } from '../../../src/model/hf/load.ts';
-import { CheckpointError } from '../../../src/model/hf/safetensors.ts';
 import { isHalf } from '../../../src/model/weights.ts';
 import { runCli } from '../../support/cli.ts';
 import { scratch } from './scratch.ts';

@@ -1,0 +1,212 @@
+// The roofline of one kernel, on hand-built kernels whose costs are worked out here by hand: the
+// switch from memory- to compute-bound at the ridge point, what a batch scales and what it does
+// not, and the monotonicity every prediction must have.
+import { readdirSync, readFileSync } from 'node:fs';
+import { fc, test as propTest } from '@fast-check/vitest';
+import { describe, expect, test } from 'vitest';
+import { costKernel, costProgram, type Roofline, rooflineTime, type Sizes } from '../../src/cost/roofline.ts';
+import { checkSource } from '../../src/dsl/check.ts';
+import type { Dim } from '../../src/ir/types.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
+import { compilePlan } from '../../src/passes/compile.ts';
+import type { Kernel, KernelProgram } from '../../src/passes/kernelIR.ts';
+import { deepEnough, modelFor } from '../../src/runtime/modelFor.ts';
+
+const N = 256;
+const K = 512;
+
+/** A projection x [#rows, K] · W [N, K]^T: 2·rows·N·K FLOPs; reads x and W, writes y. */
+function gemm(name = 'layer.0/1.gemm'): Kernel {
+  return {
+    name,
+    kind: 'gemm',
+    stage: 'layer.0',
+    reads: ['x', 'w'],
+    writes: ['y'],
+    grid: ['#rows', N],
+    indirect: [],
+    epilogue: [],
+    flops: [[2, '#rows', N, K]],
+    bytes: [
+      [4, '#rows', K],
+      [4, N, K],
+      [4, '#rows', N],
+    ],
+    instrs: [],
+  };
+}
+
+const program = (kernels: Kernel[]): KernelProgram => ({
+  name: 'cached',
+  buffers: [
+    { name: 'x', kind: 'temp', dtype: 'f32', shape: ['#rows', K], layout: 'row-major' },
+    { name: 'w', kind: 'weight', dtype: 'f32', shape: [N, K], layout: 'row-major' },
+    { name: 'y', kind: 'temp', dtype: 'f32', shape: ['#rows', N], layout: 'row-major' },
+    { name: 'table', kind: 'weight', dtype: 'f32', shape: [1000, 64], layout: 'row-major' },
+    { name: 'h', kind: 'temp', dtype: 'f32', shape: ['L', 64], layout: 'row-major' },
+  ],
+  kernels,
+});
+
+const sizes = (rows: number, o: Partial<Sizes> = {}): Sizes => ({
+  dim: (d: Dim) => (typeof d === 'number' ? d : d === '#rows' ? rows : 0),
+  batch: 1,
+  weightBytes: 4,
+  ...o,
+});
+
+// Ridge point 10 FLOP/byte.
+const hw: Roofline = { peakFlops: 1e12, bandwidth: 1e11 };
+
+describe('rooflineTime', () => {
+  test('takes the larger of compute and memory time and names it', () => {
+    expect(rooflineTime(2e12, 1e9, hw)).toEqual({ seconds: 2, bound: 'compute' });
+    expect(rooflineTime(1e9, 2e11, hw)).toEqual({ seconds: 2, bound: 'memory' });
+    expect(rooflineTime(0, 0, hw)).toEqual({ seconds: 0, bound: 'memory' });
+  });
+});
+
+describe('costKernel', () => {
+  // flops = 2·r·N·K = 262144·r; bytes = 4·r·K + 4·N·K + 4·r·N = 3072·r + 524288.
+  // Compute-bound when 262144·r / 1e12 > (3072·r + 524288) / 1e11, i.e. 231424·r > 5242880,
+  // r > 22.65.
+  test('a projection of 22 rows is memory-bound, of 23 rows compute-bound', () => {
+    const k = gemm();
+    const kp = program([k]);
+    const at22 = costKernel(k, kp, sizes(22), hw);
+    expect(at22).toMatchObject({ flops: 262144 * 22, bytes: 3072 * 22 + 524288, bound: 'memory' });
+    expect(at22.seconds).toBeCloseTo((3072 * 22 + 524288) / 1e11, 15);
+    const at23 = costKernel(k, kp, sizes(23), hw);
+    expect(at23).toMatchObject({ flops: 262144 * 23, bytes: 3072 * 23 + 524288, bound: 'compute' });
+    expect(at23.seconds).toBeCloseTo((262144 * 23) / 1e12, 15);
+  });
+
+  test('a batch multiplies the rows, not the weight', () => {
+    const k = gemm();
+    const c = costKernel(k, program([k]), sizes(10, { batch: 8 }), hw);
+    expect(c.flops).toBe(262144 * 80);
+    expect(c.bytes).toBe(3072 * 80 + 524288);
+  });
+
+  test('16-bit weights halve the weight bytes and nothing else', () => {
+    const k = gemm();
+    const c = costKernel(k, program([k]), sizes(10, { weightBytes: 2 }), hw);
+    expect(c.bytes).toBe(3072 * 10 + 524288 / 2);
+    expect(c.flops).toBe(262144 * 10);
+  });
+
+  test('an embedding reads one table row per row it writes, not the whole table', () => {
+    const embed: Kernel = {
+      ...gemm('embed/0.embed'),
+      kind: 'embed',
+      stage: 'embed',
+      reads: ['table', 'tokens'],
+      writes: ['h'],
+      flops: [],
+      // As the fusion pass counts it: the whole table, the token ids, the rows written.
+      bytes: [
+        [4, 1000, 64],
+        [4, 'L'],
+        [4, 'L', 64],
+      ],
+    };
+    const s = { ...sizes(0), dim: (d: Dim) => (typeof d === 'number' ? d : 10) };
+    expect(costKernel(embed, program([embed]), s, hw).bytes).toBe(4 * 10 + 4 * 10 * 64 + 4 * 10 * 64);
+  });
+
+  test('a step of a program adds up its kernels', () => {
+    const a = gemm('layer.0/1.gemm');
+    const b = gemm('layer.1/1.gemm');
+    const step = costProgram(program([a, b]), sizes(23), hw);
+    expect(step.kernels).toHaveLength(2);
+    expect(step.seconds).toBeCloseTo(2 * ((262144 * 23) / 1e12), 15);
+    expect(step.flops).toBe(2 * 262144 * 23);
+  });
+});
+
+describe('monotonicity', () => {
+  const term = fc.tuple(
+    fc.integer({ min: 1, max: 8 }),
+    fc.subarray(['#rows', 'L', 64, 128] as const, { minLength: 0, maxLength: 3 }),
+  );
+  const kernelArb = fc
+    .record({
+      flops: fc.array(term, { maxLength: 3 }),
+      bytes: fc.array(term, { minLength: 1, maxLength: 4 }),
+    })
+    .map(
+      ({ flops, bytes }): Kernel => ({
+        ...gemm(),
+        flops: flops.map(([c, dims]) => [c, ...dims] as const),
+        bytes: bytes.map(([c, dims]) => [c, ...dims] as const),
+      }),
+    );
+  const sizeArb = fc.record({
+    rows: fc.integer({ min: 0, max: 4096 }),
+    L: fc.integer({ min: 1, max: 8192 }),
+  });
+  const at = (s: { rows: number; L: number }, batch = 1): Sizes => ({
+    dim: (d) => (typeof d === 'number' ? d : d === 'L' ? s.L : s.rows),
+    batch,
+    weightBytes: 4,
+  });
+
+  propTest.prop([
+    kernelArb,
+    sizeArb,
+    fc.double({ min: 1e9, max: 1e13, noNaN: true }),
+    fc.double({ min: 1, max: 100, noNaN: true }),
+  ])('more bandwidth never predicts a slower kernel', (k, s, bandwidth, more) => {
+    const slow = costKernel(k, program([k]), at(s), { peakFlops: 1e12, bandwidth });
+    const fast = costKernel(k, program([k]), at(s), { peakFlops: 1e12, bandwidth: bandwidth * more });
+    expect(fast.seconds).toBeLessThanOrEqual(slow.seconds);
+  });
+
+  propTest.prop([kernelArb, sizeArb, fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 64 })])(
+    'a larger batch never takes longer per sequence',
+    (k, s, b1, b2) => {
+      const [small, large] = b1 <= b2 ? [b1, b2] : [b2, b1];
+      const per = (b: number) => costKernel(k, program([k]), at(s, b), hw).seconds / b;
+      expect(per(large)).toBeLessThanOrEqual(per(small) * (1 + 1e-12));
+    },
+  );
+
+  test('a memory-bound projection gets cheaper per sequence with every doubling of the batch', () => {
+    const k = gemm();
+    // 2 rows a sequence: 16 rows at batch 8, still below the ridge.
+    const per = [1, 2, 4, 8].map((b) => costKernel(k, program([k]), sizes(2, { batch: b }), hw));
+    expect(per.every((c) => c.bound === 'memory')).toBe(true);
+    for (let i = 1; i < per.length; i++)
+      expect((per[i] as { seconds: number }).seconds / 2 ** i).toBeLessThan(
+        (per[i - 1] as { seconds: number }).seconds / 2 ** (i - 1),
+      );
+  });
+});
+
+describe('the split of kernel costs the roofline relies on', () => {
+  // The batch leaves a cost's constant terms alone, taking them for the weights: true of every
+  // kernel of every example plan, or a batch would be costed wrong.
+  test.each(readdirSync('examples').filter((f) => f.endsWith('.kvp')))('%s', (file) => {
+    const path = `examples/${file}`;
+    const plan = checkSource({ path, text: readFileSync(path, 'utf8') }).plans[0];
+    if (!plan) throw new Error(`${path} does not check`);
+    const config = modelFor(plan, presets.small as ModelConfig);
+    const { state } = compilePlan(plan, deepEnough(plan, config), { target: 'cpu' });
+    for (const kp of state.kernels?.values() ?? [])
+      for (const k of kp.kernels) {
+        const constant = (c: Kernel['bytes']) =>
+          c
+            .filter(([, ...dims]) => dims.every((d) => typeof d === 'number'))
+            .reduce((a, [coef, ...dims]) => a + dims.reduce<number>((p, d) => p * (d as number), coef), 0);
+        const weights = k.reads
+          .flatMap((r) => kp.buffers.filter((b) => b.name === r && b.kind === 'weight'))
+          .reduce((a, b) => a + 4 * b.shape.reduce<number>((p, d) => p * (d as number), 1), 0);
+        expect({ kernel: k.name, bytes: constant(k.bytes), flops: constant(k.flops) }).toEqual({
+          kernel: k.name,
+          bytes: weights,
+          flops: 0,
+        });
+      }
+  });
+});
