@@ -7,11 +7,11 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { fmt, table } from '../src/report/table.ts';
 import { predict } from '../src/cost/advise.ts';
 import { cpuHardware } from '../src/cost/probe.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { ModelConfig } from '../src/model/config.ts';
+import { fmt, table } from '../src/report/table.ts';
 import { machineInfo, otherProcessesMeter } from './timing.ts';
 
 interface PolicyRow {

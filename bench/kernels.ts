@@ -8,8 +8,8 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
 import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
-import { fmt, table } from '../src/report/table.ts';
 import { presets } from '../src/model/presets.ts';
+import { fmt, table } from '../src/report/table.ts';
 import {
   attentionModel,
   createSession,

@@ -7,7 +7,6 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
-import { fmt, table } from '../src/report/table.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
@@ -15,6 +14,7 @@ import { presets } from '../src/model/presets.ts';
 import { createRng, randomWeights } from '../src/model/weights.ts';
 import { compilePlan } from '../src/passes/compile.ts';
 import { evalCost, type KernelProgram } from '../src/passes/kernelIR.ts';
+import { fmt, table } from '../src/report/table.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
 import type { Probe, ProbeOutput } from '../src/runtime/probe.ts';
 import type { StepRunner } from '../src/runtime/runner.ts';
