@@ -1,16 +1,17 @@
 import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import { bundledPlansDir, sharedTasks } from '../eval/bundledModels.ts';
-import { evaluateSuite, examplePlanFiles, type SuiteRow } from '../eval/suite.ts';
+import { evaluateSuite, examplePlanFiles, type SuiteRow, suiteRunsPerPlan } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { describeFsError } from '../model/fsError.ts';
 import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
 import { runBundledDemo } from './demoBundled.ts';
-import { heldOutFits, percent, points } from './eval.ts';
+import { answeredJson, ciMethod, contrastJson, heldOutFits, percent, points } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
+import { withProgress } from './progress.ts';
 
 export interface DemoCommandOptions {
   readonly model?: string;
@@ -22,6 +23,7 @@ export interface DemoCommandOptions {
   readonly batch: number;
   readonly plans?: string;
   readonly threads: number;
+  readonly json?: boolean;
 }
 
 /**
@@ -59,6 +61,49 @@ export function suiteTable(rows: readonly SuiteRow[]): string {
     ),
   );
 }
+
+/** A plan's lines as it finishes: its accuracy and speed, and its first `show` answers. */
+function reportRow(row: SuiteRow | undefined, show: number, io: Io): void {
+  if (!row) return;
+  if (row.skipped) {
+    io.out(`${row.plan}: not run: ${row.skipped}\n\n`);
+    return;
+  }
+  const right = row.problems.filter((p) => p.correct).length;
+  io.out(
+    `${row.plan}: ${right}/${row.problems.length} correct, ${fmt(row.tokensPerSecond)} tokens/s${row.warning ? ` (${row.warning})` : ''}\n`,
+  );
+  for (const p of row.problems.slice(0, show)) {
+    io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
+  }
+  io.out('\n');
+}
+
+/** `--json`: a table row (a plan not run: why), and the plan's answers. */
+const rowJson = (r: SuiteRow) =>
+  r.skipped
+    ? { plan: r.plan, path: r.path, skipped: r.skipped }
+    : {
+        plan: r.plan,
+        path: r.path,
+        accuracy: r.accuracy,
+        accuracy_delta: r.accuracyDelta,
+        tokens_per_s: r.tokensPerSecond,
+        speedup: r.speedup,
+        mean_steps: r.meanSteps,
+        steps_per_token: r.stepsPerToken,
+        twin: r.twin
+          ? {
+              plan: r.twin.plan,
+              accuracy: r.twin.accuracy,
+              tokens_per_s: r.twin.tokensPerSecond,
+              steps_per_token: r.twin.stepsPerToken,
+              cache: contrastJson(r.twin.cache),
+            }
+          : null,
+        ...(r.warning ? { warning: r.warning } : {}),
+        problems: r.problems.map(answeredJson),
+      };
 
 export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   const bundled = o.model === undefined;
@@ -108,37 +153,40 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   }
   const problems = heldOutProblems(named, n);
   const c = model.config;
-  io.out(
-    `kvplan demo: model ${c.name} (${c.layers} layers, d_model ${c.dModel}, ${c.heads} heads / ${c.kvHeads} kv) from ${model.path}\n` +
-      `task ${named}: ${tasks.get(named)?.description}; ${problems.length} held-out problems, ${genLength} generated positions, ${o.backend} backend\n\n`,
-  );
+  if (!o.json)
+    io.out(
+      `kvplan demo: model ${c.name} (${c.layers} layers, d_model ${c.dModel}, ${c.heads} heads / ${c.kvHeads} kv) from ${model.path}\n` +
+        `task ${named}: ${tasks.get(named)?.description}; ${problems.length} held-out problems, ${genLength} generated positions, ${o.backend} backend\n\n`,
+    );
+  const work = { command: 'demo', total: suiteRunsPerPlan * plans.length, unit: 'runs' };
   try {
-    const rows = await evaluateSuite({
-      model,
-      plans,
-      prepare: (plan, config, weights, maxCanvas) =>
-        prepareBackend(backend, plan, config, weights, maxCanvas, o.threads),
+    const rows = await withProgress(io, work, (progress) =>
+      evaluateSuite({
+        model,
+        plans,
+        prepare: (plan, config, weights, maxCanvas) =>
+          prepareBackend(backend, plan, config, weights, maxCanvas, o.threads),
+        task: named,
+        problems,
+        genLength,
+        batchSize: batch,
+        onProgress: (done) => progress.update(done),
+        ...(o.json ? {} : { onPlan: ({ row }) => reportRow(row, show, progress.io) }),
+      }),
+    );
+    const info = {
+      model: model.path,
+      config: c.name,
       task: named,
-      problems,
-      genLength,
-      batchSize: batch,
-      onPlan: ({ plan, row }) => {
-        if (!row) return;
-        if (row.skipped) {
-          io.out(`${plan}: not run: ${row.skipped}\n\n`);
-          return;
-        }
-        const right = row.problems.filter((p) => p.correct).length;
-        io.out(
-          `${plan}: ${right}/${row.problems.length} correct, ${fmt(row.tokensPerSecond)} tokens/s${row.warning ? ` (${row.warning})` : ''}\n`,
-        );
-        for (const p of row.problems.slice(0, show)) {
-          io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
-        }
-        io.out('\n');
-      },
-    });
-    io.out(`${suiteTable(rows)}\n`);
+      n: problems.length,
+      gen_length: genLength,
+      backend,
+    };
+    io.out(
+      o.json
+        ? `${JSON.stringify({ ...info, ci_method: ciMethod, plans: rows.map(rowJson) }, null, 2)}\n`
+        : `${suiteTable(rows)}\n`,
+    );
     return Math.max(Exit.ok, ...codes);
   } catch (e) {
     if (!(e instanceof BackendUnavailable || e instanceof CompilerError || e instanceof GenerationError))

@@ -9,12 +9,14 @@ import {
   type BundledPlan,
   type BundledRow,
   type BundledSkip,
+  bundledRunsPerPlan,
   evaluateBundled,
 } from '../eval/bundledSuite.ts';
 import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
-import { percent, points } from './eval.ts';
+import { answeredJson, ciMethod, effectJson, percent, points, roles, runJson } from './eval.ts';
 import { Exit, type Io } from './io.ts';
+import { withProgress } from './progress.ts';
 
 export interface BundledDemoOptions {
   readonly plans: readonly BundledPlan[];
@@ -25,6 +27,7 @@ export interface BundledDemoOptions {
   readonly genLength: number;
   readonly batch: number;
   readonly threads: number;
+  readonly json?: boolean;
 }
 
 const effect = (r: BundledRow, name: string) => r.effects.find((e) => e.name === name);
@@ -38,6 +41,23 @@ const speed = (r: BundledRow, name: string): string => {
   const e = effect(r, name);
   return e ? `${fmt(e.speedup)}x` : '-';
 };
+
+/** A plan's lines as it finishes: its accuracy and speed, and its first `show` answers. */
+function reportPlan(
+  { plan, row, skip }: { plan: string; row?: BundledRow; skip?: BundledSkip },
+  show: number,
+  io: Io,
+): void {
+  if (skip) io.out(`${plan}: not run: ${skip.reason}\n\n`);
+  if (!row) return;
+  const right = row.runs.plan.problems.filter((p) => p.correct).length;
+  io.out(
+    `${plan} on ${row.model} (${row.task}${row.overrides.length > 0 ? `, ${row.overrides.join(', ')}` : ''}): ${right}/${row.runs.plan.n} correct, ${fmt(row.runs.plan.tokensPerSecond)} tokens/s\n`,
+  );
+  for (const p of row.runs.plan.problems.slice(0, show))
+    io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
+  io.out('\n');
+}
 
 /** One row per plan: its model, accuracy, and each effect's accuracy delta (95% CI) and speedup. */
 export function bundledTable(rows: readonly BundledRow[], skipped: readonly BundledSkip[]): string {
@@ -74,33 +94,54 @@ export function bundledTable(rows: readonly BundledRow[], skipped: readonly Bund
   );
 }
 
+/** `--json`: what the table shows, each plan's three runs, and the plan's answers. */
+function bundledJson(o: BundledDemoOptions, rows: readonly BundledRow[], skipped: readonly BundledSkip[]) {
+  return {
+    n: o.n,
+    gen_length: o.genLength,
+    backend: o.backend,
+    ci_method: ciMethod,
+    plans: rows.map((r) => ({
+      plan: r.plan,
+      path: r.path,
+      model: r.model,
+      overrides: r.overrides,
+      task: r.task,
+      ...runJson(r.runs.plan),
+      runs: roles.map((role) => ({ role, plan: r.runs[role].plan, ...runJson(r.runs[role]) })),
+      effects: r.effects.map(effectJson),
+      problems: r.runs.plan.problems.map(answeredJson),
+    })),
+    skipped,
+  };
+}
+
 export async function runBundledDemo(o: BundledDemoOptions, io: Io): Promise<number> {
-  io.out(
-    `kvplan demo: every plan on the bundled model made for its attention structure (${bundledModels.map((m) => m.name).join(', ')}); ` +
-      `${o.n} held-out problems of ${o.task ?? "each model's first task"}, ${o.genLength} generated positions, ${o.backend} backend\n` +
-      'each plan runs beside its decode-matched no-cache twin and the one-token-per-step baseline (docs/eval.md, "Ablation")\n\n',
-  );
+  if (!o.json)
+    io.out(
+      `kvplan demo: every plan on the bundled model made for its attention structure (${bundledModels.map((m) => m.name).join(', ')}); ` +
+        `${o.n} held-out problems of ${o.task ?? "each model's first task"}, ${o.genLength} generated positions, ${o.backend} backend\n` +
+        'each plan runs beside its decode-matched no-cache twin and the one-token-per-step baseline (docs/eval.md, "Ablation")\n\n',
+    );
+  const work = { command: 'demo', total: bundledRunsPerPlan * o.plans.length, unit: 'runs' };
   try {
-    const { rows, skipped } = await evaluateBundled({
-      plans: o.plans,
-      prepare: (plan, config, weights, maxCanvas) =>
-        prepareBackend(o.backend, plan, config, weights, maxCanvas, o.threads),
-      ...(o.task === undefined ? {} : { task: o.task }),
-      n: o.n,
-      genLength: o.genLength,
-      batchSize: o.batch,
-      onPlan: ({ plan, row, skip }) => {
-        if (skip) io.out(`${plan}: not run: ${skip.reason}\n\n`);
-        if (!row) return;
-        const right = row.runs.plan.problems.filter((p) => p.correct).length;
-        io.out(
-          `${plan} on ${row.model} (${row.task}${row.overrides.length > 0 ? `, ${row.overrides.join(', ')}` : ''}): ${right}/${row.runs.plan.n} correct, ${fmt(row.runs.plan.tokensPerSecond)} tokens/s\n`,
-        );
-        for (const p of row.runs.plan.problems.slice(0, o.show))
-          io.out(`  ${p.correct ? 'ok  ' : 'FAIL'}  ${p.problem.prompt}${p.output}\n`);
-        io.out('\n');
-      },
-    });
+    const { rows, skipped } = await withProgress(io, work, (progress) =>
+      evaluateBundled({
+        plans: o.plans,
+        prepare: (plan, config, weights, maxCanvas) =>
+          prepareBackend(o.backend, plan, config, weights, maxCanvas, o.threads),
+        ...(o.task === undefined ? {} : { task: o.task }),
+        n: o.n,
+        genLength: o.genLength,
+        batchSize: o.batch,
+        onProgress: (done) => progress.update(done),
+        ...(o.json ? {} : { onPlan: (event) => reportPlan(event, o.show, progress.io) }),
+      }),
+    );
+    if (o.json) {
+      io.out(`${JSON.stringify(bundledJson(o, rows, skipped), null, 2)}\n`);
+      return Exit.ok;
+    }
     io.out(`${bundledTable(rows, skipped)}\n`);
     io.out(
       `\nΔ acc in points, paired on the same problems (95% interval: Newcombe's hybrid score); cache = plan vs its twin, decode = twin vs baseline, both = plan vs baseline\n`,

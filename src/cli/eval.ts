@@ -2,7 +2,7 @@ import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { printPlan } from '../dsl/printer.ts';
-import { type Ablation, ablate, contrastsOf, type Role } from '../eval/ablate.ts';
+import { type Ablation, ablate, type Contrast, contrastsOf, type Effect, type Role } from '../eval/ablate.ts';
 import {
   canvasBound,
   type EvalResult,
@@ -22,6 +22,7 @@ import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
 import { Exit, type Io } from './io.ts';
 import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
+import { withProgress } from './progress.ts';
 
 export interface EvalCommandOptions {
   readonly model?: string;
@@ -58,7 +59,14 @@ const problemJson = (p: ProblemResult) => ({
   tokens: p.tokens,
 });
 
-const runJson = (r: EvalResult) => ({
+/** A problem with its answer, as `--json` lists it. */
+export const answeredJson = (p: ProblemResult) => ({
+  prompt: p.problem.prompt,
+  answer: p.problem.answer,
+  ...problemJson(p),
+});
+
+export const runJson = (r: EvalResult) => ({
   accuracy: r.accuracy,
   correct: right(r),
   tokens_per_s: r.tokensPerSecond,
@@ -70,7 +78,7 @@ const runJson = (r: EvalResult) => ({
 export const points = (x: number) =>
   Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '-';
 
-const roles: readonly Role[] = ['plan', 'twin', 'baseline'];
+export const roles: readonly Role[] = ['plan', 'twin', 'baseline'];
 
 /** The three runs, then the three effects: the `--ablate` report (docs/eval.md, "Ablation"). */
 export function ablationReport(a: Ablation, head: string): string {
@@ -113,10 +121,26 @@ export function ablationReport(a: Ablation, head: string): string {
   ].join('\n');
 }
 
+export const ciMethod = 'Newcombe (1998) hybrid score interval for paired proportions (method 10), 95%';
+
+/** A paired contrast between two runs, as `--json` gives it. */
+export const contrastJson = (c: Contrast) => ({
+  accuracy_delta: c.accuracyDelta,
+  ci95: [c.ci.lo, c.ci.hi],
+  speedup: c.speedup,
+});
+
+export const effectJson = (e: Effect) => ({
+  effect: e.name,
+  of: e.of,
+  against: e.against,
+  ...contrastJson(e),
+});
+
 function ablationJson(a: Ablation, info: Readonly<Record<string, unknown>>) {
   return {
     ...info,
-    ci_method: 'Newcombe (1998) hybrid score interval for paired proportions (method 10), 95%',
+    ci_method: ciMethod,
     runs: roles.map((role) => ({
       role,
       plan: a.plans[role].plan.name,
@@ -124,14 +148,7 @@ function ablationJson(a: Ablation, info: Readonly<Record<string, unknown>>) {
       ...(a.shared.has(role) ? { same_as: a.shared.get(role) } : {}),
       ...runJson(a.runs[role]),
     })),
-    effects: a.effects.map((e) => ({
-      effect: e.name,
-      of: e.of,
-      against: e.against,
-      accuracy_delta: e.accuracyDelta,
-      ci95: [e.ci.lo, e.ci.hi],
-      speedup: e.speedup,
-    })),
+    effects: a.effects.map(effectJson),
     problems: a.runs.plan.problems.map((p, i) => ({
       prompt: p.problem.prompt,
       answer: p.problem.answer,
@@ -159,7 +176,19 @@ async function runAblation(plan: CheckedPlan, run: ModelRun, r: Reporting): Prom
     r.io.err(`kvplan: cannot derive ${c.what}: ${c.diagnostics.map((d) => d.message).join('; ')}\n`);
     return Exit.failed;
   }
-  const a = await ablate({ plan, twin: c.twin, baseline: c.baseline }, run);
+  const n = run.problems.length;
+  const work = { command: 'eval', total: roles.length * n, unit: 'problems' };
+  const a = await withProgress(r.io, work, async (progress) => {
+    // Each run's problems count after the earlier roles' (a run a role shares with an earlier
+    // one is not run again, and is done at once).
+    let before = 0;
+    const counted = { ...run, onProgress: (done: number) => progress.update(before + done) };
+    const done = await ablate({ plan, twin: c.twin, baseline: c.baseline }, counted, (role) => {
+      before = roles.indexOf(role) * n;
+    });
+    progress.update(work.total);
+    return done;
+  });
   for (const [i, p] of (r.show ? a.runs.plan.problems : []).entries()) {
     const marks = roles.map((role) => (a.runs[role].problems[i]?.correct ? 'ok  ' : 'FAIL')).join(' ');
     r.io.err(`${marks}  ${p.problem.prompt}${p.output}  (expected ${p.problem.answer})\n`);
@@ -252,17 +281,15 @@ export async function runEval(o: EvalCommandOptions, io: Io): Promise<number> {
       const head = `ablation of plan ${plan.plan.name}  task ${task}  model ${model.config.name}  backend ${backend}  ${n} problems (seed ${seed})`;
       return await runAblation(plan, run, { io, json: o.json === true, show: o.show === true, info, head });
     }
-    const result = await evaluateOnModel(plan, run);
+    const result = await withProgress(io, { command: 'eval', total: n, unit: 'problems' }, (progress) =>
+      evaluateOnModel(plan, { ...run, onProgress: (done) => progress.update(done) }),
+    );
     for (const r of o.show ? result.problems : [])
       io.err(
         `${r.correct ? 'ok  ' : 'FAIL'}  ${r.problem.prompt}${r.output}  (expected ${r.problem.answer})\n`,
       );
     if (o.json) {
-      const problems = result.problems.map((p) => ({
-        prompt: p.problem.prompt,
-        answer: p.problem.answer,
-        ...problemJson(p),
-      }));
+      const problems = result.problems.map(answeredJson);
       io.out(`${JSON.stringify({ ...info, n: result.n, ...runJson(result), problems }, null, 2)}\n`);
     } else io.out(report(result, backend, model.config.name));
     return Exit.ok;

@@ -1,3 +1,4 @@
+import type { PtxCheck } from '../backends/cuda-ptx/check.ts';
 import type { CheckedPlan } from '../dsl/check.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { presets } from '../model/presets.ts';
@@ -17,6 +18,7 @@ import { canvasFits, checkRunCost, modelsWord } from './estimate.ts';
 import { Exit, type Io, worstExit } from './io.ts';
 import { loadModelConfig } from './modelConfig.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
+import { withProgress } from './progress.ts';
 
 export interface VerifyCommandOptions {
   readonly set?: Map<string, string>;
@@ -27,6 +29,7 @@ export interface VerifyCommandOptions {
   readonly promptLength: number;
   readonly genLength?: number;
   readonly threads: number;
+  readonly json?: boolean;
 }
 
 /** The default mix: GQA with QKV bias, plain multi-head attention, and GQA without bias. */
@@ -36,6 +39,73 @@ const defaultConfigs = (): ModelConfig[] => {
 };
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/**
+ * What verifying one plan established: the verdict of its properties, and on the ptx backend
+ * ptxas's check of its kernels (absent when ptxas is not there) and why they were not launched.
+ */
+interface Verified {
+  readonly path: string;
+  readonly plan: string;
+  readonly ptx?: { readonly check?: PtxCheck; readonly skipped?: string };
+  readonly verdict?: PlanVerdict;
+}
+
+const ptxasOk = (c: PtxCheck): boolean => c.errors.length === 0 && c.spills.length === 0;
+
+const exitOf = (v: Verified): number =>
+  (v.verdict ? v.verdict.ok : !v.ptx?.check || ptxasOk(v.ptx.check)) ? Exit.ok : Exit.failed;
+
+/** On ptx, ptxas's line: its check of the kernels, and why they were not launched if they were not. */
+function ptxLine(path: string, plan: string, ptx: NonNullable<Verified['ptx']>, launched: boolean): string {
+  if (!ptx.check) return `skipped  ${path}  ${plan}  ptx  skipped: ${ptx.skipped}\n`;
+  const c = ptx.check;
+  const ok = ptxasOk(c);
+  const ptxas = `ptxas ${ok ? 'ok' : 'FAILED'} (${c.kernels} kernels for sm_80 and sm_90, at most ${c.maxRegisters} registers, ${c.spills.length ? `spills: ${c.spills.join('; ')}` : 'no spills'})`;
+  const launch = launched
+    ? ''
+    : `  ${ptx.skipped === undefined ? 'launch: not attempted' : `skipped: ${ptx.skipped}`}`;
+  return `${ok ? 'ok' : 'FAIL'}  ${path}  ${plan}  ptx  ${ptxas}${launch}\n`;
+}
+
+const verifiedText = ({ path, plan, ptx, verdict }: Verified): string =>
+  `${ptx ? ptxLine(path, plan, ptx, verdict !== undefined) : ''}${verdict ? summary(path, verdict) : ''}`;
+
+/** `--json`: one object per plan, with its checks and verdict. */
+function verifiedJson(v: Verified, backend: string) {
+  const { ptx, verdict } = v;
+  return {
+    path: v.path,
+    plan: v.plan,
+    backend,
+    ok: exitOf(v) === Exit.ok,
+    ...(ptx
+      ? {
+          ptxas: ptx.check
+            ? {
+                ok: ptxasOk(ptx.check),
+                kernels: ptx.check.kernels,
+                max_registers: ptx.check.maxRegisters,
+                spills: ptx.check.spills,
+                errors: ptx.check.errors,
+              }
+            : null,
+          ...(ptx.skipped === undefined ? {} : { skipped: ptx.skipped }),
+        }
+      : {}),
+    ...(verdict
+      ? {
+          exact: verdict.exact,
+          cases: verdict.cases,
+          checks: verdict.checks,
+          mean_deviation: verdict.meanDeviation,
+          max_deviation: verdict.maxDeviation,
+          agreement: verdict.agreement,
+          refresh_firings: verdict.firings,
+        }
+      : {}),
+  };
+}
 
 function summary(path: string, v: PlanVerdict): string {
   const kind = v.exact ? 'exact' : 'approximate';
@@ -125,29 +195,50 @@ export async function runVerify(paths: readonly string[], o: VerifyCommandOption
   }
   const refused = checkVerifyCost(jobs, o, io);
   if (refused !== undefined) return refused;
-  for (const { path, checked, genLen, configs } of jobs) {
-    const common = { configs, cases, seed, promptLen, genLen };
-    try {
-      if (o.backend === 'ptx') {
-        codes.push(await verifyPtx(path, checked, common, io));
-        continue;
+  await withProgress(
+    io,
+    { command: 'verify', total: jobs.length * cases, unit: 'cases' },
+    async (progress) => {
+      for (const [k, { path, checked, genLen, configs }] of jobs.entries()) {
+        const common = {
+          configs,
+          cases,
+          seed,
+          promptLen,
+          genLen,
+          onProgress: (done: number) => progress.update(k * cases + done),
+        };
+        try {
+          const v =
+            o.backend === 'ptx'
+              ? await verifyPtx(path, checked, common, progress.io)
+              : await verifyOn(o.backend as Backend, o.threads, path, checked, common);
+          progress.io.out(o.json ? `${JSON.stringify(verifiedJson(v, o.backend))}\n` : verifiedText(v));
+          codes.push(exitOf(v));
+        } catch (e) {
+          if (!(e instanceof WeightError || e instanceof ConfigError)) throw e;
+          progress.io.err(`kvplan: ${e.message}\n`);
+          codes.push(Exit.usage);
+        }
+        progress.update((k + 1) * cases);
       }
-      const backend = o.backend as Backend;
-      const runnerFor = await compiledRunner(backend, o.threads);
-      const verdict = await verifyCheckedPlan(checked, {
-        ...common,
-        backend,
-        ...(runnerFor ? { runnerFor } : {}),
-      });
-      io.out(summary(path, verdict));
-      codes.push(verdict.ok ? Exit.ok : Exit.failed);
-    } catch (e) {
-      if (!(e instanceof WeightError || e instanceof ConfigError)) throw e;
-      io.err(`kvplan: ${e.message}\n`);
-      codes.push(Exit.usage);
-    }
-  }
+    },
+  );
   return worstExit(codes);
+}
+
+type Common = Omit<VerifyOptions, 'backend' | 'runnerFor'>;
+
+async function verifyOn(
+  backend: Backend,
+  threads: number,
+  path: string,
+  plan: CheckedPlan,
+  common: Common,
+): Promise<Verified> {
+  const runnerFor = await compiledRunner(backend, threads);
+  const verdict = await verifyCheckedPlan(plan, { ...common, backend, ...(runnerFor ? { runnerFor } : {}) });
+  return { path, plan: plan.plan.name, verdict };
 }
 
 /**
@@ -172,12 +263,7 @@ async function compiledRunner(backend: Backend, threads: number): Promise<Runner
  * the same properties and float32 budgets as the other compiled backends. Without a device the
  * launch is reported as skipped, with the reason.
  */
-async function verifyPtx(
-  path: string,
-  plan: CheckedPlan,
-  opts: Omit<VerifyOptions, 'backend' | 'runnerFor'>,
-  io: Io,
-): Promise<number> {
+async function verifyPtx(path: string, plan: CheckedPlan, opts: Common, io: Io): Promise<Verified> {
   const [{ findPtxas }, { checkPlanPtx }, { cudaAvailable }, { ptxRunnerFactory, sharedCudaDevice }] =
     await Promise.all([
       import('../backends/cuda-ptx/ptxas.ts'),
@@ -185,26 +271,17 @@ async function verifyPtx(
       import('../backends/cuda-ptx/driver.ts'),
       import('../backends/cuda-ptx/runner.ts'),
     ]);
-  if (!findPtxas()) {
-    io.out(`skipped  ${path}  ${plan.plan.name}  ptx  skipped: ptxas not found\n`);
-    return Exit.ok;
-  }
-  const r = checkPlanPtx(plan, opts.configs, opts.promptLen + opts.genLen);
-  const ok = r.errors.length === 0 && r.spills.length === 0;
-  const ptxas = `ptxas ${ok ? 'ok' : 'FAILED'} (${r.kernels} kernels for sm_80 and sm_90, at most ${r.maxRegisters} registers, ${r.spills.length ? `spills: ${r.spills.join('; ')}` : 'no spills'})`;
-  for (const e of r.errors) io.err(`kvplan: ${e}\n`);
+  const name = plan.plan.name;
+  if (!findPtxas()) return { path, plan: name, ptx: { skipped: 'ptxas not found' } };
+  const check = checkPlanPtx(plan, opts.configs, opts.promptLen + opts.genLen);
+  for (const e of check.errors) io.err(`kvplan: ${e}\n`);
   const cuda = cudaAvailable();
-  if (!cuda.ok || !ok) {
-    const launch = cuda.ok ? 'launch: not attempted' : `skipped: ${cuda.reason}`;
-    io.out(`${ok ? 'ok' : 'FAIL'}  ${path}  ${plan.plan.name}  ptx  ${ptxas}  ${launch}\n`);
-    return ok ? Exit.ok : Exit.failed;
-  }
-  io.out(`ok  ${path}  ${plan.plan.name}  ptx  ${ptxas}\n`);
+  if (!cuda.ok) return { path, plan: name, ptx: { check, skipped: cuda.reason } };
+  if (!ptxasOk(check)) return { path, plan: name, ptx: { check } };
   const verdict = await verifyCheckedPlan(plan, {
     ...opts,
     backend: 'ptx',
     runnerFor: ptxRunnerFactory(sharedCudaDevice()),
   });
-  io.out(summary(path, verdict));
-  return verdict.ok ? Exit.ok : Exit.failed;
+  return { path, plan: name, ptx: { check }, verdict };
 }

@@ -47,6 +47,11 @@ export interface BundledSuiteOptions {
   readonly batchSize: number;
   /** Called before a plan's runs and after them. */
   readonly onPlan?: (event: { plan: string; model?: string; row?: BundledRow; skip?: BundledSkip }) => void;
+  /**
+   * Called as runs finish: runs done of all, three a plan (it, its twin and the baseline). A run
+   * shared with an earlier one, and the runs of a skipped plan, count as done when reached.
+   */
+  readonly onProgress?: (done: number, total: number) => void;
   /** Opens a bundled model (tests give a stand-in). */
   readonly open?: (m: BundledModel) => OpenedModel;
 }
@@ -68,6 +73,9 @@ function atTrainedBlock(
   return { checked: again, overrides: [`${o[0]}=${o[1]}`] };
 }
 
+/** The plan, its twin and the baseline. */
+export const bundledRunsPerPlan = 3;
+
 export async function evaluateBundled(
   o: BundledSuiteOptions,
 ): Promise<{ rows: BundledRow[]; skipped: BundledSkip[] }> {
@@ -78,10 +86,16 @@ export async function evaluateBundled(
   >();
   const rows: BundledRow[] = [];
   const skipped: BundledSkip[] = [];
+  let done = 0;
+  const ran = (runs: number) => {
+    done += runs;
+    o.onProgress?.(done, bundledRunsPerPlan * o.plans.length);
+  };
   const skip = (p: BundledPlan, reason: string) => {
     const s = { plan: p.checked.plan.name, path: p.path, reason };
     skipped.push(s);
     o.onPlan?.({ plan: s.plan, skip: s });
+    ran(bundledRunsPerPlan);
   };
   for (const p of o.plans) {
     const name = p.checked.plan.name;
@@ -117,10 +131,16 @@ export async function evaluateBundled(
       continue;
     }
     o.onPlan?.({ plan: name, model: model.name });
+    const { evaluate } = m;
+    const counted = async (plan: CheckedPlan) => {
+      const r = await evaluate(plan);
+      ran(1);
+      return r;
+    };
     const runs = {
-      plan: await m.evaluate(bound.checked),
-      twin: await m.evaluate(c.twin),
-      baseline: await m.evaluate(c.baseline),
+      plan: await counted(bound.checked),
+      twin: await counted(c.twin),
+      baseline: await counted(c.baseline),
     };
     const row: BundledRow = {
       plan: name,

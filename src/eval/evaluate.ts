@@ -30,6 +30,8 @@ export interface EvalOptions {
   readonly genLength: number;
   /** Problems generated at once (one batch); default all of them. */
   readonly batchSize?: number;
+  /** Called as batches finish: problems done of all of them. */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface ProblemResult {
@@ -71,6 +73,16 @@ export async function evaluatePlan(o: EvalOptions): Promise<EvalResult> {
   if (!task) throw new Error(`unknown task ${o.task}`);
   const { problems } = o;
   const eos = o.tokenizer.eosTokenId;
+  const batchSize = Math.max(1, o.batchSize ?? problems.length);
+  const { onProgress } = o;
+  // Batches run one after another: a batch's first step means every earlier batch is done.
+  let started = 0;
+  const batchStarts = (sequence: number) => {
+    const done = sequence - (sequence % batchSize);
+    if (done <= started) return;
+    started = done;
+    onProgress?.(done, problems.length);
+  };
   // generate() runs the problems in batches of batchSize and times only the denoising steps.
   const r = await generate({
     model: { config: o.config, weights: o.weights },
@@ -78,8 +90,9 @@ export async function evaluatePlan(o: EvalOptions): Promise<EvalResult> {
     lowered: o.lowered,
     prompts: problems.map((p) => o.tokenizer.encode(p.prompt)),
     genLength: o.genLength,
-    batchSize: Math.max(1, o.batchSize ?? problems.length),
+    batchSize,
     ...(o.runner ? { runner: o.runner } : {}),
+    ...(onProgress ? { onStep: batchStarts } : {}),
     ...(eos === undefined ? {} : { eosTokenId: eos }),
     ...(o.seed === undefined ? {} : { seed: o.seed }),
   });
@@ -95,6 +108,7 @@ export async function evaluatePlan(o: EvalOptions): Promise<EvalResult> {
     };
   });
   const n = results.length;
+  onProgress?.(n, n);
   const sum = (f: (r: ProblemResult) => number) => results.reduce((a, r) => a + f(r), 0);
   return {
     plan: o.plan.plan.name,
@@ -116,6 +130,8 @@ export interface ModelRun {
   readonly genLength: number;
   readonly batchSize: number;
   readonly seed?: number;
+  /** Called as the problems' batches finish (see EvalOptions). */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -138,5 +154,6 @@ export async function evaluateOnModel(plan: CheckedPlan, o: ModelRun): Promise<E
     ...(o.seed === undefined ? {} : { seed: o.seed }),
     genLength: o.genLength,
     batchSize: o.batchSize,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
 }

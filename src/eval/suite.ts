@@ -56,6 +56,11 @@ export interface SuiteOptions {
   readonly batchSize: number;
   /** Called before a plan compiles and after it has run. */
   readonly onPlan?: (event: { plan: string; row?: SuiteRow }) => void;
+  /**
+   * Called as runs finish: runs done of all, two a plan (it and its twin). A run shared with an
+   * earlier plan, and the runs of a plan that is not run, count as done when they are reached.
+   */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 /** The example plans shipped in a directory, sorted by file name. */
@@ -68,14 +73,24 @@ export function examplePlanFiles(dir: string): string[] {
 
 const baselineName = 'baseline';
 
+/** The plan and its twin. */
+export const suiteRunsPerPlan = 2;
+
 export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
   const order = [...o.plans].sort(
     (a, b) => Number(b.checked.plan.name === baselineName) - Number(a.checked.plan.name === baselineName),
   );
   const rows: SuiteRow[] = [];
   let baseline: EvalResult | undefined;
+  // The suite counts runs; each run's own progress, in problems, is not passed on.
+  const { onProgress, ...run } = o;
   // A twin that equals a plan already run (the baseline is its own twin) reuses that run.
-  const evaluate = runOnce(o);
+  const evaluate = runOnce(run);
+  let done = 0;
+  const ran = (runs: number) => {
+    done += runs;
+    onProgress?.(done, suiteRunsPerPlan * order.length);
+  };
   for (const { path, checked } of order) {
     const name = checked.plan.name;
     o.onPlan?.({ plan: name });
@@ -95,12 +110,15 @@ export async function evaluateSuite(o: SuiteOptions): Promise<SuiteRow[]> {
       };
       rows.push(row);
       o.onPlan?.({ plan: name, row });
+      ran(suiteRunsPerPlan);
       continue;
     }
     const r = await evaluate(checked);
+    ran(1);
     if (name === baselineName) baseline = r;
     const twin = decodeMatchedTwin(checked);
     const twinRun = twin.ok ? await evaluate(twin.checked) : undefined;
+    ran(1);
     const warnings = [
       ...(fit.warning ? [fit.warning] : []),
       ...(twin.ok ? [] : [`no twin: ${twin.diagnostics.map((d) => d.message).join('; ')}`]),

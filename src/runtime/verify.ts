@@ -32,6 +32,8 @@ export interface VerifyOptions {
   readonly promptLen: number;
   /** Generated positions per case (the plan's block length is applied on top). */
   readonly genLen: number;
+  /** Called after each case: cases done of all (a verdict that fails early skips the rest). */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface Check {
@@ -208,6 +210,7 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
       refreshDev = Math.max(refreshDev, primary.dev);
       refreshOk &&= primary.within;
     }
+    opts.onProgress?.(i + 1, opts.cases);
   }
   if (!checks.some((c) => c.name === 'ir')) {
     checks.push({ name: 'ir', ok: true, detail: 'step programs verify' });

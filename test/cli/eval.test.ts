@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { defaultTask, heldOutProblems } from '../../src/eval/tasks.ts';
 import { runCli } from '../support/cli.ts';
+import { expectOnlyProgress } from './progressLines.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvplan-eval-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,7 +21,7 @@ describe('kvplan eval', () => {
       '4',
       '--json',
     ]);
-    expect(r.stderr).toBe('');
+    expectOnlyProgress(r.stderr, 'eval', 4, 'problems');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout) as {
       accuracy: number;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { runCli } from '../support/cli.ts';
+import { expectOnlyProgress } from './progressLines.ts';
 
 describe('kvplan explain', () => {
   test('prints phases, schedule, sample index lists and the IR of each phase', async () => {
@@ -33,7 +34,7 @@ describe('kvplan verify', () => {
       '--cases',
       '1',
     ]);
-    expect(r.stderr).toBe('');
+    expectOnlyProgress(r.stderr, 'verify', 2, 'cases');
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(2);

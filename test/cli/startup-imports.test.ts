@@ -69,8 +69,18 @@ const named = (url: string): string => {
 
 const loaded = (stage: string): Set<string> => new Set(report[stage]?.loaded.map(named));
 
-/** Packages no plan-only command needs; each costs tens of milliseconds or loads a native addon. */
-const heavy = ['koffi', 'onnx-proto', 'webgpu', '@huggingface/tokenizers', '@huggingface/jinja'];
+/**
+ * Packages no plan-only command needs; each costs tens of milliseconds or loads a native addon
+ * (cli-progress, with its string-width, only draws the long commands' progress bars).
+ */
+const heavy = [
+  'koffi',
+  'onnx-proto',
+  'webgpu',
+  '@huggingface/tokenizers',
+  '@huggingface/jinja',
+  'cli-progress',
+];
 
 /**
  * The modules under src/backends/ that the command declarations and main's error handling import:

@@ -12,6 +12,7 @@ export function registerCheck(program: Command, io: Io, setExit: (code: number) 
       '--config <preset|file.json|dir>',
       'a model configuration: warn about layer scopes that select none of its layers',
     )
+    .option('--json', 'one JSON object per file: its plans, their classification, and the diagnostics')
     .addHelpText(
       'after',
       '\nExit status: 0 all files well-formed, 1 a plan has errors, 2 usage error or unreadable file.',

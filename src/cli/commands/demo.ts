@@ -27,6 +27,7 @@ export function registerDemo(program: Command, io: Io, setExit: (code: number) =
     .option('--batch <n>', 'problems generated together in one batch', batchValue, 1)
     .option('--plans <dir>', 'the directory of plans (default: the bundled examples)')
     .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
+    .option('--json', "print the table as JSON, with each plan's runs and answers")
     .action(async (options: DemoCommandOptions) => {
       const { runDemo } = await import('../demo.ts');
       setExit(await runDemo(options, io));

@@ -31,6 +31,7 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     )
     .option('--threads <n>', 'threads of the cpu backend (0: all cores)', threadCount, 0)
     .addOption(setOption())
+    .option('--json', 'one JSON object per plan: its checks and verdict')
     .addHelpText(
       'after',
       '\nExit status: 0 every property holds, 1 a property fails or a plan is ill-formed, 2 usage error.',
