@@ -9,7 +9,7 @@ import {
 import { parsePlanText } from '../dsl/front.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import type { SourceFile } from '../dsl/source.ts';
-import { closest } from '../dsl/suggest.ts';
+import { undeclaredSettings } from '../dsl/suggest.ts';
 import { describeFsError } from '../model/fsError.ts';
 import { readSmallFile, SmallFileError } from '../model/smallFile.ts';
 import { type ConfigSource, loadModelConfig } from './config.ts';
@@ -102,14 +102,13 @@ function unknownSettings(text: string, overrides: ReadonlyMap<string, string>): 
   const first = plans?.[0];
   if (!first) return [];
   const declared = new Set(plans.flatMap((p) => p.params.map((q) => q.name)));
-  return [...overrides.keys()]
-    .filter((name) => !declared.has(name))
-    .map((name) => {
-      const hit = closest(name, declared);
-      const known = declared.size ? `parameters: ${[...declared].sort().join(', ')}` : 'the plans have none';
-      const help = hit ? [`help: did you mean '${hit}'?`] : undefined;
-      return error(first.nameSpan, `no plan declares a parameter '${name}' (${known})`, help);
-    });
+  return undeclaredSettings(overrides.keys(), declared).map(({ name, hint, known }) =>
+    error(
+      first.nameSpan,
+      `no plan declares a parameter '${name}' (${known})`,
+      hint ? [`help: did you mean '${hint}'?`] : undefined,
+    ),
+  );
 }
 
 /**

@@ -1,7 +1,5 @@
-import { existsSync, statSync } from 'node:fs';
-import { loadConfig, type ModelConfig, validateConfig } from '../model/config.ts';
-import { openCheckpoint } from '../model/hf/checkpoint.ts';
-import { modelConfig } from '../model/hf/load.ts';
+import { type ModelConfig, validateConfig } from '../model/config.ts';
+import { configFrom } from '../model/configSource.ts';
 import { KvplanError, translatedSync } from './errors.ts';
 
 /** A model configuration, or where to find one: a preset name, a JSON file, a checkpoint directory. */
@@ -22,9 +20,5 @@ export function loadModelConfig(source: ConfigSource): ModelConfig {
       'invalid-argument',
       `a model config is a ModelConfig or a string (got ${typeof source})`,
     );
-  return translatedSync(() =>
-    existsSync(source) && statSync(source).isDirectory()
-      ? modelConfig(openCheckpoint(source))
-      : loadConfig(source),
-  );
+  return translatedSync(() => configFrom(source));
 }

@@ -1,8 +1,6 @@
-import { existsSync, statSync } from 'node:fs';
-import { ConfigError, loadConfig, type ModelConfig } from '../model/config.ts';
-import { openCheckpoint } from '../model/hf/checkpoint.ts';
+import { ConfigError, type ModelConfig } from '../model/config.ts';
+import { configFrom } from '../model/configSource.ts';
 import { CheckpointError } from '../model/hf/checkpointError.ts';
-import { modelConfig } from '../model/hf/load.ts';
 import type { Io } from './io.ts';
 
 /**
@@ -11,8 +9,7 @@ import type { Io } from './io.ts';
  */
 export function loadModelConfig(spec: string, io: Io): ModelConfig | undefined {
   try {
-    if (existsSync(spec) && statSync(spec).isDirectory()) return modelConfig(openCheckpoint(spec));
-    return loadConfig(spec);
+    return configFrom(spec);
   } catch (e) {
     if (!(e instanceof ConfigError || e instanceof CheckpointError)) throw e;
     io.err(`kvplan: --config ${spec}: ${e.message}\n`);

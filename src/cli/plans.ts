@@ -2,7 +2,7 @@ import { type CheckedPlan, checkSource } from '../dsl/check.ts';
 import { byPosition, formatDiagnostics, hasErrors } from '../dsl/diagnostics.ts';
 import { layerScopeDiagnostics } from '../dsl/semantics/layerDepth.ts';
 import { LineMap, type SourceFile } from '../dsl/source.ts';
-import { closest } from '../dsl/suggest.ts';
+import { undeclaredSettings } from '../dsl/suggest.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { Exit, type Io, readPlanFile } from './io.ts';
 
@@ -23,19 +23,12 @@ export function reportUnknownOverrides(
   io: Io,
   spelled: ReadonlyMap<string, string> = new Map(),
 ): boolean {
-  let any = false;
-  for (const name of overrides.keys()) {
-    if (declared.has(name)) continue;
-    const hit = closest(name, declared);
-    const known = declared.size
-      ? ` (parameters: ${[...declared].sort().join(', ')})`
-      : ' (the plans have no parameters)';
+  const undeclared = undeclaredSettings(overrides.keys(), declared);
+  for (const { name, hint, known } of undeclared)
     io.err(
-      `kvplan: ${spelled.get(name) ?? `--set ${name}`}: no plan declares a parameter '${name}'${known}${hit ? `; did you mean '${hit}'?` : ''}\n`,
+      `kvplan: ${spelled.get(name) ?? `--set ${name}`}: no plan declares a parameter '${name}' (${known})${hint ? `; did you mean '${hint}'?` : ''}\n`,
     );
-    any = true;
-  }
-  return any;
+  return undeclared.length > 0;
 }
 
 /**

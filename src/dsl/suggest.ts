@@ -31,3 +31,28 @@ export const didYouMean = (name: string, candidates: Iterable<string>): string[]
   const hit = closest(name, candidates);
   return hit ? [`help: did you mean \`${hit}\`?`] : [];
 };
+
+/** A parameter setting no plan declares: its name, the closest declared one, and what is declared. */
+export interface UndeclaredSetting {
+  readonly name: string;
+  readonly hint: string | undefined;
+  /** `parameters: a, b` or `the plans have no parameters`, for the message. */
+  readonly known: string;
+}
+
+/**
+ * The settings among `names` that no plan declares: a misspelt `tua` would otherwise run with the
+ * default `tau` and let the user believe they measured a setting they did not. The CLI and the
+ * library word them their own way.
+ */
+export function undeclaredSettings(
+  names: Iterable<string>,
+  declared: ReadonlySet<string>,
+): UndeclaredSetting[] {
+  const known = declared.size
+    ? `parameters: ${[...declared].sort().join(', ')}`
+    : 'the plans have no parameters';
+  return [...names]
+    .filter((name) => !declared.has(name))
+    .map((name) => ({ name, hint: closest(name, declared), known }));
+}

@@ -173,6 +173,8 @@ class Simulation {
   readonly canvas: Canvas;
   private readonly L: number;
   private readonly logitsStep: Int32Array;
+  /** The row whose logits predict each position (the one before it under ar_shift). */
+  private readonly predictionRow: (position: number) => number;
   private readonly causal: boolean;
   private readonly rules: readonly LayerRules[];
   /** The plan's step semantics, the very decisions the runtime's inspector takes. */
@@ -189,7 +191,8 @@ class Simulation {
     this.logitsStep = new Int32Array(this.L).fill(-1);
     this.causal = isBlockCausal(typed);
     this.rules = layerRules(typed, sc.numLayers);
-    const standIn = standInScores(sc, this.canvas, this.logitsStep, predictionRowOf(typed));
+    this.predictionRow = predictionRowOf(typed);
+    const standIn = standInScores(sc, this.canvas, this.logitsStep, this.predictionRow);
     const scores: StepScores = {
       score: standIn.score,
       attnSimilarity: (layer) => {
@@ -323,7 +326,7 @@ class Simulation {
     const d = this.typed.decode;
     const fresh = this.visibleChange();
     for (const i of chosen) {
-      const row = predictionRowOf(this.typed)(i);
+      const row = this.predictionRow(i);
       if (row < 0) continue;
       const at = this.logitsStep[row] ?? -1;
       if (at < c.tokenSince(row)) {
