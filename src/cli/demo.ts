@@ -6,7 +6,9 @@ import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { describeFsError } from '../model/fsError.ts';
 import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
+import { blockLength } from '../runtime/simulate.ts';
 import { runBundledDemo } from './demoBundled.ts';
+import { canvasFits, checkRunCost, generationsCost, modelsWord } from './estimate.ts';
 import { answeredJson, ciMethod, contrastJson, heldOutFits, percent, points } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { openModelFor } from './openModel.ts';
@@ -153,6 +155,21 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   }
   const problems = heldOutProblems(named, n);
   const c = model.config;
+  const rowsPerPrompt = Math.max(genLength, ...plans.map((p) => blockLength(p.checked, genLength)));
+  const cost = generationsCost(model, problems, rowsPerPrompt, suiteRunsPerPlan * plans.length, o);
+  if (!canvasFits(cost.rows - rowsPerPrompt, rowsPerPrompt, 'a shorter --gen-length', io)) return Exit.usage;
+  const refused = checkRunCost(
+    {
+      command: 'demo',
+      what: `${plans.length} plans × ${suiteRunsPerPlan} runs of ${problems.length} problems, at most ${rowsPerPrompt.toLocaleString('en-US')} steps each on ${modelsWord([c])}`,
+      backend,
+      flops: cost.flops,
+      memory: cost.memory,
+      fix: 'use a smaller --batch or --gen-length',
+    },
+    io,
+  );
+  if (refused !== undefined) return refused;
   if (!o.json)
     io.out(
       `kvplan demo: model ${c.name} (${c.layers} layers, d_model ${c.dModel}, ${c.heads} heads / ${c.kvHeads} kv) from ${model.path}\n` +

@@ -4,7 +4,8 @@
  */
 import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, prepareBackend, type RunBackend } from '../backends/registry.ts';
-import { bundledModels } from '../eval/bundledModels.ts';
+import { bundledModelFor } from '../eval/bundled.ts';
+import { type BundledModel, bundledModelDir, bundledModels } from '../eval/bundledModels.ts';
 import {
   type BundledPlan,
   type BundledRow,
@@ -12,8 +13,14 @@ import {
   bundledRunsPerPlan,
   evaluateBundled,
 } from '../eval/bundledSuite.ts';
+import { heldOutProblems } from '../eval/tasks.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
+import { type OpenedModel, openModel } from '../runtime/openModel.ts';
+import { blockLength } from '../runtime/simulate.ts';
+import type { MemoryNeed } from '../runtime/workEstimate.ts';
+import { canvasFits, checkRunCost, generationsCost, modelsWord } from './estimate.ts';
 import { answeredJson, ciMethod, effectJson, percent, points, roles, runJson } from './eval.ts';
 import { Exit, type Io } from './io.ts';
 import { withProgress } from './progress.ts';
@@ -116,7 +123,58 @@ function bundledJson(o: BundledDemoOptions, rows: readonly BundledRow[], skipped
   };
 }
 
+/**
+ * The canvas, memory and work of the whole demo, checked before any plan runs: each plan's three
+ * runs on its model, over at most the generated length (or block) steps. The exit code of a
+ * refusal, or undefined (with the estimate printed when the demo is long).
+ */
+function checkBundledCost(
+  o: BundledDemoOptions,
+  open: (m: BundledModel) => OpenedModel,
+  io: Io,
+): number | undefined {
+  let flops = 0;
+  let steps = o.genLength;
+  let memory: MemoryNeed | undefined;
+  const configs = new Map<string, ModelConfig>();
+  for (const p of o.plans) {
+    const m = bundledModelFor(p.checked);
+    if (m === undefined) continue;
+    const model = open(m);
+    configs.set(m.name, model.config);
+    const problems = heldOutProblems(o.task ?? (m.tasks[0] as string), o.n);
+    const rowsPerPrompt = Math.max(o.genLength, m.trainedBlock ?? 0, blockLength(p.checked, o.genLength));
+    const cost = generationsCost(model, problems, rowsPerPrompt, bundledRunsPerPlan, o);
+    if (!canvasFits(cost.rows - rowsPerPrompt, rowsPerPrompt, 'a shorter --gen-length', io))
+      return Exit.usage;
+    flops += cost.flops;
+    steps = Math.max(steps, rowsPerPrompt);
+    const total = (need: MemoryNeed) => need.weights + need.canvas;
+    if (memory === undefined || total(cost.memory) > total(memory)) memory = cost.memory;
+  }
+  if (memory === undefined) return undefined;
+  return checkRunCost(
+    {
+      command: 'demo',
+      what: `${o.plans.length} plans × ${bundledRunsPerPlan} runs of ${o.n} problems, at most ${steps.toLocaleString('en-US')} steps each on ${modelsWord([...configs.values()])}`,
+      backend: o.backend,
+      flops,
+      memory,
+      fix: 'use a smaller --batch or --gen-length',
+    },
+    io,
+  );
+}
+
 export async function runBundledDemo(o: BundledDemoOptions, io: Io): Promise<number> {
+  const opened = new Map<string, OpenedModel>();
+  const open = (m: BundledModel): OpenedModel => {
+    const known = opened.get(m.name) ?? openModel(bundledModelDir(m));
+    opened.set(m.name, known);
+    return known;
+  };
+  const refused = checkBundledCost(o, open, io);
+  if (refused !== undefined) return refused;
   if (!o.json)
     io.out(
       `kvplan demo: every plan on the bundled model made for its attention structure (${bundledModels.map((m) => m.name).join(', ')}); ` +
@@ -134,6 +192,7 @@ export async function runBundledDemo(o: BundledDemoOptions, io: Io): Promise<num
         n: o.n,
         genLength: o.genLength,
         batchSize: o.batch,
+        open,
         onProgress: (done) => progress.update(done),
         ...(o.json ? {} : { onPlan: (event) => reportPlan(event, o.show, progress.io) }),
       }),

@@ -6,6 +6,8 @@
  */
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
+import { canvasBound } from '../eval/evaluate.ts';
+import type { Problem } from '../eval/tasks.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { layerPrefix, parameterCount, storedForm } from '../model/weights.ts';
 import { maxCanvasPositions } from '../runtime/canvasLimit.ts';
@@ -14,6 +16,7 @@ import {
   backendMemory,
   canvasBytes,
   estimateLine,
+  forwardFlops,
   type MemoryLimit,
   type MemoryNeed,
   memoryRefusal,
@@ -71,6 +74,26 @@ export function runMemory(model: OpenedModel, backend: string, rows: number, can
     canvas: canvases * canvasBytes(c, rows, backend === 'reference' ? 8 : 4),
     rows,
     canvases,
+  };
+}
+
+/**
+ * What `runs` generations of each problem on a model cost at most, each over `rowsPerPrompt`
+ * generated rows (and so at most that many steps) after its prompt: the rows of one sequence's
+ * canvas, the FLOPs, and the memory of `batch` canvases at once.
+ */
+export function generationsCost(
+  model: OpenedModel,
+  problems: readonly Problem[],
+  rowsPerPrompt: number,
+  runs: number,
+  o: { readonly batch: number; readonly backend: string },
+): { rows: number; flops: number; memory: MemoryNeed } {
+  const rows = canvasBound(problems, model.tokenizer, rowsPerPrompt, 1);
+  return {
+    rows,
+    flops: runs * problems.length * rowsPerPrompt * forwardFlops(model.config, rows),
+    memory: runMemory(model, o.backend, rows, Math.min(o.batch, problems.length)),
   };
 }
 

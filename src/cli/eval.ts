@@ -3,13 +3,7 @@ import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '.
 import type { CheckedPlan } from '../dsl/check.ts';
 import { printPlan } from '../dsl/printer.ts';
 import { type Ablation, ablate, type Contrast, contrastsOf, type Effect, type Role } from '../eval/ablate.ts';
-import {
-  canvasBound,
-  type EvalResult,
-  evaluateOnModel,
-  type ModelRun,
-  type ProblemResult,
-} from '../eval/evaluate.ts';
+import { type EvalResult, evaluateOnModel, type ModelRun, type ProblemResult } from '../eval/evaluate.ts';
 import { defaultTask, heldOutCount, heldOutProblems, type Problem, tasks } from '../eval/tasks.ts';
 import { fmt, table } from '../report/table.ts';
 import { GenerationError } from '../runtime/generationError.ts';
@@ -17,8 +11,7 @@ import type { OpenedModel } from '../runtime/openModel.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { blockLength } from '../runtime/simulate.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
-import { forwardFlops } from '../runtime/workEstimate.ts';
-import { canvasFits, checkRunCost, modelsWord, runMemory } from './estimate.ts';
+import { canvasFits, checkRunCost, generationsCost, modelsWord } from './estimate.ts';
 import { Exit, type Io } from './io.ts';
 import { openModelFor } from './openModel.ts';
 import { fitsModelDepth, loadPlans } from './plans.ts';
@@ -216,20 +209,19 @@ function checkEvalCost(
   o: EvalCommandOptions,
   io: Io,
 ): number | undefined {
-  const { backend, genLength } = o;
+  const { genLength } = o;
   const rowsPerPrompt = Math.max(genLength, blockLength(plan, genLength));
-  const rows = canvasBound(problems, model.tokenizer, rowsPerPrompt, 1);
-  if (!canvasFits(rows - rowsPerPrompt, rowsPerPrompt, 'a shorter --gen-length', io)) return Exit.usage;
-  const c = model.config;
   const runs = o.ablate ? 3 : 1;
+  const cost = generationsCost(model, problems, rowsPerPrompt, runs, o);
+  if (!canvasFits(cost.rows - rowsPerPrompt, rowsPerPrompt, 'a shorter --gen-length', io)) return Exit.usage;
   // Every step commits at least one position of each sequence: at most rowsPerPrompt steps.
   return checkRunCost(
     {
       command: 'eval',
-      what: `${problems.length.toLocaleString('en-US')} problems${o.ablate ? ' × 3 runs' : ''}, at most ${rowsPerPrompt.toLocaleString('en-US')} steps each on ${modelsWord([c])}`,
-      backend,
-      flops: runs * problems.length * rowsPerPrompt * forwardFlops(c, rows),
-      memory: runMemory(model, backend, rows, Math.min(o.batch, problems.length)),
+      what: `${problems.length.toLocaleString('en-US')} problems${o.ablate ? ' × 3 runs' : ''}, at most ${rowsPerPrompt.toLocaleString('en-US')} steps each on ${modelsWord([model.config])}`,
+      backend: o.backend,
+      flops: cost.flops,
+      memory: cost.memory,
       fix: 'use a smaller --batch or --gen-length',
     },
     io,

@@ -9,6 +9,7 @@ import {
   simulationWork,
   withValues,
 } from './semantics/budget.ts';
+import { liftLiterals } from './semantics/literals.ts';
 import { premiseOf } from './semantics/premise.ts';
 import { noApproximations, simulatePlan } from './semantics/simulate.ts';
 import type { LayerDecision } from './semantics/stepper.ts';
@@ -68,37 +69,40 @@ function wellTypedAt(typed: TypedPlan, values: ReadonlyMap<string, number>): boo
 }
 
 /**
- * The parameter values to simulate at: the declared ones when their simulation is within the
- * budget, else the least scaled ones that are (or, when no scaling is, the cheapest).
+ * The scaled values to simulate at, when the declared ones would take `declaredWork`, over the
+ * budget: the least scaled that are within it, else the cheapest that type-check.
  */
 function simulationValues(
   typed: TypedPlan,
   budget: number,
-): { scaled: ReadonlyMap<string, number>; declaredWork: number } {
+  declaredWork: number,
+): ReadonlyMap<string, number> {
   const tried: { scaled: ReadonlyMap<string, number>; work: number }[] = [];
   for (const scaled of scalings(typed)) {
+    if (scaled.size === 0) continue;
     const at = withValues(typed, scaled);
     const work = simulationWork(at, simulationScenarios(at));
+    if (work <= budget && wellTypedAt(typed, scaled)) return scaled;
     tried.push({ scaled, work });
-    const declaredWork = tried[0]?.work ?? work;
-    if (work <= budget && (scaled.size === 0 || wellTypedAt(typed, scaled))) return { scaled, declaredWork };
   }
-  const declaredWork = tried[0]?.work ?? 0;
   const cheapest = tried
     .filter((c) => c.work < declaredWork)
     .sort((a, b) => a.work - b.work)
     .find((c) => wellTypedAt(typed, c.scaled));
-  return { scaled: cheapest?.scaled ?? new Map(), declaredWork };
+  return cheapest?.scaled ?? new Map();
 }
 
 /**
  * Checks one type-correct plan by simulating generations, and classifies it. A plan whose
  * simulation at its parameter values would exceed `simulationBudget` is simulated at scaled-down
- * values instead, and a note says which.
+ * values instead, its literal sizes included (semantics/literals.ts), and a note says which.
  */
 export function checkSemantics(declared: TypedPlan, budget = simulationBudget): SemanticCheck {
-  const { scaled, declaredWork } = simulationValues(declared, budget);
-  const typed = withValues(declared, scaled);
+  const declaredWork = simulationWork(declared, simulationScenarios(declared));
+  const over = declaredWork > budget;
+  const subject = (over && liftLiterals(declared)?.typed) || declared;
+  const scaled = over ? simulationValues(subject, budget, declaredWork) : new Map<string, number>();
+  const typed = withValues(subject, scaled);
   const at = assignments(typed, scaled.keys());
   // An error found at scaled values names them: its steps and positions are theirs.
   const found = (d: Diagnostic): Diagnostic =>
@@ -125,7 +129,7 @@ export function checkSemantics(declared: TypedPlan, budget = simulationBudget): 
       'scaled',
       note(
         declared.plan.nameSpan,
-        `the semantic simulation ran at ${at} (${assignments(declared, scaled.keys())} would take up to ${grouped(declaredWork)} row-steps, over its budget of ${grouped(budget)}); the other checks ran at the declared values`,
+        `the semantic simulation ran at ${at} (${assignments(subject, scaled.keys())} would take up to ${grouped(declaredWork)} row-steps, over its budget of ${grouped(budget)}); the other checks ran at the declared values`,
       ),
     );
   const premise = premiseOf(approx);
@@ -137,10 +141,27 @@ export function checkSemantics(declared: TypedPlan, budget = simulationBudget): 
   };
 }
 
+/** The most plans one file may define. */
+export const maxPlans = 64;
+/** The simulation budget all plans of a file share: two plans at the budget of one. */
+export const fileSimulationBudget = 2 * simulationBudget;
+
 /** Parses and checks one plan file; `plans` is empty whenever `diagnostics` holds an error. */
 export function checkSource(file: SourceFile, options: CheckOptions = {}): CheckResult {
   const parsed = parsePlanText(file.text);
   if (!parsed.file || hasErrors(parsed.diagnostics)) return { plans: [], diagnostics: parsed.diagnostics };
+  const extra = parsed.file.plans[maxPlans];
+  if (extra)
+    return {
+      plans: [],
+      diagnostics: [
+        error(extra.nameSpan, `the file defines more than ${maxPlans} plans, the limit of a file`, [
+          'help: split the plans into several files',
+        ]),
+      ],
+    };
+  // The plans of a file share one budget, so that a file's check is bounded as a plan's is.
+  const budget = Math.min(simulationBudget, fileSimulationBudget / parsed.file.plans.length);
   const diagnostics: Diagnostic[] = [];
   const plans: CheckedPlan[] = [];
   const seen = new Map<string, Plan>();
@@ -159,7 +180,7 @@ export function checkSource(file: SourceFile, options: CheckOptions = {}): Check
     const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map(), file.text);
     diagnostics.push(...typeErrors);
     if (!typed) continue;
-    const { classification, diagnostics: semanticErrors } = checkSemantics(typed);
+    const { classification, diagnostics: semanticErrors } = checkSemantics(typed, budget);
     diagnostics.push(...semanticErrors);
     const params = new Map<string, number | boolean>();
     for (const [name, b] of typed.bindings) if (b.kind === 'param') params.set(name, b.value);

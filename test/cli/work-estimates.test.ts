@@ -46,7 +46,7 @@ async function untilEstimate(argv: string[]): Promise<{ stderr: string; ms: numb
     err: (s: string) => {
       // What main reports of the interruption is not the command's.
       if (!stopped) stderr += s;
-      stopped ||= /^(generate|eval|verify): .*at most/m.test(stderr);
+      stopped ||= /^(generate|eval|verify|demo): .*at most/m.test(stderr);
       if (stopped) throw stop;
     },
   };
@@ -270,6 +270,39 @@ describe('estimates before long runs', () => {
     );
     const a = await untilEstimate(['eval', '--plan', plan, '--n', '200', '--ablate']);
     expect(a.stderr).toMatch(/^eval: 200 problems × 3 runs, at most 64 steps/);
+  });
+
+  test('demo on a named model, before it compiles a plan: every plan, two runs each', async () => {
+    const r = await untilEstimate(['demo', '--model', model, '--n', '200', '--gen-length', '512']);
+    expect(r.stderr).toMatch(
+      /^demo: 13 plans × 2 runs of 200 problems, at most 512 steps each on a 4-layer model: at most [\d.]+ PFLOP, up to about [\d.]+ (h|days) at the cpu backend's typical 20 GFLOP\/s\n$/,
+    );
+    expect(r.ms).toBeLessThan(5_000);
+  });
+
+  test('demo on the bundled models: three runs of each plan, on the models they run on', async () => {
+    const r = await untilEstimate(['demo', '--n', '200', '--gen-length', '512']);
+    expect(r.stderr).toMatch(
+      /^demo: 13 plans × 3 runs of 200 problems, at most 512 steps each on 4-layer models: at most [\d.]+ PFLOP/,
+    );
+    // The header comes after the estimate: nothing has run yet.
+    expect(r.stderr.split('\n')).toHaveLength(2);
+  });
+
+  test('demo refuses a canvas too long or memory too large before any plan runs', async () => {
+    const long = await runCli(['demo', '--n', '2', '--gen-length', '16384']);
+    expect(long.code).toBe(2);
+    expect(long.stderr).toMatch(
+      / \+ 16,384 generated = .* positions; kvplan runs at most 16,384 \(a shorter --gen-length\)\n$/,
+    );
+    expect(long.stdout).toBe('');
+    process.env.KVPLAN_MEMORY_LIMIT = '1MiB';
+    const big = await runCli(['demo', '--model', model, '--n', '2']);
+    expect(big.code).toBe(1);
+    expect(big.stderr).toMatch(
+      /^kvplan: demo: this run needs about .* more than the 1\.0 MiB of KVPLAN_MEMORY_LIMIT=1MiB; use a smaller --batch or --gen-length\n$/,
+    );
+    expect(big.stdout).toBe('');
   });
 
   test('the FLOPs are counted by hand on the small preset, and short runs print nothing', () => {

@@ -47,23 +47,32 @@ function constancy(typed: TypedPlan): (e: Expr) => boolean {
   return isConstant;
 }
 
+/** A window-width argument of a plan, and the width it makes from its value. */
+interface WidthArg {
+  readonly arg: Expr;
+  readonly width: (value: number) => number;
+}
+
+/** The width arguments of each plan, found once: scaling asks for them at many values. */
+const widthArgsOf = new WeakMap<Plan, readonly WidthArg[]>();
+
 /**
- * The widths of the windows the plan's scores and sets look through, one for each place that
- * evaluates one (a `let` once in each expression that reads it, as evaluation does): a
- * `certainty` score, a `maxpool` or a `window` visits that many neighbours of each row, up to the
- * whole canvas (Infinity here) when the width is not a constant.
+ * The window-width arguments of a plan, one for each place that evaluates one (a `let` once in
+ * each expression that reads it, as evaluation does): a `certainty` score, a `maxpool` or a
+ * `window` visits that many neighbours of each row.
  */
-function windowWidths(typed: TypedPlan): number[] {
-  const widths: number[] = [];
-  const isConstant = constancy(typed);
-  const width = (e: Expr, scale: (v: number) => number) =>
-    widths.push(isConstant(e) ? scale(constantOf(typed, e)) : Number.POSITIVE_INFINITY);
+function widthArgs(typed: TypedPlan): readonly WidthArg[] {
+  const known = widthArgsOf.get(typed.plan);
+  if (known) return known;
+  const args: WidthArg[] = [];
   const visit = (e: Expr, seen: Set<string>): void => {
     const [first, second] = e.kind === 'call' ? e.args : [];
     if (e.kind === 'call' && e.callee.name === 'certainty' && first)
-      width(first, (sigma) => 2 * Math.ceil(3 * sigma) + 1);
-    if (e.kind === 'call' && e.callee.name === 'maxpool' && second) width(second, (kernel) => kernel);
-    if (e.kind === 'call' && e.callee.name === 'window' && second) width(second, (radius) => 2 * radius + 1);
+      args.push({ arg: first, width: (sigma) => 2 * Math.ceil(3 * sigma) + 1 });
+    if (e.kind === 'call' && e.callee.name === 'maxpool' && second)
+      args.push({ arg: second, width: (k) => k });
+    if (e.kind === 'call' && e.callee.name === 'window' && second)
+      args.push({ arg: second, width: (radius) => 2 * radius + 1 });
     if (e.kind === 'name' && !seen.has(e.name)) {
       seen.add(e.name);
       const b = typed.bindings.get(e.name);
@@ -72,7 +81,16 @@ function windowWidths(typed: TypedPlan): number[] {
     forEachChild(e, (c) => visit(c, seen));
   };
   for (const s of typed.plan.body) if (s.kind !== 'let') forEachStmtExpr(s, (root) => visit(root, new Set()));
-  return widths;
+  widthArgsOf.set(typed.plan, args);
+  return args;
+}
+
+/** The widths of the plan's windows at its parameter values, Infinity (the whole canvas) where not constant. */
+function windowWidths(typed: TypedPlan): number[] {
+  const isConstant = constancy(typed);
+  return widthArgs(typed).map(({ arg, width }) =>
+    isConstant(arg) ? width(constantOf(typed, arg)) : Number.POSITIVE_INFINITY,
+  );
 }
 
 /** Neighbours of a row one plain row-step stands for: a windowed score visits them much faster. */
@@ -227,22 +245,51 @@ function factors(typed: TypedPlan, ps: readonly Param[]): number[] {
   return out;
 }
 
-/** Parameter values to simulate at, in the order to try them: the least scaled first. */
+/** The widest gap between two layer values that compression keeps: probes look 3 layers on. */
+const layerGap = 3;
+
+/**
+ * Layer indices above the floor moved down in order, each gap between neighbouring values kept
+ * up to `layerGap`, and none below its declared range: order and adjacency are what a layer scope
+ * or probe compares, so they come out as at the declared values, while the simulated depth falls
+ * from the deepest index to a few layers per distinct one.
+ */
+function compressedLayers(typed: TypedPlan, ps: readonly Param[], floor: number): Map<string, number> {
+  const above = ps.filter((p) => paramValue(typed, p) > floor);
+  const values = [...new Set(above.map((p) => paramValue(typed, p)))].sort((a, b) => a - b);
+  const to = new Map<number, number>();
+  let [prev, at] = [floor, floor];
+  for (const v of values) {
+    const lo = Math.max(
+      ...above.filter((p) => paramValue(typed, p) === v).map((p) => p.range?.lo.value ?? 0),
+    );
+    at = Math.max(at + Math.min(v - prev, layerGap), lo);
+    to.set(v, at);
+    prev = v;
+  }
+  const out = new Map<string, number>();
+  for (const p of above) {
+    const w = to.get(paramValue(typed, p)) as number;
+    if (w !== paramValue(typed, p)) out.set(p.name, w);
+  }
+  return out;
+}
+
+/**
+ * Parameter values to simulate at, in the order to try them: sizes divided by 1, 2, 3, 4, 6, …,
+ * each first with layer indices as declared and then compressed.
+ */
 export function* scalings(typed: TypedPlan): Generator<ReadonlyMap<string, number>> {
   const s = scalableParams(typed);
-  const pairs = factors(typed, s.sizes).flatMap((f) => factors(typed, s.layers).map((g) => [f, g] as const));
-  pairs.sort(([f1, g1], [f2, g2]) => Math.max(f1, g1) - Math.max(f2, g2) || f1 + g1 - (f2 + g2));
-  for (const [f, g] of pairs) {
-    const values = new Map<string, number>();
-    const scale = (ps: readonly Param[], factor: number, floor: number) => {
-      for (const p of ps) {
-        const v = paramValue(typed, p);
-        const w = scaledValue(v, factor, floor, p);
-        if (w !== v) values.set(p.name, w);
-      }
-    };
-    scale(s.sizes, f, s.sizeFloor);
-    scale(s.layers, g, s.layerFloor);
-    yield values;
+  const compressed = compressedLayers(typed, s.layers, s.layerFloor);
+  for (const f of factors(typed, s.sizes)) {
+    const sizes = new Map<string, number>();
+    for (const p of s.sizes) {
+      const v = paramValue(typed, p);
+      const w = scaledValue(v, f, s.sizeFloor, p);
+      if (w !== v) sizes.set(p.name, w);
+    }
+    yield sizes;
+    if (compressed.size > 0) yield new Map([...sizes, ...compressed]);
   }
 }

@@ -103,21 +103,30 @@ export function standInScores(
   logitsStep: Int32Array,
   row: (position: number) => number,
 ): StepScores {
+  // A plan may read one score in many places: its stand-in is drawn once a step (and layer), and
+  // redrawn within the step only when rows gained a prediction (they never lose one).
+  const drawn = new Map<string, { unpredicted: number; scores: Float64Array }>();
+  let drawnAt = -1;
   return {
     score: (name, _queries, layer) => {
-      const out = pseudoScores(
-        sc.seed,
-        canvas.step,
-        name === 'value_drift' ? `${name}@${layer}` : name,
-        canvas.length,
-      );
+      const key = name === 'value_drift' ? `${name}@${layer}` : name;
+      if (drawnAt !== canvas.step) {
+        drawn.clear();
+        drawnAt = canvas.step;
+      }
       const none = unpredicted[name];
+      let unpredictedRows = 0;
+      if (none !== undefined) for (const t of logitsStep) if (t < 0) unpredictedRows++;
+      const known = drawn.get(key);
+      if (known?.unpredicted === unpredictedRows) return known.scores;
+      const scores = pseudoScores(sc.seed, canvas.step, key, canvas.length);
       if (none !== undefined)
-        for (let i = 0; i < out.length; i++) {
+        for (let i = 0; i < scores.length; i++) {
           const r = row(i);
-          if (r < 0 || (logitsStep[r] ?? -1) < 0) out[i] = none;
+          if (r < 0 || (logitsStep[r] ?? -1) < 0) scores[i] = none;
         }
-      return out;
+      drawn.set(key, { unpredicted: unpredictedRows, scores });
+      return scores;
     },
     attnSimilarity: () => (sc.data === 'always' ? -1 : 1),
   };
