@@ -46,8 +46,9 @@ options (kernels):
   --skip-above <s>   skip a case whose first run takes longer than <s> seconds (default 10)
 
   startup    the built CLI as a user starts it: node itself, --version, check, and a CPU plan
-             compile with a cached and a cold compiled-library cache; min and median of
-             fresh processes, interleaved (options: --runs 10)
+             compile cached, cold with the primitives library cached, and cold with nothing
+             cached; then the same compile in-process (buildCpu, compilePlan); min and median
+             of fresh processes, interleaved (options: --runs 10)
 
 npx tsx bench/report.ts [file] prints a results file as Markdown, with the target checks.`;
 

@@ -120,7 +120,7 @@ describe('a pointwise op added in four places', () => {
     state.factor = 1.5;
     const scaled = await firstLogits();
     expect(maxDiff(plain, scaled)).toBeGreaterThan(1e-3);
-    expect(buildCpu(plan, config, L).source).toMatch(/\[i\] = 1\.5f \* \(A \+ \d+\)\[i\];/);
+    expect(buildCpu(plan, config, L).source).toMatch(/\[i\] = 1\.5f \* \(A \+ (\d+|I\[\d+\])\)\[i\];/);
     const wgsl = buildWebGpu(plan, config, L).manifest;
     expect(wgsl.shaders).toContain('pointwise_scale');
     const ptx = buildPtx(plan, config, L).render;

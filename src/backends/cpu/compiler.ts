@@ -1,10 +1,12 @@
 /**
  * Compiles C source to a shared library with the system compiler, through a content-addressed
  * cache, and loads it. The artifact's name is the SHA-256 of everything that determines it
- * (source, the primitives header, compiler, flags, compiler version, and the target CPU the
- * compiler resolves `-march=native` to); a side file `<hash>.sha256` holds the artifact's own
- * SHA-256. The cache trusts its owner: the directory must belong to the current user and not be
- * writable by group or others, and so must every directory above it (root-owned ones and sticky
+ * (source, the primitives header, compiler, flags, compiler version, the target CPU the
+ * compiler resolves `-march=native` to, and the hash of the library it is linked against, if
+ * any); a side file `<hash>.sha256` holds the artifact's own SHA-256. A plan's library is linked
+ * against the primitives' library by soname, and openLibrary loads the primitives first. The
+ * cache trusts its owner: the directory must belong to the current user and not be writable by
+ * group or others, and so must every directory above it (root-owned ones and sticky
  * ones excepted). openLibrary loads the very bytes it verified (through a file descriptor), and a
  * library that fails to verify or load is deleted and rebuilt once. An interrupted compile leaves
  * no compiler running and no temporary file. See docs/cpu-backend.md.
@@ -42,6 +44,12 @@ export interface CompileOptions {
   readonly flags?: readonly string[];
   /** Default env KVPLAN_CACHE_DIR, then $XDG_CACHE_HOME/kvplan, then ~/.cache/kvplan. */
   readonly cacheDir?: string;
+  /**
+   * A library of this cache that the unit calls into (the primitives): linked by its soname,
+   * loaded (and verified) before this one, and part of this one's cache key, so that a rebuilt
+   * dependency never pairs with a library linked against another build of it.
+   */
+  readonly against?: CompiledLibrary;
 }
 
 export interface CompiledLibrary {
@@ -75,9 +83,20 @@ const HEADER = join(INCLUDE_DIR, 'kvplan_cpu.h');
 /** Lines of compiler diagnostics kept in a CompilerError. */
 const STDERR_LINES = 40;
 
-/** The compiler's time limit; temporary files older than twice this are orphans of a dead run. */
-const COMPILE_TIMEOUT_MS = 300_000;
-const STALE_TEMP_MS = 2 * COMPILE_TIMEOUT_MS;
+/** The compiler's default time limit, in seconds (env KVPLAN_CC_TIMEOUT replaces it). */
+const DEFAULT_TIMEOUT_S = 300;
+
+/** The compiler's time limit in milliseconds: env KVPLAN_CC_TIMEOUT (seconds), else 300 s. */
+function compileTimeoutMs(): number {
+  const s = Number(process.env.KVPLAN_CC_TIMEOUT);
+  return (Number.isFinite(s) && s > 0 ? s : DEFAULT_TIMEOUT_S) * 1000;
+}
+
+/**
+ * The name a library of this cache carries in its DT_SONAME, and the file name of the primitives
+ * next to a plan library written out by `kvplan compile -o` (the plan finds it there by rpath).
+ */
+export const soname = (hash: string): string => `kvplan-${hash}.so`;
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.KVPLAN_CACHE_DIR) return env.KVPLAN_CACHE_DIR;
@@ -199,11 +218,14 @@ function removeStaleTemps(dir: string): void {
   if (swept.has(dir)) return;
   swept.add(dir);
   const now = Date.now();
+  // Older than twice the time limit: an orphan of a dead run, not a compile still running (in
+  // this process or another, which may have the default limit where this one has less).
+  const stale = 2 * Math.max(compileTimeoutMs(), DEFAULT_TIMEOUT_S * 1000);
   for (const name of readdirSync(dir)) {
     if (!TEMP_NAME.test(name)) continue;
     const file = join(dir, name);
     try {
-      if (now - statSync(file).mtimeMs > STALE_TEMP_MS) rmSync(file, { force: true });
+      if (now - statSync(file).mtimeMs > stale) rmSync(file, { force: true });
     } catch {
       // removed by another process meanwhile
     }
@@ -294,10 +316,41 @@ function compilerCommand(cc: string, args: readonly string[], out: string): [str
   return endsWithThisProcess('sh', ['-c', GUARD, 'kvplan-cc-guard', out, cc, ...args]);
 }
 
+/** Why a compile failed, in words, from execFileSync's error. */
+function failure(
+  cc: string,
+  source: string,
+  e: NodeJS.ErrnoException & { stderr?: string; status?: number | null },
+): CompilerError {
+  if (e.code === 'ENOENT') {
+    return new CompilerError(`no C compiler found (tried \`${cc}\`); install gcc or set KVPLAN_CC`);
+  }
+  const stderr = typeof e.stderr === 'string' ? e.stderr : '';
+  if (e.code === 'ETIMEDOUT') {
+    // A plan's unit names each kernel it renders in a comment; the primitives' unit has none.
+    const kernels = source.match(/\/\* kernel /g)?.length ?? 0;
+    const size = `${source.split('\n').length} lines${kernels > 0 ? `, ${kernels} kernels` : ''}`;
+    return new CompilerError(
+      `C compilation timed out: ${cc} ran past the limit of ${compileTimeoutMs() / 1000} s and was stopped ` +
+        `(the unit has ${size}); set KVPLAN_CC_TIMEOUT=<seconds> to allow longer`,
+      stderr,
+    );
+  }
+  const lines = stderr.split('\n');
+  const head = lines.slice(0, STDERR_LINES).join('\n');
+  const more = lines.length > STDERR_LINES ? `\n... (${lines.length - STDERR_LINES} more lines)` : '';
+  return new CompilerError(
+    `C compilation failed (${cc} exited with ${e.status ?? e.code ?? 'an error'}):\n${head}${more}`,
+    stderr,
+  );
+}
+
 /**
  * Compiles `source` (a whole translation unit; it may #include "kvplan_cpu.h") to a shared
- * library, or returns the cached one. Throws CompilerError when no compiler is found, when it
- * fails (with the first lines of its diagnostics), or when the cache directory is unsafe.
+ * library, or returns the cached one. With `options.against`, the unit is linked against that
+ * library by its soname, with an rpath of `$ORIGIN`. Throws CompilerError when no compiler is
+ * found, when it fails (with the first lines of its diagnostics) or times out, or when the cache
+ * directory is unsafe.
  */
 export function compileLibrary(source: string, options: CompileOptions = {}): CompiledLibrary {
   const { cc, flags } = compilerSettings(options);
@@ -305,7 +358,17 @@ export function compileLibrary(source: string, options: CompileOptions = {}): Co
   const version = compilerVersion(cc);
   const header = readFileSync(HEADER, 'utf8');
   const target = resolveTarget(cc, flags).key;
-  const hash = cacheKey(['kvplan-cpu-1', source, header, cc, flags.join('\u0000'), version, target]);
+  const against = options.against;
+  const hash = cacheKey([
+    'kvplan-cpu-2',
+    source,
+    header,
+    cc,
+    flags.join('\u0000'),
+    version,
+    target,
+    against?.hash ?? '',
+  ]);
   prepareCacheDir(dir);
   const path = join(dir, `${hash}.so`);
   const sumPath = join(dir, `${hash}.sha256`);
@@ -317,28 +380,24 @@ export function compileLibrary(source: string, options: CompileOptions = {}): Co
   atomicWrite(dir, `${hash}.c`, source);
   const src = join(dir, `${hash}.c`);
   const out = join(dir, `.${hash}.${process.pid}.${randomBytes(6).toString('hex')}.so`);
-  const [command, args] = compilerCommand(cc, [...flags, '-I', INCLUDE_DIR, src, '-o', out, '-lm'], out);
+  // The dependency is linked by its soname (DT_NEEDED), never by its path: openLibrary loads it
+  // first, from the bytes it verified, and the dynamic loader then matches it by that name.
+  const link = against ? [against.path, '-Wl,-rpath,$ORIGIN'] : [];
+  const [command, args] = compilerCommand(
+    cc,
+    [...flags, `-Wl,-soname,${soname(hash)}`, '-I', INCLUDE_DIR, src, '-o', out, ...link, '-lm'],
+    out,
+  );
   try {
     try {
       execFileSync(command, args, {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
-        timeout: COMPILE_TIMEOUT_MS,
+        timeout: compileTimeoutMs(),
         maxBuffer: 64 * 1024 * 1024,
       });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException & { stderr?: string; status?: number | null };
-      if (e.code === 'ENOENT') {
-        throw new CompilerError(`no C compiler found (tried \`${cc}\`); install gcc or set KVPLAN_CC`);
-      }
-      const stderr = typeof e.stderr === 'string' ? e.stderr : '';
-      const lines = stderr.split('\n');
-      const head = lines.slice(0, STDERR_LINES).join('\n');
-      const more = lines.length > STDERR_LINES ? `\n... (${lines.length - STDERR_LINES} more lines)` : '';
-      throw new CompilerError(
-        `C compilation failed (${cc} exited with ${e.status ?? e.code ?? 'an error'}):\n${head}${more}`,
-        stderr,
-      );
+      throw failure(cc, source, err as NodeJS.ErrnoException);
     }
     chmodSync(out, 0o700);
     // The side file goes first: a reader that sees the new library also sees its checksum.
@@ -428,6 +487,8 @@ function tryOpen(lib: CompiledLibrary, symbols: readonly string[]): Opened {
  * is a CompilerError.
  */
 export function openLibrary(lib: CompiledLibrary, symbols: readonly string[]): LibraryHandle {
+  // A library linked against another finds it only among those already loaded (by soname).
+  if (lib.options.against) openLibrary(lib.options.against, []);
   const first = tryOpen(lib, symbols);
   if (first.ok) return first.lib;
   process.stderr.write(

@@ -6,6 +6,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import type { Fault } from '../fault.ts';
 import {
   type CompiledLibrary,
   type CompileOptions,
@@ -13,12 +14,22 @@ import {
   type LibraryHandle,
   openLibrary,
 } from './compiler.ts';
-import { maxHeadDim } from './render.ts';
+import { faultDefine, maxHeadDim } from './render.ts';
 
 export const PRIMITIVES_SOURCE = new URL('./c/kvplan_cpu.c', import.meta.url);
 
 export function primitivesSource(): string {
   return readFileSync(PRIMITIVES_SOURCE, 'utf8');
+}
+
+/**
+ * Compiles the primitives into their own cached library, once per source, compiler, flags and
+ * target CPU, and per armed fault (test only: its define heads the unit, so a faulty library is
+ * another cache entry). Plan libraries link against it (CompileOptions.against).
+ */
+export function compilePrimitives(opts: CompileOptions = {}, fault?: Fault): CompiledLibrary {
+  const unit = fault ? [...faultDefine(fault), primitivesSource()].join('\n') : primitivesSource();
+  return compileLibrary(unit, opts);
 }
 
 type Ints = Int32Array;
@@ -439,5 +450,5 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
  * flags to build the AVX2 or portable variant.
  */
 export async function loadPrimitives(opts: CompileOptions = {}): Promise<Primitives> {
-  return bindPrimitives(compileLibrary(primitivesSource(), opts));
+  return bindPrimitives(compilePrimitives(opts));
 }

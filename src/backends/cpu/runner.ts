@@ -10,7 +10,7 @@ import { compilePlan } from '../../passes/compile.ts';
 import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
-import { bindPrimitives, Dtype16, primitivesSource } from './primitives.ts';
+import { bindPrimitives, compilePrimitives, Dtype16 } from './primitives.ts';
 import { CpuProbe } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
 
@@ -22,26 +22,30 @@ export interface CpuBuild {
   readonly cached: boolean;
   /** How to load (and, when the cached entry is corrupt, rebuild) the library. */
   readonly compiled: CompiledLibrary;
+  /** The primitives library the plan's library is linked against (its `against`). */
+  readonly primitives: CompiledLibrary;
 }
 
 /**
+ * Flags of a plan's own unit: it only sequences calls into the primitives and runs pointwise
+ * loops, so -O2 (which vectorises those loops) does as well as -O3 and compiles faster; it has no
+ * OpenMP of its own. See docs/perf.md, "Start-up and compile latency".
+ */
+const PLAN_FLAGS: readonly string[] = ['-O2', '-march=native', '-fPIC', '-shared', '-std=c11'];
+
+/**
  * Compiles a plan for the CPU: passes for the `cpu` target, C rendering, and the system compiler.
- * The primitives are pasted into the translation unit, so that their text is part of the hash.
+ * The primitives are a library of their own, built once (see compilePrimitives); only the plan's
+ * generated unit is compiled per plan, linked against them.
  */
 export function buildCpu(plan: CheckedPlan, config: ModelConfig, maxCanvas: number): CpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'cpu', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels');
-  const { source, manifest } = renderC(
-    config,
-    state.phases,
-    state.kernels,
-    state.memory,
-    maxCanvas,
-    activeFault(),
-  );
-  const unit = source.replace('#include "kvplan_cpu.h"', `#include "kvplan_cpu.h"\n${primitivesSource()}`);
-  const compiled = compileLibrary(unit);
-  return { lowered, source, manifest, library: compiled.path, cached: compiled.cached, compiled };
+  const fault = activeFault();
+  const { source, manifest } = renderC(config, state.phases, state.kernels, state.memory, maxCanvas, fault);
+  const primitives = compilePrimitives({}, fault);
+  const compiled = compileLibrary(source, { flags: PLAN_FLAGS, against: primitives });
+  return { lowered, source, manifest, library: compiled.path, cached: compiled.cached, compiled, primitives };
 }
 
 /** The functions every plan library defines besides its stages (checked when it is loaded). */
@@ -195,7 +199,7 @@ export class CpuRunner implements StepRunner {
   /** Score probes on the same library's primitives and packed weights (made on first use). */
   get probe(): CpuProbe {
     if (!this.compiledProbe) {
-      const prims = bindPrimitives(this.build.compiled);
+      const prims = bindPrimitives(this.build.primitives);
       const slots = new Map(this.build.manifest.slots.map((s) => [s.name, s]));
       this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
         const slot = slots.get(name);

@@ -5,7 +5,10 @@ import type { Slot } from './manifest.ts';
  * (weights, caches, lists, the arena) and the packed copies of the weights GEMMs read (`packed-k16`).
  */
 export function slotTable(slots: readonly Slot[], arena: number): string[] {
-  const packs = slots.filter((s) => s.packed);
+  // Designated initializers: one short entry per GEMM weight, whatever the number of slots.
+  const pack = slots
+    .filter((s) => s.packed)
+    .map((s) => `[${s.index}] = {${(s.shape as number[]).join(', ')}}`);
   const staged = slots.map((s) => (s.packed && !s.rowMajor ? 1 : 0));
   return [
     `#define NSLOTS ${slots.length}`,
@@ -17,6 +20,8 @@ export function slotTable(slots: readonly Slot[], arena: number): string[] {
     ' * machines measured), so only the packed copies touch new memory. kvp_loaded frees it.',
     ' */',
     `static const unsigned char STAGED[NSLOTS] = {${staged.join(', ')}};`,
+    '/* The shape [n][k] of GEMM weight slot i, which kvp_prepare_slot packs; {0, 0} for other slots. */',
+    `static const int32_t PACK[NSLOTS][2] = {${pack.length > 0 ? pack.join(', ') : '{0, 0}'}};`,
     'static void *STAGE;',
     'static size_t STAGEZ;',
     '/* The packed copy of a GEMM weight slot: float, or uint16 when D[i] names a 16-bit dtype. */',
@@ -74,23 +79,15 @@ export function slotTable(slots: readonly Slot[], arena: number): string[] {
     ' * GEMM weight is held once, and the loaded copies of the others never coexist. 0 on failure.',
     ' */',
     'int kvp_prepare_slot(int i) {',
-    '  switch (i) {',
-    ...packs.map((s) => {
-      const [n, k] = s.shape as [number, number];
-      const i = s.index;
-      return [
-        `  case ${i}:`,
-        `    if (P[${i}] && PD[${i}] != D[${i}]) kvp_unmap(&P[${i}], &PZ[${i}]);`,
-        `    PD[${i}] = D[${i}];`,
-        `    if (!P[${i}]) { PZ[${i}] = D[${i}] ? (size_t)kv_packed_size16(${n}, ${k}) * 2 : (size_t)kv_packed_size(${n}, ${k}) * 4; P[${i}] = kvp_map(&PZ[${i}]); }`,
-        `    if (!P[${i}]) return 0;`,
-        `    if (D[${i}]) kv_pack_weight16(${n}, ${k}, (const uint16_t *)S[${i}], D[${i}], (uint16_t *)P[${i}]);`,
-        `    else kv_pack_weight(${n}, ${k}, (const float *)S[${i}], (float *)P[${i}]);`,
-        ...(s.rowMajor ? [] : [`    S[${i}] = 0;`]),
-        '    return 1;',
-      ].join('\n');
-    }),
-    '  }',
+    '  if (i < 0 || i >= NSLOTS || !PACK[i][0]) return 1;',
+    '  const int n = PACK[i][0], k = PACK[i][1];',
+    '  if (P[i] && PD[i] != D[i]) kvp_unmap(&P[i], &PZ[i]);',
+    '  PD[i] = D[i];',
+    '  if (!P[i]) { PZ[i] = D[i] ? (size_t)kv_packed_size16(n, k) * 2 : (size_t)kv_packed_size(n, k) * 4; P[i] = kvp_map(&PZ[i]); }',
+    '  if (!P[i]) return 0;',
+    '  if (D[i]) kv_pack_weight16(n, k, (const uint16_t *)S[i], D[i], (uint16_t *)P[i]);',
+    '  else kv_pack_weight(n, k, (const float *)S[i], (float *)P[i]);',
+    '  if (STAGED[i]) S[i] = 0;',
     '  return 1;',
     '}',
     '',

@@ -96,11 +96,17 @@ function enables(args: readonly string[], flag: string): boolean {
 }
 
 /**
+ * Flags that never change what the driver targets: flag sets that differ only in these (the
+ * primitives' `-O3 -fopenmp` and a plan's `-O2`) share one dry run. Any other flag counts.
+ */
+const TARGET_NEUTRAL = /^(-O[0-3sz]?|-fopenmp|-fPIC|-shared|-std=\S+)$/;
+
+/**
  * The target `cc` resolves `flags` to on this machine; computed once per process for each
- * (compiler, flags), since a dry run costs a process start.
+ * compiler and target-relevant flags, since a dry run costs a process start.
  */
 export function resolveTarget(cc: string, flags: readonly string[]): Target {
-  const id = [cc, ...flags].join('\u0000');
+  const id = [cc, ...flags.filter((f) => !TARGET_NEUTRAL.test(f))].join('\u0000');
   const known = targets.get(id);
   if (known) return known;
   // -### prints what the driver would run, on stderr, and runs nothing. A compiler that is

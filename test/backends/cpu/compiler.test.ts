@@ -3,6 +3,7 @@
  * check of cached artifacts and of the bytes loaded, healing of corrupt entries, permissions of
  * the cache directory and its parents, and clear errors for a missing compiler or bad C.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -45,7 +46,13 @@ beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'kvplan-cc-'));
 });
 afterEach(() => {
-  for (const key of ['KVPLAN_CC', 'KVPLAN_CFLAGS', 'KVPLAN_CACHE_DIR', 'XDG_CACHE_HOME']) {
+  for (const key of [
+    'KVPLAN_CC',
+    'KVPLAN_CFLAGS',
+    'KVPLAN_CACHE_DIR',
+    'KVPLAN_CC_TIMEOUT',
+    'XDG_CACHE_HOME',
+  ]) {
     if (savedEnv[key] === undefined) delete process.env[key];
     else process.env[key] = savedEnv[key];
   }
@@ -197,6 +204,57 @@ describe('compileLibrary', () => {
   });
 });
 
+describe('a library linked against another (the primitives)', () => {
+  const BASE = 'int base_value(void) { return 40; }\n';
+  const USER = 'int base_value(void);\nint answer(void) { return base_value() + 2; }\n';
+
+  test('resolves its functions from the dependency, which is part of its key', () => {
+    const cacheDir = freshDir();
+    const base = compileLibrary(BASE, { cacheDir });
+    const user = compileLibrary(USER, { cacheDir, against: base });
+    expect(call(user)).toBe(42);
+    // The dependency is named by its soname, not its path, and found where the library lies.
+    const elf = readFileSync(user.path, 'latin1');
+    expect(elf).toContain(`kvplan-${base.hash}.so`);
+    expect(elf).not.toContain(base.path);
+    expect(elf).toContain('$ORIGIN');
+    // Another build of the dependency never pairs with a library linked against this one.
+    const base2 = compileLibrary(`${BASE}int more(void) { return 0; }\n`, { cacheDir });
+    const user2 = compileLibrary(USER, { cacheDir, against: base2 });
+    expect(user2.hash).not.toBe(user.hash);
+    expect(user2.cached).toBe(false);
+    expect(compileLibrary(USER, { cacheDir, against: base }).cached).toBe(true);
+  });
+
+  test('a corrupt dependency is rebuilt before the library that needs it is loaded', () => {
+    const cacheDir = freshDir();
+    const base = compileLibrary(`${BASE}int marker_a(void) { return 0; }\n`, { cacheDir });
+    const user = compileLibrary(USER, { cacheDir, against: base });
+    writeFileSync(join(cacheDir, `${base.hash}.sha256`), `${'0'.repeat(64)}\n`);
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(call(user)).toBe(42);
+      expect(spy.mock.calls.map((c) => String(c[0])).join('')).toContain(
+        `${base.hash}.so cannot be loaded (its checksum does not match); rebuilding it`,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe('the time limit', () => {
+  test('a compile past KVPLAN_CC_TIMEOUT says so, names the knob and the unit size, leaves no file', () => {
+    const cacheDir = freshDir();
+    process.env.KVPLAN_CC_TIMEOUT = '0.001';
+    const big = `${SOURCE}/* kernel a (gemm) */\n/* kernel b (norm) */\n`;
+    expect(() => compileLibrary(big, { cacheDir })).toThrow(
+      /^C compilation timed out: cc ran past the limit of 0\.001 s and was stopped \(the unit has 5 lines, 2 kernels\); set KVPLAN_CC_TIMEOUT=<seconds> to allow longer$/,
+    );
+    expect(readdirSync(cacheDir).filter((f) => !f.endsWith('.c'))).toEqual([]);
+  });
+});
+
 describe('cache directory parents', () => {
   test('a parent writable by group or others is refused unless sticky', () => {
     const parent = join(root, `parent-${n++}`);
@@ -342,6 +400,14 @@ describe('the cache key names the target CPU', () => {
     expect(t.fromCompiler).toBe(true);
     expect(t.key).toMatch(/^-march=(?!native)\S+$/m);
     expect(resolveTarget('cc', DEFAULT_FLAGS)).toBe(t);
+    // A plan's flags differ only in what does not change the target: the dry run is shared, and
+    // its own dry run resolves the same target.
+    const plan = ['-O2', '-march=native', '-fPIC', '-shared', '-std=c11'];
+    expect(resolveTarget('cc', plan)).toBe(t);
+    const dry = spawnSync('cc', [...plan, '-###', '-x', 'c', '-c', '/dev/null', '-o', '/dev/null'], {
+      encoding: 'utf8',
+    });
+    expect(targetArgs(dry.stderr).join('\n')).toBe(t.key);
     // Without -march=native the build is portable, and so is its key.
     expect(resolveTarget('cc', ['-O2']).key).not.toMatch(/-mavx2/);
   });
