@@ -16,6 +16,8 @@ import { machineInfo, otherProcessesMeter } from './timing.ts';
 
 interface PolicyRow {
   readonly plan: string;
+  /** Milliseconds of all the steps of the generation. */
+  readonly steps_ms: number;
   readonly tokens_per_s: number;
   readonly speedup: number;
   readonly ideal_speedup: number;
@@ -70,12 +72,17 @@ const rows = recorded.rows.map((r) => {
   const p = predicted.get(r.plan) as ReturnType<typeof predict>;
   const speedup = baseline.seconds / p.seconds;
   const cached = p.phases.filter((x) => x.phase !== 'refresh');
+  // The benchmark ran as many steps as the schedule simulates (checked: the FLOPs agree), so its
+  // mean step is its time over the predicted step count.
+  const measuredStep = r.steps_ms / 1000 / p.steps;
+  const predictedStep = p.seconds / p.steps;
   return {
     plan: r.plan,
     steps: p.steps,
     bound: cached.length ? cached.map((x) => `${x.phase} ${x.bound}`).join(', ') : `${p.phases[0]?.bound}`,
-    predictedTps: p.tokensPerSecond,
-    measuredTps: r.tokens_per_s,
+    predictedStep,
+    measuredStep,
+    stepError: predictedStep / measuredStep - 1,
     predicted: speedup,
     measured: r.speedup,
     ideal: r.ideal_speedup,
@@ -84,52 +91,68 @@ const rows = recorded.rows.map((r) => {
     error: speedup / r.speedup - 1,
   };
 });
-const errors = rows.filter((r) => r.plan !== 'baseline').map((r) => Math.abs(r.error));
-const sorted = [...errors].sort((a, b) => a - b);
-const median = ((sorted[(sorted.length - 1) >> 1] as number) + (sorted[sorted.length >> 1] as number)) / 2;
-const worst = rows.reduce((a, r) => (Math.abs(r.error) > Math.abs(a.error) ? r : a));
+
+/** Median and largest |error|, and the plan of the largest, over the plans but the baseline (or all). */
+function spread(errorOf: (r: (typeof rows)[number]) => number, withBaseline: boolean) {
+  const of = rows.filter((r) => withBaseline || r.plan !== 'baseline');
+  const sorted = of.map((r) => Math.abs(errorOf(r))).sort((a, b) => a - b);
+  const median = ((sorted[(sorted.length - 1) >> 1] as number) + (sorted[sorted.length >> 1] as number)) / 2;
+  const worst = of.reduce((a, r) => (Math.abs(errorOf(r)) > Math.abs(errorOf(a)) ? r : a));
+  const over = of.filter((r) => errorOf(r) > 0).length;
+  return { count: of.length, median, max: Math.abs(errorOf(worst)), worst: worst.plan, over };
+}
+const speedupSpread = spread((r) => r.error, false);
+const stepSpread = spread((r) => r.stepError, true);
 const percent = (x: number) => `${x >= 0 ? '+' : ''}${Math.round(100 * x)}%`;
+const gb = (x: number | undefined) => (x === undefined ? '-' : fmt(x / 1e9));
 
 console.log(
-  `hardware cpu: ${hw.description}: peak ${fmt(hw.peakFlops / 1e9)} GFLOP/s, bandwidth ` +
-    `${fmt(hw.bandwidth / 1e9)} GB/s (${values.remeasure ? 'measured now' : 'as kept'}; other processes ` +
-    `kept ${busy ?? '?'} cores busy meanwhile); ${machineInfo().cpu}, node ${process.version}`,
+  `hardware cpu: ${hw.description}: peak ${gb(hw.peakFlops)} GFLOP/s (attention ${gb(hw.attentionFlops)}, attention mass ${gb(hw.massFlops)}), ` +
+    `bandwidth ${gb(hw.bandwidth)} GB/s (GEMM weights ${gb(hw.weightBandwidth)}, into fresh host buffers ` +
+    `${gb(hw.readbackBandwidth)}), overlap ` +
+    `${fmt(hw.overlap ?? 1)} (${values.remeasure ? 'measured now' : 'as kept'}; other processes kept ` +
+    `${busy ?? '?'} cores busy meanwhile); ${machineInfo().cpu}, node ${process.version}`,
 );
 console.log(
   `recorded: bench/results/policies.json of ${recorded.date}, ${recorded.model.name}, prompt ` +
     `${recorded.prompt_length}, generation ${recorded.gen_length}, block ${recorded.block}\n`,
 );
+const ms = (s: number) => fmt(s * 1e3);
 console.log(
   table(
     [
       'plan',
       'steps',
       'bound (cached phases)',
-      'tokens/s predicted',
+      'ms/step predicted',
       'measured',
+      'error',
       'speedup predicted',
       'measured',
       'FLOP ideal',
+      'error',
       'GFLOP predicted',
       'counted',
-      'error',
     ],
     rows.map((r) => [
       r.plan,
       String(r.steps),
       r.bound,
-      fmt(r.predictedTps),
-      fmt(r.measuredTps),
+      ms(r.predictedStep),
+      ms(r.measuredStep),
+      percent(r.stepError),
       fmt(r.predicted),
       fmt(r.measured),
       fmt(r.ideal),
+      r.plan === 'baseline' ? '-' : percent(r.error),
       fmt(r.gflop),
       fmt(r.measuredGflop),
-      r.plan === 'baseline' ? '-' : percent(r.error),
     ]),
   ),
 );
+const summary = (what: string, s: ReturnType<typeof spread>) =>
+  `${what} over ${s.count} plans: median ${Math.round(100 * s.median)}%, max ${Math.round(100 * s.max)}% ` +
+  `(${s.worst}); ${s.over} of ${s.count} over-predicted`;
 console.log(
-  `\nspeedup error |predicted / measured - 1| over ${errors.length} plans: median ${Math.round(100 * median)}%, ` +
-    `max ${Math.round(100 * Math.abs(worst.error))}% (${worst.plan})`,
+  `\nerror |predicted / measured - 1|\n  ${summary('speedup', speedupSpread)}\n  ${summary('time per step', stepSpread)}`,
 );

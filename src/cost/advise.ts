@@ -9,6 +9,7 @@
  */
 import type { CheckedPlan } from '../dsl/check.ts';
 import { simulationBudget } from '../dsl/semantics/budget.ts';
+import { modelInternalScores, planUses } from '../dsl/semantics/uses.ts';
 import { decodeMatchedTwin, runKey } from '../dsl/twin.ts';
 import { layerOfStage } from '../ir/names.ts';
 import type { Dim } from '../ir/types.ts';
@@ -120,6 +121,8 @@ interface Costed {
   readonly compiled: Compiled;
   /** Each program's kernels by stage. */
   readonly stages: ReadonlyMap<Program, ReadonlyMap<string, readonly Kernel[]>>;
+  /** Whether its rules read model internals, for which the runtime reads every layer's input back. */
+  readonly readsHidden: boolean;
 }
 
 function costed(checked: CheckedPlan, config: ModelConfig, hw: Hardware): Costed {
@@ -130,7 +133,7 @@ function costed(checked: CheckedPlan, config: ModelConfig, hw: Hardware): Costed
     for (const k of kp.kernels) byStage.set(k.stage, [...(byStage.get(k.stage) ?? []), k]);
     stages.set(phase as Program, byStage);
   }
-  return { checked, compiled, stages };
+  return { checked, compiled, stages, readsHidden: planUses(checked.plan, modelInternalScores) };
 }
 
 /**
@@ -152,12 +155,35 @@ function costShape(c: Costed, shape: StepShape, L: number, s: Omit<Sizes, 'dim'>
     const layer = layerOfStage(stage);
     add(layer === undefined ? 'refresh' : (shape.programs[layer] ?? 'refresh'), stage);
   }
-  for (const p of shape.probes) costs.push(costProbe(p, c.compiled.lowered.config, L, sizes, hw));
+  const config = c.compiled.lowered.config;
+  if (c.readsHidden && hw.readbackBandwidth)
+    for (const layer of c.compiled.lowered.layers.map((r) => r.layer))
+      costs.push(readback(layer, config, L, s, hw));
+  for (const p of shape.probes) costs.push(costProbe(p, config, L, sizes, hw));
   return stepCost(costs);
 }
 
+/**
+ * The hidden state entering a layer, copied to the host (src/runtime/batch.ts: read before every
+ * layer, for the probes of the step's rules): the whole canvas of every sequence, into a fresh
+ * buffer, at the rate the machine's probe measured for that copy.
+ */
+function readback(layer: number, c: ModelConfig, L: number, s: Omit<Sizes, 'dim'>, hw: Hardware): KernelCost {
+  const bytes = s.batch * L * c.dModel * 4;
+  return {
+    name: `readback.${layer}/hidden`,
+    kind: 'readback',
+    weights: [],
+    flops: 0,
+    bytes,
+    seconds: bytes / (hw.readbackBandwidth as number),
+    bound: 'memory',
+  };
+}
+
 /** Kernels of one role over the layers: `layer.3/5.gemm` and `layer.4/5.gemm` are `layers/5.gemm`. */
-const role = (name: string): string => name.replace(/^(layer|probe)\.\d+\//, (_, kind) => `${kind}s/`);
+const role = (name: string): string =>
+  name.replace(/^(layer|probe|readback)\.\d+\//, (_, kind) => `${kind}s/`);
 
 function groups(step: StepCost): KernelGroup[] {
   const byRole = new Map<string, KernelCost[]>();

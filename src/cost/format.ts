@@ -88,17 +88,73 @@ function verdict(a: Advice): string {
       'the cache removes FLOPs, but its cached steps are bound by reading the weights: a larger batch shares ' +
       'that traffic among more sequences'
     );
-  return 'both runs are compute-bound: the speedup is the ratio of their FLOPs';
+  return 'both runs are compute-bound: the speedup is near the ratio of their FLOPs';
+}
+
+/**
+ * How close the advisor came on the machine it was calibrated on (docs/perf.md, "Cost advisor"):
+ * `npx tsx bench/advisor-calibration.ts --remeasure` against the policies benchmark, every example
+ * plan but the baseline for the speedup, all 13 for the time per step. test/cost/format.test.ts
+ * checks these against the table in docs/perf.md.
+ */
+export const cpuCalibration = {
+  machine: '2-core AMD EPYC (Zen 4) VM',
+  date: '2026-12-02',
+  plans: 12,
+  speedup: { median: 0.1, max: 0.31 },
+  step: { median: 0.38, max: 0.49 },
+} as const;
+
+/** The calibration, in one line, for the `cpu` hardware: the error bound its predictions claim. */
+function calibration(a: Advice): string | undefined {
+  if (a.hardware.name !== 'cpu') return undefined;
+  const c = cpuCalibration;
+  return (
+    `predictions within ±${percent(c.speedup.max)} on this machine's calibration: speedups of the ` +
+    `${c.plans} example plans within ±${percent(c.speedup.max)} of the measured ones (median ` +
+    `${percent(c.speedup.median)}), times per step within ±${percent(c.step.max)} (median ` +
+    `${percent(c.step.median)}, predicted short: host time is not costed) (${c.machine}, ${c.date}, ` +
+    'idle; docs/perf.md); a probe taken while other processes load the machine is not calibrated: ' +
+    'remeasure on an idle one (--remeasure)'
+  );
+}
+
+/** How each kernel is costed on `hw`, in words. */
+function kernelModel(hw: Advice['hardware']): string {
+  const overlap = hw.overlap ?? 1;
+  const pure = overlap >= 1 && hw.weightBandwidth === undefined && hw.attentionFlops === undefined;
+  if (pure) return 'roofline: each kernel takes max(FLOPs / peak, bytes / bandwidth), one after another';
+  return (
+    'roofline of the measured kernels: each kernel takes the longer of FLOPs / peak (attention at its own ' +
+    `peak) and bytes / bandwidth (GEMM weights at their streaming rate), plus ${percent(1 - overlap)} of ` +
+    'the shorter (the part the kernels do not overlap), one after another'
+  );
 }
 
 /** The assumptions behind every number of the report, in one line. */
 function assumptions(a: Advice): string {
+  const readback = a.hardware.readbackBandwidth
+    ? 'hidden states read back to fresh host buffers for model-internal scores; no launch, inspector or decode time'
+    : 'no launch, host or inspector time';
   return (
-    'roofline: each kernel takes max(FLOPs / peak, bytes / bandwidth), one after another; no launch, ' +
-    `host or inspector time; ${a.weights} weights, float32 activations; a batch packs its rows into ` +
+    `${kernelModel(a.hardware)}; ${readback}; ${a.weights} weights, float32 activations; a batch packs its rows into ` +
     'each kernel, which reads its weights once; threshold and factor rules commit one token a step; ' +
     'drift and similarity refreshes never fire'
   );
+}
+
+/** The measured figures of a machine beyond peak and bandwidth, in words (none for a datasheet). */
+function measuredFigures(hw: Advice['hardware']): string | undefined {
+  const parts = [
+    hw.weightBandwidth === undefined ? undefined : `GEMM weights stream at ${si(hw.weightBandwidth, 'B/s')}`,
+    hw.attentionFlops === undefined ? undefined : `attention peaks at ${si(hw.attentionFlops, 'FLOP/s')}`,
+    hw.massFlops === undefined ? undefined : `attention mass (probes) at ${si(hw.massFlops, 'FLOP/s')}`,
+    hw.overlap === undefined ? undefined : `${percent(hw.overlap)} of memory time overlapped`,
+    hw.readbackBandwidth === undefined
+      ? undefined
+      : `copies into fresh host buffers at ${si(hw.readbackBandwidth, 'B/s')}`,
+  ].filter((p) => p !== undefined);
+  return parts.length > 0 ? `  ${parts.join(', ')}` : undefined;
 }
 
 /** The text report. */
@@ -107,6 +163,7 @@ export function formatAdvice(a: Advice): string {
   const lines = [
     `${a.plan} on ${a.model}, ${hw.name}: ${hw.description}`,
     `  peak ${si(hw.peakFlops, 'FLOP/s')} (${hw.peakDtype}), bandwidth ${si(hw.bandwidth, 'B/s')}; ${hw.source}`,
+    ...[measuredFigures(hw)].filter((l) => l !== undefined),
     `  batch ${a.batch}, prompt ${a.promptLength}, generation ${a.genLength} (${a.promptLength + a.genLength} rows a sequence)`,
     '',
     `with the cache (${a.cache.steps} steps):`,
@@ -126,9 +183,11 @@ export function formatAdvice(a: Advice): string {
     `crossover: ${crossoverText(a.crossover, a)}`,
     `why: ${verdict(a)}`,
     `assumptions: ${assumptions(a)}`,
+    ...[calibration(a)].filter((l) => l !== undefined).map((l) => `calibration: ${l}`),
   );
   return `${lines.join('\n')}\n`;
 }
 
 /** The advice as JSON (`--json`): the Advice object, which holds only plain data, and its assumptions. */
-export const adviceJson = (a: Advice): string => `${JSON.stringify({ ...a, assumptions: assumptions(a) })}\n`;
+export const adviceJson = (a: Advice): string =>
+  `${JSON.stringify({ ...a, assumptions: assumptions(a), ...(calibration(a) ? { calibration: calibration(a) } : {}) })}\n`;

@@ -7,10 +7,16 @@
  */
 import { closest } from '../dsl/suggest.ts';
 import type { Target } from '../passes/state.ts';
+import type { Roofline } from './roofline.ts';
 
 export type WeightDtype = 'f32' | 'bf16';
 
-export interface Hardware {
+/**
+ * A machine. The published ones give a peak and a bandwidth only: the pure roofline, weights
+ * streamed at the bandwidth, memory traffic hidden under arithmetic. `cpu` also has the figures
+ * its probe measures (Roofline's optional ones).
+ */
+export interface Hardware extends Roofline {
   /** The name `--hardware` takes. */
   readonly name: string;
   readonly description: string;
@@ -100,7 +106,7 @@ export const hardwareNames: readonly string[] = [...publishedHardware.map((h) =>
 
 /**
  * The machine called `name`. `cpu` is this machine as `measureCpu` finds it (cpuHardware in
- * src/cost/probe.ts), asked for only then: measuring takes a second and compiles C the first time.
+ * src/cost/probe.ts), asked for only then: measuring takes a few seconds and compiles C the first time.
  */
 export async function findHardware(name: string, measureCpu: () => Promise<Hardware>): Promise<Hardware> {
   if (name === 'cpu') return measureCpu();

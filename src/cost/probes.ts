@@ -24,31 +24,65 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
   const q = c.heads * c.headDim;
   const kv = c.kvHeads * c.headDim;
   const nq = call.queries;
+  const weights = (width: number) => c.dModel * width * s.weightBytes;
   const project = (rows: number, width: number) => ({
     flops: 2 * rows * c.dModel * width,
-    bytes: c.dModel * width * s.weightBytes + 2 * rows * width * 4,
+    bytes: weights(width) + 2 * rows * width * 4,
+    weightBytes: weights(width),
   });
-  const parts =
+  const scores =
+    call.output === 'mass'
+      ? // softmax of each query's scores, summed into the mass of each key (float64)
+        { flops: 2 * nq * L * q + 5 * nq * L * c.heads, bytes: 8 * L, weightBytes: 0 }
+      : // the mean query against every key
+        { flops: 2 * L * q + nq * q, bytes: 8 * L, weightBytes: 0 };
+  const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4, weightBytes: 0 };
+  // The norm and the projections run as GEMM-like kernels, the scores as attention (the mass on its
+  // own kernel, kv_attention_mass).
+  const gemms = call.output === 'v' ? [norm, project(L, kv)] : [norm, project(nq, q), project(L, kv)];
+  const parts = call.output === 'v' ? [] : [scores];
+  const total = (ps: readonly { flops: number; bytes: number; weightBytes: number }[], peak: number) =>
+    ps.map((p) => ({
+      flops: s.batch * p.flops,
+      bytes: s.batch * p.bytes,
+      ...rooflineTime(s.batch * p.flops, s.batch * p.bytes, hw, {
+        weightBytes: s.batch * p.weightBytes,
+        peak,
+      }),
+    }));
+  // Every buffer a call writes on the host is a fresh one (src/backends/cpu/probe.ts): the normalised
+  // state, the projections, their float64 copies; value drift also copies the cached V (kvValues).
+  const fresh =
     call.output === 'v'
-      ? [project(L, kv)]
-      : [
-          project(nq, q),
-          project(L, kv),
-          call.output === 'mass'
-            ? // softmax of each query's scores, summed into the mass of each key (float64)
-              { flops: 2 * nq * L * q + 5 * nq * L * c.heads, bytes: 8 * L }
-            : // the mean query against every key
-              { flops: 2 * L * q + nq * q, bytes: 8 * L },
-        ];
-  const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4 };
-  const flops = s.batch * [norm, ...parts].reduce((a, p) => a + p.flops, 0);
-  const bytes = s.batch * [norm, ...parts].reduce((a, p) => a + p.bytes, 0);
+      ? 4 * L * c.dModel + (4 + 8 + 8) * L * kv
+      : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);
+  const host = hw.readbackBandwidth
+    ? [
+        {
+          flops: 0,
+          bytes: s.batch * fresh,
+          seconds: (s.batch * fresh) / hw.readbackBandwidth,
+          bound: 'memory',
+        },
+      ]
+    : [];
+  const attention = hw.attentionFlops ?? hw.peakFlops;
+  const costs = [
+    ...total(gemms, hw.peakFlops),
+    ...total(parts, call.output === 'mass' ? (hw.massFlops ?? attention) : attention),
+    ...host,
+  ];
+  const flops = costs.reduce((a, p) => a + p.flops, 0);
+  const bytes = costs.reduce((a, p) => a + p.bytes, 0);
+  const seconds = costs.reduce((a, p) => a + p.seconds, 0);
+  const compute = costs.filter((p) => p.bound === 'compute').reduce((a, p) => a + p.seconds, 0);
   return {
     name: `probe.${call.layer}/${call.output}`,
     kind: 'probe',
     weights: call.output === 'v' ? ['v_proj'] : ['q_proj', 'k_proj'],
     flops,
     bytes,
-    ...rooflineTime(flops, bytes, hw),
+    seconds,
+    bound: compute > seconds / 2 ? 'compute' : 'memory',
   };
 }

@@ -1,7 +1,10 @@
 /**
  * The roofline of one kernel: it takes max(FLOPs / peak, bytes / bandwidth), whichever resource it
- * exhausts first (DESIGN.md section 5). Kernel costs are the symbolic ones the fusion pass states
- * (src/passes/kernelIR.ts); this evaluates them at one step's index-list sizes, for a batch.
+ * exhausts first (DESIGN.md section 5), with the figures a machine's own kernels reach: on the CPU
+ * (src/cost/probe.ts) GEMM weights stream slower than a plain copy, attention has its own peak,
+ * and the part of the memory time the kernels do not hide under the arithmetic is measured and
+ * added. Kernel costs are the symbolic ones the fusion pass states (src/passes/kernelIR.ts); this
+ * evaluates them at one step's index-list sizes, for a batch.
  */
 import type { Dim } from '../ir/types.ts';
 import {
@@ -13,18 +16,46 @@ import {
 } from '../passes/kernelIR.ts';
 
 export interface Roofline {
-  /** FLOP/s. */
+  /** FLOP/s of the GEMMs (and of every kernel without its own peak). */
   readonly peakFlops: number;
-  /** Bytes/s. */
+  /** Bytes/s between memory and the cores, for activations, caches and hidden states. */
   readonly bandwidth: number;
+  /**
+   * Bytes/s at which a GEMM streams its weights from memory, when that differs from `bandwidth`
+   * (on the CPU, kv_gemm's packed panels are read on demand, not streamed: about half a plain
+   * stream's rate). Default: `bandwidth`.
+   */
+  readonly weightBandwidth?: number;
+  /** FLOP/s of attention kernels, when the machine's attention kernel has its own. Default: `peakFlops`. */
+  readonly attentionFlops?: number;
+  /**
+   * FLOP/s of the attention-mass kernel of score probes (softmax of each query's scores summed into
+   * each key's mass), when it has its own. Default: `attentionFlops`.
+   */
+  readonly massFlops?: number;
+  /**
+   * How much of the shorter of a kernel's compute and memory times hides under the longer: 1 is
+   * the pure roofline, max(compute, memory); 0 adds them, as a kernel that waits for each load
+   * before computing on it does. Default 1.
+   */
+  readonly overlap?: number;
+  /**
+   * Bytes/s at which the runtime copies a hidden state of the canvas to the host, into a fresh
+   * buffer, as it does before every layer for plans whose rules read model internals (attention
+   * mass, query·key, rollout, value drift, similarity). Without it those copies are not costed.
+   */
+  readonly readbackBandwidth?: number;
 }
 
 export type Bound = 'compute' | 'memory';
 
 export interface KernelCost {
   readonly name: string;
-  /** The kernel's kind, or `probe` for a score probe the runtime runs between kernels. */
-  readonly kind: KernelKind | 'probe';
+  /**
+   * The kernel's kind; `probe` for a score probe the runtime runs between kernels, `readback` for
+   * the copy of a hidden state to the host that such probes read.
+   */
+  readonly kind: KernelKind | 'probe' | 'readback';
   /** The matrices it reads, by their short names (`q_proj`, `lm_head`): what it is, in a report. */
   readonly weights: readonly string[];
   readonly flops: number;
@@ -33,11 +64,34 @@ export interface KernelCost {
   readonly bound: Bound;
 }
 
-/** The roofline time of `flops` and `bytes`, and which of them sets it (memory on a tie of zeros). */
-export function rooflineTime(flops: number, bytes: number, hw: Roofline): { seconds: number; bound: Bound } {
-  const compute = flops / hw.peakFlops;
-  const memory = bytes / hw.bandwidth;
-  return compute > memory ? { seconds: compute, bound: 'compute' } : { seconds: memory, bound: 'memory' };
+/**
+ * The time of a kernel whose arithmetic takes `compute` seconds and whose memory traffic takes
+ * `memory`: the longer of them, plus the part of the shorter that the machine does not overlap
+ * with it (`overlap`), and which of them sets it (memory on a tie).
+ */
+export function overlapped(
+  compute: number,
+  memory: number,
+  hw: Pick<Roofline, 'overlap'>,
+): { seconds: number; bound: Bound } {
+  const hidden = Math.min(1, Math.max(0, hw.overlap ?? 1));
+  const seconds = Math.max(compute, memory) + (1 - hidden) * Math.min(compute, memory);
+  return { seconds, bound: compute > memory ? 'compute' : 'memory' };
+}
+
+/**
+ * The roofline time of `flops` and `bytes`, of which `weightBytes` are GEMM weights streamed at
+ * the weight bandwidth, and which of them sets it (memory on a tie of zeros).
+ */
+export function rooflineTime(
+  flops: number,
+  bytes: number,
+  hw: Roofline,
+  o: { readonly weightBytes?: number; readonly peak?: number } = {},
+): { seconds: number; bound: Bound } {
+  const weights = o.weightBytes ?? 0;
+  const memory = (bytes - weights) / hw.bandwidth + weights / (hw.weightBandwidth ?? hw.bandwidth);
+  return overlapped(flops / (o.peak ?? hw.peakFlops), memory, hw);
 }
 
 /** What a step's kernels are costed at. */
@@ -108,14 +162,19 @@ export function costKernel(k: Kernel, program: KernelProgram, s: Sizes, hw: Roof
   const f = split(k.flops, s.dim);
   const b = split(k.bytes, s.dim);
   const flops = s.batch * f.rows + f.constant;
-  const bytes = s.batch * b.rows + weightBytes(k, program, b.constant, s);
+  const weights = weightBytes(k, program, b.constant, s);
+  const bytes = s.batch * b.rows + weights;
+  // Only GEMM weights are streamed as packed panels; a gathered embedding row or a norm's vector
+  // is read like any other buffer.
+  const streamed = k.kind === 'gemm' || k.kind === 'logits' ? weights : 0;
+  const peak = k.kind === 'attention' ? (hw.attentionFlops ?? hw.peakFlops) : hw.peakFlops;
   return {
     name: k.name,
     kind: k.kind,
     weights: matrices(k, program),
     flops,
     bytes,
-    ...rooflineTime(flops, bytes, hw),
+    ...rooflineTime(flops, bytes, hw, { weightBytes: streamed, peak }),
   };
 }
 

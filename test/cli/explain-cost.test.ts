@@ -1,6 +1,11 @@
 // `kvplan explain --cost`: the advisor through the command line (its predictions are tested in
-// test/cost); published hardware only, so that no probe runs.
-import { describe, expect, test } from 'vitest';
+// test/cost); no probe runs: `cpu` reads a measurement kept in a temporary cache directory.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { cpuCalibration } from '../../src/cost/format.ts';
+import type { CpuMeasurement } from '../../src/cost/probe.ts';
 import { runCli } from '../support/cli.ts';
 
 const dual = 'examples/fast-dllm-dual.kvp';
@@ -52,5 +57,50 @@ describe('explain --cost', () => {
     const r = await runCli(['explain', dual, '--hardware', 'h100', '--batch', '1']);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('kvplan: --hardware, --batch only apply with --cost\n');
+  });
+});
+
+describe('explain --cost --hardware cpu', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kvplan-cost-cli-'));
+  const previous = process.env.KVPLAN_CACHE_DIR;
+  afterAll(() => {
+    if (previous === undefined) delete process.env.KVPLAN_CACHE_DIR;
+    else process.env.KVPLAN_CACHE_DIR = previous;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  const cores = os.cpus().length;
+  const kept: CpuMeasurement = {
+    cpu,
+    cores,
+    threads: cores,
+    peakFlops: 200e9,
+    bandwidth: 40e9,
+    weightBandwidth: 20e9,
+    attentionFlops: 150e9,
+    massFlops: 50e9,
+    overlap: 0.1,
+    ridgeRows: 20,
+    readbackBandwidth: 2e9,
+    measuredAt: '2026-01-02T00:00:00.000Z',
+  };
+  writeFileSync(join(dir, 'cpu-roofline.json'), JSON.stringify({ [`${cpu} x${cores}`]: kept }));
+
+  test('uses the kept measurement, and states the error bound of the calibration', async () => {
+    process.env.KVPLAN_CACHE_DIR = dir;
+    const r = await runCli(['explain', dual, '--cost', '--hardware', 'cpu', ...sizes]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('(measured 2026-01-02)');
+    expect(r.stdout).toContain('GEMM weights stream at 20.0 GB/s');
+    expect(r.stdout).toContain(
+      `calibration: predictions within ±${Math.round(100 * cpuCalibration.speedup.max)}% on this machine's ` +
+        `calibration: speedups of the 12 example plans within ±${Math.round(100 * cpuCalibration.speedup.max)}% ` +
+        `of the measured ones (median ${Math.round(100 * cpuCalibration.speedup.median)}%)`,
+    );
+    const json = await runCli(['explain', dual, '--cost', '--json', '--hardware', 'cpu', ...sizes]);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      hardware: { name: 'cpu', weightBandwidth: 20e9, overlap: 0.1 },
+      calibration: expect.stringMatching(/^predictions within ±\d+% on this machine's calibration/),
+    });
   });
 });

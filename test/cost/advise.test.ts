@@ -95,6 +95,38 @@ describe('advise', () => {
   });
 });
 
+describe('hidden states read back for model-internal scores', () => {
+  const readbacks = (plan: CheckedPlan, hw: Hardware) =>
+    predict(plan, small, hw, { batch: 2, promptLength: 16, genLength: 32, weights: 'f32' }).phases.map((p) =>
+      p.kernels.find((k) => k.name === 'readbacks/hidden'),
+    );
+  const probed: Hardware = { ...gpu('a100'), readbackBandwidth: 1e9 };
+
+  test('a plan whose rules read attention mass pays one copy of the canvas a layer, every step', () => {
+    const plan = example('mage');
+    const L = 16 + 32;
+    for (const r of readbacks(plan, probed)) {
+      expect(r?.calls).toBe(small.layers);
+      // Both sequences of the batch, every row of the canvas, float32.
+      expect(r?.bytes).toBe(small.layers * 2 * L * small.dModel * 4);
+      expect(r?.seconds).toBeCloseTo((r?.bytes ?? 0) / 1e9, 15);
+    }
+  });
+
+  test('none for a plan that reads only its predictions, nor on hardware that states no readback rate', () => {
+    expect(readbacks(example('fast-dllm-dual'), probed).every((r) => r === undefined)).toBe(true);
+    expect(readbacks(example('mage'), gpu('a100')).every((r) => r === undefined)).toBe(true);
+  });
+
+  test('the copies make the plan slower, never faster', () => {
+    const plan = example('mage');
+    const sizes = { batch: 1, promptLength: 16, genLength: 32, weights: 'f32' as const };
+    expect(predict(plan, small, probed, sizes).seconds).toBeGreaterThan(
+      predict(plan, small, gpu('a100'), sizes).seconds,
+    );
+  });
+});
+
 describe('stepSchedule', () => {
   test('fast-dllm-dual refreshes at each block start and commits one token a step under its threshold', () => {
     const plan = example('fast-dllm-dual', new Map([['block', '8']]));
@@ -145,6 +177,12 @@ describe('hardware', () => {
     threads: 2,
     peakFlops: 100e9,
     bandwidth: 20e9,
+    weightBandwidth: 10e9,
+    attentionFlops: 50e9,
+    massFlops: 20e9,
+    overlap: 0.25,
+    ridgeRows: 20,
+    readbackBandwidth: 2e9,
     measuredAt: '2026-01-01T00:00:00.000Z',
   };
 

@@ -4,7 +4,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fc, test as propTest } from '@fast-check/vitest';
 import { describe, expect, test } from 'vitest';
-import { costKernel, costProgram, type Roofline, rooflineTime, type Sizes } from '../../src/cost/roofline.ts';
+import { overlapOf } from '../../src/cost/probe.ts';
+import {
+  costKernel,
+  costProgram,
+  overlapped,
+  type Roofline,
+  rooflineTime,
+  type Sizes,
+} from '../../src/cost/roofline.ts';
 import { checkSource } from '../../src/dsl/check.ts';
 import type { Dim } from '../../src/ir/types.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
@@ -67,6 +75,28 @@ describe('rooflineTime', () => {
   });
 });
 
+describe('overlap', () => {
+  test('1 is the pure roofline, 0 the sum, and between them a part of the shorter time is added', () => {
+    expect(overlapped(2, 1, {})).toEqual({ seconds: 2, bound: 'compute' });
+    expect(overlapped(2, 1, { overlap: 1 }).seconds).toBe(2);
+    expect(overlapped(2, 1, { overlap: 0 }).seconds).toBe(3);
+    expect(overlapped(1, 2, { overlap: 0.25 })).toEqual({ seconds: 2.75, bound: 'memory' });
+    // Out of range: clamped, never a kernel faster than its longer part.
+    expect(overlapped(2, 1, { overlap: 3 }).seconds).toBe(2);
+    expect(overlapped(2, 1, { overlap: -1 }).seconds).toBe(3);
+  });
+
+  test('the probe reads the overlap back from a measured time, clamped to [0, 1]', () => {
+    expect(overlapOf(2, 1, 2)).toBe(1);
+    expect(overlapOf(2, 1, 3)).toBe(0);
+    expect(overlapOf(2, 1, 2.5)).toBe(0.5);
+    expect(overlapOf(2, 1, 4)).toBe(0);
+    expect(overlapOf(2, 1, 1.5)).toBe(1);
+    // And the roofline of that overlap gives back the measured time.
+    expect(overlapped(2, 1, { overlap: overlapOf(2, 1, 2.3) }).seconds).toBeCloseTo(2.3, 12);
+  });
+});
+
 describe('costKernel', () => {
   // flops = 2·r·N·K = 262144·r; bytes = 4·r·K + 4·N·K + 4·r·N = 3072·r + 524288.
   // Compute-bound when 262144·r / 1e12 > (3072·r + 524288) / 1e11, i.e. 231424·r > 5242880,
@@ -80,6 +110,41 @@ describe('costKernel', () => {
     const at23 = costKernel(k, kp, sizes(23), hw);
     expect(at23).toMatchObject({ flops: 262144 * 23, bytes: 3072 * 23 + 524288, bound: 'compute' });
     expect(at23.seconds).toBeCloseTo((262144 * 23) / 1e12, 15);
+  });
+
+  // A probed CPU: weights stream at a quarter of the bandwidth, a quarter of the shorter time hides.
+  // compute = 262144·r / 1e12; memory = 3072·r / 1e11 + 524288 / 2.5e10. Equal at
+  // r = (524288 / 2.5e10) / (262144 / 1e12 - 3072 / 1e11) = 90.62: the crossover moves from 22.65
+  // (weights at the full bandwidth) to 90.62 rows.
+  const probed: Roofline = { peakFlops: 1e12, bandwidth: 1e11, weightBandwidth: 2.5e10, overlap: 0.25 };
+  const crossover = 524288 / 2.5e10 / (262144 / 1e12 - 3072 / 1e11);
+  test('weights streamed at the weight bandwidth move the crossover to the probed figures', () => {
+    expect(crossover).toBeGreaterThan(90);
+    expect(crossover).toBeLessThan(91);
+    const k = gemm();
+    const kp = program([k]);
+    const compute = (r: number) => (262144 * r) / 1e12;
+    const memory = (r: number) => (3072 * r) / 1e11 + 524288 / 2.5e10;
+    for (const r of [23, 50, 90]) {
+      const c = costKernel(k, kp, sizes(r), probed);
+      expect(c.bound).toBe('memory');
+      expect(c.seconds).toBeCloseTo(memory(r) + 0.75 * compute(r), 15);
+      // the same kernel on the pure roofline of the same peak and bandwidth is compute-bound
+      expect(costKernel(k, kp, sizes(r), hw).bound).toBe('compute');
+    }
+    const at91 = costKernel(k, kp, sizes(91), probed);
+    expect(at91.bound).toBe('compute');
+    expect(at91.seconds).toBeCloseTo(compute(91) + 0.75 * memory(91), 15);
+  });
+
+  test('only GEMM weights stream at the weight bandwidth; attention has its own peak', () => {
+    const attention: Kernel = { ...gemm('layer.0/2.attention'), kind: 'attention', reads: ['x'] };
+    const slow = { ...probed, attentionFlops: 2.5e11, overlap: 1 };
+    const a = costKernel(attention, program([attention]), sizes(1000), slow);
+    // Its constant bytes are not a weight it reads, and its FLOPs run at the attention peak.
+    expect(a.seconds).toBeCloseTo(Math.max((262144 * 1000) / 2.5e11, (3072 * 1000 + 524288) / 1e11), 15);
+    const g = costKernel(gemm(), program([gemm()]), sizes(1000), slow);
+    expect(g.seconds).toBeCloseTo((262144 * 1000) / 1e12, 15);
   });
 
   test('a batch multiplies the rows, not the weight', () => {

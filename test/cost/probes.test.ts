@@ -1,0 +1,48 @@
+// The cost of score probes: each part on the kernel that runs it (projections as GEMMs streaming
+// their weights, the attention mass on kv_attention_mass's own rate) and the fresh host buffers a
+// call writes, worked out by hand for one shape.
+import { describe, expect, test } from 'vitest';
+import { costProbe } from '../../src/cost/probes.ts';
+import type { Roofline, Sizes } from '../../src/cost/roofline.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
+
+const c: ModelConfig = { ...(presets.small as ModelConfig), dModel: 64, heads: 4, kvHeads: 4, headDim: 16 };
+const L = 100;
+const sizes: Sizes = { dim: () => 0, batch: 1, weightBytes: 4 };
+// overlap 0: every part's time is its compute time plus its memory time, easy to add up by hand.
+const hw: Roofline = { peakFlops: 1e9, bandwidth: 1e9, overlap: 0 };
+
+describe('costProbe', () => {
+  // mass of 10 queries: norm 4·L·d FLOPs; q projection 2·10·64·64; k projection 2·L·64·64;
+  // scores 2·10·L·64 + 5·10·L·4.
+  const norm = 4 * L * 64;
+  const proj = (rows: number) => 2 * rows * 64 * 64;
+  const scores = 2 * 10 * L * 64 + 5 * 10 * L * 4;
+  const bytes = 2 * L * 64 * 4 + (64 * 64 * 4 + 2 * 10 * 64 * 4) + (64 * 64 * 4 + 2 * L * 64 * 4) + 8 * L;
+
+  test('the attention mass runs at the mass kernel rate, the projections at the peak', () => {
+    const call = { output: 'mass', layer: 0, queries: 10 } as const;
+    const plain = costProbe(call, c, L, sizes, hw);
+    expect(plain.flops).toBe(norm + proj(10) + proj(L) + scores);
+    expect(plain.bytes).toBe(bytes);
+    expect(plain.seconds).toBeCloseTo((norm + proj(10) + proj(L) + scores) / 1e9 + bytes / 1e9, 12);
+    const slowMass = costProbe(call, c, L, sizes, { ...hw, massFlops: 1e8 });
+    expect(slowMass.seconds - plain.seconds).toBeCloseTo(scores / 1e8 - scores / 1e9, 12);
+    // query_key does not run the mass kernel
+    const qk = { output: 'query_key', layer: 0, queries: 10 } as const;
+    expect(costProbe(qk, c, L, sizes, { ...hw, massFlops: 1e8 }).seconds).toBe(
+      costProbe(qk, c, L, sizes, hw).seconds,
+    );
+  });
+
+  test('the fresh host buffers of a call cost their bytes at the readback rate', () => {
+    const call = { output: 'v', layer: 0, queries: 0 } as const;
+    const without = costProbe(call, c, L, sizes, hw);
+    const withCopies = costProbe(call, c, L, sizes, { ...hw, readbackBandwidth: 1e6 });
+    // the normalised state (L·d floats), V (L·kv floats), its float64 copy and the cached V's
+    const fresh = 4 * L * 64 + (4 + 8 + 8) * L * 64;
+    expect(withCopies.seconds - without.seconds).toBeCloseTo(fresh / 1e6, 12);
+    expect(withCopies.bytes - without.bytes).toBe(fresh);
+  });
+});
