@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
 import { isRunBackend } from '../src/backends/registry.ts';
-import { sharedTasks } from '../src/eval/bundled.ts';
+import { bundledTasks } from '../src/eval/bundled.ts';
 import { checkpointsSuite } from './checkpoints.ts';
 import { kernelsSuite } from './kernels.ts';
 import { benchModel, policiesSuite } from './policies.ts';
@@ -146,10 +146,10 @@ async function main(argv: string[]): Promise<void> {
       batch: { type: 'string' },
       backend: { type: 'string' },
     });
-    const chosen = v.task?.split(',') ?? sharedTasks();
+    const chosen = v.task?.split(',') ?? bundledTasks();
     for (const task of chosen)
-      if (!sharedTasks().includes(task))
-        fail(`task "${task}": the bundled models were trained on ${sharedTasks().join(', ')}`);
+      if (!bundledTasks().includes(task))
+        fail(`task "${task}": no bundled model was trained on it (tasks: ${bundledTasks().join(', ')})`);
     const backend = v.backend ?? 'cpu';
     if (!isRunBackend(backend)) fail(`unknown backend "${backend}"`);
     await qualitySuite({

@@ -44,7 +44,7 @@ const model = await openModel({ bundled: name });
 const prepared = await prepare(plan, model, { backend: 'reference' });
 const events: StepEvent[] = [];
 const result = await generate(prepared, {
-  prompt: 'bub:315247=',
+  prompt: 'acc:527000382809994073034064002575000293305685190000=',
   genLength: 24,
   onStep: (event) => {
     events.push(event);
@@ -54,7 +54,7 @@ const result = await generate(prepared, {
   },
 });
 const [answer] = result.sequences;
-console.log(answer?.text); // the bubble-sort passes of 315247, if the model got them right
+console.log(answer?.text); // the first 24 running sums mod 10 of the digits, if the model got them right
 
 // What test/api/worked-example.test.ts reads back after running this file.
 export { checked, events, model, result, verdict };

@@ -118,6 +118,37 @@ def sample_bub(rng, passes=BUB_PASSES):
     return {"task": "bub", "prompt": f"bub:{s}=", "answer": ",".join(rows)}
 
 
+# Running state machines over 48 input digits (issue 17): each answer digit is the previous one
+# combined with the next input digit, so a model that cannot sum many digits at once must decode
+# them in order: the dynamics of multi-step arithmetic with written intermediate results.
+ACC_DIGITS = 48
+REM_DIGITS = 48
+REM_DIVISOR = 7
+
+
+def _digits(rng, n):
+    """n digits, 0 five times as likely as each other digit (see runningTask in tasks.ts)."""
+    return "".join(str(max(0, _int(rng, 0, 13) - 4)) for _ in range(n))
+
+
+def sample_acc(rng, terms=ACC_DIGITS):
+    s = _digits(rng, terms)
+    out, acc = [], 0
+    for c in s:
+        acc = (acc + int(c)) % 10
+        out.append(str(acc))
+    return {"task": "acc", "prompt": f"acc:{s}=", "answer": "".join(out)}
+
+
+def sample_rem(rng, terms=REM_DIGITS):
+    s = _digits(rng, terms)
+    out, r = [], 0
+    for c in s:
+        r = (10 * r + int(c)) % REM_DIVISOR
+        out.append(str(r))
+    return {"task": "rem", "prompt": f"rem:{s}=", "answer": "".join(out)}
+
+
 TASKS = {
     "count": sample_count,
     "sort": sample_sort,
@@ -125,8 +156,10 @@ TASKS = {
     "fib": sample_fib,
     "lcg": sample_lcg,
     "bub": sample_bub,
+    "acc": sample_acc,
+    "rem": sample_rem,
 }
-MULTI_STEP_TASKS = ["fib", "lcg", "bub"]
+MULTI_STEP_TASKS = ["fib", "lcg", "bub", "acc", "rem"]
 
 # Answer-length overrides for pilots (train.py --terms fib=8): the number of terms (passes for bub).
 # Evaluation of an exported model always uses the defaults, which are tasks.ts's.

@@ -11,8 +11,8 @@ import type { Model } from './model.ts';
 export type { EvalResult, ProblemResult } from '../eval/evaluate.ts';
 export type { Problem } from '../eval/tasks.ts';
 
-/** The tasks with held-out problems (see docs/eval.md): count, sort, add (tiny-dllm), fib, lcg, bub. */
-export type TaskName = 'count' | 'sort' | 'add' | 'fib' | 'lcg' | 'bub';
+/** The tasks with held-out problems (see docs/eval.md): count, sort, add (tiny-dllm), fib, lcg, bub, acc, rem. */
+export type TaskName = 'count' | 'sort' | 'add' | 'fib' | 'lcg' | 'bub' | 'acc' | 'rem';
 
 export interface EvaluateOptions {
   /** The task (default `count`, the task of the bundled tiny-dllm; step-* models know bub and fib). */

@@ -1,6 +1,6 @@
 import { CompilerError } from '../backends/cpu/compilerError.ts';
 import { BackendUnavailable, isRunBackend, prepareBackend, runBackends } from '../backends/registry.ts';
-import { bundledPlansDir, sharedTasks } from '../eval/bundledModels.ts';
+import { bundledPlansDir, bundledTasks } from '../eval/bundledModels.ts';
 import { evaluateSuite, examplePlanFiles, type SuiteRow, suiteRunsPerPlan } from '../eval/suite.ts';
 import { defaultTask, heldOutProblems, tasks } from '../eval/tasks.ts';
 import { describeFsError } from '../model/fsError.ts';
@@ -110,10 +110,10 @@ const rowJson = (r: SuiteRow) =>
 export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   const bundled = o.model === undefined;
   const task = o.task ?? (bundled ? undefined : defaultTask);
-  const known = bundled ? sharedTasks() : [...tasks.keys()];
+  const known = bundled ? bundledTasks() : [...tasks.keys()];
   if (task !== undefined && !known.includes(task)) {
     io.err(
-      `kvplan: ${tasks.has(task) ? `the bundled models were not trained on task '${task}'` : `unknown task '${task}'`}; tasks: ${known.join(', ')}${bundled ? ' (or name a model with --model)' : ''}\n`,
+      `kvplan: ${tasks.has(task) ? `no bundled model was trained on task '${task}'` : `unknown task '${task}'`}; tasks: ${known.join(', ')}${bundled ? ' (or name a model with --model)' : ''}\n`,
     );
     return Exit.usage;
   }
@@ -123,7 +123,7 @@ export async function runDemo(o: DemoCommandOptions, io: Io): Promise<number> {
   }
   const backend = o.backend;
   const { n, show, genLength, batch } = o;
-  for (const t of task === undefined ? sharedTasks() : [task]) if (!heldOutFits(t, n, io)) return Exit.usage;
+  for (const t of task === undefined ? bundledTasks() : [task]) if (!heldOutFits(t, n, io)) return Exit.usage;
   let files: string[];
   try {
     files = examplePlanFiles(o.plans ?? bundledPlansDir());

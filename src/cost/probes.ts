@@ -1,6 +1,6 @@
 /**
  * The cost of the score probes a plan's rules ask for (attention_mass, query_key, rollout,
- * value_drift, attn_similarity): the runtime measures them on the hidden state entering a layer,
+ * value_drift, key_drift, attn_similarity): the runtime measures them on the hidden state entering a layer,
  * with the probe program of src/ir/lowerProbe.ts, outside the step's kernels. A plan that measures
  * rollout every step pays for it, and the advisor says so.
  */
@@ -11,7 +11,7 @@ import { type KernelCost, type Roofline, rooflineTime, type Sizes } from './roof
 export interface ProbeCall {
   readonly output: ProbeOutput;
   readonly layer: number;
-  /** Query rows (`mass`, `query_key`); `v` projects every row. */
+  /** Query rows (`mass`, `query_key`); `k` and `v` project every row. */
   readonly queries: number;
 }
 
@@ -39,8 +39,9 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
   const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4, weightBytes: 0 };
   // The norm and the projections run as GEMM-like kernels, the scores as attention (the mass on its
   // own kernel, kv_attention_mass).
-  const gemms = call.output === 'v' ? [norm, project(L, kv)] : [norm, project(nq, q), project(L, kv)];
-  const parts = call.output === 'v' ? [] : [scores];
+  const drift = call.output === 'k' || call.output === 'v';
+  const gemms = drift ? [norm, project(L, kv)] : [norm, project(nq, q), project(L, kv)];
+  const parts = drift ? [] : [scores];
   const total = (ps: readonly { flops: number; bytes: number; weightBytes: number }[], peak: number) =>
     ps.map((p) => ({
       flops: s.batch * p.flops,
@@ -51,11 +52,10 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
       }),
     }));
   // Every buffer a call writes on the host is a fresh one (src/backends/cpu/probe.ts): the normalised
-  // state, the projections, their float64 copies; value drift also copies the cached V (kvValues).
-  const fresh =
-    call.output === 'v'
-      ? 4 * L * c.dModel + (4 + 8 + 8) * L * kv
-      : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);
+  // state, the projections, their float64 copies; a drift also copies the cached K or V (kvCache).
+  const fresh = drift
+    ? 4 * L * c.dModel + (4 + 8 + 8) * L * kv
+    : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);
   const host = hw.readbackBandwidth
     ? [
         {

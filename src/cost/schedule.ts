@@ -105,7 +105,8 @@ export function stepSchedule(
           const rows = name === 'rollout' || !queries ? L : members(queries).length;
           probes.push({ output: name === 'query_key' ? 'query_key' : 'mass', layer, queries: rows });
         }
-      } else if (name === 'value_drift') probes.push({ output: 'v', layer, queries: 0 });
+      } else if (name === 'value_drift' || name === 'key_drift')
+        probes.push({ output: name === 'key_drift' ? 'k' : 'v', layer, queries: 0 });
       return standIn.score(name, queries, layer);
     },
     attnSimilarity(layer) {

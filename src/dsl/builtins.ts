@@ -84,6 +84,10 @@ export const builtins: Readonly<Record<string, Builtin>> = {
   ),
   rollout: v('score', 'attention-rollout importance (column sums of the layer-product of attention)'),
   value_drift: v('score', '1 - cos(V fresh, V cached) per row; needs a K/V cache of the rows it scores'),
+  key_drift: v(
+    'score',
+    '1 - cos(K fresh, K cached) per row (keys after RoPE); needs a K/V cache of the rows it scores',
+  ),
   certainty: f(
     'score',
     [{ name: 'sigma', type: 'float', range: positive }],
@@ -199,6 +203,31 @@ export const decodeRules: Readonly<Record<string, BuiltinFunction>> = {
     'set',
     [{ name: 'f', type: 'float', range: positive }],
     'commit the largest n with (n + 1) * (1 - c_n) < f, c_n the n-th best confidence (at least one)',
+  ),
+  prophet: f(
+    'set',
+    [
+      { name: 'gap', type: 'float', range: positive },
+      { name: 'k', type: 'int', range: atLeastOne },
+    ],
+    'commit every candidate once their mean score reaches gap (early commit), else the k best',
+  ),
+  slow_fast: f(
+    'set',
+    [
+      { name: 'k', type: 'int', range: { min: 0 } },
+      { name: 'tau', type: 'float', range: unit },
+    ],
+    'commit one position a step for the first k steps of a block, then every position whose score reaches tau',
+  ),
+  local_leap: f(
+    'set',
+    [
+      { name: 'tau', type: 'float', range: unit },
+      { name: 'tau_near', type: 'float', range: unit },
+      { name: 'radius', type: 'int', range: atLeastOne },
+    ],
+    'commit the anchors (score reaching tau) and every candidate within radius of an anchor whose score reaches tau_near (at least one)',
   ),
 };
 

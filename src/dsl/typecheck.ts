@@ -119,6 +119,7 @@ const modelScores = new Set([
   'entropy',
   'rollout',
   'value_drift',
+  'key_drift',
   'certainty',
   'attention_mass',
   'query_key',
@@ -433,7 +434,15 @@ class PlanTyper {
         return this.callType(e);
       case 'filter': {
         const s = this.expect(e.set, 'set', 'a filtered value');
-        const p = this.expect(e.predicate, 'pred', 'a filter');
+        // A step condition filters the whole set: the set while it holds, none otherwise (phases).
+        const p = this.typeOf(e.predicate);
+        if (p && p !== 'bool' && !assignable(p, 'pred')) {
+          this.err(
+            e.predicate.span,
+            `a filter must be a per-token predicate or a step condition, but \`${printExpr(e.predicate)}\` is ${typeWords[p]}`,
+          );
+          return undefined;
+        }
         return s && p ? 'set' : undefined;
       }
       case 'unary': {

@@ -10,7 +10,7 @@ export {
   bundledModelPath,
   bundledModels,
   bundledPlansDir,
-  sharedTasks,
+  bundledTasks,
 } from './bundledModels.ts';
 
 /** The bundled model made for a plan's attention structure and AR shift, if kvplan ships one. */

@@ -31,13 +31,15 @@ export interface BundledModel {
 }
 
 export const bundledModels: readonly BundledModel[] = [
-  { name: 'step-dllm', attention: 'full', arShift: false, tasks: ['bub', 'fib'] },
+  { name: 'step-dllm', attention: 'full', arShift: false, tasks: ['acc', 'rem'] },
   { name: 'step-bd', attention: 'block_causal', arShift: false, trainedBlock: 4, tasks: ['bub', 'fib'] },
   { name: 'step-v2', attention: 'block_causal', arShift: true, trainedBlock: 4, tasks: ['bub', 'fib'] },
 ];
 
-/** The tasks every bundled model was trained on: what `--task` may name in this mode. */
-export const sharedTasks = (): string[] =>
-  (bundledModels[0]?.tasks ?? []).filter((t) => bundledModels.every((m) => m.tasks.includes(t)));
+/**
+ * The tasks some bundled model was trained on, in the models' order: what `--task` may name in this
+ * mode. A plan whose model was not trained on the task named is not run, and says so.
+ */
+export const bundledTasks = (): string[] => [...new Set(bundledModels.flatMap((m) => m.tasks))];
 
 export const bundledModelDir = (m: BundledModel) => shipped(`models/${m.name}`);

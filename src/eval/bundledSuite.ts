@@ -30,17 +30,21 @@ export interface BundledRow {
   readonly effects: readonly Effect[];
 }
 
-/** Why a plan has no row: no bundled model fits it, or its twin or baseline cannot be derived. */
+/**
+ * Why a plan has no row: no bundled model fits it, its model was not trained on the task asked for
+ * (`otherTask`), or its twin or baseline cannot be derived.
+ */
 export interface BundledSkip {
   readonly plan: string;
   readonly path: string;
   readonly reason: string;
+  readonly otherTask?: true;
 }
 
 export interface BundledSuiteOptions {
   readonly plans: readonly BundledPlan[];
   readonly prepare: PrepareBackend;
-  /** A task every bundled model was trained on; undefined: each model's first task. */
+  /** The task (plans whose model was not trained on it are not run); undefined: each model's first. */
   readonly task?: string;
   readonly n: number;
   readonly genLength: number;
@@ -91,8 +95,8 @@ export async function evaluateBundled(
     done += runs;
     o.onProgress?.(done, bundledRunsPerPlan * o.plans.length);
   };
-  const skip = (p: BundledPlan, reason: string) => {
-    const s = { plan: p.checked.plan.name, path: p.path, reason };
+  const skip = (p: BundledPlan, reason: string, otherTask?: true) => {
+    const s = { plan: p.checked.plan.name, path: p.path, reason, ...(otherTask ? { otherTask } : {}) };
     skipped.push(s);
     o.onPlan?.({ plan: s.plan, skip: s });
     ran(bundledRunsPerPlan);
@@ -102,6 +106,14 @@ export async function evaluateBundled(
     const model = bundledModelFor(p.checked);
     if (model === undefined) {
       skip(p, 'kvplan ships no model with the attention structure and AR shift this plan states');
+      continue;
+    }
+    if (o.task !== undefined && !model.tasks.includes(o.task)) {
+      skip(
+        p,
+        `its model ${model.name} was not trained on task ${o.task} (only on ${model.tasks.join(', ')})`,
+        true,
+      );
       continue;
     }
     const bound = atTrainedBlock(p, model);

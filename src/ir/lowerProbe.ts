@@ -5,8 +5,8 @@ import { index, type StepProgram, tensor, type Value } from './types.ts';
 
 /**
  * A one-stage program that measures what scores such as attention_mass, query_key, rollout,
- * value_drift and attn_similarity need at one layer: the attention mass each key receives from a
- * set of queries, the mean query-key product, and fresh values of every row.
+ * value_drift, key_drift and attn_similarity need at one layer: the attention mass each key receives
+ * from a set of queries, the mean query-key product, and fresh keys and values of every row.
  */
 export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean): StepProgram {
   const pb = new ProgramBuilder(`probe.${layer}`);
@@ -44,6 +44,7 @@ export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean):
     }),
   );
   sb.output('query_key', sb.op1('query_key', [q, k]));
+  sb.output('k', k);
   sb.output('v', proj('v_proj', c.kvHeads, keys));
   sb.finish();
   return pb.finish();

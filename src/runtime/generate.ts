@@ -90,8 +90,8 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
       prompt,
       o.genLength,
       (o.seed ?? 1) + first + i,
-      (l) => {
-        const v = runner.kvValues(l);
+      (part, l) => {
+        const v = runner.kvCache(part, l);
         return v && rowsOf(v, at, length);
       },
       runner.probe,

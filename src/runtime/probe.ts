@@ -6,13 +6,14 @@ import type { ModelConfig } from '../model/config.ts';
 import { type Weights, widened } from '../model/weights.ts';
 
 /** What a probe measures at one layer from the hidden state entering it (src/ir/lowerProbe.ts). */
-export type ProbeOutput = 'mass' | 'query_key' | 'v';
+export type ProbeOutput = 'mass' | 'query_key' | 'k' | 'v';
 
 /**
  * Runs the probe program of a layer on one sequence's hidden state h [L, d_model]: `mass` (the
  * attention probability each row receives from the query rows, summed over queries and heads;
  * block-causal when `blocks` is given), `query_key` (the mean unscaled query-key product of each
- * row) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
+ * row), `k` (fresh keys of every row after RoPE, [L, kv_heads, head_dim], as the K cache holds
+ * them) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
  * positions of the sequence; keys are all its rows.
  */
 export interface Probe {

@@ -4,7 +4,7 @@ import { layerStage, resources } from '../ir/names.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
 import { type Weights, widened } from '../model/weights.ts';
-import type { CanvasRows, Program, StepRunner } from './runner.ts';
+import type { CanvasRows, KvPart, Program, StepRunner } from './runner.ts';
 
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
 export class ReferenceRunner implements StepRunner {
@@ -75,8 +75,8 @@ export class ReferenceRunner implements StepRunner {
     return this.run(program, 'head', inputs).get('logits') as HostTensor;
   }
 
-  kvValues(layer: number): HostTensor | undefined {
-    const name = resources.kv('v', layer);
+  kvCache(part: KvPart, layer: number): HostTensor | undefined {
+    const name = resources.kv(part, layer);
     return this.lowered.programs.cached.resources.some((r) => r.name === name)
       ? this.store.get(name)
       : undefined;

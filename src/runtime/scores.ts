@@ -5,6 +5,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
 import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
+import type { KvPart } from './runner.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
   let ab = 0;
@@ -39,7 +40,7 @@ export class ModelScores implements StepScores {
     private readonly L: number,
     private readonly blocks: Int32Array,
     private readonly blockCausal: boolean,
-    private readonly kvCache: (layer: number) => HostTensor | undefined,
+    private readonly kvCache: (part: KvPart, layer: number) => HostTensor | undefined,
     /** Whether the plan uses scores measured from hidden states; runners skip recording them otherwise. */
     readonly needsHidden = true,
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
@@ -77,9 +78,11 @@ export class ModelScores implements StepScores {
         return this.onceAStep(`${name}:${queries ? Array.from(members(queries)).join(',') : 'all'}`, () =>
           this.attentionScore(name, queries, layer),
         );
-      case 'value_drift': {
-        const fresh = this.measure('v', layer, new Int32Array(0));
-        const cached = this.kvCache(layer);
+      case 'value_drift':
+      case 'key_drift': {
+        const part = name === 'key_drift' ? 'k' : 'v';
+        const fresh = this.measure(part, layer, new Int32Array(0));
+        const cached = this.kvCache(part, layer);
         const width = this.config.kvHeads * this.config.headDim;
         return Float64Array.from({ length: this.L }, (_, i) => {
           const a = fresh.data.subarray(i * width, (i + 1) * width);

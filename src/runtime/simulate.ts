@@ -14,7 +14,7 @@ import { GenerationError } from './generationError.ts';
 import { Inspector } from './inspector.ts';
 import type { Probe } from './probe.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
-import type { StepOutput, StepRunner } from './runner.ts';
+import type { KvPart, StepOutput, StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
 
 export interface GenerationCase {
@@ -108,8 +108,8 @@ export class SequenceRun {
     prompt: Int32Array,
     genLen: number,
     seed: number,
-    /** The V cache of a layer over this sequence's rows. */
-    kvValues: (layer: number) => HostTensor | undefined,
+    /** The K or V cache of a layer over this sequence's rows. */
+    kvCache: (part: KvPart, layer: number) => HostTensor | undefined,
     probe?: Probe,
   ) {
     const canvas = new Canvas(
@@ -131,7 +131,7 @@ export class SequenceRun {
       L,
       this.blocks,
       lowered.blockCausal,
-      kvValues,
+      kvCache,
       planUses(plan.plan, modelInternalScores),
       probe,
     );
@@ -218,7 +218,7 @@ export async function simulateGeneration(
     c.prompt,
     c.genLen,
     c.seed,
-    (l) => runner.kvValues(l),
+    (part, l) => runner.kvCache(part, l),
     runner.probe,
   );
   const { canvas, tokens, blocks, scores, inspector } = run;

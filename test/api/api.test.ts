@@ -233,17 +233,19 @@ describe('verifyPlan and evaluate', () => {
 
   test('evaluate scores held-out problems of a task with the plan', async () => {
     const model = await openModel({ bundled: 'step-dllm' });
-    const r = await evaluate(planOf(dual()), model, { task: 'bub', n: 2, genLength: 8, batchSize: 2 });
-    expect(r).toMatchObject({ plan: 'dual', task: 'bub', n: 2 });
+    const r = await evaluate(planOf(dual()), model, { task: 'acc', n: 2, genLength: 8, batchSize: 2 });
+    expect(r).toMatchObject({ plan: 'dual', task: 'acc', n: 2 });
     expect(r.problems.map((p) => p.problem.prompt)).toEqual([
-      expect.stringMatching(/^bub:\d+=$/),
-      expect.stringMatching(/^bub:\d+=$/),
+      expect.stringMatching(/^acc:\d+=$/),
+      expect.stringMatching(/^acc:\d+=$/),
     ]);
     // Eight positions cannot hold a 48-character answer: every problem is wrong, whatever the model.
     expect(r.problems.map((p) => p.correct)).toEqual([false, false]);
     expect(r.accuracy).toBe(0);
-    // per_step(2) over blocks of 4: two steps per block, two blocks.
-    expect(r.problems.map((p) => p.steps)).toEqual([4, 4]);
-    expect(r.meanSteps).toBe(4);
+    // per_step(2) over blocks of 4: at most two steps per block, two blocks; a sequence stops
+    // early once it has committed an EOS and everything before it.
+    for (const p of r.problems)
+      expect(p.steps).toBeGreaterThanOrEqual(1), expect(p.steps).toBeLessThanOrEqual(4);
+    expect(r.meanSteps).toBe((r.problems[0]?.steps ?? 0) / 2 + (r.problems[1]?.steps ?? 0) / 2);
   });
 });

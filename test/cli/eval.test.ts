@@ -129,7 +129,8 @@ describe('kvplan demo', () => {
     mkdirSync(plans);
     for (const f of ['baseline.kvp', 'fast-dllm-dual.kvp', 'flashblock.kvp', 'fast-dllm-v2.kvp'])
       copyFileSync(join('examples', f), join(plans, f));
-    const r = await runCli(['demo', '--plans', plans, '--n', '2', '--show', '1', '--task', 'bub']);
+    // Each model on its first task: step-dllm on acc, the block-diffusion models on bub.
+    const r = await runCli(['demo', '--plans', plans, '--n', '2', '--show', '1']);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.split('\n');
     const header = lines.find((l) => l.startsWith('plan '));
@@ -151,9 +152,22 @@ describe('kvplan demo', () => {
     expect(lines.filter((l) => /^ {2}(ok|FAIL) +\S+=/.test(l))).toHaveLength(4);
   });
 
-  test('without --model, a task the bundled models were not trained on is a usage error', async () => {
+  test('without --model, a task no bundled model was trained on is a usage error', async () => {
     const r = await runCli(['demo', '--task', 'count', '--n', '2']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("the bundled models were not trained on task 'count'; tasks: bub, fib");
+    expect(r.stderr).toContain("no bundled model was trained on task 'count'; tasks: acc, rem, bub, fib");
+  });
+
+  test('without --model, --task runs the plans whose model knows the task and says why the others did not run', async () => {
+    const plans = join(dir, 'bundled-plans-task');
+    mkdirSync(plans);
+    for (const f of ['fast-dllm-dual.kvp', 'fast-dllm-v2.kvp'])
+      copyFileSync(join('examples', f), join(plans, f));
+    const r = await runCli(['demo', '--plans', plans, '--n', '1', '--show', '0', '--task', 'bub']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^fast_dllm_v2 +step-v2 \(block=4\) +\d/m);
+    expect(r.stdout).toContain(
+      'fast_dllm_dual: not run: its model step-dllm was not trained on task bub (only on acc, rem)',
+    );
   });
 });

@@ -148,7 +148,7 @@ const withCi = (e: Effect | undefined) =>
 
 describe('kvplan demo --json', () => {
   test('bundled models: every plan with its model, accuracy, runs and the three effects with CIs', async () => {
-    const args = ['demo', ...plansDir, '--n', '1', '--task', 'bub', '--show', '0'];
+    const args = ['demo', ...plansDir, '--n', '1', '--task', 'acc', '--show', '0'];
     const text = await runCli(args);
     const json = await runCli([...args, '--json']);
     expect([json.code, text.code]).toEqual([0, 0]);

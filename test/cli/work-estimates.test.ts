@@ -275,7 +275,7 @@ describe('estimates before long runs', () => {
   test('demo on a named model, before it compiles a plan: every plan, two runs each', async () => {
     const r = await untilEstimate(['demo', '--model', model, '--n', '200', '--gen-length', '512']);
     expect(r.stderr).toMatch(
-      /^demo: 13 plans × 2 runs of 200 problems, at most 512 steps each on a 4-layer model: at most [\d.]+ PFLOP, up to about [\d.]+ (h|days) at the cpu backend's typical 20 GFLOP\/s\n$/,
+      /^demo: 21 plans × 2 runs of 200 problems, at most 512 steps each on a 4-layer model: at most [\d.]+ PFLOP, up to about [\d.]+ (h|days) at the cpu backend's typical 20 GFLOP\/s\n$/,
     );
     expect(r.ms).toBeLessThan(5_000);
   });
@@ -283,7 +283,7 @@ describe('estimates before long runs', () => {
   test('demo on the bundled models: three runs of each plan, on the models they run on', async () => {
     const r = await untilEstimate(['demo', '--n', '200', '--gen-length', '512']);
     expect(r.stderr).toMatch(
-      /^demo: 13 plans × 3 runs of 200 problems, at most 512 steps each on 4-layer models: at most [\d.]+ PFLOP/,
+      /^demo: 21 plans × 3 runs of 200 problems, at most 512 steps each on 4-layer models: at most [\d.]+ PFLOP/,
     );
     // The header comes after the estimate: nothing has run yet.
     expect(r.stderr.split('\n')).toHaveLength(2);

@@ -23,6 +23,15 @@ const published = [
   'elastic-cache',
   'flashblock',
   'mage',
+  // Decode rules of the methods that followed (issue 19).
+  'prophet',
+  'slow-fast',
+  'local-leap',
+  'dllm-cache-key-drift',
+  'dpad',
+  'window-diffusion',
+  'slow-fast-dllm-cache',
+  'sparsed',
 ];
 
 describe('example plans', () => {
@@ -35,14 +44,20 @@ describe('example plans', () => {
     expect(r.diagnostics).toEqual([]);
     expect(r.plans.map((p) => [p.plan.name, p.classification])).toMatchSnapshot();
   });
-  test('only the no-cache baseline and the block-causal prefix cache are exact', () => {
+  test('only the no-cache plans (the baseline and the decode-rule methods) and the block-causal prefix cache are exact', () => {
     const exact = kvp(dir).filter((f) => {
       const path = join(dir, f);
       return checkSource({ path, text: readFileSync(path, 'utf8') }).plans.every(
         (p) => p.classification.exact,
       );
     });
-    expect(exact).toEqual(['baseline.kvp', 'fast-dllm-v2.kvp']);
+    expect(exact).toEqual([
+      'baseline.kvp',
+      'fast-dllm-v2.kvp',
+      'local-leap.kvp',
+      'prophet.kvp',
+      'slow-fast.kvp',
+    ]);
   });
 });
 

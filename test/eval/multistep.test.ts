@@ -1,6 +1,6 @@
 /**
- * The tasks with multi-step dynamics (issue 17): fib, lcg, bub. Their answers are 48-62 characters
- * of fixed-width terms, each following from the terms before it; the checks here recompute every
+ * The tasks with multi-step dynamics (issue 17): fib, lcg, bub, acc, rem. Their answers are 48-62
+ * characters of fixed-width terms, each following from the terms before it; the checks here recompute every
  * answer independently of src/eval/tasks.ts, pin the draws, and check the Python mirror
  * (examples/train/tasks.py) through a fixture it wrote (test/eval/multistep-python.json; the
  * snippet under "The Python mirror's fixture" in examples/train/README.md rewrites it).
@@ -18,6 +18,8 @@ import {
   lcgTerms,
   multiStepTasks,
   type Problem,
+  remDivisor,
+  runningDigits,
   taskNamed,
   tasks,
 } from '../../src/eval/tasks.ts';
@@ -40,8 +42,8 @@ interface PythonFixture {
 const python = JSON.parse(readFileSync('test/eval/multistep-python.json', 'utf8')) as PythonFixture;
 
 describe('multi-step tasks', () => {
-  test('are fib, lcg and bub, after the original three', () => {
-    expect(multiStepTasks).toEqual(['fib', 'lcg', 'bub']);
+  test('are fib, lcg, bub, acc and rem, after the original three', () => {
+    expect(multiStepTasks).toEqual(['fib', 'lcg', 'bub', 'acc', 'rem']);
     expect([...tasks.keys()].slice(3)).toEqual(multiStepTasks);
   });
 
@@ -112,6 +114,32 @@ describe('multi-step tasks', () => {
     expect(bubblePass('31524786')).toBe('13245768');
   });
 
+  test('acc and rem: 48 input digits, the running sum mod 10 and the running remainder mod 7 after each', () => {
+    const zeros = { acc: 0, rem: 0 };
+    for (const name of ['acc', 'rem'] as const) {
+      for (const p of sampleMany(name, 300)) {
+        const m = new RegExp(`^${name}:([0-9]{${runningDigits}})=$`).exec(p.prompt);
+        expect(m).not.toBeNull();
+        const input = m?.[1] ?? '';
+        zeros[name] += [...input].filter((c) => c === '0').length;
+        expect(p.answer).toHaveLength(runningDigits);
+        // Independently: the sum of the prefix mod 10, and the prefix read as a decimal number mod 7.
+        for (let i = 0; i < runningDigits; i++) {
+          const prefix = input.slice(0, i + 1);
+          const want =
+            name === 'acc'
+              ? [...prefix].reduce((a, c) => a + Number(c), 0) % 10
+              : Number(BigInt(prefix) % BigInt(remDivisor));
+          expect(p.answer[i]).toBe(String(want));
+        }
+      }
+    }
+    // A 0 is drawn with probability 5/14, every other digit 1/14.
+    for (const z of Object.values(zeros))
+      expect(Math.abs(z / (300 * runningDigits) - 5 / 14)).toBeLessThan(0.02);
+    expect(remDivisor).toBe(7);
+  });
+
   test('answers are 48-62 characters of the bundled alphabet; prompts vary in length', () => {
     for (const name of multiStepTasks) {
       const ps = sampleMany(name, 500);
@@ -122,7 +150,10 @@ describe('multi-step tasks', () => {
         expect(taskNamed(name).check(p.answer, p)).toBe(true);
         expect(taskNamed(name).check(p.answer.slice(0, -1), p)).toBe(false);
       }
-      expect(new Set(ps.map((p) => p.prompt.length)).size).toBeGreaterThanOrEqual(2);
+      // Prompts of the chains vary in length; the running tasks' are 48 digits always.
+      const lengths = new Set(ps.map((p) => p.prompt.length)).size;
+      if (name === 'acc' || name === 'rem') expect(lengths).toBe(1);
+      else expect(lengths).toBeGreaterThanOrEqual(2);
     }
   });
 
@@ -146,6 +177,20 @@ describe('multi-step tasks', () => {
         answer: '66641019,66410169,64101669,41016669,10146669,01146669,01146669',
       },
       { task: 'bub', prompt: 'bub:857520=', answer: '575208,552078,520578,205578,025578,025578,025578' },
+    ]);
+    expect(heldOutProblems('acc', 1)).toEqual([
+      {
+        task: 'acc',
+        prompt: 'acc:527000382809994073034064002575000293305685190000=',
+        answer: '574444757554326636693393335072222436994083433333',
+      },
+    ]);
+    expect(heldOutProblems('rem', 1)).toEqual([
+      {
+        task: 'rem',
+        prompt: 'rem:094700017750800700030242864372000548809759600508=',
+        answer: '023264526432000000032102061640000552002621264320',
+      },
     ]);
   });
 

@@ -44,7 +44,8 @@ const withinBound = (
 ) => r.steps.filter(only).every((s) => s.deviation <= float64Bound(r.config, r.L, s.scale));
 
 describe('plans against the golden full forward', () => {
-  test.each(['baseline', 'fast-dllm-v2'])('exact plan %s equals the golden at every step', async (name) => {
+  const exact = examples.filter((e) => examplePlan(e).classification.exact);
+  test.each(exact)('exact plan %s equals the golden at every step', async (name) => {
     await fc.assert(
       fc.asyncProperty(caseArb, async ({ config, seed, promptLen }) => {
         const r = await run(name, config, seed, promptLen);
@@ -55,7 +56,7 @@ describe('plans against the golden full forward', () => {
     );
   });
 
-  const approximate = examples.filter((e) => !['baseline', 'fast-dllm-v2'].includes(e));
+  const approximate = examples.filter((e) => !exact.includes(e));
   test.each(approximate)(
     'approximate plan %s equals the golden when its premise holds, and at refresh steps',
     async (name) => {

@@ -28,6 +28,15 @@ export const examples = [
   'elastic-cache',
   'flashblock',
   'mage',
+  'dllm-cache-key-drift',
+  'prophet',
+  'slow-fast',
+  'local-leap',
+  // dpad.kvp is not here: it has no full step (every step drops the far suffix), so a step-by-step
+  // comparison with the golden forward has nothing to compare; `kvplan verify` holds it to its premise.
+  'window-diffusion',
+  'slow-fast-dllm-cache',
+  'sparsed',
 ];
 
 const tiny = presets.tiny as ModelConfig;

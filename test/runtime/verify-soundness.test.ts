@@ -49,7 +49,7 @@ const perturbed =
         const t = inner.head(p, out);
         return { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) };
       },
-      kvValues: (l) => inner.kvValues(l),
+      kvCache: (part, l) => inner.kvCache(part, l),
     };
   };
 

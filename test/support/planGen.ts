@@ -258,6 +258,16 @@ function decodeArb(block: number | undefined, o: GenOptions, inSet?: string): fc
     rules.push(
       fc.constantFrom(0.05, 0.3, 0.9).map((t) => ({ rule: `threshold(${num(t)})`, one: false })),
       fc.constantFrom(0.5, 1.0, 3.0).map((f) => ({ rule: `factor(${num(f)})`, one: false })),
+      // The decode rules of the methods after the seed twelve (issue 19).
+      fc
+        .tuple(fc.constantFrom(0.1, 0.5, 0.9), fc.integer({ min: 1, max: 2 }))
+        .map(([g, k]) => ({ rule: `prophet(${num(g)}, ${k})`, one: false })),
+      fc
+        .tuple(fc.integer({ min: 0, max: 3 }), fc.constantFrom(0.3, 0.9))
+        .map(([k, t]) => ({ rule: `slow_fast(${k}, ${num(t)})`, one: false })),
+      fc
+        .tuple(fc.constantFrom(0.5, 0.9), fc.constantFrom(0.1, 0.4), fc.integer({ min: 1, max: 3 }))
+        .map(([t, n, r]) => ({ rule: `local_leap(${num(t)}, ${num(n)}, ${r})`, one: false })),
     );
   return fc
     .record({
@@ -600,7 +610,7 @@ const dllmCacheFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
       kp: fc.integer({ min: 2, max: 6 }),
       kr: fc.integer({ min: 2, max: 4 }),
       rho: fc.constantFrom(0.25, 0.5),
-      score: fc.constantFrom('value_drift', 'confidence'),
+      score: fc.constantFrom('value_drift', 'key_drift', 'confidence'),
       preset: presetArb,
     })
     .chain((r) =>

@@ -82,10 +82,11 @@ export class CpuProbe implements Probe {
       return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(v) };
     }
     const keys = Int32Array.from({ length: L }, (_, i) => i);
-    const q = this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm');
-    this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
     const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null), layer, 'k_norm');
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
+    if (output === 'k') return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(k) };
+    const q = this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm');
+    this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
     if (output === 'query_key') {
       const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };
       return {

@@ -7,7 +7,7 @@ import type { ModelConfig } from '../../model/config.ts';
 import type { HalfDtype } from '../../model/half.ts';
 import { loadWeight, storedForm, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
 import { bindPrimitives, compilePrimitives, Dtype16 } from './primitives.ts';
@@ -219,8 +219,8 @@ export class CpuRunner implements StepRunner {
     return this.compiledProbe;
   }
 
-  kvValues(layer: number): HostTensor | undefined {
-    const v = this.floats.get(resources.kv('v', layer));
+  kvCache(part: KvPart, layer: number): HostTensor | undefined {
+    const v = this.floats.get(resources.kv(part, layer));
     if (!v) return undefined;
     const c = this.build.lowered.config;
     const width = c.kvHeads * c.headDim;

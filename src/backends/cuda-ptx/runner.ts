@@ -6,7 +6,7 @@ import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
-import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
 import type { Arch, GemmPath, MmaDtype } from './kernels/index.ts';
 import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
@@ -258,8 +258,8 @@ export class PtxRunner implements StepRunner {
     return this.read('arena', head.outputs.logits as number, out.length, this.build.lowered.config.vocab);
   }
 
-  kvValues(layer: number): HostTensor | undefined {
-    const name = resources.kv('v', layer);
+  kvCache(part: KvPart, layer: number): HostTensor | undefined {
+    const name = resources.kv(part, layer);
     if (!this.ptrs.has(name)) return undefined;
     const c = this.build.lowered.config;
     const t = this.read(name, 0, this.L, c.kvHeads * c.headDim);

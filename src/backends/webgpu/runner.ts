@@ -1,12 +1,13 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
+import { planUses } from '../../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import { layerStage } from '../../ir/names.ts';
+import { layerStage, resources } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
 import {
@@ -24,6 +25,8 @@ import { type ShaderName, shaderDef, uniformBytes, type WeightFormat, wgslSource
 export interface WebGpuBuild {
   readonly lowered: LoweredPlan;
   readonly manifest: WgslManifest;
+  /** The K/V cache parts the plan's drift scores read on the host: mirrored after each layer. */
+  readonly mirrored: readonly KvPart[];
   /** The armed fault the shaders are built with (test only); undefined in every normal build. */
   readonly fault?: Fault;
 }
@@ -40,9 +43,11 @@ export function buildWebGpu(
 ): WebGpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels or memory plan');
+  const drift = { k: 'key_drift', v: 'value_drift' } as const;
   return {
     lowered,
     manifest: renderWgsl(config, state.phases, state.kernels, state.memory, maxCanvas, format),
+    mirrored: (['k', 'v'] as const).filter((part) => planUses(plan.plan, new Set([drift[part]]))),
     fault: activeFault(),
   };
 }
@@ -136,13 +141,15 @@ export function uniformData(
  * Runs a plan's dispatch plan on a GPUDevice, one canvas of at most maxCanvas rows. Mirrors
  * CpuRunner: weights uploaded once, caches persistent and poisoned with NaN, index lists written
  * each layer, one submit per stage; the hidden state (for the scores) and the logits are read back
- * with mapAsync, and the V caches mirrored on the host after each layer (for kvValues).
+ * with mapAsync, and the K/V cache parts the drift scores read mirrored on the host after each
+ * layer (for kvCache).
  */
 export class WebGpuRunner implements StepRunner {
   private readonly buffers = new Map<string, GPUBuffer>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly sizes = new Map<string, number>();
-  private readonly mirror = new Map<number, Float32Array>();
+  /** Host copies of cache parts by resource name (`kv.v.3`). */
+  private readonly mirror = new Map<string, Float32Array>();
   private readonly owned: GPUBuffer[] = [];
   /**
    * Bytes of the storage buffers created, by role: `slot` is the memory plan's peak (all the
@@ -198,10 +205,12 @@ export class WebGpuRunner implements StepRunner {
       if (init) device.queue.writeBuffer(b, 0, init);
     }
     const c = build.lowered.config;
-    for (const r of build.lowered.layers) {
-      if (this.buffers.has(`res:kv.v.${r.layer}`))
-        this.mirror.set(r.layer, new Float32Array(L * c.kvHeads * c.headDim).fill(Number.NaN));
-    }
+    for (const r of build.lowered.layers)
+      for (const part of build.mirrored) {
+        const name = resources.kv(part, r.layer);
+        if (this.buffers.has(`res:${name}`))
+          this.mirror.set(name, new Float32Array(L * c.kvHeads * c.headDim).fill(Number.NaN));
+      }
   }
 
   release(): void {
@@ -234,7 +243,7 @@ export class WebGpuRunner implements StepRunner {
     throw new Error(`unknown dimension ${d}`);
   };
 
-  /** Runs one stage; reads back the named outputs (rows × width floats each) and, after a layer, that layer's V cache. */
+  /** Runs one stage; reads back the named outputs (rows × width floats each) and, after a layer, its mirrored cache parts. */
   private async run(
     phase: string,
     stageName: string,
@@ -306,8 +315,12 @@ export class WebGpuRunner implements StepRunner {
       if (key === undefined) throw new Error(`stage ${stageName} has no output ${n}`);
       return [n, resolve(key), floats];
     });
-    const kv = kvLayer === undefined ? undefined : this.mirror.get(kvLayer);
-    if (kv) reads.push(['kv', resolve(`res:kv.v.${kvLayer}`), kv.length]);
+    const mirrors = (
+      kvLayer === undefined ? [] : this.build.mirrored.map((part) => resources.kv(part, kvLayer))
+    )
+      .map((name) => [name, this.mirror.get(name)] as const)
+      .filter((m): m is readonly [string, Float32Array] => m[1] !== undefined);
+    for (const [name, m] of mirrors) reads.push([name, resolve(`res:${name}`), m.length]);
     const total = reads.reduce((s, [, , n]) => s + n, 0);
     const staging =
       total > 0
@@ -333,7 +346,7 @@ export class WebGpuRunner implements StepRunner {
         off += k;
       }
     } else await device.queue.onSubmittedWorkDone();
-    if (kv) kv.set(data.get('kv') as Float32Array);
+    for (const [name, m] of mirrors) m.set(data.get(name) as Float32Array);
     return data;
   }
 
@@ -373,8 +386,8 @@ export class WebGpuRunner implements StepRunner {
     return [['h', this.L * this.build.lowered.config.dModel]];
   }
 
-  kvValues(layer: number): HostTensor | undefined {
-    const v = this.mirror.get(layer);
+  kvCache(part: KvPart, layer: number): HostTensor | undefined {
+    const v = this.mirror.get(resources.kv(part, layer));
     if (!v) return undefined;
     const c = this.build.lowered.config;
     return { shape: [this.L, c.kvHeads, c.headDim], data: new Float64Array(v) };

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runBackends } from '../../backends/registry.ts';
-import { sharedTasks } from '../../eval/bundledModels.ts';
+import { bundledTasks } from '../../eval/bundledModels.ts';
 import { defaultTask, tasks } from '../../eval/tasks.ts';
 import type { DemoCommandOptions } from '../demo.ts';
 import type { Io } from '../io.ts';
@@ -18,7 +18,7 @@ export function registerDemo(program: Command, io: Io, setExit: (code: number) =
     )
     .option(
       '--task <name>',
-      `the task (bundled models: ${sharedTasks().join(', ')}, default each model's first; with --model: ${[...tasks.keys()].join(', ')}, default ${defaultTask})`,
+      `the task (bundled models: ${bundledTasks().join(', ')}, default each model's first, a plan whose model does not know the task is not run; with --model: ${[...tasks.keys()].join(', ')}, default ${defaultTask})`,
     )
     .option('--n <n>', 'held-out problems per plan', countValue, 8)
     .option('--show <n>', 'answers shown per plan', integerIn(0, 1_000_000), 3)

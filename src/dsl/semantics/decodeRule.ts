@@ -1,31 +1,62 @@
 import type { DecodeStmt, Expr } from '../ast.ts';
+import type { Canvas } from './canvas.ts';
 import { type EvalEnv, evaluate, lowIsBetter, type Mask, maskOf, rankMembers } from './evaluate.ts';
 
-/** How many of the candidates a decode rule commits, given their scores sorted best first. */
-export function commitCount(
-  rule: string,
-  arg: number,
-  sortedScores: readonly number[],
-  lowIsBetter: boolean,
-  blockStep: number,
-  remainingInBlock: number,
-): number {
-  const n = sortedScores.length;
-  if (n === 0) return 0;
+/** What a decode rule sees of one step: its candidates ranked best first, with their scores. */
+interface Ranked {
+  /** Candidate positions, best first. */
+  readonly positions: readonly number[];
+  /** Their scores, in the same order. */
+  readonly scores: readonly number[];
+  readonly lowIsBetter: boolean;
+  readonly canvas: Canvas;
+}
+
+const reaches = (r: Ranked, score: number, bar: number): boolean =>
+  r.lowIsBetter ? score <= bar : score >= bar;
+
+/** How many of the best candidates reach `bar`; at least one. */
+const countReaching = (r: Ranked, bar: number): number =>
+  Math.max(1, r.scores.filter((s) => reaches(r, s, bar)).length);
+
+/**
+ * The candidates a decode rule commits, best first, from its evaluated arguments. Every rule
+ * commits at least one candidate while there is one, so that a block always finishes.
+ */
+export function ruleCommits(rule: string, args: readonly number[], r: Ranked): number[] {
+  const n = r.positions.length;
+  if (n === 0) return [];
+  const first = (k: number) => r.positions.slice(0, Math.min(n, Math.max(1, k)));
+  const [a = 0, b = 0, c = 0] = args;
+  const c0 = r.canvas;
   switch (rule) {
     case 'per_step':
-      return Math.min(arg, n);
+      return first(a);
     case 'steps':
-      return Math.min(n, Math.max(1, Math.ceil(remainingInBlock / Math.max(1, arg - blockStep))));
-    case 'threshold': {
-      const passes = sortedScores.filter((s) => (lowIsBetter ? s <= arg : s >= arg)).length;
-      return Math.max(1, passes);
-    }
+      return first(Math.ceil(c0.maskedInBlock(c0.block) / Math.max(1, a - c0.blockStep)));
+    case 'threshold':
+      return first(countReaching(r, a));
     case 'factor': {
       // Fast-dLLM's factor rule: the largest k with (k + 1) * (1 - c_k) < f, c_k the k-th best confidence.
       let best = 1;
-      for (let k = 1; k <= n; k++) if ((k + 1) * (1 - (sortedScores[k - 1] ?? 0)) < arg) best = k;
-      return best;
+      for (let k = 1; k <= n; k++) if ((k + 1) * (1 - (r.scores[k - 1] ?? 0)) < a) best = k;
+      return first(best);
+    }
+    case 'prophet': {
+      // Prophet's early commit: once the candidates' mean top-2 gap (the `by` score) says the
+      // answer is settled, every candidate is committed at once.
+      const mean = r.scores.reduce((s, x) => s + x, 0) / n;
+      return reaches(r, mean, a) ? [...r.positions] : first(b);
+    }
+    case 'slow_fast':
+      // SlowFast's two phases, switched after a fixed number of steps of the block.
+      return c0.blockStep < a ? first(1) : first(countReaching(r, b));
+    case 'local_leap': {
+      // LocalLeap: confident anchors, and a relaxed bar for the candidates near one.
+      const anchors = r.positions.filter((_, k) => reaches(r, r.scores[k] ?? 0, a));
+      const nearAnchor = (i: number) => anchors.some((x) => Math.abs(x - i) <= c);
+      const chosen = r.positions.filter((i, k) => reaches(r, r.scores[k] ?? 0, b) && nearAnchor(i));
+      return chosen.length > 0 ? chosen : first(1);
     }
     default:
       throw new Error(`unknown decode rule ${rule}`);
@@ -43,13 +74,13 @@ export function decodeCandidates(d: DecodeStmt, env: EvalEnv): Mask {
 
 /** The positions a decode rule commits on the current state given its scores, best first. */
 export function decideCommits(d: DecodeStmt, env: EvalEnv, scores: Float64Array): number[] {
-  const c = env.canvas;
   const low = d.by ? lowIsBetter(d.by, env.bindings) : false;
-  const ranked = rankMembers(decodeCandidates(d, env), scores, low);
-  const arg = evaluate(d.rule.args[0] as Expr, env) as number;
-  const sorted = ranked.map((i) => scores[i] ?? 0);
-  return ranked.slice(
-    0,
-    commitCount(d.rule.callee.name, arg, sorted, low, c.blockStep, c.maskedInBlock(c.block)),
-  );
+  const positions = rankMembers(decodeCandidates(d, env), scores, low);
+  const args = d.rule.args.map((a: Expr) => evaluate(a, env) as number);
+  return ruleCommits(d.rule.callee.name, args, {
+    positions,
+    scores: positions.map((i) => scores[i] ?? 0),
+    lowIsBetter: low,
+    canvas: env.canvas,
+  });
 }

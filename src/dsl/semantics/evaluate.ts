@@ -130,9 +130,13 @@ function evaluateWith(e: Expr, env: EvalEnv, lets: LetValues): RuntimeValue {
       return evalBuiltinName(e.name, env);
     }
     case 'filter': {
+      // A step condition first: while it does not hold, the set is not read at all (a selection
+      // filtered to the steps after it is chosen is not read before).
+      const p = of(e.predicate);
+      if (typeof p === 'boolean') return p ? of(e.set) : new Uint8Array(n);
       const s = of(e.set) as Mask;
-      const p = of(e.predicate) as Mask;
-      return maskOf(n, (i) => s[i] === 1 && p[i] === 1);
+      const m = p as Mask;
+      return maskOf(n, (i) => s[i] === 1 && m[i] === 1);
     }
     case 'unary': {
       const v = of(e.operand);

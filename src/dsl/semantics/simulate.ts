@@ -55,9 +55,13 @@ export const noApproximations = (): Approximations => ({
  * [0, 1), `all[entropy < 1.0]` held every row in the simulation and none on a model (fuzz
  * finding F10). Entropy reaches log(vocab), about 12 for the largest vocabularies.
  */
+/** The drift scores, with the part of the K/V cache each compares: drawn per layer, and they need that cache. */
+const driftOf: Readonly<Record<string, string>> = { value_drift: 'V', key_drift: 'K' };
+
 const scoreRange: Readonly<Record<string, readonly [number, number]>> = {
   entropy: [0, 12],
   value_drift: [0, 2],
+  key_drift: [0, 2],
   query_key: [-4, 4],
 };
 
@@ -90,8 +94,8 @@ function unitHash(seed: number, step: number, name: string, i: number): number {
 const unpredicted: Readonly<Record<string, number>> = { confidence: 0, margin: 0, entropy: 12 };
 
 /**
- * The stand-in scores of a scenario: deterministic per seed, step, score, row and, for value_drift,
- * layer (it is measured on each layer's own V, the others once a step, so a compute set built from
+ * The stand-in scores of a scenario: deterministic per seed, step, score, row and, for the drifts,
+ * layer (they are measured on each layer's own K or V, the others once a step, so a compute set built from
  * it may differ between layers, which the reads between layers must survive). The prediction
  * statistics of a position whose prediction row (`row`: the position itself, or the one before it
  * under ar_shift; -1 for none) has never been computed (`logitsStep` -1) take the value the
@@ -109,7 +113,7 @@ export function standInScores(
   let drawnAt = -1;
   return {
     score: (name, _queries, layer) => {
-      const key = name === 'value_drift' ? `${name}@${layer}` : name;
+      const key = driftOf[name] !== undefined ? `${name}@${layer}` : name;
       if (drawnAt !== canvas.step) {
         drawn.clear();
         drawnAt = canvas.step;
@@ -147,9 +151,9 @@ export function scenarioCommits(typed: TypedPlan, sc: Scenario): StepObserver {
   return sc.commits === 'one' && countFromScores(typed) ? { commits: (chosen) => chosen.slice(0, 1) } : {};
 }
 
-/** Whether the decode rule's commit count comes from scores (`threshold`, `factor`). */
+/** Whether the decode rule's commit count comes from scores (all but `per_step` and `steps`). */
 const countFromScores = (typed: TypedPlan): boolean =>
-  ['threshold', 'factor'].includes(typed.decode.rule.callee.name);
+  !['per_step', 'steps'].includes(typed.decode.rule.callee.name);
 
 const refersTo = (e: Expr, pred: (e: Expr) => boolean): boolean => {
   if (pred(e)) return true;
@@ -241,12 +245,13 @@ class Simulation {
   private checkScoreNeeds(score: Expr, over: Mask): void {
     const c = this.canvas;
     const layer = this.stepper.layer;
-    if (refersTo(score, (e) => e.kind === 'name' && e.name === 'value_drift')) {
+    for (const [name, part] of Object.entries(driftOf)) {
+      if (!refersTo(score, (e) => e.kind === 'name' && e.name === name)) continue;
       const missing = members(over).filter((i) => this.stepper.writtenAt('kv', layer, i) < 0);
       if (missing.length > 0) {
         this.fail(
           score.span,
-          `value_drift compares fresh V with cached V, but ${describePositions(c, missing)} have no cached K/V ${when(c, layer)}`,
+          `${name} compares fresh ${part} with cached ${part}, but ${describePositions(c, missing)} have no cached K/V ${when(c, layer)}`,
           ['help: cache their K/V, e.g. `cache kv of all`'],
         );
       }

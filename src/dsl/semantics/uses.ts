@@ -19,5 +19,6 @@ export const modelInternalScores: ReadonlySet<string> = new Set([
   'attention_mass',
   'query_key',
   'value_drift',
+  'key_drift',
   'attn_similarity',
 ]);
