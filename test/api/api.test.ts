@@ -244,8 +244,10 @@ describe('verifyPlan and evaluate', () => {
     expect(r.accuracy).toBe(0);
     // per_step(2) over blocks of 4: at most two steps per block, two blocks; a sequence stops
     // early once it has committed an EOS and everything before it.
-    for (const p of r.problems)
-      expect(p.steps).toBeGreaterThanOrEqual(1), expect(p.steps).toBeLessThanOrEqual(4);
+    for (const p of r.problems) {
+      expect(p.steps).toBeGreaterThanOrEqual(1);
+      expect(p.steps).toBeLessThanOrEqual(4);
+    }
     expect(r.meanSteps).toBe((r.problems[0]?.steps ?? 0) / 2 + (r.problems[1]?.steps ?? 0) / 2);
   });
 });
