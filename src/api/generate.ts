@@ -26,6 +26,8 @@ export interface StepEvent {
   readonly rowsPerLayer: readonly number[];
   /** The positions the decode rule committed this step, best first, with their tokens. */
   readonly committed: readonly { readonly position: number; readonly token: number }[];
+  /** Decoded positions a revoking decode rule (`wino`) turned back into masks this step. */
+  readonly remasked: readonly number[];
   /** The length of every index list the inspector built (`rows.0`, `keys.0`, `write.0.…`, `out`). */
   readonly listSizes: ReadonlyMap<string, number>;
   /** Logits of the `computed` rows: shape [computed.length, vocab]. */
@@ -104,6 +106,7 @@ const eventOf = (sequence: number, s: StepInfo): StepEvent => ({
   computed: s.out,
   rowsPerLayer: s.rows,
   committed: s.committed,
+  remasked: s.remasked,
   listSizes: s.sizes,
   logits: s.logits,
   ms: s.ms,

@@ -138,13 +138,14 @@ export async function runGenerate(
     ...(prepared.runner ? { runner: prepared.runner } : {}),
     ...(eos === undefined ? {} : { eosTokenId: eos }),
     onStep: (_, info) => {
-      committed += info.committed.length;
+      committed += info.committed.length - info.remasked.length;
       if (o.trace) {
         const commits = info.committed
           .map((c) => `${c.position}:${JSON.stringify(tokenizer.decode([c.token]))}`)
           .join(' ');
+        const remask = info.remasked.length > 0 ? ` remask ${info.remasked.join(',')}` : '';
         io.err(
-          `step ${info.step} block ${info.block}.${info.blockStep} ${info.phase} rows [${info.rows.join(',')}] commit ${commits} ${info.ms.toFixed(1)} ms\n`,
+          `step ${info.step} block ${info.block}.${info.blockStep} ${info.phase} rows [${info.rows.join(',')}] commit ${commits}${remask} ${info.ms.toFixed(1)} ms\n`,
         );
       } else if (isTty) {
         const width = 30;

@@ -18,7 +18,7 @@ import {
   stepLimit,
 } from '../dsl/semantics/simulate.ts';
 import type { StepScores } from '../dsl/semantics/stepper.ts';
-import { planUses } from '../dsl/semantics/uses.ts';
+import { planUses, similarityScores } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import { Inspector } from '../runtime/inspector.ts';
 import type { Program } from '../runtime/runner.ts';
@@ -88,7 +88,7 @@ export function stepSchedule(
   const L = canvas.length;
   const logitsStep = new Int32Array(L).fill(-1);
   const standIn = standInScores(sc, canvas, logitsStep, predictionRowOf(plan.typed));
-  const similarity = planUses(plan.plan, new Set(['attn_similarity']));
+  const similarity = planUses(plan.plan, similarityScores);
   let probes: ProbeCall[] = [];
   let measured = new Set<string>();
   // Similarity compares with attention rows remembered at a refresh: none before the first.
@@ -144,8 +144,9 @@ export function stepSchedule(
     else shapes.set(key, { shape: { phase, programs, sizes, probes }, count: 1 });
     probes = [];
     measured = new Set();
+    const remasked = inspector.revoke(chosen);
     inspector.finishStep();
-    canvas.commit(chosen);
+    canvas.commit(chosen, remasked);
     canvas.advance();
   }
   return { promptLength, genLength: sc.genLen, steps: canvas.step, shapes: [...shapes.values()] };

@@ -180,6 +180,11 @@ export const builtins: Readonly<Record<string, Builtin>> = {
     [{ name: 'layer', type: 'int', range: { min: 0 } }],
     'cosine between the most-attended token’s attention row now and at the last refresh, at that layer',
   ),
+  after_drift: f(
+    'bool',
+    [{ name: 'gamma', type: 'float', range: { min: 0, max: 1 } }],
+    'on layer l: some layer below l has attn_similarity below gamma this step (after the forward: some layer has)',
+  ),
 };
 
 /** The rule of a `decode` statement: how many masked positions to commit after each step. */
@@ -229,7 +234,18 @@ export const decodeRules: Readonly<Record<string, BuiltinFunction>> = {
     ],
     'commit the anchors (score reaching tau) and every candidate within radius of an anchor whose score reaches tau_near (at least one)',
   ),
+  wino: f(
+    'set',
+    [
+      { name: 'tau', type: 'float', range: unit },
+      { name: 'tau_revoke', type: 'float', range: unit },
+    ],
+    'commit every candidate whose score reaches tau (at least one), then remask the positions of the `in` set committed at earlier steps with a score short of tau_revoke, worst first, fewer than it committed',
+  ),
 };
+
+/** Decode rules that may turn committed tokens back into masks (section 4.5 of docs/language.md). */
+export const revokingRules: ReadonlySet<string> = new Set(['wino']);
 
 export const cacheKinds: Readonly<Record<string, string>> = {
   kv: 'keys and values of each layer',

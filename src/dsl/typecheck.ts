@@ -7,6 +7,7 @@ import type {
   NameRef,
   Param,
   Plan,
+  RefreshStmt,
   SelectStmt,
   Stmt,
 } from './ast.ts';
@@ -19,6 +20,7 @@ import {
   masks,
   maxPositionCount,
   perScopes,
+  revokingRules,
 } from './builtins.ts';
 import { type Diagnostic, error, hasErrors, warning } from './diagnostics.ts';
 import { isKeyword } from './lexer.ts';
@@ -40,6 +42,8 @@ export interface TypedPlan {
   readonly plan: Plan;
   readonly bindings: ReadonlyMap<string, Binding>;
   readonly decode: DecodeStmt;
+  /** The type of every expression of the plan (those of `let`s once, where they are defined). */
+  readonly types: ReadonlyMap<Expr, Type | undefined>;
 }
 
 const describeRange = (r: ArgRange): string => {
@@ -159,10 +163,11 @@ class PlanTyper {
       ]);
     } else {
       if (!isRandomOrder(decode)) this.checkOrderFreeSets(decode);
+      else if (revokingRules.has(decode.rule.callee.name)) this.checkNoLookahead(decode);
       this.checkDecodeCandidates(decode);
     }
     if (hasErrors(this.diagnostics) || !decode) return undefined;
-    return { plan: this.plan, bindings: this.bindings, decode };
+    return { plan: this.plan, bindings: this.bindings, decode, types: this.types };
   }
 
   private declareName(name: string, span: Span, what: string): boolean {
@@ -268,6 +273,7 @@ class PlanTyper {
         this.expect(s.set, 'set', 'the refreshed set');
         this.expect(s.when, 'bool', 'a refresh condition');
         this.checkLayers(s.layers);
+        this.checkDriftScope(s);
         return;
       case 'select':
         this.expect(s.set, 'set', 'a selection');
@@ -655,18 +661,27 @@ class PlanTyper {
     return out;
   }
 
-  /** Whether `e` reads a parameter whose value was already reported outside its declared range. */
-  private readsOutOfRange(e: Expr): boolean {
+  /** Whether `e`, or a `let` it reads, has a term for which `test` holds (memoised per `walk`). */
+  private readsTerm(walk: string, e: Expr, test: (e: Expr) => boolean): boolean {
+    if (test(e)) return true;
     if (e.kind === 'name') {
       const b = this.bindings.get(e.name);
-      if (b?.kind === 'let') return this.once('readsOutOfRange', b.expr, (x) => this.readsOutOfRange(x));
-      return b?.kind === 'param' && this.outOfRange.has(e.name);
+      return b?.kind === 'let' && this.once(walk, b.expr, (x) => this.readsTerm(walk, x, test));
     }
     let hit = false;
     forEachChild(e, (c) => {
-      hit ||= this.readsOutOfRange(c);
+      hit ||= this.readsTerm(walk, c, test);
     });
     return hit;
+  }
+
+  /** Whether `e` reads a parameter whose value was already reported outside its declared range. */
+  private readsOutOfRange(e: Expr): boolean {
+    return this.readsTerm(
+      'readsOutOfRange',
+      e,
+      (x) => x.kind === 'name' && this.bindings.get(x.name)?.kind === 'param' && this.outOfRange.has(x.name),
+    );
   }
 
   private checkDecodeCandidates(decode: DecodeStmt): void {
@@ -698,17 +713,40 @@ class PlanTyper {
 
   /** Whether `e` reads a score that comes from the model (through `let`s), not from the canvas. */
   private readsModelScore(e: Expr): boolean {
-    if (e.kind === 'name') {
-      const b = this.bindings.get(e.name);
-      if (b?.kind === 'let') return this.once('readsModelScore', b.expr, (x) => this.readsModelScore(x));
-      return modelScores.has(e.name);
-    }
-    if (e.kind === 'call' && modelScores.has(e.callee.name)) return true;
-    let hit = false;
-    forEachChild(e, (c) => {
-      hit ||= this.readsModelScore(c);
-    });
-    return hit;
+    return this.readsTerm(
+      'readsModelScore',
+      e,
+      (x) =>
+        (x.kind === 'name' && modelScores.has(x.name)) ||
+        (x.kind === 'call' && modelScores.has(x.callee.name)),
+    );
+  }
+
+  /**
+   * `after_drift` compares the layers below the one deciding, so on layer 0 it is always false: a
+   * refresh scoped to layer 0 alone that reads it would never fire.
+   */
+  private checkDriftScope(s: RefreshStmt): void {
+    const l = s.layers;
+    if (
+      !l ||
+      !this.readsTerm('readsAfterDrift', s.when, (x) => x.kind === 'call' && x.callee.name === 'after_drift')
+    )
+      return;
+    const top = Number(this.constValue(l.kind === 'range' ? l.hi : l.bound));
+    if (Number.isNaN(top)) return;
+    const highest =
+      l.kind === 'range' || l.op === '==' || l.op === '<='
+        ? top
+        : l.op === '<'
+          ? top - 1
+          : Number.POSITIVE_INFINITY;
+    if (highest < 1)
+      this.err(
+        s.when.span,
+        `\`after_drift\` looks at the layers below the one it decides, so on layer 0 it is always false and this refresh never fires`,
+        ['help: scope the refresh to deeper layers, e.g. `on layers >= 1`, or leave it unscoped'],
+      );
   }
 
   /**
@@ -776,6 +814,20 @@ class PlanTyper {
       default:
         return true;
     }
+  }
+
+  /** `next_targets` looks one commit ahead, but which masks the next step has depends on what a revoking rule takes back. */
+  private checkNoLookahead(decode: DecodeStmt): void {
+    const visit = (e: Expr): void => {
+      if (e.kind === 'name' && e.name === 'next_targets' && !this.bindings.has(e.name))
+        this.err(
+          e.span,
+          `'next_targets' is not known before the step: decode rule '${decode.rule.callee.name}' (line ${decode.span.start.line}) remasks positions by their predictions, so the next step's candidates are known only after this one`,
+          ['help: use `targets` (this step) or a rule that does not revoke'],
+        );
+      forEachChild(e, visit);
+    };
+    for (const s of this.plan.body) forEachStmtExpr(s, visit);
   }
 
   private checkOrderFreeSets(decode: DecodeStmt): void {

@@ -90,6 +90,11 @@ export class Inspector {
     return this.stepper.decide(score);
   }
 
+  /** The decoded positions a revoking decode rule remasks after committing `chosen`. */
+  revoke(chosen: readonly number[]): number[] {
+    return this.stepper.revoke(chosen);
+  }
+
   /** Evaluates a decode score (default: confidence) on the current state. */
   decodeScore(by: Expr | undefined): Float64Array {
     return this.stepper.decodeScore(by);

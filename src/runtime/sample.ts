@@ -39,7 +39,8 @@ export function sampleStates(
       return out;
     }
     inspector.finishStep();
-    canvas.commit(inspector.decide((by) => inspector.decodeScore(by)));
+    const chosen = inspector.decide((by) => inspector.decodeScore(by));
+    canvas.commit(chosen, inspector.revoke(chosen));
     canvas.advance();
   }
 }
@@ -47,6 +48,7 @@ export function sampleStates(
 function snapshot(c: Canvas): Canvas {
   const copy = new Canvas(c.promptLen, c.genLen, c.blockLen, c.aligned);
   copy.decodedAt.set(c.decodedAt);
+  copy.changedAt.set(c.changedAt);
   [copy.step, copy.block, copy.blockStep] = [c.step, c.block, c.blockStep];
   return copy;
 }

@@ -3,7 +3,7 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import { printExpr } from '../dsl/printer.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
-import { modelInternalScores, planUses } from '../dsl/semantics/uses.ts';
+import { modelInternalScores, planUses, similarityScores } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -41,6 +41,8 @@ export interface StepInfo {
   /** Lengths of the index lists of the step, by name (`rows.0`, `keys.0`, `out`, …). */
   readonly sizes: ReadonlyMap<string, number>;
   readonly committed: readonly { readonly position: number; readonly token: number }[];
+  /** Decoded positions a revoking decode rule turned back into masks this step. */
+  readonly remasked: readonly number[];
   /** Rows whose predictions this step recomputed (canvas positions), and their logits [#out, vocab]. */
   readonly out: Int32Array;
   readonly logits: HostTensor;
@@ -137,7 +139,7 @@ export class SequenceRun {
     );
     this.inspector = new Inspector(plan.typed, lowered.layers, canvas, this.scores, this.random);
     // Attention rows are remembered at refreshes only for plans that measure their drift.
-    this.similarity = planUses(plan.plan, new Set(['attn_similarity']));
+    this.similarity = planUses(plan.plan, similarityScores);
   }
 
   /** Takes in a step's predictions; returns the positions the decode rule commits, best first. */
@@ -151,6 +153,7 @@ export class SequenceRun {
   /** Ends the step: commits the chosen positions and advances; returns what the step did. */
   commit(chosen: readonly number[], out: StepOutput, ms: number): StepInfo {
     const c = this.canvas;
+    const remasked = this.inspector.revoke(chosen);
     this.inspector.finishStep();
     const committed = chosen.map((position) => ({
       position,
@@ -164,12 +167,14 @@ export class SequenceRun {
       rows: this.inspector.layerRows(),
       sizes: new Map([...this.inspector.listSizes(), ['out', out.out.length]]),
       committed,
+      remasked,
       out: out.out,
       logits: out.logits,
       ms,
     };
     for (const { position, token } of committed) this.tokens[position] = token;
-    c.commit(chosen);
+    for (const position of remasked) this.tokens[position] = this.config.maskTokenId;
+    c.commit(chosen, remasked);
     c.advance();
     return info;
   }

@@ -77,6 +77,10 @@ describe('decode rules', () => {
         fc.double({ min: 0.01, max: 1, noNaN: true }),
         fc.integer({ min: 1, max: 4 }),
       ),
+      wino: fc.tuple(
+        fc.double({ min: 0.01, max: 1, noNaN: true }),
+        fc.double({ min: 0.01, max: 1, noNaN: true }),
+      ),
     };
     expect(Object.keys(argsFor).sort()).toEqual([...rules].sort());
     fc.assert(

@@ -21,6 +21,7 @@ const published = [
   'd2cache',
   'sparse-dllm',
   'elastic-cache',
+  'elastic-cache-adaptive',
   'flashblock',
   'mage',
   // Decode rules of the methods that followed (issue 19).
@@ -32,6 +33,8 @@ const published = [
   'window-diffusion',
   'slow-fast-dllm-cache',
   'sparsed',
+  'wino',
+  'es-dllm',
 ];
 
 describe('example plans', () => {
@@ -57,6 +60,7 @@ describe('example plans', () => {
       'local-leap.kvp',
       'prophet.kvp',
       'slow-fast.kvp',
+      'wino.kvp',
     ]);
   });
 });

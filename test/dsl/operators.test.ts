@@ -159,6 +159,7 @@ function envFor(
       targets: () => new Uint8Array(canvas.length),
       dirty: () => 0,
       attnSimilarity: () => 0,
+      afterDrift: () => false,
     },
   };
   const expr = (name: string) => {

@@ -46,6 +46,7 @@ describe('filters by a step condition', () => {
           targets: () => new Uint8Array(canvas.length),
           dirty: () => 0,
           attnSimilarity: () => 1,
+          afterDrift: () => false,
         },
       }) as Mask;
     };

@@ -1,5 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
+import { decodeRules } from '../../src/dsl/builtins.ts';
+import { planUses } from '../../src/dsl/semantics/uses.ts';
 import {
   allFeatures,
   checkText,
@@ -7,7 +9,10 @@ import {
   familySpecArb,
   generatedArb,
   nearMisses,
+  phaseFilterPlaces,
   planText,
+  type SetPlace,
+  setPlaces,
 } from '../support/planGen.ts';
 import { fuzzRuns } from './runs.ts';
 
@@ -51,5 +56,44 @@ describe('the checker on plans nobody wrote', () => {
       );
     // The mutations are only as good as their reach: most kinds must have been tried.
     expect(seen.size).toBeGreaterThanOrEqual(6);
+  });
+
+  test('writes phases (sets filtered by a step condition) wherever a set appears, in a minority of plans', () => {
+    // Read from the checked plan's syntax tree: a filter whose predicate is a bool, not a pred.
+    let accepted = 0;
+    let phased = 0;
+    const places = new Set<SetPlace>();
+    for (const { seed, numRuns } of fuzzRuns(400))
+      fc.assert(
+        fc.property(generatedArb(ciFeatures), ({ text }) => {
+          const o = checkText(text);
+          if (o.kind !== 'accepted') return;
+          accepted++;
+          const found = phaseFilterPlaces(o.plan.typed);
+          if (found.size > 0) phased++;
+          for (const p of found) places.add(p);
+        }),
+        { seed, numRuns },
+      );
+    expect([...places].sort()).toEqual([...setPlaces].sort());
+    expect(phased / accepted).toBeGreaterThanOrEqual(0.08);
+    expect(phased / accepted).toBeLessThanOrEqual(0.3);
+  });
+
+  test('writes every decode rule and the adaptive layer boundary in accepted plans', () => {
+    const rules = new Set<string>();
+    let adaptive = 0;
+    for (const { seed, numRuns } of fuzzRuns(400))
+      fc.assert(
+        fc.property(generatedArb(ciFeatures), ({ text }) => {
+          const o = checkText(text);
+          if (o.kind !== 'accepted') return;
+          rules.add(o.plan.typed.decode.rule.callee.name);
+          if (planUses(o.plan.plan, new Set(['after_drift']))) adaptive++;
+        }),
+        { seed, numRuns },
+      );
+    expect([...rules].sort()).toEqual(Object.keys(decodeRules).sort());
+    expect(adaptive).toBeGreaterThan(0);
   });
 });

@@ -22,7 +22,11 @@ const caseArb = fc.record({
 });
 
 const kinds = (s: Spec) =>
-  new Set(s.refreshes.flatMap((r) => r.when.filter((a) => a.k === 'sim' || a.k === 'dirty').map((a) => a.k)));
+  new Set(
+    s.refreshes.flatMap((r) =>
+      r.when.filter((a) => a.k === 'sim' || a.k === 'drift' || a.k === 'dirty').map((a) => a.k),
+    ),
+  );
 
 describe('data-dependent refresh paths fire on generated plans', () => {
   test('most plans with drift or dirty rules have cached steps and data-driven refreshes', async () => {
@@ -54,7 +58,7 @@ describe('data-dependent refresh paths fire on generated plans', () => {
       );
     expect(plans).toBeGreaterThanOrEqual(15);
     expect(both / plans).toBeGreaterThanOrEqual(0.4);
-    expect([...firedKinds].sort()).toEqual(['dirty', 'sim']);
+    expect([...firedKinds].sort()).toEqual(['dirty', 'drift', 'sim']);
     // A reused split partial is both served from the store and recomputed by its `until` condition.
     expect(reusePlans).toBeGreaterThanOrEqual(5);
     expect(reused).toBeGreaterThan(0);

@@ -5,6 +5,7 @@ import {
   ciFeatures,
   describeVerdict,
   generatedArb,
+  phaseFilterPlaces,
   type Spec,
   verdictHolds,
   verifyGenerated,
@@ -17,6 +18,7 @@ describe('accepted plans verify against full attention on the reference backend'
   test('exact plans at every step; approximate ones under their premise and at refresh steps', async () => {
     let accepted = 0;
     let approximate = 0;
+    let phased = 0;
     const families = new Set<Spec['family']>();
     for (const { seed, numRuns } of fuzzRuns(160))
       await fc.assert(
@@ -29,6 +31,7 @@ describe('accepted plans verify against full attention on the reference backend'
           expect(verdictHolds(v, o.warnings), `${describeVerdict(v)}\n${g.text}`).toBe(true);
           accepted++;
           if (!v.exact) approximate++;
+          if (phaseFilterPlaces(o.plan.typed).size > 0) phased++;
           families.add(g.spec.family);
         }),
         { seed, numRuns },
@@ -37,5 +40,7 @@ describe('accepted plans verify against full attention on the reference backend'
     expect(accepted).toBeGreaterThanOrEqual(80);
     expect(approximate).toBeGreaterThanOrEqual(30);
     expect(families.size).toBeGreaterThanOrEqual(8);
+    // Phases (sets filtered by a step condition) reach the comparison with full attention.
+    expect(phased).toBeGreaterThanOrEqual(8);
   });
 });

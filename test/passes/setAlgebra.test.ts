@@ -151,6 +151,7 @@ const env = (canvas: Canvas): EvalEnv => ({
     targets: throwing,
     dirty: throwing,
     attnSimilarity: throwing,
+    afterDrift: throwing,
   },
 });
 

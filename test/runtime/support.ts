@@ -26,6 +26,7 @@ export const examples = [
   'd2cache',
   'sparse-dllm',
   'elastic-cache',
+  'elastic-cache-adaptive',
   'flashblock',
   'mage',
   'dllm-cache-key-drift',
@@ -37,6 +38,8 @@ export const examples = [
   'window-diffusion',
   'slow-fast-dllm-cache',
   'sparsed',
+  'wino',
+  'es-dllm',
 ];
 
 const tiny = presets.tiny as ModelConfig;

@@ -18,6 +18,8 @@ export function blockIndex(i: number, l: BlockLayout): number {
 export class Canvas {
   /** Step at which each position was decoded; -1 while masked (and for prompt positions). */
   readonly decodedAt: Int32Array;
+  /** Step at which each position's token last changed (committed, or remasked by a revoking rule); -1 never. */
+  readonly changedAt: Int32Array;
   step = 0;
   block = 0;
   blockStep = 0;
@@ -37,6 +39,7 @@ export class Canvas {
     readonly aligned = false,
   ) {
     this.decodedAt = new Int32Array(promptLen + genLen).fill(-1);
+    this.changedAt = new Int32Array(promptLen + genLen).fill(-1);
     this.origin = aligned ? promptLen - (promptLen % blockLen) : promptLen;
   }
 
@@ -59,7 +62,7 @@ export class Canvas {
   }
   /** First step at which the position's current token is the model's input. */
   tokenSince(i: number): number {
-    const d = this.decodedAt[i] ?? -1;
+    const d = this.changedAt[i] ?? -1;
     return d < 0 ? 0 : d + 1;
   }
   age(i: number): number {
@@ -82,13 +85,20 @@ export class Canvas {
     return true;
   }
 
-  commit(positions: Iterable<number>): void {
+  /**
+   * Commits `positions` and turns `remasked` (decoded positions a revoking decode rule takes back)
+   * into masks again: the token of each changes at this step.
+   */
+  commit(positions: readonly number[], remasked: readonly number[] = []): void {
     for (const i of positions) this.decodedAt[i] = this.step;
+    for (const i of remasked) this.decodedAt[i] = -1;
+    for (const i of [...positions, ...remasked]) this.changedAt[i] = this.step;
   }
 
   /** What `f` returns on the state after committing `positions` and advancing; the state is then restored. */
   lookahead<T>(positions: readonly number[], f: () => T): T {
     const saved = Int32Array.from(this.decodedAt);
+    const changed = Int32Array.from(this.changedAt);
     const [step, block, blockStep] = [this.step, this.block, this.blockStep];
     this.commit(positions);
     this.advance();
@@ -96,6 +106,7 @@ export class Canvas {
       return f();
     } finally {
       this.decodedAt.set(saved);
+      this.changedAt.set(changed);
       [this.step, this.block, this.blockStep] = [step, block, blockStep];
     }
   }

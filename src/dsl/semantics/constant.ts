@@ -14,6 +14,7 @@ export function constantOf(typed: TypedPlan, e: Expr): number {
     targets: unreachable,
     dirty: unreachable,
     attnSimilarity: unreachable,
+    afterDrift: unreachable,
   };
   return evaluate(e, { canvas: new Canvas(1, 1, 1), bindings: typed.bindings, hooks }) as number;
 }

@@ -1,4 +1,5 @@
 import type { DecodeStmt, Expr } from '../ast.ts';
+import { revokingRules } from '../builtins.ts';
 import type { Canvas } from './canvas.ts';
 import { type EvalEnv, evaluate, lowIsBetter, type Mask, maskOf, rankMembers } from './evaluate.ts';
 
@@ -35,6 +36,7 @@ export function ruleCommits(rule: string, args: readonly number[], r: Ranked): n
     case 'steps':
       return first(Math.ceil(c0.maskedInBlock(c0.block) / Math.max(1, a - c0.blockStep)));
     case 'threshold':
+    case 'wino':
       return first(countReaching(r, a));
     case 'factor': {
       // Fast-dLLM's factor rule: the largest k with (k + 1) * (1 - c_k) < f, c_k the k-th best confidence.
@@ -63,13 +65,51 @@ export function ruleCommits(rule: string, args: readonly number[], r: Ranked): n
   }
 }
 
+/** The positions a decode rule works on: its `in` set, by default the current block. */
+function decodeScope(d: DecodeStmt, env: EvalEnv): Mask {
+  const c = env.canvas;
+  return d.within ? (evaluate(d.within, env) as Mask) : maskOf(c.length, (i) => c.blockOf(i) === c.block);
+}
+
 /** The masked positions a decode rule may commit now: its `in` set, by default the current block. */
 export function decodeCandidates(d: DecodeStmt, env: EvalEnv): Mask {
   const c = env.canvas;
-  const within = d.within
-    ? (evaluate(d.within, env) as Mask)
-    : maskOf(c.length, (i) => c.blockOf(i) === c.block);
+  const within = decodeScope(d, env);
   return maskOf(c.length, (i) => c.isMasked(i) && within[i] === 1);
+}
+
+/**
+ * The decoded positions a revoking rule remasks once it has committed `chosen`: those of its `in`
+ * set committed at an earlier step with a score (`scoreAtCommit`, the rule's `by` score when they
+ * were committed) short of `tau_revoke`, worst first, and fewer than it committed, so that every
+ * step leaves fewer masks and the generation ends. A remasked position is predicted again, with
+ * the context of the steps since. Other rules revoke nothing.
+ */
+export function decideRevocations(
+  d: DecodeStmt,
+  env: EvalEnv,
+  chosen: readonly number[],
+  scoreAtCommit: Float64Array,
+): number[] {
+  const bar = d.rule.args[1];
+  if (!revokingRules.has(d.rule.callee.name) || !bar) return [];
+  const c = env.canvas;
+  const tau = evaluate(bar, env) as number;
+  const low = d.by ? lowIsBetter(d.by, env.bindings) : false;
+  const within = decodeScope(d, env);
+  const committed = new Set(chosen);
+  const doubtful = maskOf(c.length, (i) => {
+    const s = scoreAtCommit[i] ?? Number.NaN;
+    return (
+      within[i] === 1 &&
+      !c.isPrompt(i) &&
+      !c.isMasked(i) &&
+      !committed.has(i) &&
+      !Number.isNaN(s) &&
+      !(low ? s <= tau : s >= tau)
+    );
+  });
+  return rankMembers(doubtful, scoreAtCommit, !low).slice(0, Math.max(0, chosen.length - 1));
 }
 
 /** The positions a decode rule commits on the current state given its scores, best first. */

@@ -7,7 +7,9 @@ export function rowClass(c: Canvas, i: number): string {
   const masked = c.isMasked(i);
   if (c.numBlocks === 1) return masked ? 'masked rows' : 'decoded rows';
   const b = c.blockOf(i);
-  if (b < c.block) return 'decoded rows before the current block';
+  // Before the current block a masked row is one a revoking decode rule took back.
+  if (b < c.block)
+    return masked ? 'remasked rows before the current block' : 'decoded rows before the current block';
   if (b > c.block)
     return masked ? 'masked rows after the current block' : 'decoded rows after the current block';
   return masked ? 'masked rows of the current block' : 'decoded rows of the current block';

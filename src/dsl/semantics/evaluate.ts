@@ -16,6 +16,8 @@ export interface EvalHooks {
   targets(next: boolean): Mask;
   dirty(set: Mask): number;
   attnSimilarity(layer: number): number;
+  /** Whether a layer below the one being decided (after the forward: any layer) drifted below gamma. */
+  afterDrift(gamma: number): boolean;
   /** Called for every score applied to a set, so that callers can check what the score needs. */
   scoreUse?(score: Expr, over: Mask): void;
 }
@@ -316,6 +318,8 @@ function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv, lets: LetVal
       return env.hooks.dirty(setArg(0));
     case 'attn_similarity':
       return env.hooks.attnSimilarity(num(0));
+    case 'after_drift':
+      return env.hooks.afterDrift(num(0));
     default:
       throw new Error(`no evaluation rule for '${e.callee.name}'`);
   }

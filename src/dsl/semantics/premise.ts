@@ -5,6 +5,7 @@ import type { Approximations } from './simulate.ts';
 const classOrder = [
   'prompt rows',
   'decoded rows before the current block',
+  'remasked rows before the current block',
   'decoded rows of the current block',
   'masked rows of the current block',
   'decoded rows after the current block',

@@ -318,6 +318,7 @@ class Simulation {
       // As the runtime does: decide from this step's predictions, then choose the selections.
       const chosen = this.stepper.decide();
       this.checkPredictions(chosen);
+      const remasked = this.stepper.revoke(chosen);
       this.stepper.finishStep();
       if (chosen.length === 0) {
         if (++stuck > this.sc.blockLen + 2) {
@@ -330,7 +331,7 @@ class Simulation {
         }
       } else stuck = 0;
       this.trace.commit?.(chosen);
-      c.commit(chosen);
+      c.commit(chosen, remasked);
       c.advance();
     }
   }

@@ -1,8 +1,9 @@
 import type { CacheStmt, DecodeStmt, Expr, RefreshStmt, Segment, SelectStmt } from '../ast.ts';
+import { revokingRules } from '../builtins.ts';
 import type { TypedPlan } from '../typecheck.ts';
 import type { Canvas } from './canvas.ts';
 import { constantOf } from './constant.ts';
-import { decideCommits, decodeCandidates } from './decodeRule.ts';
+import { decideCommits, decideRevocations, decodeCandidates } from './decodeRule.ts';
 import { type EvalEnv, type EvalHooks, evaluate, type Mask, maskOf, members } from './evaluate.ts';
 import { type LayerRules, reusedSegments, segmentsOf } from './layerRules.ts';
 import { fullSegmentKeys, segmentKeys } from './segments.ts';
@@ -96,6 +97,10 @@ export class PlanStepper {
   readonly stepRows: Mask[] = [];
   private allFull = true;
   private firedThisStep = new Set<RefreshStmt>();
+  /** The decode score each position had when it was committed (NaN: masked); read by revoking rules. */
+  private readonly scoreAtCommit: Float64Array;
+  /** Each layer's attn_similarity this step, measured once however many layers ask (after_drift). */
+  private similarities: number[] = [];
   /** Steps at which each refresh rule's condition held on at least one of its layers. */
   readonly firings = new Map<RefreshStmt, number>();
 
@@ -108,6 +113,7 @@ export class PlanStepper {
     private readonly observer: StepObserver = {},
   ) {
     this.L = canvas.length;
+    this.scoreAtCommit = new Float64Array(this.L).fill(Number.NaN);
   }
 
   private readonly hooks: EvalHooks = {
@@ -122,8 +128,18 @@ export class PlanStepper {
     targets: (next) => this.targets(next),
     dirty: (set) => members(set).filter((i) => this.canvas.tokenSince(i) > this.dirtySince).length,
     attnSimilarity: (layer) => this.scores.attnSimilarity(layer),
+    afterDrift: (gamma) => {
+      const below = this.endOfStep ? this.rules.length : this.layer;
+      for (let l = 0; l < below; l++) if (this.similarity(l) < gamma) return true;
+      return false;
+    },
     scoreUse: (score, over) => this.observer.scoreUse?.(score, over),
   };
+
+  private similarity(l: number): number {
+    this.similarities[l] ??= this.scores.attnSimilarity(l);
+    return this.similarities[l];
+  }
 
   env(): EvalEnv {
     return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks };
@@ -193,6 +209,7 @@ export class PlanStepper {
       this.stepRows.length = 0;
       this.allFull = true;
       this.firedThisStep = new Set();
+      this.similarities = [];
     }
     const extra = this.refreshSet(r);
     const full = extra.every((x) => x === 1);
@@ -330,6 +347,27 @@ export class PlanStepper {
     try {
       const chosen = decideCommits(d, this.env(), random ? this.randomScores : score(d.by));
       return this.observer.commits ? this.observer.commits(chosen) : chosen;
+    } finally {
+      this.endOfStep = wasEnd;
+    }
+  }
+
+  /**
+   * The decoded positions a revoking decode rule turns back into masks after committing `chosen`
+   * (call once a step, before the commit); records the decode score of each position it commits.
+   */
+  revoke(chosen: readonly number[]): number[] {
+    const d = this.typed.decode;
+    if (!revokingRules.has(d.rule.callee.name)) return [];
+    const wasEnd = this.endOfStep;
+    this.endOfStep = true;
+    try {
+      const remasked = decideRevocations(d, this.env(), chosen, this.scoreAtCommit);
+      const random = d.by?.kind === 'name' && d.by.name === 'random';
+      const now = random ? this.randomScores : this.decodeScore(d.by);
+      for (const i of chosen) this.scoreAtCommit[i] = now[i] ?? Number.NaN;
+      for (const i of remasked) this.scoreAtCommit[i] = Number.NaN;
+      return remasked;
     } finally {
       this.endOfStep = wasEnd;
     }

@@ -21,4 +21,8 @@ export const modelInternalScores: ReadonlySet<string> = new Set([
   'value_drift',
   'key_drift',
   'attn_similarity',
+  'after_drift',
 ]);
+
+/** Builtins that compare attention rows with those remembered at the last full refresh. */
+export const similarityScores: ReadonlySet<string> = new Set(['attn_similarity', 'after_drift']);
