@@ -22,7 +22,8 @@ import {
 import type { CudaDevice, Dim3, PackedParams } from '../../src/backends/cuda-ptx/launch.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
-import type { CanvasRows, KvPart, Program, StepRunner } from '../../src/runtime/runner.ts';
+import type { CachePart } from '../../src/runtime/cachePart.ts';
+import type { CanvasRows, Program, StepRunner } from '../../src/runtime/runner.ts';
 import { float32Budget } from '../../src/runtime/verify.ts';
 import { checkPlan, checkPrimitive, primitiveCases } from '../../test/backends/cuda-ptx/checks.ts';
 import { declaredParams, EmulatedDevice } from '../../test/backends/cuda-ptx/emulator.ts';
@@ -205,7 +206,7 @@ async function plan(name: string, base: ModelConfig, blob: Blob, ptx: Map<string
       logits.push(rec.downloads().length - 1);
       return t;
     },
-    kvCache: (part: KvPart, l: number) => r.kvCache(part, l),
+    cachePart: (part: CachePart, l: number) => r.cachePart(part, l),
   });
   const check = await checkPlan(name, base, rec, { wrap });
   if (check.worst > 1) throw new Error(`${name}: the emulator itself is over budget (${check.worst})`);

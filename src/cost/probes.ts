@@ -52,7 +52,7 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
       }),
     }));
   // Every buffer a call writes on the host is a fresh one (src/backends/cpu/probe.ts): the normalised
-  // state, the projections, their float64 copies; a drift also copies the cached K or V (kvCache).
+  // state, the projections, their float64 copies; a drift also copies the cached K or V (cachePart).
   const fresh = drift
     ? 4 * L * c.dModel + (4 + 8 + 8) * L * kv
     : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);

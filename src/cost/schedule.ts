@@ -107,6 +107,8 @@ export function stepSchedule(
         }
       } else if (name === 'value_drift' || name === 'key_drift')
         probes.push({ output: name === 'key_drift' ? 'k' : 'v', layer, queries: 0 });
+      // hidden_drift projects nothing: it compares the hidden state the step already reads back with
+      // a host copy of the hidden cache, which is not costed.
       return standIn.score(name, queries, layer);
     },
     attnSimilarity(layer) {

@@ -88,6 +88,10 @@ export const builtins: Readonly<Record<string, Builtin>> = {
     'score',
     '1 - cos(K fresh, K cached) per row (keys after RoPE); needs a K/V cache of the rows it scores',
   ),
+  hidden_drift: v(
+    'score',
+    '1 - cos(h fresh, h cached) per row, h the hidden state entering the layer; needs the hidden cache of the layer below',
+  ),
   certainty: f(
     'score',
     [{ name: 'sigma', type: 'float', range: positive }],

@@ -123,6 +123,7 @@ const modelScores = new Set([
   'entropy',
   'rollout',
   'value_drift',
+  'hidden_drift',
   'key_drift',
   'certainty',
   'attention_mass',

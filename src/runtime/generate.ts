@@ -91,7 +91,7 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
       o.genLength,
       (o.seed ?? 1) + first + i,
       (part, l) => {
-        const v = runner.kvCache(part, l);
+        const v = runner.cachePart(part, l);
         return v && rowsOf(v, at, length);
       },
       runner.probe,

@@ -1,10 +1,11 @@
 import { interpretStage, ResourceStore } from '../ir/interpret.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
-import { layerStage, resources } from '../ir/names.ts';
+import { layerStage } from '../ir/names.ts';
 import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
 import { type Weights, widened } from '../model/weights.ts';
-import type { CanvasRows, KvPart, Program, StepRunner } from './runner.ts';
+import { type CachePart, cachePartResource } from './cachePart.ts';
+import type { CanvasRows, Program, StepRunner } from './runner.ts';
 
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
 export class ReferenceRunner implements StepRunner {
@@ -75,8 +76,8 @@ export class ReferenceRunner implements StepRunner {
     return this.run(program, 'head', inputs).get('logits') as HostTensor;
   }
 
-  kvCache(part: KvPart, layer: number): HostTensor | undefined {
-    const name = resources.kv(part, layer);
+  cachePart(part: CachePart, layer: number): HostTensor | undefined {
+    const name = cachePartResource(part, layer);
     return this.lowered.programs.cached.resources.some((r) => r.name === name)
       ? this.store.get(name)
       : undefined;

@@ -1,4 +1,5 @@
 import type { HostTensor } from '../ir/tensor.ts';
+import type { CachePart } from './cachePart.ts';
 import type { Probe } from './probe.ts';
 
 /** Which step program a stage runs from: `lowered.programs` by name. */
@@ -29,9 +30,6 @@ type Maybe<T> = T | Promise<T>;
  * change, so that one layer may run as several calls (one per program) over disjoint rows.
  * Backends whose device works asynchronously (WebGPU) return promises.
  */
-/** A part of a layer's K/V cache. */
-export type KvPart = 'k' | 'v';
-
 export interface StepRunner {
   /**
    * Loads the canvas rows and embeds every token. Returns the hidden state when `read` asks for it
@@ -47,8 +45,8 @@ export interface StepRunner {
   ): Maybe<HostTensor | undefined>;
   /** The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. */
   head(program: Program, out: Int32Array): Maybe<HostTensor>;
-  /** The K or V cache of a layer, for the drift scores that compare fresh and cached keys or values. */
-  kvCache(part: KvPart, layer: number): HostTensor | undefined;
+  /** A cache part of a layer, for the drift scores that compare fresh values with cached ones. */
+  cachePart(part: CachePart, layer: number): HostTensor | undefined;
   /** The backend's compiled score probe; without one, probes run on the reference interpreter. */
   readonly probe?: Probe;
   /** Frees what the runner holds on a device; called once its generation is over. */

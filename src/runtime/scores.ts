@@ -4,8 +4,8 @@ import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
+import { type CachePart, cachePartRow } from './cachePart.ts';
 import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
-import type { KvPart } from './runner.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
   let ab = 0;
@@ -40,7 +40,7 @@ export class ModelScores implements StepScores {
     private readonly L: number,
     private readonly blocks: Int32Array,
     private readonly blockCausal: boolean,
-    private readonly kvCache: (part: KvPart, layer: number) => HostTensor | undefined,
+    private readonly cachePart: (part: CachePart, layer: number) => HostTensor | undefined,
     /** Whether the plan uses scores measured from hidden states; runners skip recording them otherwise. */
     readonly needsHidden = true,
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
@@ -51,10 +51,21 @@ export class ModelScores implements StepScores {
     this.probe = probe ?? new InterpretedProbe(config, weights);
   }
 
-  private measure(output: ProbeOutput, layer: number, queries: Int32Array): HostTensor {
+  /** The hidden state entering a layer this step (after the forward: entering the last one measured). */
+  private hiddenAt(layer: number): HostTensor {
     const h = this.hiddenIn.get(layer) ?? this.hiddenIn.get(Math.max(...this.hiddenIn.keys()));
     if (!h) throw new Error('no hidden state measured yet in this step');
-    return this.probe.measure(output, layer, h, queries, this.blockCausal ? this.blocks : undefined);
+    return h;
+  }
+
+  private measure(output: ProbeOutput, layer: number, queries: Int32Array): HostTensor {
+    return this.probe.measure(
+      output,
+      layer,
+      this.hiddenAt(layer),
+      queries,
+      this.blockCausal ? this.blocks : undefined,
+    );
   }
 
   private statistic(name: 'confidence' | 'margin' | 'entropy'): Float64Array {
@@ -79,11 +90,19 @@ export class ModelScores implements StepScores {
           this.attentionScore(name, queries, layer),
         );
       case 'value_drift':
-      case 'key_drift': {
-        const part = name === 'key_drift' ? 'k' : 'v';
-        const fresh = this.measure(part, layer, new Int32Array(0));
-        const cached = this.kvCache(part, layer);
-        const width = this.config.kvHeads * this.config.headDim;
+      case 'key_drift':
+      case 'hidden_drift': {
+        // K or V as the layer would project them now, against its cache; the hidden state entering
+        // the layer now, against what the layer below cached as its output.
+        const part = name === 'key_drift' ? 'k' : name === 'value_drift' ? 'v' : 'hidden';
+        const fresh = part === 'hidden' ? this.hiddenAt(layer) : this.measure(part, layer, new Int32Array(0));
+        const cached =
+          part === 'hidden'
+            ? layer > 0
+              ? this.cachePart(part, layer - 1)
+              : undefined
+            : this.cachePart(part, layer);
+        const width = cachePartRow(part, this.config).reduce((a, b) => a * b, 1);
         return Float64Array.from({ length: this.L }, (_, i) => {
           const a = fresh.data.subarray(i * width, (i + 1) * width);
           const b = cached?.data.subarray(i * width, (i + 1) * width);

@@ -10,11 +10,12 @@ import type { ModelConfig } from '../model/config.ts';
 import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
 import { runStep } from './batch.ts';
+import type { CachePart } from './cachePart.ts';
 import { GenerationError } from './generationError.ts';
 import { Inspector } from './inspector.ts';
 import type { Probe } from './probe.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
-import type { KvPart, StepOutput, StepRunner } from './runner.ts';
+import type { StepOutput, StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
 
 export interface GenerationCase {
@@ -111,7 +112,7 @@ export class SequenceRun {
     genLen: number,
     seed: number,
     /** The K or V cache of a layer over this sequence's rows. */
-    kvCache: (part: KvPart, layer: number) => HostTensor | undefined,
+    cachePart: (part: CachePart, layer: number) => HostTensor | undefined,
     probe?: Probe,
   ) {
     const canvas = new Canvas(
@@ -133,7 +134,7 @@ export class SequenceRun {
       L,
       this.blocks,
       lowered.blockCausal,
-      kvCache,
+      cachePart,
       planUses(plan.plan, modelInternalScores),
       probe,
     );
@@ -223,7 +224,7 @@ export async function simulateGeneration(
     c.prompt,
     c.genLen,
     c.seed,
-    (part, l) => runner.kvCache(part, l),
+    (part, l) => runner.cachePart(part, l),
     runner.probe,
   );
   const { canvas, tokens, blocks, scores, inspector } = run;

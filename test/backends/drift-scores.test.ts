@@ -1,6 +1,6 @@
 /**
- * The drift scores (`value_drift`, `key_drift`) decide which rows a plan recomputes from the
- * backend's own caches: the backend hands its cached K or V to the host (`kvCache`; WebGPU mirrors
+ * The drift scores (`value_drift`, `key_drift`, `hidden_drift`) decide which rows a plan recomputes from the
+ * backend's own caches: the backend hands its cached K or V to the host (`cachePart`; WebGPU mirrors
  * the parts a plan's drifts read). Step-by-step checks cannot see a wrong drift — an approximate
  * plan's cached steps are not compared with the golden forward — so here each backend must make
  * the same choices as the reference: the same tokens and the same agreement with golden decoding
@@ -22,9 +22,15 @@ import { gpuOrSkip } from './webgpu/support.ts';
 
 const device = await gpuOrSkip('WebGPU drift scores');
 
-const plans = ['dllm-cache', 'dllm-cache-key-drift'];
+const plans = ['dllm-cache', 'dllm-cache-key-drift', 'es-dllm'];
 // The key drift on a model with SDAR's q/k norm: the cached keys are normed and rotated.
-const configOf = (name: string) => backendConfigs[name === 'dllm-cache' ? 0 : 3] as ModelConfig;
+const configOf = (name: string) =>
+  backendConfigs[name === 'dllm-cache' ? 0 : name === 'es-dllm' ? 1 : 3] as ModelConfig;
+const mirroredOf: Record<string, string[]> = {
+  'dllm-cache': ['v'],
+  'dllm-cache-key-drift': ['k'],
+  'es-dllm': ['hidden'],
+};
 
 async function generate(name: string, runner: 'reference' | 'cpu' | 'webgpu'): Promise<GenerationResult> {
   const plan = examplePlan(name);
@@ -41,7 +47,7 @@ async function generate(name: string, runner: 'reference' | 'cpu' | 'webgpu'): P
     make = (n) => new CpuRunner(build, weights, n);
   } else if (runner === 'webgpu') {
     const build = buildWebGpu(plan, config, L);
-    expect(build.mirrored).toEqual([name === 'dllm-cache' ? 'v' : 'k']);
+    expect(build.mirrored).toEqual(mirroredOf[name]);
     lowered = build.lowered;
     make = (n) => new WebGpuRunner(build, weights, n, device as GPUDevice);
   } else {

@@ -80,8 +80,10 @@ describe('the checker on plans nobody wrote', () => {
     expect(phased / accepted).toBeLessThanOrEqual(0.3);
   });
 
-  test('writes every decode rule and the adaptive layer boundary in accepted plans', () => {
+  test('writes every decode rule, every drift score and the adaptive layer boundary in accepted plans', () => {
     const rules = new Set<string>();
+    const drifts = new Set<string>();
+    const driftScores = ['value_drift', 'key_drift', 'hidden_drift'];
     let adaptive = 0;
     for (const { seed, numRuns } of fuzzRuns(400))
       fc.assert(
@@ -90,10 +92,12 @@ describe('the checker on plans nobody wrote', () => {
           if (o.kind !== 'accepted') return;
           rules.add(o.plan.typed.decode.rule.callee.name);
           if (planUses(o.plan.plan, new Set(['after_drift']))) adaptive++;
+          for (const d of driftScores) if (planUses(o.plan.plan, new Set([d]))) drifts.add(d);
         }),
         { seed, numRuns },
       );
     expect([...rules].sort()).toEqual(Object.keys(decodeRules).sort());
     expect(adaptive).toBeGreaterThan(0);
+    expect([...drifts].sort()).toEqual([...driftScores].sort());
   });
 });

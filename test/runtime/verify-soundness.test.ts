@@ -49,7 +49,7 @@ const perturbed =
         const t = inner.head(p, out);
         return { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) };
       },
-      kvCache: (part, l) => inner.kvCache(part, l),
+      cachePart: (part, l) => inner.cachePart(part, l),
     };
   };
 

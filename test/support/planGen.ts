@@ -794,7 +794,7 @@ const dllmCacheFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
       kp: fc.integer({ min: 2, max: 6 }),
       kr: fc.integer({ min: 2, max: 4 }),
       rho: fc.constantFrom(0.25, 0.5),
-      score: fc.constantFrom('value_drift', 'key_drift', 'confidence'),
+      score: fc.constantFrom('value_drift', 'key_drift', 'hidden_drift', 'confidence'),
       preset: presetArb,
     })
     .chain((r) =>
@@ -812,7 +812,13 @@ const dllmCacheFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
               scope: { k: 'cmp', op: '>=', l: 1 },
             },
           ],
-          caches: [{ kinds: ['kv', 'attn', 'ffn'], of: 'all' }],
+          // The hidden-state drift compares with the hidden cache of the layer below.
+          caches: [
+            {
+              kinds: r.score === 'hidden_drift' ? ['kv', 'attn', 'ffn', 'hidden'] : ['kv', 'attn', 'ffn'],
+              of: 'all',
+            },
+          ],
           attend: { keys: 'all', causal: false },
           decode,
         }),

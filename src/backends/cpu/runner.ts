@@ -1,13 +1,14 @@
 import koffi from 'koffi';
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import { layerStage, resources } from '../../ir/names.ts';
+import { layerStage } from '../../ir/names.ts';
 import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { HalfDtype } from '../../model/half.ts';
 import { loadWeight, storedForm, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
+import { type CachePart, cachePartTensor } from '../../runtime/cachePart.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
 import { bindPrimitives, compilePrimitives, Dtype16 } from './primitives.ts';
@@ -219,11 +220,9 @@ export class CpuRunner implements StepRunner {
     return this.compiledProbe;
   }
 
-  kvCache(part: KvPart, layer: number): HostTensor | undefined {
-    const v = this.floats.get(resources.kv(part, layer));
-    if (!v) return undefined;
-    const c = this.build.lowered.config;
-    const width = c.kvHeads * c.headDim;
-    return { shape: [this.L, c.kvHeads, c.headDim], data: new Float64Array(v.subarray(0, this.L * width)) };
+  cachePart(part: CachePart, layer: number): HostTensor | undefined {
+    return cachePartTensor(part, layer, this.build.lowered.config, this.L, (name, n) =>
+      this.floats.get(name)?.subarray(0, n),
+    );
   }
 }

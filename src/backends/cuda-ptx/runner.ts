@@ -1,12 +1,13 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import { layerStage, resources } from '../../ir/names.ts';
+import { layerStage } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
-import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
+import { type CachePart, cachePartTensor } from '../../runtime/cachePart.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
 import type { Arch, GemmPath, MmaDtype } from './kernels/index.ts';
 import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
@@ -258,12 +259,10 @@ export class PtxRunner implements StepRunner {
     return this.read('arena', head.outputs.logits as number, out.length, this.build.lowered.config.vocab);
   }
 
-  kvCache(part: KvPart, layer: number): HostTensor | undefined {
-    const name = resources.kv(part, layer);
-    if (!this.ptrs.has(name)) return undefined;
-    const c = this.build.lowered.config;
-    const t = this.read(name, 0, this.L, c.kvHeads * c.headDim);
-    return { shape: [this.L, c.kvHeads, c.headDim], data: t.data };
+  cachePart(part: CachePart, layer: number): HostTensor | undefined {
+    return cachePartTensor(part, layer, this.build.lowered.config, this.L, (name, n) =>
+      this.ptrs.has(name) ? this.read(name, 0, this.L, n / this.L).data : undefined,
+    );
   }
 }
 

@@ -1,13 +1,14 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
 import { planUses } from '../../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
-import { layerStage, resources } from '../../ir/names.ts';
+import { layerStage } from '../../ir/names.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
-import type { CanvasRows, KvPart, Program, StepRunner } from '../../runtime/runner.ts';
+import { type CachePart, cachePartResource, cachePartRow, cachePartTensor } from '../../runtime/cachePart.ts';
+import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
 import {
@@ -26,7 +27,7 @@ export interface WebGpuBuild {
   readonly lowered: LoweredPlan;
   readonly manifest: WgslManifest;
   /** The K/V cache parts the plan's drift scores read on the host: mirrored after each layer. */
-  readonly mirrored: readonly KvPart[];
+  readonly mirrored: readonly CachePart[];
   /** The armed fault the shaders are built with (test only); undefined in every normal build. */
   readonly fault?: Fault;
 }
@@ -43,11 +44,11 @@ export function buildWebGpu(
 ): WebGpuBuild {
   const { lowered, state } = compilePlan(plan, config, { target: 'wgsl', canvas: maxCanvas });
   if (!state.kernels || !state.memory) throw new Error('the pipeline produced no kernels or memory plan');
-  const drift = { k: 'key_drift', v: 'value_drift' } as const;
+  const drift = { k: 'key_drift', v: 'value_drift', hidden: 'hidden_drift' } as const;
   return {
     lowered,
     manifest: renderWgsl(config, state.phases, state.kernels, state.memory, maxCanvas, format),
-    mirrored: (['k', 'v'] as const).filter((part) => planUses(plan.plan, new Set([drift[part]]))),
+    mirrored: (['k', 'v', 'hidden'] as const).filter((part) => planUses(plan.plan, new Set([drift[part]]))),
     fault: activeFault(),
   };
 }
@@ -142,7 +143,7 @@ export function uniformData(
  * CpuRunner: weights uploaded once, caches persistent and poisoned with NaN, index lists written
  * each layer, one submit per stage; the hidden state (for the scores) and the logits are read back
  * with mapAsync, and the K/V cache parts the drift scores read mirrored on the host after each
- * layer (for kvCache).
+ * layer (for cachePart).
  */
 export class WebGpuRunner implements StepRunner {
   private readonly buffers = new Map<string, GPUBuffer>();
@@ -207,9 +208,10 @@ export class WebGpuRunner implements StepRunner {
     const c = build.lowered.config;
     for (const r of build.lowered.layers)
       for (const part of build.mirrored) {
-        const name = resources.kv(part, r.layer);
+        const name = cachePartResource(part, r.layer);
+        const width = cachePartRow(part, c).reduce((a, b) => a * b, 1);
         if (this.buffers.has(`res:${name}`))
-          this.mirror.set(name, new Float32Array(L * c.kvHeads * c.headDim).fill(Number.NaN));
+          this.mirror.set(name, new Float32Array(L * width).fill(Number.NaN));
       }
   }
 
@@ -316,7 +318,7 @@ export class WebGpuRunner implements StepRunner {
       return [n, resolve(key), floats];
     });
     const mirrors = (
-      kvLayer === undefined ? [] : this.build.mirrored.map((part) => resources.kv(part, kvLayer))
+      kvLayer === undefined ? [] : this.build.mirrored.map((part) => cachePartResource(part, kvLayer))
     )
       .map((name) => [name, this.mirror.get(name)] as const)
       .filter((m): m is readonly [string, Float32Array] => m[1] !== undefined);
@@ -386,11 +388,8 @@ export class WebGpuRunner implements StepRunner {
     return [['h', this.L * this.build.lowered.config.dModel]];
   }
 
-  kvCache(part: KvPart, layer: number): HostTensor | undefined {
-    const v = this.mirror.get(resources.kv(part, layer));
-    if (!v) return undefined;
-    const c = this.build.lowered.config;
-    return { shape: [this.L, c.kvHeads, c.headDim], data: new Float64Array(v) };
+  cachePart(part: CachePart, layer: number): HostTensor | undefined {
+    return cachePartTensor(part, layer, this.build.lowered.config, this.L, (name) => this.mirror.get(name));
   }
 }
 

@@ -56,11 +56,20 @@ export const noApproximations = (): Approximations => ({
  * finding F10). Entropy reaches log(vocab), about 12 for the largest vocabularies.
  */
 /** The drift scores, with the part of the K/V cache each compares: drawn per layer, and they need that cache. */
-const driftOf: Readonly<Record<string, string>> = { value_drift: 'V', key_drift: 'K' };
+/**
+ * The drift scores: what each compares, and the cache entries it compares with: the K/V cache of
+ * the layer it is read at, or (hidden state) the `hidden` cache of the layer below.
+ */
+const driftOf: Readonly<Record<string, { readonly what: string; readonly kind: 'kv' | 'hidden' }>> = {
+  value_drift: { what: 'V', kind: 'kv' },
+  key_drift: { what: 'K', kind: 'kv' },
+  hidden_drift: { what: 'the hidden state', kind: 'hidden' },
+};
 
 const scoreRange: Readonly<Record<string, readonly [number, number]>> = {
   entropy: [0, 12],
   value_drift: [0, 2],
+  hidden_drift: [0, 2],
   key_drift: [0, 2],
   query_key: [-4, 4],
 };
@@ -245,14 +254,29 @@ class Simulation {
   private checkScoreNeeds(score: Expr, over: Mask): void {
     const c = this.canvas;
     const layer = this.stepper.layer;
-    for (const [name, part] of Object.entries(driftOf)) {
+    for (const [name, { what, kind }] of Object.entries(driftOf)) {
       if (!refersTo(score, (e) => e.kind === 'name' && e.name === name)) continue;
-      const missing = members(over).filter((i) => this.stepper.writtenAt('kv', layer, i) < 0);
+      if (kind === 'hidden' && layer === 0) {
+        this.fail(
+          score.span,
+          `${name} compares the hidden state entering a layer with the hidden state the layer below cached, but it is read ${when(c, layer)}, which has no layer below`,
+          ['help: read it on deeper layers only, e.g. in a rule scoped `on layers >= 1`'],
+        );
+        continue;
+      }
+      const at = kind === 'hidden' ? layer - 1 : layer;
+      const missing = members(over).filter((i) => this.stepper.writtenAt(kind, at, i) < 0);
       if (missing.length > 0) {
         this.fail(
           score.span,
-          `${name} compares fresh ${part} with cached ${part}, but ${describePositions(c, missing)} have no cached K/V ${when(c, layer)}`,
-          ['help: cache their K/V, e.g. `cache kv of all`'],
+          kind === 'kv'
+            ? `${name} compares fresh ${what} with cached ${what}, but ${describePositions(c, missing)} have no cached K/V ${when(c, layer)}`
+            : `${name} compares ${what} entering layer ${layer} with what layer ${at} cached, but ${describePositions(c, missing)} have no cached hidden state of layer ${at} ${when(c, layer)}`,
+          [
+            kind === 'kv'
+              ? 'help: cache their K/V, e.g. `cache kv of all`'
+              : 'help: cache their hidden states, e.g. `cache kv, hidden of all`',
+          ],
         );
       }
     }

@@ -19,6 +19,7 @@ export const modelInternalScores: ReadonlySet<string> = new Set([
   'attention_mass',
   'query_key',
   'value_drift',
+  'hidden_drift',
   'key_drift',
   'attn_similarity',
   'after_drift',
