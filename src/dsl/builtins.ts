@@ -63,6 +63,10 @@ export const builtins: Readonly<Record<string, Builtin>> = {
   current_block: v('set', 'positions of the block being denoised'),
   before_block: v('set', 'generated positions of blocks before the current one'),
   after_block: v('set', 'positions of blocks after the current one'),
+  uncached: v(
+    'set',
+    'positions with no valid K/V cache entry at the layer being decided (none written since their token last changed)',
+  ),
   targets: v(
     'set',
     'positions the decode rule commits this step (needs an order fixed in advance: by random)',

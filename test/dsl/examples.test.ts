@@ -35,6 +35,7 @@ const published = [
   'sparsed',
   'wino',
   'es-dllm',
+  'streaming-dllm',
 ];
 
 describe('example plans', () => {

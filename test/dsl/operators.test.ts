@@ -157,6 +157,7 @@ function envFor(
       modelScore: (name) => Float64Array.from(scores[name] ?? []),
       selection: () => new Uint8Array(canvas.length),
       targets: () => new Uint8Array(canvas.length),
+      uncached: () => new Uint8Array(canvas.length),
       dirty: () => 0,
       attnSimilarity: () => 0,
       afterDrift: () => false,

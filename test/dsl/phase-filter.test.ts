@@ -44,6 +44,7 @@ describe('filters by a step condition', () => {
             return Uint8Array.from({ length: canvas.length }, (_, i) => (i === 0 || i === 5 ? 1 : 0));
           },
           targets: () => new Uint8Array(canvas.length),
+          uncached: () => new Uint8Array(canvas.length),
           dirty: () => 0,
           attnSimilarity: () => 1,
           afterDrift: () => false,

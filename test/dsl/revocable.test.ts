@@ -40,6 +40,7 @@ function setup(rule = 'wino(tau, tau_revoke)', by = 'confidence') {
       modelScore: nothing,
       selection: nothing,
       targets: nothing,
+      uncached: nothing,
       dirty: nothing,
       attnSimilarity: nothing,
       afterDrift: nothing,

@@ -149,6 +149,7 @@ const env = (canvas: Canvas): EvalEnv => ({
     modelScore: throwing,
     selection: throwing,
     targets: throwing,
+    uncached: throwing,
     dirty: throwing,
     attnSimilarity: throwing,
     afterDrift: throwing,

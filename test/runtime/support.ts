@@ -40,6 +40,7 @@ export const examples = [
   'sparsed',
   'wino',
   'es-dllm',
+  'streaming-dllm',
 ];
 
 const tiny = presets.tiny as ModelConfig;

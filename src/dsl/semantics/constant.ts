@@ -12,6 +12,7 @@ export function constantOf(typed: TypedPlan, e: Expr): number {
     modelScore: unreachable,
     selection: unreachable,
     targets: unreachable,
+    uncached: unreachable,
     dirty: unreachable,
     attnSimilarity: unreachable,
     afterDrift: unreachable,

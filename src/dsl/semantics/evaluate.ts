@@ -14,6 +14,8 @@ export interface EvalHooks {
   /** The current value of a `select`ed set. */
   selection(name: string): Mask;
   targets(next: boolean): Mask;
+  /** Positions with no valid K/V cache entry at the layer being decided. */
+  uncached(): Mask;
   dirty(set: Mask): number;
   attnSimilarity(layer: number): number;
   /** Whether a layer below the one being decided (after the forward: any layer) drifted below gamma. */
@@ -161,6 +163,8 @@ function evalBuiltinName(name: string, env: EvalEnv): RuntimeValue {
       return env.hooks.targets(false);
     case 'next_targets':
       return env.hooks.targets(true);
+    case 'uncached':
+      return env.hooks.uncached();
     case 'age':
       return Float64Array.from({ length: c.length }, (_, i) => c.age(i));
     case 'position':

@@ -126,6 +126,7 @@ export class PlanStepper {
       return maskOf(this.L, () => false);
     },
     targets: (next) => this.targets(next),
+    uncached: () => maskOf(this.L, (i) => !this.valid('kv', this.layer, i)),
     dirty: (set) => members(set).filter((i) => this.canvas.tokenSince(i) > this.dirtySince).length,
     attnSimilarity: (layer) => this.scores.attnSimilarity(layer),
     afterDrift: (gamma) => {
