@@ -262,7 +262,9 @@ export async function simulateGeneration(
         const candidates = inspector.candidates();
         for (let i = 0; i < L; i++) {
           const r = predictionRow(config, i);
-          if (candidates[i] !== 1 || r < 0) continue;
+          // A candidate the plan never predicted has no logits to compare: the decode rule ranks it
+          // last (confidence 0), and the checker proves that what it commits was predicted.
+          if (candidates[i] !== 1 || r < 0 || (scores.logitsStep[r] ?? -1) < 0) continue;
           for (let v = 0; v < V; v++) {
             const g = golden.logits[r * V + v] ?? 0;
             deviation = Math.max(deviation, Math.abs((scores.logits[r * V + v] ?? 0) - g));

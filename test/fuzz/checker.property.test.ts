@@ -80,11 +80,12 @@ describe('the checker on plans nobody wrote', () => {
     expect(phased / accepted).toBeLessThanOrEqual(0.3);
   });
 
-  test('writes every decode rule, every drift score and the adaptive layer boundary in accepted plans', () => {
+  test('writes every decode rule, every drift score, the adaptive layer boundary and uncached in accepted plans', () => {
     const rules = new Set<string>();
     const drifts = new Set<string>();
     const driftScores = ['value_drift', 'key_drift', 'hidden_drift'];
     let adaptive = 0;
+    let sliding = 0;
     for (const { seed, numRuns } of fuzzRuns(400))
       fc.assert(
         fc.property(generatedArb(ciFeatures), ({ text }) => {
@@ -92,12 +93,14 @@ describe('the checker on plans nobody wrote', () => {
           if (o.kind !== 'accepted') return;
           rules.add(o.plan.typed.decode.rule.callee.name);
           if (planUses(o.plan.plan, new Set(['after_drift']))) adaptive++;
+          if (planUses(o.plan.plan, new Set(['uncached']))) sliding++;
           for (const d of driftScores) if (planUses(o.plan.plan, new Set([d]))) drifts.add(d);
         }),
         { seed, numRuns },
       );
     expect([...rules].sort()).toEqual(Object.keys(decodeRules).sort());
     expect(adaptive).toBeGreaterThan(0);
+    expect(sliding).toBeGreaterThan(0);
     expect([...drifts].sort()).toEqual([...driftScores].sort());
   });
 });

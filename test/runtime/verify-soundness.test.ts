@@ -235,6 +235,21 @@ describe('verify reports what it exercised (item 8)', () => {
     );
   });
 
+  test('candidates the plan never predicted are not compared with the golden logits (F11)', async () => {
+    // Only the prompt and the next two masks are ever computed: the other masked candidates have
+    // no prediction (confidence 0, ranked last), and the premise holds on a model without attention.
+    const plan = planOf(`plan fuzz() {
+  refresh prompt | leftmost(masked, 2) when every(2)
+  compute none
+  cache kv of all
+  attend prompt
+  decode per_step(1)
+}
+`);
+    const v = await verifyCheckedPlan(plan, { ...opts, cases: 2 });
+    expect(v.checks.find((c) => c.name === 'premise')?.ok).toBe(true);
+  });
+
   test('a decode rule that runs dry on a model is a failed progress check, not a crash (F8)', async () => {
     // Flat logits: every row's entropy is log(vocab) > 3, so the `in` set never holds a masked row.
     const flat =

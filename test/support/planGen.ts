@@ -698,6 +698,33 @@ const elasticFamily = (): fc.Arbitrary<Spec> =>
       };
     });
 
+/**
+ * Streaming-dLLM: a window that slides with the decoding frontier, each position computed when it
+ * enters (`uncached`), the suffix beyond it dropped, everything attended refreshed every `period`.
+ */
+const streamingFamily = (): fc.Arbitrary<Spec> =>
+  fc
+    .record({
+      preset: presetArb,
+      active: fc.integer({ min: 1, max: 2 }),
+      ahead: fc.integer({ min: 0, max: 3 }),
+      period: fc.option(fc.integer({ min: 2, max: 4 }), { nil: undefined }),
+      rule: fc.constantFrom('per_step(1)', 'threshold(0.3)'),
+      by: fc.constantFrom('confidence', 'margin', 'entropy'),
+    })
+    .map((r): Spec => {
+      const active = `leftmost(masked, ${r.active})`;
+      const keys = `prompt | decoded | leftmost(masked, ${r.active + r.ahead})`;
+      return {
+        ...base('streaming', r.preset),
+        refreshes: r.period === undefined ? [] : [{ set: `(${keys})`, when: [{ k: 'every', n: r.period }] }],
+        computes: [{ set: `${active} | newly_decoded | (${keys}) & uncached` }],
+        caches: [{ kinds: ['kv'], of: 'all' }],
+        attend: { keys, causal: false },
+        decode: { rule: r.rule, by: r.by, in: active, arShift: false, onePerStep: r.rule === 'per_step(1)' },
+      };
+    });
+
 /** FlashBlock: the block-external partial reused until enough of the block changed. */
 const flashFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
   fc
@@ -1160,6 +1187,7 @@ export const familySpecArb = (o: GenOptions = {}): fc.Arbitrary<Spec> => {
     selectFamily(o),
     dllmCacheFamily(o),
     scoredFamily(o),
+    streamingFamily(),
   ];
   if (!o.phaseFilters) return fc.oneof(...families);
   // Phase filters in about one plan in six: SparseD plans, and family plans with two places decorated.
@@ -1311,18 +1339,33 @@ export function nearMisses(s: Spec): NearMiss[] {
   const add = (mutation: string, rule: string, spec: Spec) => out.push({ mutation, rule, spec });
   const noDirty = !s.refreshes.some((r) => r.when.some((a) => a.k === 'dirty'));
 
-  // Nothing is cached before step 0, and every one of these families reads prompt keys it does not compute.
-  if (f !== 'full' && f !== 'd2cache' && !(f === 'sparsed' && s.caches.length === 0))
+  // Nothing is cached before step 0, and every one of these families reads prompt keys it does not
+  // compute (a streaming plan computes every key it reads uncached, without a refresh or a cache).
+  if (f !== 'full' && f !== 'd2cache' && f !== 'streaming' && !(f === 'sparsed' && s.caches.length === 0))
     add('drop every refresh', '7.10 no refresh at step 0', { ...s, refreshes: [] });
 
   // A cached step reads prompt keys outside R; the schedule guarantees such a step (a SparseD
   // selection may happen to lie in the current block).
-  if (f !== 'full' && f !== 'sparsed' && s.decode.onePerStep && noDirty && hasCachedStep(s))
+  if (
+    f !== 'full' &&
+    f !== 'sparsed' &&
+    f !== 'streaming' &&
+    s.decode.onePerStep &&
+    noDirty &&
+    hasCachedStep(s)
+  )
     add('drop the kv cache', '7.10 reads not covered', {
       ...s,
       caches: s.caches
         .map((c) => ({ ...c, kinds: c.kinds.filter((k) => k !== 'kv') }))
         .filter((c) => c.kinds.length > 0),
+    });
+
+  // Without `uncached` (and without a refresh at step 0) the prompt's keys are read and never computed.
+  if (f === 'streaming' && s.refreshes.length === 0)
+    add('compute drops the uncached keys', '7.10 reads not covered', {
+      ...s,
+      computes: s.computes.map((c) => ({ ...c, set: c.set.replace(/ \| \(.*\) & uncached$/, '') })),
     });
 
   if ((f === 'dkv' || f === 'greedy') && s.decode.onePerStep && noDirty && hasCachedStep(s))
