@@ -47,13 +47,13 @@ function agree(typed: TypedPlan): number {
   // Slowest-commit scenarios change the decode rule's own commits, which the runtime never does.
   for (const sc of scenarios(typed, blockLen, numLayers).filter((s) => s.commits === 'scores')) {
     const decided: Lists[][] = [];
-    const commits: (readonly number[])[] = [];
+    const commits: { chosen: readonly number[]; remasked: readonly number[] }[] = [];
     simulatePlan(typed, sc, noApproximations(), {
       layer: (d) => {
         if (d.layer === 0) decided.push([]);
         decided.at(-1)?.push(expected(d));
       },
-      commit: (chosen) => commits.push(chosen),
+      commit: (chosen, remasked) => commits.push({ chosen, remasked }),
     });
     const canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
     const rules = layerRules(typed, numLayers);
@@ -67,14 +67,16 @@ function agree(typed: TypedPlan): number {
       standInScores(sc, canvas, logitsStep, predictionRowOf(typed)),
       standInRandom(sc, canvas.length),
     );
-    for (const [t, chosen] of commits.entries()) {
+    for (const [t, { chosen, remasked }] of commits.entries()) {
       const ran = rules.map((r) =>
         Object.fromEntries([...inspector.planLayer(r).lists].map(([n, list]) => [n, [...list]])),
       );
       expect(ran, `step ${t} of scenario ${JSON.stringify(sc)}`).toEqual(decided[t]);
       for (const i of ran.at(-1)?.[lists.rows(rules.length - 1)] ?? []) logitsStep[i] = t;
+      // A revoking rule takes back what the checker's run took back.
+      expect(inspector.revoke(chosen), `remasks at step ${t}`).toEqual(remasked);
       inspector.finishStep();
-      canvas.commit([...chosen]);
+      canvas.commit([...chosen], [...remasked]);
       canvas.advance();
       compared++;
     }

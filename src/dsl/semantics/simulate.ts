@@ -354,7 +354,7 @@ class Simulation {
           return;
         }
       } else stuck = 0;
-      this.trace.commit?.(chosen);
+      this.trace.commit?.(chosen, remasked);
       c.commit(chosen, remasked);
       c.advance();
     }
@@ -639,7 +639,8 @@ export function scenarios(typed: TypedPlan, blockLen: number | undefined, numLay
 /** What a simulation decided, for tests that hold the runtime to the same decisions. */
 export interface SimulationTrace {
   layer?(d: LayerDecision): void;
-  commit?(chosen: readonly number[]): void;
+  /** The positions committed at a step, and those a revoking decode rule remasked. */
+  commit?(chosen: readonly number[], remasked: readonly number[]): void;
 }
 
 export function simulatePlan(
