@@ -3,10 +3,15 @@
  * prompts, on the CPU backend, in one process. Tokens/s counts generated tokens only; the ideal
  * speedup is the ratio of FLOPs the IR predicts for the whole generation (each step's kernels
  * costed with that step's index-list sizes, plus the score probes the plan ran); agreement is the
- * fraction of generated tokens equal to the no-cache baseline's.
+ * fraction of generated tokens equal to the no-cache baseline's. The roofline ideal costs every kernel
+ * of every step at max(FLOPs / peak FLOP/s, bytes / bandwidth), the peak and bandwidth measured in
+ * the same run (src/cost/probe.ts), and `of roofline` is that time over the measured step time:
+ * how close the plan's kernels come to the machine (score probes and host work count against it).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
+import { cpuHardware } from '../src/cost/probe.ts';
+import { costProgram, type Roofline } from '../src/cost/roofline.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
@@ -92,6 +97,10 @@ function examplePlans(block: number, only: readonly string[] | undefined): Check
 export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   const started = performance.now();
   const others = otherProcessesMeter();
+  // The pure roofline of this machine, measured now (not a kept measurement): its float32 GEMM peak
+  // and its memory bandwidth, nothing else.
+  const measured = await cpuHardware({ remeasure: true });
+  const roofline: Roofline = { peakFlops: measured.peakFlops, bandwidth: measured.bandwidth };
   const rows: Record<string, unknown>[] = [];
   const plans = examplePlans(o.block, o.plans);
   const unknown = o.plans?.filter((n) => !plans.some((p) => p.plan.name === n)) ?? [];
@@ -124,6 +133,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     const kernels = state.kernels as ReadonlyMap<string, KernelProgram>;
     const peak = Math.max(...[...(state.memory?.values() ?? [])].map((m) => m.peakBytes));
     let ms = 0;
+    let roofSeconds = 0;
     let flops = 0;
     let probe = 0;
     let generated = 0;
@@ -146,6 +156,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
           const size = (d: Dim) =>
             typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
           flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
+          roofSeconds += costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, roofline).seconds;
         },
       });
       generated += o.genLen;
@@ -172,6 +183,8 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       tokens_per_s: tps,
       speedup: base ? tps / base.tps : 1,
       ideal_speedup: base ? base.flops / flops : 1,
+      roofline_ms: roofSeconds * 1000,
+      of_roofline: (roofSeconds * 1000) / ms,
       agreement: same / generated,
       max_logit_dev: Math.max(...dev.steps.map((s) => s.deviation)),
       peak_bytes: peak,
@@ -191,6 +204,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     'speedup',
     'ideal',
     'speedup/ideal',
+    'of roofline',
     'agreement',
     'max logit dev',
     'peak MB',
@@ -202,6 +216,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     fmt(r.speedup as number),
     fmt(r.ideal_speedup as number),
     fmt((r.speedup as number) / (r.ideal_speedup as number)),
+    fmt(r.of_roofline as number),
     fmt(r.agreement as number),
     fmt(r.max_logit_dev as number),
     fmt((r.peak_bytes as number) / 1e6),
@@ -214,6 +229,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     seconds: (performance.now() - started) / 1000,
     other_processes_busy_cores: others(),
     machine: machineInfo(),
+    roofline: { peak_flops: roofline.peakFlops, bandwidth: roofline.bandwidth },
     model: o.config,
     prompt_length: o.promptLen,
     gen_length: o.genLen,

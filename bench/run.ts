@@ -25,9 +25,11 @@ suites:
   kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
   policies   every example plan generating on one random model (d_model 1024, 8 layers) with
              the CPU backend: tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup,
-             agreement; about 80 minutes on 2 cores at the defaults
+             the share of the roofline ideal (peak and bandwidth measured in the same run)
+             reached, agreement; about 90 minutes on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
-              --plans <names,...> (with the baseline; not with --write))
+              --plans <names,...> (with the baseline; not with --write)
+              --quick (prompt 32, generation 128; not with --write))
   checkpoints random bf16 checkpoints of published shapes (SDAR-1.7B: baseline and
              fast-dllm-dual; LLaDA-8B, 16 GB: one step) written by make-model --format hf and
              run on the CPU backend: load time, tokens/s, peak RSS against 1.3 x (checkpoint +
@@ -97,19 +99,22 @@ async function main(argv: string[]): Promise<void> {
       block: { type: 'string' },
       prompts: { type: 'string' },
       plans: { type: 'string' },
+      quick: { type: 'boolean' },
     });
     const plans = v.plans?.split(',').map((x) => x.trim());
+    // --quick: a canvas an eighth as long, for iterating (minutes, not an hour and a half).
+    const quick = v.quick === true;
     await policiesSuite({
       config: benchModel,
-      promptLen: positive(v['prompt-length'], 256),
-      genLen: positive(v['gen-length'], 1024),
+      promptLen: positive(v['prompt-length'], quick ? 32 : 256),
+      genLen: positive(v['gen-length'], quick ? 128 : 1024),
       block: positive(v.block, 32),
       prompts: positive(v.prompts, 1),
       ...(plans ? { plans } : {}),
       to: resultsTo('policies', {
         write: v.write === true,
         out: v.out,
-        partial: plans ? '--plans' : undefined,
+        partial: plans ? '--plans' : quick ? '--quick' : undefined,
       }),
     });
     return;
