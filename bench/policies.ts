@@ -62,15 +62,41 @@ function probeFlops(c: ModelConfig, output: ProbeOutput, L: number, queries: num
   return q + kv + scores;
 }
 
-/** The runner, its score probes reporting their FLOPs (an own property shadows the runner's getter). */
-function countingProbes(runner: StepRunner, config: ModelConfig, count: (flops: number) => void): StepRunner {
+/** Milliseconds of a synchronous call, reported to `add`. */
+function timed<A extends unknown[], R>(f: (...a: A) => R, add: (ms: number) => void): (...a: A) => R {
+  return (...a) => {
+    const t = performance.now();
+    try {
+      return f(...a);
+    } finally {
+      add(performance.now() - t);
+    }
+  };
+}
+
+/**
+ * The CPU runner with its stages (embed, layers, head: the compiled kernels) timed into `stages`, and
+ * its score probes timed into `probes` and reporting their FLOPs to `count` (own properties shadow
+ * the runner's methods and getter). What a step spends outside both is host work: the inspector's
+ * sets and index lists, the decode rule, copies of the carried state.
+ */
+function instrumented(
+  runner: CpuRunner,
+  config: ModelConfig,
+  count: (flops: number) => void,
+  stages: (ms: number) => void,
+  probes: (ms: number) => void,
+): StepRunner {
+  runner.embed = timed(runner.embed.bind(runner), stages);
+  runner.layer = timed(runner.layer.bind(runner), stages);
+  runner.head = timed(runner.head.bind(runner), stages);
   const probe = runner.probe;
   if (!probe) return runner;
   const counted: Probe = {
-    measure(output, layer, h, queries, blocks) {
+    measure: timed((output: ProbeOutput, layer, h, queries, blocks) => {
       count(probeFlops(config, output, h.shape[0] as number, queries.length));
       return probe.measure(output, layer, h, queries, blocks);
-    },
+    }, probes),
   };
   return Object.defineProperty(runner, 'probe', { value: counted });
 }
@@ -136,6 +162,8 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     let roofSeconds = 0;
     let flops = 0;
     let probe = 0;
+    let stageMs = 0;
+    let probeMs = 0;
     let generated = 0;
     const outputs: Int32Array[] = [];
     for (const prompt of prompts) {
@@ -147,9 +175,19 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
         seed: 1,
         compare: false,
         runner: (n) =>
-          countingProbes(new CpuRunner(build, weights, n), config, (f) => {
-            probe += f;
-          }),
+          instrumented(
+            new CpuRunner(build, weights, n),
+            config,
+            (f) => {
+              probe += f;
+            },
+            (t) => {
+              stageMs += t;
+            },
+            (t) => {
+              probeMs += t;
+            },
+          ),
         onStep: (info) => {
           ms += info.ms;
           const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
@@ -185,6 +223,9 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       ideal_speedup: base ? base.flops / flops : 1,
       roofline_ms: roofSeconds * 1000,
       of_roofline: (roofSeconds * 1000) / ms,
+      kernel_share: stageMs / ms,
+      probe_time_share: probeMs / ms,
+      host_share: (ms - stageMs - probeMs) / ms,
       agreement: same / generated,
       max_logit_dev: Math.max(...dev.steps.map((s) => s.deviation)),
       peak_bytes: peak,
@@ -205,6 +246,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     'ideal',
     'speedup/ideal',
     'of roofline',
+    'host share',
     'agreement',
     'max logit dev',
     'peak MB',
@@ -217,6 +259,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     fmt(r.ideal_speedup as number),
     fmt((r.speedup as number) / (r.ideal_speedup as number)),
     fmt(r.of_roofline as number),
+    fmt(r.host_share as number),
     fmt(r.agreement as number),
     fmt(r.max_logit_dev as number),
     fmt((r.peak_bytes as number) / 1e6),
