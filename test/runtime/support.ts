@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
@@ -14,34 +14,16 @@ export function examplePlan(name: string, block = 4): CheckedPlan {
   return plan;
 }
 
-export const examples = [
-  'baseline',
-  'dkv-decode',
-  'dkv-greedy',
-  'dkv-prefill',
-  'fast-dllm-prefix',
-  'fast-dllm-dual',
-  'fast-dllm-v2',
-  'dllm-cache',
-  'd2cache',
-  'sparse-dllm',
-  'elastic-cache',
-  'elastic-cache-adaptive',
-  'flashblock',
-  'mage',
-  'dllm-cache-key-drift',
-  'prophet',
-  'slow-fast',
-  'local-leap',
-  // dpad.kvp is not here: it has no full step (every step drops the far suffix), so a step-by-step
-  // comparison with the golden forward has nothing to compare; `kvplan verify` holds it to its premise.
-  'window-diffusion',
-  'slow-fast-dllm-cache',
-  'sparsed',
-  'wino',
-  'es-dllm',
-  'streaming-dllm',
-];
+/**
+ * Every example plan but dpad.kvp, which has no full step (every step drops the far suffix), so a
+ * step-by-step comparison with the golden forward has nothing to compare; `kvplan verify` holds it
+ * to its premise.
+ */
+export const examples = readdirSync('examples')
+  .filter((f) => f.endsWith('.kvp'))
+  .map((f) => f.slice(0, -'.kvp'.length))
+  .filter((name) => name !== 'dpad')
+  .sort();
 
 const tiny = presets.tiny as ModelConfig;
 /**
