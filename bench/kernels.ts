@@ -82,6 +82,8 @@ interface GemmCase {
 interface AttnCase {
   n: number;
   heads: number;
+  /** Key/value heads (grouped-query attention when fewer than heads); default heads. */
+  kvHeads?: number;
   d: number;
   /** Also time attention over index lists keeping these fractions of the keys. */
   keeps: readonly number[];
@@ -239,6 +241,9 @@ const attnCases: readonly AttnCase[] = [
   { n: 4096, heads: 8, d: 128, keeps: [0.5, 0.25] },
   { n: 4096, heads: 32, d: 64, keeps: [] },
   { n: 4096, heads: 32, d: 128, keeps: [] },
+  // Grouped-query attention (SDAR-8B, Qwen3-8B: 32 heads sharing 8 key/value heads).
+  { n: 1024, heads: 32, kvHeads: 8, d: 128, keeps: [] },
+  { n: 4096, heads: 32, kvHeads: 8, d: 128, keeps: [] },
 ];
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -390,25 +395,27 @@ export async function runKernels(
   // ---- attention ----------------------------------------------------------------------------
   for (const c of attnCases) {
     const { n, heads: h, d } = c;
-    const denseName = `attn dense N=${n} H=${h} d=${d}`;
-    const sparseNames = c.keeps.map((k) => `attn keep=${Math.round(k * 100)}% N=${n} H=${h} d=${d}`);
+    const kvh = c.kvHeads ?? h;
+    const shape = `N=${n} H=${h}${kvh < h ? ` KV=${kvh}` : ''} d=${d}`;
+    const denseName = `attn dense ${shape}`;
+    const sparseNames = c.keeps.map((k) => `attn keep=${Math.round(k * 100)}% ${shape}`);
     if (!want(denseName) && !sparseNames.some(want)) continue;
     const scale = 1 / Math.sqrt(d);
     const q = randomFloats(n * h * d, 3);
-    const kc = randomFloats(n * h * d, 4);
-    const vc = randomFloats(n * h * d, 5);
+    const kc = randomFloats(n * kvh * d, 4);
+    const vc = randomFloats(n * kvh * d, 5);
     const qpos = Int32Array.from({ length: n }, (_, i) => i);
     const o = new Float32Array(n * h * d);
     const lse = new Float32Array(n * h);
     const eagerFeeds = {
       Q: floatTensor(toHeadMajor(q, n, h, d), [h, n, d]),
-      K: floatTensor(toHeadMajor(kc, n, h, d), [h, n, d]),
-      V: floatTensor(toHeadMajor(vc, n, h, d), [h, n, d]),
+      K: floatTensor(toHeadMajor(kc, n, kvh, d), [kvh, n, d]),
+      V: floatTensor(toHeadMajor(vc, n, kvh, d), [kvh, n, d]),
     };
     const fusedFeeds = {
       Q: floatTensor(q, [1, n, h * d]),
-      K: floatTensor(kc, [1, n, h * d]),
-      V: floatTensor(vc, [1, n, h * d]),
+      K: floatTensor(kc, [1, n, kvh * d]),
+      V: floatTensor(vc, [1, n, kvh * d]),
     };
     const flops = (nk: number) => 4 * n * nk * d * h;
     // Engines whose first run went over the limit on this shape: not run at later thread counts.
@@ -421,18 +428,18 @@ export async function runKernels(
       const engines = [
         {
           key: 'ort',
-          bytes: attentionModel(h, n, n, d, gather),
+          bytes: attentionModel(h, n, n, d, gather, kvh),
           feeds: { ...eagerFeeds, ...extra },
           headMajor: true,
         },
         {
           key: 'fused',
-          bytes: fusedAttentionModel(h, n, n, d, gather),
+          bytes: fusedAttentionModel(h, n, n, d, gather, kvh),
           feeds: { ...fusedFeeds, ...extra },
           headMajor: false,
         },
       ];
-      const ours = () => p.attention(n, nk, h, h, d, scale, q, kc, vc, qpos, kpos, null, o, lse);
+      const ours = () => p.attention(n, nk, h, kvh, d, scale, q, kc, vc, qpos, kpos, null, o, lse);
       const out: Array<{
         threads: number;
         ours: number;

@@ -9,6 +9,7 @@ const { onnx } = pkg;
 
 const FLOAT = 1; // onnx.TensorProto.DataType.FLOAT
 const INT32 = 6; // onnx.TensorProto.DataType.INT32
+const INT64 = 7; // onnx.TensorProto.DataType.INT64
 
 export const ortVersion: string = ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
 
@@ -25,6 +26,12 @@ function valueInfo(v: ValueInfo) {
   };
 }
 
+interface Initializer {
+  name: string;
+  dims: number[];
+  data: Float32Array | BigInt64Array;
+}
+
 interface NodeSpec {
   op: string;
   domain?: string;
@@ -37,7 +44,7 @@ function modelBytes(
   nodes: NodeSpec[],
   inputs: ValueInfo[],
   outputs: ValueInfo[],
-  initializers: Array<{ name: string; dims: number[]; data: Float32Array }>,
+  initializers: Initializer[],
 ): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
@@ -63,7 +70,7 @@ function modelBytes(
       initializer: initializers.map((t) => ({
         name: t.name,
         dims: t.dims,
-        dataType: FLOAT,
+        dataType: t.data instanceof Float32Array ? FLOAT : INT64,
         rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
       })),
       input: inputs.map(valueInfo),
@@ -97,11 +104,39 @@ export function matmulModel(m: number, n: number, k: number, b: Float32Array): U
 }
 
 /**
+ * Grouped-query attention in a graph without a GQA op: each of `names` (K and V, kvh heads) is
+ * reshaped to `split` (a unit axis after its head axis), expanded to `grouped` (h / kvh copies of
+ * every head) and reshaped to `flat` (h heads). Returns the new names; unchanged when kvh = h.
+ */
+function repeatKv(
+  nodes: NodeSpec[],
+  initializers: Initializer[],
+  names: [string, string],
+  h: number,
+  kvh: number,
+  shapes: { split: number[]; grouped: number[]; flat: number[] },
+): [string, string] {
+  if (kvh === h) return names;
+  for (const [key, dims] of Object.entries(shapes))
+    initializers.push({ name: key, dims: [dims.length], data: BigInt64Array.from(dims.map(BigInt)) });
+  return names.map((x) => {
+    nodes.push(
+      { op: 'Reshape', inputs: [x, 'split'], outputs: [`${x}s`] },
+      { op: 'Expand', inputs: [`${x}s`, 'grouped'], outputs: [`${x}e`] },
+      { op: 'Reshape', inputs: [`${x}e`, 'flat'], outputs: [`${x}r`] },
+    );
+    return `${x}r`;
+  }) as [string, string];
+}
+
+/**
  * Eager attention per head batch: O[H,N,d] = Softmax(scale · Q[H,N,d] × K[H,Nk,d]^T) × V[H,Nk,d].
  * With `gather` > 0, K and V are canvas-sized ([H, Nk, d]) and the keys used are the `gather`
- * positions of the int32 input `idx` (Gather on axis 1), i.e. attention over an index list.
+ * positions of the int32 input `idx` (Gather on axis 1), i.e. attention over an index list. With
+ * `kvh` < h (grouped-query attention), K and V have kvh heads, each repeated for h / kvh query
+ * heads inside the graph (Expand), as an exported model does.
  */
-export function attentionModel(h: number, n: number, nk: number, d: number, gather = 0): Uint8Array {
+export function attentionModel(h: number, n: number, nk: number, d: number, gather = 0, kvh = h): Uint8Array {
   const kUsed = gather > 0 ? gather : nk;
   const nodes: NodeSpec[] = [];
   let kName = 'K';
@@ -112,6 +147,15 @@ export function attentionModel(h: number, n: number, nk: number, d: number, gath
     kName = 'Kg';
     vName = 'Vg';
   }
+  const initializers: Initializer[] = [
+    { name: 'scale', dims: [], data: new Float32Array([1 / Math.sqrt(d)]) },
+  ];
+  // [kvh, Nk, d] -> [kvh, 1, Nk, d] -> [kvh, h/kvh, Nk, d] -> [h, Nk, d]
+  [kName, vName] = repeatKv(nodes, initializers, [kName, vName], h, kvh, {
+    split: [kvh, 1, kUsed, d],
+    grouped: [kvh, h / kvh, kUsed, d],
+    flat: [h, kUsed, d],
+  });
   nodes.push(
     { op: 'Transpose', inputs: [kName], outputs: ['Kt'], attrs: [{ name: 'perm', ints: [0, 2, 1] }] },
     { op: 'MatMul', inputs: ['Q', 'Kt'], outputs: ['S'] },
@@ -121,24 +165,27 @@ export function attentionModel(h: number, n: number, nk: number, d: number, gath
   );
   const inputs: ValueInfo[] = [
     { name: 'Q', elemType: FLOAT, dims: [h, n, d] },
-    { name: 'K', elemType: FLOAT, dims: [h, nk, d] },
-    { name: 'V', elemType: FLOAT, dims: [h, nk, d] },
+    { name: 'K', elemType: FLOAT, dims: [kvh, nk, d] },
+    { name: 'V', elemType: FLOAT, dims: [kvh, nk, d] },
   ];
   if (gather > 0) inputs.push({ name: 'idx', elemType: INT32, dims: [kUsed] });
-  return modelBytes(
-    nodes,
-    inputs,
-    [{ name: 'O', elemType: FLOAT, dims: [h, n, d] }],
-    [{ name: 'scale', dims: [], data: new Float32Array([1 / Math.sqrt(d)]) }],
-  );
+  return modelBytes(nodes, inputs, [{ name: 'O', elemType: FLOAT, dims: [h, n, d] }], initializers);
 }
 
 /**
  * onnxruntime's fused CPU attention (contrib op com.microsoft.MultiHeadAttention, MLAS flash-style
- * kernel): Q [1, N, H·d], K and V [1, Nk, H·d] (our canvas layout), output [1, N, H·d]. With
- * `gather` > 0, K and V are gathered at the int32 input `idx` (axis 1) first.
+ * kernel): Q [1, N, H·d], K and V [1, Nk, KV·d] (our canvas layout), output [1, N, H·d]. With
+ * `gather` > 0, K and V are gathered at the int32 input `idx` (axis 1) first; with kvh < h, their
+ * heads are repeated first (the op has no grouped-query form).
  */
-export function fusedAttentionModel(h: number, n: number, nk: number, d: number, gather = 0): Uint8Array {
+export function fusedAttentionModel(
+  h: number,
+  n: number,
+  nk: number,
+  d: number,
+  gather = 0,
+  kvh = h,
+): Uint8Array {
   const nodes: NodeSpec[] = [];
   let kName = 'K';
   let vName = 'V';
@@ -148,6 +195,15 @@ export function fusedAttentionModel(h: number, n: number, nk: number, d: number,
     kName = 'Kg';
     vName = 'Vg';
   }
+  const kUsed = gather > 0 ? gather : nk;
+  const initializers: Initializer[] = [];
+  // MultiHeadAttention wants as many key/value heads as query heads:
+  // [1, Nk, kvh·d] -> [1, Nk, kvh, 1, d] -> [1, Nk, kvh, h/kvh, d] -> [1, Nk, h·d]
+  [kName, vName] = repeatKv(nodes, initializers, [kName, vName], h, kvh, {
+    split: [1, kUsed, kvh, 1, d],
+    grouped: [1, kUsed, kvh, h / kvh, d],
+    flat: [1, kUsed, h * d],
+  });
   nodes.push({
     op: 'MultiHeadAttention',
     domain: 'com.microsoft',
@@ -157,11 +213,11 @@ export function fusedAttentionModel(h: number, n: number, nk: number, d: number,
   });
   const inputs: ValueInfo[] = [
     { name: 'Q', elemType: FLOAT, dims: [1, n, h * d] },
-    { name: 'K', elemType: FLOAT, dims: [1, nk, h * d] },
-    { name: 'V', elemType: FLOAT, dims: [1, nk, h * d] },
+    { name: 'K', elemType: FLOAT, dims: [1, nk, kvh * d] },
+    { name: 'V', elemType: FLOAT, dims: [1, nk, kvh * d] },
   ];
   if (gather > 0) inputs.push({ name: 'idx', elemType: INT32, dims: [gather] });
-  return modelBytes(nodes, inputs, [{ name: 'O', elemType: FLOAT, dims: [1, n, h * d] }], []);
+  return modelBytes(nodes, inputs, [{ name: 'O', elemType: FLOAT, dims: [1, n, h * d] }], initializers);
 }
 
 export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Tensor {

@@ -10,6 +10,7 @@ import { isRunBackend } from '../src/backends/registry.ts';
 import { bundledTasks } from '../src/eval/bundled.ts';
 import { checkpointsSuite } from './checkpoints.ts';
 import { kernelsSuite } from './kernels.ts';
+import { peerModel, peersSuite } from './peers.ts';
 import { benchModel, policiesSuite } from './policies.ts';
 import { qualitySuite } from './quality.ts';
 import { type Destination, destination, type SaveOptions, type Suite } from './save.ts';
@@ -30,6 +31,15 @@ suites:
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; not with --write)
               --quick (prompt 32, generation 128; not with --write))
+  peers      kvplan against whole-model engines on one random model (d_model 512, 8 layers) with
+             the same weights: onnxruntime-node on the exported ONNX graph (plain, and with its
+             fused attention op) and llama.cpp (node-llama-cpp, an F32 GGUF): one full no-cache
+             step of the canvas in each, with our step's per-kernel breakdown; then generations,
+             kvplan fast_dllm_dual and its no-cache twin against the peers' no-cache loop with
+             the same decode rule; about 10 minutes on 2 cores at the defaults
+             (options: --canvas 512 --prompt-length 64 --gen-length 512 --threads 1,2
+              --no-llama (skip llama.cpp) --quick (canvas 256, prompt 32, generation 128;
+              not with --write))
   checkpoints random bf16 checkpoints of published shapes (SDAR-1.7B: baseline and
              fast-dllm-dual; LLaDA-8B, 16 GB: one step) written by make-model --format hf and
              run on the CPU backend: load time, tokens/s, peak RSS against 1.3 x (checkpoint +
@@ -115,6 +125,34 @@ async function main(argv: string[]): Promise<void> {
         write: v.write === true,
         out: v.out,
         partial: plans ? '--plans' : quick ? '--quick' : undefined,
+      }),
+    });
+    return;
+  }
+  if (suite === 'peers') {
+    const v = parseSuite(rest, {
+      canvas: { type: 'string' },
+      'prompt-length': { type: 'string' },
+      'gen-length': { type: 'string' },
+      threads: { type: 'string' },
+      'no-llama': { type: 'boolean' },
+      quick: { type: 'boolean' },
+    });
+    const quick = v.quick === true;
+    const threads = (v.threads ?? '1,2').split(',').map((t) => Number(t));
+    if (threads.some((t) => !Number.isInteger(t) || t < 1)) fail(`bad --threads "${v.threads}"`);
+    const p = await loadPrimitives();
+    await peersSuite(p, {
+      config: peerModel,
+      canvas: positive(v.canvas, quick ? 256 : 512),
+      promptLen: positive(v['prompt-length'], quick ? 32 : 64),
+      genLen: positive(v['gen-length'], quick ? 128 : 512),
+      threads,
+      llama: v['no-llama'] !== true,
+      to: resultsTo('peers', {
+        write: v.write === true,
+        out: v.out,
+        partial: quick ? '--quick' : v['no-llama'] ? '--no-llama' : undefined,
       }),
     });
     return;

@@ -8,7 +8,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type Suite = 'kernels' | 'policies' | 'checkpoints' | 'quality' | 'startup';
+export type Suite = 'kernels' | 'policies' | 'peers' | 'checkpoints' | 'quality' | 'startup';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 
@@ -16,6 +16,7 @@ const REPO = fileURLToPath(new URL('../', import.meta.url));
 export const committedFiles: Readonly<Record<Suite, readonly [string, ...string[]]>> = {
   kernels: ['bench/results/kernels.json'],
   policies: ['bench/results/policies.json'],
+  peers: ['bench/results/peers.json'],
   checkpoints: ['bench/results/checkpoints.json'],
   quality: ['bench/results/quality.json', 'docs/results.md'],
   startup: ['bench/results/startup.json'],

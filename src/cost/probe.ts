@@ -7,11 +7,12 @@
  * cache directory so that later runs on the same CPU reuse it. Measure on an idle machine: another
  * process on one of the cores halves the peak and divides the weight rate by ten (docs/perf.md).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { defaultCacheDir, prepareCacheDir } from '../backends/cpu/compiler.ts';
-import { loadPrimitives } from '../backends/cpu/primitives.ts';
+import { loadPrimitives, primitivesSource } from '../backends/cpu/primitives.ts';
 import type { Hardware } from './hardware.ts';
 
 export interface CpuMeasurement {
@@ -169,7 +170,13 @@ export async function measureCpu(): Promise<CpuMeasurement> {
 }
 
 const machine = () => ({ cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length });
-const cacheKey = (m: { cpu: string; cores: number }) => `${m.cpu} x${m.cores}`;
+/**
+ * A measurement is kept per CPU and per version of the primitives it timed: a faster kernel
+ * (explicit FMAs took the GEMM from 136 to 187 GFLOP/s here) makes the kept peak wrong.
+ */
+const cacheKey = (m: { cpu: string; cores: number }, kernels: string) =>
+  `${m.cpu} x${m.cores} kernels ${kernels}`;
+const primitivesVersion = () => createHash('sha256').update(primitivesSource()).digest('hex').slice(0, 12);
 const CACHE_FILE = 'cpu-roofline.json';
 
 function readCache(file: string): Record<string, CpuMeasurement> {
@@ -201,6 +208,8 @@ export interface CpuHardwareOptions {
   readonly remeasure?: boolean;
   /** What measures (tests give a fixed one). */
   readonly measure?: () => Promise<CpuMeasurement>;
+  /** The version of the primitives measured (default: a hash of their C source). */
+  readonly kernels?: string;
 }
 
 /** This machine as the advisor's `cpu` hardware: its kept measurement, or a new one. */
@@ -209,7 +218,7 @@ export async function cpuHardware(o: CpuHardwareOptions = {}): Promise<Hardware>
   prepareCacheDir(dir);
   const file = join(dir, CACHE_FILE);
   const kept = readCache(file);
-  const key = cacheKey(machine());
+  const key = cacheKey(machine(), o.kernels ?? primitivesVersion());
   let m = o.remeasure ? undefined : kept[key];
   if (!isMeasurement(m)) {
     m = await (o.measure ?? measureCpu)();
@@ -230,6 +239,6 @@ export async function cpuHardware(o: CpuHardwareOptions = {}): Promise<Hardware>
     readbackBandwidth: m.readbackBandwidth,
     weights: 'f32',
     backend: 'cpu',
-    source: `measured on this machine (${CACHE_FILE} in ${dir}; remeasured when the CPU changes)`,
+    source: `measured on this machine (${CACHE_FILE} in ${dir}; remeasured when the CPU or the kernels change)`,
   };
 }

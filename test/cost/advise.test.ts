@@ -201,6 +201,20 @@ describe('hardware', () => {
     expect(calls).toBe(2);
   });
 
+  test('a measurement of other kernels (an older build of the primitives) is measured again', async () => {
+    let calls = 0;
+    const measure = async () => {
+      calls++;
+      return fake;
+    };
+    const cacheDir = join(dir, 'kernels');
+    await cpuHardware({ cacheDir, measure, kernels: 'a' });
+    await cpuHardware({ cacheDir, measure, kernels: 'a' });
+    expect(calls).toBe(1);
+    await cpuHardware({ cacheDir, measure, kernels: 'b' });
+    expect(calls).toBe(2);
+  });
+
   test('a damaged measurement file is measured again', async () => {
     const cacheDir = join(dir, 'damaged');
     await cpuHardware({ cacheDir, measure: async () => fake });

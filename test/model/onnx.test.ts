@@ -63,7 +63,7 @@ describe('ONNX models', () => {
   });
 
   test.each(variants)(
-    '%s: onnxruntime running the file equals the golden and our backends within the float32 budget',
+    '%s: onnxruntime running the file (eager or fused attention) equals the golden and our backends within the float32 budget',
     async (_, config) => {
       const weights = randomWeights(config, 11);
       const bytes = exportOnnx(config, weights, { maxPositions: 64 });
@@ -95,6 +95,10 @@ describe('ONNX models', () => {
       if (!first) throw new Error('no step');
       const { dev, scale } = rows(await ortLogits(bytes, config, tokens, prompt.length, genLen));
       expect(dev).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
+      // The graph with onnxruntime's fused attention op computes the same model.
+      const fusedBytes = exportOnnx(config, weights, { maxPositions: 64, fusedAttention: true });
+      const fused = rows(await ortLogits(fusedBytes, config, tokens, prompt.length, genLen));
+      expect(fused.dev).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
       const reference = (await simulateGeneration(plan, lowered, gen)).steps[0];
       expect(reference?.deviation).toBeLessThanOrEqual(float32Budget(first.deviation, scale));
       const build = buildCpu(plan, config, tokens.length);

@@ -54,12 +54,14 @@ class Graph {
  * block-causal models, `block_ids` int64 [L]: -1 for the prompt, then block indices), output
  * `logits` float [1, L, vocab]. Weights are initializers with Hugging Face names; the config is
  * stored in metadata_props under `kvplan.config`. onnxruntime running this file is the external
- * oracle of the golden forward.
+ * oracle of the golden forward. With `fusedAttention`, each layer's attention is onnxruntime's
+ * contrib op com.microsoft.MultiHeadAttention instead of MatMul-Softmax-MatMul: a graph only
+ * onnxruntime runs, its fastest on CPU (the whole-model peer of `npm run bench -- peers`).
  */
 export function exportOnnx(
   config: ModelConfig,
   weights: Weights,
-  opts: { maxPositions?: number; tokenizer?: object } = {},
+  opts: { maxPositions?: number; tokenizer?: object; fusedAttention?: boolean } = {},
 ): Uint8Array {
   if (config.qkNorm)
     throw new ConfigError(
@@ -136,6 +138,34 @@ export function exportOnnx(
           g.one('Expand', [g.one('Unsqueeze', [x, g.ints([2])]), g.ints([1, c.kvHeads, group, 1, 1])]),
           g.ints([0, c.heads, -1, c.headDim]),
         ]);
+  // [1, H, L, d] -> [1, L, H·d]
+  const merge = (x: string) =>
+    g.one('Reshape', [
+      g.one('Transpose', [x], [{ name: 'perm', ints: [0, 2, 1, 3] }]),
+      g.ints([0, 0, c.heads * c.headDim]),
+    ]);
+  const eager = (q: string, k: string, v: string) => {
+    let s = g.one('Mul', [
+      g.one('MatMul', [q, g.one('Transpose', [k], [{ name: 'perm', ints: [0, 1, 3, 2] }])]),
+      g.scalar(1 / Math.sqrt(c.headDim)),
+    ]);
+    if (mask) s = g.one('Add', [s, mask]);
+    return merge(g.one('MatMul', [g.one('Softmax', [s], [{ name: 'axis', i: -1 }]), v]));
+  };
+  // onnxruntime's contrib op (default scale 1/sqrt(d)); the block mask is its attention_bias [1, 1, L, L].
+  const bias = mask && g.one('Unsqueeze', [mask, g.ints([0, 1])]);
+  const fused = (q: string, k: string, v: string) => {
+    const out = g.fresh('multiheadattention');
+    g.nodes.push({
+      name: g.fresh('n'),
+      opType: 'MultiHeadAttention',
+      domain: 'com.microsoft',
+      input: [merge(q), merge(k), merge(v), ...(bias ? ['', '', bias] : [])],
+      output: [out],
+      attribute: [{ name: 'num_heads', type: onnx.AttributeProto.AttributeType.INT, i: c.heads }],
+    });
+    return out;
+  };
   let h = g.one('Gather', [w('model.embed_tokens.weight'), 'input_ids']);
   for (let l = 0; l < c.layers; l++) {
     const p = layerPrefix(l);
@@ -143,16 +173,7 @@ export function exportOnnx(
     const q = rope(heads(linear(x, `${p}.self_attn.q_proj`, c.qkvBias), c.heads));
     const k = repeat(rope(heads(linear(x, `${p}.self_attn.k_proj`, c.qkvBias), c.kvHeads)));
     const v = repeat(heads(linear(x, `${p}.self_attn.v_proj`, c.qkvBias), c.kvHeads));
-    let s = g.one('Mul', [
-      g.one('MatMul', [q, g.one('Transpose', [k], [{ name: 'perm', ints: [0, 1, 3, 2] }])]),
-      g.scalar(1 / Math.sqrt(c.headDim)),
-    ]);
-    if (mask) s = g.one('Add', [s, mask]);
-    const o = g.one('MatMul', [g.one('Softmax', [s], [{ name: 'axis', i: -1 }]), v]);
-    const merged = g.one('Reshape', [
-      g.one('Transpose', [o], [{ name: 'perm', ints: [0, 2, 1, 3] }]),
-      g.ints([0, 0, c.heads * c.headDim]),
-    ]);
+    const merged = opts.fusedAttention ? fused(q, k, v) : eager(q, k, v);
     h = g.one('Add', [h, linear(merged, `${p}.self_attn.o_proj`, false)]);
     const x2 = rms(h, `${p}.post_attention_layernorm.weight`);
     const gate = linear(x2, `${p}.mlp.gate_proj`, false);
@@ -184,7 +205,10 @@ export function exportOnnx(
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: 'kvplan',
-    opsetImport: [{ domain: '', version: 17 }],
+    opsetImport: [
+      { domain: '', version: 17 },
+      ...(opts.fusedAttention ? [{ domain: 'com.microsoft', version: 1 }] : []),
+    ],
     metadataProps: [
       { key: 'kvplan.config', value: JSON.stringify(configToJson(c)) },
       ...(opts.tokenizer ? [{ key: 'kvplan.tokenizer', value: JSON.stringify(opts.tokenizer) }] : []),

@@ -694,14 +694,17 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
 
   test('rope (rotate-half pairs)', () => {
     const r = rng(600);
-    for (const [n, heads, hd, maxPos] of [
-      [1, 1, 2, 4],
-      [9, 3, 16, 100],
-      [33, 4, 64, 4096],
+    // The library keeps a table of angles per (theta, hd): the same hd with another theta must not
+    // read it, and positions past the table's limit (65,536) are computed per call.
+    for (const [n, heads, hd, maxPos, theta] of [
+      [1, 1, 2, 4, 10000],
+      [9, 3, 16, 100, 10000],
+      [33, 4, 64, 4096, 10000],
+      [33, 4, 64, 4096, 500000],
+      [7, 2, 8, 100_000, 10000],
     ] as const) {
       const x = randFloats(r, n * heads * hd);
       const pos = randIndices(r, n, maxPos);
-      const theta = 10000;
       const ref = rope64(Float64Array.from(x), pos, heads, hd, theta);
       const half = hd / 2;
       const eager = new Float64Array(x.length);

@@ -12,6 +12,7 @@
 #include "kvplan_cpu.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,39 @@ static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return a > b ? a : b; }
 static inline float kvi_vhsum(kvi_vf x) { return x; }
 static inline float kvi_vhmax(kvi_vf x) { return x; }
 static inline kvi_vf kvi_vexp(kvi_vf x) { return x >= -87.33654475f ? expf(x) : 0.0f; } /* -inf, NaN -> 0 */
+#endif
+
+#if KV_VL > 1
+#include <immintrin.h>
+#endif
+
+/* x in every lane (kvi_vsplat adds to zero, which the compiler must keep for x = -0). */
+#if KV_VL == 16
+static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm512_set1_ps(x); }
+#elif KV_VL == 8
+static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm256_set1_ps(x); }
+#elif KV_VL > 1
+static inline kvi_vf kvi_vbcast(float x) {
+  kvi_vf v;
+  for (int i = 0; i < KV_VL; i++) v[i] = x;
+  return v;
+}
+#else
+static inline kvi_vf kvi_vbcast(float x) { return x; }
+#endif
+
+/* acc + a * b, as one fused multiply-add where the target has one: -std=c11 turns off GCC's
+   contraction of a * b + c, which would otherwise leave the hot loops one multiply and one add. */
+#if KV_VL == 16
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
+  return (kvi_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+}
+#elif KV_VL == 8 && defined(__FMA__)
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
+  return (kvi_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+}
+#else
+static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) { return acc + a * b; }
 #endif
 
 static inline int kvi_imin(int a, int b) { return a < b ? a : b; }
@@ -188,7 +222,7 @@ static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
     for (int r = 0; r < KV_GEMM_MR; r++) {
       const float a = ap[r];
-      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] += a * b[v];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
     ap += KV_GEMM_MR;
     bp += KV_GEMM_NR;
@@ -329,10 +363,6 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
  * as in kv_gemm. Both orders add the k-blocks of a tile in the same order, so the results do not
  * depend on the order or on the thread count.
  */
-#if KV_VL > 1
-#include <immintrin.h>
-#endif
-
 #ifndef KV_G16_MR
 #define KV_G16_MR KV_GEMM_MR
 #endif
@@ -451,34 +481,6 @@ const char *kv_gemm16_path(int dtype) {
 #undef KVI_G16_F16
 #undef KVI_G16_FMA
 }
-
-/* x in every lane (kvi_vsplat adds to zero, which the compiler must keep for x = -0). */
-#if KV_VL == 16
-static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm512_set1_ps(x); }
-#elif KV_VL == 8
-static inline kvi_vf kvi_vbcast(float x) { return (kvi_vf)_mm256_set1_ps(x); }
-#elif KV_VL > 1
-static inline kvi_vf kvi_vbcast(float x) {
-  kvi_vf v;
-  for (int i = 0; i < KV_VL; i++) v[i] = x;
-  return v;
-}
-#else
-static inline kvi_vf kvi_vbcast(float x) { return x; }
-#endif
-
-/* acc + a * b, as one fused multiply-add where the target has one. */
-#if KV_VL == 16
-static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
-  return (kvi_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
-}
-#elif KV_VL == 8 && defined(__FMA__)
-static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) {
-  return (kvi_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
-}
-#else
-static inline kvi_vf kvi_vfma(kvi_vf acc, kvi_vf a, kvi_vf b) { return acc + a * b; }
-#endif
 
 /* KV_VL f16 weights at p, as floats. */
 #if KV_VL == 16
@@ -768,11 +770,14 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
  * Flash-style, computed transposed so that nothing is transposed at run time. A work unit is a
  * block of (query row, head) pairs that share one kv head (GQA heads read the same keys): up to
  * KV_ATT_PANELS panels of KV_GEMM_NR pairs, packed once like weight panels ([hd][NR]). Per tile of
- * KV_ATT_KT keys the GEMM micro-kernel, reading key rows straight from the canvas through kpos,
- * computes S^T[key][pair] = K Q^T. Each row of S^T is then a vector over pairs, so masking, the
- * running max, exp (kvi_vexp), the running sum and the rescale factor are all lane-wise. Finally
- * O[pair] += sum_key P[key][pair] V[key] on register tiles of 4 pairs x 4 vectors of hd.
- * No [nq, nk] matrix exists; the state per pair is (max, sum, O[hd]).
+ * KV_ATT_KT keys a GEMM micro-kernel, reading key rows straight from the canvas through kpos,
+ * computes S^T[key][pair] = K Q^T (the queries scaled by scale * log2(e) when packed, so that the
+ * softmax is a power of 2). Each row of S^T is then a vector over pairs, so masking, the running
+ * max, exp2, the running sum and the rescale factor are all lane-wise. The output is kept
+ * transposed too, O^T[hd][pair], so that O^T += V^T P^T is the same micro-kernel shape (MR rows
+ * of hd by NR pairs, V's elements broadcast) and the rescale of O is lane-wise as well.
+ * No [nq, nk] matrix exists; the state per pair is (max, sum, O[hd]). Every multiply-add is an
+ * explicit FMA (kvi_vfma).
  */
 
 #ifndef KV_ATT_PANELS
@@ -781,22 +786,44 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
 #ifndef KV_ATT_KT
 #define KV_ATT_KT (8 * KV_GEMM_MR) /* keys per tile (a multiple of KV_GEMM_MR) */
 #endif
-#define KV_PV_R 4
-#define KV_PV_V 4
 
-/* S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d arow[r][d] * bp[d][:] (NR). */
-static void kvi_micro_rows(int kc, const float *const *arow, const float *restrict bp, float *c, int64_t ldc) {
+/*
+ * 2^x for lanes x <= 0 (scores minus their running max, in log2 units): x = n + r, |r| <= 1/2,
+ * a degree-6 polynomial for 2^r, scaled by 2^n. NaN (-inf - -inf: a pair that has seen no key
+ * yet) and -inf give 0, as does anything below -150.
+ */
+#if KV_VL == 16
+static inline kvi_vf kvi_vexp2_neg(kvi_vf x) {
+  /* vmaxps returns its second operand when either is NaN. */
+  const __m512 xc = _mm512_max_ps((__m512)x, _mm512_set1_ps(-150.0f));
+  const __m512 n = _mm512_roundscale_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_sub_ps(xc, n);
+  __m512 y = _mm512_set1_ps(1.5353362e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3398874e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(9.6182263e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.5503408e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(2.4022650e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(6.9314718e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  return (kvi_vf)_mm512_scalef_ps(y, n);
+}
+static inline kvi_vf kvi_vmax_fast(kvi_vf a, kvi_vf b) { return (kvi_vf)_mm512_max_ps((__m512)a, (__m512)b); }
+#else
+static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055994531f); }
+static inline kvi_vf kvi_vmax_fast(kvi_vf a, kvi_vf b) { return kvi_vmax(a, b); }
+#endif
+
+/* S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:] (NR). */
+static void kvi_micro_qk(int hd, const float *const *krow, const float *restrict bp, float *c, int64_t ldc) {
   kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
   for (int r = 0; r < KV_GEMM_MR; r++)
     for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
-  const float *ar[KV_GEMM_MR];
-  for (int r = 0; r < KV_GEMM_MR; r++) ar[r] = arow[r];
-  for (int kk = 0; kk < kc; kk++) {
+  for (int kk = 0; kk < hd; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
     for (int r = 0; r < KV_GEMM_MR; r++) {
-      const float a = ar[r][kk];
-      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] += a * b[v];
+      const float a = krow[r][kk];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
     bp += KV_GEMM_NR;
   }
@@ -804,32 +831,33 @@ static void kvi_micro_rows(int kc, const float *const *arow, const float *restri
     for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
 }
 
-/* O[r][d0 .. d0 + nv*KV_VL) += sum_t P[t][r] * V[t][d0 ..] for pairs r < nr (constants when inlined). */
-static inline __attribute__((always_inline)) void kvi_pv_block(int nr, int nv, int tl, const float *p, int ldp,
-                                                          const float *const *vrows, int d0, float *o,
-                                                          int ldo) {
-  kvi_vf acc[KV_PV_R][KV_PV_V];
-  for (int r = 0; r < nr; r++)
-    for (int v = 0; v < nv; v++) acc[r][v] = kvi_vload(o + r * ldo + d0 + v * KV_VL);
+/* O^T[d0 + r][:] += sum_t vrow[t][d0 + r] * P^T[t][:] for r < nd (NR pairs; constant nd when inlined). */
+static inline __attribute__((always_inline)) void kvi_pv_block(int nd, int tl, const float *const *vrow, int d0,
+                                                          const float *restrict p, int64_t ldp, float *ot,
+                                                          int64_t ldo) {
+  kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
+  for (int r = 0; r < nd; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vload(ot + r * ldo + v * KV_VL);
   for (int t = 0; t < tl; t++) {
-    kvi_vf x[KV_PV_V];
-    for (int v = 0; v < nv; v++) x[v] = kvi_vload(vrows[t] + d0 + v * KV_VL);
-    for (int r = 0; r < nr; r++) {
-      const float w = p[t * ldp + r];
-      for (int v = 0; v < nv; v++) acc[r][v] += w * x[v];
+    kvi_vf b[KV_GEMM_NV];
+    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(p + t * ldp + v * KV_VL);
+    for (int r = 0; r < nd; r++) {
+      const float a = vrow[t][d0 + r];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
   }
-  for (int r = 0; r < nr; r++)
-    for (int v = 0; v < nv; v++) kvi_vstore(o + r * ldo + d0 + v * KV_VL, acc[r][v]);
+  for (int r = 0; r < nd; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(ot + r * ldo + v * KV_VL, acc[r][v]);
 }
 
-static void kvi_pv_full(int tl, const float *p, int ldp, const float *const *vrows, int d0, float *o, int ldo) {
-  kvi_pv_block(KV_PV_R, KV_PV_V, tl, p, ldp, vrows, d0, o, ldo);
+static void kvi_pv_full(int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
+                        int64_t ldo) {
+  kvi_pv_block(KV_GEMM_MR, tl, vrow, d0, p, ldp, ot, ldo);
 }
 
-static void kvi_pv_any(int nr, int nv, int tl, const float *p, int ldp, const float *const *vrows, int d0, float *o,
-                   int ldo) {
-  kvi_pv_block(nr, nv, tl, p, ldp, vrows, d0, o, ldo);
+static void kvi_pv_any(int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
+                       int64_t ldo) {
+  kvi_pv_block(nd, tl, vrow, d0, p, ldp, ot, ldo);
 }
 
 /* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
@@ -864,10 +892,12 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
   const int upairs = KV_ATT_PANELS * KV_GEMM_NR;                 /* pairs per unit, at most */
   const int qblock = group >= upairs ? 1 : upairs / group; /* query rows per unit */
   const int rows = qblock * group;
-  const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T row stride */
+  const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T and O^T row stride */
   const int qblocks = (int)kvi_ceil_div(nq, qblock);
   const int units = qblocks * kvh;
   const int64_t hstride = (int64_t)kvh * hd; /* canvas row stride */
+  /* Scores in log2 units: the scale and log2(e) are folded into the packed queries. */
+  const float qscale = scale * 1.44269504088896341f;
   const double work = 4.0 * nq * nk * heads * hd;
   (void)work;
 #ifdef _OPENMP
@@ -876,25 +906,26 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
   {
     float *qpack = kvi_aligned_buffer((size_t)rows_pad * hd);
     float *st = kvi_aligned_buffer((size_t)KV_ATT_KT * rows_pad);
-    float *acc = kvi_aligned_buffer((size_t)rows * hd);
+    float *ot = kvi_aligned_buffer((size_t)hd * rows_pad);
     float *mrow = kvi_aligned_buffer((size_t)rows_pad);
     float *lrow = kvi_aligned_buffer((size_t)rows_pad);
-    float *alpha = kvi_aligned_buffer((size_t)rows_pad);
     int32_t *qb = kvi_aligned_buffer((size_t)rows_pad);
     int32_t *qs = kvi_aligned_buffer((size_t)rows_pad);
+    int32_t kb[KV_ATT_KT];
     const float *krows[KV_ATT_KT];
     const float *vrows[KV_ATT_KT];
-    int32_t kb[KV_ATT_KT];
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int u = 0; u < units; u++) {
-      const int g = u % kvh;
-      const int i0 = (u / kvh) * qblock;
+      /* Head-major: consecutive units read the same keys and values, which stay in cache. */
+      const int g = u / qblocks;
+      const int i0 = (u % qblocks) * qblock;
       const int nqi = kvi_imin(qblock, nq - i0);
       const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
       const int npan = (int)kvi_ceil_div(nr, KV_GEMM_NR);
-      /* Pack the pairs' query vectors as panels [hd][NR], zero-padded. */
+      const int width = npan * KV_GEMM_NR;
+      /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
       for (int pn = 0; pn < npan; pn++) {
         float *dst = qpack + (int64_t)pn * KV_GEMM_NR * hd;
         for (int c = 0; c < KV_GEMM_NR; c++) {
@@ -903,20 +934,20 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
             const int i = i0 + rho / group;
             const int h = g * group + rho % group;
             const float *src = q + ((int64_t)i * heads + h) * hd;
-            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = src[d];
+            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = src[d] * qscale;
           } else {
             for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = 0.0f;
           }
         }
       }
-      for (int rho = 0; rho < npan * KV_GEMM_NR; rho++) {
+      for (int rho = 0; rho < width; rho++) {
         mrow[rho] = -INFINITY;
         lrow[rho] = 0.0f;
         /* Padding pairs see nothing (INT32_MIN is below every block, -1 for the prompt included). */
         qb[rho] = rho < nr ? (blocks ? blocks[qpos[i0 + rho / group]] : 0) : INT32_MIN;
         qs[rho] = rho < nr && seqs ? seqs[qpos[i0 + rho / group]] : 0;
       }
-      memset(acc, 0, sizeof(float) * (size_t)nr * hd);
+      for (int d = 0; d < hd; d++) memset(ot + (int64_t)d * rows_pad, 0, sizeof(float) * (size_t)width);
 
       for (int t0 = 0, tl = 0; t0 < nk; t0 += tl) {
         /* A tile never spans two sequences: the keys of a sequence are then tiled exactly as when
@@ -932,96 +963,80 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
         int32_t qb_max = INT32_MIN; /* the latest block a pair of the tile's sequence is in */
         for (int rho = 0; rho < nr; rho++)
           if (qs[rho] == ts && qb[rho] > qb_max) qb_max = qb[rho];
+        /* A key no query of the unit sees may never have been written (NaN); its zero weight
+           would still turn a NaN value into NaN, so it reads a zero row instead. */
         int any = 0;
         for (int t = 0; t < tl; t++) {
           kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
           const int seen = kb[t] <= qb_max;
           any |= seen;
           const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)g * hd;
-          /* A key no query of the unit sees may never have been written (NaN); its zero weight
-             would still turn a NaN value into NaN, so it reads a zero row instead. */
           krows[t] = seen ? kcanvas + base : kvi_zero_row(hd);
           vrows[t] = seen ? vcanvas + base : kvi_zero_row(hd);
         }
         if (!any) continue; /* no pair of this unit sees any key of the tile */
         const int tpad = (int)kvi_ceil_div(tl, KV_GEMM_MR) * KV_GEMM_MR;
-        for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, then masked */
+        for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
         /* S^T = K Q^T for the tile. */
         for (int tb = 0; tb < tpad; tb += KV_GEMM_MR)
           for (int pn = 0; pn < npan; pn++)
-            kvi_micro_rows(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
-                       rows_pad);
-        /* Scale and mask lane-wise, then the online softmax over the tile's keys. */
-        for (int c = 0; c < npan * KV_GEMM_NR; c += KV_VL) {
+            kvi_micro_qk(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
+                         st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
+        /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
+        for (int c = 0; c < width; c += KV_VL) {
           kvi_vf mx = kvi_vsplat(-INFINITY);
-          for (int t = 0; t < tl; t++) {
-            float *sp = st + (int64_t)t * rows_pad + c;
-            kvi_vf x = kvi_vload(sp) * scale;
-            if (blocks || seqs) {
+          if (blocks || seqs) {
+            for (int t = 0; t < tl; t++) {
+              float *sp = st + (int64_t)t * rows_pad + c;
+              kvi_vf x = kvi_vload(sp);
 #if KV_VL > 1
               const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
               x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
 #else
               x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
 #endif
+              kvi_vstore(sp, x);
+              mx = kvi_vmax_fast(mx, x);
             }
-            kvi_vstore(sp, x);
-            mx = kvi_vmax(mx, x);
+          } else {
+            for (int t = 0; t < tl; t++) mx = kvi_vmax_fast(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
           }
           const kvi_vf mold = kvi_vload(mrow + c);
-          const kvi_vf mnew = kvi_vmax(mold, mx);
-          /* exp(-inf - -inf) is NaN, which kvi_vexp maps to 0: an empty pair keeps o = 0, l = 0. */
-          const kvi_vf al = kvi_vexp(mold - mnew);
+          const kvi_vf mnew = kvi_vmax_fast(mold, mx);
+          const kvi_vf al = kvi_vexp2_neg(mold - mnew);
           kvi_vf sum = kvi_vsplat(0.0f);
           for (int t = 0; t < tl; t++) {
             float *sp = st + (int64_t)t * rows_pad + c;
-            const kvi_vf e = kvi_vexp(kvi_vload(sp) - mnew);
+            const kvi_vf e = kvi_vexp2_neg(kvi_vload(sp) - mnew);
             kvi_vstore(sp, e);
             sum += e;
           }
           kvi_vstore(lrow + c, kvi_vload(lrow + c) * al + sum);
           kvi_vstore(mrow + c, mnew);
-          kvi_vstore(alpha + c, al);
-        }
-        for (int rho = 0; rho < nr; rho++) {
-          const float a = alpha[rho];
-          if (a == 1.0f) continue;
-          float *orow = acc + (int64_t)rho * hd;
-          int d = 0;
-          for (; d + KV_VL <= hd; d += KV_VL) kvi_vstore(orow + d, kvi_vload(orow + d) * a);
-          for (; d < hd; d++) orow[d] *= a;
-        }
-        /* O += P V on register tiles. */
-        const int dfull = hd / KV_VL; /* whole vectors per row */
-        for (int r0 = 0; r0 < nr; r0 += KV_PV_R) {
-          const int rr = kvi_imin(KV_PV_R, nr - r0);
-          const float *p = st + r0;
-          float *orow = acc + (int64_t)r0 * hd;
-          for (int v0 = 0; v0 < dfull; v0 += KV_PV_V) {
-            const int nv = kvi_imin(KV_PV_V, dfull - v0);
-            if (rr == KV_PV_R && nv == KV_PV_V)
-              kvi_pv_full(tl, p, rows_pad, vrows, v0 * KV_VL, orow, hd);
-            else
-              kvi_pv_any(rr, nv, tl, p, rows_pad, vrows, v0 * KV_VL, orow, hd);
+          for (int d = 0; d < hd; d++) {
+            float *orow = ot + (int64_t)d * rows_pad + c;
+            kvi_vstore(orow, kvi_vload(orow) * al);
           }
-          for (int d = dfull * KV_VL; d < hd; d++)
-            for (int r = 0; r < rr; r++) {
-              float x = orow[(int64_t)r * hd + d];
-              for (int t = 0; t < tl; t++) x += p[(int64_t)t * rows_pad + r] * vrows[t][d];
-              orow[(int64_t)r * hd + d] = x;
-            }
+        }
+        /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. */
+        for (int pn = 0; pn < npan; pn++) {
+          const float *p = st + pn * KV_GEMM_NR;
+          float *opan = ot + pn * KV_GEMM_NR;
+          int d0 = 0;
+          for (; d0 + KV_GEMM_MR <= hd; d0 += KV_GEMM_MR)
+            kvi_pv_full(tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+          if (d0 < hd) kvi_pv_any(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
         }
       }
-      /* Normalise and write out. */
+      /* Normalise and write out; the log-sum-exp back in natural units. */
       for (int rho = 0; rho < nr; rho++) {
         const int i = i0 + rho / group;
         const int h = g * group + rho % group;
         float *dst = o + ((int64_t)i * heads + h) * hd;
-        const float *src = acc + (int64_t)rho * hd;
         if (lrow[rho] > 0.0f) {
           const float inv = 1.0f / lrow[rho];
-          for (int d = 0; d < hd; d++) dst[d] = src[d] * inv;
-          lse[(int64_t)i * heads + h] = mrow[rho] + logf(lrow[rho]);
+          for (int d = 0; d < hd; d++) dst[d] = ot[(int64_t)d * rows_pad + rho] * inv;
+          lse[(int64_t)i * heads + h] = (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f;
         } else {
           for (int d = 0; d < hd; d++) dst[d] = 0.0f;
           lse[(int64_t)i * heads + h] = -INFINITY;
@@ -1030,10 +1045,9 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
     }
     free(qpack);
     free(st);
-    free(acc);
+    free(ot);
     free(mrow);
     free(lrow);
-    free(alpha);
     free(qb);
     free(qs);
   }
@@ -1090,9 +1104,9 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
         kvi_vf v[KV_MASS_TILE];
         for (int t = 0; t < KV_MASS_TILE; t++) v[t] = kvi_vsplat(0.0f);
         for (int d = 0; d < hd; d++) {
-          const kvi_vf qd = kvi_vsplat(qrow[d]);
+          const kvi_vf qd = kvi_vbcast(qrow[d]);
           const float *kd = ktg + d * nkp + j0;
-          for (int t = 0; t < KV_MASS_TILE; t++) v[t] += qd * kvi_vload(kd + t * KV_VL);
+          for (int t = 0; t < KV_MASS_TILE; t++) v[t] = kvi_vfma(v[t], qd, kvi_vload(kd + t * KV_VL));
         }
         for (int t = 0; t < KV_MASS_TILE; t++) kvi_vstore(s + j0 + t * KV_VL, v[t] * scale);
       }
@@ -1176,24 +1190,73 @@ void kv_rmsnorm(int n, int d, const float *x, const int32_t *rows, const float *
 #endif
 }
 
+/*
+ * RoPE's cos and sin of positions [0, npos) for one (theta, hd), built on first use and kept:
+ * every layer rotates q and k at the same positions, and the angles cost a pow and a sincos in
+ * double each (a fifth of a small model's non-GEMM time when computed per call). The values are
+ * computed exactly as for a position outside the table, so the table changes no result.
+ */
+#define KV_ROPE_TABLE_MAX 65536 /* positions; rows beyond are computed per call */
+static struct {
+  pthread_mutex_t lock;
+  float theta;
+  int hd;
+  int npos;
+  float *cs; /* [npos][hd]: cos of the half dimensions, then sin */
+} kvi_rope_table = {PTHREAD_MUTEX_INITIALIZER, 0.0f, 0, 0, NULL};
+
+static void kvi_rope_angles(double p, int hd, float theta, float *cs) {
+  const int half = hd / 2;
+  for (int i = 0; i < half; i++) {
+    const double angle = p * pow((double)theta, -2.0 * i / hd);
+    cs[i] = (float)cos(angle);
+    cs[half + i] = (float)sin(angle);
+  }
+}
+
+/* The table covering positions [0, need) for (theta, hd), or NULL (too many, or out of memory). */
+static const float *kvi_rope_cs(float theta, int hd, int need) {
+  if (need > KV_ROPE_TABLE_MAX) return NULL;
+  if (kvi_rope_table.cs && kvi_rope_table.theta == theta && kvi_rope_table.hd == hd && kvi_rope_table.npos >= need)
+    return kvi_rope_table.cs;
+  const int npos = (int)kvi_ceil_div(need, 1024) * 1024;
+  float *cs = malloc(sizeof(float) * (size_t)npos * hd);
+  if (!cs) return NULL;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)npos * hd > KV_PAR_MIN_WORK)
+#endif
+  for (int p = 0; p < npos; p++) kvi_rope_angles(p, hd, theta, cs + (int64_t)p * hd);
+  free(kvi_rope_table.cs);
+  kvi_rope_table.cs = cs;
+  kvi_rope_table.theta = theta;
+  kvi_rope_table.hd = hd;
+  kvi_rope_table.npos = npos;
+  return cs;
+}
+
 void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta) {
   if (n <= 0 || heads <= 0 || hd < 2) return;
   const int half = hd / 2;
+  int need = 0; /* one past the largest position; -1 when one is negative */
+  for (int r = 0; r < n && need >= 0; r++) {
+    const int p = pos ? pos[r] : r;
+    need = p < 0 ? -1 : (p + 1 > need ? p + 1 : need);
+  }
+  /* The lock also keeps the table alive while it is read (two host threads may call this). */
+  pthread_mutex_lock(&kvi_rope_table.lock);
+  const float *table = need >= 0 ? kvi_rope_cs(theta, hd, need) : NULL;
 #ifdef _OPENMP
 #pragma omp parallel if ((double)n * heads * hd > KV_PAR_MIN_WORK)
 #endif
   {
-    float *cs = malloc(sizeof(float) * 2 * (size_t)half);
+    float *own = table ? NULL : malloc(sizeof(float) * 2 * (size_t)half);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int r = 0; r < n; r++) {
-      const double p = pos ? pos[r] : r;
-      for (int i = 0; i < half; i++) {
-        const double angle = p * pow((double)theta, -2.0 * i / hd);
-        cs[i] = (float)cos(angle);
-        cs[half + i] = (float)sin(angle);
-      }
+      const int p = pos ? pos[r] : r;
+      const float *cs = table ? table + (int64_t)p * hd : own;
+      if (!table) kvi_rope_angles(p, hd, theta, own);
       for (int h = 0; h < heads; h++) {
         float *row = x + ((int64_t)r * heads + h) * hd;
         for (int i = 0; i < half; i++) {
@@ -1204,8 +1267,9 @@ void kv_rope(int n, int heads, int hd, float *x, const int32_t *pos, float theta
         }
       }
     }
-    free(cs);
+    free(own);
   }
+  pthread_mutex_unlock(&kvi_rope_table.lock);
 #ifdef KV_FAULT_ROPE
   KVI_FAULT(KV_FAULT_ROPE, x, n, (int64_t)heads * hd, (int64_t)heads * hd);
 #endif
