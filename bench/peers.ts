@@ -8,7 +8,9 @@
  *   breakdown   our step's kernels timed one by one on the step's shapes (GEMMs, attention,
  *               norms/RoPE/SwiGLU), the rest of the step being copies, residual adds and host work;
  *   generation  kvplan `fast_dllm_dual` and its no-cache twin (the same decode rule) against the
- *               peers' no-cache generation with that rule, driven by the loop below.
+ *               peers' no-cache generation with that rule, driven by the loop below;
+ *   batches     kvplan's tokens/s with 1, 4 and 16 sequences generated together (no peer batches
+ *               a diffusion canvas).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import { softmaxStats } from '../src/model/golden.ts';
 import { exportOnnx } from '../src/model/onnx/export.ts';
 import { createRng, randomWeights, type Weights } from '../src/model/weights.ts';
 import { fmt, table } from '../src/report/table.ts';
+import { generate } from '../src/runtime/generate.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
 import type { LlamaCppPeer } from './llamacpp.ts';
 import { createSession, type Session } from './onnx.ts';
@@ -36,6 +39,8 @@ export interface PeersOptions {
   readonly promptLen: number;
   readonly genLen: number;
   readonly threads: readonly number[];
+  /** Batch sizes of the batch part (kvplan alone: tokens/s of sequences generated together). */
+  readonly batches: readonly number[];
   /** Run llama.cpp too (node-llama-cpp is a dev dependency: absent from a production install). */
   readonly llama: boolean;
   readonly to: Destination;
@@ -257,6 +262,45 @@ async function breakdown(p: Primitives, c: ModelConfig, L: number, threads: numb
   };
 }
 
+/**
+ * Tokens/s of `plans` generating `batch` sequences together in one canvas (the runtime's batching:
+ * attention never crosses sequences), short generations of two blocks after a short prompt.
+ */
+async function batchRows(
+  config: ModelConfig,
+  weights: Weights,
+  plans: readonly CheckedPlan[],
+  batches: readonly number[],
+  threads: number,
+  randomPrompt: (n: number) => Int32Array,
+) {
+  const promptLen = 32;
+  const genLength = 64;
+  const rows: { plan: string; batch: number; tokens_per_s: number; per_sequence_tokens_per_s: number }[] = [];
+  for (const p of plans)
+    for (const batch of batches) {
+      const build = buildCpu(p, config, batch * (promptLen + genLength));
+      const prompts = Array.from({ length: batch }, () => randomPrompt(promptLen));
+      const r = await generate({
+        model: { config, weights },
+        plan: p,
+        lowered: build.lowered,
+        prompts,
+        genLength,
+        runner: (L) => new CpuRunner(build, weights, L, threads),
+        batchSize: batch,
+      });
+      rows.push({
+        plan: p.plan.name,
+        batch,
+        tokens_per_s: r.tokensPerSecond,
+        per_sequence_tokens_per_s: r.tokensPerSecond / batch,
+      });
+      console.error(`batch ${batch}, ${p.plan.name}: ${fmt(r.tokensPerSecond)} tokens/s`);
+    }
+  return rows;
+}
+
 export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> {
   const started = performance.now();
   const others = otherProcessesMeter();
@@ -362,6 +406,14 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
       );
       await peer.close();
     }
+    const batchTable = await batchRows(
+      config,
+      weights,
+      [plan(readFileSync(new URL('../examples/baseline.kvp', import.meta.url), 'utf8')), dual],
+      o.batches,
+      threads,
+      randomPrompt,
+    );
     const dualMs = gens.kvplan_fast_dllm_dual.ms;
     const genRows = Object.entries(gens).map(([engine, g]) => ({
       engine,
@@ -411,6 +463,20 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
         ]),
       ),
     );
+    console.log(
+      `\nBatches of sequences in one canvas (prompt 32, generation 64 each), ${threads} thread(s):`,
+    );
+    console.log(
+      table(
+        ['plan', 'batch', 'tokens/s', 'tokens/s per sequence'],
+        batchTable.map((r) => [
+          r.plan,
+          String(r.batch),
+          fmt(r.tokens_per_s),
+          fmt(r.per_sequence_tokens_per_s),
+        ]),
+      ),
+    );
     saveResults(o.to, {
       suite: 'peers',
       date: new Date().toISOString(),
@@ -423,6 +489,7 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
       gen_length: o.genLen,
       step: stepRows,
       generation: genRows,
+      batches: batchTable,
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });

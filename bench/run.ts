@@ -36,8 +36,10 @@ suites:
              fused attention op) and llama.cpp (node-llama-cpp, an F32 GGUF): one full no-cache
              step of the canvas in each, with our step's per-kernel breakdown; then generations,
              kvplan fast_dllm_dual and its no-cache twin against the peers' no-cache loop with
-             the same decode rule; about 10 minutes on 2 cores at the defaults
+             the same decode rule; then kvplan's tokens/s at batches of sequences; about 10
+             minutes on 2 cores at the defaults
              (options: --canvas 512 --prompt-length 64 --gen-length 512 --threads 1,2
+              --batches 1,4,16
               --no-llama (skip llama.cpp) --quick (canvas 256, prompt 32, generation 128;
               not with --write))
   checkpoints random bf16 checkpoints of published shapes (SDAR-1.7B: baseline and
@@ -136,6 +138,7 @@ async function main(argv: string[]): Promise<void> {
       'gen-length': { type: 'string' },
       threads: { type: 'string' },
       'no-llama': { type: 'boolean' },
+      batches: { type: 'string' },
       quick: { type: 'boolean' },
     });
     const quick = v.quick === true;
@@ -148,6 +151,7 @@ async function main(argv: string[]): Promise<void> {
       promptLen: positive(v['prompt-length'], quick ? 32 : 64),
       genLen: positive(v['gen-length'], quick ? 128 : 512),
       threads,
+      batches: (v.batches ?? '1,4,16').split(',').map((b) => positive(b, 1)),
       llama: v['no-llama'] !== true,
       to: resultsTo('peers', {
         write: v.write === true,

@@ -179,6 +179,9 @@ const cacheKey = (m: { cpu: string; cores: number }, kernels: string) =>
 const primitivesVersion = () => createHash('sha256').update(primitivesSource()).digest('hex').slice(0, 12);
 const CACHE_FILE = 'cpu-roofline.json';
 
+/** Where cpu-roofline.json keeps the measurement of this machine with these primitives. */
+export const keptMeasurementKey = (): string => cacheKey(machine(), primitivesVersion());
+
 function readCache(file: string): Record<string, CpuMeasurement> {
   try {
     const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
@@ -218,7 +221,7 @@ export async function cpuHardware(o: CpuHardwareOptions = {}): Promise<Hardware>
   prepareCacheDir(dir);
   const file = join(dir, CACHE_FILE);
   const kept = readCache(file);
-  const key = cacheKey(machine(), o.kernels ?? primitivesVersion());
+  const key = o.kernels === undefined ? keptMeasurementKey() : cacheKey(machine(), o.kernels);
   let m = o.remeasure ? undefined : kept[key];
   if (!isMeasurement(m)) {
     m = await (o.measure ?? measureCpu)();

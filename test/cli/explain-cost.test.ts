@@ -5,7 +5,7 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { cpuCalibration } from '../../src/cost/format.ts';
-import type { CpuMeasurement } from '../../src/cost/probe.ts';
+import { type CpuMeasurement, keptMeasurementKey } from '../../src/cost/probe.ts';
 import { runCli } from '../support/cli.ts';
 
 const dual = 'examples/fast-dllm-dual.kvp';
@@ -84,7 +84,7 @@ describe('explain --cost --hardware cpu', () => {
     readbackBandwidth: 2e9,
     measuredAt: '2026-01-02T00:00:00.000Z',
   };
-  writeFileSync(join(dir, 'cpu-roofline.json'), JSON.stringify({ [`${cpu} x${cores}`]: kept }));
+  writeFileSync(join(dir, 'cpu-roofline.json'), JSON.stringify({ [keptMeasurementKey()]: kept }));
 
   test('uses the kept measurement, and states the error bound of the calibration', async () => {
     process.env.KVPLAN_CACHE_DIR = dir;

@@ -898,6 +898,24 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
   const int64_t hstride = (int64_t)kvh * hd; /* canvas row stride */
   /* Scores in log2 units: the scale and log2(e) are folded into the packed queries. */
   const float qscale = scale * 1.44269504088896341f;
+  /* Runs of consecutive keys of one sequence: [rstart[r], rstart[r + 1]) of sequence rseq[r]. */
+  int32_t *rstart = malloc(sizeof(int32_t) * ((size_t)nk + 1));
+  int32_t *rseq = malloc(sizeof(int32_t) * (size_t)nk);
+  if (!rstart || !rseq) {
+    /* Out of memory: a visibly wrong result (the runtime refuses non-finite logits). */
+    free(rstart);
+    free(rseq);
+    for (int64_t x = 0; x < (int64_t)nq * heads * hd; x++) o[x] = NAN;
+    for (int64_t x = 0; x < (int64_t)nq * heads; x++) lse[x] = NAN;
+    return;
+  }
+  int nruns = 0;
+  for (int j = 0; j < nk; j++)
+    if (j == 0 || (seqs && seqs[kpos[j]] != rseq[nruns - 1])) {
+      rstart[nruns] = j;
+      rseq[nruns++] = seqs ? seqs[kpos[j]] : 0;
+    }
+  rstart[nruns] = nk;
   const double work = 4.0 * nq * nk * heads * hd;
   (void)work;
 #ifdef _OPENMP
@@ -949,83 +967,88 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
       }
       for (int d = 0; d < hd; d++) memset(ot + (int64_t)d * rows_pad, 0, sizeof(float) * (size_t)width);
 
-      for (int t0 = 0, tl = 0; t0 < nk; t0 += tl) {
-        /* A tile never spans two sequences: the keys of a sequence are then tiled exactly as when
-           it runs alone, and a batch computes every sequence bit for bit as a batch of one. */
-        const int32_t ts = seqs ? seqs[kpos[t0]] : 0;
-        tl = kvi_imin(KV_ATT_KT, nk - t0);
-        if (seqs)
-          for (int t = 1; t < tl; t++)
-            if (seqs[kpos[t0 + t]] != ts) {
-              tl = t;
-              break;
+      /* The sequences of the unit's pairs: runs of keys of other sequences are not visited, so
+         that a batch's attention grows with its rows, not with rows times keys. */
+      int32_t smin = INT32_MAX, smax = INT32_MIN;
+      for (int rho = 0; rho < nr; rho++) {
+        smin = qs[rho] < smin ? qs[rho] : smin;
+        smax = qs[rho] > smax ? qs[rho] : smax;
+      }
+      for (int ri = 0; ri < nruns; ri++) {
+        const int32_t ts = seqs ? rseq[ri] : 0;
+        if (ts < smin || ts > smax) continue;
+        /* A tile never spans two sequences (runs are tiled from their start): the keys of a
+           sequence are then tiled exactly as when it runs alone, and a batch computes every
+           sequence bit for bit as a batch of one. */
+        for (int t0 = rstart[ri], tl = 0; t0 < rstart[ri + 1]; t0 += tl) {
+          tl = kvi_imin(KV_ATT_KT, rstart[ri + 1] - t0);
+          int32_t qb_max = INT32_MIN; /* the latest block a pair of the tile's sequence is in */
+          for (int rho = 0; rho < nr; rho++)
+            if (qs[rho] == ts && qb[rho] > qb_max) qb_max = qb[rho];
+          /* A key no query of the unit sees may never have been written (NaN); its zero weight
+             would still turn a NaN value into NaN, so it reads a zero row instead. */
+          int any = 0;
+          for (int t = 0; t < tl; t++) {
+            kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
+            const int seen = kb[t] <= qb_max;
+            any |= seen;
+            const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)g * hd;
+            krows[t] = seen ? kcanvas + base : kvi_zero_row(hd);
+            vrows[t] = seen ? vcanvas + base : kvi_zero_row(hd);
+          }
+          if (!any) continue; /* no pair of this unit sees any key of the tile */
+          const int tpad = (int)kvi_ceil_div(tl, KV_GEMM_MR) * KV_GEMM_MR;
+          for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
+          /* S^T = K Q^T for the tile. */
+          for (int tb = 0; tb < tpad; tb += KV_GEMM_MR)
+            for (int pn = 0; pn < npan; pn++)
+              kvi_micro_qk(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
+                           st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
+          /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
+          for (int c = 0; c < width; c += KV_VL) {
+            kvi_vf mx = kvi_vsplat(-INFINITY);
+            if (blocks || seqs) {
+              for (int t = 0; t < tl; t++) {
+                float *sp = st + (int64_t)t * rows_pad + c;
+                kvi_vf x = kvi_vload(sp);
+  #if KV_VL > 1
+                const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
+                x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
+  #else
+                x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
+  #endif
+                kvi_vstore(sp, x);
+                mx = kvi_vmax_fast(mx, x);
+              }
+            } else {
+              for (int t = 0; t < tl; t++) mx = kvi_vmax_fast(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
             }
-        int32_t qb_max = INT32_MIN; /* the latest block a pair of the tile's sequence is in */
-        for (int rho = 0; rho < nr; rho++)
-          if (qs[rho] == ts && qb[rho] > qb_max) qb_max = qb[rho];
-        /* A key no query of the unit sees may never have been written (NaN); its zero weight
-           would still turn a NaN value into NaN, so it reads a zero row instead. */
-        int any = 0;
-        for (int t = 0; t < tl; t++) {
-          kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
-          const int seen = kb[t] <= qb_max;
-          any |= seen;
-          const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)g * hd;
-          krows[t] = seen ? kcanvas + base : kvi_zero_row(hd);
-          vrows[t] = seen ? vcanvas + base : kvi_zero_row(hd);
-        }
-        if (!any) continue; /* no pair of this unit sees any key of the tile */
-        const int tpad = (int)kvi_ceil_div(tl, KV_GEMM_MR) * KV_GEMM_MR;
-        for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
-        /* S^T = K Q^T for the tile. */
-        for (int tb = 0; tb < tpad; tb += KV_GEMM_MR)
-          for (int pn = 0; pn < npan; pn++)
-            kvi_micro_qk(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
-                         st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
-        /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
-        for (int c = 0; c < width; c += KV_VL) {
-          kvi_vf mx = kvi_vsplat(-INFINITY);
-          if (blocks || seqs) {
+            const kvi_vf mold = kvi_vload(mrow + c);
+            const kvi_vf mnew = kvi_vmax_fast(mold, mx);
+            const kvi_vf al = kvi_vexp2_neg(mold - mnew);
+            kvi_vf sum = kvi_vsplat(0.0f);
             for (int t = 0; t < tl; t++) {
               float *sp = st + (int64_t)t * rows_pad + c;
-              kvi_vf x = kvi_vload(sp);
-#if KV_VL > 1
-              const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
-              x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
-#else
-              x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
-#endif
-              kvi_vstore(sp, x);
-              mx = kvi_vmax_fast(mx, x);
+              const kvi_vf e = kvi_vexp2_neg(kvi_vload(sp) - mnew);
+              kvi_vstore(sp, e);
+              sum += e;
             }
-          } else {
-            for (int t = 0; t < tl; t++) mx = kvi_vmax_fast(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
+            kvi_vstore(lrow + c, kvi_vload(lrow + c) * al + sum);
+            kvi_vstore(mrow + c, mnew);
+            for (int d = 0; d < hd; d++) {
+              float *orow = ot + (int64_t)d * rows_pad + c;
+              kvi_vstore(orow, kvi_vload(orow) * al);
+            }
           }
-          const kvi_vf mold = kvi_vload(mrow + c);
-          const kvi_vf mnew = kvi_vmax_fast(mold, mx);
-          const kvi_vf al = kvi_vexp2_neg(mold - mnew);
-          kvi_vf sum = kvi_vsplat(0.0f);
-          for (int t = 0; t < tl; t++) {
-            float *sp = st + (int64_t)t * rows_pad + c;
-            const kvi_vf e = kvi_vexp2_neg(kvi_vload(sp) - mnew);
-            kvi_vstore(sp, e);
-            sum += e;
+          /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. */
+          for (int pn = 0; pn < npan; pn++) {
+            const float *p = st + pn * KV_GEMM_NR;
+            float *opan = ot + pn * KV_GEMM_NR;
+            int d0 = 0;
+            for (; d0 + KV_GEMM_MR <= hd; d0 += KV_GEMM_MR)
+              kvi_pv_full(tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+            if (d0 < hd) kvi_pv_any(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
           }
-          kvi_vstore(lrow + c, kvi_vload(lrow + c) * al + sum);
-          kvi_vstore(mrow + c, mnew);
-          for (int d = 0; d < hd; d++) {
-            float *orow = ot + (int64_t)d * rows_pad + c;
-            kvi_vstore(orow, kvi_vload(orow) * al);
-          }
-        }
-        /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. */
-        for (int pn = 0; pn < npan; pn++) {
-          const float *p = st + pn * KV_GEMM_NR;
-          float *opan = ot + pn * KV_GEMM_NR;
-          int d0 = 0;
-          for (; d0 + KV_GEMM_MR <= hd; d0 += KV_GEMM_MR)
-            kvi_pv_full(tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-          if (d0 < hd) kvi_pv_any(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
         }
       }
       /* Normalise and write out; the log-sum-exp back in natural units. */
@@ -1051,6 +1074,8 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
     free(qb);
     free(qs);
   }
+  free(rstart);
+  free(rseq);
 #ifdef KV_FAULT_ATTENTION
   KVI_FAULT(KV_FAULT_ATTENTION, o, nq, (int64_t)heads * hd, (int64_t)heads * hd);
 #endif
