@@ -2,7 +2,7 @@
  * `npm run bench -- peers`: kvplan against whole-model engines running the same random model, in
  * one process and one run. onnxruntime-node runs the ONNX graph kvplan exports (the plain graph,
  * and the same graph with onnxruntime's fused attention op); llama.cpp (node-llama-cpp) runs the
- * same weights written as an F32 GGUF of its `llada` architecture. Three parts:
+ * same weights written as an F32 GGUF of its `llada` architecture. Four parts:
  *   step        one full no-cache denoising step of the canvas in every engine, engines timed in
  *               blocks (one engine's spinning threads never overlap another's calls), twice over;
  *   breakdown   our step's kernels timed one by one on the step's shapes (GEMMs, attention,
@@ -349,6 +349,7 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
       }
       const ms = await timedTwice(engines);
       await peer?.close();
+      for (const session of Object.values(sessions)) await session.release();
       const oursMs = ms.get('kvplan') as number;
       const parts = await breakdown(p, config, o.canvas, threads);
       const row: Record<string, unknown> = {
@@ -394,6 +395,7 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
       block,
       tau,
     );
+    await session.release();
     const peer = llama ? await llama.openLlamaCpp(config, weights, { threads, canvas: L, dir }) : undefined;
     if (peer) {
       gens['llama.cpp_nocache'] = await noCacheGenerate(

@@ -774,7 +774,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
  * computes S^T[key][pair] = K Q^T (the queries scaled by scale * log2(e) when packed, so that the
  * softmax is a power of 2). Each row of S^T is then a vector over pairs, so masking, the running
  * max, exp2, the running sum and the rescale factor are all lane-wise. The output is kept
- * transposed too, O^T[hd][pair], so that O^T += V^T P^T is the same micro-kernel shape (MR rows
+ * transposed too, O^T[hd][pair], so that O^T += V^T P^T is the same micro-kernel shape (KV_ATT_MR rows
  * of hd by NR pairs, V's elements broadcast) and the rescale of O is lane-wise as well.
  * No [nq, nk] matrix exists; the state per pair is (max, sum, O[hd]). Every multiply-add is an
  * explicit FMA (kvi_vfma).
