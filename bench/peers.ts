@@ -245,20 +245,17 @@ async function breakdown(p: Primitives, c: ModelConfig, L: number, threads: numb
   const norm = (await measure(() => p.rmsnorm(L, d, x, null, w, 1e-5, out))).ms;
   const rope = (await measure(() => p.rope(L, H, hd, out, rows, c.ropeTheta))).ms;
   const swiglu = (await measure(() => p.swiglu(L * F, x, x, out))).ms;
-  const perLayer = {
-    gemm:
-      2 * (await gemm(H * hd, d)) +
-      2 * (await gemm(KV * hd, d)) +
-      2 * (await gemm(F, d)) +
-      (await gemm(d, F)),
-    attention,
-    pointwise: 2 * norm + 2 * rope + swiglu,
-  };
-  const head = (await gemm(V, d)) + norm;
+  // Per layer: q, k and v, o, gate and up, down; then the head's logits.
+  const layerGemms =
+    (await gemm(H * hd, d)) +
+    2 * (await gemm(KV * hd, d)) +
+    (await gemm(d, H * hd)) +
+    2 * (await gemm(F, d)) +
+    (await gemm(d, F));
   return {
-    gemm_ms: c.layers * perLayer.gemm + head - norm,
-    attention_ms: c.layers * perLayer.attention,
-    pointwise_ms: c.layers * perLayer.pointwise + norm,
+    gemm_ms: c.layers * layerGemms + (await gemm(V, d)),
+    attention_ms: c.layers * attention,
+    pointwise_ms: c.layers * (2 * norm + 2 * rope + swiglu) + norm,
   };
 }
 
@@ -310,11 +307,9 @@ export async function peersSuite(p: Primitives, o: PeersOptions): Promise<void> 
   const randomPrompt = (n: number) =>
     Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * (config.vocab - 1)));
   const dir = mkdtempSync(join(tmpdir(), 'kvplan-peers-'));
-  const eager = exportOnnx(config, weights, { maxPositions: Math.max(o.canvas, o.promptLen + o.genLen) });
-  const fused = exportOnnx(config, weights, {
-    maxPositions: Math.max(o.canvas, o.promptLen + o.genLen),
-    fusedAttention: true,
-  });
+  const maxPositions = Math.max(o.canvas, o.promptLen + o.genLen);
+  const eager = exportOnnx(config, weights, { maxPositions });
+  const fused = exportOnnx(config, weights, { maxPositions, fusedAttention: true });
   const llama = o.llama ? await import('./llamacpp.ts') : undefined;
   const stepRows: Record<string, unknown>[] = [];
   const stepPrompt = randomPrompt(Math.min(64, o.canvas >> 1));

@@ -40,6 +40,10 @@
 #define KV_GEMM_NC 256            /* columns per work unit (rounded to whole panels) */
 
 #if KV_VL > 1
+#include <immintrin.h>
+#endif
+
+#if KV_VL > 1
 typedef float kvi_vf __attribute__((vector_size(KV_VL * 4)));
 typedef int32_t kvi_vi __attribute__((vector_size(KV_VL * 4)));
 /* Unaligned, aliasing-safe views for loads and stores. */
@@ -49,7 +53,12 @@ static inline kvi_vf kvi_vload(const float *p) { return *(const kvi_vfu *)p; }
 static inline void kvi_vstore(float *p, kvi_vf x) { *(kvi_vfu *)p = x; }
 static inline kvi_vf kvi_vsplat(float x) { return (kvi_vf){0} + x; }
 static inline kvi_vf kvi_vselect(kvi_vi mask, kvi_vf a, kvi_vf b) { return (kvi_vf)(((kvi_vi)a & mask) | ((kvi_vi)b & ~mask)); }
+/* b where either lane is NaN, as vmaxps does (a > b is false for NaN). */
+#if KV_VL == 16
+static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return (kvi_vf)_mm512_max_ps((__m512)a, (__m512)b); }
+#else
 static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return kvi_vselect(a > b, a, b); }
+#endif
 static inline float kvi_vhsum(kvi_vf x) {
   float s = 0.0f;
   for (int i = 0; i < KV_VL; i++) s += x[i];
@@ -94,10 +103,6 @@ static inline kvi_vf kvi_vmax(kvi_vf a, kvi_vf b) { return a > b ? a : b; }
 static inline float kvi_vhsum(kvi_vf x) { return x; }
 static inline float kvi_vhmax(kvi_vf x) { return x; }
 static inline kvi_vf kvi_vexp(kvi_vf x) { return x >= -87.33654475f ? expf(x) : 0.0f; } /* -inf, NaN -> 0 */
-#endif
-
-#if KV_VL > 1
-#include <immintrin.h>
 #endif
 
 /* x in every lane (kvi_vsplat adds to zero, which the compiler must keep for x = -0). */
@@ -817,10 +822,8 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) {
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
   return (kvi_vf)_mm512_scalef_ps(y, n);
 }
-static inline kvi_vf kvi_vmax_fast(kvi_vf a, kvi_vf b) { return (kvi_vf)_mm512_max_ps((__m512)a, (__m512)b); }
 #else
 static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055994531f); }
-static inline kvi_vf kvi_vmax_fast(kvi_vf a, kvi_vf b) { return kvi_vmax(a, b); }
 #endif
 
 /* S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:] (NR). */
@@ -1021,20 +1024,20 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
               for (int t = 0; t < tl; t++) {
                 float *sp = st + (int64_t)t * rows_pad + c;
                 kvi_vf x = kvi_vload(sp);
-  #if KV_VL > 1
+#if KV_VL > 1
                 const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
                 x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
-  #else
+#else
                 x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
-  #endif
+#endif
                 kvi_vstore(sp, x);
-                mx = kvi_vmax_fast(mx, x);
+                mx = kvi_vmax(mx, x);
               }
             } else {
-              for (int t = 0; t < tl; t++) mx = kvi_vmax_fast(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
+              for (int t = 0; t < tl; t++) mx = kvi_vmax(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
             }
             const kvi_vf mold = kvi_vload(mrow + c);
-            const kvi_vf mnew = kvi_vmax_fast(mold, mx);
+            const kvi_vf mnew = kvi_vmax(mold, mx);
             const kvi_vf al = kvi_vexp2_neg(mold - mnew);
             kvi_vf sum = kvi_vsplat(0.0f);
             for (int t = 0; t < tl; t++) {
