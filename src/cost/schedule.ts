@@ -116,7 +116,14 @@ export function stepSchedule(
       return standIn.attnSimilarity(layer);
     },
   };
-  const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, standInRandom(sc, L));
+  const inspector = new Inspector(
+    plan.typed,
+    lowered.layers,
+    canvas,
+    scores,
+    standInRandom(sc, L),
+    lowered.config.kvHeads,
+  );
   const commits = scenarioCommits(plan.typed, sc).commits ?? ((chosen: number[]) => chosen);
   const shapes = new Map<string, { shape: StepShape; count: number }>();
   while (!canvas.done) {

@@ -267,5 +267,5 @@ export const masks: Readonly<Record<string, string>> = {
 };
 
 export const perScopes: Readonly<Record<string, string>> = {
-  kv_head: 'one index set per key/value head (not implemented yet: the checker rejects it)',
+  kv_head: 'one key set per key/value head: each head attends to its own (MAGE, SparseD)',
 };

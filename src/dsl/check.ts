@@ -177,7 +177,7 @@ export function checkSource(file: SourceFile, options: CheckOptions = {}): Check
       diagnostics.push(tooLarge);
       continue;
     }
-    const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map(), file.text);
+    const { typed, diagnostics: typeErrors } = typecheckPlan(plan, options.overrides ?? new Map());
     diagnostics.push(...typeErrors);
     if (!typed) continue;
     const { classification, diagnostics: semanticErrors } = checkSemantics(typed, budget);

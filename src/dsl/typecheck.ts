@@ -145,7 +145,6 @@ class PlanTyper {
     private readonly plan: Plan,
     private readonly overrides: ReadonlyMap<string, string>,
     private readonly overrideSpan: Span,
-    private readonly text: string | undefined,
   ) {}
 
   private err(span: Span, message: string, notes?: readonly string[]): void {
@@ -156,6 +155,7 @@ class PlanTyper {
     for (const p of this.plan.params) this.declareParam(p);
     for (const s of this.plan.body) this.checkStmt(s);
     this.checkContradictions();
+    this.checkPerHeadReads();
     const decodes = this.plan.body.filter((s): s is DecodeStmt => s.kind === 'decode');
     const decode = decodes[0];
     if (!decode) {
@@ -279,7 +279,7 @@ class PlanTyper {
       case 'select':
         this.expect(s.set, 'set', 'a selection');
         this.expect(s.at, 'bool', 'the moment of a selection');
-        if (s.per) this.checkPer(s, s.per);
+        if (s.per) this.checkPer(s.per);
         if (this.declareName(s.name, s.nameSpan, 'selection'))
           this.bindings.set(s.name, { kind: 'select', type: 'set', stmt: s });
         return;
@@ -308,28 +308,63 @@ class PlanTyper {
     if (s.within) this.expect(s.within, 'set', 'the decode window');
   }
 
-  // Every backend would run one index list for all KV heads, so accepting `per kv_head` would
-  // silently compute something else than the plan says.
-  private checkPer(s: SelectStmt, per: NameRef): void {
-    if (perScopes[per.name] === undefined) {
-      this.checkChoice(per, perScopes, 'selection scope');
-      return;
-    }
-    this.err(
-      this.perClauseSpan(per),
-      `per-KV-head selections are not implemented yet: '${s.name}' would be one set shared by every KV head, the union over heads`,
-      [`help: remove \`per ${per.name}\``],
-    );
+  private checkPer(per: NameRef): void {
+    if (perScopes[per.name] === undefined) this.checkChoice(per, perScopes, 'selection scope');
   }
 
-  /** The span of `per NAME`: the AST keeps the name only, so the keyword is found in the text. */
-  private perClauseSpan(per: NameRef): Span {
-    const before = this.text?.slice(0, per.span.start.offset) ?? '';
-    const gap = /per([ \t]+)$/.exec(before)?.[1];
-    if (gap === undefined) return per.span;
-    const back = gap.length + 3;
-    const start = { ...per.span.start, offset: per.span.start.offset - back, col: per.span.start.col - back };
-    return { start, end: per.span.end };
+  /**
+   * A selection made `per kv_head` is one key set per KV head: an attend's key set may read it (each
+   * head attends to its own), and so may another per-head selection (chosen head by head). Every
+   * other place needs one set of rows, which the union over heads would give silently.
+   */
+  private checkPerHeadReads(): void {
+    const perHead = new Map<string, string | undefined>();
+    const source = (name: string): string | undefined => {
+      if (perHead.has(name)) return perHead.get(name);
+      perHead.set(name, undefined);
+      const b = this.bindings.get(name);
+      let found: string | undefined;
+      if (b?.kind === 'select' && b.stmt.per) found = name;
+      else if (b?.kind === 'let') found = this.perHeadRead(b.expr, source)?.via;
+      perHead.set(name, found);
+      return found;
+    };
+    for (const s of this.plan.body) {
+      if (s.kind === 'let' || (s.kind === 'attend' && s.keys.kind === 'keys')) continue;
+      const exprs: Expr[] = s.kind === 'select' && s.per ? [s.at] : [];
+      if (!(s.kind === 'select' && s.per)) forEachStmtExpr(s, (e) => exprs.push(e));
+      for (const e of exprs) {
+        const hit = this.perHeadRead(e, source);
+        if (!hit) continue;
+        const where =
+          s.kind === 'attend'
+            ? 'a split segment'
+            : s.kind === 'select'
+              ? `selection '${s.name}', which is one set for every head,`
+              : `a ${s.kind} statement`;
+        const what = hit.name === hit.via ? `'${hit.via}' is` : `'${hit.name}' reads '${hit.via}', which is`;
+        this.err(hit.span, `${what} chosen per KV head, so ${where} cannot read it`, [
+          'note: a per-KV-head selection is one key set per head: only an attend key set (without split) or another `per kv_head` selection reads it',
+        ]);
+        break;
+      }
+    }
+  }
+
+  /** The first name in `e` that reads a per-KV-head selection, and which selection it is. */
+  private perHeadRead(
+    e: Expr,
+    source: (name: string) => string | undefined,
+  ): { readonly span: Span; readonly name: string; readonly via: string } | undefined {
+    if (e.kind === 'name') {
+      const via = source(e.name);
+      return via === undefined ? undefined : { span: e.span, name: e.name, via };
+    }
+    let hit: { readonly span: Span; readonly name: string; readonly via: string } | undefined;
+    forEachChild(e, (c) => {
+      hit ??= this.perHeadRead(c, source);
+    });
+    return hit;
   }
 
   private checkChoice(ref: NameRef, table: Readonly<Record<string, string>>, what: string): void {
@@ -1029,10 +1064,8 @@ export function planSizeError(plan: Plan): Diagnostic | undefined {
 export function typecheckPlan(
   plan: Plan,
   overrides: ReadonlyMap<string, string>,
-  /** The plan's source text, for diagnostics about keywords the AST does not keep. */
-  text?: string,
 ): { typed: TypedPlan | undefined; diagnostics: Diagnostic[] } {
-  const typer = new PlanTyper(plan, overrides, plan.nameSpan, text);
+  const typer = new PlanTyper(plan, overrides, plan.nameSpan);
   if (isKeyword(plan.name)) typer.diagnostics.push(error(plan.nameSpan, `'${plan.name}' is a keyword`));
   const typed = typer.run();
   return { typed, diagnostics: typer.diagnostics };

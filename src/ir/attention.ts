@@ -17,6 +17,12 @@ export interface AttentionOptions {
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /**
+   * Only the query heads of this KV head's group are computed; every other head gets output 0 and
+   * LSE -Infinity, the partial of an empty key set, so that merging one such partial per KV head
+   * gives attention with a key set per KV head.
+   */
+  readonly kvHead?: number | undefined;
 }
 
 export interface Partial {
@@ -82,7 +88,7 @@ function forEachScoreRow(
   kpos: Int32Array,
   opts: AttentionOptions,
   visit: (i: number, h: number, g: number, scores: Float64Array, seen: Uint8Array, max: number) => void,
-  empty: (i: number) => void,
+  empty: (i: number, h: number) => void,
 ): void {
   const nq = qpos.length;
   const nk = kpos.length;
@@ -99,11 +105,15 @@ function forEachScoreRow(
       any ||= vis;
     }
     if (!any) {
-      empty(i);
+      for (let h = 0; h < heads; h++) empty(i, h);
       continue;
     }
     for (let h = 0; h < heads; h++) {
       const g = Math.floor(h / group);
+      if (opts.kvHead !== undefined && g !== opts.kvHead) {
+        empty(i, h);
+        continue;
+      }
       const qo = (i * heads + h) * hd;
       let m = Number.NEGATIVE_INFINITY;
       for (let j = 0; j < nk; j++) {
@@ -148,7 +158,9 @@ export function attentionPartial(
     lse[r] = m + Math.log(sum);
   };
   // o stays 0 for a row that sees no key.
-  const empty = (i: number) => lse.fill(Number.NEGATIVE_INFINITY, i * heads, (i + 1) * heads);
+  const empty = (i: number, h: number) => {
+    lse[i * heads + h] = Number.NEGATIVE_INFINITY;
+  };
   forEachScoreRow(q, k, qpos, kpos, opts, visit, empty);
   return { o, lse };
 }
@@ -197,7 +209,8 @@ export function mergePartials(
 
 /**
  * The attention probability each key receives, summed over all query rows and query heads
- * (same masking as attentionPartial; a query that sees no key contributes nothing). [NK]
+ * (same masking as attentionPartial; a query that sees no key contributes nothing): [NK]; or, with
+ * `perKvHead`, summed over the query heads of each KV head's group: [NK, KVH].
  */
 export function attentionMass(
   q: Float64Array,
@@ -205,14 +218,18 @@ export function attentionMass(
   qpos: Int32Array,
   kpos: Int32Array,
   opts: AttentionOptions,
+  perKvHead = false,
 ): Float64Array {
   const nk = kpos.length;
-  const mass = new Float64Array(nk);
-  const visit = (_i: number, _h: number, _g: number, s: Float64Array, seen: Uint8Array, m: number) => {
+  const width = perKvHead ? opts.kvHeads : 1;
+  const mass = new Float64Array(nk * width);
+  const visit = (_i: number, _h: number, g: number, s: Float64Array, seen: Uint8Array, m: number) => {
+    const col = perKvHead ? g : 0;
     let sum = 0;
     for (let j = 0; j < nk; j++) if (seen[j]) sum += Math.exp((s[j] as number) - m);
     for (let j = 0; j < nk; j++)
-      if (seen[j]) mass[j] = (mass[j] as number) + Math.exp((s[j] as number) - m) / sum;
+      if (seen[j])
+        mass[j * width + col] = (mass[j * width + col] as number) + Math.exp((s[j] as number) - m) / sum;
   };
   forEachScoreRow(q, k, qpos, kpos, opts, visit, () => {});
   return mass;

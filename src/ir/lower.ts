@@ -184,7 +184,7 @@ class Lowering {
         : sb.op1('place', [fresh, rows]);
     const kAll = canvasOf(k, 'k');
     const vAll = canvasOf(v, 'v');
-    const attention = (keys: Value, segment?: string) => {
+    const attention = (keys: Value, segment?: string, kvHead?: number) => {
       const args = [q, sb.op1('gather', [kAll, keys]), sb.op1('gather', [vAll, keys]), rows, keys];
       const mask = blocks ? 'block_causal' : 'none';
       const attrs = {
@@ -192,19 +192,33 @@ class Lowering {
         mask,
         sequences: true,
         ...(segment ? { segment } : {}),
+        ...(kvHead === undefined ? {} : { kv_head: kvHead }),
       };
       return sb.op('attention', [...args, ...(blocks ? [blocks] : []), seqs], attrs);
+    };
+    const keyList = (name: string) => sb.input(name, 'index', index(`#${name}`));
+    const merged = (parts: readonly Value[][]): [Value, Value] => {
+      let [o, lse] = parts[0] as [Value, Value];
+      for (const [po, plse] of parts.slice(1))
+        [o, lse] = sb.op('merge', [o, lse, po as Value, plse as Value]) as [Value, Value];
+      return [o, lse];
     };
     let o: Value;
     let lse: Value;
     const segments = segmentsOf(r.attend);
-    if (segments.length === 0) {
-      [o, lse] = attention(sb.input(lists.keys(l), 'index', index(`#${lists.keys(l)}`))) as [Value, Value];
+    if (r.perKvHead && !full) {
+      // One key list per KV head: each attention computes that head's query heads and leaves the
+      // others empty (LSE -inf), so that merging them gives every head over its own keys.
+      [o, lse] = merged(
+        Array.from({ length: c.kvHeads }, (_, g) => attention(keyList(lists.headKeys(l, g)), undefined, g)),
+      );
+    } else if (segments.length === 0) {
+      [o, lse] = attention(keyList(lists.keys(l))) as [Value, Value];
     } else {
       const parts = segments.map((s) => {
         const oRes = s.reusedUntil ? this.res(resources.partial('o', l, s.name)) : undefined;
         const lseRes = s.reusedUntil ? this.res(resources.partial('lse', l, s.name)) : undefined;
-        const keys = sb.input(lists.keys(l, s.name), 'index', index(`#${lists.keys(l, s.name)}`));
+        const keys = keyList(lists.keys(l, s.name));
         const part = attention(keys, s.name);
         if (oRes && lseRes) {
           sb.cacheWrite(oRes, rows, part[0] as Value);
@@ -212,9 +226,7 @@ class Lowering {
         }
         return part;
       });
-      [o, lse] = parts[0] as [Value, Value];
-      for (const [po, plse] of parts.slice(1))
-        [o, lse] = sb.op('merge', [o, lse, po as Value, plse as Value]) as [Value, Value];
+      [o, lse] = merged(parts);
     }
     void lse;
     const flat = sb.op1('reshape', [o], { inner: [c.heads * c.headDim] });

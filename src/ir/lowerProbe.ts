@@ -6,7 +6,8 @@ import { index, type StepProgram, tensor, type Value } from './types.ts';
 /**
  * A one-stage program that measures what scores such as attention_mass, query_key, rollout,
  * value_drift, key_drift and attn_similarity need at one layer: the attention mass each key receives
- * from a set of queries, the mean query-key product, and fresh keys and values of every row.
+ * from a set of queries through each KV head's query heads (`mass_heads`, [L, KVH]; a key's mass is
+ * their sum), the mean query-key product, and fresh keys and values of every row.
  */
 export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean): StepProgram {
   const pb = new ProgramBuilder(`probe.${layer}`);
@@ -37,10 +38,11 @@ export function lowerProbe(c: ModelConfig, layer: number, blockCausal: boolean):
   const k = sb.op1('rope', [normed(proj('k_proj', c.kvHeads, keys), 'k_norm'), keys], { theta: c.ropeTheta });
   const massArgs = blocks ? [q, k, queries, keys, blocks] : [q, k, queries, keys];
   sb.output(
-    'mass',
+    'mass_heads',
     sb.op1('attention_mass', massArgs, {
       scale: 1 / Math.sqrt(c.headDim),
       mask: blocks ? 'block_causal' : 'none',
+      per_kv_head: true,
     }),
   );
   sb.output('query_key', sb.op1('query_key', [q, k]));

@@ -14,6 +14,8 @@ export const lists = {
   /** The keys its queries attend to, or those of one split segment. */
   keys: (l: number, segment?: string): string =>
     segment === undefined ? `keys.${l}` : `keys.${l}.${segment}`,
+  /** The keys the query heads of KV head `g` attend to, when each KV head has its own. */
+  headKeys: (l: number, g: number): string => `keys.${l}.kv_head.${g}`,
   /** The rows a cache rule (by its index in the plan) writes. */
   write: (l: number, rule: number): string => `write.${l}.${rule}`,
   /** Rows whose input comes from the hidden-state cache of the layer below. */

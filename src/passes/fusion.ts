@@ -36,7 +36,7 @@ function flopsOf(i: Instr): Cost {
   const flops = ops[i.op]?.flops;
   if (r?.kind !== 'tensor' || flops === undefined) return [];
   const args = i.args.map((a) => a.type);
-  return flops(r.shape, args);
+  return flops(r.shape, args, i.attrs);
 }
 
 /** Groups one stage's instructions into kernels: anchors open kernels, views and epilogues join them. */
@@ -235,7 +235,9 @@ function mergeFolds(stage: Stage, groups: readonly Group[], n: number): MergeFol
   const folds: MergeFold[] = [];
   instrs.forEach((att, at) => {
     const [o, lse] = att.results;
-    if (att.op !== 'attention' || !o || !lse || uses.get(o.id) !== 1 || uses.get(lse.id) !== 1) return;
+    // An attention over one KV head leaves the other heads empty: a fold would have to copy them.
+    if (att.op !== 'attention' || att.attrs.kv_head !== undefined) return;
+    if (!o || !lse || uses.get(o.id) !== 1 || uses.get(lse.id) !== 1) return;
     const merge = instrs.slice(at + 1).find((m) => m.op === 'merge' && m.args.some((a) => a.id === o.id));
     if (!merge?.results[0]) return;
     const [a0, a1, a2, a3] = merge.args.map((a) => a.id);

@@ -33,8 +33,10 @@ export class Inspector {
     canvas: Canvas,
     scores: StepScores,
     randomScores: Float64Array,
+    /** KV heads of the model: an attend reading a `per kv_head` selection gets a key list for each. */
+    kvHeads = 1,
   ) {
-    this.stepper = new PlanStepper(typed, rules, canvas, scores, randomScores);
+    this.stepper = new PlanStepper(typed, rules, canvas, scores, randomScores, {}, kvHeads);
   }
 
   /** Steps at which each refresh rule's condition held on at least one of its layers. */
@@ -50,6 +52,9 @@ export class Inspector {
     this.stepper.commitLayer(d);
     const lists = new Map<string, Int32Array>([[names.rows(l), toList(d.rows)]]);
     if (d.keys) lists.set(names.keys(l), toList(d.keys));
+    d.headKeys?.forEach((keys, g) => {
+      lists.set(names.headKeys(l, g), toList(keys));
+    });
     for (const [segment, keys] of d.segments)
       if (!d.servedFrom.has(segment)) lists.set(names.keys(l, segment), toList(keys));
     for (const w of d.writes) lists.set(names.write(l, w.id), toList(w.rows));

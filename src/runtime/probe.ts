@@ -6,12 +6,13 @@ import type { ModelConfig } from '../model/config.ts';
 import { type Weights, widened } from '../model/weights.ts';
 
 /** What a probe measures at one layer from the hidden state entering it (src/ir/lowerProbe.ts). */
-export type ProbeOutput = 'mass' | 'query_key' | 'k' | 'v';
+export type ProbeOutput = 'mass' | 'mass_heads' | 'query_key' | 'k' | 'v';
 
 /**
  * Runs the probe program of a layer on one sequence's hidden state h [L, d_model]: `mass` (the
  * attention probability each row receives from the query rows, summed over queries and heads;
- * block-causal when `blocks` is given), `query_key` (the mean unscaled query-key product of each
+ * block-causal when `blocks` is given), `mass_heads` (the same summed over the query heads of
+ * each KV head, [L, kv_heads]), `query_key` (the mean unscaled query-key product of each
  * row), `k` (fresh keys of every row after RoPE, [L, kv_heads, head_dim], as the K cache holds
  * them) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
  * positions of the sequence; keys are all its rows.
@@ -68,8 +69,14 @@ export class InterpretedProbe implements Probe {
       if (!w) throw new Error(`the probe needs weight ${i.name}, which the model does not have`);
       inputs.set(i.name, widened(w));
     }
-    return interpretStage(stage, inputs, new ResourceStore([], { L }), { float32: this.float32 }).get(
-      output,
-    ) as HostTensor;
+    const results = interpretStage(stage, inputs, new ResourceStore([], { L }), { float32: this.float32 });
+    if (output !== 'mass') return results.get(output) as HostTensor;
+    // The program measures the mass of each KV head; a key's mass is their sum.
+    const heads = results.get('mass_heads') as HostTensor;
+    const kvh = heads.shape[1] as number;
+    const data = new Float64Array(L);
+    for (let j = 0; j < L; j++)
+      for (let g = 0; g < kvh; g++) data[j] = (data[j] as number) + (heads.data[j * kvh + g] as number);
+    return { shape: [L], data };
   }
 }

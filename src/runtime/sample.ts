@@ -27,7 +27,14 @@ export function sampleStates(
   const rng = createRng(1);
   const noise = () => Float64Array.from({ length: canvas.length }, () => rng.uniform());
   const scores: StepScores = { score: () => noise(), attnSimilarity: () => 1 };
-  const inspector = new Inspector(plan.typed, lowered.layers, canvas, scores, noise());
+  const inspector = new Inspector(
+    plan.typed,
+    lowered.layers,
+    canvas,
+    scores,
+    noise(),
+    lowered.config.kvHeads,
+  );
   const target = Math.min(genLen - 1, Math.max(2, Math.floor(canvas.blockLen / 2) + 1));
   const out: SampleState[] = [];
   for (;;) {

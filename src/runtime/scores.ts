@@ -21,6 +21,10 @@ function cosine(a: Float64Array, b: Float64Array): number {
   return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
 }
 
+/** Column `c` of a row-major matrix of `width` columns. */
+const column = (m: Float64Array, width: number, c: number): Float64Array =>
+  Float64Array.from({ length: m.length / width }, (_, i) => m[i * width + c] as number);
+
 /**
  * Scores of the current generation state: prediction statistics from the latest logits of each
  * row, and model-internal scores measured by the probe program on the hidden state entering a layer.
@@ -107,7 +111,7 @@ export class ModelScores implements StepScores {
     return this.stats[name].slice();
   }
 
-  score(name: string, queries: Mask | undefined, layer: number): Float64Array {
+  score(name: string, queries: Mask | undefined, layer: number, kvHead?: number): Float64Array {
     switch (name) {
       case 'confidence':
       case 'margin':
@@ -115,10 +119,12 @@ export class ModelScores implements StepScores {
         return this.statistic(name);
       case 'attention_mass':
       case 'query_key':
-      case 'rollout':
-        return this.onceAStep(`${name}:${queries ? Array.from(members(queries)).join(',') : 'all'}`, () =>
-          this.attentionScore(name, queries, layer),
-        );
+      case 'rollout': {
+        const perHead = name === 'attention_mass' && kvHead !== undefined;
+        const key = `${perHead ? 'mass_heads' : name}:${queries ? Array.from(members(queries)).join(',') : 'all'}`;
+        const v = this.onceAStep(key, () => this.attentionScore(name, queries, layer, perHead));
+        return perHead ? column(v, this.config.kvHeads, kvHead) : v;
+      }
       case 'value_drift':
       case 'key_drift':
       case 'hidden_drift': {
@@ -133,9 +139,14 @@ export class ModelScores implements StepScores {
               : undefined
             : this.cachePart(part, layer);
         const width = cachePartRow(part, this.config).reduce((a, b) => a * b, 1);
+        // One KV head's drift compares its slice of each K or V row.
+        const [from, to] =
+          kvHead === undefined || part === 'hidden'
+            ? [0, width]
+            : [(kvHead * width) / this.config.kvHeads, ((kvHead + 1) * width) / this.config.kvHeads];
         return Float64Array.from({ length: this.L }, (_, i) => {
-          const a = fresh.data.subarray(i * width, (i + 1) * width);
-          const b = cached?.data.subarray(i * width, (i + 1) * width);
+          const a = fresh.data.subarray(i * width + from, i * width + to);
+          const b = cached?.data.subarray(i * width + from, i * width + to);
           return b && !Number.isNaN(b[0] ?? Number.NaN) ? 1 - cosine(a, b) : 1;
         });
       }
@@ -166,10 +177,16 @@ export class ModelScores implements StepScores {
     return v;
   }
 
-  private attentionScore(name: string, queries: Mask | undefined, layer: number): Float64Array {
+  /** A score measured by the probe; `perHead`: the attention mass of each KV head, [L, KVH]. */
+  private attentionScore(
+    name: string,
+    queries: Mask | undefined,
+    layer: number,
+    perHead = false,
+  ): Float64Array {
     const all = Int32Array.from({ length: this.L }, (_, i) => i);
     const out = this.measure(
-      name === 'query_key' ? 'query_key' : 'mass',
+      name === 'query_key' ? 'query_key' : perHead ? 'mass_heads' : 'mass',
       layer,
       name === 'rollout' ? all : Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))),
     );

@@ -138,7 +138,14 @@ export class SequenceRun {
       planUses(plan.plan, modelInternalScores),
       probe,
     );
-    this.inspector = new Inspector(plan.typed, lowered.layers, canvas, this.scores, this.random);
+    this.inspector = new Inspector(
+      plan.typed,
+      lowered.layers,
+      canvas,
+      this.scores,
+      this.random,
+      lowered.config.kvHeads,
+    );
     // Attention rows are remembered at refreshes only for plans that measure their drift.
     this.similarity = planUses(plan.plan, similarityScores);
   }
@@ -231,7 +238,14 @@ export async function simulateGeneration(
   const member = { inspector, scores, offset: 0, length: L };
   const rows = { tokens, blocks, seqs: new Int32Array(L) };
   const goldenScores = new ModelScores(config, weights, L, blocks, lowered.blockCausal, () => undefined);
-  const goldenInspector = new Inspector(plan.typed, lowered.layers, canvas, goldenScores, run.random);
+  const goldenInspector = new Inspector(
+    plan.typed,
+    lowered.layers,
+    canvas,
+    goldenScores,
+    run.random,
+    lowered.config.kvHeads,
+  );
   const V = config.vocab;
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);

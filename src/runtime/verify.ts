@@ -6,6 +6,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { createRng, randomWeights, type Weights } from '../model/weights.ts';
 import { compilePlan } from '../passes/compile.ts';
 import { GenerationError } from './generationError.ts';
+import { LockstepRunner } from './lockstep.ts';
 import { modelFor } from './modelFor.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
 import type { StepRunner } from './runner.ts';
@@ -118,6 +119,8 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
   let premiseDev = 0;
   let refreshDev = 0;
   let refreshSteps = 0;
+  let backendOk = true;
+  let backendDev = 0;
   let stalled: string | undefined;
   const fired = new Map<RefreshStmt, number>();
   const count = (r: GenerationResult) => {
@@ -146,15 +149,23 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
     // The eager float32 run that sets a compiled backend's budget is always the reference
     // interpreter rounding to float32, never the backend under test: a budget derived from the
     // thing it judges would scale with that thing's own error, and the check could not fail.
-    const run = (weights: Weights, float32 = false) => {
-      const runner = float32
+    // With `lockstep`, the float64 reference runs the same plan beside the runner, on the same lists.
+    const run = async (weights: Weights, float32 = false, lockstep = false) => {
+      const base = float32
         ? (n: number) => new ReferenceRunner(lowered, weights, n, true)
         : backend === 'reference'
           ? undefined
           : opts.runnerFor?.(plan, config, weights, L);
-      if (backend !== 'reference' && !float32 && !runner)
-        throw new Error(`backend ${backend} needs a runner`);
-      return simulateGeneration(plan, lowered, {
+      if (backend !== 'reference' && !float32 && !base) throw new Error(`backend ${backend} needs a runner`);
+      let pair: LockstepRunner | undefined;
+      const runner =
+        lockstep && base
+          ? (n: number) => {
+              pair = new LockstepRunner(base(n), new ReferenceRunner(lowered, weights, n));
+              return pair;
+            }
+          : base;
+      const result = await simulateGeneration(plan, lowered, {
         config,
         weights,
         prompt,
@@ -162,14 +173,32 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
         seed,
         ...(runner ? { runner } : {}),
       });
+      return { result, gaps: pair?.gaps ?? [] };
     };
-    // Float64 programs are held to round-off; float32 backends to a multiple of eager float32's error.
-    const bounded = async (weights: Weights, only?: (s: Step) => boolean) => {
-      const result = await run(weights);
-      if (backend === 'reference')
-        return { result, ...worst(result, (s) => float64Bound(config, L, s.scale), only) };
-      const eager = worst(await run(weights, true), () => 1, only).dev;
-      return { result, ...worst(result, (s) => float32Budget(eager, s.scale), only) };
+    // Float64 programs are held to round-off; float32 backends to a multiple of eager float32's
+    // error, against the golden at the steps `only` selects and, with `lockstep`, against the
+    // reference running the same plan at every step.
+    const bounded = async (weights: Weights, only?: (s: Step) => boolean, lockstep = false) => {
+      if (backend === 'reference') {
+        const { result } = await run(weights);
+        return {
+          result,
+          ...worst(result, (s) => float64Bound(config, L, s.scale), only),
+          lockstepGap: undefined,
+        };
+      }
+      const { result, gaps } = await run(weights, false, lockstep);
+      const eagerRun = await run(weights, true, lockstep);
+      const eager = worst(eagerRun.result, () => 1, only).dev;
+      const eagerGap = Math.max(0, ...eagerRun.gaps.map((g) => g.deviation));
+      const lockstepGap = gaps.reduce(
+        (w, g) => ({
+          dev: Math.max(w.dev, g.deviation),
+          within: w.within && g.deviation <= float32Budget(eagerGap, g.scale),
+        }),
+        { dev: 0, within: true },
+      );
+      return { result, ...worst(result, (s) => float32Budget(eager, s.scale), only), lockstepGap };
     };
     const randomModel = randomWeights(config, seed);
     // A decode rule that stops committing on a model, or logits that overflow on a backend, fail
@@ -184,9 +213,13 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
       }
     };
     const primary = await orStalled(`case ${i + 1}`, () =>
-      bounded(randomModel, plan.classification.exact ? undefined : (s) => s.phase === 'refresh'),
+      bounded(randomModel, plan.classification.exact ? undefined : (s) => s.phase === 'refresh', true),
     );
     if (!primary) break;
+    if (primary.lockstepGap) {
+      backendDev = Math.max(backendDev, primary.lockstepGap.dev);
+      backendOk &&= primary.lockstepGap.within;
+    }
     const random = primary.result;
     count(random);
     refreshSteps += random.steps.filter((s) => s.phase === 'refresh').length;
@@ -212,31 +245,35 @@ export async function verifyCheckedPlan(plan: CheckedPlan, opts: VerifyOptions):
     }
     opts.onProgress?.(i + 1, opts.cases);
   }
+  const comparisons = (): Check[] => [
+    ...(opts.backend !== undefined && opts.backend !== 'reference'
+      ? [
+          {
+            name: 'backend',
+            ok: backendOk,
+            detail: `max |${opts.backend} - reference| ${fmt(backendDev)} at every step, both running the plan on the same lists`,
+          },
+        ]
+      : []),
+    ...(plan.classification.exact
+      ? [{ name: 'exact', ok: exactOk, detail: `max |plan - golden| ${fmt(exactDev)} at every step` }]
+      : [
+          { name: 'premise', ok: premiseOk, detail: `max ${fmt(premiseDev)} when the premise holds` },
+          {
+            name: 'refresh',
+            ok: refreshOk,
+            detail:
+              refreshSteps === 0
+                ? 'no full-refresh step in any case, nothing to compare'
+                : `max ${fmt(refreshDev)} at ${refreshSteps} refresh steps`,
+          },
+        ]),
+  ];
   if (!checks.some((c) => c.name === 'ir')) {
     checks.push({ name: 'ir', ok: true, detail: 'step programs verify' });
     // A generation cut short compares nothing: only the reason is reported.
     if (stalled) checks.push({ name: 'progress', ok: false, detail: stalled });
-    else if (plan.classification.exact) {
-      checks.push({
-        name: 'exact',
-        ok: exactOk,
-        detail: `max |plan - golden| ${fmt(exactDev)} at every step`,
-      });
-    } else {
-      checks.push({
-        name: 'premise',
-        ok: premiseOk,
-        detail: `max ${fmt(premiseDev)} when the premise holds`,
-      });
-      checks.push({
-        name: 'refresh',
-        ok: refreshOk,
-        detail:
-          refreshSteps === 0
-            ? 'no full-refresh step in any case, nothing to compare'
-            : `max ${fmt(refreshDev)} at ${refreshSteps} refresh steps`,
-      });
-    }
+    else checks.push(...comparisons());
   }
   return {
     plan: plan.plan.name,

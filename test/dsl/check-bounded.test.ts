@@ -83,7 +83,7 @@ function expectNoteFor(r: SemanticCheck, typed: TypedPlan, text: string): void {
 describe('the simulation stays within its budget', () => {
   test.each(examples)('%s at the top of every int range', (path) => {
     const { plan, text } = planOf(path);
-    const { typed } = typecheckPlan(plan, atMaxima(plan), text);
+    const { typed } = typecheckPlan(plan, atMaxima(plan));
     if (!typed) throw new Error('the maxima do not type-check');
     const r = timed(typed);
     expect(r.work).toBeLessThanOrEqual(simulationBudget);
@@ -104,7 +104,7 @@ describe('the simulation stays within its budget', () => {
     fc.assert(
       fc.property(assignment, (values) => {
         const overrides = new Map(plan.params.map((p, i) => [p.name, values[i] as string]));
-        const { typed } = typecheckPlan(plan, overrides, text);
+        const { typed } = typecheckPlan(plan, overrides);
         // An even pooling kernel is within sparse_dllm's declared range but not maxpool's.
         fc.pre(typed !== undefined);
         if (!typed) return;
@@ -138,13 +138,13 @@ describe('scaled simulations', () => {
   });
 
   test('keep the relations the plan states: steps = block stays, and block_step < 2 still means two steps', () => {
-    const { plan, text } = planOf('examples/sparse-dllm.kvp');
+    const { plan } = planOf('examples/sparse-dllm.kvp');
     const at = (block: number, steps: number) => {
       const overrides = new Map([
         ['block', String(block)],
         ['steps_per_block', String(steps)],
       ]);
-      const { typed } = typecheckPlan(plan, overrides, text);
+      const { typed } = typecheckPlan(plan, overrides);
       if (!typed) throw new Error('ill-typed');
       return checkSemantics(typed).scaled;
     };
@@ -157,7 +157,7 @@ describe('scaled simulations', () => {
 
   test.each(examples)('%s: a simulation scaled to fit a small budget comes to the same verdict', (path) => {
     const { plan, text } = planOf(path);
-    const { typed } = typecheckPlan(plan, new Map(), text);
+    const { typed } = typecheckPlan(plan, new Map());
     if (!typed) throw new Error('ill-typed');
     const full = checkSemantics(typed);
     const scaled = checkSemantics(typed, 100_000);
@@ -180,8 +180,8 @@ describe('scaled simulations', () => {
 
   test.each(simulated)('%s: the error is still found at the top of the ranges', (path) => {
     const { plan, text } = planOf(path);
-    const { typed } = typecheckPlan(plan, new Map(), text);
-    const big = typecheckPlan(plan, new Map([['block', '4096']]), text).typed;
+    const { typed } = typecheckPlan(plan, new Map());
+    const big = typecheckPlan(plan, new Map([['block', '4096']])).typed;
     if (!typed || !big) throw new Error('ill-typed');
     const declared = checkSemantics(typed);
     expect(errors(declared.diagnostics)).toHaveLength(1);
@@ -198,8 +198,8 @@ describe('scaled simulations', () => {
 
   test('a plan without sizes to scale is simulated at its own values, without a note', () => {
     const path = 'examples/d2cache.kvp';
-    const { plan, text } = planOf(path);
-    const { typed } = typecheckPlan(plan, atMaxima(plan), text);
+    const { plan } = planOf(path);
+    const { typed } = typecheckPlan(plan, atMaxima(plan));
     if (!typed) throw new Error('ill-typed');
     const r = checkSemantics(typed);
     expect(r.scaled.size).toBe(0);
@@ -237,7 +237,7 @@ describe('literal sizes are scaled like parameters', () => {
     expect(text).not.toBe(readFileSync(path, 'utf8'));
     const plan = parsePlanText(text).file?.plans[0];
     if (!plan) throw new Error('no plan');
-    const { typed } = typecheckPlan(plan, new Map(), text);
+    const { typed } = typecheckPlan(plan, new Map());
     if (!typed) throw new Error('ill-typed');
     const r = timed(typed);
     expect(r.work).toBeLessThanOrEqual(simulationBudget);
@@ -251,7 +251,7 @@ describe('literal sizes are scaled like parameters', () => {
     const [, path, edit] = variants[2] as (typeof variants)[number];
     const text = edit(readFileSync(path, 'utf8'));
     const plan = parsePlanText(text).file?.plans[0];
-    const typed = plan && typecheckPlan(plan, new Map(), text).typed;
+    const typed = plan && typecheckPlan(plan, new Map()).typed;
     if (!typed) throw new Error('ill-typed');
     const values = [...checkSemantics(typed).scaled.values()].sort((a, b) => a - b);
     expect(values).toHaveLength(2);
@@ -276,7 +276,7 @@ describe('literal sizes are scaled like parameters', () => {
         ];
         const text = lines.join('\n');
         const plan = parsePlanText(text).file?.plans[0];
-        const typed = plan && typecheckPlan(plan, new Map(), text).typed;
+        const typed = plan && typecheckPlan(plan, new Map()).typed;
         if (!typed) throw new Error(`ill-typed: ${text}`);
         const r = checkSemantics(typed);
         expect(r.work).toBeLessThanOrEqual(simulationBudget);
@@ -307,7 +307,7 @@ describe('literal sizes are scaled like parameters', () => {
     const text = original.replace('blocks block', 'blocks 4096');
     const declared = (t: string) => {
       const plan = parsePlanText(t).file?.plans[0];
-      const typed = plan && typecheckPlan(plan, new Map(), t).typed;
+      const typed = plan && typecheckPlan(plan, new Map()).typed;
       if (!typed) throw new Error('ill-typed');
       return { typed, r: timed(typed) };
     };

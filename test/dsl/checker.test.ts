@@ -127,15 +127,32 @@ describe('rule structure', () => {
     );
     expect(messages(ok)).toEqual([]);
   });
-  test('per-KV-head selections are rejected at the `per` clause until they are implemented', () => {
-    const r = check(
-      `  select u = topk(prompt, confidence, 2) at block_start per kv_head\n  attend u | masked\n${decode}`,
-    );
-    expect(messages(r)).toEqual([
-      "2:57 per-KV-head selections are not implemented yet: 'u' would be one set shared by every KV head, the union over heads",
+  test('a per-KV-head selection is read only by attend key sets and other per-head selections', () => {
+    const select =
+      '  refresh all when block_start\n  select u = topk(prompt, confidence, 2) at block_start per kv_head\n';
+    expect(messages(check(`${select}  attend u | masked\n${decode}`))).toEqual([]);
+    expect(
+      messages(check(`${select}  select w = u | masked at block_start per kv_head\n  attend w\n${decode}`)),
+    ).toEqual([]);
+    const note =
+      'note: a per-KV-head selection is one key set per head: only an attend key set (without split) or another `per kv_head` selection reads it';
+    const compute = check(`${select}  compute masked | u\n${decode}`);
+    expect(messages(compute)).toEqual([
+      "4:20 'u' is chosen per KV head, so a compute statement cannot read it",
     ]);
-    expect(r.diagnostics[0]?.span.end.col).toBe(68);
-    expect(r.diagnostics[0]?.notes).toEqual(['help: remove `per kv_head`']);
+    expect(compute.diagnostics[0]?.notes).toEqual([note]);
+    // Through a let, and from a selection shared by every head.
+    expect(messages(check(`${select}  let near = u | masked\n  cache kv of near\n${decode}`))).toEqual([
+      "5:15 'near' reads 'u', which is chosen per KV head, so a cache statement cannot read it",
+    ]);
+    expect(messages(check(`${select}  select w = u at block_start\n  attend w\n${decode}`))).toEqual([
+      "4:14 'u' is chosen per KV head, so selection 'w', which is one set for every head, cannot read it",
+    ]);
+    expect(
+      messages(
+        check(`${select}  attend split {\n    near = u,\n    far = all - u\n  } merge lse\n${decode}`),
+      )[0],
+    ).toMatch(/so a split segment cannot read it/);
     const unknown = check(`  select u = topk(prompt, confidence, 2) at block_start per kv_heads\n${decode}`);
     expect(messages(unknown)).toEqual(["2:61 unknown selection scope 'kv_heads'"]);
     expect(unknown.diagnostics[0]?.notes?.[0]).toBe('help: did you mean `kv_head`?');

@@ -87,7 +87,7 @@ function checkedType(expr: string): Type | undefined {
   expect(parsed.diagnostics, expr).toEqual([]);
   const plan = parsed.file?.plans[0];
   if (!plan) throw new Error(`no plan parsed from ${expr}`);
-  const { diagnostics } = typecheckPlan(plan, new Map(), text);
+  const { diagnostics } = typecheckPlan(plan, new Map());
   if (diagnostics.some((d) => d.span.start.line === 2)) return undefined;
   const wrong = diagnostics.find((d) => d.message.startsWith('the compute set must be a token set'));
   if (!wrong) {
@@ -146,7 +146,7 @@ function envFor(
   const parsed = parsePlanText(text);
   const plan = parsed.file?.plans[0];
   if (!plan) throw new Error(parsed.diagnostics.map((d) => d.message).join('\n'));
-  const { typed, diagnostics } = typecheckPlan(plan, new Map(), text);
+  const { typed, diagnostics } = typecheckPlan(plan, new Map());
   expect(diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
   if (!typed) throw new Error('not typed');
   const canvas = new Canvas(2, 4, 4);

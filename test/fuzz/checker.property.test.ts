@@ -80,12 +80,13 @@ describe('the checker on plans nobody wrote', () => {
     expect(phased / accepted).toBeLessThanOrEqual(0.3);
   });
 
-  test('writes every decode rule, every drift score, the adaptive layer boundary and uncached in accepted plans', () => {
+  test('writes every decode rule, every drift score, the adaptive layer boundary, uncached and per-KV-head selections in accepted plans', () => {
     const rules = new Set<string>();
     const drifts = new Set<string>();
     const driftScores = ['value_drift', 'key_drift', 'hidden_drift'];
     let adaptive = 0;
     let sliding = 0;
+    let perHead = 0;
     for (const { seed, numRuns } of fuzzRuns(400))
       fc.assert(
         fc.property(generatedArb(ciFeatures), ({ text }) => {
@@ -94,6 +95,7 @@ describe('the checker on plans nobody wrote', () => {
           rules.add(o.plan.typed.decode.rule.callee.name);
           if (planUses(o.plan.plan, new Set(['after_drift']))) adaptive++;
           if (planUses(o.plan.plan, new Set(['uncached']))) sliding++;
+          if (o.plan.plan.body.some((s) => s.kind === 'select' && s.per)) perHead++;
           for (const d of driftScores) if (planUses(o.plan.plan, new Set([d]))) drifts.add(d);
         }),
         { seed, numRuns },
@@ -101,6 +103,7 @@ describe('the checker on plans nobody wrote', () => {
     expect([...rules].sort()).toEqual(Object.keys(decodeRules).sort());
     expect(adaptive).toBeGreaterThan(0);
     expect(sliding).toBeGreaterThan(0);
+    expect(perHead).toBeGreaterThan(0);
     expect([...drifts].sort()).toEqual([...driftScores].sort());
   });
 });

@@ -140,6 +140,51 @@ describe('attentionPartial', () => {
     );
   });
 
+  test('kv_head: merging one partial per KV head, each over its own keys, gives every head its own keys', () => {
+    const withPicks = problem().chain((p) =>
+      fc.record({
+        p: fc.constant(p),
+        picks: fc.array(fc.boolean(), {
+          minLength: p.opts.kvHeads * p.kpos.length,
+          maxLength: p.opts.kvHeads * p.kpos.length,
+        }),
+      }),
+    );
+    fc.assert(
+      fc.property(withPicks, ({ p: { q, k, v, qpos, kpos, opts }, picks }) => {
+        const { heads: H, kvHeads: KVH, headDim: hd } = opts;
+        const nk = kpos.length;
+        const row = KVH * hd;
+        // The keys of KV head g: its picked rows of k, v and kpos.
+        const keysOf = (g: number) => {
+          const js = Array.from({ length: nk }, (_, j) => j).filter((j) => picks[g * nk + j]);
+          const rows = (t: Float64Array) =>
+            Float64Array.from(js.flatMap((j) => [...t.subarray(j * row, (j + 1) * row)]));
+          return { k: rows(k), v: rows(v), kpos: Int32Array.from(js, (j) => kpos[j] as number) };
+        };
+        let merged: Partial | undefined;
+        for (let g = 0; g < KVH; g++) {
+          const own = keysOf(g);
+          const part = attentionPartial(q, own.k, own.v, qpos, own.kpos, { ...opts, kvHead: g });
+          merged = merged ? mergePartials(merged.o, merged.lse, part.o, part.lse, hd) : part;
+        }
+        const got = merged as Partial;
+        noNaN(got);
+        for (let g = 0; g < KVH; g++) {
+          const own = keysOf(g);
+          const want = naive(q, own.k, own.v, qpos, own.kpos, opts);
+          for (let i = 0; i < qpos.length; i++)
+            for (let h = g * (H / KVH); h < (g + 1) * (H / KVH); h++) {
+              const r = i * H + h;
+              expectClose(got.o.subarray(r * hd, (r + 1) * hd), want.o.subarray(r * hd, (r + 1) * hd), 1e-12);
+              expectClose(got.lse.subarray(r, r + 1), want.lse.subarray(r, r + 1), 1e-12);
+            }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('GQA: query head h reads kv head floor(h / (H / KVH))', () => {
     // 4 query heads, 2 kv heads, hd 1, one key: o of head h is v of kv head floor(h / 2).
     const q = Float64Array.from([1, 1, 1, 1]);

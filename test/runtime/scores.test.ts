@@ -5,10 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
+import type { HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { softmaxStats } from '../../src/model/golden.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights } from '../../src/model/weights.ts';
+import { InterpretedProbe } from '../../src/runtime/probe.ts';
 import { ModelScores } from '../../src/runtime/scores.ts';
 
 const stats = ['confidence', 'margin', 'entropy'] as const;
@@ -74,5 +76,63 @@ describe('prediction statistics', () => {
     const kept = Float64Array.from(first);
     first.fill(-1);
     expect(scores.score('confidence', undefined, 0)).toEqual(kept);
+  });
+});
+
+describe('scores of one KV head', () => {
+  const config = presets.tiny as ModelConfig;
+  const weights = randomWeights(config, 3);
+  const L = 7;
+  const K = config.kvHeads;
+  const D = config.dModel;
+  const cached = {
+    shape: [L, K, config.headDim],
+    data: Float64Array.from({ length: L * K * config.headDim }, (_, i) => Math.cos(i * 0.7)),
+  };
+  const scores = new ModelScores(config, weights, L, new Int32Array(L), false, (part) =>
+    part === 'k' ? cached : undefined,
+  );
+  scores.hiddenIn.set(1, {
+    shape: [L, D],
+    data: Float64Array.from({ length: L * D }, (_, i) => Math.sin(i * 1.9)),
+  });
+  const queries = Uint8Array.from({ length: L }, (_, i) => (i >= 4 ? 1 : 0));
+
+  test("attention_mass of a KV head is the mass its own query heads give; the heads' masses add up to the mass", () => {
+    const all = scores.score('attention_mass', queries, 1);
+    const per = Array.from({ length: K }, (_, g) => scores.score('attention_mass', queries, 1, g));
+    const group = config.heads / K;
+    for (const m of per) expect(m.reduce((a, b) => a + b, 0)).toBeCloseTo(3 * group, 10);
+    for (let j = 0; j < L; j++)
+      expect(per.reduce((a, m) => a + (m[j] as number), 0)).toBeCloseTo(all[j] as number, 10);
+    expect(per[0]).not.toEqual(per[1]);
+  });
+
+  test('key drift of a KV head compares its own slice of each K row with the cache', () => {
+    const all = scores.score('key_drift', undefined, 1);
+    const per = Array.from({ length: K }, (_, g) => scores.score('key_drift', undefined, 1, g));
+    const h = scores.hiddenIn.get(1) as HostTensor;
+    const fresh = new InterpretedProbe(config, weights).measure('k', 1, h, new Int32Array(0), undefined).data;
+    const hd = config.headDim;
+    const cos = (a: Float64Array, b: Float64Array) => {
+      let ab = 0;
+      let aa = 0;
+      let bb = 0;
+      a.forEach((x, d) => {
+        ab += x * (b[d] as number);
+        aa += x * x;
+        bb += (b[d] as number) ** 2;
+      });
+      return ab / Math.sqrt(aa * bb);
+    };
+    for (let g = 0; g < K; g++)
+      for (let i = 0; i < L; i++) {
+        const at = (i * K + g) * hd;
+        const want = 1 - cos(fresh.subarray(at, at + hd), cached.data.subarray(at, at + hd));
+        expect(per[g]?.[i]).toBeCloseTo(want, 12);
+      }
+    expect(per[0]).not.toEqual(all);
+    // A score with no per-head form is the same for every head.
+    expect(scores.score('confidence', undefined, 1, 1)).toEqual(scores.score('confidence', undefined, 1));
   });
 });

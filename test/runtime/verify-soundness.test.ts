@@ -103,7 +103,12 @@ describe('a layer made full by a layer-scoped refresh over a hidden-state cache 
         backend,
         runnerFor,
       });
-      expect(v.checks.map((c) => `${c.name}:${c.ok}`)).toEqual(['ir:true', 'premise:true', 'refresh:true']);
+      expect(v.checks.map((c) => `${c.name}:${c.ok}`)).toEqual([
+        'ir:true',
+        'backend:true',
+        'premise:true',
+        'refresh:true',
+      ]);
       expect(v.firings.find((f) => f.rule.includes('attn_similarity'))?.steps).toBeGreaterThan(0);
     },
   );

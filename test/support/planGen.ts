@@ -98,6 +98,8 @@ export interface Select {
   readonly set: string;
   readonly at: readonly Atom[];
   readonly phase?: PhaseFilter;
+  /** `per kv_head`: one set per KV head, read only by the attend (without split). */
+  readonly perKvHead?: boolean;
 }
 export interface Decode {
   readonly rule: string;
@@ -247,7 +249,9 @@ export function planText(s: Spec, name = 'fuzz'): string {
   for (const r of s.refreshes)
     lines.push(`  refresh ${phasedText(r.set, r.phase)} when ${condText(r.when)}${scopeText(r.scope)}`);
   for (const x of s.selects)
-    lines.push(`  select ${x.name} = ${phasedText(x.set, x.phase)} at ${condText(x.at)}`);
+    lines.push(
+      `  select ${x.name} = ${phasedText(x.set, x.phase)} at ${condText(x.at)}${x.perKvHead ? ' per kv_head' : ''}`,
+    );
   for (const c of s.computes) lines.push(`  compute ${phasedText(c.set, c.phase)}${scopeText(c.scope)}`);
   for (const c of s.caches) {
     const delay = c.delay === undefined ? '' : ` delay ${c.delay}`;
@@ -782,6 +786,7 @@ const selectFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
       universe: fc.constantFrom('prompt | before_block', 'prompt | before_block | after_block'),
       causal: fc.boolean(),
       split: fc.boolean(),
+      perKvHead: fc.boolean(),
     })
     .chain((r) =>
       decodeArb(r.block, o).map((decode): Spec => {
@@ -796,6 +801,7 @@ const selectFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
               name: 'u',
               set: `${r.pick}(${r.universe}, ${r.score}, ${arg})`,
               at: [r.late ? { k: 'bs_eq', n: 1 } : { k: 'block_start' }],
+              perKvHead: r.perKvHead && !split,
             },
           ],
           computes: [{ set: 'current_block' }],
@@ -934,6 +940,7 @@ const sparsedFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
       causal: fc.boolean(),
       // The selection's set filtered by its own choice condition.
       phasedSet: fc.boolean(),
+      perKvHead: fc.boolean(),
     })
     .chain((r) =>
       decodeArb(r.block, o).map((decode): Spec => {
@@ -982,6 +989,7 @@ const sparsedFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
               set: kept,
               at: [stepCmp('==', c)],
               ...(r.phasedSet ? { phase: only(atomPhase(stepCmp('==', c))) } : {}),
+              perKvHead: r.perKvHead && !r.split,
             },
           ],
           computes: [{ set: cached ? 'current_block' : 'all' }],

@@ -94,22 +94,44 @@ export class CpuProbe implements Probe {
         data: queryKey(new Float64Array(q), new Float64Array(k), queries.length, L, shape),
       };
     }
-    const mass = new Float64Array(L);
     const scale = 1 / Math.sqrt(c.headDim);
-    this.prims.attentionMass(
-      queries.length,
-      L,
-      c.heads,
-      c.kvHeads,
-      c.headDim,
-      scale,
-      q,
-      k,
-      queries,
-      keys,
-      blocks ?? null,
-      mass,
-    );
-    return { shape: [L], data: mass };
+    const massOf = (heads: number, kvHeads: number, qh: Float32Array, kh: Float32Array) => {
+      const mass = new Float64Array(L);
+      this.prims.attentionMass(
+        queries.length,
+        L,
+        heads,
+        kvHeads,
+        c.headDim,
+        scale,
+        qh,
+        kh,
+        queries,
+        keys,
+        blocks ?? null,
+        mass,
+      );
+      return mass;
+    };
+    if (output === 'mass') return { shape: [L], data: massOf(c.heads, c.kvHeads, q, k) };
+    // Each KV head alone: its query heads and its keys, copied out contiguous.
+    const group = c.heads / c.kvHeads;
+    const hd = c.headDim;
+    const out = new Float64Array(L * c.kvHeads);
+    for (let g = 0; g < c.kvHeads; g++) {
+      const qg = new Float32Array(queries.length * group * hd);
+      for (let i = 0; i < queries.length; i++)
+        qg.set(
+          q.subarray((i * c.heads + g * group) * hd, (i * c.heads + (g + 1) * group) * hd),
+          i * group * hd,
+        );
+      const kg = new Float32Array(L * hd);
+      for (let j = 0; j < L; j++)
+        kg.set(k.subarray((j * c.kvHeads + g) * hd, (j * c.kvHeads + g + 1) * hd), j * hd);
+      massOf(group, 1, qg, kg).forEach((m, j) => {
+        out[j * c.kvHeads + g] = m;
+      });
+    }
+    return { shape: [L, c.kvHeads], data: out };
   }
 }

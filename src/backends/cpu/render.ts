@@ -300,8 +300,10 @@ const emitters: Emitters<string, CStage> = {
     const mask = maskOperands(ins.args, ins.attrs);
     const blocks = mask.blocks && ins.attrs.mask === 'block_causal' ? c.ptr(mask.blocks) : '0';
     const seqs = mask.seqs ? c.ptr(mask.seqs) : '0';
+    const g = ins.attrs.kv_head;
+    const [fn, only] = typeof g === 'number' ? ['kv_attention_kv_head', `, ${g}`] : ['kv_attention', ''];
     t.emit(
-      `kv_attention(${t.rows(r0)}, ${t.rows(c.arg(ins, 4))}, ${cfg.heads}, ${cfg.kvHeads}, ${cfg.headDim}, ${cFloat(Number(ins.attrs.scale))}, ${c.plain(c.arg(ins, 0))}, ${gk.base}, ${gv.base}, ${c.ptr(c.arg(ins, 3))}, ${gk.rows}, ${blocks}, ${seqs}, ${o}, ${lse});`,
+      `${fn}(${t.rows(r0)}, ${t.rows(c.arg(ins, 4))}, ${cfg.heads}, ${cfg.kvHeads}, ${cfg.headDim}, ${cFloat(Number(ins.attrs.scale))}, ${c.plain(c.arg(ins, 0))}, ${gk.base}, ${gv.base}, ${c.ptr(c.arg(ins, 3))}, ${gk.rows}, ${blocks}, ${seqs}, ${o}, ${lse}${only});`,
     );
   },
   merge: (ins, c, t) => {

@@ -312,16 +312,29 @@ const attention = (ins: Instr, c: Walk<Loc>, t: T) => {
   const mask = maskOperands(ins.args, ins.attrs);
   const blocks = ins.attrs.mask === 'block_causal' ? mask.blocks : undefined;
   const sequences = mask.seqs !== undefined;
+  const group = cfg.heads / cfg.kvHeads;
+  // One KV head alone (`kv_head`): the other heads hold the partial of an empty key set, and the
+  // kernel runs one grid row over pointers moved to that KV head, as if it were head group 0.
+  const only = typeof ins.attrs.kv_head === 'number' ? ins.attrs.kv_head : undefined;
+  if (only !== undefined) {
+    if (fold) throw t.error('an attention over one KV head cannot fold a merge');
+    const fill = (at: Loc, per: number, value: number, what: string) =>
+      t.emit({ op: 'fill' }, what, ew(nq, per), { out: buf(at), count: count(nq, per), value: f32(value) });
+    fill(o, cfg.heads * cfg.headDim, 0, 'attention (other KV heads: output 0)');
+    // A finite stand-in for -inf (the manifest is JSON): it weighs 0 in every merge with a real partial.
+    fill(lse, cfg.heads, -3.0e38, 'attention (other KV heads: lse -3e38)');
+  }
+  const at = (l: Loc, floats: number): Binding => buf({ ...l, offset: l.offset + 4 * (only ?? 0) * floats });
   t.emit(
     { op: 'attention', headDim: cfg.headDim, merge: Boolean(fold), ...(sequences ? { sequences } : {}) },
-    fold ? 'attention + merge' : 'attention',
-    [dim(nq, cfg.heads / cfg.kvHeads, ATT_PAIRS), dim(cfg.kvHeads), ONE],
+    fold ? 'attention + merge' : only !== undefined ? `attention (KV head ${only})` : 'attention',
+    [dim(nq, group, ATT_PAIRS), only !== undefined ? ONE : dim(cfg.kvHeads), ONE],
     {
-      o: buf(o),
-      lse: buf(lse),
-      q: buf(c.plain(c.arg(ins, 0))),
-      k: buf(gk.base),
-      v: buf(gv.base),
+      o: at(o, group * cfg.headDim),
+      lse: at(lse, group),
+      q: at(c.plain(c.arg(ins, 0)), group * cfg.headDim),
+      k: at(gk.base, cfg.headDim),
+      v: at(gv.base, cfg.headDim),
       qpos: buf(c.ptr(c.arg(ins, 3))),
       kpos: buf(gk.rows),
       blocks: blocks ? buf(c.ptr(blocks)) : NULL,

@@ -1,5 +1,5 @@
 import { maskOperands } from '../../ir/ops.ts';
-import type { Dim, Instr, Stage, StepProgram, Value } from '../../ir/types.ts';
+import type { AttrValue, Dim, Instr, Stage, StepProgram, Value } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Kernel, KernelProgram } from '../../passes/kernelIR.ts';
 import type { MemoryPlan } from '../../passes/memory.ts';
@@ -241,6 +241,9 @@ class WStage extends Target<string> {
   }
 }
 
+/** The attention shader's flags for a `kv_head` attribute: bit 4, and the KV head from bit 8 on. */
+const kvHeadFlags = (g: AttrValue | undefined): number => (typeof g === 'number' ? 4 | (g << 8) : 0);
+
 const gemm = (ins: Instr, c: Walk<string>, t: WStage) => {
   const r0 = ins.results[0] as Value;
   const a0 = c.arg(ins, 0);
@@ -363,7 +366,7 @@ const emitters: Emitters<string, WStage> = {
         { u: [cfg.heads] },
         { u: [cfg.kvHeads] },
         { u: [cfg.headDim] },
-        { u: [(causal ? 1 : 0) | (mask.seqs ? 2 : 0)] },
+        { u: [(causal ? 1 : 0) | (mask.seqs ? 2 : 0) | kvHeadFlags(ins.attrs.kv_head)] },
         { f: Number(ins.attrs.scale) },
         { u: [t.r.maxCanvas] },
       ],

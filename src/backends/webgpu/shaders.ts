@@ -180,7 +180,9 @@ export const shaderDefs: readonly ShaderDef[] = [
       ['heads', 'u32'],
       ['kvh', 'u32'],
       ['hd', 'u32'],
-      ['flags', 'u32'], // 1: block-causal (blocks in mask), 2: sequences (seqs in mask from seq_at)
+      // 1: block-causal (blocks in mask), 2: sequences (seqs in mask from seq_at), 4: only the
+      // heads of KV head flags >> 8 (the others get the partial of an empty key set)
+      ['flags', 'u32'],
       ['scale', 'f32'],
       ['seq_at', 'u32'],
     ],
@@ -207,6 +209,11 @@ fn main(${builtins1d}) {
   let qo = idx * p.hd;
   let causal = (p.flags & 1u) != 0u;
   let batched = (p.flags & 2u) != 0u;
+  if ((p.flags & 4u) != 0u && g != (p.flags >> 8u)) {
+    for (var d = 0u; d < p.hd; d++) { o[qo + d] = 0.0; }
+    lse[idx] = ${NEG_LSE.toExponential()};
+    return;
+  }
   var qb = 0;
   if (causal) { qb = mask[u32(qpos[i])]; }
   var qs = 0;

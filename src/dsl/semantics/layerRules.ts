@@ -11,6 +11,8 @@ export interface LayerRules {
   /** Cache rules in scope, with their index in the plan (index lists are named after it). */
   readonly caches: readonly { readonly rule: CacheStmt; readonly id: number }[];
   readonly kinds: ReadonlySet<string>;
+  /** The attend's key set reads a `per kv_head` selection: each KV head attends to its own keys. */
+  readonly perKvHead: boolean;
 }
 
 export const segmentsOf = (a: AttendStmt | undefined): readonly Segment[] =>
@@ -33,21 +35,39 @@ export function layerRules(typed: TypedPlan, layers: number): LayerRules[] {
     const scoped = <S extends { layers?: ComputeStmt['layers'] }>(s: S) =>
       layerInScope(s.layers, layer, value);
     const caches = body.flatMap((s, id) => (s.kind === 'cache' && scoped(s) ? [{ rule: s, id }] : []));
+    const attend = ruleFor(
+      body.filter((s): s is AttendStmt => s.kind === 'attend'),
+      scoped,
+    );
     return {
       layer,
       compute: ruleFor(
         body.filter((s): s is ComputeStmt => s.kind === 'compute'),
         scoped,
       ),
-      attend: ruleFor(
-        body.filter((s): s is AttendStmt => s.kind === 'attend'),
-        scoped,
-      ),
+      attend,
+      perKvHead: attend?.keys.kind === 'keys' && readsPerKvHead(typed, attend.keys.set),
       refreshes: body.filter((s): s is RefreshStmt => s.kind === 'refresh' && scoped(s)),
       caches,
       kinds: new Set(caches.flatMap((c) => c.rule.kinds.map((k) => k.name))),
     };
   });
+}
+
+/** Whether an expression reads a `per kv_head` selection, directly or through `let`s. */
+export function readsPerKvHead(typed: TypedPlan, e: Expr, seen = new Set<string>()): boolean {
+  if (e.kind === 'name') {
+    if (seen.has(e.name)) return false;
+    seen.add(e.name);
+    const b = typed.bindings.get(e.name);
+    if (b?.kind === 'select') return b.stmt.per !== undefined;
+    return b?.kind === 'let' && readsPerKvHead(typed, b.expr, seen);
+  }
+  let found = false;
+  forEachChild(e, (c) => {
+    found ||= readsPerKvHead(typed, c, seen);
+  });
+  return found;
 }
 
 /** Whether the plan attends under the block-causal mask (a property of the model it targets). */

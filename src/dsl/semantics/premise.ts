@@ -31,6 +31,10 @@ export function premiseOf(a: Approximations): string | undefined {
   for (const seg of [...a.reusedPartials].sort())
     parts.push(`the reused partial (O, LSE) of segment '${seg}' equals its fresh value`);
   for (const keys of [...a.sparse].sort()) parts.push(`keys outside \`${keys}\` receive no attention weight`);
+  for (const keys of [...a.sparsePerHead].sort())
+    parts.push(
+      `keys outside each KV head's own \`${keys}\` receive no attention weight from its query heads`,
+    );
   if (a.staleLogits.size > 0) {
     parts.push(
       `predictions of ${listWords(ordered(a.staleLogits))} that are not recomputed equal their fresh values`,

@@ -37,6 +37,8 @@ export interface Approximations {
   readonly staleFeatures: Set<string>;
   readonly reusedPartials: Set<string>;
   readonly sparse: Set<string>;
+  /** Key sets read per KV head (`per kv_head` selections): each head attends to its own. */
+  readonly sparsePerHead: Set<string>;
   readonly staleLogits: Set<string>;
 }
 
@@ -46,6 +48,7 @@ export const noApproximations = (): Approximations => ({
   staleFeatures: new Set(),
   reusedPartials: new Set(),
   sparse: new Set(),
+  sparsePerHead: new Set(),
   staleLogits: new Set(),
 });
 
@@ -477,7 +480,7 @@ class Simulation {
       const keys = d.keys as Mask;
       const dropped = members(visible).filter((i) => keys[i] !== 1);
       if (dropped.length > 0 || this.selects(attend.keys.set))
-        this.approx.sparse.add(this.print(attend.keys.set));
+        (r.perKvHead ? this.approx.sparsePerHead : this.approx.sparse).add(this.print(attend.keys.set));
       return maskOf(this.L, (i) => keys[i] === 1 && visible[i] === 1);
     }
     const segments = attend.keys.segments;

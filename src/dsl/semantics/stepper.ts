@@ -10,8 +10,12 @@ import { fullSegmentKeys, segmentKeys } from './segments.ts';
 
 /** Per-token scores measured on the model (the runtime) or stood in for (the checker). */
 export interface StepScores {
-  /** A score by name (confidence, margin, entropy, rollout, value_drift, …) at the given layer. */
-  score(name: string, queries: Mask | undefined, layer: number): Float64Array;
+  /**
+   * A score by name (confidence, margin, entropy, rollout, value_drift, …) at the given layer; with
+   * `kvHead`, as one KV head sees it (attention_mass over its query heads, key/value drift of its
+   * slice; a score with no per-head form is the same for every head).
+   */
+  score(name: string, queries: Mask | undefined, layer: number, kvHead?: number): Float64Array;
   attnSimilarity(layer: number): number;
 }
 
@@ -43,6 +47,8 @@ export interface LayerDecision {
   readonly rows: Mask;
   /** The keys of an attend without `split` (every key on a full layer or without a key set). */
   readonly keys: Mask | undefined;
+  /** For an attend reading a `per kv_head` selection: the keys of each KV head (`keys` is their union). */
+  readonly headKeys: readonly Mask[] | undefined;
   /** The keys of each split segment. */
   readonly segments: ReadonlyMap<string, Mask>;
   /** `reuse`: every reused segment is served from its stored partial; `cached`: all recomputed. */
@@ -90,6 +96,10 @@ export class PlanStepper {
   private readonly held = new Map<CacheStmt, Int32Array[]>();
   private readonly partials = new Map<string, StoredPartial>();
   private readonly selections = new Map<string, Mask>();
+  /** The sets of `per kv_head` selections, one per KV head. */
+  private readonly headSelections = new Map<string, Mask[]>();
+  /** The KV head whose sets are being evaluated (undefined: sets shared by every head). */
+  private head: number | undefined;
   private lastFullRefresh = 0;
   private dirtySince = 0;
   private quietSelections = false;
@@ -111,6 +121,8 @@ export class PlanStepper {
     private readonly scores: StepScores,
     private readonly randomScores: Float64Array,
     private readonly observer: StepObserver = {},
+    /** KV heads of the model: a `per kv_head` selection has one set for each. */
+    readonly kvHeads = 1,
   ) {
     this.L = canvas.length;
     this.scoreAtCommit = new Float64Array(this.L).fill(Number.NaN);
@@ -118,8 +130,10 @@ export class PlanStepper {
 
   private readonly hooks: EvalHooks = {
     modelScore: (name, queries) =>
-      name === 'random' ? this.randomScores : this.scores.score(name, queries, this.layer),
+      name === 'random' ? this.randomScores : this.scores.score(name, queries, this.layer, this.head),
     selection: (name) => {
+      const perHead = this.headSelections.get(name);
+      if (perHead) return this.head === undefined ? perHead.reduce(union) : (perHead[this.head] as Mask);
       const v = this.selections.get(name);
       if (v) return v;
       if (!this.quietSelections) this.observer.selectionMissing?.(name);
@@ -156,6 +170,17 @@ export class PlanStepper {
   }
   set(e: Expr): Mask {
     return this.eval(e) as Mask;
+  }
+  /** A set evaluated once for each KV head (the selections `per kv_head` it reads give that head's). */
+  private perHead(e: Expr): Mask[] {
+    try {
+      return Array.from({ length: this.kvHeads }, (_, g) => {
+        this.head = g;
+        return this.set(e);
+      });
+    } finally {
+      this.head = undefined;
+    }
   }
   cond(e: Expr): boolean {
     return this.eval(e) === true;
@@ -221,12 +246,16 @@ export class PlanStepper {
     const all = maskOf(this.L, () => true);
     const segments = segmentsOf(r.attend);
     let keys: Mask | undefined;
+    let headKeys: Mask[] | undefined;
     let segmentSets = new Map<string, Mask>();
     let variant: LayerDecision['variant'] = 'cached';
     const servedFrom = new Map<string, number>();
     const blocked: BlockedReuse[] = [];
     if (segments.length === 0) {
-      keys = full || !r.attend || r.attend.keys.kind !== 'keys' ? all : this.set(r.attend.keys.set);
+      if (r.perKvHead && r.attend?.keys.kind === 'keys') {
+        headKeys = full ? Array.from({ length: this.kvHeads }, () => all) : this.perHead(r.attend.keys.set);
+        keys = headKeys.reduce(union);
+      } else keys = full || !r.attend || r.attend.keys.kind !== 'keys' ? all : this.set(r.attend.keys.set);
     } else {
       const set = (e: Expr) => this.set(e);
       this.quietSelections = full;
@@ -278,6 +307,7 @@ export class PlanStepper {
       full,
       rows,
       keys,
+      headKeys,
       segments: segmentSets,
       variant,
       servedFrom,
@@ -397,7 +427,8 @@ export class PlanStepper {
     for (const s of this.typed.plan.body) {
       if (s.kind !== 'select' || !this.cond(s.at)) continue;
       this.choosing = s;
-      this.selections.set(s.name, this.set(s.set));
+      if (s.per) this.headSelections.set(s.name, this.perHead(s.set));
+      else this.selections.set(s.name, this.set(s.set));
       this.choosing = undefined;
     }
     this.endOfStep = false;

@@ -46,6 +46,16 @@ const attentionShapes = (a: readonly IRType[]): { q: T; k: T; v: T } => {
 
 const maskKinds = ['none', 'block_causal'];
 
+/** Checks an optional `kv_head` attribute: a whole number below the KV head count. */
+function kvHeadIn(attrs: Readonly<Record<string, AttrValue>>, kvHeads: Dim): void {
+  const g = attrs.kv_head;
+  if (g === undefined) return;
+  need(
+    typeof g === 'number' && Number.isInteger(g) && g >= 0 && (typeof kvHeads !== 'number' || g < kvHeads),
+    `kv_head must be a KV head, 0 to ${typeof kvHeads === 'number' ? kvHeads - 1 : 'KVH - 1'}, got ${g}`,
+  );
+}
+
 /**
  * The per-row tensors an attention's mask reads after `kpos`: `blocks` (read under `block_causal`),
  * then `seqs` as the last operand when the `sequences` attribute is set (several sequences share
@@ -89,8 +99,12 @@ function attentionOpts(
     c.positions(qpos, 'query position');
     c.positions(kpos, 'key position');
   }
+  const kvHead = c.attrs.kv_head === undefined ? undefined : c.num('kv_head');
+  if (kvHead !== undefined && !(Number.isInteger(kvHead) && kvHead >= 0 && kvHead < kvHeads))
+    c.fail(`kv_head ${kvHead} is not one of the ${kvHeads} KV heads`);
   return {
     scale: c.num('scale'),
+    kvHead,
     mask: mask as MaskKind,
     blocks: blocks?.data,
     seqs: seqs?.data,
@@ -106,9 +120,11 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
     args: ['q', 'k', 'v', 'qpos', 'kpos', 'blocks?', 'seqs?'],
     attrs: { scale: 'number', mask: 'string' },
     // `segment` names the split segment a partial belongs to, so that hoisting can find reusable ones.
-    optionalAttrs: { segment: 'string', sequences: 'boolean' },
+    // `kv_head` computes one KV head's group of query heads (plans with a key set per KV head).
+    optionalAttrs: { segment: 'string', sequences: 'boolean', kv_head: 'number' },
     results: rule((a, attrs) => {
-      const { q } = attentionShapes(a);
+      const { q, k } = attentionShapes(a);
+      kvHeadIn(attrs, k.shape[1] as Dim);
       need(maskKinds.includes(String(attrs.mask)), `mask must be one of ${maskKinds.join(', ')}`);
       const { blocks, seqs } = maskOperands(a, attrs);
       need(
@@ -129,7 +145,7 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
         );
       return [q, f32([q.shape[0] as Dim, q.shape[1] as Dim])];
     }),
-    doc: 'softmax(q·k^T * scale + mask) · v per query head (GQA: head h reads kv head h / (H/KVH)); returns the output and its log-sum-exp (natural log) per row and head. A row with no visible key gets output 0 and LSE -Infinity. With sequences, a row sees only keys of its own sequence (seqs[kpos[j]] = seqs[qpos[i]])',
+    doc: 'softmax(q·k^T * scale + mask) · v per query head (GQA: head h reads kv head h / (H/KVH)); returns the output and its log-sum-exp (natural log) per row and head. A row with no visible key gets output 0 and LSE -Infinity. With sequences, a row sees only keys of its own sequence (seqs[kpos[j]] = seqs[qpos[i]]). With kv_head = g, only the query heads reading KV head g are computed; every other head gets output 0 and LSE -Infinity (merging one such partial per KV head gives a key set per KV head)',
     interpret: (c) => {
       const q = c.float(0, 3);
       const k = c.float(1, 3);
@@ -149,9 +165,15 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
         { shape: [q.shape[0] as number, q.shape[1] as number], data: lse },
       ];
     },
-    flops: (_, [q, k]) => {
+    flops: (_, [q, k], attrs) => {
       if (q?.kind !== 'tensor' || k?.kind !== 'tensor') return [];
-      const [nq, h, hd] = q.shape as [Dim, Dim, Dim];
+      const [nq, heads, hd] = q.shape as [Dim, Dim, Dim];
+      const kvh = k.shape[1];
+      // One KV head's attention computes its group of query heads only.
+      const h =
+        attrs.kv_head !== undefined && typeof heads === 'number' && typeof kvh === 'number'
+          ? heads / kvh
+          : heads;
       return [
         [4, nq, k.shape[0] as Dim, h, hd],
         [5, nq, k.shape[0] as Dim, h],
@@ -197,6 +219,7 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
   attention_mass: {
     args: ['q', 'k', 'qpos', 'kpos', 'blocks?'],
     attrs: { scale: 'number', mask: 'string' },
+    optionalAttrs: { per_kv_head: 'boolean' },
     results: rule((a, attrs) => {
       const [q, k, qpos, kpos, blocks] = a;
       const { k: kk } = attentionShapes([
@@ -215,16 +238,20 @@ export const attentionOps: Readonly<Record<string, OpSpec>> = {
         blocks === undefined || (isTensor(blocks) && blocks.dtype === 'i32'),
         `blocks must be i32[L], got ${show(blocks)}`,
       );
-      return [f32([kk.shape[0] as Dim])];
+      return [
+        f32(attrs.per_kv_head === true ? [kk.shape[0] as Dim, kk.shape[1] as Dim] : [kk.shape[0] as Dim]),
+      ];
     }),
-    doc: 'attention probability each key receives, summed over queries and heads',
+    doc: 'attention probability each key receives, summed over queries and heads: f32[M]; with per_kv_head, summed over the query heads of each KV head: f32[M,KVH]',
     interpret: (c) => {
       const q = c.float(0, 3);
       const k = c.float(1, 3);
       const qpos = c.list(2);
       const kpos = c.list(3);
       const opts = attentionOpts(c, q, k, qpos, kpos, c.count > 4 ? c.ints(4, 1) : undefined);
-      return [{ shape: [k.shape[0] as number], data: attentionMass(q.data, k.data, qpos, kpos, opts) }];
+      const perHead = c.attrs.per_kv_head === true;
+      const shape = perHead ? [k.shape[0] as number, k.shape[1] as number] : [k.shape[0] as number];
+      return [{ shape, data: attentionMass(q.data, k.data, qpos, kpos, opts, perHead) }];
     },
     fusion: { alone: 'elementwise' },
   },

@@ -69,7 +69,11 @@ export interface OpSpec {
   /** The float64 reference semantics: evaluates the op exactly as `doc` says. */
   readonly interpret: (c: OpContext) => RuntimeValue[];
   /** Floating-point work, given the shape of the first result (a tensor) and the operand types. */
-  readonly flops?: (result: readonly Dim[], args: readonly IRType[]) => Cost;
+  readonly flops?: (
+    result: readonly Dim[],
+    args: readonly IRType[],
+    attrs: Readonly<Record<string, AttrValue>>,
+  ) => Cost;
   readonly fusion: Fusion;
   /**
    * Operands a kernel reads row by row through the index list of a gather feeding them (every

@@ -4,13 +4,13 @@ import type { CheckedPlan } from '../../../src/dsl/check.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
-import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
-import { simulateGeneration } from '../../../src/runtime/simulate.ts';
 import { float32Budget } from '../../../src/runtime/verify.ts';
+import { generateInLockstep } from '../lockstep.ts';
 
 /**
  * Generates with the CPU backend and with the float64 reference on random weights (`seed`), and
- * checks every exact step (or refresh) of the CPU run within the float32 budget derived from the
+ * checks every step of the CPU run against the reference running the same plan on the same lists,
+ * and every exact step (or refresh) against the golden, within the float32 budget derived from the
  * reference's eager float32 mode; where the plan is exact, both commit the same tokens. Returns the
  * build, for checks of the code it ran.
  */
@@ -19,16 +19,15 @@ export async function expectCpuMatchesReference(plan: CheckedPlan, config: Model
   const prompt = Int32Array.from([3, 1, 4, 1, 5]);
   const L = prompt.length + 8;
   const build = buildCpu(plan, config, L);
-  const gen = { config, weights, prompt, genLen: 8, seed };
-  const cpu = await simulateGeneration(plan, build.lowered, {
-    ...gen,
-    runner: (n) => new CpuRunner(build, weights, n),
-  });
   const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
-  const eager = await simulateGeneration(plan, lowered, {
-    ...gen,
-    runner: (n) => new ReferenceRunner(lowered, weights, n, true),
-  });
+  const { result: cpu, eager } = await generateInLockstep(
+    plan,
+    lowered,
+    build.lowered,
+    weights,
+    { config, prompt, genLen: 8, seed },
+    (n) => new CpuRunner(build, weights, n),
+  );
   const exactSteps = (r: typeof cpu) =>
     r.steps.filter((s) => plan.classification.exact || s.phase === 'refresh');
   const eagerError = Math.max(...exactSteps(eager).map((s) => s.deviation));

@@ -1,6 +1,12 @@
-import { describe, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
+import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
+import type { ModelConfig } from '../../../src/model/config.ts';
+import { presets } from '../../../src/model/presets.ts';
+import { randomWeights } from '../../../src/model/weights.ts';
+import { compilePlan } from '../../../src/passes/compile.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
+import { generateInLockstep } from '../lockstep.ts';
 import { expectCpuMatchesReference } from './againstReference.ts';
 
 describe('CPU backend against the float64 reference, step by step', () => {
@@ -11,4 +17,23 @@ describe('CPU backend against the float64 reference, step by step', () => {
       await expectCpuMatchesReference(plan, modelFor(plan, base), 21);
     },
   );
+
+  // DPad has no full step to compare with the golden; against the plan's own reference it has all.
+  test('dpad (dropped suffix at every step) in lockstep with the reference running the plan', async () => {
+    const plan = examplePlan('dpad');
+    const config = modelFor(plan, presets.tiny as ModelConfig);
+    const weights = randomWeights(config, 21);
+    const prompt = Int32Array.from([3, 1, 4, 1, 5]);
+    const build = buildCpu(plan, config, prompt.length + 8);
+    const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
+    const { result } = await generateInLockstep(
+      plan,
+      lowered,
+      build.lowered,
+      weights,
+      { config, prompt, genLen: 8, seed: 21 },
+      (n) => new CpuRunner(build, weights, n),
+    );
+    expect(result.steps.every((s) => s.phase === 'cached')).toBe(true);
+  });
 });

@@ -12,7 +12,7 @@ import { InterpretedProbe, type ProbeOutput } from '../../../src/runtime/probe.t
 import { backendConfigs, examplePlan } from '../../runtime/support.ts';
 import { EPS32, expectClose } from '../../support/float32.ts';
 
-const outputs: ProbeOutput[] = ['mass', 'query_key', 'v'];
+const outputs: ProbeOutput[] = ['mass', 'mass_heads', 'query_key', 'v'];
 
 describe.each(backendConfigs.map((c) => [c.name, c] as const))(
   'CPU probe on %s',
@@ -54,6 +54,32 @@ describe.each(backendConfigs.map((c) => [c.name, c] as const))(
           eager.measure(output, layer, h, queries, b).data,
         );
       }
+    });
+
+    test("each KV head's mass is what its own query heads give, and the heads' masses add up to the mass", () => {
+      const queries = Int32Array.from([7, 2, 11]);
+      const heads = runner.probe.measure('mass_heads', 1, h, queries, blocks);
+      const mass = runner.probe.measure('mass', 1, h, queries, blocks).data;
+      const kvh = config.kvHeads;
+      expect(heads.shape).toEqual([L, kvh]);
+      const group = config.heads / kvh;
+      for (let g = 0; g < kvh; g++) {
+        let total = 0;
+        for (let j = 0; j < L; j++) total += heads.data[j * kvh + g] as number;
+        // Each query row gives one unit of probability through each of the group's query heads.
+        expect(Math.abs(total - queries.length * group)).toBeLessThanOrEqual(
+          queries.length * group * L * EPS32,
+        );
+      }
+      for (let j = 0; j < L; j++) {
+        let sum = 0;
+        for (let g = 0; g < kvh; g++) sum += heads.data[j * kvh + g] as number;
+        expect(Math.abs(sum - (mass[j] as number))).toBeLessThanOrEqual(
+          config.heads * queries.length * EPS32,
+        );
+      }
+      // The heads see the keys differently: the columns are not one another's copies.
+      if (kvh > 1) expect(heads.data[0]).not.toBe(heads.data[1]);
     });
 
     test('block-causal mass differs from unmasked mass (the mask reaches the kernel)', () => {

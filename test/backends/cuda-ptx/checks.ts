@@ -24,6 +24,7 @@ import type { ModelConfig } from '../../../src/model/config.ts';
 import { halfToFloat32 } from '../../../src/model/half.ts';
 import { createRng, type Rng, randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
+import { type LockstepGap, LockstepRunner } from '../../../src/runtime/lockstep.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
 import type { StepRunner } from '../../../src/runtime/runner.ts';
@@ -255,6 +256,11 @@ export interface PlanCheck {
   readonly eagerError: number;
   /** Largest deviation / budget over the checked steps: at most 1 passes. */
   readonly worst: number;
+  /**
+   * Largest deviation / budget at every step against the float64 reference running the same plan on
+   * the same lists (LockstepRunner), cached steps included: at most 1 passes.
+   */
+  readonly lockstepWorst: number;
   /** Exact plans only: the generation commits the same tokens as the eager float32 reference. */
   readonly sameTokens?: boolean;
   readonly result: GenerationResult;
@@ -285,20 +291,28 @@ export async function checkPlan(
   const build = buildPtx(plan, config, L, { arch, ...(opts.gemm ? { gemm: opts.gemm } : {}) });
   const gen = { config, weights, prompt, genLen: 8, seed: 21 };
   const runners: PtxRunner[] = [];
+  const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
+  const pairs: LockstepRunner[] = [];
+  const paired = (r: StepRunner, n: number) => {
+    const pair = new LockstepRunner(r, new ReferenceRunner(lowered, weights, n));
+    pairs.push(pair);
+    return pair;
+  };
   const result = await simulateGeneration(plan, build.lowered, {
     ...gen,
     runner: (n) => {
       const r = new PtxRunner(build, weights, n, device);
       runners.push(r);
-      return opts.wrap ? opts.wrap(r) : r;
+      return paired(opts.wrap ? opts.wrap(r) : r, n);
     },
   });
   for (const r of runners) r.release();
-  const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
   const eager = await simulateGeneration(plan, lowered, {
     ...gen,
-    runner: (n) => new ReferenceRunner(lowered, weights, n, true),
+    runner: (n) => paired(new ReferenceRunner(lowered, weights, n, true), n),
   });
+  const [ptxGaps, eagerGaps] = pairs.map((p) => p.gaps) as [LockstepGap[], LockstepGap[]];
+  const eagerGap = Math.max(...eagerGaps.map((g) => g.deviation));
   const checked = (g: GenerationResult) =>
     g.steps.filter((s) => plan.classification.exact || s.phase === 'refresh');
   const eagerError = Math.max(...checked(eager).map((s) => s.deviation));
@@ -311,6 +325,7 @@ export async function checkPlan(
     maxDeviation: Math.max(...steps.map((s) => s.deviation)),
     eagerError,
     worst: Math.max(...steps.map((s) => s.deviation / float32Budget(eagerError, s.scale))),
+    lockstepWorst: Math.max(...ptxGaps.map((g) => g.deviation / float32Budget(eagerGap, g.scale))),
     ...(plan.classification.exact ? { sameTokens: sameTokens(result.tokens, eager.tokens) } : {}),
     result,
   };

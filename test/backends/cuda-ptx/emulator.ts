@@ -262,9 +262,10 @@ export class EmulatedDevice implements CudaDevice {
       this.gemm(a, dtype, name.startsWith('kvp_gemm16_'));
     } else if (name.startsWith('kvp_attention_hd')) {
       covers('pairs', grid[0] * 32, u('nq') * u('group'));
-      if (grid[1] * u('group') !== u('heads'))
-        throw new EmulatorError(`${name}: grid.y must be the KV heads`);
-      this.attention(a, Number(name.match(/hd(\d+)/)?.[1]));
+      // One CTA row per KV head: all of them, or (pointers moved to it) one KV head alone.
+      if (grid[1] !== 1 && grid[1] * u('group') !== u('heads'))
+        throw new EmulatorError(`${name}: grid.y must be the KV heads, or 1`);
+      this.attention(a, Number(name.match(/hd(\d+)/)?.[1]), grid[1]);
     } else if (name.startsWith('kvp_rope_hd')) {
       const hd = Number(name.match(/hd(\d+)/)?.[1]);
       covers('pairs', threads, (u('n') * u('heads') * hd) / 2);
@@ -353,7 +354,8 @@ export class EmulatedDevice implements CudaDevice {
     for (let i = 0; i < m; i++) C.set(out.subarray(i * n, (i + 1) * n), i * ldc);
   }
 
-  private attention(a: Record<string, bigint | number>, hd: number): void {
+  /** The pairs of the first `kvHeads` KV heads' query heads (CTA rows g < grid.y), the rest untouched. */
+  private attention(a: Record<string, bigint | number>, hd: number, kvHeads: number): void {
     const r = this.r;
     const u = (n: string) => Number(a[n]);
     const [nq, nk, heads, group, ksr, ksh, vsr, vsh] = [
@@ -377,8 +379,9 @@ export class EmulatedDevice implements CudaDevice {
     const O = new Float64Array(nq * heads * hd);
     const LSE = new Float64Array(nq * heads);
     const s = new Float64Array(nk);
+    const computed = kvHeads * group;
     for (let i = 0; i < nq; i++)
-      for (let h = 0; h < heads; h++) {
+      for (let h = 0; h < computed; h++) {
         const g = Math.floor(h / group);
         const qo = (i * heads + h) * hd;
         let m = Number.NEGATIVE_INFINITY;
@@ -416,10 +419,17 @@ export class EmulatedDevice implements CudaDevice {
       }
     const pairs = nq * heads;
     if (a.o_prev === undefined) {
-      this.f32(a.o as bigint).set(O);
-      this.f32(a.lse as bigint).set(LSE);
+      const o = this.f32(a.o as bigint);
+      const lse = this.f32(a.lse as bigint);
+      for (let i = 0; i < nq; i++)
+        for (let h = 0; h < computed; h++) {
+          const row = i * heads + h;
+          o.set(O.subarray(row * hd, (row + 1) * hd), row * hd);
+          lse[row] = LSE[row] as number;
+        }
       return;
     }
+    if (computed !== heads) throw new EmulatorError('a merge folded into an attention over one KV head');
     const prevO = this.f32(a.o_prev as bigint).slice(0, pairs * hd);
     const prevL = this.f32(a.lse_prev as bigint).slice(0, pairs);
     this.mergeInto(a.o as bigint, a.lse as bigint, [O, LSE], [prevO, prevL], pairs, hd);

@@ -195,7 +195,7 @@ describe.each(devices)('PTX primitives on the %s against float64 references', (_
 
 describe.each(devices)('PTX runner on the %s against the float64 reference, step by step', (_name, open) => {
   test.each(exampleCases)(
-    '%s on %s: every exact or refresh step within the float32 budget derived from eager float32',
+    '%s on %s: every step within the float32 budget of the reference running the plan, and of the golden where exact or refresh',
     async (name, _configName, base) => {
       const device = open();
       const r = await checkPlan(name, base, device);
@@ -203,6 +203,10 @@ describe.each(devices)('PTX runner on the %s against the float64 reference, step
       expect(r.worst, `max deviation ${r.maxDeviation} (eager float32 ${r.eagerError})`).toBeLessThanOrEqual(
         1,
       );
+      expect(
+        r.lockstepWorst,
+        'against the reference running the same plan, at every step',
+      ).toBeLessThanOrEqual(1);
       if (r.sameTokens !== undefined) expect(r.sameTokens).toBe(true);
       if (device instanceof EmulatedDevice) {
         expect(device.launches.length).toBeGreaterThan(0);

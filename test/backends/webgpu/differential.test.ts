@@ -3,10 +3,9 @@ import { buildWebGpu, WebGpuRunner } from '../../../src/backends/webgpu/runner.t
 import { randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
-import { ReferenceRunner } from '../../../src/runtime/referenceRunner.ts';
-import { simulateGeneration } from '../../../src/runtime/simulate.ts';
 import { float32Budget } from '../../../src/runtime/verify.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
+import { generateInLockstep } from '../lockstep.ts';
 import { gpuOrSkip } from './support.ts';
 
 // Acquired while collecting, so that a missing adapter skips visibly (with its reason) instead of passing.
@@ -14,7 +13,7 @@ const device = await gpuOrSkip('WebGPU differential tests');
 
 describe('WebGPU backend against the float64 reference, step by step', () => {
   test.skipIf(!device).each(exampleCases)(
-    '%s on %s: every step within the float32 budget derived from eager float32',
+    '%s on %s: every step within the float32 budget of the reference running the plan, and of the golden where exact',
     async (name, _configName, base) => {
       const gpu = device as GPUDevice;
       const plan = examplePlan(name);
@@ -23,16 +22,15 @@ describe('WebGPU backend against the float64 reference, step by step', () => {
       const prompt = Int32Array.from([3, 1, 4, 1, 5]);
       const L = prompt.length + 8;
       const build = buildWebGpu(plan, config, L);
-      const gen = { config, weights, prompt, genLen: 8, seed: 21 };
-      const result = await simulateGeneration(plan, build.lowered, {
-        ...gen,
-        runner: (n) => new WebGpuRunner(build, weights, n, gpu),
-      });
       const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;
-      const eager = await simulateGeneration(plan, lowered, {
-        ...gen,
-        runner: (n) => new ReferenceRunner(lowered, weights, n, true),
-      });
+      const { result, eager } = await generateInLockstep(
+        plan,
+        lowered,
+        build.lowered,
+        weights,
+        { config, prompt, genLen: 8, seed: 21 },
+        (n) => new WebGpuRunner(build, weights, n, gpu),
+      );
       const exactSteps = (r: typeof result) =>
         r.steps.filter((s) => plan.classification.exact || s.phase === 'refresh');
       const eagerError = Math.max(...exactSteps(eager).map((s) => s.deviation));

@@ -886,10 +886,14 @@ static inline int kvi_sees(const int32_t *blocks, const int32_t *seqs, int32_t q
   return (!blocks || blocks[kp] <= blocks[qp]) && (!seqs || seqs[kp] == seqs[qp]);
 }
 
-void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
-                  const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
-                  const int32_t *blocks, const int32_t *seqs, float *o, float *lse) {
+/* kv_attention, or with only >= 0 kv_attention_kv_head: the heads of KV head `only` alone. */
+static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                          const float *kcanvas, const float *vcanvas, const int32_t *qpos,
+                          const int32_t *kpos, const int32_t *blocks, const int32_t *seqs, float *o,
+                          float *lse, int only) {
   if (nq <= 0 || heads <= 0) return;
+  /* Whether head h is computed: every head, or those reading KV head `only`. */
+#define KVI_COMPUTED(h) (only < 0 || (kvh > 0 && (h) / (heads / kvh) == only))
   if (nk <= 0 || hd <= 0 || kvh <= 0) {
     if (hd > 0) memset(o, 0, sizeof(float) * (size_t)nq * heads * hd);
     for (int i = 0; i < nq; i++) {
@@ -897,17 +901,27 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
       int seen = 0;
       if (hd <= 0 && kvh > 0)
         for (int j = 0; j < nk; j++) seen += kvi_sees(blocks, seqs, qpos[i], kpos[j]);
-      for (int h = 0; h < heads; h++) lse[(int64_t)i * heads + h] = seen ? logf((float)seen) : -INFINITY;
+      for (int h = 0; h < heads; h++)
+        lse[(int64_t)i * heads + h] = seen && KVI_COMPUTED(h) ? logf((float)seen) : -INFINITY;
     }
     return;
   }
+  /* The heads of other KV heads hold the partial of an empty key set. */
+  if (only >= 0)
+    for (int i = 0; i < nq; i++)
+      for (int h = 0; h < heads; h++)
+        if (!KVI_COMPUTED(h)) {
+          memset(o + ((int64_t)i * heads + h) * hd, 0, sizeof(float) * (size_t)hd);
+          lse[(int64_t)i * heads + h] = -INFINITY;
+        }
+#undef KVI_COMPUTED
   const int group = heads / kvh;
   const int upairs = KV_ATT_PANELS * KV_GEMM_NR;                 /* pairs per unit, at most */
   const int qblock = group >= upairs ? 1 : upairs / group; /* query rows per unit */
   const int rows = qblock * group;
   const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T and O^T row stride */
   const int qblocks = (int)kvi_ceil_div(nq, qblock);
-  const int units = qblocks * kvh;
+  const int units = qblocks * (only >= 0 ? 1 : kvh);
   const int64_t hstride = (int64_t)kvh * hd; /* canvas row stride */
   /* Scores in log2 units: the scale and log2(e) are folded into the packed queries. */
   const float qscale = scale * 1.44269504088896341f;
@@ -950,7 +964,7 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
 #endif
     for (int u = 0; u < units; u++) {
       /* Head-major: consecutive units read the same keys and values, which stay in cache. */
-      const int g = u / qblocks;
+      const int g = only >= 0 ? only : u / qblocks;
       const int i0 = (u % qblocks) * qblock;
       const int nqi = kvi_imin(qblock, nq - i0);
       const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
@@ -1092,6 +1106,19 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
 #ifdef KV_FAULT_ATTENTION
   KVI_FAULT(KV_FAULT_ATTENTION, o, nq, (int64_t)heads * hd, (int64_t)heads * hd);
 #endif
+}
+
+void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                  const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos,
+                  const int32_t *blocks, const int32_t *seqs, float *o, float *lse) {
+  kvi_attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, seqs, o, lse, -1);
+}
+
+void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                          const float *kcanvas, const float *vcanvas, const int32_t *qpos,
+                          const int32_t *kpos, const int32_t *blocks, const int32_t *seqs, float *o,
+                          float *lse, int g) {
+  kvi_attention(nq, nk, heads, kvh, hd, scale, q, kcanvas, vcanvas, qpos, kpos, blocks, seqs, o, lse, g);
 }
 
 /* ---------------------------------------------------------------------------------------------

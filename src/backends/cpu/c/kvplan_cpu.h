@@ -58,6 +58,16 @@ void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const
                   const int32_t *blocks, const int32_t *seqs, float *o, float *lse);
 
 /*
+ * kv_attention for the query heads of KV head g (0 <= g < kvh) alone: every other head gets o = 0
+ * and lse = -INFINITY, the partial of an empty key set, so that merging one call per KV head gives
+ * attention with a key set per KV head.
+ */
+void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
+                          const float *kcanvas, const float *vcanvas, const int32_t *qpos,
+                          const int32_t *kpos, const int32_t *blocks, const int32_t *seqs, float *o,
+                          float *lse, int g);
+
+/*
  * mass[j] = the softmax probability key j receives, summed over the nq query rows and all heads
  * (same scores, scale and visibility rules as kv_attention; a row that sees no key adds nothing).
  * Used by score probes; mass has nk doubles and is overwritten.
