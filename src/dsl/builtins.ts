@@ -188,6 +188,14 @@ export const builtins: Readonly<Record<string, Builtin>> = {
     [{ name: 'layer', type: 'int', range: { min: 0 } }],
     'cosine between the most-attended token’s attention row now and at the last refresh, at that layer',
   ),
+  measured_at: f(
+    'score',
+    [
+      { name: 'score', type: 'score' },
+      { name: 'layer', type: 'int', range: { min: 0, max: maxPositionCount } },
+    ],
+    'the score as measured at that layer this step (from the hidden state entering it), the same value on every later layer',
+  ),
   after_drift: f(
     'bool',
     [{ name: 'gamma', type: 'float', range: { min: 0, max: 1 } }],

@@ -541,6 +541,12 @@ class PlanTyper {
     const b = builtins[e.callee.name];
     if (b?.kind === 'function') {
       this.checkArgs(e, b.args, `'${e.callee.name}'`);
+      // The layer a score is pinned to is one layer for the whole generation.
+      if (e.callee.name === 'measured_at' && e.args[1] && this.constValue(e.args[1]) === undefined)
+        this.err(
+          e.args[1].span,
+          `the layer of measured_at must be a constant (parameters and numbers), not \`${printExpr(e.args[1])}\``,
+        );
       return b.type;
     }
     if (b || this.bindings.has(e.callee.name)) {

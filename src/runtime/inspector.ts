@@ -1,10 +1,12 @@
-import type { DecodeStmt, Expr, RefreshStmt } from '../dsl/ast.ts';
+import type { Call, DecodeStmt, Expr, RefreshStmt } from '../dsl/ast.ts';
+import { printExpr } from '../dsl/printer.ts';
 import type { Canvas } from '../dsl/semantics/canvas.ts';
 import { type Mask, maskOf, members } from '../dsl/semantics/evaluate.ts';
 import type { LayerRules } from '../dsl/semantics/layerRules.ts';
 import { PlanStepper, type StepScores } from '../dsl/semantics/stepper.ts';
 import type { TypedPlan } from '../dsl/typecheck.ts';
 import { lists as names } from '../ir/names.ts';
+import { GenerationError } from './generationError.ts';
 
 /** What one layer of one step runs: its stage variant and the index lists it is fed. */
 export interface LayerPlan {
@@ -36,7 +38,12 @@ export class Inspector {
     /** KV heads of the model: an attend reading a `per kv_head` selection gets a key list for each. */
     kvHeads = 1,
   ) {
-    this.stepper = new PlanStepper(typed, rules, canvas, scores, randomScores, {}, kvHeads);
+    const pinnedMissing = (call: Call) => {
+      throw new GenerationError(
+        `${printExpr(call)} (line ${call.span.start.line}) is measured when its layer is decided, but this model has ${rules.length} layers, so it never is`,
+      );
+    };
+    this.stepper = new PlanStepper(typed, rules, canvas, scores, randomScores, { pinnedMissing }, kvHeads);
   }
 
   /** Steps at which each refresh rule's condition held on at least one of its layers. */

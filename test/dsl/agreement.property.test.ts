@@ -30,6 +30,9 @@ function expected(d: LayerDecision): Lists {
   const l = d.layer;
   const out: Lists = { [lists.rows(l)]: members(d.rows) };
   if (d.keys) out[lists.keys(l)] = members(d.keys);
+  d.headKeys?.forEach((keys, g) => {
+    out[lists.headKeys(l, g)] = members(keys);
+  });
   for (const [name, keys] of d.segments)
     if (!d.servedFrom.has(name)) out[lists.keys(l, name)] = members(keys);
   for (const w of d.writes) out[lists.write(l, w.id)] = members(w.rows);

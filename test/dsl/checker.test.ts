@@ -127,6 +127,41 @@ describe('rule structure', () => {
     );
     expect(messages(ok)).toEqual([]);
   });
+  test('measured_at pins a score to a constant layer, read from that layer on', () => {
+    const refresh = '  blocks 4\n  refresh all when block_start\n  cache kv of all\n';
+    const ok = check(
+      `${refresh}  compute keep(current_block, measured_at(confidence, 1), 0.5) | newly_decoded on layers >= 1\n${decode}`,
+    );
+    expect(messages(ok)).toEqual([]);
+    expect(
+      messages(
+        check(
+          `${refresh}  compute keep(current_block, measured_at(confidence, block_step), 0.5) | newly_decoded on layers >= 1\n${decode}`,
+        ),
+      ),
+    ).toEqual([
+      '5:55 the layer of measured_at must be a constant (parameters and numbers), not `block_step`',
+    ]);
+    expect(
+      messages(
+        check(
+          `${refresh}  compute keep(current_block, measured_at(confidence, 2), 0.5) | newly_decoded on layers >= 1\n${decode}`,
+        ),
+      ),
+    ).toContainEqual(
+      expect.stringMatching(
+        /^5:31 measured_at\(confidence, 2\) is measured when layer 2 is decided, but it is read at step \d+ .*layer 1, before that$/,
+      ),
+    );
+    // Pinned to layer 0, the hidden-state drift has no layer below, wherever it is read.
+    expect(
+      messages(
+        check(
+          `${refresh}  compute keep(current_block, measured_at(hidden_drift, 0), 0.5) | newly_decoded on layers >= 1\n  cache hidden of all\n${decode}`,
+        ),
+      )[0],
+    ).toMatch(/hidden_drift compares the hidden state entering a layer .* layer 0, which has no layer below/);
+  });
   test('a per-KV-head selection is read only by attend key sets and other per-head selections', () => {
     const select =
       '  refresh all when block_start\n  select u = topk(prompt, confidence, 2) at block_start per kv_head\n';

@@ -161,6 +161,7 @@ function envFor(
       dirty: () => 0,
       attnSimilarity: () => 0,
       afterDrift: () => false,
+      measuredAt: () => new Float64Array(0),
     },
   };
   const expr = (name: string) => {

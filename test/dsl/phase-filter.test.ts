@@ -48,6 +48,7 @@ describe('filters by a step condition', () => {
           dirty: () => 0,
           attnSimilarity: () => 1,
           afterDrift: () => false,
+          measuredAt: () => new Float64Array(0),
         },
       }) as Mask;
     };

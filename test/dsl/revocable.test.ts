@@ -44,6 +44,7 @@ function setup(rule = 'wino(tau, tau_revoke)', by = 'confidence') {
       dirty: nothing,
       attnSimilarity: nothing,
       afterDrift: nothing,
+      measuredAt: nothing,
     },
   };
   return { decode: checked.typed.decode as DecodeStmt, canvas, env };

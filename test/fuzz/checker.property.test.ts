@@ -80,13 +80,14 @@ describe('the checker on plans nobody wrote', () => {
     expect(phased / accepted).toBeLessThanOrEqual(0.3);
   });
 
-  test('writes every decode rule, every drift score, the adaptive layer boundary, uncached and per-KV-head selections in accepted plans', () => {
+  test('writes every decode rule, every drift score, the adaptive layer boundary, uncached, per-KV-head selections and pinned measurements in accepted plans', () => {
     const rules = new Set<string>();
     const drifts = new Set<string>();
     const driftScores = ['value_drift', 'key_drift', 'hidden_drift'];
     let adaptive = 0;
     let sliding = 0;
     let perHead = 0;
+    let pinned = 0;
     for (const { seed, numRuns } of fuzzRuns(400))
       fc.assert(
         fc.property(generatedArb(ciFeatures), ({ text }) => {
@@ -96,6 +97,7 @@ describe('the checker on plans nobody wrote', () => {
           if (planUses(o.plan.plan, new Set(['after_drift']))) adaptive++;
           if (planUses(o.plan.plan, new Set(['uncached']))) sliding++;
           if (o.plan.plan.body.some((s) => s.kind === 'select' && s.per)) perHead++;
+          if (planUses(o.plan.plan, new Set(['measured_at']))) pinned++;
           for (const d of driftScores) if (planUses(o.plan.plan, new Set([d]))) drifts.add(d);
         }),
         { seed, numRuns },
@@ -104,6 +106,7 @@ describe('the checker on plans nobody wrote', () => {
     expect(adaptive).toBeGreaterThan(0);
     expect(sliding).toBeGreaterThan(0);
     expect(perHead).toBeGreaterThan(0);
+    expect(pinned).toBeGreaterThan(0);
     expect([...drifts].sort()).toEqual([...driftScores].sort());
   });
 });

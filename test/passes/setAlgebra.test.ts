@@ -153,6 +153,7 @@ const env = (canvas: Canvas): EvalEnv => ({
     dirty: throwing,
     attnSimilarity: throwing,
     afterDrift: throwing,
+    measuredAt: throwing,
   },
 });
 

@@ -828,6 +828,8 @@ const dllmCacheFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
       kr: fc.integer({ min: 2, max: 4 }),
       rho: fc.constantFrom(0.25, 0.5),
       score: fc.constantFrom('value_drift', 'key_drift', 'hidden_drift', 'confidence'),
+      // ES-dLLM: the score measured once, at the first layer of the ranked range (`measured_at`).
+      pinned: fc.constantFrom(undefined, 1, 2),
       preset: presetArb,
     })
     .chain((r) =>
@@ -839,10 +841,10 @@ const dllmCacheFamily = (o: GenOptions): fc.Arbitrary<Spec> =>
             { set: 'generated', when: [{ k: 'every', n: r.kr }] },
           ],
           computes: [
-            { set: 'all', scope: { k: 'eq', l: 0 } },
+            { set: 'all', scope: { k: 'cmp', op: '<', l: r.pinned ?? 1 } },
             {
-              set: `keep(generated, ${r.score}, ${num(r.rho)}) | newly_decoded`,
-              scope: { k: 'cmp', op: '>=', l: 1 },
+              set: `keep(generated, ${r.pinned === undefined ? r.score : `measured_at(${r.score}, ${r.pinned})`}, ${num(r.rho)}) | newly_decoded`,
+              scope: { k: 'cmp', op: '>=', l: r.pinned ?? 1 },
             },
           ],
           // The hidden-state drift compares with the hidden cache of the layer below.

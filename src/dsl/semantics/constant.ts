@@ -16,6 +16,7 @@ export function constantOf(typed: TypedPlan, e: Expr): number {
     dirty: unreachable,
     attnSimilarity: unreachable,
     afterDrift: unreachable,
+    measuredAt: unreachable,
   };
   return evaluate(e, { canvas: new Canvas(1, 1, 1), bindings: typed.bindings, hooks }) as number;
 }

@@ -20,6 +20,8 @@ export interface EvalHooks {
   attnSimilarity(layer: number): number;
   /** Whether a layer below the one being decided (after the forward: any layer) drifted below gamma. */
   afterDrift(gamma: number): boolean;
+  /** The value of `measured_at(score, layer)`: the score as measured when that layer was decided. */
+  measuredAt(call: Extract<Expr, { kind: 'call' }>): Float64Array;
   /** Called for every score applied to a set, so that callers can check what the score needs. */
   scoreUse?(score: Expr, over: Mask): void;
 }
@@ -324,6 +326,8 @@ function evalCall(e: Extract<Expr, { kind: 'call' }>, env: EvalEnv, lets: LetVal
       return env.hooks.attnSimilarity(num(0));
     case 'after_drift':
       return env.hooks.afterDrift(num(0));
+    case 'measured_at':
+      return env.hooks.measuredAt(e);
     default:
       throw new Error(`no evaluation rule for '${e.callee.name}'`);
   }

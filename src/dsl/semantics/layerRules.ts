@@ -75,14 +75,16 @@ export const isBlockCausal = (typed: TypedPlan): boolean =>
   typed.plan.body.some((s) => s.kind === 'attend' && s.mask?.name === 'block_causal');
 
 /**
- * The deepest layer a plan names (a layer-scope bound or the layer an `attn_similarity` probes),
- * or -1. Layer-scope bounds are constants; a probe layer may be a parameter, never token state.
+ * The deepest layer a plan names (a layer-scope bound, the layer an `attn_similarity` probes or a
+ * `measured_at` pins), or -1. Layer-scope bounds are constants; a probe layer may be a parameter, never token state.
  */
 export function deepestNamedLayer(typed: TypedPlan): number {
   let top = -1;
   const visit = (e: Expr): void => {
     if (e.kind === 'call' && e.callee.name === 'attn_similarity' && e.args[0])
       top = Math.max(top, constantOf(typed, e.args[0]));
+    if (e.kind === 'call' && e.callee.name === 'measured_at' && e.args[1])
+      top = Math.max(top, constantOf(typed, e.args[1]));
     forEachChild(e, visit);
   };
   for (const s of typed.plan.body) {

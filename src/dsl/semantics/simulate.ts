@@ -3,6 +3,7 @@ import { type Diagnostic, error } from '../diagnostics.ts';
 import { printExpr } from '../printer.ts';
 import { forEachChild, type TypedPlan } from '../typecheck.ts';
 import { Canvas } from './canvas.ts';
+import { constantOf } from './constant.ts';
 import { describePositions, rowClass, when } from './describe.ts';
 import { type Mask, maskOf, members } from './evaluate.ts';
 import { isBlockCausal, type LayerRules, layerRules } from './layerRules.ts';
@@ -228,6 +229,14 @@ class Simulation {
     this.stepper = new PlanStepper(typed, this.rules, this.canvas, scores, standInRandom(sc, this.L), {
       selectionMissing: (name) => this.selectionMissing(name),
       scoreUse: (score, over) => this.checkScoreNeeds(score, over),
+      pinnedMissing: (call, layer) => {
+        const at = constantOf(typed, call.args[1] as Expr);
+        this.fail(
+          call.span,
+          `${printExpr(call)} is measured when layer ${at} is decided, but it is read ${when(this.canvas, layer)}, before that`,
+          [`help: apply the rule only to layer ${at} and deeper, e.g. \`on layers >= ${at}\``],
+        );
+      },
       ...scenarioCommits(typed, sc),
     });
   }
@@ -254,11 +263,25 @@ class Simulation {
     );
   }
 
+  /** The drift scores `score` reads, each with the layer it is measured at (`measured_at` pins one). */
+  private driftReads(score: Expr, layer: number): { readonly name: string; readonly layer: number }[] {
+    const found = new Map<string, { name: string; layer: number }>();
+    const visit = (e: Expr, at: number): void => {
+      if (e.kind === 'name' && driftOf[e.name]) found.set(`${e.name}@${at}`, { name: e.name, layer: at });
+      if (e.kind === 'call' && e.callee.name === 'measured_at' && e.args[0] && e.args[1]) {
+        visit(e.args[0], constantOf(this.typed, e.args[1]));
+        return;
+      }
+      forEachChild(e, (c) => visit(c, at));
+    };
+    visit(score, layer);
+    return [...found.values()];
+  }
+
   private checkScoreNeeds(score: Expr, over: Mask): void {
     const c = this.canvas;
-    const layer = this.stepper.layer;
-    for (const [name, { what, kind }] of Object.entries(driftOf)) {
-      if (!refersTo(score, (e) => e.kind === 'name' && e.name === name)) continue;
+    for (const { name, layer } of this.driftReads(score, this.stepper.layer)) {
+      const { what, kind } = driftOf[name] as (typeof driftOf)[string];
       if (kind === 'hidden' && layer === 0) {
         this.fail(
           score.span,

@@ -1,6 +1,6 @@
-import type { CacheStmt, DecodeStmt, Expr, RefreshStmt, Segment, SelectStmt } from '../ast.ts';
+import type { CacheStmt, Call, DecodeStmt, Expr, RefreshStmt, Segment, SelectStmt } from '../ast.ts';
 import { revokingRules } from '../builtins.ts';
-import type { TypedPlan } from '../typecheck.ts';
+import { forEachChild, forEachStmtExpr, type TypedPlan } from '../typecheck.ts';
 import type { Canvas } from './canvas.ts';
 import { constantOf } from './constant.ts';
 import { decideCommits, decideRevocations, decodeCandidates } from './decodeRule.ts';
@@ -27,6 +27,11 @@ export interface StepObserver {
   scoreUse?(score: Expr, over: Mask): void;
   /** Turns the rule's commits into the ones to make (the checker's slowest-commit scenarios). */
   commits?(chosen: number[]): number[];
+  /**
+   * `measured_at(score, layer)` was read before that layer was decided this step (on a layer below
+   * it, or on a model without it); the value read is all zeros.
+   */
+  pinnedMissing?(call: Call, layer: number): void;
 }
 
 /** A reused segment whose until-condition does not call for a recompute, but whose partial cannot serve. */
@@ -111,6 +116,10 @@ export class PlanStepper {
   private readonly scoreAtCommit: Float64Array;
   /** Each layer's attn_similarity this step, measured once however many layers ask (after_drift). */
   private similarities: number[] = [];
+  /** The `measured_at` calls of the plan, with the layer each is pinned to. */
+  private readonly pinnedCalls: readonly { readonly call: Call; readonly layer: number }[];
+  /** This step's value of each `measured_at` call whose layer has been decided. */
+  private pinned = new Map<Call, Float64Array>();
   /** Steps at which each refresh rule's condition held on at least one of its layers. */
   readonly firings = new Map<RefreshStmt, number>();
 
@@ -126,6 +135,14 @@ export class PlanStepper {
   ) {
     this.L = canvas.length;
     this.scoreAtCommit = new Float64Array(this.L).fill(Number.NaN);
+    const calls: { call: Call; layer: number }[] = [];
+    const visit = (e: Expr): void => {
+      if (e.kind === 'call' && e.callee.name === 'measured_at' && e.args[1])
+        calls.push({ call: e, layer: constantOf(typed, e.args[1]) });
+      forEachChild(e, visit);
+    };
+    for (const s of typed.plan.body) forEachStmtExpr(s, visit);
+    this.pinnedCalls = calls;
   }
 
   private readonly hooks: EvalHooks = {
@@ -149,7 +166,20 @@ export class PlanStepper {
       return false;
     },
     scoreUse: (score, over) => this.observer.scoreUse?.(score, over),
+    measuredAt: (call) => {
+      const v = this.pinned.get(call);
+      if (v) return v;
+      this.observer.pinnedMissing?.(call, this.layer);
+      return new Float64Array(this.L);
+    },
   };
+
+  /** Measures the scores pinned to layer `l` (`measured_at(score, l)`), as the layer is decided. */
+  private measurePinned(l: number): void {
+    for (const { call, layer } of this.pinnedCalls)
+      if (layer === l && !this.pinned.has(call))
+        this.pinned.set(call, this.eval(call.args[0] as Expr) as Float64Array);
+  }
 
   private similarity(l: number): number {
     this.similarities[l] ??= this.scores.attnSimilarity(l);
@@ -236,7 +266,10 @@ export class PlanStepper {
       this.allFull = true;
       this.firedThisStep = new Set();
       this.similarities = [];
+      this.pinned = new Map();
     }
+    this.layer = l;
+    this.measurePinned(l);
     const extra = this.refreshSet(r);
     const full = extra.every((x) => x === 1);
     this.allFull &&= full;
