@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
 import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
+import { measureCpu } from '../src/cost/probe.ts';
 import { presets } from '../src/model/presets.ts';
 import { fmt, table } from '../src/report/table.ts';
 import {
@@ -62,7 +63,46 @@ export interface KernelRow {
   speedup_vs_f32?: number;
   /** Largest |ours - onnxruntime| over the outputs (a sanity check, not a test). */
   max_abs_diff?: number;
+  /**
+   * 16-bit GEMM rows: our float32 GEMM on the same shape (f32_ms) against the roofline: the longer
+   * of its FLOPs at the machine's GEMM peak and its weight bytes at the memory bandwidth of a
+   * STREAM-like kernel, both measured in the same run at the same thread count (`roofline` of the
+   * result), over f32_ms. 1 is the machine's limit.
+   */
+  f32_of_roofline?: number;
 }
+
+/** The machine's float32 GEMM peak and memory bandwidth at one thread count, this run. */
+export interface MachineRoof {
+  readonly threads: number;
+  readonly peak_gflops: number;
+  /** A STREAM-like read and write of 2 x 128 MiB (kv_rmsnorm), the roofline's bandwidth. */
+  readonly stream_gbps: number;
+  /** Packed weights streamed from memory by our GEMM of one row, for comparison. */
+  readonly weight_gbps: number;
+  /** Rows at which a GEMM's FLOPs at the peak take as long as its weights at the stream bandwidth. */
+  readonly ridge_rows: number;
+}
+
+export async function machineRoofs(threads: readonly number[]): Promise<MachineRoof[]> {
+  const out: MachineRoof[] = [];
+  for (const t of threads) {
+    const m = await measureCpu(t);
+    out.push({
+      threads: t,
+      peak_gflops: m.peakFlops / 1e9,
+      stream_gbps: m.bandwidth / 1e9,
+      weight_gbps: m.weightBandwidth / 1e9,
+      // FLOPs per weight byte of an m-row GEMM: 2m / 4.
+      ridge_rows: Math.round((2 * m.peakFlops) / m.bandwidth),
+    });
+  }
+  return out;
+}
+
+/** A float32 GEMM's roofline time in ms: FLOPs at the peak or weight bytes at the bandwidth. */
+const rooflineMs = (roof: MachineRoof, m: number, n: number, k: number): number =>
+  Math.max((2 * m * n * k) / (roof.peak_gflops * 1e9), (4 * n * k) / (roof.stream_gbps * 1e9)) * 1e3;
 
 export interface KernelOptions {
   threads: readonly number[];
@@ -260,6 +300,17 @@ function toHeadMajor(x: Float32Array, n: number, h: number, d: number): Float32A
   return out;
 }
 
+/** The roofline time of a float32 GEMM over its measured time, when the run measured the roofline. */
+function ofRoofline(
+  roofs: readonly MachineRoof[],
+  threads: number,
+  c: { m: number; n: number; k: number },
+  ms: number,
+): { f32_of_roofline?: number } {
+  const roof = roofs.find((r) => r.threads === threads);
+  return roof ? { f32_of_roofline: rooflineMs(roof, c.m, c.n, c.k) / ms } : {};
+}
+
 function gflops(flops: number, ms: number): number {
   return flops / (ms * 1e6);
 }
@@ -267,6 +318,7 @@ function gflops(flops: number, ms: number): number {
 export async function runKernels(
   p: BenchPrimitives,
   opts: KernelOptions,
+  roofs: readonly MachineRoof[] = [],
 ): Promise<{ rows: KernelRow[]; skipped: string[] }> {
   const rows: KernelRow[] = [];
   const skipped: string[] = [];
@@ -385,6 +437,7 @@ export async function runKernels(
             gflops_ort: gflops(flops, tOrt.ms),
             f32_ms: tF32.ms,
             speedup_vs_f32: tF32.ms / t.ms,
+            ...ofRoofline(roofs, threads, { m, n, k }, tF32.ms),
             max_abs_diff: maxAbsDiff(mine, ref),
           });
         }
@@ -558,6 +611,7 @@ export function printKernelTable(rows: readonly KernelRow[]): string {
       'vs dense',
       'f32 ms',
       'vs f32',
+      'f32 roof',
     ],
     rows.map((r) => [
       r.name,
@@ -573,6 +627,7 @@ export function printKernelTable(rows: readonly KernelRow[]): string {
       r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
       r.f32_ms === undefined ? '' : fmt(r.f32_ms),
       r.speedup_vs_f32 === undefined ? '' : `${fmt(r.speedup_vs_f32)}x`,
+      r.f32_of_roofline === undefined ? '' : fmt(r.f32_of_roofline),
     ]),
   );
 }
@@ -596,7 +651,13 @@ export async function kernelsSuite(
   console.error(
     `kernels: threads ${opts.threads.join(',')}${opts.filter ? `, filter "${opts.filter}"` : ''}`,
   );
-  const { rows, skipped } = await runKernels(p, opts);
+  // The roofline the GEMM rows are held to, measured in this run at each thread count.
+  const roofs = await machineRoofs(opts.threads);
+  for (const r of roofs)
+    console.error(
+      `  roofline t=${r.threads}: GEMM peak ${fmt(r.peak_gflops)} GFLOP/s, stream ${fmt(r.stream_gbps)} GB/s (our GEMM streams weights at ${fmt(r.weight_gbps)}), ridge ${r.ridge_rows} rows`,
+    );
+  const { rows, skipped } = await runKernels(p, opts, roofs);
   const machine = machineInfo({
     onnxruntime_node: ortVersion,
     cc: ccVersion(),
@@ -612,6 +673,7 @@ export async function kernelsSuite(
     seconds: Math.round(seconds * 10) / 10,
     other_processes_busy_cores: otherCores,
     machine,
+    roofline: roofs,
     rows,
     skipped,
   };

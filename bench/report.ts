@@ -5,13 +5,14 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { fmt } from '../src/report/table.ts';
-import type { KernelRow } from './kernels.ts';
+import type { KernelRow, MachineRoof } from './kernels.ts';
 
 interface KernelsResult {
   date: string;
   seconds: number;
   other_processes_busy_cores: number | null;
   machine: Record<string, unknown>;
+  roofline?: MachineRoof[];
   rows: KernelRow[];
   skipped: string[];
 }
@@ -65,6 +66,7 @@ export function report(res: KernelsResult): string {
         'vs dense',
         'f32 ms',
         'vs f32',
+        'f32 of roofline',
       ],
       res.rows.map((r) => [
         r.name,
@@ -80,6 +82,7 @@ export function report(res: KernelsResult): string {
         r.speedup_vs_dense === undefined ? '' : `${fmt(r.speedup_vs_dense)}x`,
         r.f32_ms === undefined ? '' : fmt(r.f32_ms),
         r.speedup_vs_f32 === undefined ? '' : `${fmt(r.speedup_vs_f32)}x`,
+        r.f32_of_roofline === undefined ? '' : fmt(r.f32_of_roofline),
       ]),
     ),
   );
@@ -96,6 +99,21 @@ export function report(res: KernelsResult): string {
   out.push('Targets:');
   out.push('');
   out.push(checkTarget({ what: 'GEMM ratio at 2 threads', rows: gemm, value: (r) => r.ratio, min: 0.8 }));
+  // Issue 18: small-row GEMMs at the machine's limit, read as the roofline (compute-bound from the
+  // ridge on, weight-bound below it), both measured in the same run.
+  for (const r of res.roofline ?? [])
+    out.push(
+      `- roofline at ${r.threads} thread${r.threads === 1 ? '' : 's'}: GEMM peak ${fmt(r.peak_gflops)} GFLOP/s, STREAM-like bandwidth ${fmt(r.stream_gbps)} GB/s (our GEMM of one row streams weights at ${fmt(r.weight_gbps)} GB/s), ridge ${r.ridge_rows} rows`,
+    );
+  out.push(
+    checkTarget({
+      what: 'float32 GEMM at 16-64 rows of the LLaMA-7B shapes vs the roofline (1 and 2 threads)',
+      // One row per shape, row count and thread count: the bf16 rows carry the float32 timing.
+      rows: res.rows.filter((r) => r.name.startsWith('gemm16 bf16 ')),
+      value: (r) => r.f32_of_roofline,
+      min: 0.8,
+    }),
+  );
   out.push(
     checkTarget({
       what: 'dense attention ratio at 2 threads vs the MatMul-Softmax-MatMul graph',

@@ -101,10 +101,11 @@ const STREAMED = { count: 8, n: 4096, k: 1024 } as const;
  * weights at the weight bandwidth; were the two overlapped, that would take one of those times, and
  * were they not, both. Attention: kv_attention of 1024 queries over 1024 keys, 16 heads of 64, and
  * kv_attention_mass, the score probes' kernel, on the same shapes. Readback: see `readback`.
+ * `threads`: the primitives' thread count (0: all cores, what the advisor costs).
  */
-export async function measureCpu(): Promise<CpuMeasurement> {
+export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
   const p = await loadPrimitives();
-  p.setThreads(0);
+  p.setThreads(threads);
   const n = 1024;
   const a = new Float32Array(n * n).fill(0.5);
   const packed = p.packWeight(n, n, new Float32Array(n * n).fill(0.25));

@@ -9,10 +9,10 @@ import { type Mask, members } from '../../src/dsl/semantics/evaluate.ts';
 import { layerRules } from '../../src/dsl/semantics/layerRules.ts';
 import { PlanStepper, type StepScores } from '../../src/dsl/semantics/stepper.ts';
 
-const text = `plan p() {
+const text = (score: string) => `plan p() {
   blocks 4
   refresh all when block_start
-  select u = topk(prompt, attention_mass(current_block), 2) at block_start per kv_head
+  select u = topk(prompt, ${score}, 2) at block_start per kv_head
   compute current_block
   cache kv of prompt
   attend u | current_block
@@ -21,8 +21,12 @@ const text = `plan p() {
 `;
 
 describe('per-KV-head selections', () => {
-  test('each KV head ranks with its own scores and attends to its own keys', () => {
-    const checked = checkSource({ path: 'p.kvp', text });
+  // Pinned to layer 1 (`measured_at`), the score is measured for each head as that layer is decided.
+  test.each([
+    ['attention_mass(current_block)', [0, 1]],
+    ['measured_at(attention_mass(current_block), 1)', [undefined, 0, 1]],
+  ])('each KV head ranks with its own scores (%s) and attends to its own keys', (score, measured) => {
+    const checked = checkSource({ path: 'p.kvp', text: text(score) });
     expect(checked.diagnostics).toEqual([]);
     const typed = checked.plans[0]?.typed;
     if (!typed) throw new Error('not typed');
@@ -61,7 +65,7 @@ describe('per-KV-head selections', () => {
       [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
       [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
     ]);
-    expect(asked).toEqual([0, 1]);
+    expect(asked).toEqual(measured);
     const [cached] = step();
     expect(cached?.headKeys?.map(members)).toEqual([
       [0, 1, 6, 7, 8, 9],

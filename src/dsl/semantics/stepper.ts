@@ -118,8 +118,12 @@ export class PlanStepper {
   private similarities: number[] = [];
   /** The `measured_at` calls of the plan, with the layer each is pinned to. */
   private readonly pinnedCalls: readonly { readonly call: Call; readonly layer: number }[];
-  /** This step's value of each `measured_at` call whose layer has been decided. */
-  private pinned = new Map<Call, Float64Array>();
+  /**
+   * This step's value of each `measured_at` call whose layer has been decided: shared by every
+   * head ([0]), and as each KV head sees it ([1 + g]) when the plan chooses sets per KV head.
+   */
+  private pinned = new Map<Call, Float64Array[]>();
+  private readonly perHeadPlan: boolean;
   /** Steps at which each refresh rule's condition held on at least one of its layers. */
   readonly firings = new Map<RefreshStmt, number>();
 
@@ -143,6 +147,7 @@ export class PlanStepper {
     };
     for (const s of typed.plan.body) forEachStmtExpr(s, visit);
     this.pinnedCalls = calls;
+    this.perHeadPlan = kvHeads > 1 && typed.plan.body.some((s) => s.kind === 'select' && s.per !== undefined);
   }
 
   private readonly hooks: EvalHooks = {
@@ -167,7 +172,8 @@ export class PlanStepper {
     },
     scoreUse: (score, over) => this.observer.scoreUse?.(score, over),
     measuredAt: (call) => {
-      const v = this.pinned.get(call);
+      const values = this.pinned.get(call);
+      const v = values?.[this.head !== undefined && values.length > 1 ? 1 + this.head : 0];
       if (v) return v;
       this.observer.pinnedMissing?.(call, this.layer);
       return new Float64Array(this.L);
@@ -176,9 +182,15 @@ export class PlanStepper {
 
   /** Measures the scores pinned to layer `l` (`measured_at(score, l)`), as the layer is decided. */
   private measurePinned(l: number): void {
-    for (const { call, layer } of this.pinnedCalls)
-      if (layer === l && !this.pinned.has(call))
-        this.pinned.set(call, this.eval(call.args[0] as Expr) as Float64Array);
+    for (const { call, layer } of this.pinnedCalls) {
+      if (layer !== l || this.pinned.has(call)) continue;
+      const score = call.args[0] as Expr;
+      const shared = this.eval(score) as Float64Array;
+      this.pinned.set(
+        call,
+        this.perHeadPlan ? [shared, ...this.perHead(score, (e) => this.eval(e) as Float64Array)] : [shared],
+      );
+    }
   }
 
   private similarity(l: number): number {
@@ -201,12 +213,12 @@ export class PlanStepper {
   set(e: Expr): Mask {
     return this.eval(e) as Mask;
   }
-  /** A set evaluated once for each KV head (the selections `per kv_head` it reads give that head's). */
-  private perHead(e: Expr): Mask[] {
+  /** An expression evaluated once for each KV head (with that head's scores and selections). */
+  private perHead<T>(e: Expr, evaluate: (e: Expr) => T): T[] {
     try {
       return Array.from({ length: this.kvHeads }, (_, g) => {
         this.head = g;
-        return this.set(e);
+        return evaluate(e);
       });
     } finally {
       this.head = undefined;
@@ -286,7 +298,9 @@ export class PlanStepper {
     const blocked: BlockedReuse[] = [];
     if (segments.length === 0) {
       if (r.perKvHead && r.attend?.keys.kind === 'keys') {
-        headKeys = full ? Array.from({ length: this.kvHeads }, () => all) : this.perHead(r.attend.keys.set);
+        headKeys = full
+          ? Array.from({ length: this.kvHeads }, () => all)
+          : this.perHead(r.attend.keys.set, (e) => this.set(e));
         keys = headKeys.reduce(union);
       } else keys = full || !r.attend || r.attend.keys.kind !== 'keys' ? all : this.set(r.attend.keys.set);
     } else {
@@ -460,7 +474,11 @@ export class PlanStepper {
     for (const s of this.typed.plan.body) {
       if (s.kind !== 'select' || !this.cond(s.at)) continue;
       this.choosing = s;
-      if (s.per) this.headSelections.set(s.name, this.perHead(s.set));
+      if (s.per)
+        this.headSelections.set(
+          s.name,
+          this.perHead(s.set, (e) => this.set(e)),
+        );
       else this.selections.set(s.name, this.set(s.set));
       this.choosing = undefined;
     }
