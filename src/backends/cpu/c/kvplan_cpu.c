@@ -287,8 +287,14 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
 #pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
-    float *apack = kvi_aligned_buffer((size_t)KV_GEMM_MC * KV_GEMM_KC);
+    /* One row unit (few rows, a cached step): A is packed whole, once per thread, and each weight
+       panel is then streamed from memory start to end, k-block after k-block, instead of a k-block
+       of every panel of the unit in turn. The k-blocks are added in the same order, so every
+       element is the same sum as on the general path (a row's result does not depend on m). */
+    const int whole = row_units == 1 && k > KV_GEMM_KC;
+    float *apack = kvi_aligned_buffer((size_t)KV_GEMM_MC * (whole ? k : KV_GEMM_KC));
     float tile[KV_GEMM_MR * KV_GEMM_NR];
+    if (whole) kvi_pack_a(m, k, a, lda, arows, 0, 0, apack);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -308,32 +314,35 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
           for (int j = j0; j < j1; j++) crow[j] = (accumulate ? crow[j] : 0.0f) + bias[j];
         }
       }
-      for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
-        const int kc = kvi_imin(KV_GEMM_KC, k - k0);
-        const int add = first_adds || k0 > 0;
-        kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack);
-        for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
-          const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
-          const float *ap = apack + (int64_t)ir * kc;
-          for (int p = p0; p < p1; p++) {
-            const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
-            const int j0 = p * KV_GEMM_NR;
-            const int nr = kvi_imin(KV_GEMM_NR, n - j0);
-            float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
-            if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
-              if (add)
-                kvi_micro_add(kc, ap, bp, ct, ldc);
-              else
-                kvi_micro_store(kc, ap, bp, ct, ldc);
-            } else {
-              kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR);
-              for (int r = 0; r < mr; r++)
-                for (int j = 0; j < nr; j++)
-                  ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
+      /* C tile += A micro-panel (rows ir.., k-block k0) x B panel p (k-block k0). */
+      const int pstart = whole ? p0 : 0, pend = whole ? p1 : 1;
+      for (int pw = pstart; pw < pend; pw++)
+        for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
+          const int kc = kvi_imin(KV_GEMM_KC, k - k0);
+          const int add = first_adds || k0 > 0;
+          if (!whole) kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack);
+          for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
+            const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
+            const float *ap = whole ? apack + (int64_t)ir * k + (int64_t)k0 * KV_GEMM_MR : apack + (int64_t)ir * kc;
+            for (int p = whole ? pw : p0; p < (whole ? pw + 1 : p1); p++) {
+              const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
+              const int j0 = p * KV_GEMM_NR;
+              const int nr = kvi_imin(KV_GEMM_NR, n - j0);
+              float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
+              if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
+                if (add)
+                  kvi_micro_add(kc, ap, bp, ct, ldc);
+                else
+                  kvi_micro_store(kc, ap, bp, ct, ldc);
+              } else {
+                kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR);
+                for (int r = 0; r < mr; r++)
+                  for (int j = 0; j < nr; j++)
+                    ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
+              }
             }
           }
         }
-      }
     }
     free(apack);
   }
