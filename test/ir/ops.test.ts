@@ -91,3 +91,16 @@ describe('a new op (the scale example) through the IR pipeline', () => {
     ]);
   });
 });
+
+describe('attention over one KV head', () => {
+  const q = tensor('f32', ['#r', 4, 8]);
+  const kv = tensor('f32', ['#k', 2, 8]);
+  const args = [q, kv, kv, { kind: 'index', size: '#r' } as const, { kind: 'index', size: '#k' } as const];
+  const attrs = { scale: 0.35, mask: 'none' };
+  test('kv_head must name one of the KV heads', () => {
+    const spec = ops.attention as NonNullable<typeof ops.attention>;
+    expect(spec.results(args, { ...attrs, kv_head: 1 })).toEqual([q, tensor('f32', ['#r', 4])]);
+    for (const bad of [2, -1, 0.5])
+      expect(spec.results(args, { ...attrs, kv_head: bad })).toMatch(/^kv_head must be a KV head, 0 to 1/);
+  });
+});

@@ -292,7 +292,8 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
        of every panel of the unit in turn. The k-blocks are added in the same order, so every
        element is the same sum as on the general path (a row's result does not depend on m). */
     const int whole = row_units == 1 && k > KV_GEMM_KC;
-    float *apack = kvi_aligned_buffer((size_t)KV_GEMM_MC * (whole ? k : KV_GEMM_KC));
+    const int64_t mpad = kvi_ceil_div(m, KV_GEMM_MR) * KV_GEMM_MR;
+    float *apack = kvi_aligned_buffer(whole ? (size_t)(mpad * k) : (size_t)KV_GEMM_MC * KV_GEMM_KC);
     float tile[KV_GEMM_MR * KV_GEMM_NR];
     if (whole) kvi_pack_a(m, k, a, lda, arows, 0, 0, apack);
 #ifdef _OPENMP
@@ -314,9 +315,8 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
           for (int j = j0; j < j1; j++) crow[j] = (accumulate ? crow[j] : 0.0f) + bias[j];
         }
       }
-      /* C tile += A micro-panel (rows ir.., k-block k0) x B panel p (k-block k0). */
-      const int pstart = whole ? p0 : 0, pend = whole ? p1 : 1;
-      for (int pw = pstart; pw < pend; pw++)
+      /* Panels [q0, q1) per k-block: one at a time when A is whole, else the unit's all at once. */
+      for (int q0 = p0, q1 = whole ? p0 + 1 : p1; q0 < p1; q0 = q1, q1 = whole ? q1 + 1 : p1)
         for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
           const int kc = kvi_imin(KV_GEMM_KC, k - k0);
           const int add = first_adds || k0 > 0;
@@ -324,7 +324,7 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
             const float *ap = whole ? apack + (int64_t)ir * k + (int64_t)k0 * KV_GEMM_MR : apack + (int64_t)ir * kc;
-            for (int p = whole ? pw : p0; p < (whole ? pw + 1 : p1); p++) {
+            for (int p = q0; p < q1; p++) {
               const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
               const int j0 = p * KV_GEMM_NR;
               const int nr = kvi_imin(KV_GEMM_NR, n - j0);
