@@ -414,6 +414,7 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
         [200, 33, 1, all],
         [1, 1000, 300, all],
         [3, 5, 140_001, all], // A packed per k-block (too long to keep whole) in every build
+        [130, 7, 40_001, none], // a row block kept whole, but not all three at once
       ] as const)
         check(
           `m=${m} n=${n} k=${k} ${JSON.stringify(opts)}`,

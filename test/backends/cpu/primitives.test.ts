@@ -192,6 +192,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         [9, 513, 257],
         [200, 33, 1],
         [1, 1000, 300],
+        [9, 5, 300_001], // A too large for a thread to keep packed: packed per unit and k-block
       ] as const) {
         runCase(m, n, k, true, true, true);
         runCase(m, n, k, false, false, false);
@@ -246,6 +247,26 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       p.setThreads(2);
       p.gemm(m, n, k, a, k, null, packed, bias, c2, n, false);
       expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer))).toBe(true);
+    });
+
+    test("a row's result does not depend on the other rows (bitwise), whichever way A is packed", () => {
+      // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
+      // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
+      // short k are several row units kept packed. The k-blocks must add up in the same order.
+      const r = rng(11);
+      for (const [k, small, large] of [
+        [300_001, 8, 9],
+        [700, 1, 130],
+      ] as const) {
+        const a = randFloats(r, large * k);
+        const packed = p.packWeight(3, k, randFloats(r, 3 * k));
+        const bias = randFloats(r, 3);
+        const c1 = new Float32Array(small * 3);
+        const c2 = new Float32Array(large * 3);
+        p.gemm(small, 3, k, a, k, null, packed, bias, c1, 3, false);
+        p.gemm(large, 3, k, a, k, null, packed, bias, c2, 3, false);
+        expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer, 0, c1.byteLength))).toBe(true);
+      }
     });
 
     test('bad sizes and indices are RangeErrors, not crashes', () => {

@@ -38,6 +38,7 @@
 #define KV_GEMM_KC 256            /* k-block: A micro-panel MR x KC stays in L1 */
 #define KV_GEMM_MC (KV_GEMM_MR * 8)  /* rows per work unit */
 #define KV_GEMM_NC 256            /* columns per work unit (rounded to whole panels) */
+#define KV_GEMM_APACK_KEPT (4 << 20) /* floats: the largest A a kv_gemm thread packs whole (16 MiB) */
 
 #if KV_VL > 1
 #include <immintrin.h>
@@ -140,6 +141,23 @@ static inline int64_t kvi_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / 
 static void *kvi_aligned_buffer(size_t floats) {
   size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
   return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/*
+ * A buffer of at least `floats` floats that the calling thread keeps from call to call (grown,
+ * never shrunk): allocated afresh on every call, a buffer of megabytes comes back from the kernel
+ * as new zeroed pages each time, and the page faults cost as much as the packing they serve.
+ * NULL when it cannot be allocated.
+ */
+static float *kvi_thread_buffer(size_t floats) {
+  static _Thread_local float *buffer;
+  static _Thread_local size_t capacity;
+  if (floats > capacity) {
+    free(buffer);
+    buffer = kvi_aligned_buffer(floats);
+    capacity = buffer ? floats : 0;
+  }
+  return buffer;
 }
 
 /*
@@ -248,21 +266,28 @@ static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, in
   kvi_micro_kernel(kc, ap, bp, c, ldc, 1);
 }
 
-/* Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels [kc][MR]. */
+/*
+ * Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels [kc][MR], one every
+ * `stride` floats of dst.
+ */
 static void kvi_pack_a(int mc, int kc, const float *a, int64_t lda, const int32_t *arows, int i0, int k0,
-                   float *dst) {
+                       float *dst, int64_t stride) {
   for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
     const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
-    for (int r = 0; r < KV_GEMM_MR; r++) {
-      if (r < mr) {
-        const int i = i0 + ir + r;
-        const float *src = a + (int64_t)(arows ? arows[i] : i) * lda + k0;
-        for (int kk = 0; kk < kc; kk++) dst[kk * KV_GEMM_MR + r] = src[kk];
-      } else {
-        for (int kk = 0; kk < kc; kk++) dst[kk * KV_GEMM_MR + r] = 0.0f;
-      }
+    const float *src[KV_GEMM_MR];
+    for (int r = 0; r < mr; r++) {
+      const int i = i0 + ir + r;
+      src[r] = a + (int64_t)(arows ? arows[i] : i) * lda + k0;
     }
-    dst += (int64_t)kc * KV_GEMM_MR;
+    if (mr == KV_GEMM_MR) {
+      /* a micro-panel row (MR floats) per kk: contiguous stores, MR load streams */
+      for (int kk = 0; kk < kc; kk++)
+        for (int r = 0; r < KV_GEMM_MR; r++) dst[kk * KV_GEMM_MR + r] = src[r][kk];
+    } else {
+      for (int kk = 0; kk < kc; kk++)
+        for (int r = 0; r < KV_GEMM_MR; r++) dst[kk * KV_GEMM_MR + r] = r < mr ? src[r][kk] : 0.0f;
+    }
+    dst += stride;
   }
 }
 
@@ -283,19 +308,25 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
   const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
   /* c starts as (accumulate ? c : 0) + bias; the k-blocks are then added to it. */
   const int first_adds = accumulate || bias != NULL;
+  /* A thread packs the rows of A it multiplies once, over all of k, and keeps them for all its
+     column blocks, when A is not too large: packed per work unit instead, the same rows would be
+     packed again for every column block (6 times for a 512 -> 1536 projection; 8% of a no-cache
+     step went to packing). Each thread keeps its own copy (rows packed by the other core would be
+     read from its cache). Micro-panel i holds rows [i MR, (i + 1) MR) over all of k, [k][MR]. */
+  const int64_t mpad = kvi_ceil_div(m, KV_GEMM_MR) * KV_GEMM_MR;
+  const int keep = mpad * k <= KV_GEMM_APACK_KEPT;
+  /* One row unit (few rows, a cached step): each weight panel is streamed from memory start to
+     end, k-block after k-block, instead of a k-block of every panel of the unit in turn. The
+     k-blocks are added in the same order, so every element is the same sum as on the general path
+     (a row's result does not depend on m). */
+  const int whole = keep && row_units == 1 && k > KV_GEMM_KC;
 #ifdef _OPENMP
 #pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
-    /* One row unit (few rows, a cached step): A is packed whole, once per thread, and each weight
-       panel is then streamed from memory start to end, k-block after k-block, instead of a k-block
-       of every panel of the unit in turn. The k-blocks are added in the same order, so every
-       element is the same sum as on the general path (a row's result does not depend on m). */
-    const int whole = row_units == 1 && k > KV_GEMM_KC;
-    const int64_t mpad = kvi_ceil_div(m, KV_GEMM_MR) * KV_GEMM_MR;
-    float *apack = kvi_aligned_buffer(whole ? (size_t)(mpad * k) : (size_t)KV_GEMM_MC * KV_GEMM_KC);
+    float *apack = keep ? kvi_thread_buffer((size_t)(mpad * k)) : kvi_aligned_buffer((size_t)KV_GEMM_MC * KV_GEMM_KC);
+    char *kept = keep ? calloc((size_t)row_units, 1) : NULL; /* row units already in apack */
     float tile[KV_GEMM_MR * KV_GEMM_NR];
-    if (whole) kvi_pack_a(m, k, a, lda, arows, 0, 0, apack);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -315,15 +346,25 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
           for (int j = j0; j < j1; j++) crow[j] = (accumulate ? crow[j] : 0.0f) + bias[j];
         }
       }
+      /* Kept rows are packed k-block by k-block when first used, so that each block is still in
+         cache for the micro-kernels that read it. */
+      const int pack = !keep || !kept[ru];
       /* Panels [q0, q1) per k-block: one at a time when A is whole, else the unit's all at once. */
       for (int q0 = p0, q1 = whole ? p0 + 1 : p1; q0 < p1; q0 = q1, q1 = whole ? q1 + 1 : p1)
         for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
           const int kc = kvi_imin(KV_GEMM_KC, k - k0);
           const int add = first_adds || k0 > 0;
-          if (!whole) kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack);
+          if (pack && q0 == p0) {
+            if (keep)
+              kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack + (int64_t)i0 * k + (int64_t)k0 * KV_GEMM_MR,
+                         (int64_t)k * KV_GEMM_MR);
+            else
+              kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack, (int64_t)kc * KV_GEMM_MR);
+          }
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
-            const float *ap = whole ? apack + (int64_t)ir * k + (int64_t)k0 * KV_GEMM_MR : apack + (int64_t)ir * kc;
+            const float *ap =
+                keep ? apack + (int64_t)(i0 + ir) * k + (int64_t)k0 * KV_GEMM_MR : apack + (int64_t)ir * kc;
             for (int p = q0; p < q1; p++) {
               const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
               const int j0 = p * KV_GEMM_NR;
@@ -343,8 +384,10 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
             }
           }
         }
+      if (keep) kept[ru] = 1;
     }
-    free(apack);
+    if (!keep) free(apack);
+    free(kept);
   }
 #ifdef KV_FAULT_GEMM
   KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
@@ -371,10 +414,10 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
  * flushed to zero), elsewhere the FMA kernel on the rounded activations.
  *
  * Blocking: units of MC rows x NC columns as in kv_gemm. When a row block packed over all of k
- * fits in KV_G16_APACK floats (always, for the few rows of a cached step), a thread packs its
- * rows once and keeps them for its next unit of the same rows, and walks each panel along the
- * whole of k, so the weights stream from memory contiguously; otherwise A is packed per k-block
- * as in kv_gemm. Both orders add the k-blocks of a tile in the same order, so the results do not
+ * fits in KV_G16_APACK floats (always, for the few rows of a cached step), a thread packs a row
+ * block when it first needs it and keeps it for its later units of the same rows (every row block,
+ * when all of A fits, else the last one), and walks each panel along the whole of k, so the
+ * weights stream from memory contiguously; otherwise A is packed per k-block as in kv_gemm. Both orders add the k-blocks of a tile in the same order, so the results do not
  * depend on the order or on the thread count.
  */
 #ifndef KV_G16_MR
@@ -709,12 +752,17 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
   const int64_t panel_stride = (int64_t)KV_G16_NR * kp;
   const int first_adds = accumulate || bias != NULL;
   const int whole = (int64_t)KV_G16_MC * kp <= KV_G16_APACK;
+  /* row blocks a thread keeps packed, in whole mode: row unit ru in slot ru % slots */
+  const int slots = whole && (int64_t)row_units * KV_G16_MC * kp <= KV_G16_APACK ? row_units : 1;
 #ifdef _OPENMP
 #pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
-    float *apack = kvi_aligned_buffer((size_t)KV_G16_MC * (whole ? kp : KV_GEMM_KC));
-    int packed_ru = -1; /* the row unit whose rows apack holds, in whole mode */
+    float *apack = whole ? kvi_thread_buffer((size_t)slots * KV_G16_MC * kp)
+                         : kvi_aligned_buffer((size_t)KV_G16_MC * KV_GEMM_KC);
+    int *slot_ru = whole ? malloc(sizeof(int) * (size_t)slots) : NULL; /* the row unit each slot holds */
+    if (slot_ru)
+      for (int i = 0; i < slots; i++) slot_ru[i] = -1;
     float tile[KV_G16_MR * KV_G16_NR];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -735,13 +783,14 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
         }
       }
       if (whole) {
-        if (packed_ru != ru) {
+        float *ablock = apack + (int64_t)(ru % slots) * KV_G16_MC * kp;
+        if (slot_ru[ru % slots] != ru) {
           for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
             const int kc = kvi_imin(KV_GEMM_KC, k - k0);
             kvi_pack_a16(amode, mc, kc, pairs ? (kc + 1) / 2 * 2 : kc, a, lda, arows, i0, k0,
-                         apack + (int64_t)KV_G16_MC * k0);
+                         ablock + (int64_t)KV_G16_MC * k0);
           }
-          packed_ru = ru;
+          slot_ru[ru % slots] = ru;
         }
         for (int p = p0; p < p1; p++) {
           const int j0 = p * KV_G16_NR;
@@ -749,7 +798,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
           for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
             const int kc = kvi_imin(KV_GEMM_KC, k - k0);
             const int kcs = pairs ? (kc + 1) / 2 * 2 : kc;
-            const float *ab = apack + (int64_t)KV_G16_MC * k0;
+            const float *ab = ablock + (int64_t)KV_G16_MC * k0;
             const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
             for (int ir = 0; ir < mc; ir += KV_G16_MR)
               kvi_g16_tile(store, addfn, first_adds || k0 > 0, kcs, ab + (int64_t)ir * kcs, bp,
@@ -771,7 +820,8 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
         }
       }
     }
-    free(apack);
+    if (!whole) free(apack);
+    free(slot_ru);
   }
 #ifdef KV_FAULT_GEMM
   KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
