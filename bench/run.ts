@@ -27,7 +27,7 @@ suites:
   policies   every example plan generating on one random model (d_model 1024, 8 layers) with
              the CPU backend: tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup,
              the share of the roofline ideal (peak and bandwidth measured in the same run)
-             reached, agreement; about 90 minutes on 2 cores at the defaults
+             reached, agreement; four to five hours on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; not with --write)
               --quick (prompt 32, generation 128; not with --write))
@@ -114,7 +114,7 @@ async function main(argv: string[]): Promise<void> {
       quick: { type: 'boolean' },
     });
     const plans = v.plans?.split(',').map((x) => x.trim());
-    // --quick: a canvas an eighth as long, for iterating (minutes, not an hour and a half).
+    // --quick: a canvas an eighth as long, for iterating (minutes, not hours).
     const quick = v.quick === true;
     await policiesSuite({
       config: benchModel,
