@@ -433,8 +433,9 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
  * fits in KV_G16_APACK floats (always, for the few rows of a cached step), a thread packs a row
  * block when it first needs it and keeps it for its later units of the same rows (every row block,
  * when all of A fits, else the last one), and walks each panel along the whole of k, so the
- * weights stream from memory contiguously; otherwise A is packed per k-block as in kv_gemm. Both orders add the k-blocks of a tile in the same order, so the results do not
- * depend on the order or on the thread count.
+ * weights stream from memory contiguously; otherwise A is packed per k-block as in kv_gemm. Both
+ * orders add the k-blocks of a tile in the same order, so the results do not depend on the order
+ * or on the thread count.
  */
 #ifndef KV_G16_MR
 #define KV_G16_MR KV_GEMM_MR
