@@ -11,6 +11,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { cpuHardware } from '../src/cost/probe.ts';
+import { costProbe } from '../src/cost/probes.ts';
 import { costProgram, type Roofline } from '../src/cost/roofline.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
@@ -53,15 +54,6 @@ export const benchModel: ModelConfig = {
   qkvBias: false,
 };
 
-/** FLOPs of one probe call (src/ir/lowerProbe.ts): the projections it needs, then the scores. */
-function probeFlops(c: ModelConfig, output: ProbeOutput, L: number, queries: number): number {
-  const kv = 2 * L * c.dModel * c.kvHeads * c.headDim;
-  if (output === 'v') return kv;
-  const q = 2 * queries * c.dModel * c.heads * c.headDim;
-  const scores = output === 'mass' ? 2 * queries * L * c.heads * c.headDim : 2 * L * c.kvHeads * c.headDim;
-  return q + kv + scores;
-}
-
 /** Milliseconds of a synchronous call, reported to `add`. */
 function timed<A extends unknown[], R>(f: (...a: A) => R, add: (ms: number) => void): (...a: A) => R {
   return (...a) => {
@@ -76,14 +68,16 @@ function timed<A extends unknown[], R>(f: (...a: A) => R, add: (ms: number) => v
 
 /**
  * The CPU runner with its stages (embed, layers, head: the compiled kernels) timed into `stages`, and
- * its score probes timed into `probes` and reporting their FLOPs to `count` (own properties shadow
- * the runner's methods and getter). What a step spends outside both is host work: the inspector's
- * sets and index lists, the decode rule, copies of the carried state.
+ * its score probes timed into `probes` and reporting their FLOPs and roofline seconds (with the
+ * machine's pure roofline `hw`) to `count` (own properties shadow the runner's methods and getter).
+ * What a step spends outside both is host work: the inspector's sets and index lists, the decode
+ * rule, copies of the carried state.
  */
 function instrumented(
   runner: CpuRunner,
   config: ModelConfig,
-  count: (flops: number) => void,
+  hw: Roofline,
+  count: (flops: number, seconds: number) => void,
   stages: (ms: number) => void,
   probes: (ms: number) => void,
 ): StepRunner {
@@ -94,9 +88,14 @@ function instrumented(
   if (!probe) return runner;
   const counted: Probe = {
     measure: timed((output: ProbeOutput, layer, h, queries, blocks) => {
-      count(probeFlops(config, output, h.shape[0] as number, queries.length));
+      const L = h.shape[0] as number;
+      const sizes = { dim: () => L, batch: 1, weightBytes: 4 };
+      const cost = costProbe({ output, layer, queries: queries.length }, config, L, sizes, hw);
+      count(cost.flops, cost.seconds);
       return probe.measure(output, layer, h, queries, blocks);
     }, probes),
+    // Drift against a cache is host work, as it was when the host computed it.
+    rowDrift: probe.rowDrift?.bind(probe),
   };
   return Object.defineProperty(runner, 'probe', { value: counted });
 }
@@ -178,8 +177,10 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
           instrumented(
             new CpuRunner(build, weights, n),
             config,
-            (f) => {
+            roofline,
+            (f, seconds) => {
               probe += f;
+              roofSeconds += seconds;
             },
             (t) => {
               stageMs += t;

@@ -30,12 +30,12 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
     bytes: weights(width) + 2 * rows * width * 4,
     weightBytes: weights(width),
   });
-  const scores =
-    call.output === 'mass'
-      ? // softmax of each query's scores, summed into the mass of each key (float64)
-        { flops: 2 * nq * L * q + 5 * nq * L * c.heads, bytes: 8 * L, weightBytes: 0 }
-      : // the mean query against every key
-        { flops: 2 * L * q + nq * q, bytes: 8 * L, weightBytes: 0 };
+  const mass = call.output === 'mass' || call.output === 'mass_heads';
+  const scores = mass
+    ? // softmax of each query's scores, summed into the mass of each key (float64)
+      { flops: 2 * nq * L * q + 5 * nq * L * c.heads, bytes: 8 * L, weightBytes: 0 }
+    : // the mean query against every key
+      { flops: 2 * L * q + nq * q, bytes: 8 * L, weightBytes: 0 };
   const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4, weightBytes: 0 };
   // The norm and the projections run as GEMM-like kernels, the scores as attention (the mass on its
   // own kernel, kv_attention_mass).
@@ -52,9 +52,10 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
       }),
     }));
   // Every buffer a call writes on the host is a fresh one (src/backends/cpu/probe.ts): the normalised
-  // state, the projections, their float64 copies; a drift also copies the cached K or V (cachePart).
+  // state, the projections (query_key also widens them to float64); a drift also copies the cached
+  // K or V (cachePart), in float32, and compares the two in place (kv_row_drift).
   const fresh = drift
-    ? 4 * L * c.dModel + (4 + 8 + 8) * L * kv
+    ? 4 * L * c.dModel + (4 + 4) * L * kv
     : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);
   const host = hw.readbackBandwidth
     ? [
@@ -69,7 +70,7 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
   const attention = hw.attentionFlops ?? hw.peakFlops;
   const costs = [
     ...total(gemms, hw.peakFlops),
-    ...total(parts, call.output === 'mass' ? (hw.massFlops ?? attention) : attention),
+    ...total(parts, mass ? (hw.massFlops ?? attention) : attention),
     ...host,
   ];
   const flops = costs.reduce((a, p) => a + p.flops, 0);

@@ -3,7 +3,7 @@
  * backend keeps each, and how its rows are shaped, so that every runner hands them to the host alike.
  */
 import { resources } from '../ir/names.ts';
-import type { HostTensor } from '../ir/tensor.ts';
+import { float32Tensor, type HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 
 /** A part of a layer's cache that drift scores read: its K, its V, or the hidden state it outputs. */
@@ -30,5 +30,8 @@ export function cachePartTensor(
 ): HostTensor | undefined {
   const row = cachePartRow(part, c);
   const v = floats(cachePartResource(part, layer), L * row.reduce((a, b) => a * b, 1));
-  return v ? { shape: [L, ...row], data: Float64Array.from(v) } : undefined;
+  if (!v) return undefined;
+  // Copied: the backend's cache moves on. A float32 cache stays float32 until read as float64.
+  const shape = [L, ...row];
+  return v instanceof Float32Array ? float32Tensor(shape, v.slice()) : { shape, data: new Float64Array(v) };
 }

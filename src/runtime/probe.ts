@@ -25,6 +25,19 @@ export interface Probe {
     queries: Int32Array,
     blocks: Int32Array | undefined,
   ): HostTensor;
+  /**
+   * Drift of each of `rows` rows of `width` floats against a cache's, over columns [from, to): 1 -
+   * cos(fresh_i, cached_i), or 1 where the cached row starts with NaN (never written). Optional: a
+   * compiled probe computes it where both sides are float32, without widening them.
+   */
+  rowDrift?(
+    fresh: Float32Array,
+    cached: Float32Array,
+    rows: number,
+    width: number,
+    from: number,
+    to: number,
+  ): Float64Array;
 }
 
 /** The probe on the float64 reference interpreter: the definition compiled probes are tested against. */

@@ -1,6 +1,6 @@
 import { type Mask, members } from '../dsl/semantics/evaluate.ts';
 import type { StepScores } from '../dsl/semantics/stepper.ts';
-import type { HostTensor } from '../ir/tensor.ts';
+import { float32Of, type HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
@@ -144,6 +144,10 @@ export class ModelScores implements StepScores {
           kvHead === undefined || part === 'hidden'
             ? [0, width]
             : [(kvHead * width) / this.config.kvHeads, ((kvHead + 1) * width) / this.config.kvHeads];
+        const narrow = float32Of(fresh);
+        const narrowCached = cached && float32Of(cached);
+        if (narrow && narrowCached && this.probe.rowDrift)
+          return this.probe.rowDrift(narrow, narrowCached, this.L, width, from, to);
         return Float64Array.from({ length: this.L }, (_, i) => {
           const a = fresh.data.subarray(i * width + from, i * width + to);
           const b = cached?.data.subarray(i * width + from, i * width + to);
@@ -193,19 +197,31 @@ export class ModelScores implements StepScores {
     return out.data;
   }
 
+  /**
+   * Each attention row measured, by the hidden state it was measured on (each layer of each step
+   * enters with a fresh tensor): `attn_similarity(l)` read on every layer above l, and the row
+   * remembered after a refresh that measured it, cost one measurement.
+   */
+  private readonly rows = new WeakMap<HostTensor, Float64Array>();
+
   /** The attention row of the most-attended key, summed over heads and normalised. */
   private attentionRow(layer: number): Float64Array {
-    // Measured at this very layer (not memoised): similarity is a per-layer quantity.
+    const h = this.hiddenAt(layer);
+    const known = this.rows.get(h);
+    if (known) return known;
+    // Measured at this very layer (not shared across layers): similarity is a per-layer quantity.
     const mass = this.attentionScore('rollout', undefined, layer);
     let top = 0;
     mass.forEach((m, i) => {
       if (m > (mass[top] ?? 0)) top = i;
     });
-    return this.attentionScore(
+    const row = this.attentionScore(
       'attention_mass',
       Uint8Array.from({ length: this.L }, (_, i) => (i === top ? 1 : 0)),
       layer,
     );
+    this.rows.set(h, row);
+    return row;
   }
 
   attnSimilarity(layer: number): number {

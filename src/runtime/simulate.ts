@@ -3,7 +3,7 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import { printExpr } from '../dsl/printer.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
-import { modelInternalScores, planUses, similarityScores } from '../dsl/semantics/uses.ts';
+import { modelInternalScores, planUses, similarityLayers } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -101,11 +101,12 @@ export class SequenceRun {
   readonly inspector: Inspector;
   /** The per-position draws of `random` decode orders. */
   readonly random: Float64Array;
-  private readonly similarity: boolean;
+  /** The layers whose attention rows are remembered at refreshes: those the plan measures drift at. */
+  private readonly similarity: readonly number[];
 
   constructor(
     plan: CheckedPlan,
-    private readonly lowered: LoweredPlan,
+    lowered: LoweredPlan,
     private readonly config: ModelConfig,
     weights: Weights,
     prompt: Int32Array,
@@ -146,15 +147,16 @@ export class SequenceRun {
       this.random,
       lowered.config.kvHeads,
     );
-    // Attention rows are remembered at refreshes only for plans that measure their drift.
-    this.similarity = planUses(plan.plan, similarityScores);
+    this.similarity = similarityLayers(
+      plan.typed,
+      lowered.layers.map((r) => r.layer),
+    );
   }
 
   /** Takes in a step's predictions; returns the positions the decode rule commits, best first. */
   observe(out: StepOutput): number[] {
     this.scores.storeLogits(out.out, out.logits, this.canvas.step);
-    if (out.phase === 'refresh' && this.similarity)
-      this.scores.rememberAttention(this.lowered.layers.map((r) => r.layer));
+    if (out.phase === 'refresh' && this.similarity.length > 0) this.scores.rememberAttention(this.similarity);
     return this.inspector.decide((by) => this.inspector.decodeScore(by));
   }
 

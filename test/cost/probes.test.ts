@@ -36,12 +36,22 @@ describe('costProbe', () => {
     );
   });
 
+  test('the mass of each KV head costs what the summed mass costs: the same kernel over the same rows', () => {
+    const mass = costProbe({ output: 'mass', layer: 0, queries: 10 }, c, L, sizes, { ...hw, massFlops: 1e8 });
+    const perHead = costProbe({ output: 'mass_heads', layer: 0, queries: 10 }, c, L, sizes, {
+      ...hw,
+      massFlops: 1e8,
+    });
+    expect(perHead.flops).toBe(norm + proj(10) + proj(L) + scores);
+    expect(perHead.seconds).toBe(mass.seconds);
+  });
+
   test('the fresh host buffers of a call cost their bytes at the readback rate', () => {
     const call = { output: 'v', layer: 0, queries: 0 } as const;
     const without = costProbe(call, c, L, sizes, hw);
     const withCopies = costProbe(call, c, L, sizes, { ...hw, readbackBandwidth: 1e6 });
-    // the normalised state (L·d floats), V (L·kv floats), its float64 copy and the cached V's
-    const fresh = 4 * L * 64 + (4 + 8 + 8) * L * 64;
+    // the normalised state (L·d floats), V (L·kv floats) and the float32 copy of the cached V
+    const fresh = 4 * L * 64 + (4 + 4) * L * 64;
     expect(withCopies.seconds - without.seconds).toBeCloseTo(fresh / 1e6, 12);
     expect(withCopies.bytes - without.bytes).toBe(fresh);
   });

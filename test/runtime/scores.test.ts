@@ -136,3 +136,52 @@ describe('scores of one KV head', () => {
     expect(scores.score('confidence', undefined, 1, 1)).toEqual(scores.score('confidence', undefined, 1));
   });
 });
+
+describe('attention similarity', () => {
+  const config = presets.tiny as ModelConfig;
+  const weights = randomWeights(config, 5);
+  const L = 9;
+  const D = config.dModel;
+  const hidden = (seed: number): HostTensor => ({
+    shape: [L, D],
+    data: Float64Array.from({ length: L * D }, (_, i) => Math.sin(i * 0.37 + seed)),
+  });
+  /** ModelScores over the reference probe, counting the probe's calls. */
+  const counted = () => {
+    const inner = new InterpretedProbe(config, weights);
+    const calls = { n: 0 };
+    const scores = new ModelScores(config, weights, L, new Int32Array(L), false, () => undefined, true, {
+      measure: (...a) => {
+        calls.n++;
+        return inner.measure(...a);
+      },
+    });
+    return { scores, calls };
+  };
+
+  test('is measured once per hidden state however often it is read, and again on a new one', () => {
+    const { scores, calls } = counted();
+    scores.hiddenIn.set(1, hidden(0));
+    scores.rememberAttention([1]);
+    const remembered = calls.n;
+    expect(remembered).toBeGreaterThan(0);
+    // The state the attention row was remembered on: the row is known, the similarity is 1.
+    expect(scores.attnSimilarity(1)).toBeCloseTo(1, 12);
+    expect(calls.n).toBe(remembered);
+    scores.hiddenIn.set(1, hidden(1));
+    const first = scores.attnSimilarity(1);
+    expect(calls.n).toBe(2 * remembered);
+    for (let i = 0; i < 3; i++) expect(scores.attnSimilarity(1)).toBe(first);
+    expect(calls.n).toBe(2 * remembered);
+    // The same value a fresh measurement of that state gives, and not the remembered state's.
+    const fresh = counted().scores;
+    fresh.hiddenIn.set(1, hidden(0));
+    fresh.rememberAttention([1]);
+    fresh.hiddenIn.set(1, hidden(1));
+    expect(fresh.attnSimilarity(1)).toBe(first);
+    expect(first).toBeLessThan(1 - 1e-9);
+    scores.hiddenIn.set(1, hidden(2));
+    expect(scores.attnSimilarity(1)).not.toBe(first);
+    expect(calls.n).toBe(3 * remembered);
+  });
+});

@@ -146,6 +146,11 @@ export interface Primitives {
     dst: Floats,
     dstRows: Ints | null,
   ): void;
+  /**
+   * out[i] = 1 - cos(a_i, b_i) over columns [from, to) of n rows of width floats (in double); 1
+   * where b's slice starts with NaN (a cache row never written).
+   */
+  rowDrift(n: number, width: number, from: number, to: number, a: Floats, b: Floats, out: Float64Array): void;
 }
 
 function nonNegInt(name: string, x: number): void {
@@ -251,6 +256,9 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
     ),
     copyRows: lib.func(
       'void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows)',
+    ),
+    rowDrift: lib.func(
+      'void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out)',
     ),
   };
   // The 16-bit GEMM is bound on first use, so that a library without it still binds.
@@ -439,6 +447,21 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       if (dstRows) indices('dstRows', dstRows, n, Math.floor(dst.length / width));
       else need('dst', dst, n * width);
       f.copyRows(n, width, src, srcRows, dst, dstRows);
+    },
+    rowDrift(n, width, from, to, a, b, out) {
+      for (const [name, x] of [
+        ['n', n],
+        ['width', width],
+        ['from', from],
+        ['to', to],
+      ] as const)
+        nonNegInt(name, x);
+      if (from > to || to > width)
+        throw new RangeError(`columns [${from}, ${to}) are not within a row of ${width}`);
+      need('a', a, n * width);
+      need('b', b, n * width);
+      need('out', out, n);
+      if (n > 0) f.rowDrift(n, width, from, to, a, b, out);
     },
   };
   loaded.set(path, p);

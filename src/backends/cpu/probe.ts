@@ -1,5 +1,5 @@
 import { queryKey } from '../../ir/attention.ts';
-import { float32Of, type HostTensor } from '../../ir/tensor.ts';
+import { float32Of, float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import type { Probe, ProbeOutput } from '../../runtime/probe.ts';
 import type { Dtype16, Primitives } from './primitives.ts';
@@ -77,14 +77,13 @@ export class CpuProbe implements Probe {
     const xn = new Float32Array(L * c.dModel);
     const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
     this.prims.rmsnorm(L, c.dModel, float32Of(h) ?? new Float32Array(h.data), null, norm, c.normEps, xn);
-    if (output === 'v') {
-      const v = this.project(xn, L, layer, 'v_proj', c.kvHeads, null);
-      return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(v) };
-    }
+    // K and V stay float32 (widened only if read as float64): drift scores compare them as such.
+    if (output === 'v')
+      return float32Tensor([L, c.kvHeads, c.headDim], this.project(xn, L, layer, 'v_proj', c.kvHeads, null));
     const keys = Int32Array.from({ length: L }, (_, i) => i);
     const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null), layer, 'k_norm');
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
-    if (output === 'k') return { shape: [L, c.kvHeads, c.headDim], data: new Float64Array(k) };
+    if (output === 'k') return float32Tensor([L, c.kvHeads, c.headDim], k);
     const q = this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm');
     this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
     if (output === 'query_key') {
@@ -133,5 +132,11 @@ export class CpuProbe implements Probe {
       });
     }
     return { shape: [L, c.kvHeads], data: out };
+  }
+
+  rowDrift(fresh: Float32Array, cached: Float32Array, rows: number, width: number, from: number, to: number) {
+    const out = new Float64Array(rows);
+    this.prims.rowDrift(rows, width, from, to, fresh, cached, out);
+    return out;
   }
 }

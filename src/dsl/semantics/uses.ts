@@ -1,5 +1,6 @@
 import type { Expr, Plan } from '../ast.ts';
-import { forEachChild, forEachStmtExpr } from '../typecheck.ts';
+import { forEachChild, forEachStmtExpr, type TypedPlan } from '../typecheck.ts';
+import { constantOf } from './constant.ts';
 
 /** Whether any statement of the plan names one of `names` (as a value or a function). */
 export function planUses(plan: Plan, names: ReadonlySet<string>): boolean {
@@ -27,3 +28,20 @@ export const modelInternalScores: ReadonlySet<string> = new Set([
 
 /** Builtins that compare attention rows with those remembered at the last full refresh. */
 export const similarityScores: ReadonlySet<string> = new Set(['attn_similarity', 'after_drift']);
+
+/**
+ * The layers whose attention rows a plan compares with those of the last full refresh: the
+ * constant layers its `attn_similarity` calls name, or every layer of `layers` when it uses
+ * `after_drift` (which reads every layer below the current one).
+ */
+export function similarityLayers(typed: TypedPlan, layers: readonly number[]): number[] {
+  if (planUses(typed.plan, new Set(['after_drift']))) return [...layers];
+  const named = new Set<number>();
+  const visit = (e: Expr): void => {
+    if (e.kind === 'call' && e.callee.name === 'attn_similarity' && e.args[0])
+      named.add(constantOf(typed, e.args[0]));
+    forEachChild(e, visit);
+  };
+  for (const s of typed.plan.body) forEachStmtExpr(s, visit);
+  return layers.filter((l) => named.has(l));
+}

@@ -816,4 +816,59 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     p.copyRows(3, d, src, null, plain, null);
     expect(plain).toEqual(src.subarray(0, 3 * d));
   });
+
+  test('row_drift: 1 - cosine of each row slice, in double; 1 for a never-written cache row', () => {
+    const r = rng(900);
+    // The largest shape runs on the OpenMP path (a canvas of LLaMA-width rows).
+    for (const [n, width] of [
+      [1, 1],
+      [7, 3],
+      [33, 64],
+      [19, 257],
+      [2048, 1024],
+    ] as const) {
+      const a = randFloats(r, n * width, 3);
+      const b = randFloats(r, n * width, 3);
+      // Row 1: b never written (NaN); row 2: both zero; row 3: b a multiple of a (drift 0).
+      if (n > 3) {
+        b.fill(Number.NaN, width, 2 * width);
+        a.fill(0, 2 * width, 3 * width);
+        b.fill(0, 2 * width, 3 * width);
+        for (let j = 0; j < width; j++) b[3 * width + j] = 2 * (a[3 * width + j] as number);
+      }
+      for (const [from, to] of [
+        [0, width],
+        [Math.floor(width / 3), Math.floor((2 * width) / 3) + 1],
+        [width, width],
+      ]) {
+        const lo = from as number;
+        const hi = Math.max(lo, to as number);
+        const out = new Float64Array(n).fill(-7);
+        p.rowDrift(n, width, lo, hi, a, b, out);
+        for (let i = 0; i < n; i++) {
+          let ab = 0;
+          let aa = 0;
+          let bb = 0;
+          for (let j = i * width + lo; j < i * width + hi; j++) {
+            ab += (a[j] as number) * (b[j] as number);
+            aa += (a[j] as number) ** 2;
+            bb += (b[j] as number) ** 2;
+          }
+          const want =
+            hi === lo || Number.isNaN(b[i * width + lo] as number)
+              ? 1
+              : aa === 0 && bb === 0
+                ? 0
+                : 1 - ab / Math.sqrt(aa * bb);
+          // Sums of hi - lo exact products in another order: each off by a few ulps per term.
+          expect(Math.abs((out[i] as number) - want)).toBeLessThanOrEqual(4 * (hi - lo + 1) * 2 ** -52);
+        }
+        if (n > 3 && hi > lo)
+          expect([out[1], out[2], Math.abs(out[3] as number) < 1e-12]).toEqual([1, 0, true]);
+      }
+    }
+    const a = new Float32Array(8);
+    expect(() => p.rowDrift(2, 4, 3, 5, a, a, new Float64Array(2))).toThrow(RangeError);
+    expect(() => p.rowDrift(3, 4, 0, 4, a, a, new Float64Array(3))).toThrow(RangeError);
+  });
 });

@@ -4,11 +4,14 @@
  */
 import { describe, expect, test } from 'vitest';
 import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
+import { float32Tensor } from '../../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { createRng, randomWeights } from '../../../src/model/weights.ts';
+import type { CachePart } from '../../../src/runtime/cachePart.ts';
 import { generate } from '../../../src/runtime/generate.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
-import { InterpretedProbe, type ProbeOutput } from '../../../src/runtime/probe.ts';
+import { InterpretedProbe, type Probe, type ProbeOutput } from '../../../src/runtime/probe.ts';
+import { ModelScores } from '../../../src/runtime/scores.ts';
 import { backendConfigs, examplePlan } from '../../runtime/support.ts';
 import { EPS32, expectClose } from '../../support/float32.ts';
 
@@ -137,4 +140,45 @@ test('generation on the CPU backend measures scores with the compiled probe (a b
     });
     expect(calls.filter((c) => c === output).length, name).toBeGreaterThan(0);
   }
+});
+
+test('drift scores on the compiled probe equal the host computation on the same float32 rows', () => {
+  const plan = examplePlan('dllm-cache');
+  const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+  const L = 11;
+  const weights = randomWeights(config, 6);
+  const runner = new CpuRunner(buildCpu(plan, config, L), weights, L);
+  const rng = createRng(4);
+  const floats = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
+  const kv = config.kvHeads * config.headDim;
+  // Caches of K, V and hidden states, row 3 never written (NaN), as a backend hands them out.
+  const cache = (width: number) => {
+    const f = floats(L * width);
+    f.fill(Number.NaN, 3 * width, 4 * width);
+    return f;
+  };
+  const parts = { k: cache(kv), v: cache(kv), hidden: cache(config.dModel) };
+  const cachePart = (part: CachePart) =>
+    float32Tensor(part === 'hidden' ? [L, config.dModel] : [L, config.kvHeads, config.headDim], parts[part]);
+  const compiled = runner.probe;
+  const h = float32Tensor([L, config.dModel], floats(L * config.dModel));
+  const scoresWith = (probe: Probe) => {
+    const s = new ModelScores(config, weights, L, new Int32Array(L), false, cachePart, true, probe);
+    s.hiddenIn.set(1, h);
+    return s;
+  };
+  const inC = scoresWith(compiled);
+  // The same probe without rowDrift: the host's float64 loop over the same rows.
+  const onHost = scoresWith({ measure: (...a) => compiled.measure(...a) });
+  for (const name of ['key_drift', 'value_drift', 'hidden_drift'])
+    for (const head of [undefined, 0, config.kvHeads - 1]) {
+      const got = inC.score(name, undefined, 1, head);
+      const want = onHost.score(name, undefined, 1, head);
+      expect(got[3], name).toBe(1);
+      for (let i = 0; i < L; i++)
+        expect(Math.abs((got[i] as number) - (want[i] as number)), `${name} ${head} row ${i}`).toBeLessThan(
+          1e-12,
+        );
+      expect(new Set(got).size).toBeGreaterThan(L / 2);
+    }
 });

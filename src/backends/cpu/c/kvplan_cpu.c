@@ -158,8 +158,10 @@ static void *kvi_aligned_buffer(size_t floats) {
 /*
  * A buffer of at least `floats` floats that the calling thread keeps from call to call (grown,
  * never shrunk): allocated afresh on every call, a buffer of megabytes comes back from the kernel
- * as new zeroed pages each time, and the page faults cost as much as the packing they serve.
- * NULL when it cannot be allocated.
+ * as new zeroed pages each time, and the page faults cost as much as the packing they serve (on a
+ * virtual machine, about 10 us a page: a probe's 800 KB of transposed keys took 2-5 ms to fault in,
+ * ten times its arithmetic). One buffer per thread: a primitive holds it for the duration of a
+ * call and calls no other primitive that takes it. NULL when it cannot be allocated.
  */
 static float *kvi_thread_buffer(size_t floats) {
   static _Thread_local float *buffer;
@@ -1205,13 +1207,16 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
  * Merge, normalisation, rotary, pointwise, gathers
  */
 
-#define KV_MASS_TILE 8
+#define KV_MASS_TILE 4
+#define KV_MASS_QB 4
 
 /*
  * A score probe, not a hot path of a step, but one that sees every query row: K is transposed per
  * kv head once (kt[g][d][j], keys padded with zeros to whole vectors), so that a query's scores
  * come KV_VL keys per FMA, and probabilities are exponentiated as vectors; each thread sums them
- * in double, the threads' sums are reduced at the end.
+ * in double, the threads' sums are reduced at the end. KV_MASS_QB query rows of one head are
+ * scored together, so that each vector of keys loaded feeds that many FMAs (one per row): scoring
+ * one row at a time needed a load per FMA, and the loads bounded it.
  */
 void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                        const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
@@ -1220,69 +1225,91 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
   memset(mass, 0, sizeof(double) * (size_t)nk);
   if (nq <= 0 || heads <= 0 || kvh <= 0 || hd <= 0 || heads % kvh) return;
   const int group = heads / kvh;
-  /* Keys are scored KV_MASS_TILE vectors at a time: independent FMA chains hide their latency. */
   const int64_t nkp = kvi_ceil_div(nk, KV_MASS_TILE * KV_VL) * KV_MASS_TILE * KV_VL;
-  float *kt = kvi_aligned_buffer((size_t)kvh * hd * nkp);
+  float *kt = kvi_thread_buffer((size_t)kvh * hd * nkp);
+  if (!kt) {
+    /* Out of memory: a visibly wrong result, as kv_attention's. */
+    for (int j = 0; j < nk; j++) mass[j] = NAN;
+    return;
+  }
+  /* Transposed 16 keys at a time: the 16 rows of K being read stay in L1 across d, where a whole
+     column of keys per d (one cache line and one page per key) made the transpose cost more than
+     the scores of a few query rows. */
   for (int g = 0; g < kvh; g++)
-    for (int d = 0; d < hd; d++) {
-      float *row = kt + ((int64_t)g * hd + d) * nkp;
-      for (int j = 0; j < nk; j++) row[j] = kcanvas[((int64_t)kpos[j] * kvh + g) * hd + d];
-      for (int64_t j = nk; j < nkp; j++) row[j] = 0.0f;
-    }
-  const int64_t pairs = (int64_t)nq * heads;
+    for (int64_t j0 = 0; j0 < nkp; j0 += 16)
+      for (int d = 0; d < hd; d++) {
+        float *row = kt + ((int64_t)g * hd + d) * nkp;
+        for (int64_t j = j0; j < j0 + 16 && j < nkp; j++)
+          row[j] = j < nk ? kcanvas[((int64_t)kpos[j] * kvh + g) * hd + d] : 0.0f;
+      }
+  const int qblocks = kvi_ceil_div(nq, KV_MASS_QB);
+  const int64_t items = (int64_t)heads * qblocks;
   const double work = 2.0 * nq * nk * heads * hd;
   (void)work;
 #ifdef _OPENMP
 #pragma omp parallel if (work > KV_PAR_MIN_WORK)
 #endif
   {
-    float *s = kvi_aligned_buffer((size_t)nkp);
+    float *sb = kvi_aligned_buffer((size_t)KV_MASS_QB * nkp);
     double *acc = calloc((size_t)nk, sizeof(double));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t r = 0; r < pairs; r++) {
-      const int i = (int)(r / heads);
-      const float *qrow = q + r * hd;
-      const float *ktg = kt + (int64_t)((int)(r % heads) / group) * hd * nkp;
+    for (int64_t it = 0; it < items; it++) {
+      const int h = (int)(it / qblocks);
+      const int i0 = (int)(it % qblocks) * KV_MASS_QB;
+      const int rows = nq - i0 < KV_MASS_QB ? nq - i0 : KV_MASS_QB;
+      const float *ktg = kt + (int64_t)(h / group) * hd * nkp;
+      /* Rows past nq score the block's last row again; their scores are not used. */
+      const float *qr[KV_MASS_QB];
+      for (int b = 0; b < KV_MASS_QB; b++) qr[b] = q + ((int64_t)(i0 + (b < rows ? b : rows - 1)) * heads + h) * hd;
       for (int64_t j0 = 0; j0 < nkp; j0 += KV_MASS_TILE * KV_VL) {
-        kvi_vf v[KV_MASS_TILE];
-        for (int t = 0; t < KV_MASS_TILE; t++) v[t] = kvi_vsplat(0.0f);
+        kvi_vf v[KV_MASS_QB][KV_MASS_TILE];
+        for (int b = 0; b < KV_MASS_QB; b++)
+          for (int t = 0; t < KV_MASS_TILE; t++) v[b][t] = kvi_vsplat(0.0f);
         for (int d = 0; d < hd; d++) {
-          const kvi_vf qd = kvi_vbcast(qrow[d]);
           const float *kd = ktg + d * nkp + j0;
-          for (int t = 0; t < KV_MASS_TILE; t++) v[t] = kvi_vfma(v[t], qd, kvi_vload(kd + t * KV_VL));
+          kvi_vf kv[KV_MASS_TILE];
+          for (int t = 0; t < KV_MASS_TILE; t++) kv[t] = kvi_vload(kd + t * KV_VL);
+          for (int b = 0; b < KV_MASS_QB; b++) {
+            const kvi_vf qd = kvi_vbcast(qr[b][d]);
+            for (int t = 0; t < KV_MASS_TILE; t++) v[b][t] = kvi_vfma(v[b][t], qd, kv[t]);
+          }
         }
-        for (int t = 0; t < KV_MASS_TILE; t++) kvi_vstore(s + j0 + t * KV_VL, v[t] * scale);
+        for (int b = 0; b < KV_MASS_QB; b++)
+          for (int t = 0; t < KV_MASS_TILE; t++) kvi_vstore(sb + b * nkp + j0 + t * KV_VL, v[b][t] * scale);
       }
-      for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
-      int any = !blocks && !seqs;
-      if (!any)
-        for (int j = 0; j < nk; j++) {
-          if (kvi_sees(blocks, seqs, qpos[i], kpos[j])) any = 1;
-          else s[j] = -INFINITY;
+      for (int b = 0; b < rows; b++) {
+        const int i = i0 + b;
+        float *s = sb + b * nkp;
+        for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
+        int any = !blocks && !seqs;
+        if (!any)
+          for (int j = 0; j < nk; j++) {
+            if (kvi_sees(blocks, seqs, qpos[i], kpos[j])) any = 1;
+            else s[j] = -INFINITY;
+          }
+        if (!any) continue;
+        kvi_vf mv = kvi_vsplat(-INFINITY);
+        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
+        const float m = kvi_vhmax(mv);
+        kvi_vf sum = kvi_vsplat(0.0f);
+        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+          const kvi_vf e = kvi_vexp(kvi_vload(s + j0) - m);
+          kvi_vstore(s + j0, e);
+          sum += e;
         }
-      if (!any) continue;
-      kvi_vf mv = kvi_vsplat(-INFINITY);
-      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
-      const float m = kvi_vhmax(mv);
-      kvi_vf sum = kvi_vsplat(0.0f);
-      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-        const kvi_vf e = kvi_vexp(kvi_vload(s + j0) - m);
-        kvi_vstore(s + j0, e);
-        sum += e;
+        const double inv = 1.0 / kvi_vhsum(sum);
+        for (int j = 0; j < nk; j++) acc[j] += s[j] * inv;
       }
-      const double inv = 1.0 / kvi_vhsum(sum);
-      for (int j = 0; j < nk; j++) acc[j] += s[j] * inv;
     }
 #ifdef _OPENMP
 #pragma omp critical
 #endif
     for (int j = 0; j < nk; j++) mass[j] += acc[j];
-    free(s);
+    free(sb);
     free(acc);
   }
-  free(kt);
 }
 
 void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2) {
@@ -1435,6 +1462,43 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
 #ifdef KV_FAULT_SWIGLU
   KVI_FAULT(KV_FAULT_SWIGLU, out, 1, n, n);
 #endif
+}
+
+void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out) {
+  if (n <= 0) return;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * (to - from) * 8 > KV_PAR_MIN_WORK)
+#endif
+  for (int i = 0; i < n; i++) {
+    const float *x = a + (int64_t)i * width + from;
+    const float *y = b + (int64_t)i * width + from;
+    if (to <= from || isnan(y[0])) {
+      out[i] = 1.0;
+      continue;
+    }
+    /* Four partial sums of each product: the float products are exact in double, and four chains
+       keep the adds from waiting on each other. */
+    double ab[4] = {0, 0, 0, 0}, aa[4] = {0, 0, 0, 0}, bb[4] = {0, 0, 0, 0};
+    const int w = to - from;
+    int j = 0;
+    for (; j + 4 <= w; j += 4)
+      for (int u = 0; u < 4; u++) {
+        const double p = x[j + u], q = y[j + u];
+        ab[u] += p * q;
+        aa[u] += p * p;
+        bb[u] += q * q;
+      }
+    for (; j < w; j++) {
+      const double p = x[j], q = y[j];
+      ab[0] += p * q;
+      aa[0] += p * p;
+      bb[0] += q * q;
+    }
+    const double sab = (ab[0] + ab[1]) + (ab[2] + ab[3]);
+    const double saa = (aa[0] + aa[1]) + (aa[2] + aa[3]);
+    const double sbb = (bb[0] + bb[1]) + (bb[2] + bb[3]);
+    out[i] = saa == 0.0 && sbb == 0.0 ? 0.0 : 1.0 - sab / sqrt(saa * sbb);
+  }
 }
 
 void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out) {

@@ -94,6 +94,13 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out);
  */
 void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out);
 
+/*
+ * out[i] = 1 - cos(a_i, b_i) over the columns [from, to) of row i of a and b (n rows of width
+ * floats each), summed in double: drift scores against a cache. 0 when both slices are zero; 1
+ * when b's slice starts with NaN (a cache row never written) or is empty.
+ */
+void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out);
+
 /* Whether every one of the n rows is among the nw rows of writes (canvas rows below L). */
 int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L);
 

@@ -1,0 +1,61 @@
+/**
+ * Elastic-Cache's drift rule reads `attn_similarity(probe)` on every layer above the probe layer;
+ * each read and each refresh's remembered row is a full-canvas attention probe. A step measures
+ * the probe layer's row once, and a refresh remembers only the layers the plan compares.
+ */
+import { readFileSync } from 'node:fs';
+import { expect, test } from 'vitest';
+import { checkSource } from '../../src/dsl/check.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { presets } from '../../src/model/presets.ts';
+import { randomWeights } from '../../src/model/weights.ts';
+import { compilePlan } from '../../src/passes/compile.ts';
+import { InterpretedProbe } from '../../src/runtime/probe.ts';
+import { ReferenceRunner } from '../../src/runtime/referenceRunner.ts';
+import { simulateGeneration } from '../../src/runtime/simulate.ts';
+
+test('one attention-row measurement per step and per refresh, at the probe layer only', async () => {
+  const path = 'examples/elastic-cache.kvp';
+  const overrides = new Map([
+    ['probe', '1'],
+    ['gamma', '0.999'],
+  ]);
+  const plan = checkSource({ path, text: readFileSync(path, 'utf8') }, { overrides }).plans[0];
+  if (!plan) throw new Error('elastic-cache.kvp does not check');
+  const config: ModelConfig = { ...(presets.tiny as ModelConfig), layers: 5 };
+  const weights = randomWeights(config, 4);
+  const { lowered } = compilePlan(plan, config, { target: 'reference' });
+  const layersAsked: number[][] = [];
+  const rowsOf: (readonly number[])[] = [];
+  let asked: number[] = [];
+  const inner = new InterpretedProbe(config, weights);
+  await simulateGeneration(plan, lowered, {
+    config,
+    weights,
+    prompt: Int32Array.of(3, 9, 4),
+    genLen: 12,
+    seed: 2,
+    runner: (L) =>
+      Object.defineProperty(new ReferenceRunner(lowered, weights, L), 'probe', {
+        value: {
+          measure: (...a: Parameters<InterpretedProbe['measure']>) => {
+            asked.push(a[1]);
+            return inner.measure(...a);
+          },
+        },
+      }),
+    onStep: (info) => {
+      rowsOf.push(info.rows);
+      layersAsked.push(asked);
+      asked = [];
+    },
+  });
+  // The rollout and the top key's row: two probe calls, at layer 1, per measurement: remembered
+  // after step 0's full refresh, measured once in every later step (not once per layer above 1).
+  expect(layersAsked.flat().every((l) => l === 1)).toBe(true);
+  for (const calls of layersAsked) expect(calls).toEqual([1, 1]);
+  // gamma 0.999: the drift rule fires, and the layers above the probe recompute every row.
+  const L = 15;
+  const drifted = rowsOf.slice(1).filter((r) => r[0] !== L && r.at(-1) === L).length;
+  expect(drifted).toBeGreaterThan(0);
+});
