@@ -30,10 +30,16 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
     bytes: weights(width) + 2 * rows * width * 4,
     weightBytes: weights(width),
   });
-  const mass = call.output === 'mass' || call.output === 'mass_heads';
+  const mass = call.output === 'mass' || call.output === 'mass_heads' || call.output === 'row';
+  // `row` scores its nq query rows, then one of them again for the row it returns.
+  const scored = call.output === 'row' ? nq + 1 : nq;
   const scores = mass
     ? // softmax of each query's scores, summed into the mass of each key (float64)
-      { flops: 2 * nq * L * q + 5 * nq * L * c.heads, bytes: 8 * L, weightBytes: 0 }
+      {
+        flops: 2 * scored * L * q + 5 * scored * L * c.heads,
+        bytes: 8 * (scored - nq + 1) * L,
+        weightBytes: 0,
+      }
     : // the mean query against every key
       { flops: 2 * L * q + nq * q, bytes: 8 * L, weightBytes: 0 };
   const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4, weightBytes: 0 };

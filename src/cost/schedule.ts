@@ -18,7 +18,7 @@ import {
   stepLimit,
 } from '../dsl/semantics/simulate.ts';
 import type { StepScores } from '../dsl/semantics/stepper.ts';
-import { planUses, similarityScores } from '../dsl/semantics/uses.ts';
+import { planUses, similarityLayers, similarityScores } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import { Inspector } from '../runtime/inspector.ts';
 import type { Program } from '../runtime/runner.ts';
@@ -89,12 +89,22 @@ export function stepSchedule(
   const logitsStep = new Int32Array(L).fill(-1);
   const standIn = standInScores(sc, canvas, logitsStep, predictionRowOf(plan.typed));
   const similarity = planUses(plan.plan, similarityScores);
+  const rememberedLayers = similarityLayers(
+    plan.typed,
+    lowered.layers.map((r) => r.layer),
+  );
   let probes: ProbeCall[] = [];
   let measured = new Set<string>();
   // Similarity compares with attention rows remembered at a refresh: none before the first.
   let remembered = false;
-  const attentionRow = (layer: number) =>
-    probes.push({ output: 'mass', layer, queries: L }, { output: 'mass', layer, queries: 1 });
+  // As ModelScores does: a layer's attention row is measured once a step, however many layers read
+  // it, and the refresh that remembers it reuses it.
+  let rowsMeasured = new Set<number>();
+  const attentionRow = (layer: number) => {
+    if (rowsMeasured.has(layer)) return;
+    rowsMeasured.add(layer);
+    probes.push({ output: 'row', layer, queries: L });
+  };
   const scores: StepScores = {
     score(name, queries: Mask | undefined, layer) {
       if (attentionScores.has(name)) {
@@ -141,7 +151,7 @@ export function stepSchedule(
     const out = inspector.outputRows();
     for (const r of out) logitsStep[r] = canvas.step;
     if (full && similarity) {
-      for (const r of lowered.layers) attentionRow(r.layer);
+      for (const l of rememberedLayers) attentionRow(l);
       remembered = true;
     }
     const chosen = commits(inspector.decide((by) => inspector.decodeScore(by)));
@@ -153,6 +163,7 @@ export function stepSchedule(
     else shapes.set(key, { shape: { phase, programs, sizes, probes }, count: 1 });
     probes = [];
     measured = new Set();
+    rowsMeasured = new Set();
     const remasked = inspector.revoke(chosen);
     inspector.finishStep();
     canvas.commit(chosen, remasked);

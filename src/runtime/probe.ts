@@ -6,13 +6,22 @@ import type { ModelConfig } from '../model/config.ts';
 import { type Weights, widened } from '../model/weights.ts';
 
 /** What a probe measures at one layer from the hidden state entering it (src/ir/lowerProbe.ts). */
-export type ProbeOutput = 'mass' | 'mass_heads' | 'query_key' | 'k' | 'v';
+export type ProbeOutput = 'mass' | 'mass_heads' | 'row' | 'query_key' | 'k' | 'v';
+
+/** The key with the largest mass, the first of equals. */
+export function mostAttended(mass: ArrayLike<number>): number {
+  let top = 0;
+  for (let i = 1; i < mass.length; i++) if ((mass[i] as number) > (mass[top] as number)) top = i;
+  return top;
+}
 
 /**
  * Runs the probe program of a layer on one sequence's hidden state h [L, d_model]: `mass` (the
  * attention probability each row receives from the query rows, summed over queries and heads;
  * block-causal when `blocks` is given), `mass_heads` (the same summed over the query heads of
- * each KV head, [L, kv_heads]), `query_key` (the mean unscaled query-key product of each
+ * each KV head, [L, kv_heads]), `row` (the mass the query row of the key the query rows attend to
+ * most gives each key, ties to the first: the attention row `attn_similarity` compares; one call
+ * where `mass` twice would project the keys twice), `query_key` (the mean unscaled query-key product of each
  * row), `k` (fresh keys of every row after RoPE, [L, kv_heads, head_dim], as the K cache holds
  * them) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
  * positions of the sequence; keys are all its rows.
@@ -69,6 +78,10 @@ export class InterpretedProbe implements Probe {
     blocks: Int32Array | undefined,
   ): HostTensor {
     const L = h.shape[0] as number;
+    if (output === 'row') {
+      const top = mostAttended(this.measure('mass', layer, h, queries, blocks).data);
+      return this.measure('mass', layer, h, Int32Array.of(top), blocks);
+    }
     const stage = this.stage(layer, blocks !== undefined);
     const inputs = new Map<string, RuntimeValue>([
       ['h', h],

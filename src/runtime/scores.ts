@@ -210,16 +210,8 @@ export class ModelScores implements StepScores {
     const known = this.rows.get(h);
     if (known) return known;
     // Measured at this very layer (not shared across layers): similarity is a per-layer quantity.
-    const mass = this.attentionScore('rollout', undefined, layer);
-    let top = 0;
-    mass.forEach((m, i) => {
-      if (m > (mass[top] ?? 0)) top = i;
-    });
-    const row = this.attentionScore(
-      'attention_mass',
-      Uint8Array.from({ length: this.L }, (_, i) => (i === top ? 1 : 0)),
-      layer,
-    );
+    const all = Int32Array.from({ length: this.L }, (_, i) => i);
+    const row = this.measure('row', layer, all).data;
     this.rows.set(h, row);
     return row;
   }

@@ -151,6 +151,20 @@ describe('stepSchedule', () => {
         shape.phase === 'refresh' ? [] : [{ output: 'mass', layer: 0, queries: 40 }],
       );
   });
+
+  test("Elastic-Cache measures its probe layer's attention row once a cached step, and remembers only that layer", () => {
+    const plan = example('elastic-cache', new Map([['probe', '1']]));
+    const { lowered } = compilePlan(plan, small, { target: 'reference' });
+    const s = stepSchedule(plan, lowered, 8, 32);
+    // The row of the most-attended key over all 40 rows: at layer 1 only, although layers 2 and 3
+    // both read attn_similarity(1).
+    const row = [{ output: 'row', layer: 1, queries: 40 }];
+    const refresh = s.shapes.filter((x) => x.shape.phase === 'refresh');
+    expect(refresh.map((x) => x.shape.probes)).toEqual([row]);
+    const cached = s.shapes.filter((x) => x.shape.phase === 'cached');
+    expect(cached.length).toBeGreaterThan(0);
+    for (const { shape } of cached) expect(shape.probes).toEqual(row);
+  });
 });
 
 describe('searchCrossover', () => {

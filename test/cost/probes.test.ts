@@ -44,6 +44,10 @@ describe('costProbe', () => {
     });
     expect(perHead.flops).toBe(norm + proj(10) + proj(L) + scores);
     expect(perHead.seconds).toBe(mass.seconds);
+    // The row of the most-attended key: the same projections, and one query row scored again.
+    const row = costProbe({ output: 'row', layer: 0, queries: 10 }, c, L, sizes, { ...hw, massFlops: 1e8 });
+    expect(row.flops - mass.flops).toBe(2 * L * 64 + 5 * L * 4);
+    expect(row.bytes - mass.bytes).toBe(8 * L);
   });
 
   test('the fresh host buffers of a call cost their bytes at the readback rate', () => {

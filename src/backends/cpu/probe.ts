@@ -1,7 +1,7 @@
 import { queryKey } from '../../ir/attention.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import type { Probe, ProbeOutput } from '../../runtime/probe.ts';
+import { mostAttended, type Probe, type ProbeOutput } from '../../runtime/probe.ts';
 import type { Dtype16, Primitives } from './primitives.ts';
 
 /**
@@ -65,6 +65,13 @@ export class CpuProbe implements Probe {
     return x;
   }
 
+  /** Rotates queries [positions, heads, head_dim] (in place) to their positions. */
+  private rope(q: Float32Array, positions: Int32Array): Float32Array {
+    const c = this.config;
+    this.prims.rope(positions.length, c.heads, c.headDim, q, positions, c.ropeTheta);
+    return q;
+  }
+
   measure(
     output: ProbeOutput,
     layer: number,
@@ -84,8 +91,10 @@ export class CpuProbe implements Probe {
     const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null), layer, 'k_norm');
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
     if (output === 'k') return float32Tensor([L, c.kvHeads, c.headDim], k);
-    const q = this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm');
-    this.prims.rope(queries.length, c.heads, c.headDim, q, queries, c.ropeTheta);
+    const q = this.rope(
+      this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm'),
+      queries,
+    );
     if (output === 'query_key') {
       const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };
       return {
@@ -113,6 +122,32 @@ export class CpuProbe implements Probe {
       return mass;
     };
     if (output === 'mass') return { shape: [L], data: massOf(c.heads, c.kvHeads, q, k) };
+    if (output === 'row') {
+      // The query row of the most-attended key, already projected, against the same keys.
+      const top = Int32Array.of(mostAttended(massOf(c.heads, c.kvHeads, q, k)));
+      const at = queries.indexOf(top[0] as number);
+      const width = c.heads * c.headDim;
+      const qTop =
+        at >= 0
+          ? q.subarray(at * width, (at + 1) * width)
+          : this.rope(this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, top), layer, 'q_norm'), top);
+      const mass = new Float64Array(L);
+      this.prims.attentionMass(
+        1,
+        L,
+        c.heads,
+        c.kvHeads,
+        c.headDim,
+        scale,
+        qTop,
+        k,
+        top,
+        keys,
+        blocks ?? null,
+        mass,
+      );
+      return { shape: [L], data: mass };
+    }
     // Each KV head alone: its query heads and its keys, copied out contiguous.
     const group = c.heads / c.kvHeads;
     const hd = c.headDim;

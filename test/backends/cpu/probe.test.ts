@@ -15,7 +15,7 @@ import { ModelScores } from '../../../src/runtime/scores.ts';
 import { backendConfigs, examplePlan } from '../../runtime/support.ts';
 import { EPS32, expectClose } from '../../support/float32.ts';
 
-const outputs: ProbeOutput[] = ['mass', 'mass_heads', 'query_key', 'v'];
+const outputs: ProbeOutput[] = ['mass', 'mass_heads', 'row', 'query_key', 'v'];
 
 describe.each(backendConfigs.map((c) => [c.name, c] as const))(
   'CPU probe on %s',
