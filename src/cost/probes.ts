@@ -37,7 +37,7 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
     ? // softmax of each query's scores, summed into the mass of each key (float64)
       {
         flops: 2 * scored * L * q + 5 * scored * L * c.heads,
-        bytes: 8 * (scored - nq + 1) * L,
+        bytes: 8 * L * (call.output === 'row' ? 2 : 1),
         weightBytes: 0,
       }
     : // the mean query against every key

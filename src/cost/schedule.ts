@@ -18,7 +18,7 @@ import {
   stepLimit,
 } from '../dsl/semantics/simulate.ts';
 import type { StepScores } from '../dsl/semantics/stepper.ts';
-import { planUses, similarityLayers, similarityScores } from '../dsl/semantics/uses.ts';
+import { similarityLayers } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import { Inspector } from '../runtime/inspector.ts';
 import type { Program } from '../runtime/runner.ts';
@@ -88,7 +88,6 @@ export function stepSchedule(
   const L = canvas.length;
   const logitsStep = new Int32Array(L).fill(-1);
   const standIn = standInScores(sc, canvas, logitsStep, predictionRowOf(plan.typed));
-  const similarity = planUses(plan.plan, similarityScores);
   const rememberedLayers = similarityLayers(
     plan.typed,
     lowered.layers.map((r) => r.layer),
@@ -150,7 +149,7 @@ export function stepSchedule(
     }
     const out = inspector.outputRows();
     for (const r of out) logitsStep[r] = canvas.step;
-    if (full && similarity) {
+    if (full && rememberedLayers.length > 0) {
       for (const l of rememberedLayers) attentionRow(l);
       remembered = true;
     }

@@ -26,9 +26,6 @@ export const modelInternalScores: ReadonlySet<string> = new Set([
   'after_drift',
 ]);
 
-/** Builtins that compare attention rows with those remembered at the last full refresh. */
-export const similarityScores: ReadonlySet<string> = new Set(['attn_similarity', 'after_drift']);
-
 /**
  * The layers whose attention rows a plan compares with those of the last full refresh: the
  * constant layers its `attn_similarity` calls name, or every layer of `layers` when it uses
