@@ -39,17 +39,23 @@
 #define KV_GEMM_MC (KV_GEMM_MR * 8)  /* rows per work unit */
 #define KV_GEMM_NC 256            /* columns per work unit (rounded to whole panels) */
 /*
- * Bytes ahead of the weights being read that a micro-kernel streaming a panel from memory
- * prefetches (the panels of one work unit lie end to end, so the stream runs on into the next
- * panel): 8 KiB took the float32 GEMM at 16 rows of the LLaMA-7B shapes 1.1-1.35x faster (C
- * harness, interleaved; 2 KiB and 4 KiB less, 16 KiB the same).
+ * A GEMM of few rows streams each weight panel from memory once, k-block slice after slice, and
+ * the micro-panels of A then read the slice again from cache. The slice after it is prefetched
+ * into L2 while the current one is computed, spread evenly over all the micro-panels' passes
+ * (KVI_PREFETCH_STEP): prefetched only by the first pass, 8 KiB ahead, the memory stream stalled
+ * while the other passes ran, and at 16-32 rows the weight traffic and the FMAs added up instead of
+ * overlapping.
  */
-#ifndef KV_GEMM_PF
-#define KV_GEMM_PF 8192
-#endif
-/* Prefetches, for reading, the cache lines `bytes` past p that lie KV_GEMM_PF bytes ahead. */
-#define KVI_PREFETCH_AHEAD(p, bytes)                                                               \
-  for (int kvi_o = 0; kvi_o < (bytes); kvi_o += 64) __builtin_prefetch((const char *)(p) + KV_GEMM_PF + kvi_o, 0, 0)
+/*
+ * Prefetches into L2 the `step` bytes of the stream at address pf (at least one line), then
+ * advances pf. An address, not a pointer: the stream runs past the end of the weights at the last
+ * slice, and a prefetch never faults.
+ */
+#define KVI_PREFETCH_STEP(pf, step)                                                                \
+  do {                                                                                             \
+    for (int kvi_o = 0; kvi_o < (step); kvi_o += 64) __builtin_prefetch((const void *)((pf) + kvi_o), 0, 2); \
+    (pf) += (step);                                                                                \
+  } while (0)
 #define KV_GEMM_APACK_KEPT (4 << 20) /* floats: the largest A a kv_gemm thread packs whole (16 MiB) */
 
 #if KV_VL > 1
@@ -246,19 +252,20 @@ void kv_pack_weight(int n, int k, const float *w, float *packed) {
 
 /*
  * The micro-kernel: acc[MR][NR] = sum_kk ap[kk][:] (x) bp[kk][:], then c = acc (add == 0) or
- * c += acc (add != 0) for the full MR x NR tile at c (row stride ldc). With pf, the weights ahead
- * are prefetched (the panel streams from memory; the compiler unswitches the loop on it).
+ * c += acc (add != 0) for the full MR x NR tile at c (row stride ldc). With pf, pfstep bytes of the
+ * stream at pf are prefetched per kk (the compiler unswitches the loop on it).
  */
 static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const float *restrict ap,
                                                               const float *restrict bp, float *c,
-                                                              int64_t ldc, int add, int pf) {
+                                                              int64_t ldc, int add, uintptr_t pf,
+                                                              int pfstep) {
   kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
   for (int r = 0; r < KV_GEMM_MR; r++)
     for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
   for (int kk = 0; kk < kc; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
-    if (pf) KVI_PREFETCH_AHEAD(bp, KV_GEMM_NR * 4);
+    if (pf) KVI_PREFETCH_STEP(pf, pfstep);
     for (int r = 0; r < KV_GEMM_MR; r++) {
       const float a = ap[r];
       for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
@@ -275,11 +282,13 @@ static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const
   }
 }
 
-static void kvi_micro_store(int kc, const float *ap, const float *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro_kernel(kc, ap, bp, c, ldc, 0, pf);
+static void kvi_micro_store(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
+                            int pfstep) {
+  kvi_micro_kernel(kc, ap, bp, c, ldc, 0, pf, pfstep);
 }
-static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro_kernel(kc, ap, bp, c, ldc, 1, pf);
+static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
+                          int pfstep) {
+  kvi_micro_kernel(kc, ap, bp, c, ldc, 1, pf, pfstep);
 }
 
 /*
@@ -336,6 +345,8 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
      k-blocks are added in the same order, so every element is the same sum as on the general path
      (a row's result does not depend on m). */
   const int whole = keep && row_units == 1 && k > KV_GEMM_KC;
+  /* In whole mode, each micro-panel's pass prefetches its share of the panel's next slice. */
+  const int pfstep = KV_GEMM_NR * 4 / (int)(mpad / KV_GEMM_MR);
 #ifdef _OPENMP
 #pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
 #endif
@@ -386,15 +397,15 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
               const int j0 = p * KV_GEMM_NR;
               const int nr = kvi_imin(KV_GEMM_NR, n - j0);
               float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
-              /* The first micro-panel of A reads the streamed panel from memory, the others from L1. */
-              const int pf = whole && ir == 0;
+              const uintptr_t pf =
+                  whole ? (uintptr_t)(bp + (int64_t)kc * KV_GEMM_NR) + (uintptr_t)(ir / KV_GEMM_MR) * kc * pfstep : 0;
               if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
                 if (add)
-                  kvi_micro_add(kc, ap, bp, ct, ldc, pf);
+                  kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep);
                 else
-                  kvi_micro_store(kc, ap, bp, ct, ldc, pf);
+                  kvi_micro_store(kc, ap, bp, ct, ldc, pf, pfstep);
               } else {
-                kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR, pf);
+                kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR, pf, pfstep);
                 for (int r = 0; r < mr; r++)
                   for (int j = 0; j < nr; j++)
                     ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
@@ -596,11 +607,11 @@ static inline void kvi_vload_bf16x2(const uint16_t *p, kvi_vf *even, kvi_vf *odd
 /*
  * acc[MR][NR] = sum_kk ap[kk][:] (x) W[kk][:] over kc rows of the A micro-panel ap ([kc][MR]
  * floats; kc even for bf16) and the 16-bit slice bp of a panel; then c = acc (add == 0) or
- * c += acc. With pf, the weights ahead are prefetched, as in kv_gemm.
+ * c += acc. With pf, pfstep bytes of the stream at pf are prefetched per step of the loop, as in kv_gemm.
  */
 static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc, const float *restrict ap,
                                                              const uint16_t *restrict bp, float *c, int64_t ldc,
-                                                             int add, int pf) {
+                                                             int add, uintptr_t pf, int pfstep) {
   kvi_vf acc[KV_G16_MR][KV_G16_NV];
   for (int r = 0; r < KV_G16_MR; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
@@ -608,7 +619,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
     for (int kk = 0; kk < kc; kk += 2) {
       kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
-      if (pf) KVI_PREFETCH_AHEAD(bp, 2 * KV_G16_NR * 2);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep);
       for (int r = 0; r < KV_G16_MR; r++) {
         const kvi_vf a0 = kvi_vbcast(ap[r]);
         const kvi_vf a1 = kvi_vbcast(ap[KV_G16_MR + r]);
@@ -621,7 +632,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
     for (int kk = 0; kk < kc; kk++) {
       kvi_vf b[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
-      if (pf) KVI_PREFETCH_AHEAD(bp, KV_G16_NR * 2);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep);
       for (int r = 0; r < KV_G16_MR; r++) {
         const kvi_vf a = kvi_vbcast(ap[r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], a, b[v]);
@@ -640,20 +651,18 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
   }
 }
 
-typedef void (*kvi_micro16_fn)(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf);
+typedef void (*kvi_micro16_fn)(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, uintptr_t pf,
+                               int pfstep);
 
-static void kvi_micro16_bf16_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro16(1, kc, ap, bp, c, ldc, 0, pf);
-}
-static void kvi_micro16_bf16_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro16(1, kc, ap, bp, c, ldc, 1, pf);
-}
-static void kvi_micro16_f16_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro16(0, kc, ap, bp, c, ldc, 0, pf);
-}
-static void kvi_micro16_f16_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro16(0, kc, ap, bp, c, ldc, 1, pf);
-}
+/* The four specialisations of kvi_micro16 behind kvi_micro16_fn: pairs (bf16) or not, add or store. */
+#define KVI_MICRO16_FN(name, pairs, add)                                                           \
+  static void name(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, uintptr_t pf, int pfstep) { \
+    kvi_micro16(pairs, kc, ap, bp, c, ldc, add, pf, pfstep);                                       \
+  }
+KVI_MICRO16_FN(kvi_micro16_bf16_store, 1, 0)
+KVI_MICRO16_FN(kvi_micro16_bf16_add, 1, 1)
+KVI_MICRO16_FN(kvi_micro16_f16_store, 0, 0)
+KVI_MICRO16_FN(kvi_micro16_f16_add, 0, 1)
 
 #if KV_G16_DOT
 /*
@@ -663,7 +672,7 @@ static void kvi_micro16_f16_add(int kc, const float *ap, const uint16_t *bp, flo
  */
 static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const float *restrict apf,
                                                                const uint16_t *restrict bp, float *c, int64_t ldc,
-                                                               int add, int pf) {
+                                                               int add, uintptr_t pf, int pfstep) {
   const uint32_t *ap = (const uint32_t *)apf;
   __m512 acc[KV_G16_MR][KV_G16_NV];
   for (int r = 0; r < KV_G16_MR; r++)
@@ -671,7 +680,7 @@ static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const fl
   for (int kk = 0; kk < kc; kk += 2) {
     __m512i w[KV_G16_NV];
     for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
-    if (pf) KVI_PREFETCH_AHEAD(bp, 2 * KV_G16_NR * 2);
+    if (pf) KVI_PREFETCH_STEP(pf, pfstep);
     for (int r = 0; r < KV_G16_MR; r++) {
       const __m512i x = _mm512_set1_epi32((int)ap[r]);
       for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)x, (__m512bh)w[v]);
@@ -686,11 +695,13 @@ static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const fl
     }
 }
 
-static void kvi_micro_dot_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro_dot(kc, ap, bp, c, ldc, 0, pf);
+static void kvi_micro_dot_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc,
+                                uintptr_t pf, int pfstep) {
+  kvi_micro_dot(kc, ap, bp, c, ldc, 0, pf, pfstep);
 }
-static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, int pf) {
-  kvi_micro_dot(kc, ap, bp, c, ldc, 1, pf);
+static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc,
+                              uintptr_t pf, int pfstep) {
+  kvi_micro_dot(kc, ap, bp, c, ldc, 1, pf, pfstep);
 }
 #endif
 
@@ -731,13 +742,14 @@ static void kvi_pack_a16(int mode, int mc, int kc, int kcs, const float *a, int6
  * One k-block of one micro-tile: mr rows of a packed A block at ap times a panel's slice bp,
  * stored into or added to C at ct (partial tiles through a scratch tile).
  */
-static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int add, int pf, int kcs,
+static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int add, uintptr_t pf, int pfstep,
+                                int kcs,
                                 const float *ap, const uint16_t *bp, int mr, int nr, float *ct, int64_t ldc,
                                 float *tile) {
   if (mr == KV_G16_MR && nr == KV_G16_NR) {
-    (add ? addfn : store)(kcs, ap, bp, ct, ldc, pf);
+    (add ? addfn : store)(kcs, ap, bp, ct, ldc, pf, pfstep);
   } else {
-    store(kcs, ap, bp, tile, KV_G16_NR, pf);
+    store(kcs, ap, bp, tile, KV_G16_NR, pf, pfstep);
     for (int r = 0; r < mr; r++)
       for (int j = 0; j < nr; j++)
         ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_G16_NR + j];
@@ -823,8 +835,14 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
             const int kcs = pairs ? (kc + 1) / 2 * 2 : kc;
             const float *ab = ablock + (int64_t)KV_G16_MC * k0;
             const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
+            /* The next slice, prefetched in even shares by the micro-panels' passes as in kv_gemm, per
+               step of the micro-kernel's loop (one kk, or a pair of them for bf16). */
+            const int steps = pairs ? kcs / 2 : kcs;
+            const int pfstep = (int)((int64_t)kcs * KV_G16_NR * 2 / steps / kvi_ceil_div(mc, KV_G16_MR));
+            const uintptr_t next = (uintptr_t)(bp + (int64_t)kcs * KV_G16_NR);
             for (int ir = 0; ir < mc; ir += KV_G16_MR)
-              kvi_g16_tile(store, addfn, first_adds || k0 > 0, ir == 0, kcs, ab + (int64_t)ir * kcs, bp,
+              kvi_g16_tile(store, addfn, first_adds || k0 > 0, next + (uintptr_t)(ir / KV_G16_MR) * steps * pfstep,
+                           pfstep, kcs, ab + (int64_t)ir * kcs, bp,
                            kvi_imin(KV_G16_MR, mc - ir), nr, c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
           }
         }
@@ -836,7 +854,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
           for (int ir = 0; ir < mc; ir += KV_G16_MR)
             for (int p = p0; p < p1; p++) {
               const int j0 = p * KV_G16_NR;
-              kvi_g16_tile(store, addfn, first_adds || k0 > 0, 0, kcs, apack + (int64_t)ir * kcs,
+              kvi_g16_tile(store, addfn, first_adds || k0 > 0, 0, 0, kcs, apack + (int64_t)ir * kcs,
                            packed + p * panel_stride + (int64_t)k0 * KV_G16_NR, kvi_imin(KV_G16_MR, mc - ir),
                            kvi_imin(KV_G16_NR, n - j0), c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
             }
