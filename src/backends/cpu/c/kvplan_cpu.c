@@ -251,22 +251,23 @@ void kv_pack_weight(int n, int k, const float *w, float *packed) {
 }
 
 /*
- * The micro-kernel: acc[MR][NR] = sum_kk ap[kk][:] (x) bp[kk][:], then c = acc (add == 0) or
- * c += acc (add != 0) for the full MR x NR tile at c (row stride ldc). With pf, pfstep bytes of the
- * stream at pf are prefetched per kk (the compiler unswitches the loop on it).
+ * The micro-kernel: acc[rows][NR] = sum_kk ap[kk][:rows] (x) bp[kk][:], then c = acc (add == 0) or
+ * c += acc (add != 0) for the rows x NR tile at c (row stride ldc); rows <= MR, a constant where it
+ * is inlined. With pf, pfstep bytes of the stream at pf are prefetched per kk (the compiler
+ * unswitches the loop on it).
  */
-static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const float *restrict ap,
+static inline __attribute__((always_inline)) void kvi_micro_kernel(int rows, int kc, const float *restrict ap,
                                                               const float *restrict bp, float *c,
                                                               int64_t ldc, int add, uintptr_t pf,
                                                               int pfstep) {
   kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
-  for (int r = 0; r < KV_GEMM_MR; r++)
+  for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
   for (int kk = 0; kk < kc; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
     if (pf) KVI_PREFETCH_STEP(pf, pfstep);
-    for (int r = 0; r < KV_GEMM_MR; r++) {
+    for (int r = 0; r < rows; r++) {
       const float a = ap[r];
       for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
@@ -274,21 +275,48 @@ static inline __attribute__((always_inline)) void kvi_micro_kernel(int kc, const
     bp += KV_GEMM_NR;
   }
   if (add) {
-    for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int r = 0; r < rows; r++)
       for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v]);
   } else {
-    for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int r = 0; r < rows; r++)
       for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
   }
 }
 
 static void kvi_micro_store(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
                             int pfstep) {
-  kvi_micro_kernel(kc, ap, bp, c, ldc, 0, pf, pfstep);
+  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 0, pf, pfstep);
 }
 static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
                           int pfstep) {
-  kvi_micro_kernel(kc, ap, bp, c, ldc, 1, pf, pfstep);
+  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 1, pf, pfstep);
+}
+/*
+ * The first mr rows of a micro-tile into tile (row stride NR). A partial micro-panel multiplies
+ * only its rows, not its zero padding (17 rows cost 24 before), with the same FMAs per row as a
+ * full one, so a row's result does not depend on m.
+ */
+static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, float *tile, uintptr_t pf, int pfstep) {
+  switch (mr) {
+#define KVI_ROWS(r)                                                                                \
+  case r:                                                                                          \
+    kvi_micro_kernel(r, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep);                              \
+    break;
+    KVI_ROWS(1)
+    KVI_ROWS(2)
+    KVI_ROWS(3)
+#if KV_GEMM_MR > 5
+    KVI_ROWS(4)
+    KVI_ROWS(5)
+#endif
+#if KV_GEMM_MR > 7
+    KVI_ROWS(6)
+    KVI_ROWS(7)
+#endif
+#undef KVI_ROWS
+  default:
+    kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep);
+  }
 }
 
 /*
@@ -405,7 +433,7 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
                 else
                   kvi_micro_store(kc, ap, bp, ct, ldc, pf, pfstep);
               } else {
-                kvi_micro_store(kc, ap, bp, tile, KV_GEMM_NR, pf, pfstep);
+                kvi_micro_rows(mr, kc, ap, bp, tile, pf, pfstep);
                 for (int r = 0; r < mr; r++)
                   for (int j = 0; j < nr; j++)
                     ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
