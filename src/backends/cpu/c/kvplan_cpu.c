@@ -41,19 +41,25 @@
 /*
  * A GEMM of few rows streams each weight panel from memory once, k-block slice after slice, and
  * the micro-panels of A then read the slice again from cache. The slice after it is prefetched
- * into L2 while the current one is computed, spread evenly over all the micro-panels' passes
+ * while the current one is computed, spread evenly over all the micro-panels' passes
  * (KVI_PREFETCH_STEP): prefetched only by the first pass, 8 KiB ahead, the memory stream stalled
  * while the other passes ran, and at 16-32 rows the weight traffic and the FMAs added up instead of
- * overlapping.
+ * overlapping. The float32 GEMM's hint is non-temporal (prefetchnta): into L2 (prefetcht1), 1-8 rows
+ * lost 10-37% and 16 rows their gain (bench/gemm-ab.ts); the 16-bit GEMM's is L2, where nta lost
+ * its 3-18% gain. A single micro-panel (1-8 rows, memory-bound) reads
+ * the slice once: it prefetches KV_GEMM_PF_ONE bytes ahead of what it reads, as before (one slice
+ * ahead read 5-9% slower on one thread).
  */
+#define KV_GEMM_PF_ONE 8192
 /*
- * Prefetches into L2 the `step` bytes of the stream at address pf (at least one line), then
- * advances pf. An address, not a pointer: the stream runs past the end of the weights at the last
- * slice, and a prefetch never faults.
+ * Prefetches the `step` bytes of the stream at address pf (at least one line) with locality `hint`
+ * (__builtin_prefetch's: 0 non-temporal, 2 into L2), then advances pf.
+ * An address, not a pointer: the stream runs past the end of the weights at the last slice, and a
+ * prefetch never faults.
  */
-#define KVI_PREFETCH_STEP(pf, step)                                                                \
+#define KVI_PREFETCH_STEP(pf, step, hint)                                                          \
   do {                                                                                             \
-    for (int kvi_o = 0; kvi_o < (step); kvi_o += 64) __builtin_prefetch((const void *)((pf) + kvi_o), 0, 2); \
+    for (int kvi_o = 0; kvi_o < (step); kvi_o += 64) __builtin_prefetch((const void *)((pf) + kvi_o), 0, hint); \
     (pf) += (step);                                                                                \
   } while (0)
 #define KV_GEMM_APACK_KEPT (4 << 20) /* floats: the largest A a kv_gemm thread packs whole (16 MiB) */
@@ -266,7 +272,7 @@ static inline __attribute__((always_inline)) void kvi_micro_kernel(int rows, int
   for (int kk = 0; kk < kc; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
-    if (pf) KVI_PREFETCH_STEP(pf, pfstep);
+    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 0);
     for (int r = 0; r < rows; r++) {
       const float a = ap[r];
       for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
@@ -426,7 +432,9 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
               const int nr = kvi_imin(KV_GEMM_NR, n - j0);
               float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
               const uintptr_t pf =
-                  whole ? (uintptr_t)(bp + (int64_t)kc * KV_GEMM_NR) + (uintptr_t)(ir / KV_GEMM_MR) * kc * pfstep : 0;
+                  !whole ? 0
+                  : mpad == KV_GEMM_MR ? (uintptr_t)bp + KV_GEMM_PF_ONE
+                  : (uintptr_t)(bp + (int64_t)kc * KV_GEMM_NR) + (uintptr_t)(ir / KV_GEMM_MR) * kc * pfstep;
               if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
                 if (add)
                   kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep);
@@ -647,7 +655,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
     for (int kk = 0; kk < kc; kk += 2) {
       kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
       for (int r = 0; r < KV_G16_MR; r++) {
         const kvi_vf a0 = kvi_vbcast(ap[r]);
         const kvi_vf a1 = kvi_vbcast(ap[KV_G16_MR + r]);
@@ -660,7 +668,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
     for (int kk = 0; kk < kc; kk++) {
       kvi_vf b[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
       for (int r = 0; r < KV_G16_MR; r++) {
         const kvi_vf a = kvi_vbcast(ap[r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], a, b[v]);
@@ -708,7 +716,7 @@ static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const fl
   for (int kk = 0; kk < kc; kk += 2) {
     __m512i w[KV_G16_NV];
     for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
-    if (pf) KVI_PREFETCH_STEP(pf, pfstep);
+    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
     for (int r = 0; r < KV_G16_MR; r++) {
       const __m512i x = _mm512_set1_epi32((int)ap[r]);
       for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)x, (__m512bh)w[v]);
@@ -864,10 +872,12 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
             const float *ab = ablock + (int64_t)KV_G16_MC * k0;
             const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
             /* The next slice, prefetched in even shares by the micro-panels' passes as in kv_gemm, per
-               step of the micro-kernel's loop (one kk, or a pair of them for bf16). */
+               step of the micro-kernel's loop (one kk, or a pair of them for bf16); one micro-panel
+               prefetches KV_GEMM_PF_ONE bytes ahead. */
             const int steps = pairs ? kcs / 2 : kcs;
             const int pfstep = (int)((int64_t)kcs * KV_G16_NR * 2 / steps / kvi_ceil_div(mc, KV_G16_MR));
-            const uintptr_t next = (uintptr_t)(bp + (int64_t)kcs * KV_G16_NR);
+            const uintptr_t next =
+                mc <= KV_G16_MR ? (uintptr_t)bp + KV_GEMM_PF_ONE : (uintptr_t)(bp + (int64_t)kcs * KV_G16_NR);
             for (int ir = 0; ir < mc; ir += KV_G16_MR)
               kvi_g16_tile(store, addfn, first_adds || k0 > 0, next + (uintptr_t)(ir / KV_G16_MR) * steps * pfstep,
                            pfstep, kcs, ab + (int64_t)ir * kcs, bp,

@@ -1,0 +1,126 @@
+/**
+ * `npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2]`: the float32 GEMM
+ * of the working tree's CPU primitives against the one of another revision, in one process, on the
+ * projections of the policies benchmark's model (8 layers, weights cold: 400 MB streamed per pass).
+ *
+ * On this shared VM two runs of the same build differ by up to 1.5x, and two builds each reading
+ * its own copy of the weights by up to 15% (where the copies lie in memory), so kernel changes are
+ * compared here: both builds loaded side by side, reading one packed copy of the weights, calls
+ * alternating (the order flipped every round), the median per layer reported for each.
+ */
+import { execFileSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { compileLibrary } from '../src/backends/cpu/compiler.ts';
+import { bindPrimitives, compilePrimitives, type Primitives } from '../src/backends/cpu/primitives.ts';
+import { fmt, table } from '../src/report/table.ts';
+import { benchModel } from './policies.ts';
+import { median, randomFloats } from './timing.ts';
+
+const usage = 'usage: npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2]';
+
+function fail(msg: string, code: number): never {
+  console.error(`gemm-ab: ${msg}\n${usage}`);
+  process.exit(code);
+}
+
+function list(x: string | undefined, d: string): number[] {
+  const v = (x ?? d).split(',').map(Number);
+  if (v.some((n) => !Number.isInteger(n) || n < 1)) fail(`bad list "${x}"`, 2);
+  return v;
+}
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: { rows: { type: 'string' }, threads: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    return fail((e as Error).message, 2);
+  }
+})();
+const [rev, ...extra] = parsed.positionals;
+if (rev === undefined || extra.length > 0) fail('give one git revision', 2);
+const rows = list(parsed.values.rows, '1,16,17,32,64');
+const threads = list(parsed.values.threads, '1,2');
+
+let oldSource: string;
+try {
+  oldSource = execFileSync('git', ['show', `${rev}:src/backends/cpu/c/kvplan_cpu.c`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+} catch (e) {
+  fail(`no CPU primitives at revision "${rev}": ${String((e as { stderr?: string }).stderr ?? e).trim()}`, 1);
+}
+const builds: { name: string; p: Primitives }[] = (() => {
+  try {
+    return [
+      { name: rev, p: bindPrimitives(compileLibrary(oldSource)) },
+      { name: 'working tree', p: bindPrimitives(compilePrimitives()) },
+    ];
+  } catch (e) {
+    return fail(`the primitives do not build: ${(e as Error).message}`, 1);
+  }
+})();
+
+const c = benchModel;
+// [k, n] of every projection of a layer, as the lowering calls them (q, k, v, o, gate, up, down).
+const shapes: [number, number][] = [
+  ...Array.from({ length: 4 }, (): [number, number] => [c.dModel, c.dModel]),
+  [c.dModel, c.dFF],
+  [c.dModel, c.dFF],
+  [c.dFF, c.dModel],
+];
+const [first, second] = builds as [(typeof builds)[0], (typeof builds)[0]];
+for (const [k, n] of shapes)
+  if (first.p.packedSize(n, k) !== second.p.packedSize(n, k))
+    fail(`the two builds pack a ${n}x${k} weight differently: their GEMMs cannot share it`, 1);
+const weights = Array.from({ length: c.layers }, (_, l) =>
+  shapes.map(([k, n], i) => second.p.packWeight(n, k, randomFloats(n * k, 100 * l + i))),
+);
+
+const out: string[][] = [];
+for (const t of threads) {
+  for (const b of builds) b.p.setThreads(t);
+  for (const m of rows) {
+    const a = shapes.map(([k]) => randomFloats(m * k, 1));
+    const cs = shapes.map(([, n]) => new Float32Array(m * n));
+    const layerPass = (p: Primitives) => {
+      const start = performance.now();
+      for (const w of weights)
+        shapes.forEach(([k, n], i) => {
+          p.gemm(
+            m,
+            n,
+            k,
+            a[i] as Float32Array,
+            k,
+            null,
+            w[i] as Float32Array,
+            null,
+            cs[i] as Float32Array,
+            n,
+            false,
+          );
+        });
+      return (performance.now() - start) / c.layers;
+    };
+    const times = builds.map(() => [] as number[]);
+    for (let round = 0; round < 17; round++) {
+      const order = round % 2 === 0 ? [0, 1] : [1, 0];
+      for (const i of order) {
+        const ms = layerPass((builds[i] as (typeof builds)[0]).p);
+        if (round > 0) (times[i] as number[]).push(ms);
+      }
+    }
+    const [ta, tb] = times.map(median) as [number, number];
+    out.push([String(t), String(m), fmt(ta), fmt(tb), fmt(ta / tb)]);
+    console.error(`threads ${t}, ${m} rows: ${rev} ${fmt(ta)} ms, working tree ${fmt(tb)} ms a layer`);
+  }
+}
+console.log(
+  `float32 GEMM, ms per layer of ${c.name} (median of 16 alternating passes over ${c.layers} layers)\n`,
+);
+console.log(table(['threads', 'rows', rev, 'working tree', 'speedup'], out));
