@@ -1,7 +1,8 @@
 /**
- * `npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2]`: the float32 GEMM
- * of the working tree's CPU primitives against the one of another revision, in one process, on the
- * projections of the policies benchmark's model (8 layers, weights cold: 400 MB streamed per pass).
+ * `npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2] [--dtype f32]`: the
+ * GEMM of the working tree's CPU primitives against the one of another revision, in one process, on
+ * the projections of the policies benchmark's model (8 layers, weights cold: 400 MB streamed per
+ * pass in float32, 200 MB in 16 bits; --dtype f32, bf16, f16 or bf16-dot).
  *
  * On this shared VM two runs of the same build differ by up to 1.5x, and two builds each reading
  * its own copy of the weights by up to 15% (where the copies lie in memory), so kernel changes are
@@ -11,12 +12,24 @@
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { compileLibrary } from '../src/backends/cpu/compiler.ts';
-import { bindPrimitives, compilePrimitives, type Primitives } from '../src/backends/cpu/primitives.ts';
+import {
+  bindPrimitives,
+  compilePrimitives,
+  Dtype16,
+  type Primitives,
+} from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { benchModel } from './policies.ts';
 import { median, randomFloats } from './timing.ts';
 
-const usage = 'usage: npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2]';
+const usage =
+  'usage: npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2] [--dtype f32|bf16|f16|bf16-dot]';
+const dtypes: Readonly<Record<string, Dtype16 | 0>> = {
+  f32: 0,
+  bf16: Dtype16.bf16,
+  f16: Dtype16.f16,
+  'bf16-dot': Dtype16.bf16Dot,
+};
 
 function fail(msg: string, code: number): never {
   console.error(`gemm-ab: ${msg}\n${usage}`);
@@ -32,7 +45,7 @@ function list(x: string | undefined, d: string): number[] {
 const parsed = (() => {
   try {
     return parseArgs({
-      options: { rows: { type: 'string' }, threads: { type: 'string' } },
+      options: { rows: { type: 'string' }, threads: { type: 'string' }, dtype: { type: 'string' } },
       allowPositionals: true,
       strict: true,
     });
@@ -44,6 +57,9 @@ const [rev, ...extra] = parsed.positionals;
 if (rev === undefined || extra.length > 0) fail('give one git revision', 2);
 const rows = list(parsed.values.rows, '1,16,17,32,64');
 const threads = list(parsed.values.threads, '1,2');
+const dtypeName = parsed.values.dtype ?? 'f32';
+const dtype = dtypes[dtypeName];
+if (dtype === undefined) fail(`unknown --dtype "${dtypeName}"`, 2);
 
 let oldSource: string;
 try {
@@ -74,11 +90,18 @@ const shapes: [number, number][] = [
   [c.dFF, c.dModel],
 ];
 const [first, second] = builds as [(typeof builds)[0], (typeof builds)[0]];
+const size = (p: Primitives, n: number, k: number) => (dtype ? p.packedSize16(n, k) : p.packedSize(n, k));
 for (const [k, n] of shapes)
-  if (first.p.packedSize(n, k) !== second.p.packedSize(n, k))
+  if (size(first.p, n, k) !== size(second.p, n, k))
     fail(`the two builds pack a ${n}x${k} weight differently: their GEMMs cannot share it`, 1);
+// 16-bit weights: the top halves of random floats (bf16 of them; as f16, finite values near 1).
 const weights = Array.from({ length: c.layers }, (_, l) =>
-  shapes.map(([k, n], i) => second.p.packWeight(n, k, randomFloats(n * k, 100 * l + i))),
+  shapes.map(([k, n], i) => {
+    const w = randomFloats(n * k, 100 * l + i);
+    if (!dtype) return second.p.packWeight(n, k, w);
+    const halves = new Uint16Array(w.buffer).filter((_, h) => h % 2 === 1);
+    return second.p.packWeight16(n, k, halves, dtype);
+  }),
 );
 
 const out: string[][] = [];
@@ -91,19 +114,13 @@ for (const t of threads) {
       const start = performance.now();
       for (const w of weights)
         shapes.forEach(([k, n], i) => {
-          p.gemm(
-            m,
-            n,
-            k,
+          const [ai, wi, ci] = [
             a[i] as Float32Array,
-            k,
-            null,
-            w[i] as Float32Array,
-            null,
+            w[i] as Float32Array | Uint16Array,
             cs[i] as Float32Array,
-            n,
-            false,
-          );
+          ];
+          if (dtype) p.gemm16(m, n, k, ai, k, null, wi as Uint16Array, dtype, null, ci, n, false);
+          else p.gemm(m, n, k, ai, k, null, wi as Float32Array, null, ci, n, false);
         });
       return (performance.now() - start) / c.layers;
     };
@@ -121,6 +138,6 @@ for (const t of threads) {
   }
 }
 console.log(
-  `float32 GEMM, ms per layer of ${c.name} (median of 16 alternating passes over ${c.layers} layers)\n`,
+  `${dtypeName} GEMM, ms per layer of ${c.name} (median of 16 alternating passes over ${c.layers} layers)\n`,
 );
 console.log(table(['threads', 'rows', rev, 'working tree', 'speedup'], out));
