@@ -90,19 +90,27 @@ const shapes: [number, number][] = [
   [c.dFF, c.dModel],
 ];
 const [first, second] = builds as [(typeof builds)[0], (typeof builds)[0]];
-const size = (p: Primitives, n: number, k: number) => (dtype ? p.packedSize16(n, k) : p.packedSize(n, k));
-for (const [k, n] of shapes)
-  if (size(first.p, n, k) !== size(second.p, n, k))
-    fail(`the two builds pack a ${n}x${k} weight differently: their GEMMs cannot share it`, 1);
 // 16-bit weights: the top halves of random floats (bf16 of them; as f16, finite values near 1).
+const pack = (p: Primitives, n: number, k: number, w: Float32Array): Float32Array | Uint16Array =>
+  dtype
+    ? p.packWeight16(
+        n,
+        k,
+        new Uint16Array(w.buffer).filter((_, h) => h % 2 === 1),
+        dtype,
+      )
+    : p.packWeight(n, k, w);
 const weights = Array.from({ length: c.layers }, (_, l) =>
-  shapes.map(([k, n], i) => {
-    const w = randomFloats(n * k, 100 * l + i);
-    if (!dtype) return second.p.packWeight(n, k, w);
-    const halves = new Uint16Array(w.buffer).filter((_, h) => h % 2 === 1);
-    return second.p.packWeight16(n, k, halves, dtype);
-  }),
+  shapes.map(([k, n], i) => pack(second.p, n, k, randomFloats(n * k, 100 * l + i))),
 );
+// Both builds read the working tree's packing: the revision must pack the same bytes.
+shapes.forEach(([k, n], i) => {
+  const theirs = pack(first.p, n, k, randomFloats(n * k, i));
+  const ours = weights[0]?.[i] as Float32Array | Uint16Array;
+  const bytes = (x: Float32Array | Uint16Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+  if (!bytes(theirs).equals(bytes(ours)))
+    fail(`the two builds pack a ${n}x${k} weight differently: their GEMMs cannot share it`, 1);
+});
 
 const out: string[][] = [];
 for (const t of threads) {

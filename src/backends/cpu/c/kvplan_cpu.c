@@ -42,11 +42,11 @@
  * A GEMM of few rows streams each weight panel from memory once, k-block slice after slice, and
  * the micro-panels of A then read the slice again from cache. The slice after it is prefetched
  * while the current one is computed, spread evenly over all the micro-panels' passes
- * (KVI_PREFETCH_STEP): prefetched only by the first pass, 8 KiB ahead, the memory stream stalled
- * while the other passes ran, and at 16-32 rows the weight traffic and the FMAs added up instead of
- * overlapping. The float32 GEMM's hint is non-temporal (prefetchnta): into L2 (prefetcht1), 1-8 rows
- * lost 10-37% and 16 rows their gain (bench/gemm-ab.ts); the 16-bit GEMM's is L2, where nta lost
- * its 3-18% gain. A single micro-panel (1-8 rows, memory-bound) reads
+ * (kvi_prefetch_from, KVI_PREFETCH_STEP): prefetched only by the first pass, 8 KiB ahead, the
+ * memory stream stalled while the other passes ran, and at 16-32 rows the weight traffic and the
+ * FMAs added up instead of overlapping. The float32 GEMM's hint is non-temporal (prefetchnta): into
+ * L2 (prefetcht1), 1-8 rows lost 10-37% and 16 rows their gain (bench/gemm-ab.ts); the 16-bit
+ * GEMM's is L2, where nta lost its 3-18% gain. A single micro-panel (1-8 rows, memory-bound) reads
  * the slice once: it prefetches KV_GEMM_PF_ONE bytes ahead of what it reads, as before (one slice
  * ahead read 5-9% slower on one thread).
  */
@@ -57,6 +57,18 @@
  * An address, not a pointer: the stream runs past the end of the weights at the last slice, and a
  * prefetch never faults.
  */
+/*
+ * Where pass `pass` of `passes` (one per micro-panel of A) over a weight slice of `bytes` bytes at
+ * `slice`, read in `steps` steps of the micro-kernel's loop, starts prefetching, and in *step the
+ * bytes it prefetches a step: an even share of the next slice, or with one pass KV_GEMM_PF_ONE
+ * bytes ahead of what it reads.
+ */
+static inline uintptr_t kvi_prefetch_from(const void *slice, int64_t bytes, int steps, int passes, int pass,
+                                          int *step) {
+  *step = (int)(bytes / steps / passes);
+  if (passes == 1) return (uintptr_t)slice + KV_GEMM_PF_ONE;
+  return (uintptr_t)slice + (uintptr_t)bytes + (uintptr_t)pass * steps * *step;
+}
 #define KVI_PREFETCH_STEP(pf, step, hint)                                                          \
   do {                                                                                             \
     for (int kvi_o = 0; kvi_o < (step); kvi_o += 64) __builtin_prefetch((const void *)((pf) + kvi_o), 0, hint); \
@@ -379,8 +391,6 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
      k-blocks are added in the same order, so every element is the same sum as on the general path
      (a row's result does not depend on m). */
   const int whole = keep && row_units == 1 && k > KV_GEMM_KC;
-  /* In whole mode, each micro-panel's pass prefetches its share of the panel's next slice. */
-  const int pfstep = KV_GEMM_NR * 4 / (int)(mpad / KV_GEMM_MR);
 #ifdef _OPENMP
 #pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
 #endif
@@ -431,10 +441,11 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
               const int j0 = p * KV_GEMM_NR;
               const int nr = kvi_imin(KV_GEMM_NR, n - j0);
               float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
-              const uintptr_t pf =
-                  !whole ? 0
-                  : mpad == KV_GEMM_MR ? (uintptr_t)bp + KV_GEMM_PF_ONE
-                  : (uintptr_t)(bp + (int64_t)kc * KV_GEMM_NR) + (uintptr_t)(ir / KV_GEMM_MR) * kc * pfstep;
+              /* In whole mode the weights are streamed: the micro-panels' passes prefetch them. */
+              int pfstep = 0;
+              const uintptr_t pf = whole ? kvi_prefetch_from(bp, (int64_t)kc * KV_GEMM_NR * 4, kc,
+                                                             (int)(mpad / KV_GEMM_MR), ir / KV_GEMM_MR, &pfstep)
+                                         : 0;
               if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
                 if (add)
                   kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep);
@@ -871,17 +882,16 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
             const int kcs = pairs ? (kc + 1) / 2 * 2 : kc;
             const float *ab = ablock + (int64_t)KV_G16_MC * k0;
             const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
-            /* The next slice, prefetched in even shares by the micro-panels' passes as in kv_gemm, per
-               step of the micro-kernel's loop (one kk, or a pair of them for bf16); one micro-panel
-               prefetches KV_GEMM_PF_ONE bytes ahead. */
+            /* Prefetched as in kv_gemm; a step of the micro-kernel's loop is one kk, or a pair of
+               them for bf16. */
             const int steps = pairs ? kcs / 2 : kcs;
-            const int pfstep = (int)((int64_t)kcs * KV_G16_NR * 2 / steps / kvi_ceil_div(mc, KV_G16_MR));
-            const uintptr_t next =
-                mc <= KV_G16_MR ? (uintptr_t)bp + KV_GEMM_PF_ONE : (uintptr_t)(bp + (int64_t)kcs * KV_G16_NR);
-            for (int ir = 0; ir < mc; ir += KV_G16_MR)
-              kvi_g16_tile(store, addfn, first_adds || k0 > 0, next + (uintptr_t)(ir / KV_G16_MR) * steps * pfstep,
-                           pfstep, kcs, ab + (int64_t)ir * kcs, bp,
+            for (int ir = 0; ir < mc; ir += KV_G16_MR) {
+              int pfstep = 0;
+              const uintptr_t pf = kvi_prefetch_from(bp, (int64_t)kcs * KV_G16_NR * 2, steps,
+                                                     (int)kvi_ceil_div(mc, KV_G16_MR), ir / KV_G16_MR, &pfstep);
+              kvi_g16_tile(store, addfn, first_adds || k0 > 0, pf, pfstep, kcs, ab + (int64_t)ir * kcs, bp,
                            kvi_imin(KV_G16_MR, mc - ir), nr, c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
+            }
           }
         }
       } else {
