@@ -1016,9 +1016,172 @@ static void kvi_pv_full(int tl, const float *const *vrow, int d0, const float *p
   kvi_pv_block(KV_ATT_MR, tl, vrow, d0, p, ldp, ot, ldo);
 }
 
-static void kvi_pv_any(int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
-                       int64_t ldo) {
-  kvi_pv_block(nd, tl, vrow, d0, p, ldp, ot, ldo);
+/*
+ * The last nd < KV_ATT_MR rows of hd (hd 64 and 128 leave 4 and 8 with AVX-512): each nd is its own
+ * inlined copy, so that its accumulators stay in registers (a variable nd kept them in memory and
+ * ran that sixteenth of O^T += V^T P^T at a fraction of the speed).
+ */
+static void kvi_pv_part(int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
+                        int64_t ldo) {
+  switch (nd) {
+#define KVI_PV_ROWS(r)                                                                             \
+  case r:                                                                                          \
+    kvi_pv_block(r, tl, vrow, d0, p, ldp, ot, ldo);                                                \
+    break;
+    KVI_PV_ROWS(1)
+    KVI_PV_ROWS(2)
+    KVI_PV_ROWS(3)
+#if KV_ATT_MR > 4
+    KVI_PV_ROWS(4)
+    KVI_PV_ROWS(5)
+#endif
+#if KV_ATT_MR > 6
+    KVI_PV_ROWS(6)
+    KVI_PV_ROWS(7)
+    KVI_PV_ROWS(8)
+    KVI_PV_ROWS(9)
+    KVI_PV_ROWS(10)
+    KVI_PV_ROWS(11)
+#endif
+#undef KVI_PV_ROWS
+  default:
+    kvi_pv_block(nd, tl, vrow, d0, p, ldp, ot, ldo);
+  }
+}
+
+/*
+ * The online softmax of one tile for the nv vectors of pairs from column c (nv a constant where
+ * inlined): mask, running max, exp2, running sum, and the rescale of O^T. The vectors are
+ * independent chains interleaved over the keys, so the sums' and maxima's add latency overlaps (one
+ * column at a time waited on it); each lane still sums its keys in the same order.
+ */
+#define KV_ATT_SOFTMAX_NV (KV_ATT_PANELS * KV_GEMM_NV) /* the vectors of a whole unit */
+static inline __attribute__((always_inline)) void kvi_softmax_cols(int nv, int c, int tl, int hd, int masked,
+                                                              const int32_t *kb, int32_t ts, const int32_t *qb,
+                                                              const int32_t *qs, float *st, int64_t rows_pad,
+                                                              float *mrow, float *lrow, float *ot) {
+  kvi_vf mx[KV_ATT_SOFTMAX_NV], mnew[KV_ATT_SOFTMAX_NV], al[KV_ATT_SOFTMAX_NV], sum[KV_ATT_SOFTMAX_NV];
+  for (int j = 0; j < nv; j++) mx[j] = kvi_vsplat(-INFINITY);
+  if (masked) {
+    for (int t = 0; t < tl; t++)
+      for (int j = 0; j < nv; j++) {
+        const int cj = c + j * KV_VL;
+        float *sp = st + (int64_t)t * rows_pad + cj;
+        kvi_vf x = kvi_vload(sp);
+#if KV_VL > 1
+        const kvi_vi sees = (*(const kvi_vi *)(qb + cj) >= kb[t]) & (*(const kvi_vi *)(qs + cj) == ts);
+        x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
+#else
+        x = qb[cj] >= kb[t] && qs[cj] == ts ? x : -INFINITY;
+#endif
+        kvi_vstore(sp, x);
+        mx[j] = kvi_vmax(mx[j], x);
+      }
+  } else {
+    for (int t = 0; t < tl; t++)
+      for (int j = 0; j < nv; j++) mx[j] = kvi_vmax(mx[j], kvi_vload(st + (int64_t)t * rows_pad + c + j * KV_VL));
+  }
+  for (int j = 0; j < nv; j++) {
+    const kvi_vf mold = kvi_vload(mrow + c + j * KV_VL);
+    mnew[j] = kvi_vmax(mold, mx[j]);
+    al[j] = kvi_vexp2_neg(mold - mnew[j]);
+    sum[j] = kvi_vsplat(0.0f);
+  }
+  for (int t = 0; t < tl; t++)
+    for (int j = 0; j < nv; j++) {
+      float *sp = st + (int64_t)t * rows_pad + c + j * KV_VL;
+      const kvi_vf e = kvi_vexp2_neg(kvi_vload(sp) - mnew[j]);
+      kvi_vstore(sp, e);
+      sum[j] += e;
+    }
+  for (int j = 0; j < nv; j++) {
+    const int cj = c + j * KV_VL;
+    kvi_vstore(lrow + cj, kvi_vload(lrow + cj) * al[j] + sum[j]);
+    kvi_vstore(mrow + cj, mnew[j]);
+  }
+  for (int d = 0; d < hd; d++)
+    for (int j = 0; j < nv; j++) {
+      float *orow = ot + (int64_t)d * rows_pad + c + j * KV_VL;
+      kvi_vstore(orow, kvi_vload(orow) * al[j]);
+    }
+}
+
+/*
+ * The pack of a unit's queries and the write-out of its outputs move hd floats per pair between a
+ * pair's row and a column of a [hd][pairs] panel. With AVX-512 they go 16 x 16 at a time through
+ * registers (one float at a time they took 3-5% of the attention at 1024 keys, more at the few
+ * keys of a cached step; gathers were no faster).
+ */
+#if KV_VL == 16
+/* r[i][j] <- r[j][i]. */
+static inline __attribute__((always_inline)) void kvi_transpose16(__m512 *r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = (__m512)_mm512_unpacklo_pd((__m512d)t[i], (__m512d)t[i + 2]);
+    r[i + 1] = (__m512)_mm512_unpackhi_pd((__m512d)t[i], (__m512d)t[i + 2]);
+    r[i + 2] = (__m512)_mm512_unpacklo_pd((__m512d)t[i + 1], (__m512d)t[i + 3]);
+    r[i + 3] = (__m512)_mm512_unpackhi_pd((__m512d)t[i + 1], (__m512d)t[i + 3]);
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; j++) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+    }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+  }
+}
+#endif
+
+/* Panel [hd][NR] of pairs rho0 .. rho0 + NR - 1 (of nr; zeros past it), pair rho's row at q0 +
+   ((rho / group) * heads + rho % group) * hd, times qscale. */
+static void kvi_pack_pairs(int rho0, int nr, int group, int heads, int hd, float qscale, const float *q0,
+                           float *dst) {
+#if KV_VL == 16
+  const __m512 sc = _mm512_set1_ps(qscale);
+  for (int v = 0; v < KV_GEMM_NV; v++)
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+      const int nd = kvi_imin(16, hd - d0);
+      const __mmask16 in = (__mmask16)((1u << nd) - 1);
+      __m512 r[16];
+      for (int l = 0; l < 16; l++) {
+        const int rho = rho0 + v * 16 + l;
+        r[l] = rho < nr ? _mm512_maskz_loadu_ps(in, q0 + ((int64_t)(rho / group) * heads + rho % group) * hd + d0)
+                        : _mm512_setzero_ps();
+      }
+      kvi_transpose16(r);
+      for (int i = 0; i < nd; i++)
+        _mm512_store_ps(dst + (int64_t)(d0 + i) * KV_GEMM_NR + v * 16, _mm512_mul_ps(r[i], sc));
+    }
+#else
+  for (int c = 0; c < KV_GEMM_NR; c++) {
+    const int rho = rho0 + c;
+    const float *src = q0 + ((int64_t)(rho / group) * heads + rho % group) * hd;
+    for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = rho < nr ? src[d] * qscale : 0.0f;
+  }
+#endif
+}
+
+/* dst[j][d] = col[d * ld + j] * scale[j] for pairs j < np <= KV_VL and d < hd. */
+static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const float *scale, float *const *dst) {
+#if KV_VL == 16
+  for (int d0 = 0; d0 < hd; d0 += 16) {
+    const int nd = kvi_imin(16, hd - d0);
+    const __mmask16 out = (__mmask16)((1u << nd) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < nd ? _mm512_loadu_ps(col + (int64_t)(d0 + i) * ld) : _mm512_setzero_ps();
+    kvi_transpose16(r);
+    for (int j = 0; j < np; j++) _mm512_mask_storeu_ps(dst[j] + d0, out, _mm512_mul_ps(r[j], _mm512_set1_ps(scale[j])));
+  }
+#else
+  for (int j = 0; j < np; j++)
+    for (int d = 0; d < hd; d++) dst[j][d] = col[(int64_t)d * ld + j] * scale[j];
+#endif
 }
 
 /* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
@@ -1119,20 +1282,9 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       const int npan = (int)kvi_ceil_div(nr, KV_GEMM_NR);
       const int width = npan * KV_GEMM_NR;
       /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
-      for (int pn = 0; pn < npan; pn++) {
-        float *dst = qpack + (int64_t)pn * KV_GEMM_NR * hd;
-        for (int c = 0; c < KV_GEMM_NR; c++) {
-          const int rho = pn * KV_GEMM_NR + c;
-          if (rho < nr) {
-            const int i = i0 + rho / group;
-            const int h = g * group + rho % group;
-            const float *src = q + ((int64_t)i * heads + h) * hd;
-            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = src[d] * qscale;
-          } else {
-            for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = 0.0f;
-          }
-        }
-      }
+      for (int pn = 0; pn < npan; pn++)
+        kvi_pack_pairs(pn * KV_GEMM_NR, nr, group, heads, hd, qscale, q + ((int64_t)i0 * heads + g * group) * hd,
+                       qpack + (int64_t)pn * KV_GEMM_NR * hd);
       for (int rho = 0; rho < width; rho++) {
         mrow[rho] = -INFINITY;
         lrow[rho] = 0.0f;
@@ -1180,65 +1332,53 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
               kvi_micro_qk(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
                            st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
           /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
-          for (int c = 0; c < width; c += KV_VL) {
-            kvi_vf mx = kvi_vsplat(-INFINITY);
-            if (blocks || seqs) {
-              for (int t = 0; t < tl; t++) {
-                float *sp = st + (int64_t)t * rows_pad + c;
-                kvi_vf x = kvi_vload(sp);
-#if KV_VL > 1
-                const kvi_vi sees = (*(const kvi_vi *)(qb + c) >= kb[t]) & (*(const kvi_vi *)(qs + c) == ts);
-                x = kvi_vselect(sees, x, kvi_vsplat(-INFINITY));
-#else
-                x = qb[c] >= kb[t] && qs[c] == ts ? x : -INFINITY;
-#endif
-                kvi_vstore(sp, x);
-                mx = kvi_vmax(mx, x);
-              }
+          for (int c = 0; c < width;) {
+            const int masked = blocks || seqs;
+            if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
+              kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, masked, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+              c += KV_ATT_SOFTMAX_NV * KV_VL;
             } else {
-              for (int t = 0; t < tl; t++) mx = kvi_vmax(mx, kvi_vload(st + (int64_t)t * rows_pad + c));
-            }
-            const kvi_vf mold = kvi_vload(mrow + c);
-            const kvi_vf mnew = kvi_vmax(mold, mx);
-            const kvi_vf al = kvi_vexp2_neg(mold - mnew);
-            kvi_vf sum = kvi_vsplat(0.0f);
-            for (int t = 0; t < tl; t++) {
-              float *sp = st + (int64_t)t * rows_pad + c;
-              const kvi_vf e = kvi_vexp2_neg(kvi_vload(sp) - mnew);
-              kvi_vstore(sp, e);
-              sum += e;
-            }
-            kvi_vstore(lrow + c, kvi_vload(lrow + c) * al + sum);
-            kvi_vstore(mrow + c, mnew);
-            for (int d = 0; d < hd; d++) {
-              float *orow = ot + (int64_t)d * rows_pad + c;
-              kvi_vstore(orow, kvi_vload(orow) * al);
+              kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, masked, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+              c += KV_GEMM_NR;
             }
           }
-          /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. */
+          /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
+             of 12) reads as many P vectors per FMA as a full one does per two, so the last full
+             block and it are split in two halves instead (8 + 8). */
+          const int rem = hd % KV_ATT_MR;
+          const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
+          const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
           for (int pn = 0; pn < npan; pn++) {
             const float *p = st + pn * KV_GEMM_NR;
             float *opan = ot + pn * KV_GEMM_NR;
             int d0 = 0;
-            for (; d0 + KV_ATT_MR <= hd; d0 += KV_ATT_MR)
+            for (; d0 < full_end; d0 += KV_ATT_MR)
               kvi_pv_full(tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-            if (d0 < hd) kvi_pv_any(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+            if (halves) {
+              const int h1 = (hd - d0 + 1) / 2;
+              kvi_pv_part(h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+              d0 += h1;
+            }
+            if (d0 < hd) kvi_pv_part(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
           }
         }
       }
       /* Normalise and write out; the log-sum-exp back in natural units. */
-      for (int rho = 0; rho < nr; rho++) {
-        const int i = i0 + rho / group;
-        const int h = g * group + rho % group;
-        float *dst = o + ((int64_t)i * heads + h) * hd;
-        if (lrow[rho] > 0.0f) {
-          const float inv = 1.0f / lrow[rho];
-          for (int d = 0; d < hd; d++) dst[d] = ot[(int64_t)d * rows_pad + rho] * inv;
-          lse[(int64_t)i * heads + h] = (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f;
-        } else {
-          for (int d = 0; d < hd; d++) dst[d] = 0.0f;
-          lse[(int64_t)i * heads + h] = -INFINITY;
+      for (int c0 = 0; c0 < nr; c0 += KV_VL) {
+        const int np = kvi_imin(KV_VL, nr - c0);
+        float inv[KV_VL];
+        float *dst[KV_VL];
+        for (int j = 0; j < np; j++) {
+          const int rho = c0 + j;
+          const int64_t ih = (int64_t)(i0 + rho / group) * heads + g * group + rho % group;
+          dst[j] = o + ih * hd;
+          inv[j] = lrow[rho] > 0.0f ? 1.0f / lrow[rho] : 0.0f;
+          lse[ih] = lrow[rho] > 0.0f ? (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f : -INFINITY;
         }
+        kvi_unpack_pairs(np, hd, ot + c0, rows_pad, inv, dst);
+        /* A pair that saw no key is 0, whatever its O^T holds. */
+        for (int j = 0; j < np; j++)
+          if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
       }
     }
     free(qpack);
