@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import type { Expr } from '../../src/dsl/ast.ts';
 import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
 import type { Diagnostic } from '../../src/dsl/diagnostics.ts';
+import { canvasSets } from '../../src/dsl/semantics/evaluate.ts';
 import { arithmetic, forEachChild, type TypedPlan } from '../../src/dsl/typecheck.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
@@ -468,18 +469,7 @@ const setExprArb = (o: GenOptions): fc.Arbitrary<string> =>
   fc.letrec<{ set: string }>((tie) => ({
     set: fc.oneof(
       { depthSize: 'small', maxDepth: 3 },
-      fc.constantFrom(
-        'all',
-        'none',
-        'prompt',
-        'generated',
-        'masked',
-        'decoded',
-        'newly_decoded',
-        'current_block',
-        'before_block',
-        'after_block',
-      ),
+      fc.constantFrom(...canvasSets),
       fc
         .tuple(tie('set'), fc.constantFrom('|', '&', '-'), tie('set'))
         .map(([a, op, b]) => `(${a} ${op} ${b})`),

@@ -23,6 +23,8 @@ export class Canvas {
   step = 0;
   block = 0;
   blockStep = 0;
+  /** Counts the commits (lookahead's restores included), so that `state` tells states apart. */
+  private commits = 0;
 
   /**
    * Where block 0 starts. With `aligned` (a model trained with blocks counted from position 0:
@@ -48,6 +50,14 @@ export class Canvas {
   }
   get numBlocks(): number {
     return Math.ceil((this.length - this.origin) / this.blockLen);
+  }
+
+  /**
+   * Names the token state: equal between two reads only if no commit, remask or advance came
+   * between them (step and block are read too, for code that sets them directly).
+   */
+  get state(): string {
+    return `${this.commits}:${this.step}:${this.block}:${this.blockStep}`;
   }
 
   isPrompt(i: number): boolean {
@@ -93,6 +103,7 @@ export class Canvas {
     for (const i of positions) this.decodedAt[i] = this.step;
     for (const i of remasked) this.decodedAt[i] = -1;
     for (const i of [...positions, ...remasked]) this.changedAt[i] = this.step;
+    this.commits++;
   }
 
   /** What `f` returns on the state after committing `positions` and advancing; the state is then restored. */
@@ -108,6 +119,7 @@ export class Canvas {
       this.decodedAt.set(saved);
       this.changedAt.set(changed);
       [this.step, this.block, this.blockStep] = [step, block, blockStep];
+      this.commits++;
     }
   }
 

@@ -30,6 +30,11 @@ export interface EvalEnv {
   readonly canvas: Canvas;
   readonly bindings: ReadonlyMap<string, Binding>;
   readonly hooks: EvalHooks;
+  /**
+   * Values of canvas-pure expressions (see `canvasPure`) already computed on this token state:
+   * whoever passes it starts a new one when the state changes (`Canvas.state`).
+   */
+  readonly memo?: Map<Expr, RuntimeValue>;
 }
 
 export const maskOf = (n: number, f: (i: number) => boolean): Mask => {
@@ -114,7 +119,84 @@ export function evaluate(e: Expr, env: EvalEnv): RuntimeValue {
 /** Values are never written to after they are made, so a memoised one may be read again. */
 type LetValues = Map<string, RuntimeValue>;
 
+/** The builtin sets of positions (`baseSet`). */
+export const canvasSets = [
+  'all',
+  'none',
+  'prompt',
+  'generated',
+  'masked',
+  'decoded',
+  'newly_decoded',
+  'current_block',
+  'before_block',
+  'after_block',
+] as const;
+
+/** Names whose value is a function of the token state alone (no model, cache, selection or hook). */
+const canvasNames = new Set<string>([
+  ...canvasSets,
+  'age',
+  'position',
+  'step',
+  'block_step',
+  'block_index',
+  'block_start',
+]);
+/** Calls that compute from their arguments alone. */
+const canvasCalls = new Set(['window', 'leftmost', 'shift', 'every', 'count']);
+const pureOf = new WeakMap<Expr, boolean>();
+
+/**
+ * Whether `e` is a function of the token state alone: parameters, the canvas sets and numbers, and
+ * set algebra over them, through lets. Its value cannot change while the state does not (it reads
+ * no score, cache, selection or hook), so it may be evaluated once per state, however many layers
+ * ask.
+ */
+export function canvasPure(e: Expr, bindings: ReadonlyMap<string, Binding>): boolean {
+  const known = pureOf.get(e);
+  if (known !== undefined) return known;
+  const pure = (x: Expr) => canvasPure(x, bindings);
+  let v: boolean;
+  switch (e.kind) {
+    case 'number':
+    case 'bool':
+      v = true;
+      break;
+    case 'name': {
+      const b = bindings.get(e.name);
+      v = b?.kind === 'param' || (b?.kind === 'let' ? pure(b.expr) : !b && canvasNames.has(e.name));
+      break;
+    }
+    case 'filter':
+      v = pure(e.predicate) && pure(e.set);
+      break;
+    case 'unary':
+      v = pure(e.operand);
+      break;
+    case 'binary':
+      v = pure(e.left) && pure(e.right);
+      break;
+    case 'call':
+      v = canvasCalls.has(e.callee.name) && e.args.every(pure);
+      break;
+  }
+  pureOf.set(e, v);
+  return v;
+}
+
 function evaluateWith(e: Expr, env: EvalEnv, lets: LetValues): RuntimeValue {
+  const memo = env.memo;
+  if (!memo || e.kind === 'number' || e.kind === 'bool' || !canvasPure(e, env.bindings))
+    return evaluateNode(e, env, lets);
+  const known = memo.get(e);
+  if (known !== undefined) return known;
+  const v = evaluateNode(e, env, lets);
+  memo.set(e, v);
+  return v;
+}
+
+function evaluateNode(e: Expr, env: EvalEnv, lets: LetValues): RuntimeValue {
   const c = env.canvas;
   const n = c.length;
   const of = (x: Expr) => evaluateWith(x, env, lets);

@@ -4,7 +4,15 @@ import { forEachChild, forEachStmtExpr, type TypedPlan } from '../typecheck.ts';
 import type { Canvas } from './canvas.ts';
 import { constantOf } from './constant.ts';
 import { decideCommits, decideRevocations, decodeCandidates } from './decodeRule.ts';
-import { type EvalEnv, type EvalHooks, evaluate, type Mask, maskOf, members } from './evaluate.ts';
+import {
+  type EvalEnv,
+  type EvalHooks,
+  evaluate,
+  type Mask,
+  maskOf,
+  members,
+  type RuntimeValue,
+} from './evaluate.ts';
 import { type LayerRules, reusedSegments, segmentsOf } from './layerRules.ts';
 import { fullSegmentKeys, segmentKeys } from './segments.ts';
 
@@ -198,10 +206,18 @@ export class PlanStepper {
     return this.similarities[l];
   }
 
+  /** Canvas-pure values of this token state: the layers of a step read the same sets again. */
+  private memo = new Map<Expr, RuntimeValue>();
+  private memoState = '';
   env(): EvalEnv {
-    return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks };
+    const state = this.canvas.state;
+    if (state !== this.memoState) {
+      this.memo = new Map();
+      this.memoState = state;
+    }
+    return { canvas: this.canvas, bindings: this.typed.bindings, hooks: this.hooks, memo: this.memo };
   }
-  eval(e: Expr): ReturnType<typeof evaluate> {
+  eval(e: Expr): RuntimeValue {
     const outer = this.evaluating;
     this.evaluating ??= e;
     try {
