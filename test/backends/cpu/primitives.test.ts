@@ -475,6 +475,8 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       check('nk=1000 hd=64', makeCase(101, { nq: 40, nk: 1000, heads: 4, kvh: 2, hd: 64 }));
       check('nk=700 hd=33 masked', makeCase(102, { nq: 70, nk: 700, heads: 2, kvh: 1, hd: 33 }));
       check('large scores', makeCase(103, { nq: 20, nk: 300, heads: 2, kvh: 2, hd: 16, amp: 6, scale: 1 }));
+      // Without GQA, more queries than one unit holds (128 pairs), the last unit partial.
+      check('nq=150 hd=20', makeCase(106, { nq: 150, nk: 200, heads: 2, kvh: 2, hd: 20 }));
     });
 
     test('sequences sharing the canvas: a row sees only keys of its own, in runs or interleaved', () => {
@@ -495,9 +497,10 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       }
     });
 
+    // A unit holds at most 128 pairs (4 panels of 32 with AVX-512).
     test('a GQA group larger than one work unit', () => {
-      check('heads=72 kvh=1', makeCase(104, { nq: 3, nk: 50, heads: 72, kvh: 1, hd: 8, blocks: null }));
-      check('heads=96 kvh=2', makeCase(105, { nq: 5, nk: 90, heads: 96, kvh: 2, hd: 16 }));
+      check('heads=160 kvh=1', makeCase(104, { nq: 3, nk: 50, heads: 160, kvh: 1, hd: 8, blocks: null }));
+      check('heads=288 kvh=2', makeCase(105, { nq: 5, nk: 90, heads: 288, kvh: 2, hd: 16 }));
     });
 
     test('no keys: o = 0, lse = -Infinity', () => {

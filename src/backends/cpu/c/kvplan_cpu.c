@@ -934,7 +934,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
  */
 
 #ifndef KV_ATT_PANELS
-#define KV_ATT_PANELS 2 /* pair panels per unit: 2 * NR pairs */
+#define KV_ATT_PANELS 4 /* pair panels per unit: 4 * NR pairs */
 #endif
 /*
  * Keys per micro-tile of K Q^T, and hd rows per micro-tile of V^T P^T: with AVX-512, 12 rows by 2
@@ -1229,7 +1229,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
   const int group = heads / kvh;
   const int upairs = KV_ATT_PANELS * KV_GEMM_NR;                 /* pairs per unit, at most */
   const int qblock = group >= upairs ? 1 : upairs / group; /* query rows per unit */
-  const int rows = qblock * group;
+  const int rows = kvi_imin(qblock, nq) * group; /* pairs of the largest unit */
   const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T and O^T row stride */
   const int qblocks = (int)kvi_ceil_div(nq, qblock);
   const int units = qblocks * (only >= 0 ? 1 : kvh);
