@@ -1017,8 +1017,8 @@ static void kvi_pv_full(int tl, const float *const *vrow, int d0, const float *p
 }
 
 /*
- * The last nd < KV_ATT_MR rows of hd (hd 64 and 128 leave 4 and 8 with AVX-512): each nd is its own
- * inlined copy, so that its accumulators stay in registers (a variable nd kept them in memory and
+ * nd < KV_ATT_MR rows of hd (with AVX-512, hd 128 leaves 8, and hd 64 leaves 4, run as 8 + 8 with
+ * the last full block): each nd is its own inlined copy, so that its accumulators stay in registers (a variable nd kept them in memory and
  * ran that sixteenth of O^T += V^T P^T at a fraction of the speed).
  */
 static void kvi_pv_part(int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
@@ -1161,8 +1161,8 @@ static void kvi_pack_pairs(int rho0, int nr, int group, int heads, int hd, float
 #else
   for (int c = 0; c < KV_GEMM_NR; c++) {
     const int rho = rho0 + c;
-    const float *src = q0 + ((int64_t)(rho / group) * heads + rho % group) * hd;
-    for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = rho < nr ? src[d] * qscale : 0.0f;
+    const float *src = rho < nr ? q0 + ((int64_t)(rho / group) * heads + rho % group) * hd : NULL;
+    for (int d = 0; d < hd; d++) dst[d * KV_GEMM_NR + c] = src ? src[d] * qscale : 0.0f;
   }
 #endif
 }
