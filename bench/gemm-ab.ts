@@ -9,18 +9,11 @@
  * compared here: both builds loaded side by side, reading one packed copy of the weights, calls
  * alternating (the order flipped every round), the median per layer reported for each.
  */
-import { execFileSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
-import { compileLibrary } from '../src/backends/cpu/compiler.ts';
-import {
-  bindPrimitives,
-  compilePrimitives,
-  Dtype16,
-  type Primitives,
-} from '../src/backends/cpu/primitives.ts';
+import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/report/table.ts';
+import { abBuilds, abCommand, alternate } from './ab.ts';
 import { benchModel } from './policies.ts';
-import { median, randomFloats } from './timing.ts';
+import { randomFloats } from './timing.ts';
 
 const usage =
   'usage: npx tsx bench/gemm-ab.ts <git revision> [--rows 1,16,17,32,64] [--threads 1,2] [--dtype f32|bf16|f16|bf16-dot]';
@@ -31,55 +24,13 @@ const dtypes: Readonly<Record<string, Dtype16 | 0>> = {
   'bf16-dot': Dtype16.bf16Dot,
 };
 
-function fail(msg: string, code: number): never {
-  console.error(`gemm-ab: ${msg}\n${usage}`);
-  process.exit(code);
-}
-
-function list(x: string | undefined, d: string): number[] {
-  const v = (x ?? d).split(',').map(Number);
-  if (v.some((n) => !Number.isInteger(n) || n < 1)) fail(`bad list "${x}"`, 2);
-  return v;
-}
-
-const parsed = (() => {
-  try {
-    return parseArgs({
-      options: { rows: { type: 'string' }, threads: { type: 'string' }, dtype: { type: 'string' } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    return fail((e as Error).message, 2);
-  }
-})();
-const [rev, ...extra] = parsed.positionals;
-if (rev === undefined || extra.length > 0) fail('give one git revision', 2);
-const rows = list(parsed.values.rows, '1,16,17,32,64');
-const threads = list(parsed.values.threads, '1,2');
-const dtypeName = parsed.values.dtype ?? 'f32';
+const { rev, values, list, fail } = abCommand('gemm-ab', usage, ['rows', 'threads', 'dtype']);
+const rows = list('rows', '1,16,17,32,64');
+const threads = list('threads', '1,2');
+const dtypeName = values.dtype ?? 'f32';
 const dtype = dtypes[dtypeName];
 if (dtype === undefined) fail(`unknown --dtype "${dtypeName}"`, 2);
-
-let oldSource: string;
-try {
-  oldSource = execFileSync('git', ['show', `${rev}:src/backends/cpu/c/kvplan_cpu.c`], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-} catch (e) {
-  fail(`no CPU primitives at revision "${rev}": ${String((e as { stderr?: string }).stderr ?? e).trim()}`, 1);
-}
-const builds: { name: string; p: Primitives }[] = (() => {
-  try {
-    return [
-      { name: rev, p: bindPrimitives(compileLibrary(oldSource)) },
-      { name: 'working tree', p: bindPrimitives(compilePrimitives()) },
-    ];
-  } catch (e) {
-    return fail(`the primitives do not build: ${(e as Error).message}`, 1);
-  }
-})();
+const builds = abBuilds(rev, fail);
 
 const c = benchModel;
 // [k, n] of every projection of a layer, as the lowering calls them (q, k, v, o, gate, up, down).
@@ -89,7 +40,7 @@ const shapes: [number, number][] = [
   [c.dModel, c.dFF],
   [c.dFF, c.dModel],
 ];
-const [first, second] = builds as [(typeof builds)[0], (typeof builds)[0]];
+const [first, second] = builds;
 // 16-bit weights: the top halves of random floats (bf16 of them; as f16, finite values near 1).
 const pack = (p: Primitives, n: number, k: number, w: Float32Array): Float32Array | Uint16Array =>
   dtype
@@ -132,15 +83,7 @@ for (const t of threads) {
         });
       return (performance.now() - start) / c.layers;
     };
-    const times = builds.map(() => [] as number[]);
-    for (let round = 0; round < 17; round++) {
-      const order = round % 2 === 0 ? [0, 1] : [1, 0];
-      for (const i of order) {
-        const ms = layerPass((builds[i] as (typeof builds)[0]).p);
-        if (round > 0) (times[i] as number[]).push(ms);
-      }
-    }
-    const [ta, tb] = times.map(median) as [number, number];
+    const [ta, tb] = alternate(builds, 16, layerPass) as [number, number];
     out.push([String(t), String(m), fmt(ta), fmt(tb), fmt(ta / tb)]);
     console.error(`threads ${t}, ${m} rows: ${rev} ${fmt(ta)} ms, working tree ${fmt(tb)} ms a layer`);
   }

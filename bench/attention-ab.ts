@@ -1,0 +1,63 @@
+/**
+ * `npx tsx bench/attention-ab.ts <git revision> [--shapes nq:nk:heads:kvh:hd,...] [--threads 1,2]`:
+ * the attention of the working tree's CPU primitives against the one of another revision, in one
+ * process, on the same inputs, calls alternating (bench/ab.ts), the median per call reported for
+ * each, and the largest difference between their outputs (0 when a change keeps every bit).
+ *
+ * The default shapes: the kernel bench's N=1024 and N=4096 (8 and 32 heads, d 64 and 128, GQA) and
+ * a cached step of the policies model (32 queries over 160 keys, 16 heads of 64).
+ */
+import { fmt, table } from '../src/report/table.ts';
+import { abBuilds, abCommand, alternate } from './ab.ts';
+import { randomFloats } from './timing.ts';
+
+const usage =
+  'usage: npx tsx bench/attention-ab.ts <git revision> [--shapes nq:nk:heads:kvh:hd,...] [--threads 1,2]';
+const { rev, values, list, fail } = abCommand('attention-ab', usage, ['shapes', 'threads']);
+const threads = list('threads', '1,2');
+const shapes = (
+  values.shapes ?? '1024:1024:8:8:64,1024:1024:32:8:128,4096:4096:8:8:128,4096:4096:32:32:64,32:160:16:16:64'
+)
+  .split(',')
+  .map((s) => {
+    const v = s.split(':').map(Number);
+    const [nq, nk, heads, kvh, hd] = v as [number, number, number, number, number];
+    if (v.length !== 5 || v.some((n) => !Number.isInteger(n) || n < 1) || heads % kvh !== 0)
+      fail(`bad shape "${s}": nq:nk:heads:kvh:hd, positive, heads a multiple of kvh`, 2);
+    if (nq * heads * hd > 2 ** 27 || nk * kvh * hd > 2 ** 27) fail(`shape "${s}" is too large`, 2);
+    return { nq, nk, heads, kvh, hd };
+  });
+const builds = abBuilds(rev, fail);
+
+const out: string[][] = [];
+for (const t of threads) {
+  for (const b of builds) b.p.setThreads(t);
+  for (const { nq, nk, heads, kvh, hd } of shapes) {
+    const q = randomFloats(nq * heads * hd, 1);
+    const [kc, vc] = [randomFloats(nk * kvh * hd, 2), randomFloats(nk * kvh * hd, 3)];
+    const qpos = Int32Array.from({ length: nq }, (_, i) => nk - nq + i);
+    const kpos = Int32Array.from({ length: nk }, (_, i) => i);
+    const outs = builds.map(() => ({
+      o: new Float32Array(nq * heads * hd),
+      lse: new Float32Array(nq * heads),
+    }));
+    const flops = 4 * nq * nk * heads * hd;
+    // Enough calls per sample for about 20 ms at 150 GFLOP/s.
+    const calls = Math.max(1, Math.round(3e9 / flops));
+    const pass = (p: (typeof builds)[0]['p'], build: number) => {
+      const r = outs[build] as (typeof outs)[0];
+      const start = performance.now();
+      for (let c = 0; c < calls; c++)
+        p.attention(nq, nk, heads, kvh, hd, 1 / Math.sqrt(hd), q, kc, vc, qpos, kpos, null, r.o, r.lse);
+      return (performance.now() - start) / calls;
+    };
+    const [ta, tb] = alternate(builds, 10, pass) as [number, number];
+    const [a, b] = outs as [(typeof outs)[0], (typeof outs)[0]];
+    const diff = a.o.reduce((m, x, i) => Math.max(m, Math.abs(x - (b.o[i] as number))), 0);
+    const shape = `${nq}x${nk} H=${heads}${kvh === heads ? '' : ` KV=${kvh}`} d=${hd}`;
+    out.push([String(t), shape, fmt(ta), fmt(tb), fmt(ta / tb), fmt((flops / tb) * 1e-6), String(diff)]);
+    console.error(`threads ${t}, ${shape}: ${rev} ${fmt(ta)} ms, working tree ${fmt(tb)} ms`);
+  }
+}
+console.log('attention, ms per call (median of 10 alternating samples)\n');
+console.log(table(['threads', 'shape', rev, 'working tree', 'speedup', 'GFLOP/s (tree)', 'max |diff|'], out));
