@@ -2,11 +2,13 @@
  * `npx tsx bench/attention-ab.ts <git revision> [--shapes nq:nk:heads:kvh:hd,...] [--threads 1,2]`:
  * the attention of the working tree's CPU primitives against the one of another revision, in one
  * process, on the same inputs, calls alternating (bench/ab.ts), the median per call reported for
- * each, and the largest difference between their outputs (0 when a change keeps every bit).
+ * each, and the largest difference between their outputs, O and log-sum-exp (0 when a change keeps
+ * every bit).
  *
  * The default shapes: the kernel bench's N=1024 and N=4096 (8 and 32 heads, d 64 and 128, GQA) and
  * a cached step of the policies model (32 queries over 160 keys, 16 heads of 64).
  */
+import type { Primitives } from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { abBuilds, abCommand, alternate } from './ab.ts';
 import { randomFloats } from './timing.ts';
@@ -44,7 +46,7 @@ for (const t of threads) {
     const flops = 4 * nq * nk * heads * hd;
     // Enough calls per sample for about 20 ms at 150 GFLOP/s.
     const calls = Math.max(1, Math.round(3e9 / flops));
-    const pass = (p: (typeof builds)[0]['p'], build: number) => {
+    const pass = (p: Primitives, build: number) => {
       const r = outs[build] as (typeof outs)[0];
       const start = performance.now();
       for (let c = 0; c < calls; c++)
@@ -53,7 +55,9 @@ for (const t of threads) {
     };
     const [ta, tb] = alternate(builds, 10, pass) as [number, number];
     const [a, b] = outs as [(typeof outs)[0], (typeof outs)[0]];
-    const diff = a.o.reduce((m, x, i) => Math.max(m, Math.abs(x - (b.o[i] as number))), 0);
+    const gap = (x: Float32Array, y: Float32Array) =>
+      x.reduce((m, v, i) => Math.max(m, Math.abs(v - (y[i] as number))), 0);
+    const diff = Math.max(gap(a.o, b.o), gap(a.lse, b.lse));
     const shape = `${nq}x${nk} H=${heads}${kvh === heads ? '' : ` KV=${kvh}`} d=${hd}`;
     out.push([String(t), shape, fmt(ta), fmt(tb), fmt(ta / tb), fmt((flops / tb) * 1e-6), String(diff)]);
     console.error(`threads ${t}, ${shape}: ${rev} ${fmt(ta)} ms, working tree ${fmt(tb)} ms`);

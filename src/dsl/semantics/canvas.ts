@@ -23,7 +23,11 @@ export class Canvas {
   step = 0;
   block = 0;
   blockStep = 0;
-  /** Counts the commits (lookahead's restores included), so that `state` tells states apart. */
+  /**
+   * Counts the commits, so that `state` tells states apart; a lookahead's commit counts too, so the
+   * state it restores is a new one (its contents are the old state's, which a new name only costs a
+   * re-evaluation).
+   */
   private commits = 0;
 
   /**
@@ -119,7 +123,6 @@ export class Canvas {
       this.decodedAt.set(saved);
       this.changedAt.set(changed);
       [this.step, this.block, this.blockStep] = [step, block, blockStep];
-      this.commits++;
     }
   }
 

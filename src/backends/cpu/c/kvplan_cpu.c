@@ -1333,18 +1333,17 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
                            st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
           /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
           for (int c = 0; c < width;) {
-            const int masked = blocks || seqs;
             if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
-              kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, masked, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+              kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
               c += KV_ATT_SOFTMAX_NV * KV_VL;
             } else {
-              kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, masked, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+              kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
               c += KV_GEMM_NR;
             }
           }
           /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
-             of 12) reads as many P vectors per FMA as a full one does per two, so the last full
-             block and it are split in two halves instead (8 + 8). */
+             of 12) loads the same P vectors as a full one for a third of its FMAs, so the last
+             full block and it are split in two halves instead (8 + 8). */
           const int rem = hd % KV_ATT_MR;
           const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
           const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
