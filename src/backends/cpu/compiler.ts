@@ -283,10 +283,14 @@ export function findOnPath(name: string): string | undefined {
  * Runs `"$@"` (the compiler) in its own session and waits for it; on SIGTERM, SIGINT or SIGHUP
  * it kills that whole session (the driver and its cc1, as and ld) and removes the output file $1.
  * The compiler has a session of its own so that a Ctrl-C reaches only this guard, which cleans up.
+ * The handler first ignores further signals (the parent-death signal comes once per thread of the
+ * dying Node process) and points its output at /dev/null: the shell reports the killed compiler
+ * ("Terminated") on stderr, a pipe whose reader is gone, and SIGPIPE would end it before the rm.
  */
-const GUARD =
+export const GUARD =
   'out=$1; shift; c=; ' +
-  'trap \'[ -n "$c" ] && kill -TERM -"$c" 2>/dev/null && wait "$c"; rm -f -- "$out"; exit 143\' HUP INT TERM; ' +
+  'trap \'trap "" HUP INT TERM; exec >/dev/null 2>&1; ' +
+  '[ -n "$c" ] && kill -TERM -"$c" && wait "$c"; rm -f -- "$out"; exit 143\' HUP INT TERM; ' +
   'setsid "$@" & c=$!; wait "$c"';
 
 let pdeathsig: boolean | undefined;

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { GUARD } from '../../../src/backends/cpu/compiler.ts';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -123,6 +124,31 @@ wait`);
       expect(readdirSync(cacheDir).filter((f) => f.endsWith('.so'))).toEqual([]);
     });
   }
+});
+
+describe.skipIf(process.platform !== 'linux')('the compile guard', () => {
+  // Its handler is reached as the Node process dies: its stderr then leads to a closed pipe,
+  // and the parent-death signal arrives once per thread. Neither may keep it from cleaning up.
+  test('removes the output when stderr has no reader and the signal comes again and again', async () => {
+    const out = join(root, 'guarded.so');
+    const mark = join(root, 'pids-guard');
+    const cc = fakeCompiler(`
+: > "$1"
+sleep 60 & echo "$$ $!" > "${mark}.tmp" && mv "${mark}.tmp" "${mark}"
+wait`);
+    const guard = spawn('sh', ['-c', GUARD, 'kvplan-cc-guard', out, cc, out], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const done = exited(guard);
+    expect(await until(() => existsSync(mark), 30_000)).toBe(true);
+    const pids = readFileSync(mark, 'utf8').trim().split(' ').map(Number);
+    guard.stderr?.destroy();
+    for (let i = 0; i < 5; i++) guard.kill('SIGTERM');
+    const result = await done;
+    expect(result.code).toBe(143);
+    expect(await until(() => pids.every((p) => !alive(p)), 2000)).toBe(true);
+    expect(existsSync(out)).toBe(false);
+  });
 });
 
 describe('a cache shared by two machines', () => {
