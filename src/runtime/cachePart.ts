@@ -31,7 +31,8 @@ export function cachePartTensor(
   const row = cachePartRow(part, c);
   const v = floats(cachePartResource(part, layer), L * row.reduce((a, b) => a * b, 1));
   if (!v) return undefined;
-  // Copied: the backend's cache moves on. A float32 cache stays float32 until read as float64.
+  // A view, valid until the runner runs again (StepRunner.cachePart). A float32 cache stays float32
+  // until read as float64.
   const shape = [L, ...row];
-  return v instanceof Float32Array ? float32Tensor(shape, v.slice()) : { shape, data: new Float64Array(v) };
+  return v instanceof Float32Array ? float32Tensor(shape, v) : { shape, data: new Float64Array(v) };
 }

@@ -24,7 +24,9 @@ export function mostAttended(mass: ArrayLike<number>): number {
  * where `mass` twice would project the keys twice), `query_key` (the mean unscaled query-key product of each
  * row), `k` (fresh keys of every row after RoPE, [L, kv_heads, head_dim], as the K cache holds
  * them) or `v` (fresh values of every row, [L, kv_heads, head_dim]). Queries and keys are canvas
- * positions of the sequence; keys are all its rows.
+ * positions of the sequence; keys are all its rows. A `k` or `v` result may live in storage the
+ * probe reuses at its next call (the drift scores read it at once); the other results are the
+ * caller's.
  */
 export interface Probe {
   measure(

@@ -33,7 +33,9 @@ type Maybe<T> = T | Promise<T>;
 export interface StepRunner {
   /**
    * Loads the canvas rows and embeds every token. Returns the hidden state when `read` asks for it
-   * (scores probe it), so that a backend can fetch it with the stage's own results.
+   * (scores probe it), so that a backend can fetch it with the stage's own results. The hidden
+   * states a step returns (here and from `layer`) stay valid until the next step's embed: a runner
+   * may reuse their storage then.
    */
   embed(program: Program, canvas: CanvasRows, read: boolean): Maybe<HostTensor | undefined>;
   /** Runs one layer stage with the given index lists (a list not given is empty). */
@@ -45,7 +47,10 @@ export interface StepRunner {
   ): Maybe<HostTensor | undefined>;
   /** The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. */
   head(program: Program, out: Int32Array): Maybe<HostTensor>;
-  /** A cache part of a layer, for the drift scores that compare fresh values with cached ones. */
+  /**
+   * A cache part of a layer, for the drift scores that compare fresh values with cached ones. It
+   * may be a view of the runner's own storage, valid until the runner's next call.
+   */
   cachePart(part: CachePart, layer: number): HostTensor | undefined;
   /** The backend's compiled score probe; without one, probes run on the reference interpreter. */
   readonly probe?: Probe;

@@ -27,6 +27,22 @@ export class CpuProbe implements Probe {
     private readonly weight: WeightLookup,
   ) {}
 
+  /**
+   * A buffer of n floats that one kind of intermediate (`slot`) reuses from call to call: a probe
+   * runs on every layer of every step, and fresh canvas-sized arrays there kept the garbage
+   * collector's threads busy on the cores the kernels need.
+   */
+  private readonly scratch = new Map<string, Float32Array>();
+  private buffer(slot: string, n: number): Float32Array {
+    let b = this.scratch.get(slot);
+    if (!b || b.length < n) {
+      b = new Float32Array(n);
+      this.scratch.set(slot, b);
+    }
+    return b.subarray(0, n);
+  }
+
+  /** Projects rows of xn with a layer's weight, into the scratch buffer `slot`. */
   private project(
     xn: Float32Array,
     L: number,
@@ -34,13 +50,14 @@ export class CpuProbe implements Probe {
     name: string,
     n: number,
     rows: Int32Array | null,
+    slot: string,
   ) {
     const c = this.config;
     const w = this.weight(`model.layers.${layer}.self_attn.${name}.weight`);
     const bias = c.qkvBias ? this.floats(`model.layers.${layer}.self_attn.${name}.bias`) : null;
     const m = rows ? rows.length : L;
     const width = n * c.headDim;
-    const out = new Float32Array(m * width);
+    const out = this.buffer(slot, m * width);
     if (w.packed16) {
       const { bits, dtype } = w.packed16;
       this.prims.gemm16(m, width, c.dModel, xn, c.dModel, rows, bits, dtype, bias, out, width, false);
@@ -81,18 +98,21 @@ export class CpuProbe implements Probe {
   ): HostTensor {
     const c = this.config;
     const L = h.shape[0] as number;
-    const xn = new Float32Array(L * c.dModel);
+    const xn = this.buffer('xn', L * c.dModel);
     const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
     this.prims.rmsnorm(L, c.dModel, float32Of(h) ?? new Float32Array(h.data), null, norm, c.normEps, xn);
     // K and V stay float32 (widened only if read as float64): drift scores compare them as such.
     if (output === 'v')
-      return float32Tensor([L, c.kvHeads, c.headDim], this.project(xn, L, layer, 'v_proj', c.kvHeads, null));
+      return float32Tensor(
+        [L, c.kvHeads, c.headDim],
+        this.project(xn, L, layer, 'v_proj', c.kvHeads, null, 'v'),
+      );
     const keys = Int32Array.from({ length: L }, (_, i) => i);
-    const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null), layer, 'k_norm');
+    const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null, 'k'), layer, 'k_norm');
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
     if (output === 'k') return float32Tensor([L, c.kvHeads, c.headDim], k);
     const q = this.rope(
-      this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries), layer, 'q_norm'),
+      this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries, 'q'), layer, 'q_norm'),
       queries,
     );
     if (output === 'query_key') {
@@ -130,7 +150,10 @@ export class CpuProbe implements Probe {
       const qTop =
         at >= 0
           ? q.subarray(at * width, (at + 1) * width)
-          : this.rope(this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, top), layer, 'q_norm'), top);
+          : this.rope(
+              this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, top, 'qtop'), layer, 'q_norm'),
+              top,
+            );
       const mass = new Float64Array(L);
       this.prims.attentionMass(
         1,

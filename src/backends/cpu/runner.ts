@@ -77,6 +77,7 @@ export class CpuRunner implements StepRunner {
   private hAt: number | undefined;
   private readonly packed: (i: number) => unknown;
   private compiledProbe: CpuProbe | undefined;
+  private readonly records: Float32Array[] = [];
 
   constructor(
     private readonly build: CpuBuild,
@@ -154,11 +155,21 @@ export class CpuRunner implements StepRunner {
     return e;
   }
 
-  private hidden(): HostTensor {
+  /**
+   * The hidden state as it is now, copied into the buffer of its place in the step (`record`: 0
+   * after the embedding, l + 1 after layer l): the arena moves on, and a fresh copy per layer and
+   * step was most of what score-driven plans gave the garbage collector.
+   */
+  private hidden(record: number): HostTensor {
     const d = this.build.lowered.config.dModel;
     const at = this.carried();
-    // Copied now: the arena moves on.
-    return float32Tensor([this.L, d], this.arena.slice(at, at + this.L * d));
+    let buf = this.records[record];
+    if (!buf) {
+      buf = new Float32Array(this.L * d);
+      this.records[record] = buf;
+    }
+    buf.set(this.arena.subarray(at, at + this.L * d));
+    return float32Tensor([this.L, d], buf);
   }
 
   private carried(): number {
@@ -173,7 +184,7 @@ export class CpuRunner implements StepRunner {
     this.ints.get('blocks')?.set(canvas.blocks);
     this.ints.get('seqs')?.set(canvas.seqs);
     this.hAt = this.run(program, 'embed', undefined).outputs.h;
-    return read ? this.hidden() : undefined;
+    return read ? this.hidden(0) : undefined;
   }
 
   layer(
@@ -186,7 +197,7 @@ export class CpuRunner implements StepRunner {
     this.sizes.fill(0, 1);
     for (const [name, list] of lists) this.setList(name, list);
     this.hAt = this.run(program, layerStage(layer), this.carried()).outputs.h;
-    return read ? this.hidden() : undefined;
+    return read ? this.hidden(layer + 1) : undefined;
   }
 
   head(program: Program, out: Int32Array): HostTensor {
