@@ -12,7 +12,7 @@ import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
 import { bindPrimitives, compilePrimitives, Dtype16 } from './primitives.ts';
-import { CpuProbe } from './probe.ts';
+import { CpuProbe, type WeightLookup } from './probe.ts';
 import { type CpuManifest, renderC, type StageEntry } from './render.ts';
 
 export interface CpuBuild {
@@ -213,7 +213,10 @@ export class CpuRunner implements StepRunner {
     if (!this.compiledProbe) {
       const prims = bindPrimitives(this.build.primitives);
       const slots = new Map(this.build.manifest.slots.map((s) => [s.name, s]));
-      this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
+      // One view per weight, made once: a view of native memory counts as external memory to V8,
+      // and a new 4 MB view per probe call set off a full collection every few layers.
+      const views = new Map<string, ReturnType<WeightLookup>>();
+      const view = (name: string): ReturnType<WeightLookup> => {
         const slot = slots.get(name);
         const floats = this.floats.get(name);
         const half = this.halves.get(name);
@@ -226,6 +229,14 @@ export class CpuRunner implements StepRunner {
           return { packed16: { bits: new Uint16Array(koffi.view(ptr, size * 2)), dtype: Dtype16[half] } };
         }
         return { floats, packed: new Float32Array(koffi.view(ptr, prims.packedSize(n, k) * 4)) };
+      };
+      this.compiledProbe = new CpuProbe(prims, this.build.lowered.config, (name) => {
+        let v = views.get(name);
+        if (!v) {
+          v = view(name);
+          views.set(name, v);
+        }
+        return v;
       });
     }
     return this.compiledProbe;

@@ -2,7 +2,8 @@
  * The compiled score probe (CpuProbe) against the probe program on the float64 interpreter, under
  * the budget derived from the interpreter's eager float32 evaluation of the same program.
  */
-import { describe, expect, test } from 'vitest';
+import koffi from 'koffi';
+import { describe, expect, test, vi } from 'vitest';
 import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
 import { float32Tensor } from '../../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
@@ -181,4 +182,31 @@ test('drift scores on the compiled probe equal the host computation on the same 
         );
       expect(new Set(got).size).toBeGreaterThan(L / 2);
     }
+});
+
+test('the probe views each packed weight once, however often it measures', () => {
+  // A view of native memory counts as external memory to V8: one per call set off a full
+  // collection every few layers, whose threads then took the kernels' second core.
+  const plan = examplePlan('d2cache');
+  const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+  const L = 9;
+  const weights = randomWeights(config, 2);
+  const runner = new CpuRunner(buildCpu(plan, config, L), weights, L);
+  const h = float32Tensor([L, config.dModel], new Float32Array(L * config.dModel).fill(0.5));
+  const all = Int32Array.from({ length: L }, (_, i) => i);
+  const view = vi.spyOn(koffi, 'view');
+  try {
+    const measure = () => {
+      for (const layer of [0, 1])
+        for (const output of ['mass', 'v'] as const) runner.probe.measure(output, layer, h, all, undefined);
+    };
+    measure();
+    const first = view.mock.calls.length;
+    // q, k and v of two layers, each viewed once.
+    expect(first).toBe(6);
+    for (let i = 0; i < 4; i++) measure();
+    expect(view.mock.calls.length).toBe(first);
+  } finally {
+    view.mockRestore();
+  }
 });
