@@ -143,12 +143,17 @@ test('generation on the CPU backend measures scores with the compiled probe (a b
   }
 });
 
-test('drift scores on the compiled probe equal the host computation on the same float32 rows', () => {
-  const plan = examplePlan('dllm-cache');
+/** An example plan's CPU runner over L rows, on the first backend model fitted to the plan. */
+function exampleRunner(name: string, L: number, seed: number) {
+  const plan = examplePlan(name);
   const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+  const weights = randomWeights(config, seed);
+  return { config, weights, runner: new CpuRunner(buildCpu(plan, config, L), weights, L) };
+}
+
+test('drift scores on the compiled probe equal the host computation on the same float32 rows', () => {
   const L = 11;
-  const weights = randomWeights(config, 6);
-  const runner = new CpuRunner(buildCpu(plan, config, L), weights, L);
+  const { config, weights, runner } = exampleRunner('dllm-cache', L, 6);
   const rng = createRng(4);
   const floats = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
   const kv = config.kvHeads * config.headDim;
@@ -187,11 +192,8 @@ test('drift scores on the compiled probe equal the host computation on the same 
 test('the probe views each packed weight once, however often it measures', () => {
   // A view of native memory counts as external memory to V8: one per call set off a full
   // collection every few layers, whose threads then took the kernels' second core.
-  const plan = examplePlan('d2cache');
-  const config = modelFor(plan, backendConfigs[0] as ModelConfig);
   const L = 9;
-  const weights = randomWeights(config, 2);
-  const runner = new CpuRunner(buildCpu(plan, config, L), weights, L);
+  const { config, runner } = exampleRunner('d2cache', L, 2);
   const h = float32Tensor([L, config.dModel], new Float32Array(L * config.dModel).fill(0.5));
   const all = Int32Array.from({ length: L }, (_, i) => i);
   const view = vi.spyOn(koffi, 'view');
