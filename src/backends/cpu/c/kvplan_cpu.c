@@ -35,6 +35,13 @@
 #endif
 
 #define KV_GEMM_NR (KV_GEMM_NV * KV_VL) /* columns of one packed panel / micro-tile */
+/* The most rows of a partial last micro-panel that the micro-panel before it takes into its own
+   pass (KV_GEMM_MR + 6 rows of 2 vectors are 28 of AVX-512's 32 registers); 0: never. */
+#if defined(__AVX512F__)
+#define KV_GEMM_MERGE 6
+#else
+#define KV_GEMM_MERGE 0
+#endif
 #define KV_GEMM_KC 256            /* k-block: A micro-panel MR x KC stays in L1 */
 #define KV_GEMM_MC (KV_GEMM_MR * 8)  /* rows per work unit */
 #define KV_GEMM_NC 256            /* columns per work unit (rounded to whole panels) */
@@ -337,6 +344,64 @@ static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, flo
   }
 }
 
+#if KV_GEMM_MERGE > 0
+/*
+ * A full micro-panel ap and the first rows2 rows of the partial one after it (ap2) in one pass over
+ * the weight slice: the full rows go to c as kvi_micro_kernel writes them, the partial rows into
+ * tile (row stride NR). At 17 rows the third pass, for one row, read the whole slice again from L2
+ * for a 32% longer GEMM than at 16. Every row gets the same FMAs in the same order as on its own.
+ */
+static inline __attribute__((always_inline)) void kvi_micro_merged_kernel(int rows2, int kc, const float *restrict ap,
+                                                                     const float *restrict ap2,
+                                                                     const float *restrict bp, float *c, int64_t ldc,
+                                                                     int add, float *tile, uintptr_t pf, int pfstep) {
+  kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
+  kvi_vf acc2[KV_GEMM_MERGE][KV_GEMM_NV];
+  for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+  for (int r = 0; r < rows2; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) acc2[r][v] = kvi_vsplat(0.0f);
+  for (int kk = 0; kk < kc; kk++) {
+    kvi_vf b[KV_GEMM_NV];
+    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
+    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 0);
+    for (int r = 0; r < KV_GEMM_MR; r++) {
+      const float a = ap[r];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
+    }
+    for (int r = 0; r < rows2; r++) {
+      const float a = ap2[r];
+      for (int v = 0; v < KV_GEMM_NV; v++) acc2[r][v] = kvi_vfma(acc2[r][v], kvi_vbcast(a), b[v]);
+    }
+    ap += KV_GEMM_MR;
+    ap2 += KV_GEMM_MR;
+    bp += KV_GEMM_NR;
+  }
+  for (int r = 0; r < KV_GEMM_MR; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++)
+      kvi_vstore(c + r * ldc + v * KV_VL, add ? kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v] : acc[r][v]);
+  for (int r = 0; r < rows2; r++)
+    for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(tile + r * KV_GEMM_NR + v * KV_VL, acc2[r][v]);
+}
+
+static void kvi_micro_merged(int rows2, int kc, const float *ap, const float *ap2, const float *bp, float *c,
+                             int64_t ldc, int add, float *tile, uintptr_t pf, int pfstep) {
+  switch (rows2) {
+#define KVI_MERGED(r)                                                                              \
+  case r:                                                                                          \
+    kvi_micro_merged_kernel(r, kc, ap, ap2, bp, c, ldc, add, tile, pf, pfstep);                    \
+    break;
+    KVI_MERGED(1)
+    KVI_MERGED(2)
+    KVI_MERGED(3)
+    KVI_MERGED(4)
+    KVI_MERGED(5)
+    KVI_MERGED(6)
+#undef KVI_MERGED
+  }
+}
+#endif
+
 /*
  * Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels [kc][MR], one every
  * `stride` floats of dst.
@@ -432,20 +497,40 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
             else
               kvi_pack_a(mc, kc, a, lda, arows, i0, k0, apack, (int64_t)kc * KV_GEMM_MR);
           }
+          /* A partial last micro-panel of at most KV_GEMM_MERGE rows rides on the pass of the one
+             before it, on every whole column panel. */
+          const int tail = mc % KV_GEMM_MR;
+          const int merge = KV_GEMM_MERGE > 0 && tail > 0 && tail <= KV_GEMM_MERGE && mc > KV_GEMM_MR;
+          const int passes = (int)(kvi_ceil_div(mc, KV_GEMM_MR) - merge);
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
             const float *ap =
                 keep ? apack + (int64_t)(i0 + ir) * k + (int64_t)k0 * KV_GEMM_MR : apack + (int64_t)ir * kc;
+            const int rider = merge && ir + KV_GEMM_MR >= mc;
             for (int p = q0; p < q1; p++) {
               const float *bp = packed + p * panel_stride + (int64_t)k0 * KV_GEMM_NR;
               const int j0 = p * KV_GEMM_NR;
               const int nr = kvi_imin(KV_GEMM_NR, n - j0);
+              if (rider && nr == KV_GEMM_NR) continue; /* done in its host's pass */
               float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
-              /* In whole mode the weights are streamed: the micro-panels' passes prefetch them. */
+              /* In whole mode the weights are streamed: the micro-panels' passes prefetch them (a
+                 rider left to itself, on a partial column panel, does not). */
               int pfstep = 0;
-              const uintptr_t pf = whole ? kvi_prefetch_from(bp, (int64_t)kc * KV_GEMM_NR * 4, kc,
-                                                             (int)(mpad / KV_GEMM_MR), ir / KV_GEMM_MR, &pfstep)
-                                         : 0;
+              const uintptr_t pf = whole && !rider ? kvi_prefetch_from(bp, (int64_t)kc * KV_GEMM_NR * 4, kc, passes,
+                                                                       ir / KV_GEMM_MR, &pfstep)
+                                                   : 0;
+#if KV_GEMM_MERGE > 0
+              /* the host: the micro-panel just before the rider */
+              if (merge && !rider && ir + 2 * KV_GEMM_MR > mc && nr == KV_GEMM_NR) {
+                const float *ap2 = ap + (keep ? (int64_t)KV_GEMM_MR * k : (int64_t)KV_GEMM_MR * kc);
+                float *ct2 = ct + (int64_t)KV_GEMM_MR * ldc;
+                kvi_micro_merged(tail, kc, ap, ap2, bp, ct, ldc, add, tile, pf, pfstep);
+                for (int r = 0; r < tail; r++)
+                  for (int j = 0; j < KV_GEMM_NR; j++)
+                    ct2[(int64_t)r * ldc + j] = (add ? ct2[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
+                continue;
+              }
+#endif
               if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
                 if (add)
                   kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep);
