@@ -252,20 +252,28 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     test("a row's result does not depend on the other rows (bitwise), whichever way A is packed", () => {
       // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
       // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
-      // short k are several row units kept packed. The k-blocks must add up in the same order.
+      // short k are several row units kept packed; 17 rows are one unit streaming the weights. The
+      // k-blocks must add up in the same order. 33 columns: a whole 32-column panel, where a
+      // partial micro-panel of up to 6 rows (9, 17) rides on the pass before it, and a partial one.
       const r = rng(11);
+      const n = 33;
       for (const [k, small, large] of [
         [300_001, 8, 9],
         [700, 1, 130],
+        [700, 1, 17],
       ] as const) {
         const a = randFloats(r, large * k);
-        const packed = p.packWeight(3, k, randFloats(r, 3 * k));
-        const bias = randFloats(r, 3);
-        const c1 = new Float32Array(small * 3);
-        const c2 = new Float32Array(large * 3);
-        p.gemm(small, 3, k, a, k, null, packed, bias, c1, 3, false);
-        p.gemm(large, 3, k, a, k, null, packed, bias, c2, 3, false);
+        const packed = p.packWeight(n, k, randFloats(r, n * k));
+        const bias = randFloats(r, n);
+        const c1 = new Float32Array(small * n);
+        const c2 = new Float32Array(large * n);
+        p.gemm(small, n, k, a, k, null, packed, bias, c1, n, false);
+        p.gemm(large, n, k, a, k, null, packed, bias, c2, n, false);
         expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer, 0, c1.byteLength))).toBe(true);
+        // The last row, in the partial micro-panel, against itself alone.
+        const last = new Float32Array(n);
+        p.gemm(1, n, k, a.subarray((large - 1) * k), k, null, packed, bias, last, n, false);
+        expect(Buffer.from(last.buffer).equals(Buffer.from(c2.buffer, (large - 1) * n * 4))).toBe(true);
       }
     });
 
