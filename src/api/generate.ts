@@ -1,3 +1,4 @@
+import { float32Of } from '../ir/tensor.ts';
 import { maxCanvasPositions } from '../runtime/canvasLimit.ts';
 
 import { generate as runGeneration } from '../runtime/generate.ts';
@@ -30,7 +31,10 @@ export interface StepEvent {
   readonly remasked: readonly number[];
   /** The length of every index list the inspector built (`rows.0`, `keys.0`, `write.0.…`, `out`). */
   readonly listSizes: ReadonlyMap<string, number>;
-  /** Logits of the `computed` rows: shape [computed.length, vocab]. */
+  /**
+   * Logits of the `computed` rows: shape [computed.length, vocab]. `data` is the caller's own array
+   * when read during the onStep callback; first read after it returned, it throws (invalid-argument).
+   */
   readonly logits: { readonly shape: readonly number[]; readonly data: Float64Array };
   /** Wall time of the step (of its whole batch when sequences share one). */
   readonly ms: number;
@@ -97,7 +101,41 @@ function encode(prompt: Prompt, tokenizer: Tokenizer, vocab: number, chat: boole
   return Int32Array.from(ids as number[]);
 }
 
-const eventOf = (sequence: number, s: StepInfo): StepEvent => ({
+/**
+ * A step's logits for its event: widened into an array of the caller's own when first read during
+ * the callback. They are the runner's storage until the next step (tens of megabytes with a real
+ * vocabulary), so an event that nobody reads costs no copy; read after the callback returned and
+ * never before, they would be another step's, so that read throws instead.
+ */
+function eventLogits(s: StepInfo, live: () => boolean): StepEvent['logits'] {
+  let data: Float64Array | undefined;
+  return {
+    shape: s.logits.shape,
+    get data() {
+      if (!data) {
+        if (!live())
+          throw new KvplanError(
+            'invalid-argument',
+            `the logits of step ${s.step} were read after its onStep callback returned: read them (event.logits.data) during the callback to keep them`,
+          );
+        data = new Float64Array(float32Of(s.logits) ?? s.logits.data);
+      }
+      return data;
+    },
+  };
+}
+
+/** Calls onStep with the step's event; its logits can be read until the call returns. */
+function notify(onStep: (event: StepEvent) => void, sequence: number, s: StepInfo): void {
+  let live = true;
+  try {
+    onStep(eventOf(sequence, s, () => live));
+  } finally {
+    live = false;
+  }
+}
+
+const eventOf = (sequence: number, s: StepInfo, live: () => boolean): StepEvent => ({
   sequence,
   step: s.step,
   block: s.block,
@@ -108,7 +146,7 @@ const eventOf = (sequence: number, s: StepInfo): StepEvent => ({
   committed: s.committed,
   remasked: s.remasked,
   listSizes: s.sizes,
-  logits: s.logits,
+  logits: eventLogits(s, live),
   ms: s.ms,
 });
 
@@ -169,7 +207,7 @@ export async function generate(prepared: PreparedPlan, options: GenerateOptions)
       seed,
       ...(runner ? { runner } : {}),
       ...(eos === undefined ? {} : { eosTokenId: eos }),
-      ...(onStep ? { onStep: (sequence: number, info: StepInfo) => onStep(eventOf(sequence, info)) } : {}),
+      ...(onStep ? { onStep: (sequence: number, info: StepInfo) => notify(onStep, sequence, info) } : {}),
     }),
   );
   return {

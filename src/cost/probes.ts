@@ -57,9 +57,9 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
         peak,
       }),
     }));
-  // Every buffer a call writes on the host is a fresh one (src/backends/cpu/probe.ts): the normalised
-  // state, the projections (query_key also widens them to float64); a drift also copies the cached
-  // K or V (cachePart), in float32, and compares the two in place (kv_row_drift).
+  // What a call writes on the host (src/backends/cpu/probe.ts): the normalised state, the
+  // projections (query_key also widens them to float64); a drift also reads the cached K or V
+  // (cachePart), in float32, and compares the two in place (kv_row_drift).
   const fresh = drift
     ? 4 * L * c.dModel + (4 + 4) * L * kv
     : 4 * L * c.dModel + 4 * (nq * q + L * kv) + (call.output === 'query_key' ? 8 * (nq * q + L * kv) : 0);

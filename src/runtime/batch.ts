@@ -125,7 +125,7 @@ export async function runStep(
   const outs = members.map((m) => m.inspector.outputRows());
   const rowsOut = concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset)));
   const logits = await runner.head(main, rowsOut);
-  checkFinite(logits.data, rowsOut, lowered.config.vocab);
+  checkFinite(float32Of(logits) ?? logits.data, rowsOut, lowered.config.vocab);
   let at = 0;
   return outs.map((out, i) => {
     const part = rowsOf(logits, at, out.length);

@@ -12,7 +12,11 @@ export class NonFiniteLogits extends GenerationError {
 }
 
 /** Throws NonFiniteLogits naming the first row (a canvas position) whose logits are NaN or infinite. */
-export function checkFinite(logits: Float64Array, rows: ArrayLike<number>, vocab: number): void {
+export function checkFinite(
+  logits: Float64Array | Float32Array,
+  rows: ArrayLike<number>,
+  vocab: number,
+): void {
   const bad = logits.findIndex((x) => !Number.isFinite(x));
   if (bad < 0) return;
   const row = rows[Math.floor(bad / vocab)];

@@ -45,7 +45,10 @@ export interface StepRunner {
     lists: ReadonlyMap<string, Int32Array>,
     read: boolean,
   ): Maybe<HostTensor | undefined>;
-  /** The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. */
+  /**
+   * The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. They
+   * may be a view of the runner's own storage (a float32Tensor), valid until the runner's next call.
+   */
   head(program: Program, out: Int32Array): Maybe<HostTensor>;
   /**
    * A cache part of a layer, for the drift scores that compare fresh values with cached ones. It

@@ -230,8 +230,10 @@ export class ModelScores implements StepScores {
   storeLogits(rows: Int32Array, logits: HostTensor, step: number): void {
     const V = this.config.vocab;
     this.stored++;
+    // Float32 logits are widened row by row into the store, never as a whole step's copy.
+    const data = float32Of(logits) ?? logits.data;
     rows.forEach((r, i) => {
-      this.logits.set(logits.data.subarray(i * V, (i + 1) * V), r * V);
+      this.logits.set(data.subarray(i * V, (i + 1) * V), r * V);
       this.logitsStep[r] = step;
       this.rowStore[r] = this.stored;
     });

@@ -44,7 +44,10 @@ export interface StepInfo {
   readonly committed: readonly { readonly position: number; readonly token: number }[];
   /** Decoded positions a revoking decode rule turned back into masks this step. */
   readonly remasked: readonly number[];
-  /** Rows whose predictions this step recomputed (canvas positions), and their logits [#out, vocab]. */
+  /**
+   * Rows whose predictions this step recomputed (canvas positions), and their logits [#out, vocab]:
+   * the runner's (StepRunner.head), valid until the next step starts; copy them to keep them.
+   */
   readonly out: Int32Array;
   readonly logits: HostTensor;
   /** Wall time of the step (with a batch, of the whole batch's step). */

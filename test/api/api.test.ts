@@ -180,6 +180,32 @@ describe('models, prepare and generate', () => {
     await rejects(() => prepare(planOf(dual()), {} as never), 'invalid-argument', /Model/);
   });
 
+  test("generate: a step's logits read during onStep stay the caller's; first read after it, they throw", async () => {
+    // The CPU runner hands out its arena's logits, which the next step overwrites.
+    const model = await openModel({ preset: 'tiny' });
+    const prepared = await prepare(planOf(dual()), model, { backend: 'cpu', maxCanvas: 16 });
+    const kept: { event: StepEvent; copy: Float64Array }[] = [];
+    const unread: StepEvent[] = [];
+    await generate(prepared, {
+      prompt: [1, 2, 3],
+      genLength: 8,
+      onStep: (e) => {
+        if (e.step % 2 === 1) unread.push(e);
+        else kept.push({ event: e, copy: e.logits.data.slice() });
+      },
+    });
+    expect(kept.length).toBeGreaterThan(1);
+    expect(unread.length).toBeGreaterThan(0);
+    for (const { event, copy } of kept) {
+      expect(event.logits.data.length).toBe(event.computed.length * model.config.vocab);
+      expect(event.logits.data).toEqual(copy);
+    }
+    // Steps differ, so an array shared between them would not have matched every copy above.
+    expect(kept[0]?.copy).not.toEqual(kept[1]?.copy.subarray(0, kept[0]?.copy.length));
+    for (const e of unread)
+      await rejects(() => e.logits.data, 'invalid-argument', new RegExp(`step ${e.step} .*after its onStep`));
+  });
+
   test('generate: a batch of two, every step reported for each; bad prompts refused', async () => {
     const model = await openModel({ preset: 'tiny' });
     const prepared = await prepare(planOf(dual()), model, { maxCanvas: 24 });

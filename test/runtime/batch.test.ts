@@ -53,7 +53,9 @@ async function run(s: Setup, ps: readonly Int32Array[], first: number, eosTokenI
     seed: seed + first,
     ...(s.runner ? { runner: s.runner } : {}),
     ...(eosTokenId === undefined ? {} : { eosTokenId }),
-    onStep: (n, info) => steps[n]?.push(info),
+    // A step's logits are the runner's until the next step: kept as a copy.
+    onStep: (n, info) =>
+      steps[n]?.push({ ...info, logits: { ...info.logits, data: info.logits.data.slice() } }),
   });
   return { result, steps };
 }

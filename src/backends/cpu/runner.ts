@@ -205,7 +205,9 @@ export class CpuRunner implements StepRunner {
     const head = this.run(program, 'head', this.carried());
     const V = this.build.lowered.config.vocab;
     const at = head.outputs.logits as number;
-    return { shape: [out.length, V], data: new Float64Array(this.arena.subarray(at, at + out.length * V)) };
+    // A view of the arena: a step's logits of a real vocabulary are tens of megabytes, and a fresh
+    // copy each step (in float64, twice the bytes) kept the collector busy on the kernels' cores.
+    return float32Tensor([out.length, V], this.arena.subarray(at, at + out.length * V));
   }
 
   /** Score probes on the same library's primitives and packed weights (made on first use). */

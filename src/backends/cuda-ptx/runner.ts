@@ -1,7 +1,7 @@
 import type { CheckedPlan } from '../../dsl/check.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage } from '../../ir/names.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
@@ -218,7 +218,7 @@ export class PtxRunner implements StepRunner {
   private read(slot: string, offset: number, rows: number, width: number): HostTensor {
     const data = new Float32Array(rows * width);
     this.device.download(data, this.slot(slot) + BigInt(offset));
-    return { shape: [rows, width], data: new Float64Array(data) };
+    return float32Tensor([rows, width], data);
   }
 
   private carried(): number {

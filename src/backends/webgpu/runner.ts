@@ -2,7 +2,7 @@ import type { CheckedPlan } from '../../dsl/check.ts';
 import { planUses } from '../../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage } from '../../ir/names.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { Dim } from '../../ir/types.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
@@ -381,7 +381,7 @@ export class WebGpuRunner implements StepRunner {
     this.setList('out', out);
     const V = this.build.lowered.config.vocab;
     const data = await this.run(program, 'head', [['logits', out.length * V]]);
-    return { shape: [out.length, V], data: new Float64Array(data.get('logits') as Float32Array) };
+    return float32Tensor([out.length, V], data.get('logits') as Float32Array);
   }
 
   private readH(): [string, number][] {
