@@ -1501,6 +1501,39 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
 #define KV_MASS_QB 4
 
 /*
+ * kt[d][j0 + t] = K[j0 + t][d] for the 16 keys of one block (rows[t], hd floats each) at the given
+ * kv head, kt rows `ld` apart. With 16-float vectors, 16 x 16 squares are transposed in registers:
+ * four rounds that swap the off-diagonal blocks of 8, 4, 2 and 1 lanes (two shuffles per pair of
+ * rows), where element by element the transpose cost a load and a store per float and was most of
+ * a one-row probe.
+ */
+static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, int64_t ld) {
+  int d0 = 0;
+#if KV_VL == 16
+  for (; d0 + 16 <= hd; d0 += 16) {
+    kvi_vf r[16];
+    for (int t = 0; t < 16; t++) r[t] = kvi_vload(rows[t] + d0);
+    for (int k = 8; k > 0; k /= 2) {
+      kvi_vi lo, hi;
+      for (int l = 0; l < 16; l++) {
+        lo[l] = (l & k) ? 16 + l - k : l;
+        hi[l] = (l & k) ? 16 + l : l + k;
+      }
+      for (int i = 0; i < 16; i++) {
+        if (i & k) continue;
+        const kvi_vf a = r[i], b = r[i + k];
+        r[i] = __builtin_shuffle(a, b, lo);
+        r[i + k] = __builtin_shuffle(a, b, hi);
+      }
+    }
+    for (int d = 0; d < 16; d++) kvi_vstore(kt + (int64_t)(d0 + d) * ld, r[d]);
+  }
+#endif
+  for (; d0 < hd; d0++)
+    for (int t = 0; t < 16; t++) kt[(int64_t)d0 * ld + t] = rows[t][d0];
+}
+
+/*
  * A score probe, not a hot path of a step, but one that sees every query row: K is transposed per
  * kv head once (kt[g][d][j], keys padded with zeros to whole vectors), so that a query's scores
  * come KV_VL keys per FMA, and probabilities are exponentiated as vectors; each thread sums them
@@ -1515,23 +1548,16 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
   memset(mass, 0, sizeof(double) * (size_t)nk);
   if (nq <= 0 || heads <= 0 || kvh <= 0 || hd <= 0 || heads % kvh) return;
   const int group = heads / kvh;
-  const int64_t nkp = kvi_ceil_div(nk, KV_MASS_TILE * KV_VL) * KV_MASS_TILE * KV_VL;
+  /* Whole tiles of the scores, and whole blocks of 16 keys for the transpose. */
+  const int64_t pad = KV_MASS_TILE * KV_VL > 16 ? KV_MASS_TILE * KV_VL : 16;
+  const int64_t nkp = kvi_ceil_div(nk, pad) * pad;
   float *kt = kvi_thread_buffer((size_t)kvh * hd * nkp);
   if (!kt) {
     /* Out of memory: a visibly wrong result, as kv_attention's. */
     for (int j = 0; j < nk; j++) mass[j] = NAN;
     return;
   }
-  /* Transposed 16 keys at a time: the 16 rows of K being read stay in L1 across d, where a whole
-     column of keys per d (one cache line and one page per key) made the transpose cost more than
-     the scores of a few query rows. */
-  for (int g = 0; g < kvh; g++)
-    for (int64_t j0 = 0; j0 < nkp; j0 += 16)
-      for (int d = 0; d < hd; d++) {
-        float *row = kt + ((int64_t)g * hd + d) * nkp;
-        for (int64_t j = j0; j < j0 + 16 && j < nkp; j++)
-          row[j] = j < nk ? kcanvas[((int64_t)kpos[j] * kvh + g) * hd + d] : 0.0f;
-      }
+  const int64_t jblocks = kvi_ceil_div(nkp, 16);
   const int qblocks = kvi_ceil_div(nq, KV_MASS_QB);
   const int64_t items = (int64_t)heads * qblocks;
   const double work = 2.0 * nq * nk * heads * hd;
@@ -1540,6 +1566,21 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
 #pragma omp parallel if (work > KV_PAR_MIN_WORK)
 #endif
   {
+    /* Transposed 16 keys at a time (the 16 rows of K being read stay in L1 across d, where a
+       whole column of keys per d, one cache line and one page per key, cost more than the scores
+       of a few query rows), by all threads: with one query row, as the probe of an attention row
+       asks, the transpose is most of the call. */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t tb = 0; tb < (int64_t)kvh * jblocks; tb++) {
+      const int g = (int)(tb / jblocks);
+      const int64_t j0 = tb % jblocks * 16;
+      const float *rows[16];
+      for (int t = 0; t < 16; t++)
+        rows[t] = j0 + t < nk ? kcanvas + ((int64_t)kpos[j0 + t] * kvh + g) * hd : kvi_zero_row(hd);
+      kvi_transpose_keys(rows, hd, kt + (int64_t)g * hd * nkp + j0, nkp);
+    }
     float *sb = kvi_aligned_buffer((size_t)KV_MASS_QB * nkp);
     double *acc = calloc((size_t)nk, sizeof(double));
 #ifdef _OPENMP
