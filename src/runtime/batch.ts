@@ -3,6 +3,7 @@ import { lists } from '../ir/names.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
 import { checkFinite } from './generationError.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
+import type { PredictionStats } from './probe.ts';
 import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
 
@@ -70,6 +71,30 @@ function packLists(
 const programs: readonly Program[] = ['refresh', 'cached', 'reuse'];
 
 /**
+ * Checks that a step's logits are finite, and returns their softmax statistics when the runner's
+ * probe computes them natively (one pass over rows x vocab there, instead of two in JavaScript).
+ */
+function headStats(
+  runner: StepRunner,
+  logits: HostTensor,
+  rows: Int32Array,
+  config: LoweredPlan['config'],
+): PredictionStats | undefined {
+  const V = config.vocab;
+  const narrow = float32Of(logits);
+  const stats = narrow && runner.probe?.predictionStats?.(narrow, rows.length, V, config.maskTokenId);
+  if (!stats) {
+    checkFinite(narrow ?? logits.data, rows, V);
+    return undefined;
+  }
+  const bad = stats.argmax.indexOf(-1);
+  if (bad < 0) return stats;
+  checkFinite((narrow as Float32Array).subarray(bad * V, (bad + 1) * V), [rows[bad] as number], V);
+  // Finite, yet no logit but the excluded one: softmaxStats says so when the row is read.
+  return undefined;
+}
+
+/**
  * One denoising step of a batch of sequences that share a canvas, each deciding its own lists
  * (one layer at a time, just before the layer runs). Every stage runs once over the rows of all
  * sequences, except where sequences are in different phases: a refresh step of one sequence, a
@@ -125,11 +150,24 @@ export async function runStep(
   const outs = members.map((m) => m.inspector.outputRows());
   const rowsOut = concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset)));
   const logits = await runner.head(main, rowsOut);
-  checkFinite(float32Of(logits) ?? logits.data, rowsOut, lowered.config.vocab);
+  const stats = headStats(runner, logits, rowsOut, lowered.config);
   let at = 0;
   return outs.map((out, i) => {
     const part = rowsOf(logits, at, out.length);
+    const range = [at, at + out.length] as const;
     at += out.length;
-    return { phase: full[i] ? 'refresh' : 'cached', out, logits: part };
+    return {
+      phase: full[i] ? 'refresh' : 'cached',
+      out,
+      logits: part,
+      ...(stats
+        ? {
+            stats: {
+              stats: stats.stats.subarray(3 * range[0], 3 * range[1]),
+              argmax: stats.argmax.subarray(...range),
+            },
+          }
+        : {}),
+    };
   });
 }

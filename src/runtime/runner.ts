@@ -1,6 +1,6 @@
 import type { HostTensor } from '../ir/tensor.ts';
 import type { CachePart } from './cachePart.ts';
-import type { Probe } from './probe.ts';
+import type { PredictionStats, Probe } from './probe.ts';
 
 /** Which step program a stage runs from: `lowered.programs` by name. */
 export type Program = 'refresh' | 'cached' | 'reuse';
@@ -19,6 +19,8 @@ export interface StepOutput {
   /** Rows whose predictions this step recomputed, and their logits [#out, vocab]. */
   readonly out: Int32Array;
   readonly logits: HostTensor;
+  /** The softmax statistics of those rows, when the backend's probe computed them. */
+  readonly stats?: PredictionStats;
 }
 
 type Maybe<T> = T | Promise<T>;

@@ -5,7 +5,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
 import { type CachePart, cachePartRow } from './cachePart.ts';
-import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
+import { InterpretedProbe, type PredictionStats, type Probe, type ProbeOutput } from './probe.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
   let ab = 0;
@@ -30,8 +30,16 @@ const column = (m: Float64Array, width: number, c: number): Float64Array =>
  * row, and model-internal scores measured by the probe program on the hidden state entering a layer.
  */
 export class ModelScores implements StepScores {
-  /** Latest logits of each row, [L, vocab], and the step they were computed at (-1: never). */
-  readonly logits: Float64Array;
+  /**
+   * Latest logits of each row, [L, vocab], and the step they were computed at (-1: never). Kept in
+   * the precision of the first logits stored: a float32 backend's are copied as they are (a real
+   * vocabulary's rows, widened to float64 at every step, cost more than the step's head).
+   */
+  get logits(): Float32Array | Float64Array {
+    this.store ??= new Float64Array(this.L * this.config.vocab);
+    return this.store;
+  }
+  private store: Float32Array | Float64Array | undefined;
   readonly logitsStep: Int32Array;
   /** The hidden state entering each layer in the current step, as the layers run. */
   readonly hiddenIn = new Map<number, HostTensor>();
@@ -50,10 +58,12 @@ export class ModelScores implements StepScores {
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
     probe?: Probe,
   ) {
-    this.logits = new Float64Array(L * config.vocab);
     this.logitsStep = new Int32Array(L).fill(-1);
     this.rowStore = new Int32Array(L);
     this.statsStore = new Int32Array(L).fill(-1);
+    this.rowStats = new Float64Array(3 * L);
+    this.rowArgmax = new Int32Array(L);
+    this.rowStatsStore = new Int32Array(L).fill(-1);
     this.stats = {
       confidence: new Float64Array(L),
       margin: new Float64Array(L),
@@ -89,6 +99,13 @@ export class ModelScores implements StepScores {
   private stored = 0;
   private readonly rowStore: Int32Array;
   private readonly statsStore: Int32Array;
+  /**
+   * Statistics of each row as the backend computed them with its logits ([L][3]: confidence,
+   * margin, entropy), and the store they came with (-1: none; computed here from the logits then).
+   */
+  private readonly rowStats: Float64Array;
+  private readonly rowArgmax: Int32Array;
+  private readonly rowStatsStore: Int32Array;
 
   private statistic(name: 'confidence' | 'margin' | 'entropy'): Float64Array {
     const V = this.config.vocab;
@@ -101,6 +118,12 @@ export class ModelScores implements StepScores {
         this.stats.confidence[i] = 0;
         this.stats.margin[i] = 0;
         this.stats.entropy[i] = Math.log(V);
+        continue;
+      }
+      if (this.rowStatsStore[row] === store) {
+        this.stats.confidence[i] = this.rowStats[3 * row] as number;
+        this.stats.margin[i] = this.rowStats[3 * row + 1] as number;
+        this.stats.entropy[i] = this.rowStats[3 * row + 2] as number;
         continue;
       }
       const s = softmaxStats(this.logits.subarray(row * V, (row + 1) * V), this.config.maskTokenId);
@@ -227,15 +250,33 @@ export class ModelScores implements StepScores {
     for (const l of layers) if (this.hiddenIn.has(l)) this.similarityRef.set(l, this.attentionRow(l));
   }
 
-  storeLogits(rows: Int32Array, logits: HostTensor, step: number): void {
+  /** The token the latest logits predict at canvas position i (the mask where no row predicts it). */
+  predicted(i: number): number {
+    const row = predictionRow(this.config, i);
+    if (row < 0) return this.config.maskTokenId;
+    if (this.rowStatsStore[row] === this.rowStore[row]) return this.rowArgmax[row] as number;
+    const V = this.config.vocab;
+    return softmaxStats(this.logits.subarray(row * V, (row + 1) * V), this.config.maskTokenId).argmax;
+  }
+
+  /** Keeps a step's logits of `rows`, with their statistics when the backend computed them. */
+  storeLogits(rows: Int32Array, logits: HostTensor, step: number, stats?: PredictionStats): void {
     const V = this.config.vocab;
     this.stored++;
-    // Float32 logits are widened row by row into the store, never as a whole step's copy.
     const data = float32Of(logits) ?? logits.data;
+    this.store ??= data instanceof Float32Array ? new Float32Array(this.L * V) : new Float64Array(this.L * V);
+    // Float64 logits after float32 ones (no runner mixes them today) widen the store, never round.
+    if (this.store instanceof Float32Array && !(data instanceof Float32Array))
+      this.store = new Float64Array(this.store);
+    const store = this.store;
     rows.forEach((r, i) => {
-      this.logits.set(data.subarray(i * V, (i + 1) * V), r * V);
+      store.set(data.subarray(i * V, (i + 1) * V), r * V);
       this.logitsStep[r] = step;
       this.rowStore[r] = this.stored;
+      if (!stats) return;
+      this.rowStats.set(stats.stats.subarray(3 * i, 3 * i + 3), 3 * r);
+      this.rowArgmax[r] = stats.argmax[i] as number;
+      this.rowStatsStore[r] = this.stored;
     });
   }
 }

@@ -7,7 +7,7 @@ import { modelInternalScores, planUses, similarityLayers } from '../dsl/semantic
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { goldenForward, predictionRow, softmaxStats } from '../model/golden.ts';
+import { goldenForward, predictionRow } from '../model/golden.ts';
 import { createRng, type Weights } from '../model/weights.ts';
 import { runStep } from './batch.ts';
 import type { CachePart } from './cachePart.ts';
@@ -82,15 +82,6 @@ export function blockLength(plan: CheckedPlan, genLen: number): number {
   return blocks ? constantOf(plan.typed, blocks.length) : genLen;
 }
 
-/** The token the logits predict at canvas position i (the mask where no row predicts it). */
-function predicted(config: ModelConfig, logits: Float64Array, i: number): number {
-  const r = predictionRow(config, i);
-  const V = config.vocab;
-  return r < 0
-    ? config.maskTokenId
-    : softmaxStats(logits.subarray(r * V, (r + 1) * V), config.maskTokenId).argmax;
-}
-
 /**
  * The generation state of one sequence: its canvas and tokens, its inspector and scores. A step's
  * forward runs elsewhere (runStep, possibly batched with other sequences); this takes in what it
@@ -158,7 +149,7 @@ export class SequenceRun {
 
   /** Takes in a step's predictions; returns the positions the decode rule commits, best first. */
   observe(out: StepOutput): number[] {
-    this.scores.storeLogits(out.out, out.logits, this.canvas.step);
+    this.scores.storeLogits(out.out, out.logits, this.canvas.step, out.stats);
     if (out.phase === 'refresh' && this.similarity.length > 0) this.scores.rememberAttention(this.similarity);
     return this.inspector.decide((by) => this.inspector.decodeScore(by));
   }
@@ -170,7 +161,7 @@ export class SequenceRun {
     this.inspector.finishStep();
     const committed = chosen.map((position) => ({
       position,
-      token: predicted(this.config, this.scores.logits, position),
+      token: this.scores.predicted(position),
     }));
     const info: StepInfo = {
       step: c.step,
@@ -254,9 +245,9 @@ export async function simulateGeneration(
   const V = config.vocab;
   const steps: StepRecord[] = [];
   const everyRow = Int32Array.from({ length: L }, (_, i) => i);
-  const decided = (ps: number[], logits: Float64Array) =>
+  const decided = (ps: number[], by: ModelScores) =>
     ps
-      .map((i) => `${i}:${predicted(config, logits, i)}`)
+      .map((i) => `${i}:${by.predicted(i)}`)
       .sort()
       .join(',');
   try {
@@ -298,7 +289,7 @@ export async function simulateGeneration(
           computed: out.out.length,
           deviation,
           scale,
-          agrees: decided(chosen, scores.logits) === decided(goldenChosen, golden.logits),
+          agrees: decided(chosen, scores) === decided(goldenChosen, goldenScores),
         });
       }
       // Committing advances the canvas, so it happens whether or not anyone listens.

@@ -151,6 +151,19 @@ export interface Primitives {
    * where b's slice starts with NaN (a cache row never written).
    */
   rowDrift(n: number, width: number, from: number, to: number, a: Floats, b: Floats, out: Float64Array): void;
+  /**
+   * Softmax statistics of `rows` rows of v logits, logit `exclude` left out (-1: none):
+   * stats[3r..3r+2] = confidence, margin, entropy (as src/model/golden.ts softmaxStats); argmax[r],
+   * or -1 where the row holds a NaN or an infinity (its stats NaN).
+   */
+  softmaxStats(
+    rows: number,
+    v: number,
+    logits: Floats,
+    exclude: number,
+    stats: Float64Array,
+    argmax: Int32Array,
+  ): void;
 }
 
 function nonNegInt(name: string, x: number): void {
@@ -259,6 +272,9 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
     ),
     rowDrift: lib.func(
       'void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out)',
+    ),
+    softmaxStats: lib.func(
+      'void kv_softmax_stats(int rows, int v, const float *logits, int exclude, double *stats, int32_t *argmax)',
     ),
   };
   // The 16-bit GEMM is bound on first use, so that a library without it still binds.
@@ -462,6 +478,16 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       need('b', b, n * width);
       need('out', out, n);
       if (n > 0) f.rowDrift(n, width, from, to, a, b, out);
+    },
+    softmaxStats(rows, v, logits, exclude, stats, argmax) {
+      nonNegInt('rows', rows);
+      nonNegInt('v', v);
+      if (!Number.isInteger(exclude) || exclude < -1 || exclude >= v)
+        throw new RangeError(`exclude must be -1 or a logit index below ${v}, got ${exclude}`);
+      need('logits', logits, rows * v);
+      need('stats', stats, 3 * rows);
+      need('argmax', argmax, rows);
+      if (rows > 0 && v > 0) f.softmaxStats(rows, v, logits, exclude, stats, argmax);
     },
   };
   loaded.set(path, p);

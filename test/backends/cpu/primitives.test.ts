@@ -15,6 +15,7 @@ import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
 import { loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
 import { attentionMass, attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
+import { softmaxStats } from '../../../src/model/golden.ts';
 import { halfToFloat32 } from '../../../src/model/half.ts';
 import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
 
@@ -881,5 +882,60 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     const a = new Float32Array(8);
     expect(() => p.rowDrift(2, 4, 3, 5, a, a, new Float64Array(2))).toThrow(RangeError);
     expect(() => p.rowDrift(3, 4, 0, 4, a, a, new Float64Array(3))).toThrow(RangeError);
+  });
+
+  test('softmax_stats: confidence, margin, entropy and argmax as softmaxStats computes them', () => {
+    const r = rng(950);
+    // Vocabularies around the vector and block widths, a real one (OpenMP path), the excluded
+    // logit anywhere; logits within +-amp, so every z = l - max lies in [-2 amp, 0].
+    for (const [rows, v, amp] of [
+      [1, 1, 4],
+      [3, 2, 4],
+      [5, 17, 8],
+      [4, 129, 20],
+      [6, 1000, 30],
+      [16, 126464, 12],
+    ] as const) {
+      const x = randFloats(r, rows * v, amp);
+      // Row 1: a tie for the largest logit (argmax is the lower index, margin 0).
+      if (rows > 1 && v > 2) {
+        x[v + v - 1] = 2 * amp;
+        x[v + 1] = 2 * amp;
+      }
+      for (const exclude of v > 1 ? [-1, 0, v - 1, Math.floor(v / 2)] : [-1]) {
+        const stats = new Float64Array(3 * rows).fill(Number.NaN);
+        const argmax = new Int32Array(rows).fill(-7);
+        p.softmaxStats(rows, v, x, exclude, stats, argmax);
+        for (let i = 0; i < rows; i++) {
+          const want = softmaxStats(Float64Array.from(x.subarray(i * v, (i + 1) * v)), exclude);
+          expect(argmax[i], `rows ${rows} v ${v} exclude ${exclude} row ${i}`).toBe(want.argmax);
+          // Each e = exp(z) from z rounded to float32 (|z| <= 4 amp, so |z| 2^-24 relative) and a
+          // float32 exp (2 ulp), summed in float32 eight vectors at a time (128 terms at most, each
+          // 2^-24 relative) before the double sums: relative error of sum at most bound; the
+          // entropy's mean of z is off by at most bound * 4 amp besides.
+          const bound = (4 * amp + 2 + 128) * 2 ** -24;
+          const [c, m, e] = [stats[3 * i], stats[3 * i + 1], stats[3 * i + 2]] as [number, number, number];
+          expect(Math.abs(c - want.confidence)).toBeLessThanOrEqual(3 * bound * want.confidence);
+          expect(Math.abs(m - want.margin)).toBeLessThanOrEqual(3 * bound * want.confidence);
+          expect(Math.abs(e - want.entropy)).toBeLessThanOrEqual(3 * bound * (1 + 4 * amp));
+        }
+        if (rows > 1 && v > 2 && exclude !== v - 1 && exclude !== 1)
+          expect([argmax[1], stats[4]]).toEqual([1, 0]);
+      }
+    }
+    // A NaN or an infinity anywhere in a row (the excluded logit too) marks that row alone.
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      const x = randFloats(r, 3 * 40, 3);
+      x[40 + 37] = bad;
+      x[2 * 40 + 5] = bad;
+      const stats = new Float64Array(9);
+      const argmax = new Int32Array(3);
+      p.softmaxStats(3, 40, x, 5, stats, argmax);
+      expect([(argmax[0] as number) >= 0, argmax[1], argmax[2]]).toEqual([true, -1, -1]);
+      expect(Number.isNaN(stats[3])).toBe(true);
+    }
+    const x = new Float32Array(8);
+    expect(() => p.softmaxStats(2, 4, x, 4, new Float64Array(6), new Int32Array(2))).toThrow(RangeError);
+    expect(() => p.softmaxStats(3, 4, x, -1, new Float64Array(9), new Int32Array(3))).toThrow(RangeError);
   });
 });

@@ -1795,6 +1795,116 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out) {
 #endif
 }
 
+/*
+ * Softmax statistics of a head's logits, as src/model/golden.ts softmaxStats defines them, without
+ * widening a row of a real vocabulary (126-150K) to float64 and looping over it in JavaScript:
+ * one pass for the two largest logits (per lane, merged at the end) and their finiteness, one for
+ * sum(e) and sum(e z), z = l - max and e = exp(z), in float32 lanes (kvi_vexp, about 1 ulp), each
+ * eight vectors' sums added in double.
+ */
+#if KV_VL > 1
+static inline kvi_vf kvi_vmin(kvi_vf a, kvi_vf b) { return kvi_vselect(a < b, a, b); }
+#endif
+
+/* Top two of x[0..n) into the lanes m1 >= m2 (vectors) and s1 >= s2 (the scalar tail); bad set by a
+   NaN or an infinity. */
+static void kvi_top2(const float *x, int64_t n, float *m1, float *m2, int *bad) {
+  int64_t i = 0;
+#if KV_VL > 1
+  kvi_vf v1 = kvi_vload(m1), v2 = kvi_vload(m2);
+  kvi_vi nonfinite = (kvi_vi){0};
+  for (; i + KV_VL <= n; i += KV_VL) {
+    const kvi_vf y = kvi_vload(x + i);
+    const kvi_vf d = y - y; /* 0, or NaN for a NaN or an infinity */
+    nonfinite |= d != d;
+    v2 = kvi_vmax(v2, kvi_vmin(v1, y));
+    v1 = kvi_vmax(v1, y);
+  }
+  kvi_vstore(m1, v1);
+  kvi_vstore(m2, v2);
+  for (int l = 0; l < KV_VL; l++) *bad |= nonfinite[l] != 0;
+#endif
+  for (; i < n; i++) {
+    const float y = x[i];
+    if (!isfinite(y)) *bad = 1;
+    if (y > m1[KV_VL]) {
+      m2[KV_VL] = m1[KV_VL];
+      m1[KV_VL] = y;
+    } else if (y > m2[KV_VL]) {
+      m2[KV_VL] = y;
+    }
+  }
+}
+
+/* sum(e) and sum(e z) over x[0..n), z = x - max, added to sum and weighted. */
+static void kvi_exp_sums(const float *x, int64_t n, float max, double *sum, double *weighted) {
+  int64_t i = 0;
+#if KV_VL > 1
+  const kvi_vf m = kvi_vsplat(max);
+  for (; i + 8 * KV_VL <= n; i += 8 * KV_VL) {
+    kvi_vf s = kvi_vsplat(0.0f), w = kvi_vsplat(0.0f);
+    for (int u = 0; u < 8; u++) {
+      const kvi_vf z = kvi_vload(x + i + u * KV_VL) - m;
+      const kvi_vf e = kvi_vexp(z);
+      s += e;
+      w += e * z;
+    }
+    *sum += kvi_vhsum(s);
+    *weighted += kvi_vhsum(w);
+  }
+#endif
+  for (; i < n; i++) {
+    const float z = x[i] - max;
+    const float e = z >= -87.33654475f ? expf(z) : 0.0f;
+    *sum += e;
+    *weighted += (double)e * z;
+  }
+}
+
+void kv_softmax_stats(int rows, int v, const float *logits, int exclude, double *stats, int32_t *argmax) {
+  if (rows <= 0 || v <= 0) return;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)rows * v * 16 > KV_PAR_MIN_WORK)
+#endif
+  for (int r = 0; r < rows; r++) {
+    const float *x = logits + (int64_t)r * v;
+    /* The lanes' and the tail's top two, over the row without the excluded logit. */
+    float m1[KV_VL + 1], m2[KV_VL + 1];
+    for (int l = 0; l <= KV_VL; l++) m1[l] = m2[l] = -INFINITY;
+    int bad = 0;
+    const int ex = exclude >= 0 && exclude < v ? exclude : v;
+    kvi_top2(x, ex, m1, m2, &bad);
+    if (ex < v) {
+      bad |= !isfinite(x[ex]);
+      kvi_top2(x + ex + 1, v - ex - 1, m1, m2, &bad);
+    }
+    /* The largest is the largest m1; the second largest, the rest of m1 and every m2. */
+    int top = 0;
+    for (int l = 1; l <= KV_VL; l++) top = m1[l] > m1[top] ? l : top;
+    const float max = m1[top];
+    float second = -INFINITY;
+    for (int l = 0; l <= KV_VL; l++) {
+      if (l != top && m1[l] > second) second = m1[l];
+      if (m2[l] > second) second = m2[l];
+    }
+    if (bad || max == -INFINITY) {
+      argmax[r] = -1; /* a logit that is not finite: the caller reports the row */
+      stats[3 * r] = stats[3 * r + 1] = stats[3 * r + 2] = NAN;
+      continue;
+    }
+    int at = 0;
+    while (at == ex || x[at] != max) at++;
+    double sum = 0.0, weighted = 0.0;
+    kvi_exp_sums(x, ex, max, &sum, &weighted);
+    if (ex < v) kvi_exp_sums(x + ex + 1, v - ex - 1, max, &sum, &weighted);
+    const double confidence = 1.0 / sum;
+    argmax[r] = at;
+    stats[3 * r] = confidence;
+    stats[3 * r + 1] = confidence - exp((double)second - max) / sum;
+    stats[3 * r + 2] = log(sum) - weighted / sum;
+  }
+}
+
 void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out) {
   if (n <= 0) return;
 #ifdef _OPENMP

@@ -95,6 +95,14 @@ void kv_swiglu(int64_t n, const float *gate, const float *up, float *out);
 void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, float *out);
 
 /*
+ * Softmax statistics of each of rows rows of v logits, the logit `exclude` left out (-1: none):
+ * stats[3r..3r+2] = the largest probability, it minus the second largest, the entropy in nats;
+ * argmax[r] the lowest index of the largest logit, or -1 when the row holds a NaN or an infinity
+ * (the excluded logit included; its stats are then NaN).
+ */
+void kv_softmax_stats(int rows, int v, const float *logits, int exclude, double *stats, int32_t *argmax);
+
+/*
  * out[i] = 1 - cos(a_i, b_i) over the columns [from, to) of row i of a and b (n rows of width
  * floats each), summed in double: drift scores against a cache. 0 when both slices are zero; 1
  * when b's slice starts with NaN (a cache row never written) or is empty.
