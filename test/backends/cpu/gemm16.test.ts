@@ -387,7 +387,8 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
   });
 
   describe.each(dtypes)('$name', ({ dtype }) => {
-    const ms = [1, 2, 7, 16, 33, 64, 70];
+    // 9, 12, 17, 20 and 33 rows end in a partial micro-panel that rides on the one before it (AVX-512).
+    const ms = [1, 2, 7, 9, 12, 16, 17, 20, 21, 33, 64, 70];
     const ns = [1, 5, 33, 100];
     const ks = [1, 2, 15, 64, 257];
 
@@ -514,6 +515,47 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
         finite(res.eager),
         Math.max(scaleOf(res.ref), 1),
       );
+    });
+
+    test("a row's result does not depend on the other rows (bitwise), riding or not", () => {
+      // 65 columns: two whole 32-column panels, where a partial micro-panel of up to 4 rows rides
+      // on the pass before it (17, 20 rows; not 21), and a partial panel, where it does not.
+      const n = 65;
+      const k = 301;
+      const large = makeCase(77, 21, n, k, dtype, { bias: true, indirect: false, accumulate: false });
+      const packed = p.packWeight16(n, k, large.w.bits, dtype);
+      const rows = (m: number, from = 0) => {
+        const c = new Float32Array(m * large.ldc);
+        p.gemm16(
+          m,
+          n,
+          k,
+          large.a.subarray(from * large.lda),
+          large.lda,
+          null,
+          packed,
+          dtype,
+          large.bias,
+          c,
+          large.ldc,
+          false,
+        );
+        return c;
+      };
+      const all = rows(21);
+      for (const m of [8, 16, 17, 20]) {
+        const c = rows(m);
+        expect(Buffer.from(c.buffer).equals(Buffer.from(all.buffer, 0, c.byteLength)), `${m} rows`).toBe(
+          true,
+        );
+        // The last row, a rider at 17 and 20, against itself alone.
+        const last = rows(1, m - 1);
+        const at = (m - 1) * large.ldc * 4;
+        expect(
+          Buffer.from(last.buffer).equals(Buffer.from(c.buffer, at, last.byteLength)),
+          `row ${m - 1}`,
+        ).toBe(true);
+      }
     });
 
     test('the result does not depend on the thread count (bitwise)', () => {

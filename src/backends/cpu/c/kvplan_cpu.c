@@ -837,6 +837,117 @@ static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float
 }
 #endif
 
+#if KV_GEMM_MERGE > 0
+/*
+ * A partial last micro-panel of at most KV_G16_MERGE rows rides on the pass of the full one before
+ * it, as in kv_gemm: the full rows (ap) go to c as kvi_micro16 writes them, the first rows2 rows of
+ * the partial one (ap2) into tile (row stride NR). A partial micro-panel on its own multiplies its
+ * zero padding and reads the weight slice again: 17 rows cost as much as 24. Every row gets the
+ * same FMAs in the same order as on its own. Four rows, not kv_gemm's six: a bf16 pair step holds
+ * four weight vectors.
+ */
+#define KV_G16_MERGE 4
+enum { KVI_G16_BF16, KVI_G16_F16, KVI_G16_DOT };
+static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, int rows2, int kc,
+                                                                    const float *restrict ap,
+                                                                    const float *restrict ap2,
+                                                                    const uint16_t *restrict bp, float *c,
+                                                                    int64_t ldc, int add, float *tile, uintptr_t pf,
+                                                                    int pfstep) {
+  kvi_vf acc[KV_G16_MR][KV_G16_NV], acc2[KV_G16_MERGE][KV_G16_NV];
+  for (int r = 0; r < KV_G16_MR; r++)
+    for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+  for (int r = 0; r < rows2; r++)
+    for (int v = 0; v < KV_G16_NV; v++) acc2[r][v] = kvi_vsplat(0.0f);
+  if (mode == KVI_G16_F16) {
+    for (int kk = 0; kk < kc; kk++) {
+      kvi_vf b[KV_G16_NV];
+      for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      for (int r = 0; r < KV_G16_MR; r++)
+        for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(ap[r]), b[v]);
+      for (int r = 0; r < rows2; r++)
+        for (int v = 0; v < KV_G16_NV; v++) acc2[r][v] = kvi_vfma(acc2[r][v], kvi_vbcast(ap2[r]), b[v]);
+      ap += KV_G16_MR;
+      ap2 += KV_G16_MR;
+      bp += KV_G16_NR;
+    }
+  } else if (mode == KVI_G16_BF16) {
+    for (int kk = 0; kk < kc; kk += 2) {
+      kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
+      for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      for (int r = 0; r < KV_G16_MR; r++) {
+        const kvi_vf a0 = kvi_vbcast(ap[r]), a1 = kvi_vbcast(ap[KV_G16_MR + r]);
+        for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(kvi_vfma(acc[r][v], a0, be[v]), a1, bo[v]);
+      }
+      for (int r = 0; r < rows2; r++) {
+        const kvi_vf a0 = kvi_vbcast(ap2[r]), a1 = kvi_vbcast(ap2[KV_G16_MR + r]);
+        for (int v = 0; v < KV_G16_NV; v++) acc2[r][v] = kvi_vfma(kvi_vfma(acc2[r][v], a0, be[v]), a1, bo[v]);
+      }
+      ap += 2 * KV_G16_MR;
+      ap2 += 2 * KV_G16_MR;
+      bp += 2 * KV_G16_NR;
+    }
+  }
+#if KV_G16_DOT
+  else {
+    const uint32_t *ap32 = (const uint32_t *)ap, *ap32b = (const uint32_t *)ap2;
+    for (int kk = 0; kk < kc; kk += 2) {
+      __m512i w[KV_G16_NV];
+      for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
+      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      for (int r = 0; r < KV_G16_MR; r++) {
+        const __m512i x = _mm512_set1_epi32((int)ap32[r]);
+        for (int v = 0; v < KV_G16_NV; v++)
+          acc[r][v] = (kvi_vf)_mm512_dpbf16_ps((__m512)acc[r][v], (__m512bh)x, (__m512bh)w[v]);
+      }
+      for (int r = 0; r < rows2; r++) {
+        const __m512i x = _mm512_set1_epi32((int)ap32b[r]);
+        for (int v = 0; v < KV_G16_NV; v++)
+          acc2[r][v] = (kvi_vf)_mm512_dpbf16_ps((__m512)acc2[r][v], (__m512bh)x, (__m512bh)w[v]);
+      }
+      ap32 += KV_G16_MR;
+      ap32b += KV_G16_MR;
+      bp += 2 * KV_G16_NR;
+    }
+  }
+#endif
+  for (int r = 0; r < KV_G16_MR; r++)
+    for (int v = 0; v < KV_G16_NV; v++)
+      kvi_vstore(c + r * ldc + v * KV_VL, add ? kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v] : acc[r][v]);
+  for (int r = 0; r < rows2; r++)
+    for (int v = 0; v < KV_G16_NV; v++) kvi_vstore(tile + r * KV_G16_NR + v * KV_VL, acc2[r][v]);
+}
+
+/* kvi_micro16_merged for one mode, its rows2 a constant in each case. */
+static void kvi_micro16_rider(int mode, int rows2, int kc, const float *ap, const float *ap2, const uint16_t *bp,
+                              float *c, int64_t ldc, int add, float *tile, uintptr_t pf, int pfstep) {
+#define KVI_RIDER(md, r)                                                                           \
+  case r:                                                                                          \
+    kvi_micro16_merged(md, r, kc, ap, ap2, bp, c, ldc, add, tile, pf, pfstep);                     \
+    break;
+#define KVI_RIDERS(md)                                                                             \
+  switch (rows2) {                                                                                 \
+    KVI_RIDER(md, 1)                                                                               \
+    KVI_RIDER(md, 2)                                                                               \
+    KVI_RIDER(md, 3)                                                                               \
+    KVI_RIDER(md, 4)                                                                               \
+  }
+  if (mode == KVI_G16_F16) {
+    KVI_RIDERS(KVI_G16_F16)
+  } else if (mode == KVI_G16_BF16) {
+    KVI_RIDERS(KVI_G16_BF16)
+  } else {
+    KVI_RIDERS(KVI_G16_DOT)
+  }
+#undef KVI_RIDERS
+#undef KVI_RIDER
+}
+#else
+#define KV_G16_MERGE 0
+#endif
+
 /*
  * Rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into micro-panels of kcs >= kc rows (the rows
  * past kc zero), each in kcs * MR floats of dst: [kcs][MR] floats, as given (KVI_A_F32) or rounded
@@ -899,6 +1010,9 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
   }
   const int pairs = dtype != KV_F16; /* the bf16 layout: k-blocks of even length */
   int amode = KVI_A_F32;
+#if KV_GEMM_MERGE > 0
+  const int rmode = !pairs ? KVI_G16_F16 : dtype == KV_BF16_DOT && KV_G16_DOT ? KVI_G16_DOT : KVI_G16_BF16;
+#endif
   kvi_micro16_fn store = pairs ? kvi_micro16_bf16_store : kvi_micro16_f16_store;
   kvi_micro16_fn addfn = pairs ? kvi_micro16_bf16_add : kvi_micro16_f16_add;
   if (dtype == KV_BF16_DOT) {
@@ -962,20 +1076,39 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
         for (int p = p0; p < p1; p++) {
           const int j0 = p * KV_G16_NR;
           const int nr = kvi_imin(KV_G16_NR, n - j0);
+          /* A partial last micro-panel of at most KV_G16_MERGE rows rides on the pass of the one
+             before it, on every whole column panel. */
+          const int tail = mc % KV_G16_MR;
+          const int merge =
+              KV_G16_MERGE > 0 && tail > 0 && tail <= KV_G16_MERGE && mc > KV_G16_MR && nr == KV_G16_NR;
+          const int passes = (int)(kvi_ceil_div(mc, KV_G16_MR) - merge);
           for (int k0 = 0; k0 < k; k0 += KV_GEMM_KC) {
             const int kc = kvi_imin(KV_GEMM_KC, k - k0);
             const int kcs = pairs ? (kc + 1) / 2 * 2 : kc;
+            const int add = first_adds || k0 > 0;
             const float *ab = ablock + (int64_t)KV_G16_MC * k0;
             const uint16_t *bp = packed + p * panel_stride + (int64_t)k0 * KV_G16_NR;
             /* Prefetched as in kv_gemm; a step of the micro-kernel's loop is one kk, or a pair of
                them for bf16. */
             const int steps = pairs ? kcs / 2 : kcs;
-            for (int ir = 0; ir < mc; ir += KV_G16_MR) {
+            for (int ir = 0; ir < mc - (merge ? tail : 0); ir += KV_G16_MR) {
               int pfstep = 0;
-              const uintptr_t pf = kvi_prefetch_from(bp, (int64_t)kcs * KV_G16_NR * 2, steps,
-                                                     (int)kvi_ceil_div(mc, KV_G16_MR), ir / KV_G16_MR, &pfstep);
-              kvi_g16_tile(store, addfn, first_adds || k0 > 0, pf, pfstep, kcs, ab + (int64_t)ir * kcs, bp,
-                           kvi_imin(KV_G16_MR, mc - ir), nr, c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
+              const uintptr_t pf = kvi_prefetch_from(bp, (int64_t)kcs * KV_G16_NR * 2, steps, passes,
+                                                     ir / KV_G16_MR, &pfstep);
+              float *ct = c + (int64_t)(i0 + ir) * ldc + j0;
+#if KV_GEMM_MERGE > 0
+              if (merge && ir + 2 * KV_G16_MR > mc) { /* the host of the rider */
+                float *ct2 = ct + (int64_t)KV_G16_MR * ldc;
+                kvi_micro16_rider(rmode, tail, kcs, ab + (int64_t)ir * kcs, ab + (int64_t)(ir + KV_G16_MR) * kcs,
+                                  bp, ct, ldc, add, tile, pf, pfstep);
+                for (int r = 0; r < tail; r++)
+                  for (int j = 0; j < KV_G16_NR; j++)
+                    ct2[(int64_t)r * ldc + j] = (add ? ct2[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_G16_NR + j];
+                continue;
+              }
+#endif
+              kvi_g16_tile(store, addfn, add, pf, pfstep, kcs, ab + (int64_t)ir * kcs, bp,
+                           kvi_imin(KV_G16_MR, mc - ir), nr, ct, ldc, tile);
             }
           }
         }
