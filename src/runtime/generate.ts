@@ -95,6 +95,7 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
         return v && rowsOf(v, at, length);
       },
       runner.probe,
+      false,
     );
     return {
       index: first + i,

@@ -33,7 +33,9 @@ export class ModelScores implements StepScores {
   /**
    * Latest logits of each row, [L, vocab], and the step they were computed at (-1: never). Kept in
    * the precision of the first logits stored: a float32 backend's are copied as they are (a real
-   * vocabulary's rows, widened to float64 at every step, cost more than the step's head).
+   * vocabulary's rows, widened to float64 at every step, cost more than the step's head). Rows
+   * stored with their statistics are kept only with `keepLogits`: nothing here reads them then,
+   * and with a real vocabulary the store is the size of the model's largest weight.
    */
   get logits(): Float32Array | Float64Array {
     this.store ??= new Float64Array(this.L * this.config.vocab);
@@ -57,6 +59,8 @@ export class ModelScores implements StepScores {
     readonly needsHidden = true,
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
     probe?: Probe,
+    /** Whether `logits` must hold every row stored (the golden comparison reads them). */
+    private readonly keepLogits = true,
   ) {
     this.logitsStep = new Int32Array(L).fill(-1);
     this.rowStore = new Int32Array(L);
@@ -263,6 +267,15 @@ export class ModelScores implements StepScores {
   storeLogits(rows: Int32Array, logits: HostTensor, step: number, stats?: PredictionStats): void {
     const V = this.config.vocab;
     this.stored++;
+    rows.forEach((r, i) => {
+      this.logitsStep[r] = step;
+      this.rowStore[r] = this.stored;
+      if (!stats) return;
+      this.rowStats.set(stats.stats.subarray(3 * i, 3 * i + 3), 3 * r);
+      this.rowArgmax[r] = stats.argmax[i] as number;
+      this.rowStatsStore[r] = this.stored;
+    });
+    if (stats && !this.keepLogits) return;
     const data = float32Of(logits) ?? logits.data;
     this.store ??= data instanceof Float32Array ? new Float32Array(this.L * V) : new Float64Array(this.L * V);
     // Float64 logits after float32 ones (no runner mixes them today) widen the store, never round.
@@ -271,12 +284,6 @@ export class ModelScores implements StepScores {
     const store = this.store;
     rows.forEach((r, i) => {
       store.set(data.subarray(i * V, (i + 1) * V), r * V);
-      this.logitsStep[r] = step;
-      this.rowStore[r] = this.stored;
-      if (!stats) return;
-      this.rowStats.set(stats.stats.subarray(3 * i, 3 * i + 3), 3 * r);
-      this.rowArgmax[r] = stats.argmax[i] as number;
-      this.rowStatsStore[r] = this.stored;
     });
   }
 }

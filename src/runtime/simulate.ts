@@ -109,6 +109,8 @@ export class SequenceRun {
     /** The K or V cache of a layer over this sequence's rows. */
     cachePart: (part: CachePart, layer: number) => HostTensor | undefined,
     probe?: Probe,
+    /** Whether the scores keep every row's logits (ModelScores.logits), for the golden comparison. */
+    keepLogits = true,
   ) {
     const canvas = new Canvas(
       prompt.length,
@@ -132,6 +134,7 @@ export class SequenceRun {
       cachePart,
       planUses(plan.plan, modelInternalScores),
       probe,
+      keepLogits,
     );
     this.inspector = new Inspector(
       plan.typed,
@@ -229,6 +232,7 @@ export async function simulateGeneration(
     c.seed,
     (part, l) => runner.cachePart(part, l),
     runner.probe,
+    c.compare !== false,
   );
   const { canvas, tokens, blocks, scores, inspector } = run;
   const member = { inspector, scores, offset: 0, length: L };

@@ -24,16 +24,17 @@ export function forwardFlops(c: ModelConfig, rows: number): number {
 
 /**
  * Bytes one canvas of `rows` rows holds while a step runs, in float64 where the reference
- * interpreter computes and the scores keep logits (`scalar` 4 for the float32 backends): the K and
- * V caches and a cached hidden state of every layer, the hidden state each layer saw (scores probe
- * it), the logits of every row three times over (the scores' latest, a step's, the golden's in
- * verify), and one layer's activations. An estimate on the high side, not a measurement.
+ * interpreter computes (`scalar` 8, which verify asks for) and float32 on the float32 backends
+ * (`scalar` 4): the K and V caches and a cached hidden state of every layer, the hidden state each
+ * layer saw (scores probe it), the logits of every row (the scores' latest and a step's, in the
+ * backend's precision; in float64 the golden's too, for verify), and one layer's activations. An
+ * estimate on the high side, not a measurement.
  */
 export function canvasBytes(c: ModelConfig, rows: number, scalar: 4 | 8): number {
   const q = c.heads * c.headDim;
   const kv = c.kvHeads * c.headDim;
   const caches = c.layers * (2 * kv + c.dModel) * scalar + c.layers * c.dModel * 8;
-  const logits = 3 * c.vocab * 8;
+  const logits = (scalar === 8 ? 3 : 2) * c.vocab * scalar;
   const activations = (q + 2 * kv + 2 * c.dFF + 2 * c.dModel) * 8;
   return rows * (caches + logits + activations);
 }

@@ -5,11 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import type { HostTensor } from '../../src/ir/tensor.ts';
+import { float32Tensor, type HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { softmaxStats } from '../../src/model/golden.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights } from '../../src/model/weights.ts';
+import { rowsOf } from '../../src/runtime/batch.ts';
 import { InterpretedProbe } from '../../src/runtime/probe.ts';
 import { ModelScores } from '../../src/runtime/scores.ts';
 
@@ -76,6 +77,45 @@ describe('prediction statistics', () => {
     const kept = Float64Array.from(first);
     first.fill(-1);
     expect(scores.score('confidence', undefined, 0)).toEqual(kept);
+  });
+
+  test("a backend's statistics, stored with the logits, are the ones read; the logits are kept only when asked", () => {
+    const config = presets.tiny as ModelConfig;
+    const V = config.vocab;
+    // Logits whose own statistics differ from the ones handed in: token 0 most likely, by far.
+    const data = Float32Array.from({ length: 2 * V }, (_, k) => (k % V === 0 ? 9 : 0));
+    const logits = float32Tensor([2, V], data);
+    const given = { stats: Float64Array.of(0.25, 0.125, 2.5, 0.5, 0.375, 1.5), argmax: Int32Array.of(3, 4) };
+    for (const keep of [true, false]) {
+      const scores = new ModelScores(
+        config,
+        randomWeights(config, 1),
+        4,
+        new Int32Array(4),
+        false,
+        () => undefined,
+        false,
+        undefined,
+        keep,
+      );
+      scores.storeLogits(Int32Array.of(2, 0), logits, 0, given);
+      scores.storeLogits(Int32Array.of(1), rowsOf(logits, 1, 1), 0);
+      expect(Array.from(scores.score('confidence', undefined, 0))).toEqual([
+        0.5,
+        softmaxStats(data.subarray(V), config.maskTokenId).confidence,
+        0.25,
+        0,
+      ]);
+      expect(Array.from(scores.score('margin', undefined, 0)).slice(0, 3)).toEqual([
+        0.375,
+        expect.any(Number),
+        0.125,
+      ]);
+      expect([0, 1, 2].map((i) => scores.predicted(i))).toEqual([4, 0, 3]);
+      // Row 1 came without statistics: its logits are kept either way; rows 0 and 2 only when asked.
+      expect(scores.logits[V]).toBe(9);
+      expect([scores.logits[0], scores.logits[2 * V]]).toEqual(keep ? [9, 9] : [0, 0]);
+    }
   });
 });
 
