@@ -741,18 +741,18 @@ static inline void kvi_vload_bf16x2(const uint16_t *p, kvi_vf *even, kvi_vf *odd
  * floats; kc even for bf16) and the 16-bit slice bp of a panel; then c = acc (add == 0) or
  * c += acc. With pf, pfstep bytes of the stream at pf are prefetched per step of the loop, as in kv_gemm.
  */
-static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc, const float *restrict ap,
+static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int rows, int kc, const float *restrict ap,
                                                              const uint16_t *restrict bp, float *c, int64_t ldc,
                                                              int add, uintptr_t pf, int pfstep) {
   kvi_vf acc[KV_G16_MR][KV_G16_NV];
-  for (int r = 0; r < KV_G16_MR; r++)
+  for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
   if (pairs) {
     for (int kk = 0; kk < kc; kk += 2) {
       kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
       if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
-      for (int r = 0; r < KV_G16_MR; r++) {
+      for (int r = 0; r < rows; r++) {
         const kvi_vf a0 = kvi_vbcast(ap[r]);
         const kvi_vf a1 = kvi_vbcast(ap[KV_G16_MR + r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(kvi_vfma(acc[r][v], a0, be[v]), a1, bo[v]);
@@ -765,7 +765,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
       kvi_vf b[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
       if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
-      for (int r = 0; r < KV_G16_MR; r++) {
+      for (int r = 0; r < rows; r++) {
         const kvi_vf a = kvi_vbcast(ap[r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], a, b[v]);
       }
@@ -774,11 +774,11 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int kc,
     }
   }
   if (add) {
-    for (int r = 0; r < KV_G16_MR; r++)
+    for (int r = 0; r < rows; r++)
       for (int v = 0; v < KV_G16_NV; v++)
         kvi_vstore(c + r * ldc + v * KV_VL, kvi_vload(c + r * ldc + v * KV_VL) + acc[r][v]);
   } else {
-    for (int r = 0; r < KV_G16_MR; r++)
+    for (int r = 0; r < rows; r++)
       for (int v = 0; v < KV_G16_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
   }
 }
@@ -789,7 +789,7 @@ typedef void (*kvi_micro16_fn)(int kc, const float *ap, const uint16_t *bp, floa
 /* The four specialisations of kvi_micro16 behind kvi_micro16_fn: pairs (bf16) or not, add or store. */
 #define KVI_MICRO16_FN(name, pairs, add)                                                           \
   static void name(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc, uintptr_t pf, int pfstep) { \
-    kvi_micro16(pairs, kc, ap, bp, c, ldc, add, pf, pfstep);                                       \
+    kvi_micro16(pairs, KV_G16_MR, kc, ap, bp, c, ldc, add, pf, pfstep);                            \
   }
 KVI_MICRO16_FN(kvi_micro16_bf16_store, 1, 0)
 KVI_MICRO16_FN(kvi_micro16_bf16_add, 1, 1)
@@ -802,25 +802,25 @@ KVI_MICRO16_FN(kvi_micro16_f16_add, 0, 1)
  * half k, high half k + 1), and each instruction adds a lane's two products to its float32
  * accumulator.
  */
-static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const float *restrict apf,
+static inline __attribute__((always_inline)) void kvi_micro_dot(int rows, int kc, const float *restrict apf,
                                                                const uint16_t *restrict bp, float *c, int64_t ldc,
                                                                int add, uintptr_t pf, int pfstep) {
   const uint32_t *ap = (const uint32_t *)apf;
   __m512 acc[KV_G16_MR][KV_G16_NV];
-  for (int r = 0; r < KV_G16_MR; r++)
+  for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_setzero_ps();
   for (int kk = 0; kk < kc; kk += 2) {
     __m512i w[KV_G16_NV];
     for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
     if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
-    for (int r = 0; r < KV_G16_MR; r++) {
+    for (int r = 0; r < rows; r++) {
       const __m512i x = _mm512_set1_epi32((int)ap[r]);
       for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)x, (__m512bh)w[v]);
     }
     ap += KV_G16_MR;
     bp += 2 * KV_G16_NR;
   }
-  for (int r = 0; r < KV_G16_MR; r++)
+  for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_G16_NV; v++) {
       float *cp = c + r * ldc + v * KV_VL;
       _mm512_storeu_ps(cp, add ? _mm512_add_ps(_mm512_loadu_ps(cp), acc[r][v]) : acc[r][v]);
@@ -829,13 +829,57 @@ static inline __attribute__((always_inline)) void kvi_micro_dot(int kc, const fl
 
 static void kvi_micro_dot_store(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc,
                                 uintptr_t pf, int pfstep) {
-  kvi_micro_dot(kc, ap, bp, c, ldc, 0, pf, pfstep);
+  kvi_micro_dot(KV_G16_MR, kc, ap, bp, c, ldc, 0, pf, pfstep);
 }
 static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc,
                               uintptr_t pf, int pfstep) {
-  kvi_micro_dot(kc, ap, bp, c, ldc, 1, pf, pfstep);
+  kvi_micro_dot(KV_G16_MR, kc, ap, bp, c, ldc, 1, pf, pfstep);
 }
 #endif
+
+/* The micro-kernel family of a dtype: widened bf16 pairs, f16, or vdpbf16ps. */
+enum { KVI_G16_BF16, KVI_G16_F16, KVI_G16_DOT };
+
+/*
+ * The first mr < MR rows of a micro-panel, and only they, stored into or added to c: a partial
+ * micro-panel on the full kernel multiplied its zero padding and went through a scratch tile,
+ * whose wide stores the narrow reads of the copy could not forward from, and below 8 rows the
+ * GEMM was slower than at 8 (1.74 against 1.23 ms a layer, bf16, one thread). Each row keeps its
+ * FMAs and their order.
+ */
+static void kvi_micro16_part(int mode, int mr, int kc, const float *ap, const uint16_t *bp, float *c, int64_t ldc,
+                             int add, uintptr_t pf, int pfstep) {
+#if KV_G16_DOT
+#define KVI_PART_DOT(r)                                                                            \
+  else if (add) kvi_micro_dot(r, kc, ap, bp, c, ldc, 1, pf, pfstep);                              \
+  else kvi_micro_dot(r, kc, ap, bp, c, ldc, 0, pf, pfstep);
+#else
+#define KVI_PART_DOT(r)
+#endif
+#define KVI_PART(r)                                                                                \
+  case r:                                                                                          \
+    if (mode == KVI_G16_F16 && add) kvi_micro16(0, r, kc, ap, bp, c, ldc, 1, pf, pfstep);          \
+    else if (mode == KVI_G16_F16) kvi_micro16(0, r, kc, ap, bp, c, ldc, 0, pf, pfstep);            \
+    else if (mode == KVI_G16_BF16 && add) kvi_micro16(1, r, kc, ap, bp, c, ldc, 1, pf, pfstep);    \
+    else if (mode == KVI_G16_BF16) kvi_micro16(1, r, kc, ap, bp, c, ldc, 0, pf, pfstep);           \
+    KVI_PART_DOT(r)                                                                                \
+    break;
+  switch (mr) {
+    KVI_PART(1)
+    KVI_PART(2)
+    KVI_PART(3)
+#if KV_G16_MR > 5
+    KVI_PART(4)
+    KVI_PART(5)
+#endif
+#if KV_G16_MR > 7
+    KVI_PART(6)
+    KVI_PART(7)
+#endif
+  }
+#undef KVI_PART
+#undef KVI_PART_DOT
+}
 
 #if KV_GEMM_MERGE > 0
 /*
@@ -847,7 +891,6 @@ static void kvi_micro_dot_add(int kc, const float *ap, const uint16_t *bp, float
  * four weight vectors.
  */
 #define KV_G16_MERGE 4
-enum { KVI_G16_BF16, KVI_G16_F16, KVI_G16_DOT };
 static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, int rows2, int kc,
                                                                     const float *restrict ap,
                                                                     const float *restrict ap2,
@@ -985,12 +1028,13 @@ static void kvi_pack_a16(int mode, int mc, int kc, int kcs, const float *a, int6
  * One k-block of one micro-tile: mr rows of a packed A block at ap times a panel's slice bp,
  * stored into or added to C at ct (partial tiles through a scratch tile).
  */
-static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int add, uintptr_t pf, int pfstep,
-                                int kcs,
-                                const float *ap, const uint16_t *bp, int mr, int nr, float *ct, int64_t ldc,
-                                float *tile) {
+static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int mode, int add, uintptr_t pf,
+                                int pfstep, int kcs, const float *ap, const uint16_t *bp, int mr, int nr, float *ct,
+                                int64_t ldc, float *tile) {
   if (mr == KV_G16_MR && nr == KV_G16_NR) {
     (add ? addfn : store)(kcs, ap, bp, ct, ldc, pf, pfstep);
+  } else if (nr == KV_G16_NR) {
+    kvi_micro16_part(mode, mr, kcs, ap, bp, ct, ldc, add, pf, pfstep);
   } else {
     store(kcs, ap, bp, tile, KV_G16_NR, pf, pfstep);
     for (int r = 0; r < mr; r++)
@@ -1010,9 +1054,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
   }
   const int pairs = dtype != KV_F16; /* the bf16 layout: k-blocks of even length */
   int amode = KVI_A_F32;
-#if KV_GEMM_MERGE > 0
   const int rmode = !pairs ? KVI_G16_F16 : dtype == KV_BF16_DOT && KV_G16_DOT ? KVI_G16_DOT : KVI_G16_BF16;
-#endif
   kvi_micro16_fn store = pairs ? kvi_micro16_bf16_store : kvi_micro16_f16_store;
   kvi_micro16_fn addfn = pairs ? kvi_micro16_bf16_add : kvi_micro16_f16_add;
   if (dtype == KV_BF16_DOT) {
@@ -1107,7 +1149,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
                 continue;
               }
 #endif
-              kvi_g16_tile(store, addfn, add, pf, pfstep, kcs, ab + (int64_t)ir * kcs, bp,
+              kvi_g16_tile(store, addfn, rmode, add, pf, pfstep, kcs, ab + (int64_t)ir * kcs, bp,
                            kvi_imin(KV_G16_MR, mc - ir), nr, ct, ldc, tile);
             }
           }
@@ -1120,7 +1162,7 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
           for (int ir = 0; ir < mc; ir += KV_G16_MR)
             for (int p = p0; p < p1; p++) {
               const int j0 = p * KV_G16_NR;
-              kvi_g16_tile(store, addfn, first_adds || k0 > 0, 0, 0, kcs, apack + (int64_t)ir * kcs,
+              kvi_g16_tile(store, addfn, rmode, first_adds || k0 > 0, 0, 0, kcs, apack + (int64_t)ir * kcs,
                            packed + p * panel_stride + (int64_t)k0 * KV_G16_NR, kvi_imin(KV_G16_MR, mc - ir),
                            kvi_imin(KV_G16_NR, n - j0), c + (int64_t)(i0 + ir) * ldc + j0, ldc, tile);
             }
