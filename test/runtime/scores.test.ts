@@ -115,6 +115,10 @@ describe('prediction statistics', () => {
       // Row 1 came without statistics: its logits are kept either way; rows 0 and 2 only when asked.
       expect(scores.logits[V]).toBe(9);
       expect([scores.logits[0], scores.logits[2 * V]]).toEqual(keep ? [9, 9] : [0, 0]);
+      // Float64 logits after float32 ones widen the store rather than round into it.
+      const fine = 1 + 2 ** -40;
+      scores.storeLogits(Int32Array.of(3), { shape: [1, V], data: new Float64Array(V).fill(fine) }, 1);
+      expect([scores.logits[3 * V], scores.logits[V]]).toEqual([fine, 9]);
     }
   });
 });

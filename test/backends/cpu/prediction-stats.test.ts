@@ -7,9 +7,11 @@
  */
 import { expect, test } from 'vitest';
 import { buildCpu, CpuRunner } from '../../../src/backends/cpu/runner.ts';
+import { float32Of } from '../../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { generate } from '../../../src/runtime/generate.ts';
+import { NonFiniteLogits } from '../../../src/runtime/generationError.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import type { Probe } from '../../../src/runtime/probe.ts';
 import { backendConfigs, examplePlan } from '../../runtime/support.ts';
@@ -70,3 +72,47 @@ test.each(['fast-dllm-dual', 'prophet', 'es-dllm'])(
     );
   },
 );
+
+test('a logit that is not finite, found by the native statistics, ends the generation naming its position', async () => {
+  const plan = examplePlan('fast-dllm-dual');
+  const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+  const weights = randomWeights(config, 5);
+  const build = buildCpu(plan, config, 5 + 8);
+  for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+    let heads = 0;
+    let poisoned = -1;
+    let native = 0;
+    const run = generate({
+      model: { config, weights },
+      plan,
+      lowered: build.lowered,
+      prompts: [Int32Array.from([1, 5, 9, 2, 6])],
+      genLength: 8,
+      runner: (L) => {
+        const r = new CpuRunner(build, weights, L);
+        const probe = r.probe;
+        const { head } = r;
+        r.head = (program, out) => {
+          const t = head.call(r, program, out);
+          // The third step's second row: one logit, not the mask's.
+          if (++heads === 3) {
+            (float32Of(t) as Float32Array)[config.vocab + 2] = bad;
+            poisoned = out[1] as number;
+          }
+          return t;
+        };
+        const counted: Probe = {
+          measure: probe.measure.bind(probe),
+          predictionStats: (...a: Parameters<typeof probe.predictionStats>) => {
+            native++;
+            return probe.predictionStats(...a);
+          },
+        };
+        return Object.defineProperty(r, 'probe', { value: counted });
+      },
+    });
+    await expect(run).rejects.toThrow(NonFiniteLogits);
+    await expect(run).rejects.toThrow(`canvas position ${poisoned} are not finite (${bad})`);
+    expect(native).toBe(3);
+  }
+});
