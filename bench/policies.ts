@@ -94,10 +94,9 @@ function instrumented(
       count(cost.flops, cost.seconds);
       return probe.measure(output, layer, h, queries, blocks);
     }, probes),
-    // Drift against a cache is host work, as it was when the host computed it; so are the softmax
-    // statistics of the decode rule.
+    // Drift against a cache is host work, as it was when the host computed it. (The softmax
+    // statistics of the decode rule are the head stage's: native, next to the logits.)
     rowDrift: probe.rowDrift?.bind(probe),
-    predictionStats: probe.predictionStats?.bind(probe),
   };
   return Object.defineProperty(runner, 'probe', { value: counted });
 }

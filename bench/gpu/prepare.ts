@@ -202,9 +202,9 @@ async function plan(name: string, base: ModelConfig, blob: Blob, ptx: Map<string
     layer: (p: Program, l: number, lists: ReadonlyMap<string, Int32Array>, read: boolean) =>
       r.layer(p, l, lists, read),
     head: async (p: Program, out: Int32Array) => {
-      const t = await r.head(p, out);
-      logits.push(rec.downloads().length - 1);
-      return t;
+      // The head's first download is its logits; its statistics (kvp_softmax_stats) follow.
+      logits.push(rec.downloads().length);
+      return r.head(p, out);
     },
     cachePart: (part: CachePart, l: number) => r.cachePart(part, l),
   });

@@ -3,8 +3,7 @@ import { lists } from '../ir/names.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
 import { checkFinite } from './generationError.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
-import type { PredictionStats } from './probe.ts';
-import type { CanvasRows, Program, StepOutput, StepRunner } from './runner.ts';
+import type { CanvasRows, HeadOutput, PredictionStats, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
 
 /** One sequence of a batch: its own inspector and scores, and where its rows sit in the canvas. */
@@ -71,25 +70,18 @@ function packLists(
 const programs: readonly Program[] = ['refresh', 'cached', 'reuse'];
 
 /**
- * Checks that a step's logits are finite, and returns their softmax statistics when the runner's
- * probe computes them natively (one pass over rows x vocab there, instead of two in JavaScript).
+ * Checks that a step's logits are finite, and returns their softmax statistics when the runner
+ * computed them next to the logits (one pass there, instead of two in JavaScript per row read).
  */
-function headStats(
-  runner: StepRunner,
-  logits: HostTensor,
-  rows: Int32Array,
-  config: LoweredPlan['config'],
-): PredictionStats | undefined {
-  const V = config.vocab;
-  const narrow = float32Of(logits);
-  const stats = narrow && runner.probe?.predictionStats?.(narrow, rows.length, V, config.maskTokenId);
+function headStats({ logits, stats }: HeadOutput, rows: Int32Array, V: number): PredictionStats | undefined {
+  const data = float32Of(logits) ?? logits.data;
   if (!stats) {
-    checkFinite(narrow ?? logits.data, rows, V);
+    checkFinite(data, rows, V);
     return undefined;
   }
   const bad = stats.argmax.indexOf(-1);
   if (bad < 0) return stats;
-  checkFinite((narrow as Float32Array).subarray(bad * V, (bad + 1) * V), [rows[bad] as number], V);
+  checkFinite(data.subarray(bad * V, (bad + 1) * V), [rows[bad] as number], V);
   // Finite, yet no logit but the excluded one: softmaxStats says so when the row is read.
   return undefined;
 }
@@ -149,8 +141,9 @@ export async function runStep(
   }
   const outs = members.map((m) => m.inspector.outputRows());
   const rowsOut = concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset)));
-  const logits = await runner.head(main, rowsOut);
-  const stats = headStats(runner, logits, rowsOut, lowered.config);
+  const head = await runner.head(main, rowsOut);
+  const { logits } = head;
+  const stats = headStats(head, rowsOut, lowered.config.vocab);
   let at = 0;
   return outs.map((out, i) => {
     const part = rowsOf(logits, at, out.length);

@@ -1,7 +1,7 @@
 import type { HostTensor } from '../ir/tensor.ts';
 import type { CachePart } from './cachePart.ts';
 import type { Probe } from './probe.ts';
-import type { CanvasRows, Program, StepRunner } from './runner.ts';
+import type { CanvasRows, HeadOutput, Program, StepRunner } from './runner.ts';
 
 /** How far a runner's logits were from its shadow's at one `head` call, and the shadow's scale. */
 export interface LockstepGap {
@@ -44,9 +44,10 @@ export class LockstepRunner implements StepRunner {
     return this.primary.layer(program, layer, lists, read);
   }
 
-  async head(program: Program, out: Int32Array): Promise<HostTensor> {
-    const expected = await this.shadow.head(program, out);
-    const got = await this.primary.head(program, out);
+  async head(program: Program, out: Int32Array): Promise<HeadOutput> {
+    const expected = (await this.shadow.head(program, out)).logits;
+    const head = await this.primary.head(program, out);
+    const got = head.logits;
     let deviation = 0;
     let scale = 0;
     expected.data.forEach((e, i) => {
@@ -56,7 +57,7 @@ export class LockstepRunner implements StepRunner {
       scale = Math.max(scale, Math.abs(e));
     });
     this.gaps.push({ deviation, scale });
-    return got;
+    return head;
   }
 
   cachePart(part: CachePart, layer: number): HostTensor | undefined {

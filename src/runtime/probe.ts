@@ -49,21 +49,6 @@ export interface Probe {
     from: number,
     to: number,
   ): Float64Array;
-  /**
-   * The softmax statistics of `rows` rows of float32 logits (src/model/golden.ts softmaxStats, the
-   * logit `exclude` left out): optional, for a backend that computes them where its logits are, so
-   * that a real vocabulary's rows are not looped over in JavaScript at every step.
-   */
-  predictionStats?(logits: Float32Array, rows: number, vocab: number, exclude: number): PredictionStats;
-}
-
-/**
- * Softmax statistics of rows of logits: `stats[3r..3r+2]` the confidence, margin and entropy of
- * row r, `argmax[r]` its most likely token, or -1 where the row holds a logit that is not finite.
- */
-export interface PredictionStats {
-  readonly stats: Float64Array;
-  readonly argmax: Int32Array;
 }
 
 /** The probe on the float64 reference interpreter: the definition compiled probes are tested against. */

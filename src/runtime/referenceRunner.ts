@@ -5,7 +5,7 @@ import type { HostTensor, RuntimeValue } from '../ir/tensor.ts';
 import type { Stage } from '../ir/types.ts';
 import { type Weights, widened } from '../model/weights.ts';
 import { type CachePart, cachePartResource } from './cachePart.ts';
-import type { CanvasRows, Program, StepRunner } from './runner.ts';
+import type { CanvasRows, HeadOutput, Program, StepRunner } from './runner.ts';
 
 /** Runs a lowered plan's step programs on the float64 reference interpreter. */
 export class ReferenceRunner implements StepRunner {
@@ -68,12 +68,12 @@ export class ReferenceRunner implements StepRunner {
     return read ? this.h : undefined;
   }
 
-  head(program: Program, out: Int32Array): HostTensor {
+  head(program: Program, out: Int32Array): HeadOutput {
     const inputs = new Map<string, RuntimeValue>([
       ['h', this.carried()],
       ['out', out],
     ]);
-    return this.run(program, 'head', inputs).get('logits') as HostTensor;
+    return { logits: this.run(program, 'head', inputs).get('logits') as HostTensor };
   }
 
   cachePart(part: CachePart, layer: number): HostTensor | undefined {

@@ -1,6 +1,6 @@
 import type { HostTensor } from '../ir/tensor.ts';
 import type { CachePart } from './cachePart.ts';
-import type { PredictionStats, Probe } from './probe.ts';
+import type { Probe } from './probe.ts';
 
 /** Which step program a stage runs from: `lowered.programs` by name. */
 export type Program = 'refresh' | 'cached' | 'reuse';
@@ -20,6 +20,26 @@ export interface StepOutput {
   readonly out: Int32Array;
   readonly logits: HostTensor;
   /** The softmax statistics of those rows, when the backend's probe computed them. */
+  readonly stats?: PredictionStats;
+}
+
+/**
+ * Softmax statistics of rows of logits (src/model/golden.ts softmaxStats): `stats[3r..3r+2]` the confidence, margin and entropy of
+ * row r, `argmax[r]` its most likely token, or -1 where the row holds a logit that is not finite.
+ */
+export interface PredictionStats {
+  readonly stats: Float64Array;
+  readonly argmax: Int32Array;
+}
+
+/** What a step's head stage gives: its logits, and on a backend that computes them, their statistics. */
+export interface HeadOutput {
+  readonly logits: HostTensor;
+  /**
+   * The softmax statistics of each row, without the mask token (`config.maskTokenId`), from the
+   * logits as the backend holds them: computed where the logits are (a native loop, a shader, a
+   * kernel), so that a real vocabulary's rows are not looped over in JavaScript at every step.
+   */
   readonly stats?: PredictionStats;
 }
 
@@ -48,10 +68,11 @@ export interface StepRunner {
     read: boolean,
   ): Maybe<HostTensor | undefined>;
   /**
-   * The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer. They
-   * may be a view of the runner's own storage (a float32Tensor), valid until the runner's next call.
+   * The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer, and
+   * their softmax statistics where the backend computes them next to the logits. The logits may be
+   * a view of the runner's own storage (a float32Tensor), valid until the runner's next call.
    */
-  head(program: Program, out: Int32Array): Maybe<HostTensor>;
+  head(program: Program, out: Int32Array): Maybe<HeadOutput>;
   /**
    * A cache part of a layer, for the drift scores that compare fresh values with cached ones. It
    * may be a view of the runner's own storage, valid until the runner's next call.

@@ -5,7 +5,8 @@ import type { ModelConfig } from '../model/config.ts';
 import { predictionRow, softmaxStats } from '../model/golden.ts';
 import type { Weights } from '../model/weights.ts';
 import { type CachePart, cachePartRow } from './cachePart.ts';
-import { InterpretedProbe, type PredictionStats, type Probe, type ProbeOutput } from './probe.ts';
+import { InterpretedProbe, type Probe, type ProbeOutput } from './probe.ts';
+import type { PredictionStats } from './runner.ts';
 
 function cosine(a: Float64Array, b: Float64Array): number {
   let ab = 0;

@@ -4,14 +4,13 @@ import { buildCpu, CpuRunner } from '../../src/backends/cpu/runner.ts';
 import { webGpuRunnerFactory } from '../../src/backends/webgpu/runner.ts';
 import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
 import { type Diagnostic, formatDiagnostic } from '../../src/dsl/diagnostics.ts';
-import type { HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import type { Weights } from '../../src/model/weights.ts';
 import { compilePlan } from '../../src/passes/compile.ts';
 import { deepEnough, modelFor } from '../../src/runtime/modelFor.ts';
 import { ReferenceRunner } from '../../src/runtime/referenceRunner.ts';
-import type { StepRunner } from '../../src/runtime/runner.ts';
+import type { HeadOutput, StepRunner } from '../../src/runtime/runner.ts';
 import { type RunnerFactory, verifyCheckedPlan } from '../../src/runtime/verify.ts';
 
 const tiny = presets.tiny as ModelConfig;
@@ -45,9 +44,9 @@ const perturbed =
     return {
       embed: (p, c, r) => inner.embed(p, c, r),
       layer: (p, l, lists, r) => inner.layer(p, l, lists, r),
-      head: (p, out): HostTensor => {
-        const t = inner.head(p, out);
-        return { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) };
+      head: (p, out) => {
+        const t = (inner.head(p, out) as HeadOutput).logits;
+        return { logits: { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) } };
       },
       cachePart: (part, l) => inner.cachePart(part, l),
     };
@@ -263,9 +262,8 @@ describe('verify reports what it exercised (item 8)', () => {
         const inner = perturbed(0)(plan, config, weights)(L);
         return {
           ...inner,
-          head: (p, out) => ({
-            ...(inner.head(p, out) as HostTensor),
-            data: new Float64Array(out.length * config.vocab),
+          head: (_p, out) => ({
+            logits: { shape: [out.length, config.vocab], data: new Float64Array(out.length * config.vocab) },
           }),
         };
       };

@@ -1,7 +1,7 @@
 import { queryKey } from '../../ir/attention.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
-import { mostAttended, type PredictionStats, type Probe, type ProbeOutput } from '../../runtime/probe.ts';
+import { mostAttended, type Probe, type ProbeOutput } from '../../runtime/probe.ts';
 import type { Dtype16, Primitives } from './primitives.ts';
 
 /**
@@ -190,20 +190,6 @@ export class CpuProbe implements Probe {
       });
     }
     return { shape: [L, c.kvHeads], data: out };
-  }
-
-  predictionStats(logits: Float32Array, rows: number, vocab: number, exclude: number): PredictionStats {
-    const stats = new Float64Array(3 * rows);
-    const argmax = new Int32Array(rows);
-    this.prims.softmaxStats(
-      rows,
-      vocab,
-      logits,
-      exclude >= 0 && exclude < vocab ? exclude : -1,
-      stats,
-      argmax,
-    );
-    return { stats, argmax };
   }
 
   rowDrift(fresh: Float32Array, cached: Float32Array, rows: number, width: number, from: number, to: number) {

@@ -8,7 +8,7 @@ import type { HalfDtype } from '../../model/half.ts';
 import { loadWeight, storedForm, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import { type CachePart, cachePartTensor } from '../../runtime/cachePart.ts';
-import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import type { CanvasRows, HeadOutput, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault } from '../fault.ts';
 import { type CompiledLibrary, compileLibrary, openLibrary } from './compiler.ts';
 import { bindPrimitives, compilePrimitives, Dtype16 } from './primitives.ts';
@@ -200,14 +200,19 @@ export class CpuRunner implements StepRunner {
     return read ? this.hidden(layer + 1) : undefined;
   }
 
-  head(program: Program, out: Int32Array): HostTensor {
+  head(program: Program, out: Int32Array): HeadOutput {
     this.setList('out', out);
     const head = this.run(program, 'head', this.carried());
-    const V = this.build.lowered.config.vocab;
+    const { vocab: V, maskTokenId } = this.build.lowered.config;
     const at = head.outputs.logits as number;
     // A view of the arena: a step's logits of a real vocabulary are tens of megabytes, and a fresh
     // copy each step (in float64, twice the bytes) kept the collector busy on the kernels' cores.
-    return float32Tensor([out.length, V], this.arena.subarray(at, at + out.length * V));
+    const logits = this.arena.subarray(at, at + out.length * V);
+    const stats = new Float64Array(3 * out.length);
+    const argmax = new Int32Array(out.length);
+    const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : -1;
+    bindPrimitives(this.build.primitives).softmaxStats(out.length, V, logits, exclude, stats, argmax);
+    return { logits: float32Tensor([out.length, V], logits), stats: { stats, argmax } };
   }
 
   /** Score probes on the same library's primitives and packed weights (made on first use). */

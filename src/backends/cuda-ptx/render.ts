@@ -466,6 +466,8 @@ export function renderPtx(
     if (!kp || !mem) throw new PtxRenderError(`phase ${name} has no kernels or memory plan`);
     manifestPhases[name] = r.renderPhase(name, p, kp, mem);
   }
+  // Not a plan's: the runner launches it on the head's logits (PtxRunner.head).
+  r.kernel({ op: 'softmax_stats' });
   const files = new Map<string, string>();
   const infos: Record<string, PtxKernelInfo> = {};
   for (const k of [...r.kernels.values()].sort((a, b) => a.name.localeCompare(b.name))) {

@@ -8,7 +8,7 @@ import type { ModelConfig } from '../../model/config.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import { type CachePart, cachePartResource, cachePartRow, cachePartTensor } from '../../runtime/cachePart.ts';
-import type { CanvasRows, Program, StepRunner } from '../../runtime/runner.ts';
+import type { CanvasRows, HeadOutput, Program, StepRunner } from '../../runtime/runner.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
 import {
@@ -21,7 +21,14 @@ import {
   type WgslManifest,
   type WgslStage,
 } from './render.ts';
-import { type ShaderName, shaderDef, uniformBytes, type WeightFormat, wgslSource } from './shaders.ts';
+import {
+  type ShaderName,
+  STATS_WG,
+  shaderDef,
+  uniformBytes,
+  type WeightFormat,
+  wgslSource,
+} from './shaders.ts';
 
 export interface WebGpuBuild {
   readonly lowered: LoweredPlan;
@@ -164,6 +171,8 @@ export class WebGpuRunner implements StepRunner {
    * input can be in another program's slot; it is copied into this program's slot then.
    */
   private left = new Map<string, string>();
+  /** Where `softmax_stats` leaves each head's statistics and argmax (see `head`). */
+  private stats: [GPUBuffer, GPUBuffer] | undefined;
 
   constructor(
     private readonly build: WebGpuBuild,
@@ -251,6 +260,11 @@ export class WebGpuRunner implements StepRunner {
     stageName: string,
     read: readonly (readonly [string, number])[],
     kvLayer?: number,
+    /** Dispatches after the stage's own, in its last pass, and what they leave to read back. */
+    after?: (
+      pass: GPUComputePassEncoder,
+      output: (name: string) => GPUBuffer,
+    ) => [string, GPUBuffer, number][],
   ): Promise<Map<string, Float32Array>> {
     const st = this.stage(phase, stageName);
     const device = this.device;
@@ -286,37 +300,22 @@ export class WebGpuRunner implements StepRunner {
         else enc.clearBuffer(resolve(d.dst), 0, bytes);
         return;
       }
-      const [gx, gy] = workgroups(d.shader, evalSize(d.items[0], this.size), evalSize(d.items[1], this.size));
-      if (gx === 0 || gy === 0) return;
-      const ukey = `${phase}/${stageName}/${i}`;
-      let ub = this.uniforms.get(ukey);
-      if (!ub) {
-        ub = device.createBuffer({
-          size: uniformBytes(shaderDef(d.shader)),
-          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-        });
-        this.uniforms.set(ukey, ub);
-      }
-      device.queue.writeBuffer(ub, 0, uniformData(d.shader, d.params, this.size));
-      const pipeline = pipelineFor(device, d.shader, this.build.fault);
-      const group = device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: ub } },
-          ...d.bindings.map((k, j) => ({ binding: j + 1, resource: { buffer: resolve(k) } })),
-        ],
-      });
+      const items = [evalSize(d.items[0], this.size), evalSize(d.items[1], this.size)] as const;
+      if (items[0] === 0 || items[1] === 0) return;
       pass ??= enc.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(gx, gy);
+      this.dispatch(pass, `${phase}/${stageName}/${i}`, d.shader, d.params, d.bindings.map(resolve), items);
     });
-    endPass();
-    const reads: [string, GPUBuffer, number][] = read.map(([n, floats]) => {
+    const output = (n: string): GPUBuffer => {
       const key = st.outputs[n];
       if (key === undefined) throw new Error(`stage ${stageName} has no output ${n}`);
-      return [n, resolve(key), floats];
-    });
+      return resolve(key);
+    };
+    const reads: [string, GPUBuffer, number][] = read.map(([n, floats]) => [n, output(n), floats]);
+    if (after) {
+      pass ??= enc.beginComputePass();
+      reads.push(...after(pass, output));
+    }
+    endPass();
     const mirrors = (
       kvLayer === undefined ? [] : this.build.mirrored.map((part) => cachePartResource(part, kvLayer))
     )
@@ -352,6 +351,38 @@ export class WebGpuRunner implements StepRunner {
     return data;
   }
 
+  /** Encodes one dispatch of a shader over `items` work items, its uniform buffer kept under `ukey`. */
+  private dispatch(
+    pass: GPUComputePassEncoder,
+    ukey: string,
+    shader: ShaderName,
+    params: Parameters<typeof uniformData>[1],
+    buffers: readonly GPUBuffer[],
+    items: readonly [number, number],
+  ): void {
+    const device = this.device;
+    let ub = this.uniforms.get(ukey);
+    if (!ub) {
+      ub = device.createBuffer({
+        size: uniformBytes(shaderDef(shader)),
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      this.uniforms.set(ukey, ub);
+    }
+    device.queue.writeBuffer(ub, 0, uniformData(shader, params, this.size));
+    const pipeline = pipelineFor(device, shader, this.build.fault);
+    const group = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ub } },
+        ...buffers.map((buffer, j) => ({ binding: j + 1, resource: { buffer } })),
+      ],
+    });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...workgroups(shader, items[0], items[1]));
+  }
+
   private hidden(data: Float32Array | undefined): HostTensor | undefined {
     if (!data) return undefined;
     return { shape: [this.L, this.build.lowered.config.dModel], data: new Float64Array(data) };
@@ -377,11 +408,55 @@ export class WebGpuRunner implements StepRunner {
     return this.hidden(data.get('h'));
   }
 
-  async head(program: Program, out: Int32Array): Promise<HostTensor> {
+  /**
+   * The logits of the rows `out`, and their softmax statistics computed on the device in the same
+   * submission (`softmax_stats`): reading them back is 16 bytes a row, where computing them on the
+   * host is a pass over rows × vocab in JavaScript.
+   */
+  async head(program: Program, out: Int32Array): Promise<HeadOutput> {
     this.setList('out', out);
-    const V = this.build.lowered.config.vocab;
-    const data = await this.run(program, 'head', [['logits', out.length * V]]);
-    return float32Tensor([out.length, V], data.get('logits') as Float32Array);
+    const { vocab: V, maskTokenId } = this.build.lowered.config;
+    const n = out.length;
+    const stats = this.statsBuffers();
+    const data = await this.run(program, 'head', [['logits', n * V]], undefined, (pass, output) => {
+      if (n === 0) return [];
+      const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
+      const params = [n, V, exclude].map((u) => ({ u: [u] as [number] }));
+      this.dispatch(
+        pass,
+        'head/stats',
+        'softmax_stats',
+        params,
+        [output('logits'), ...stats],
+        [n * STATS_WG, 1],
+      );
+      return [
+        ['stats', stats[0], 3 * n],
+        ['argmax', stats[1], n],
+      ];
+    });
+    const logits = float32Tensor([n, V], data.get('logits') as Float32Array);
+    const s = data.get('stats');
+    const a = data.get('argmax');
+    if (!s || !a) return { logits };
+    return {
+      logits,
+      stats: { stats: new Float64Array(s), argmax: new Int32Array(a.buffer, a.byteOffset, a.length).slice() },
+    };
+  }
+
+  /** The buffers `softmax_stats` writes, for a whole canvas of rows: made at the first head. */
+  private statsBuffers(): [GPUBuffer, GPUBuffer] {
+    if (!this.stats) {
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+      const rows = Math.max(1, this.L);
+      this.stats = [
+        this.device.createBuffer({ size: 12 * rows, usage, label: 'stats' }),
+        this.device.createBuffer({ size: 4 * rows, usage, label: 'argmax' }),
+      ];
+      this.owned.push(...this.stats);
+    }
+    return this.stats;
   }
 
   private readH(): [string, number][] {

@@ -164,6 +164,121 @@ fn main(${builtins1d}) {
 }`,
 });
 
+/** Threads of a `softmax_stats` workgroup: one workgroup per row. */
+export const STATS_WG = 256;
+
+/**
+ * The softmax statistics of rows of logits (src/model/golden.ts softmaxStats), one workgroup per
+ * row: confidence, margin and entropy into `stats` (three per row), the most likely token into
+ * `argmax`, the logit `exclude` left out; argmax -1 where the row holds a logit that is not finite.
+ * Each thread keeps the two largest logits of its strided share (the first index of equals), a
+ * tree joins them, then each thread sums exp(l - max) and exp(l - max) (l - max) of its share and a
+ * second tree adds those. Finiteness is read from the bits: WGSL lets a compiler assume there is
+ * no NaN or infinity, so a comparison cannot be trusted to find one.
+ */
+const softmaxStats: ShaderDef = {
+  name: 'softmax_stats',
+  params: [
+    ['rows', 'u32'],
+    ['v', 'u32'],
+    ['exclude', 'u32'], // a token index, or at least v for none
+  ],
+  bindings: [
+    ['logits', 'read', 'f32'],
+    ['stats', 'read_write', 'f32'],
+    ['argmax', 'read_write', 'i32'],
+  ],
+  workgroup: [STATS_WG, 1],
+  body: () => `const WG = ${STATS_WG}u;
+const NONE = 0xffffffffu;
+var<workgroup> top1: array<f32, WG>;
+var<workgroup> top2: array<f32, WG>;
+var<workgroup> at: array<u32, WG>;
+var<workgroup> bad: array<u32, WG>;
+var<workgroup> sums: array<f32, WG>;
+var<workgroup> weighted: array<f32, WG>;
+
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+
+// The largest and second largest of two threads' (the largest at the lower index of equals; a
+// thread that saw no logit holds NONE).
+fn joinTop(t: u32, o: u32) {
+  if (at[o] == NONE) { return; }
+  if (at[t] == NONE) { top1[t] = top1[o]; top2[t] = top2[o]; at[t] = at[o]; return; }
+  let first = top1[o] > top1[t] || (top1[o] == top1[t] && at[o] < at[t]);
+  let low = select(top1[o], top1[t], first);
+  top2[t] = max(low, max(top2[t], top2[o]));
+  if (first) { top1[t] = top1[o]; at[t] = at[o]; }
+}
+
+@compute @workgroup_size(${STATS_WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let r = wg.x + wg.y * nwg.x;
+  if (r >= p.rows) { return; }
+  let t = lid.x;
+  let base = r * p.v;
+  var m1 = 0.0;
+  var m2 = bitcast<f32>(0xff7fffffu); // the lowest finite f32
+  var i1 = NONE;
+  var b = 0u;
+  for (var i = t; i < p.v; i += WG) {
+    let x = logits[base + i];
+    if (!finite(x)) { b = 1u; }
+    if (i == p.exclude) { continue; }
+    if (i1 == NONE || x > m1) { m2 = select(m2, m1, i1 != NONE); m1 = x; i1 = i; }
+    else if (x > m2) { m2 = x; }
+  }
+  top1[t] = m1;
+  top2[t] = m2;
+  at[t] = i1;
+  bad[t] = b;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (t < s) { joinTop(t, t + s); bad[t] |= bad[t + s]; }
+    workgroupBarrier();
+  }
+  let mx = top1[0];
+  let second = top2[0];
+  let arg = at[0];
+  let broken = bad[0] != 0u || arg == NONE;
+  workgroupBarrier();
+  var sum = 0.0;
+  var w = 0.0;
+  if (!broken) {
+    for (var i = t; i < p.v; i += WG) {
+      if (i == p.exclude) { continue; }
+      let z = logits[base + i] - mx;
+      let e = exp(z);
+      sum += e;
+      w += e * z;
+    }
+  }
+  sums[t] = sum;
+  weighted[t] = w;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (t < s) { sums[t] += sums[t + s]; weighted[t] += weighted[t + s]; }
+    workgroupBarrier();
+  }
+  if (t != 0u) { return; }
+  if (broken) {
+    argmax[r] = -1;
+    stats[3u * r] = 0.0;
+    stats[3u * r + 1u] = 0.0;
+    stats[3u * r + 2u] = 0.0;
+    return;
+  }
+  let total = sums[0];
+  // 1 - exp(d) for the second largest: by its series near 0, where the difference would cancel.
+  let d = second - mx;
+  let gap = select(1.0 - exp(d), -d * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d / 24.0))), d > -0.03125);
+  argmax[r] = i32(arg);
+  stats[3u * r] = 1.0 / total;
+  stats[3u * r + 1u] = gap / total;
+  stats[3u * r + 2u] = log(total) - weighted[0] / total;
+}`,
+};
+
 const formats: readonly WeightFormat[] = ['f32', 'bf16', 'f16'];
 
 export const shaderDefs: readonly ShaderDef[] = [
@@ -385,6 +500,7 @@ fn main(${builtins1d}) {
   out[idx] = ${out('swiglu', 'x / (1.0 + exp(-x)) * b[idx]')};
 }`,
   },
+  softmaxStats,
   {
     // dst[dr(i)] = src[sr(i)], n rows of width floats.
     name: 'copy_rows',
@@ -424,6 +540,7 @@ export type ShaderName =
   | 'rope'
   | 'swiglu'
   | 'copy_rows'
+  | 'softmax_stats'
   | `pointwise_${string}`;
 
 const operand = (i: number) => `x${i}`;

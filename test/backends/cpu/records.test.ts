@@ -99,7 +99,8 @@ test("a step's logits reach the scores and the decode rule in float32, never wid
         const { head } = r;
         r.head = (...a) => {
           heads++;
-          return unwidened(head.apply(r, a));
+          const h = head.apply(r, a);
+          return { ...h, logits: unwidened(h.logits) };
         };
         return r;
       },

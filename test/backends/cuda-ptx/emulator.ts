@@ -19,6 +19,7 @@
  */
 import type { ParamType } from '../../../src/backends/cuda-ptx/kernels/ptx.ts';
 import type { CudaDevice, Dim3, PackedParams } from '../../../src/backends/cuda-ptx/launch.ts';
+import { softmaxStats } from '../../../src/model/golden.ts';
 import { type HalfDtype, halfToFloat32 } from '../../../src/model/half.ts';
 import { interpretPtx } from './interpret.ts';
 
@@ -311,6 +312,10 @@ export class EmulatedDevice implements CudaDevice {
             u('hd'),
           );
           break;
+        case 'kvp_softmax_stats':
+          covers('rows', grid[0], u('rows'));
+          this.softmaxStats(a);
+          break;
         default:
           throw new EmulatorError(`no emulation of kernel ${name}`);
       }
@@ -516,6 +521,25 @@ export class EmulatedDevice implements CudaDevice {
       for (let j = 0; j < d; j++) out[i * d + j] = r(r((X[src + j] as number) * (W[j] as number)) * inv);
     }
     this.f32(a.out as bigint).set(out);
+  }
+
+  /** softmaxStats of each row in float64, stored in float32; argmax -1 where a logit is not finite or none is left. */
+  private softmaxStats(a: Record<string, bigint | number>): void {
+    const [rows, v, exclude] = [Number(a.rows), Number(a.v), Number(a.exclude)];
+    const logits = this.f32(a.logits as bigint);
+    const stats = this.f32(a.stats as bigint);
+    const argmax = this.i32(a.argmax as bigint) as Int32Array;
+    for (let i = 0; i < rows; i++) {
+      const row = Float64Array.from(logits.subarray(i * v, (i + 1) * v));
+      if (!row.every(Number.isFinite) || (v === 1 && exclude === 0)) {
+        argmax[i] = -1;
+        stats.fill(0, 3 * i, 3 * i + 3);
+        continue;
+      }
+      const s = softmaxStats(row, exclude < v ? exclude : -1);
+      argmax[i] = s.argmax;
+      stats.set([s.confidence, s.margin, s.entropy], 3 * i);
+    }
   }
 
   private binary(a: Record<string, bigint | number>, add: boolean): void {

@@ -160,7 +160,7 @@ class Program {
       const v = word.getFloat32(0);
       return () => v;
     }
-    if (/^-?\d+$/.test(op)) {
+    if (/^-?\d+$/.test(op) || /^0x[0-9A-Fa-f]+$/.test(op)) {
       const v = Number(op);
       return () => v;
     }
@@ -328,6 +328,51 @@ class Program {
         const [set, x, y] = [d(), a(1), a(2)];
         return run((t) => set(t, x(t) >>> y(t)));
       }
+      case 'or.b32':
+      case 'or.pred': {
+        const [set, x, y] = [d(), a(1), a(2)];
+        return run((t) => set(t, x(t) | y(t)));
+      }
+      case 'sub.f32': {
+        const [set, x, y] = [d(), a(1), a(2)];
+        return run((t) => set(t, x(t) - y(t)));
+      }
+      case 'mul.f32': {
+        const [set, x, y] = [d(), a(1), a(2)];
+        return run((t) => set(t, x(t) * y(t)));
+      }
+      case 'max.f32': {
+        // PTX's max of a NaN and a number is the number.
+        const [set, x, y] = [d(), a(1), a(2)];
+        return run((t) => {
+          const [u, v] = [x(t), y(t)];
+          set(t, Number.isNaN(u) ? v : Number.isNaN(v) ? u : Math.max(u, v));
+        });
+      }
+      case 'rcp.rn.f32': {
+        const [set, x] = [d(), a(1)];
+        return run((t) => set(t, 1 / x(t)));
+      }
+      case 'ex2.approx.ftz.f32':
+      case 'lg2.approx.ftz.f32': {
+        // Modelled correctly rounded (the hardware is within 2 ulps); ftz: subnormal results are 0.
+        const f = op.startsWith('ex2') ? (v: number) => 2 ** v : Math.log2;
+        const [set, x] = [d(), a(1)];
+        return run((t) => {
+          const v = Math.fround(f(x(t)));
+          set(t, Math.abs(v) < 2 ** -126 ? 0 * v : v);
+        });
+      }
+      case 'testp.finite.f32': {
+        const [set, x] = [d(), a(1)];
+        return run((t) => set(t, Number.isFinite(x(t)) ? 1 : 0));
+      }
+      case 'shfl.sync.bfly.b32': {
+        if (guard) throw new InterpretError('a guarded shfl.sync');
+        if (args[3] !== '31' || args[4] !== '-1')
+          throw new InterpretError(`shfl.sync of a partial warp: ${line}`);
+        return { ...base, cta: this.butterfly(args[0] as string, args[1] as string, Number(args[2])) };
+      }
       case 'and.b32':
       case 'and.pred': {
         const [set, x, y] = [d(), a(1), a(2)];
@@ -341,16 +386,8 @@ class Program {
         const [set, x] = [d(), a(1)];
         return run((t) => set(t, x(t) ? 0 : 1));
       }
-      case 'setp.lt.u32':
-      case 'setp.eq.u64':
-      case 'setp.lt.and.u32': {
-        const [set, x, y] = [d(), a(1), a(2)];
-        const z = op === 'setp.lt.and.u32' ? a(3) : () => 1;
-        const cmp =
-          op === 'setp.eq.u64' ? (u: number, v: number) => u === v : (u: number, v: number) => u < v;
-        return run((t) => set(t, cmp(x(t), y(t)) && z(t) ? 1 : 0));
-      }
       case 'selp.u32':
+      case 'selp.f32':
       case 'selp.b64': {
         const [set, x, y, p] = [d(), a(1), a(2), a(3)];
         return run((t) => set(t, p(t) ? x(t) : y(t)));
@@ -386,6 +423,23 @@ class Program {
         });
       }
     }
+    const setp = op.match(/^setp\.(lt|le|gt|ge|eq|ne)(\.and)?\.(u32|u64|f32)$/);
+    if (setp) {
+      const [set, x, y] = [d(), a(1), a(2)];
+      const z = setp[2] ? a(3) : () => 1;
+      const cmp = {
+        lt: (u: number, v: number) => u < v,
+        le: (u: number, v: number) => u <= v,
+        gt: (u: number, v: number) => u > v,
+        ge: (u: number, v: number) => u >= v,
+        eq: (u: number, v: number) => u === v,
+        // An unordered comparison is false in PTX (setp.ne with a NaN too: that is setp.neu).
+        ne: (u: number, v: number) => u !== v && !Number.isNaN(u) && !Number.isNaN(v),
+      }[setp[1] as 'lt'];
+      // An immediate of a u32 comparison is its 32-bit pattern (-1 is 0xffffffff).
+      const word = setp[3] === 'u32' ? (v: number) => v >>> 0 : (v: number) => v;
+      return run((t) => set(t, cmp(word(x(t)), word(y(t))) && z(t) ? 1 : 0));
+    }
     if (/^(ld|st)\.(global|shared)(\.nc)?(\.v[24])?\.(f32|b32|u32|b16)$/.test(op))
       return run(this.loadStore(op, args));
     const mma = op.match(/^mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.(b?f16)\.\1\.f32$/);
@@ -394,6 +448,21 @@ class Program {
       return { ...base, cta: this.mma(halfValue[mma[1] as 'f16' | 'bf16'], args) };
     }
     throw new InterpretError(`unsupported instruction: ${line}`);
+  }
+
+  /** `shfl.sync.bfly.b32 d, a, lane, 31, -1` over whole warps: lane i reads lane i ^ `lane`'s a. */
+  private butterfly(dst: string, src: string, lane: number): () => void {
+    const [to, from] = [this.reg(dst), this.reg(src)];
+    const c = this.ctx;
+    return () => {
+      const { regs, nregs } = c;
+      if (c.ntid % 32 !== 0) throw new InterpretError('shfl.sync in a CTA of part of a warp');
+      const read = Float64Array.from(
+        { length: c.ntid },
+        (_, t) => regs[(t ^ lane) * nregs + from.idx] as number,
+      );
+      for (let t = 0; t < c.ntid; t++) regs[t * nregs + to.idx] = read[t] as number;
+    };
   }
 
   /** One m16n8k16 mma per warp, from the fragments of its 32 lanes. */

@@ -32,9 +32,12 @@ describe('generated WGSL', () => {
     expect(errors[0]).toMatch(/^\d+:\d+: /);
   });
 
-  test.each(['gemm', 'gemm_bf16', 'gemm_f16'] as const)('the %s shader is pinned', (name) => {
-    expect(wgslSource(shaderDef(name))).toMatchSnapshot();
-  });
+  test.each(['gemm', 'gemm_bf16', 'gemm_f16', 'softmax_stats'] as const)(
+    'the %s shader is pinned',
+    (name) => {
+      expect(wgslSource(shaderDef(name))).toMatchSnapshot();
+    },
+  );
 
   test.each(['f32', 'bf16', 'f16'] as const)(
     'every example plan renders to a dispatch plan over the validated shaders, %s matrices',

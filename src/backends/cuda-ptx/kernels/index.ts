@@ -16,6 +16,7 @@ import {
 } from './elementwise.ts';
 import { type GemmPath, gemm16Kernel, gemmKernel, type MmaDtype } from './gemm.ts';
 import type { Arch, GeneratedKernel } from './ptx.ts';
+import { softmaxStatsKernel } from './softmaxStats.ts';
 
 export type KernelSpec =
   | { readonly op: 'gemm'; readonly path: GemmPath }
@@ -29,6 +30,8 @@ export type KernelSpec =
     }
   | { readonly op: 'rope'; readonly headDim: number; readonly theta: number }
   | { readonly op: 'rmsnorm' | 'swiglu' | 'embed' | 'copy_rows' | 'fill' | 'merge' }
+  /** The runner's own: the softmax statistics of the head's logits. */
+  | { readonly op: 'softmax_stats' }
   | {
       readonly op: 'pointwise';
       readonly fn: string;
@@ -60,6 +63,8 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
       return fillKernel(arch);
     case 'merge':
       return mergeKernel(arch);
+    case 'softmax_stats':
+      return softmaxStatsKernel(arch);
   }
 }
 
@@ -68,3 +73,4 @@ export { EW_THREADS, pointwiseOperand } from './elementwise.ts';
 export { GEMM_PATHS, GEMM_TILE, type GemmPath, MMA_DTYPES, type MmaDtype, pathDtype } from './gemm.ts';
 export { pointwise } from './pointwise.ts';
 export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';
+export { STATS_THREADS } from './softmaxStats.ts';

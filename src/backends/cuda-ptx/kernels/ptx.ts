@@ -20,7 +20,16 @@ export interface KernelParam {
 export interface GeneratedKernel {
   /** Entry name, also the file name (`<name>.ptx`); encodes every generator option. */
   readonly name: string;
-  readonly kind: 'gemm' | 'attention' | 'norm' | 'rope' | 'elementwise' | 'copy' | 'merge' | 'embed';
+  readonly kind:
+    | 'gemm'
+    | 'attention'
+    | 'norm'
+    | 'rope'
+    | 'elementwise'
+    | 'copy'
+    | 'merge'
+    | 'embed'
+    | 'stats';
   readonly ptx: string;
   readonly params: readonly KernelParam[];
   /** Threads per CTA (1-D blocks throughout). */
