@@ -518,9 +518,10 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
     });
 
     test("a row's result does not depend on the other rows (bitwise), riding or not", () => {
-      // 65 columns: two whole 32-column panels, where a partial micro-panel of up to 4 rows rides
-      // on the pass before it (17, 20 rows; not 21), and a partial panel, where it does not.
-      const n = 65;
+      // 161 columns: five whole 32-column panels, where a partial micro-panel of up to 4 rows rides
+      // on the pass before it (17, 20 rows; not 21) and 1-4 rows alone run the rows kernel of
+      // their count (kvi_micro16_part), and a partial panel, where neither happens.
+      const n = 161;
       const k = 301;
       const large = makeCase(77, 21, n, k, dtype, { bias: true, indirect: false, accumulate: false });
       const packed = p.packWeight16(n, k, large.w.bits, dtype);
@@ -543,7 +544,7 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
         return c;
       };
       const all = rows(21);
-      for (const m of [8, 16, 17, 20]) {
+      for (const m of [1, 2, 3, 4, 8, 16, 17, 20]) {
         const c = rows(m);
         expect(Buffer.from(c.buffer).equals(Buffer.from(all.buffer, 0, c.byteLength)), `${m} rows`).toBe(
           true,
