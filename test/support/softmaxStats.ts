@@ -115,17 +115,18 @@ export const caseLogits = ({ v, rows }: StatsCase): Float32Array => {
 };
 
 /**
- * Checks a kernel's statistics of a case (3 floats and an argmax a row; `levels` rounds of adds
- * after each thread's own sums): the argmax exactly, the rest within the derived bounds; argmax -1
- * for a row with a logit that is not finite (the excluded one too) or none but the excluded one.
- * Returns how many rows were compared and how many flagged.
+ * Checks a kernel's statistics of a case (src/backends/deviceStats.ts: three floats a row, then
+ * the argmax of each row; `levels` rounds of adds after each thread's own sums): the argmax
+ * exactly, the rest within the derived bounds; argmax -1 for a row with a logit that is not finite
+ * (the excluded one too) or none but the excluded one. Returns how many rows were compared and how
+ * many flagged.
  */
 export function checkStats(
   c: StatsCase,
-  stats: ArrayLike<number>,
-  argmax: ArrayLike<number>,
+  out: Float32Array,
   levels: number,
 ): { compared: number; flagged: number } {
+  const argmax = out.subarray(3 * c.rows.length);
   let compared = 0;
   let flagged = 0;
   c.rows.forEach((row, i) => {
@@ -139,7 +140,7 @@ export function checkStats(
     const want = softmaxStats(wide, c.exclude);
     const b = bounds(wide, c.exclude, levels);
     expect(argmax[i], `row ${i}`).toBe(want.argmax);
-    const [conf, margin, entropy] = [stats[3 * i], stats[3 * i + 1], stats[3 * i + 2]] as number[];
+    const [conf, margin, entropy] = [out[3 * i], out[3 * i + 1], out[3 * i + 2]] as number[];
     expect(Math.abs((conf as number) - want.confidence)).toBeLessThanOrEqual(b.confidence * want.confidence);
     expect(Math.abs((margin as number) - want.margin)).toBeLessThanOrEqual(b.margin);
     expect(Math.abs((entropy as number) - want.entropy)).toBeLessThanOrEqual(b.entropy);

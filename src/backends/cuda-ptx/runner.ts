@@ -8,6 +8,7 @@ import { compilePlan } from '../../passes/compile.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
 import { type CachePart, cachePartTensor } from '../../runtime/cachePart.ts';
 import type { CanvasRows, HeadOutput, Program, StepRunner } from '../../runtime/runner.ts';
+import { deviceStatsFit, unpackStats } from '../deviceStats.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
 import { type Arch, type GemmPath, type MmaDtype, STATS_THREADS } from './kernels/index.ts';
 import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
@@ -123,8 +124,8 @@ export class PtxRunner implements StepRunner {
   private readonly fns = new Map<string, unknown>();
   private readonly sizes = new Map<string, number>();
   private bounce: bigint | undefined;
-  /** Where `kvp_softmax_stats` leaves each head's statistics (3 floats a row) and argmax. */
-  private stats: [bigint, bigint] | undefined;
+  /** Where `kvp_softmax_stats` leaves each head's statistics and argmax (4 floats a row). */
+  private stats: bigint | undefined;
   /** Where in the arena the hidden state of the canvas sits between stages. */
   private hAt: number | undefined;
 
@@ -155,7 +156,8 @@ export class PtxRunner implements StepRunner {
 
   /** Frees every device allocation and unloads the kernels; the runner is unusable afterwards. */
   release(): void {
-    for (const p of [...this.ptrs.values(), ...(this.stats ?? [])]) this.device.free(p);
+    for (const p of this.ptrs.values()) this.device.free(p);
+    if (this.stats !== undefined) this.device.free(this.stats);
     if (this.bounce !== undefined) this.device.free(this.bounce);
     for (const fn of this.fns.values()) this.device.unloadKernel(fn);
     this.ptrs.clear();
@@ -263,26 +265,22 @@ export class PtxRunner implements StepRunner {
     const at = head.outputs.logits as number;
     const n = out.length;
     const logits = this.read('arena', at, n, V);
-    if (n === 0) return { logits };
     // The statistics on the device, next to the logits: 16 bytes a row to read back, where the
-    // host would loop over rows x vocab.
+    // host would loop over rows x vocab. Argmax comes as a float, exact below 2^24 tokens.
+    if (n === 0 || !deviceStatsFit(V)) return { logits };
     const name = 'kvp_softmax_stats';
     const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
-    this.stats ??= [this.device.alloc(12 * this.L), this.device.alloc(4 * this.L)];
-    const [s, a] = this.stats;
+    this.stats ??= this.device.alloc(16 * this.L);
     const params = packParams([
       { type: 'u64', value: this.slot('arena') + BigInt(at) },
-      { type: 'u64', value: s },
-      { type: 'u64', value: a },
+      { type: 'u64', value: this.stats },
       ...[n, V, exclude].map((value) => ({ type: 'u32' as const, value })),
     ]);
     const shared = this.build.render.manifest.kernels[name]?.sharedBytes ?? 0;
     this.device.launch(this.fns.get(name), [n, 1, 1], [STATS_THREADS, 1, 1], shared, params);
-    const stats = new Float32Array(3 * n);
-    const argmax = new Int32Array(n);
-    this.device.download(stats, s);
-    this.device.download(argmax, a);
-    return { logits, stats: { stats: new Float64Array(stats), argmax } };
+    const rows = new Float32Array(4 * n);
+    this.device.download(rows, this.stats);
+    return { logits, stats: unpackStats(rows) };
   }
 
   cachePart(part: CachePart, layer: number): HostTensor | undefined {

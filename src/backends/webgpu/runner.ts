@@ -9,6 +9,7 @@ import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../m
 import { compilePlan } from '../../passes/compile.ts';
 import { type CachePart, cachePartResource, cachePartRow, cachePartTensor } from '../../runtime/cachePart.ts';
 import type { CanvasRows, HeadOutput, Program, StepRunner } from '../../runtime/runner.ts';
+import { deviceStatsFit, unpackStats } from '../deviceStats.ts';
 import { activeFault, type Fault } from '../fault.ts';
 import { sharedDevice } from './device.ts';
 import {
@@ -172,7 +173,7 @@ export class WebGpuRunner implements StepRunner {
    */
   private left = new Map<string, string>();
   /** Where `softmax_stats` leaves each head's statistics and argmax (see `head`). */
-  private stats: [GPUBuffer, GPUBuffer] | undefined;
+  private stats: GPUBuffer | undefined;
 
   constructor(
     private readonly build: WebGpuBuild,
@@ -417,9 +418,9 @@ export class WebGpuRunner implements StepRunner {
     this.setList('out', out);
     const { vocab: V, maskTokenId } = this.build.lowered.config;
     const n = out.length;
-    const stats = this.statsBuffers();
+    const stats = n > 0 && deviceStatsFit(V) ? this.statsBuffer() : undefined;
     const data = await this.run(program, 'head', [['logits', n * V]], undefined, (pass, output) => {
-      if (n === 0) return [];
+      if (!stats) return [];
       const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
       const params = [n, V, exclude].map((u) => ({ u: [u] as [number] }));
       this.dispatch(
@@ -427,34 +428,22 @@ export class WebGpuRunner implements StepRunner {
         'head/stats',
         'softmax_stats',
         params,
-        [output('logits'), ...stats],
+        [output('logits'), stats],
         [n * STATS_WG, 1],
       );
-      return [
-        ['stats', stats[0], 3 * n],
-        ['argmax', stats[1], n],
-      ];
+      return [['stats', stats, 4 * n]];
     });
     const logits = float32Tensor([n, V], data.get('logits') as Float32Array);
-    const s = data.get('stats');
-    const a = data.get('argmax');
-    if (!s || !a) return { logits };
-    return {
-      logits,
-      stats: { stats: new Float64Array(s), argmax: new Int32Array(a.buffer, a.byteOffset, a.length).slice() },
-    };
+    const rows = data.get('stats');
+    return rows ? { logits, stats: unpackStats(rows) } : { logits };
   }
 
-  /** The buffers `softmax_stats` writes, for a whole canvas of rows: made at the first head. */
-  private statsBuffers(): [GPUBuffer, GPUBuffer] {
+  /** The buffer `softmax_stats` writes (4 floats a row), for a whole canvas: made at the first head. */
+  private statsBuffer(): GPUBuffer {
     if (!this.stats) {
       const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
-      const rows = Math.max(1, this.L);
-      this.stats = [
-        this.device.createBuffer({ size: 12 * rows, usage, label: 'stats' }),
-        this.device.createBuffer({ size: 4 * rows, usage, label: 'argmax' }),
-      ];
-      this.owned.push(...this.stats);
+      this.stats = this.device.createBuffer({ size: 16 * Math.max(1, this.L), usage, label: 'stats' });
+      this.owned.push(this.stats);
     }
     return this.stats;
   }

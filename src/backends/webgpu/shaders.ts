@@ -169,8 +169,9 @@ export const STATS_WG = 256;
 
 /**
  * The softmax statistics of rows of logits (src/model/golden.ts softmaxStats), one workgroup per
- * row: confidence, margin and entropy into `stats` (three per row), the most likely token into
- * `argmax`, the logit `exclude` left out; argmax -1 where the row holds a logit that is not finite.
+ * row, the logit `exclude` left out: confidence, margin and entropy of row r at stats[3r..3r+2],
+ * its most likely token as a float (exact below 2^24) at stats[3 rows + r]; the token -1 where the
+ * row holds a logit that is not finite or none but the excluded one (src/backends/deviceStats.ts).
  * Each thread keeps the two largest logits of its strided share (the first index of equals), a
  * tree joins them, then each thread sums exp(l - max) and exp(l - max) (l - max) of its share and a
  * second tree adds those. Finiteness is read from the bits: WGSL lets a compiler assume there is
@@ -186,7 +187,6 @@ const softmaxStats: ShaderDef = {
   bindings: [
     ['logits', 'read', 'f32'],
     ['stats', 'read_write', 'f32'],
-    ['argmax', 'read_write', 'i32'],
   ],
   workgroup: [STATS_WG, 1],
   body: () => `const WG = ${STATS_WG}u;
@@ -262,20 +262,20 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   }
   if (t != 0u) { return; }
   if (broken) {
-    argmax[r] = -1;
     stats[3u * r] = 0.0;
     stats[3u * r + 1u] = 0.0;
     stats[3u * r + 2u] = 0.0;
+    stats[3u * p.rows + r] = -1.0;
     return;
   }
   let total = sums[0];
   // 1 - exp(d) for the second largest: by its series near 0, where the difference would cancel.
   let d = second - mx;
   let gap = select(1.0 - exp(d), -d * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d / 24.0))), d > -0.03125);
-  argmax[r] = i32(arg);
   stats[3u * r] = 1.0 / total;
   stats[3u * r + 1u] = gap / total;
   stats[3u * r + 2u] = log(total) - weighted[0] / total;
+  stats[3u * p.rows + r] = f32(arg);
 }`,
 };
 

@@ -21,6 +21,7 @@ import { type CudaDevice, type KernelArg, packParams } from '../../../src/backen
 import { buildPtx, PtxRunner } from '../../../src/backends/cuda-ptx/runner.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
+import { softmaxStats } from '../../../src/model/golden.ts';
 import { halfToFloat32 } from '../../../src/model/half.ts';
 import { createRng, type Rng, randomWeights } from '../../../src/model/weights.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
@@ -67,12 +68,16 @@ const ptrArgs = (ps: readonly (bigint | undefined)[]): KernelArg[] =>
   ps.map((value) => ({ type: 'u64', value: value as bigint }));
 const u32Args = (xs: readonly number[]): KernelArg[] => xs.map((value) => ({ type: 'u32', value }));
 
-/** Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`. */
+/**
+ * Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`;
+ * an output of n floats is read back whole, one given as parts ([3n, n]) a part at a time, each
+ * part an output compared on its own.
+ */
 function launcher(
   spec: KernelSpec,
   grid: readonly [number, number, number],
   inputs: readonly (Float32Array | Int32Array | Uint16Array | null)[],
-  outputs: readonly number[],
+  outputs: readonly (number | readonly number[])[],
   args: (ins: bigint[], outs: bigint[]) => KernelArg[],
 ): Launcher {
   return (device) => {
@@ -84,17 +89,23 @@ function launcher(
       device.upload(p, x);
       return p;
     });
-    const outs = outputs.map((n) => {
-      const p = device.alloc(n * 4);
-      device.fill(p, 0x7f, n * 4);
+    const parts = outputs.map((o) => (typeof o === 'number' ? [o] : o));
+    const outs = parts.map((ns) => {
+      const bytes = ns.reduce((a, b) => a + b, 0) * 4;
+      const p = device.alloc(bytes);
+      device.fill(p, 0x7f, bytes);
       return p;
     });
     device.launch(fn, grid, [k.block, 1, 1], k.sharedBytes, packParams(args(ins, outs)));
     device.synchronize();
-    const got = outputs.map((n, i) => {
-      const o = new Float32Array(n);
-      device.download(o, outs[i] as bigint);
-      return o;
+    const got = parts.flatMap((ns, i) => {
+      let at = 0;
+      return ns.map((n) => {
+        const o = new Float32Array(n);
+        device.download(o, (outs[i] as bigint) + BigInt(at * 4));
+        at += n;
+        return o;
+      });
     });
     for (const p of [...ins, ...outs]) if (p !== 0n) device.free(p);
     return got;
@@ -224,6 +235,39 @@ export function attentionCase(
   };
 }
 
+/**
+ * kvp_softmax_stats over rows of logits of a vocabulary of v (the excluded token `exclude`): a
+ * tie for the largest, the excluded logit the largest of its row, a NaN. Its one buffer is read
+ * as the kernel lays it out (src/backends/deviceStats.ts), the statistics and the argmax as two
+ * outputs, each compared at its own scale.
+ */
+function statsCase(v: number, exclude: number, seed: number): PrimitiveCase {
+  const r = createRng(seed);
+  const rows = 5;
+  const logits = Float32Array.from({ length: rows * v }, () => (r.uniform() * 2 - 1) * 6);
+  logits[v + 5] = 9;
+  logits[2 * v - 2] = 9;
+  logits[2 * v + exclude] = 20;
+  logits[3 * v + 7] = Number.NaN;
+  const stats = new Float64Array(3 * rows);
+  const argmax = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const row = Float64Array.from(logits.subarray(i * v, (i + 1) * v));
+    if (!row.every(Number.isFinite)) {
+      argmax[i] = -1;
+      continue;
+    }
+    const s = softmaxStats(row, exclude);
+    stats.set([s.confidence, s.margin, s.entropy], 3 * i);
+    argmax[i] = s.argmax;
+  }
+  const run = launcher({ op: 'softmax_stats' }, [rows, 1, 1], [logits], [[3 * rows, rows]], ([pl], [ps]) => [
+    ...ptrArgs([pl, ps]),
+    ...u32Args([rows, v, exclude]),
+  ]);
+  return { name: `softmax_stats v=${v}`, run, reference: [stats, argmax] };
+}
+
 export const primitiveCases = (): PrimitiveCase[] => [
   ...GEMM_SPECS.map((spec) => gemmCase(spec, 70, 96, 72, 1)),
   gemmCase({ op: 'gemm', path: 'fma' }, 130, 200, 264, 2),
@@ -235,6 +279,8 @@ export const primitiveCases = (): PrimitiveCase[] => [
   ]),
   attentionCase(16, 4, 2, false, 6, true),
   attentionCase(128, 4, 1, true, 7, true),
+  statsCase(300, 17, 9),
+  statsCase(5000, 4000, 10),
 ];
 
 /** Runs a primitive on a device and compares every output with its reference under the derived bound. */

@@ -19,7 +19,6 @@
  */
 import type { ParamType } from '../../../src/backends/cuda-ptx/kernels/ptx.ts';
 import type { CudaDevice, Dim3, PackedParams } from '../../../src/backends/cuda-ptx/launch.ts';
-import { softmaxStats } from '../../../src/model/golden.ts';
 import { type HalfDtype, halfToFloat32 } from '../../../src/model/half.ts';
 import { interpretPtx } from './interpret.ts';
 
@@ -523,22 +522,57 @@ export class EmulatedDevice implements CudaDevice {
     this.f32(a.out as bigint).set(out);
   }
 
-  /** softmaxStats of each row in float64, stored in float32; argmax -1 where a logit is not finite or none is left. */
+  /**
+   * kvp_softmax_stats: confidence, margin and entropy at 3r..3r+2, the argmax at 3 rows + r (-1,
+   * and zeros, for a row with a logit that is not finite or none but the excluded one), summed as
+   * the kernel sums:
+   * each of 256 threads its strided share in order, then five butterfly rounds per warp, then the
+   * eight warps in turn (eager: every operation rounded to float32).
+   */
   private softmaxStats(a: Record<string, bigint | number>): void {
+    const r = this.r;
     const [rows, v, exclude] = [Number(a.rows), Number(a.v), Number(a.exclude)];
     const logits = this.f32(a.logits as bigint);
-    const stats = this.f32(a.stats as bigint);
-    const argmax = this.i32(a.argmax as bigint) as Int32Array;
+    const out = this.f32(a.stats as bigint);
     for (let i = 0; i < rows; i++) {
-      const row = Float64Array.from(logits.subarray(i * v, (i + 1) * v));
-      if (!row.every(Number.isFinite) || (v === 1 && exclude === 0)) {
-        argmax[i] = -1;
-        stats.fill(0, 3 * i, 3 * i + 3);
+      const row = logits.subarray(i * v, (i + 1) * v);
+      let at = -1;
+      for (let j = 0; j < v; j++)
+        if (j !== exclude && (at < 0 || (row[j] as number) > (row[at] as number))) at = j;
+      if (at < 0 || !row.every(Number.isFinite)) {
+        out.set([0, 0, 0], 3 * i);
+        out[3 * rows + i] = -1;
         continue;
       }
-      const s = softmaxStats(row, exclude < v ? exclude : -1);
-      argmax[i] = s.argmax;
-      stats.set([s.confidence, s.margin, s.entropy], 3 * i);
+      const max = row[at] as number;
+      let second = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < v; j++) if (j !== exclude && j !== at) second = Math.max(second, row[j] as number);
+      const sums = new Float64Array(256);
+      const weighted = new Float64Array(256);
+      for (let t = 0; t < 256; t++)
+        for (let j = t; j < v; j += 256) {
+          if (j === exclude) continue;
+          const z = r((row[j] as number) - max);
+          const e = r(2 ** r(z * r(Math.LOG2E)));
+          sums[t] = r((sums[t] as number) + e);
+          weighted[t] = r(e * z + (weighted[t] as number));
+        }
+      for (const x of [sums, weighted]) {
+        for (const lane of [16, 8, 4, 2, 1]) {
+          const before = x.slice();
+          for (let t = 0; t < 256; t++) x[t] = r((before[t] as number) + (before[t ^ lane] as number));
+        }
+        for (let w = 1; w < 8; w++) x[0] = r((x[0] as number) + (x[32 * w] as number));
+      }
+      const [sum, w] = [sums[0] as number, weighted[0] as number];
+      const conf = r(1 / sum);
+      const d = r(second - max);
+      // 1 - exp(d) by its series near 0, each step one fma, as the kernel computes it.
+      const series = () => -r(r(d * r(d * r(d * r(d * r(1 / 24) + r(1 / 6)) + 0.5) + 1)));
+      const gap = d > -1 / 32 ? series() : r(1 - r(2 ** r(d * r(Math.LOG2E))));
+      const log = r(r(Math.log2(sum)) * r(Math.LN2));
+      out.set([conf, r(gap * conf), r(log - r(w * conf))], 3 * i);
+      out[3 * rows + i] = at;
     }
   }
 

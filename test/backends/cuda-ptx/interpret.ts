@@ -396,6 +396,10 @@ class Program {
         const [set, x, y, z] = [d(), a(1), a(2), a(3)];
         return run((t) => set(t, x(t) * y(t) + z(t)));
       }
+      case 'cvt.rn.f32.u32': {
+        const [set, x] = [d(), a(1)];
+        return run((t) => set(t, x(t)));
+      }
       case 'cvt.rn.f16.f32':
       case 'cvt.rn.bf16.f32': {
         const dt = op === 'cvt.rn.f16.f32' ? 'f16' : 'bf16';

@@ -10,31 +10,29 @@ import { expect, test } from 'vitest';
 import { generateKernel, STATS_THREADS } from '../../../src/backends/cuda-ptx/kernels/index.ts';
 import { packParams } from '../../../src/backends/cuda-ptx/launch.ts';
 import { caseLogits, checkStats, type StatsCase, statsCases, tieRow } from '../../support/softmaxStats.ts';
+import { checkPrimitive, primitiveCases } from './checks.ts';
 import { EmulatedDevice } from './emulator.ts';
 
 const kernel = generateKernel({ op: 'softmax_stats' }, 'sm_80');
 
-function ptxStats(c: StatsCase): { stats: Float32Array; argmax: Int32Array } {
+/** The kernel's statistics of a case (4 floats a row, src/backends/deviceStats.ts), its text interpreted. */
+function ptxStats(c: StatsCase): Float32Array {
   const dev = new EmulatedDevice({ interpret: /^kvp_softmax_stats$/ });
   const n = c.rows.length;
   const logits = caseLogits(c);
-  const [pl, ps, pa] = [dev.alloc(logits.byteLength), dev.alloc(12 * n), dev.alloc(4 * n)];
+  const [pl, ps] = [dev.alloc(logits.byteLength), dev.alloc(16 * n)];
   dev.upload(pl, logits);
-  dev.fill(ps, 0xff, 12 * n);
-  dev.fill(pa, 0x7f, 4 * n);
+  dev.fill(ps, 0xff, 16 * n);
   const params = packParams([
     { type: 'u64', value: pl },
     { type: 'u64', value: ps },
-    { type: 'u64', value: pa },
     ...[n, c.v, c.exclude < 0 ? c.v : c.exclude].map((value) => ({ type: 'u32' as const, value })),
   ]);
   const fn = dev.loadKernel(kernel.ptx, kernel.name);
   dev.launch(fn, [n, 1, 1], [STATS_THREADS, 1, 1], kernel.sharedBytes, params);
-  const stats = new Float32Array(3 * n);
-  const argmax = new Int32Array(n);
-  dev.download(stats, ps);
-  dev.download(argmax, pa);
-  return { stats, argmax };
+  const out = new Float32Array(4 * n);
+  dev.download(out, ps);
+  return out;
 }
 
 test('kvp_softmax_stats: argmax exactly, confidence, margin and entropy within derived float32 bounds, non-finite rows flagged', () => {
@@ -42,9 +40,8 @@ test('kvp_softmax_stats: argmax exactly, confidence, margin and entropy within d
   let flagged = 0;
   fc.assert(
     fc.property(statsCases, (c) => {
-      const { stats, argmax } = ptxStats(c);
       // Five butterfly rounds in a warp, then the eight warps' sums added in turn.
-      const n = checkStats(c, stats, argmax, 5 + STATS_THREADS / 32 - 1);
+      const n = checkStats(c, ptxStats(c), 5 + STATS_THREADS / 32 - 1);
       compared += n.compared;
       flagged += n.flagged;
     }),
@@ -55,6 +52,14 @@ test('kvp_softmax_stats: argmax exactly, confidence, margin and entropy within d
 });
 
 test('kvp_softmax_stats: a tie for the largest logit is the lower index, with margin 0', () => {
-  const { stats, argmax } = ptxStats(tieRow());
-  expect([argmax[0], Math.abs(stats[1] as number)]).toEqual([300, 0]);
+  const out = ptxStats(tieRow());
+  expect([out[3], Math.abs(out[1] as number)]).toEqual([300, 0]);
+});
+
+test("kvp_softmax_stats: the GPU replay's cases (checks.ts) pass with the kernel's text interpreted", () => {
+  const cases = primitiveCases().filter((c) => c.name.startsWith('softmax_stats'));
+  expect(cases.length).toBeGreaterThan(0);
+  for (const c of cases)
+    for (const r of checkPrimitive(c, new EmulatedDevice({ interpret: /^kvp_softmax_stats$/ })))
+      expect(r, r.label).toMatchObject({ ok: true, mismatched: 0 });
 });

@@ -79,9 +79,10 @@ function chunks(
 
 /**
  * stats[3r..3r+2] = confidence, margin and entropy of softmax(logits[r]) without the logit
- * `exclude` (at least v: none), argmax[r] its most likely token (the lowest index of equals), or
- * -1 where the row holds a logit that is not finite (the excluded one too) or none but the
- * excluded one. One CTA of 256 threads per row: each thread keeps the top two of its share, a warp
+ * `exclude` (at least v: none), stats[3 rows + r] its most likely token (the lowest index of
+ * equals) as a float (exact below 2^24), or -1 where the row holds a logit that is not finite (the
+ * excluded one too) or none but the excluded one: 16 bytes a row, read back in one copy
+ * (src/backends/deviceStats.ts). One CTA of 256 threads per row: each thread keeps the top two of its share, a warp
  * joins them by butterfly shuffles and every thread joins the warps' from shared memory (so each
  * holds the row's), then the sums of exp(l - max) and exp(l - max) (l - max) the same way.
  */
@@ -90,7 +91,6 @@ export function softmaxStatsKernel(arch: Arch): GeneratedKernel {
   const params: KernelParam[] = [
     { name: 'p_logits', type: 'u64' },
     { name: 'p_stats', type: 'u64' },
-    { name: 'p_argmax', type: 'u64' },
     { name: 'p_rows', type: 'u32' },
     { name: 'p_v', type: 'u32' },
     { name: 'p_exclude', type: 'u32' },
@@ -100,7 +100,6 @@ export function softmaxStatsKernel(arch: Arch): GeneratedKernel {
   const r = x.special('%ctaid.x');
   const LOGITS = x.gptr('p_logits');
   const STATS = x.gptr('p_stats');
-  const ARGMAX = x.gptr('p_argmax');
   const rows = x.param('p_rows', 'u32');
   const v = x.param('p_v', 'u32');
   const exclude = x.param('p_exclude', 'u32');
@@ -221,10 +220,12 @@ export function softmaxStatsKernel(arch: Arch): GeneratedKernel {
   x.i(`sub.f32 ${entropy}, ${logSum}, ${entropy}`);
   const zero = x.f();
   x.i(`mov.f32 ${zero}, 0f00000000`);
+  const arg = x.f();
+  x.i(`cvt.rn.f32.u32 ${arg}, ${top.at}`);
   x.at(broken, `mov.f32 ${conf}, ${zero}`);
   x.at(broken, `mov.f32 ${gap}, ${zero}`);
   x.at(broken, `mov.f32 ${entropy}, ${zero}`);
-  x.at(broken, `mov.u32 ${top.at}, ${NONE}`);
+  x.at(broken, `mov.f32 ${arg}, ${f32(-1)}`);
   const first = x.p();
   x.i(`setp.eq.u32 ${first}, ${t}, 0`);
   const three = x.r();
@@ -233,7 +234,9 @@ export function softmaxStatsKernel(arch: Arch): GeneratedKernel {
   x.at(first, `st.global.f32 [${out}], ${conf}`);
   x.at(first, `st.global.f32 [${out}+4], ${gap}`);
   x.at(first, `st.global.f32 [${out}+8], ${entropy}`);
-  x.at(first, `st.global.u32 [${x.addr(ARGMAX, r, 4)}], ${top.at}`);
+  const tail = x.r();
+  x.i(`mad.lo.s32 ${tail}, ${rows}, 3, ${r}`);
+  x.at(first, `st.global.f32 [${x.addr(STATS, tail, 4)}], ${arg}`);
   x.place('$L_exit');
   return {
     name,
