@@ -108,9 +108,12 @@ function encode(prompt: Prompt, tokenizer: Tokenizer, vocab: number, chat: boole
  * never before, they would be another step's, so that read throws instead.
  */
 function eventLogits(s: StepInfo, live: () => boolean): StepEvent['logits'] {
+  const { logits } = s;
+  // The generation asks for them whenever there is an onStep (runGeneration's `logits`).
+  if (!logits) throw new Error(`step ${s.step} came without its logits`);
   let data: Float64Array | undefined;
   return {
-    shape: s.logits.shape,
+    shape: logits.shape,
     get data() {
       if (!data) {
         if (!live())
@@ -118,7 +121,7 @@ function eventLogits(s: StepInfo, live: () => boolean): StepEvent['logits'] {
             'invalid-argument',
             `the logits of step ${s.step} were read after its onStep callback returned: read them (event.logits.data) during the callback to keep them`,
           );
-        data = new Float64Array(float32Of(s.logits) ?? s.logits.data);
+        data = new Float64Array(float32Of(logits) ?? logits.data);
       }
       return data;
     },
@@ -207,7 +210,9 @@ export async function generate(prepared: PreparedPlan, options: GenerateOptions)
       seed,
       ...(runner ? { runner } : {}),
       ...(eos === undefined ? {} : { eosTokenId: eos }),
-      ...(onStep ? { onStep: (sequence: number, info: StepInfo) => notify(onStep, sequence, info) } : {}),
+      ...(onStep
+        ? { onStep: (sequence: number, info: StepInfo) => notify(onStep, sequence, info), logits: true }
+        : {}),
     }),
   );
   return {

@@ -1,7 +1,7 @@
 import type { LoweredPlan } from '../ir/lower.ts';
 import { lists } from '../ir/names.ts';
 import { float32Of, float32Tensor, type HostTensor } from '../ir/tensor.ts';
-import { checkFinite } from './generationError.ts';
+import { checkFinite, NonFiniteLogits } from './generationError.ts';
 import type { Inspector, LayerPlan } from './inspector.ts';
 import type { CanvasRows, HeadOutput, PredictionStats, Program, StepOutput, StepRunner } from './runner.ts';
 import type { ModelScores } from './scores.ts';
@@ -74,14 +74,21 @@ const programs: readonly Program[] = ['refresh', 'cached', 'reuse'];
  * computed them next to the logits (one pass there, instead of two in JavaScript per row read).
  */
 function headStats({ logits, stats }: HeadOutput, rows: Int32Array, V: number): PredictionStats | undefined {
-  const data = float32Of(logits) ?? logits.data;
+  const data = logits && (float32Of(logits) ?? logits.data);
   if (!stats) {
+    if (!data) throw new Error('the runner returned neither logits nor their statistics');
     checkFinite(data, rows, V);
     return undefined;
   }
   const bad = stats.argmax.indexOf(-1);
   if (bad < 0) return stats;
-  checkFinite(data.subarray(bad * V, (bad + 1) * V), [rows[bad] as number], V);
+  const row = rows[bad] as number;
+  // Left on the device: the statistics alone say which row, not which value.
+  if (!data)
+    throw new NonFiniteLogits(
+      `the logits of canvas position ${row} are not finite, or none is left but the mask token's: the model's weights or activations overflow on this backend`,
+    );
+  checkFinite(data.subarray(bad * V, (bad + 1) * V), [row], V);
   // Finite, yet no logit but the excluded one: softmaxStats says so when the row is read.
   return undefined;
 }
@@ -99,6 +106,8 @@ export async function runStep(
   lowered: LoweredPlan,
   canvas: CanvasRows,
   members: readonly BatchMember[],
+  /** Whether the caller reads the step's logits (StepOutput.logits); the scores' store may too. */
+  logits = true,
 ): Promise<StepOutput[]> {
   // The embedding and head stages are the same in every program (the lowering makes them so, and
   // test/runtime/batch.test.ts pins it), so they run the refresh program's, the one every plan
@@ -141,18 +150,16 @@ export async function runStep(
   }
   const outs = members.map((m) => m.inspector.outputRows());
   const rowsOut = concat(outs.map((o, i) => o.map((r) => r + (members[i] as BatchMember).offset)));
-  const head = await runner.head(main, rowsOut);
-  const { logits } = head;
+  const head = await runner.head(main, rowsOut, logits || members.some((m) => m.scores.keepLogits));
   const stats = headStats(head, rowsOut, lowered.config.vocab);
   let at = 0;
   return outs.map((out, i) => {
-    const part = rowsOf(logits, at, out.length);
     const range = [at, at + out.length] as const;
     at += out.length;
     return {
       phase: full[i] ? 'refresh' : 'cached',
       out,
-      logits: part,
+      ...(head.logits ? { logits: rowsOf(head.logits, range[0], out.length) } : {}),
       ...(stats
         ? {
             stats: {

@@ -22,6 +22,12 @@ export interface GenerateOptions {
   readonly runner?: (L: number) => StepRunner;
   readonly seed?: number;
   readonly onStep?: (sequence: number, info: StepInfo) => void;
+  /**
+   * Whether onStep reads each step's logits (StepInfo.logits). Without it, a runner that computes
+   * the statistics the decode rule reads on its device leaves the logits there: a real
+   * vocabulary's are megabytes a step to copy back.
+   */
+  readonly logits?: boolean;
   /** Stop each sequence at its first EOS once everything before it is decoded (see eosStop). */
   readonly eosTokenId?: number;
   /** Sequences generated together in one canvas (default: every prompt at once). */
@@ -126,6 +132,7 @@ async function generateBatch(o: GenerateOptions, first: number, prompts: readonl
         o.lowered,
         canvas,
         active.map((s) => s.member),
+        o.logits === true,
       );
       const chosen = active.map((s, k) => s.run.observe(outs[k] as StepOutput));
       const ms = performance.now() - t0;

@@ -45,9 +45,11 @@ export class LockstepRunner implements StepRunner {
   }
 
   async head(program: Program, out: Int32Array): Promise<HeadOutput> {
-    const expected = (await this.shadow.head(program, out)).logits;
-    const head = await this.primary.head(program, out);
+    // Both sides' logits, always: comparing them is what this runner is for.
+    const expected = (await this.shadow.head(program, out, true)).logits;
+    const head = await this.primary.head(program, out, true);
     const got = head.logits;
+    if (!expected || !got) throw new Error('a runner asked for its logits did not return them');
     let deviation = 0;
     let scale = 0;
     expected.data.forEach((e, i) => {

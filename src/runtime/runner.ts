@@ -16,9 +16,12 @@ export interface CanvasRows {
 
 export interface StepOutput {
   readonly phase: 'refresh' | 'cached';
-  /** Rows whose predictions this step recomputed, and their logits [#out, vocab]. */
+  /**
+   * Rows whose predictions this step recomputed, and their logits [#out, vocab]: absent where the
+   * step did not ask for them and the runner left them on its device (HeadOutput).
+   */
   readonly out: Int32Array;
-  readonly logits: HostTensor;
+  readonly logits?: HostTensor;
   /** The softmax statistics of those rows, when the backend's probe computed them. */
   readonly stats?: PredictionStats;
 }
@@ -34,7 +37,12 @@ export interface PredictionStats {
 
 /** What a step's head stage gives: its logits, and on a backend that computes them, their statistics. */
 export interface HeadOutput {
-  readonly logits: HostTensor;
+  /**
+   * Present when asked for, and always from a runner without statistics. A runner whose logits
+   * are on a device and that computed their statistics there leaves them there when not asked
+   * for: a real vocabulary's are megabytes a step to copy back.
+   */
+  readonly logits?: HostTensor;
   /**
    * The softmax statistics of each row, without the mask token (`config.maskTokenId`), from the
    * logits as the backend holds them: computed where the logits are (a native loop, a shader, a
@@ -70,9 +78,11 @@ export interface StepRunner {
   /**
    * The logits [#out, vocab] of the rows `out`, from the hidden state after the last layer, and
    * their softmax statistics where the backend computes them next to the logits. The logits may be
-   * a view of the runner's own storage (a float32Tensor), valid until the runner's next call.
+   * a view of the runner's own storage (a float32Tensor), valid until the runner's next call; with
+   * `logits` false (default true) the caller needs only the statistics, and a runner that computes
+   * them may leave the logits where they are.
    */
-  head(program: Program, out: Int32Array): Maybe<HeadOutput>;
+  head(program: Program, out: Int32Array, logits?: boolean): Maybe<HeadOutput>;
   /**
    * A cache part of a layer, for the drift scores that compare fresh values with cached ones. It
    * may be a view of the runner's own storage, valid until the runner's next call.

@@ -61,7 +61,7 @@ export class ModelScores implements StepScores {
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
     probe?: Probe,
     /** Whether `logits` must hold every row stored (the golden comparison reads them). */
-    private readonly keepLogits = true,
+    readonly keepLogits = true,
   ) {
     this.logitsStep = new Int32Array(L).fill(-1);
     this.rowStore = new Int32Array(L);
@@ -265,7 +265,7 @@ export class ModelScores implements StepScores {
   }
 
   /** Keeps a step's logits of `rows`, with their statistics when the backend computed them. */
-  storeLogits(rows: Int32Array, logits: HostTensor, step: number, stats?: PredictionStats): void {
+  storeLogits(rows: Int32Array, logits: HostTensor | undefined, step: number, stats?: PredictionStats): void {
     const V = this.config.vocab;
     this.stored++;
     rows.forEach((r, i) => {
@@ -277,6 +277,10 @@ export class ModelScores implements StepScores {
       this.rowStatsStore[r] = this.stored;
     });
     if (stats && !this.keepLogits) return;
+    if (!logits)
+      throw new Error(
+        'a step stored without its logits needs their statistics, and scores that do not keep logits',
+      );
     const data = float32Of(logits) ?? logits.data;
     this.store ??= data instanceof Float32Array ? new Float32Array(this.L * V) : new Float64Array(this.L * V);
     // Float64 logits after float32 ones (no runner mixes them today) widen the store, never round.

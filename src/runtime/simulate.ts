@@ -47,9 +47,11 @@ export interface StepInfo {
   /**
    * Rows whose predictions this step recomputed (canvas positions), and their logits [#out, vocab]:
    * the runner's (StepRunner.head), valid until the next step starts; copy them to keep them.
+   * Absent from a generation that did not ask for them (GenerateOptions.logits) on a runner that
+   * left them on its device.
    */
   readonly out: Int32Array;
-  readonly logits: HostTensor;
+  readonly logits?: HostTensor;
   /** Wall time of the step (with a batch, of the whole batch's step). */
   readonly ms: number;
 }
@@ -176,7 +178,7 @@ export class SequenceRun {
       committed,
       remasked,
       out: out.out,
-      logits: out.logits,
+      ...(out.logits ? { logits: out.logits } : {}),
       ms,
     };
     for (const { position, token } of committed) this.tokens[position] = token;

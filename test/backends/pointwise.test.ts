@@ -8,6 +8,7 @@ import { assemble } from '../../src/backends/cuda-ptx/ptxas.ts';
 import { buildPtx } from '../../src/backends/cuda-ptx/runner.ts';
 import { buildWebGpu, WebGpuRunner } from '../../src/backends/webgpu/runner.ts';
 import type { LoweredPlan } from '../../src/ir/lower.ts';
+import type { HostTensor } from '../../src/ir/tensor.ts';
 import type { Instr, StepProgram, Value } from '../../src/ir/types.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
@@ -101,7 +102,7 @@ async function firstLogits(runner?: (n: number) => StepRunner): Promise<Float64A
     compare: false,
     runner: runner ?? ((n) => new ReferenceRunner(lowered, weights, n)),
     onStep: (s) => {
-      first ??= Float64Array.from(s.logits.data);
+      first ??= Float64Array.from((s.logits as HostTensor).data);
     },
   });
   if (!first) throw new Error('no step ran');

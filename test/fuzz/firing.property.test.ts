@@ -36,12 +36,18 @@ describe('data-dependent refresh paths fire on generated plans', () => {
     let reusePlans = 0;
     let reused = 0;
     let recomputed = 0;
-    for (const { seed, numRuns } of fuzzRuns(50))
+    // The shares below are counted on the fixed seed's plans alone, so that they do not depend on
+    // the fresh seed's draw (over 50 plans of one seed they range 0.29-0.59); the fresh seed's
+    // plans still run, and a crash among them fails the property. A replayed seed
+    // (KVPLAN_FUZZ_SEED) only runs.
+    const runs = fuzzRuns(50);
+    for (const { seed, numRuns, fixed } of runs)
       await fc.assert(
         fc.asyncProperty(caseArb, async ({ spec, seed: caseSeed }) => {
           const o = checkText(planText(spec));
           if (o.kind !== 'accepted') return;
           const f = await observeFirings(spec, o.plan, caseSeed);
+          if (!fixed) return;
           if (hasDataRefresh(spec)) {
             plans++;
             if (f.cachedSteps > 0 && f.dataRefreshes > 0) {
@@ -56,6 +62,7 @@ describe('data-dependent refresh paths fire on generated plans', () => {
         }),
         { seed, numRuns },
       );
+    if (!runs.some((r) => r.fixed)) return;
     expect(plans).toBeGreaterThanOrEqual(15);
     expect(both / plans).toBeGreaterThanOrEqual(0.4);
     expect([...firedKinds].sort()).toEqual(['dirty', 'drift', 'sim']);

@@ -4,6 +4,7 @@ import { buildWebGpu, WebGpuRunner } from '../../src/backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../../src/dsl/check.ts';
 import { Canvas } from '../../src/dsl/semantics/canvas.ts';
 import type { LoweredPlan } from '../../src/ir/lower.ts';
+import type { HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import { randomWeights, type Weights } from '../../src/model/weights.ts';
@@ -54,8 +55,11 @@ async function run(s: Setup, ps: readonly Int32Array[], first: number, eosTokenI
     ...(s.runner ? { runner: s.runner } : {}),
     ...(eosTokenId === undefined ? {} : { eosTokenId }),
     // A step's logits are the runner's until the next step: kept as a copy.
-    onStep: (n, info) =>
-      steps[n]?.push({ ...info, logits: { ...info.logits, data: info.logits.data.slice() } }),
+    logits: true,
+    onStep: (n, info) => {
+      const logits = info.logits as HostTensor;
+      steps[n]?.push({ ...info, logits: { shape: logits.shape, data: logits.data.slice() } });
+    },
   });
   return { result, steps };
 }
@@ -90,7 +94,7 @@ function expectSameAsAlone(batch: Run, solo: readonly Run[]): void {
       const other = as[t] as StepInfo;
       expect(step.phase).toBe(other.phase);
       expect(step.out).toEqual(other.out);
-      expect(step.logits.data).toEqual(other.logits.data);
+      expect((step.logits as HostTensor).data).toEqual((other.logits as HostTensor).data);
     }
   }
 }

@@ -8,17 +8,17 @@
  * JavaScript, for every sequence of a batch (each reads its own rows of the step's statistics);
  * a row that is not finite ends the generation naming its position.
  */
-import { expect, test } from 'vitest';
+import { expect, test, vi } from 'vitest';
 import { bindPrimitives } from '../../src/backends/cpu/primitives.ts';
 import { buildCpu, CpuRunner } from '../../src/backends/cpu/runner.ts';
 import { buildPtx, PtxRunner } from '../../src/backends/cuda-ptx/runner.ts';
 import { webGpuRunnerFactory } from '../../src/backends/webgpu/runner.ts';
 import type { CheckedPlan } from '../../src/dsl/check.ts';
-import { float32Of } from '../../src/ir/tensor.ts';
+import { float32Of, type HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { randomWeights, type Weights } from '../../src/model/weights.ts';
 import { compilePlan } from '../../src/passes/compile.ts';
-import { generate } from '../../src/runtime/generate.ts';
+import { type GenerateOptions, generate } from '../../src/runtime/generate.ts';
 import { NonFiniteLogits } from '../../src/runtime/generationError.ts';
 import { modelFor } from '../../src/runtime/modelFor.ts';
 import type { StepRunner } from '../../src/runtime/runner.ts';
@@ -59,14 +59,34 @@ const backends: readonly (readonly [string, () => Promise<Factory | undefined>])
   ],
 ];
 
+/** The prompts generated with the plan in one batch on `runner`. */
+const inOneBatch = (
+  plan: CheckedPlan,
+  config: ModelConfig,
+  weights: Weights,
+  genLength: number,
+  runner: (L: number) => StepRunner,
+  extra: Partial<GenerateOptions> = {},
+) =>
+  generate({
+    model: { config, weights },
+    plan,
+    lowered: compilePlan(plan, config, { target: 'reference' }).lowered,
+    prompts,
+    genLength,
+    batchSize: prompts.length,
+    runner,
+    ...extra,
+  });
+
 /** A runner whose head counts the steps that came with statistics, and drops them unless `keep`. */
 function counting(r: StepRunner, keep: boolean, seen: () => void): StepRunner {
   const { head } = r;
-  r.head = async (program, out) => {
-    const h = await head.call(r, program, out);
-    if (h.stats) seen();
+  r.head = async (program, out, logits) => {
     // Without the statistics, the steps compute them in JavaScript from the logits.
-    return keep ? h : { logits: h.logits };
+    const h = await head.call(r, program, out, keep ? logits : true);
+    if (h.stats) seen();
+    return keep ? h : { ...(h.logits ? { logits: h.logits } : {}) };
   };
   return r;
 }
@@ -85,18 +105,11 @@ for (const [backend, factory] of backends)
       const make = (await factory())?.(plan, config, weights, L) as (L: number) => StepRunner;
       let native = 0;
       const run = (withStats: boolean) =>
-        generate({
-          model: { config, weights },
-          plan,
-          lowered: compilePlan(plan, config, { target: 'reference' }).lowered,
-          prompts,
-          genLength,
-          batchSize: prompts.length,
-          runner: (n) =>
-            counting(make(n), withStats, () => {
-              native++;
-            }),
-        });
+        inOneBatch(plan, config, weights, genLength, (n) =>
+          counting(make(n), withStats, () => {
+            native++;
+          }),
+        );
       const js = await run(false);
       const withNative = await run(true);
       expect(native).toBeGreaterThan(2 * 2);
@@ -171,7 +184,7 @@ test('a logit that is not finite, found by the native statistics, ends the gener
           // The third step's second row: one logit, not the mask's, with the statistics of the
           // poisoned logits computed as the runner's head computes them.
           if (++heads !== 3) return h;
-          const logits = float32Of(h.logits) as Float32Array;
+          const logits = float32Of(h.logits as HostTensor) as Float32Array;
           logits[config.vocab + 2] = bad;
           poisoned = out[1] as number;
           const stats = new Float64Array(3 * out.length);
@@ -194,3 +207,66 @@ test('a logit that is not finite, found by the native statistics, ends the gener
     expect(native).toBe(3);
   }
 });
+
+// The logits of a step are megabytes with a real vocabulary: a generation that only decodes needs
+// their statistics, which a device runner reads back instead (16 bytes a row).
+for (const backend of ['ptx (emulated)', 'webgpu'] as const)
+  test.skipIf(backend === 'webgpu' && !gpu)(
+    `${backend}: a generation that does not ask for the logits leaves them on the device, and decides the same`,
+    async () => {
+      const plan = examplePlan('fast-dllm-dual');
+      const config = modelFor(plan, { ...(backendConfigs[0] as ModelConfig), vocab: 1000 });
+      const weights = randomWeights(config, 5);
+      const genLength = 8;
+      const L = prompts.reduce((a, p) => a + p.length + genLength, 0);
+      // Bytes read back from the device in pieces of at least one row of logits.
+      let logitBytes = 0;
+      const large = (bytes: number) => {
+        if (bytes >= config.vocab * 4) logitBytes += bytes;
+      };
+      let make: (n: number) => StepRunner;
+      let done = () => {};
+      if (backend === 'webgpu') {
+        const device = (await gpuOrSkip('prediction statistics on WebGPU')) as GPUDevice;
+        const create = device.createBuffer.bind(device);
+        const spy = vi.spyOn(device, 'createBuffer').mockImplementation((d) => {
+          if (d.usage & GPUBufferUsage.MAP_READ) large(d.size);
+          return create(d);
+        });
+        done = () => spy.mockRestore();
+        make = (await webGpuRunnerFactory())(plan, config, weights, L);
+      } else {
+        const build = buildPtx(plan, config, L);
+        make = (n) => {
+          const device = new EmulatedDevice();
+          const { download } = device;
+          device.download = (dst, src) => {
+            large(dst.byteLength);
+            download.call(device, dst, src);
+          };
+          return new PtxRunner(build, weights, n, device);
+        };
+      }
+      const run = async (logits: boolean) => {
+        logitBytes = 0;
+        const r = await inOneBatch(
+          plan,
+          config,
+          weights,
+          genLength,
+          make,
+          logits ? { logits: true, onStep: () => {} } : {},
+        );
+        return { bytes: logitBytes, sequences: r.sequences.map((s) => [s.generated, s.steps]) };
+      };
+      try {
+        const asked = await run(true);
+        const left = await run(false);
+        expect(asked.bytes).toBeGreaterThan(4 * config.vocab * genLength);
+        expect(left.bytes).toBe(0);
+        expect(left.sequences).toEqual(asked.sequences);
+      } finally {
+        done();
+      }
+    },
+  );

@@ -4,6 +4,7 @@ import { buildCpu, CpuRunner } from '../../src/backends/cpu/runner.ts';
 import { webGpuRunnerFactory } from '../../src/backends/webgpu/runner.ts';
 import { type CheckedPlan, checkSource } from '../../src/dsl/check.ts';
 import { type Diagnostic, formatDiagnostic } from '../../src/dsl/diagnostics.ts';
+import type { HostTensor } from '../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import type { Weights } from '../../src/model/weights.ts';
@@ -45,7 +46,7 @@ const perturbed =
       embed: (p, c, r) => inner.embed(p, c, r),
       layer: (p, l, lists, r) => inner.layer(p, l, lists, r),
       head: (p, out) => {
-        const t = (inner.head(p, out) as HeadOutput).logits;
+        const t = (inner.head(p, out) as HeadOutput).logits as HostTensor;
         return { logits: { shape: t.shape, data: t.data.map((x) => x * (1 + rel)) } };
       },
       cachePart: (part, l) => inner.cachePart(part, l),

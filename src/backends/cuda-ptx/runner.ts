@@ -257,17 +257,17 @@ export class PtxRunner implements StepRunner {
     return read ? this.hidden() : undefined;
   }
 
-  head(program: Program, out: Int32Array): HeadOutput {
+  head(program: Program, out: Int32Array, read = true): HeadOutput {
     this.sizes.clear();
     this.setList('out', out);
     const head = this.run(program, 'head', this.carried());
     const { vocab: V, maskTokenId } = this.build.lowered.config;
     const at = head.outputs.logits as number;
     const n = out.length;
-    const logits = this.read('arena', at, n, V);
     // The statistics on the device, next to the logits: 16 bytes a row to read back, where the
-    // host would loop over rows x vocab. Argmax comes as a float, exact below 2^24 tokens.
-    if (n === 0 || !deviceStatsFit(V)) return { logits };
+    // host would loop over rows x vocab; the logits only when asked for.
+    if (n === 0 || !deviceStatsFit(V)) return { logits: this.read('arena', at, n, V) };
+    const logits = read ? { logits: this.read('arena', at, n, V) } : {};
     const name = 'kvp_softmax_stats';
     const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
     this.stats ??= this.device.alloc(16 * this.L);
@@ -280,7 +280,7 @@ export class PtxRunner implements StepRunner {
     this.device.launch(this.fns.get(name), [n, 1, 1], [STATS_THREADS, 1, 1], shared, params);
     const rows = new Float32Array(4 * n);
     this.device.download(rows, this.stats);
-    return { logits, stats: unpackStats(rows) };
+    return { ...logits, stats: unpackStats(rows) };
   }
 
   cachePart(part: CachePart, layer: number): HostTensor | undefined {

@@ -412,14 +412,15 @@ export class WebGpuRunner implements StepRunner {
   /**
    * The logits of the rows `out`, and their softmax statistics computed on the device in the same
    * submission (`softmax_stats`): reading them back is 16 bytes a row, where computing them on the
-   * host is a pass over rows × vocab in JavaScript.
+   * host is a pass over rows × vocab in JavaScript. The logits stay on the device unless asked for.
    */
-  async head(program: Program, out: Int32Array): Promise<HeadOutput> {
+  async head(program: Program, out: Int32Array, logits = true): Promise<HeadOutput> {
     this.setList('out', out);
     const { vocab: V, maskTokenId } = this.build.lowered.config;
     const n = out.length;
     const stats = n > 0 && deviceStatsFit(V) ? this.statsBuffer() : undefined;
-    const data = await this.run(program, 'head', [['logits', n * V]], undefined, (pass, output) => {
+    const read: [string, number][] = logits || !stats ? [['logits', n * V]] : [];
+    const data = await this.run(program, 'head', read, undefined, (pass, output) => {
       if (!stats) return [];
       const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
       const params = [n, V, exclude].map((u) => ({ u: [u] as [number] }));
@@ -433,9 +434,12 @@ export class WebGpuRunner implements StepRunner {
       );
       return [['stats', stats, 4 * n]];
     });
-    const logits = float32Tensor([n, V], data.get('logits') as Float32Array);
+    const values = data.get('logits');
     const rows = data.get('stats');
-    return rows ? { logits, stats: unpackStats(rows) } : { logits };
+    return {
+      ...(values ? { logits: float32Tensor([n, V], values) } : {}),
+      ...(rows ? { stats: unpackStats(rows) } : {}),
+    };
   }
 
   /** The buffer `softmax_stats` writes (4 floats a row), for a whole canvas: made at the first head. */
