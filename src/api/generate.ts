@@ -33,7 +33,8 @@ export interface StepEvent {
   readonly listSizes: ReadonlyMap<string, number>;
   /**
    * Logits of the `computed` rows: shape [computed.length, vocab]. `data` is the caller's own array
-   * when read during the onStep callback; first read after it returned, it throws (invalid-argument).
+   * when read during the onStep callback; first read after it returned, or in a generation with
+   * `stepLogits: false`, it throws (invalid-argument).
    */
   readonly logits: { readonly shape: readonly number[]; readonly data: Float64Array };
   /** Wall time of the step (of its whole batch when sequences share one). */
@@ -60,6 +61,12 @@ export interface GenerateOptions {
   readonly stopAtEos?: boolean;
   /** Called after every step of every sequence, in order. What it throws stops the generation. */
   readonly onStep?: (event: StepEvent) => void;
+  /**
+   * Whether onStep's events carry the step's logits (default true). False saves copying them back
+   * from a GPU at every step (megabytes with a real vocabulary) when onStep only reports progress;
+   * `event.logits.data` then throws (invalid-argument).
+   */
+  readonly stepLogits?: boolean;
 }
 
 export interface GeneratedSequence {
@@ -105,17 +112,23 @@ function encode(prompt: Prompt, tokenizer: Tokenizer, vocab: number, chat: boole
  * A step's logits for its event: widened into an array of the caller's own when first read during
  * the callback. They are the runner's storage until the next step (tens of megabytes with a real
  * vocabulary), so an event that nobody reads costs no copy; read after the callback returned and
- * never before, they would be another step's, so that read throws instead.
+ * never before, they would be another step's, so that read throws instead. Without `stepLogits`
+ * the generation did not ask for them, and reading them throws too, on every backend alike.
  */
-function eventLogits(s: StepInfo, live: () => boolean): StepEvent['logits'] {
+function eventLogits(s: StepInfo, vocab: number, asked: boolean, live: () => boolean): StepEvent['logits'] {
   const { logits } = s;
-  // The generation asks for them whenever there is an onStep (runGeneration's `logits`).
-  if (!logits) throw new Error(`step ${s.step} came without its logits`);
+  // runGeneration's `logits` asks for them whenever they are.
+  if (asked && !logits) throw new Error(`step ${s.step} came without its logits`);
   let data: Float64Array | undefined;
   return {
-    shape: logits.shape,
+    shape: [s.out.length, vocab],
     get data() {
       if (!data) {
+        if (!asked || !logits)
+          throw new KvplanError(
+            'invalid-argument',
+            `the logits of step ${s.step} were not kept: the generation was asked for none (stepLogits: false)`,
+          );
         if (!live())
           throw new KvplanError(
             'invalid-argument',
@@ -128,17 +141,23 @@ function eventLogits(s: StepInfo, live: () => boolean): StepEvent['logits'] {
   };
 }
 
+/** What an event needs beyond its step: the vocabulary, and whether the logits were asked for. */
+interface EventContext {
+  readonly vocab: number;
+  readonly logits: boolean;
+}
+
 /** Calls onStep with the step's event; its logits can be read until the call returns. */
-function notify(onStep: (event: StepEvent) => void, sequence: number, s: StepInfo): void {
+function notify(onStep: (event: StepEvent) => void, sequence: number, s: StepInfo, c: EventContext): void {
   let live = true;
   try {
-    onStep(eventOf(sequence, s, () => live));
+    onStep(eventOf(sequence, s, c, () => live));
   } finally {
     live = false;
   }
 }
 
-const eventOf = (sequence: number, s: StepInfo, live: () => boolean): StepEvent => ({
+const eventOf = (sequence: number, s: StepInfo, c: EventContext, live: () => boolean): StepEvent => ({
   sequence,
   step: s.step,
   block: s.block,
@@ -149,7 +168,7 @@ const eventOf = (sequence: number, s: StepInfo, live: () => boolean): StepEvent 
   committed: s.committed,
   remasked: s.remasked,
   listSizes: s.sizes,
-  logits: eventLogits(s, live),
+  logits: eventLogits(s, c.vocab, c.logits, live),
   ms: s.ms,
 });
 
@@ -199,6 +218,7 @@ export async function generate(prepared: PreparedPlan, options: GenerateOptions)
     );
   const eos = o.stopAtEos === false ? undefined : tokenizer.eosTokenId;
   const { onStep } = o;
+  const events = { vocab: prepared.config.vocab, logits: o.stepLogits !== false };
   const result = await translated(() =>
     runGeneration({
       model: { config: prepared.config, weights },
@@ -211,7 +231,10 @@ export async function generate(prepared: PreparedPlan, options: GenerateOptions)
       ...(runner ? { runner } : {}),
       ...(eos === undefined ? {} : { eosTokenId: eos }),
       ...(onStep
-        ? { onStep: (sequence: number, info: StepInfo) => notify(onStep, sequence, info), logits: true }
+        ? {
+            onStep: (sequence: number, info: StepInfo) => notify(onStep, sequence, info, events),
+            logits: events.logits,
+          }
         : {}),
     }),
   );

@@ -206,6 +206,40 @@ describe('models, prepare and generate', () => {
       await rejects(() => e.logits.data, 'invalid-argument', new RegExp(`step ${e.step} .*after its onStep`));
   });
 
+  test('generate: with stepLogits false the events carry no logits, on every backend alike, and decide the same', async () => {
+    const model = await openModel({ preset: 'tiny' });
+    const prepared = await prepare(planOf(dual()), model, { backend: 'cpu', maxCanvas: 16 });
+    const run = (stepLogits?: boolean) => {
+      const events: StepEvent[] = [];
+      const reads: unknown[] = [];
+      const result = generate(prepared, {
+        prompt: [1, 2, 3],
+        genLength: 8,
+        ...(stepLogits === undefined ? {} : { stepLogits }),
+        onStep: (e) => {
+          events.push(e);
+          try {
+            reads.push(e.logits.data.length);
+          } catch (err) {
+            reads.push(err);
+          }
+        },
+      });
+      return result.then((r) => ({ r, events, reads }));
+    };
+    const asked = await run();
+    const skipped = await run(false);
+    expect(skipped.r.sequences[0]?.tokens).toEqual(asked.r.sequences[0]?.tokens);
+    expect(skipped.events.map((e) => e.logits.shape)).toEqual(asked.events.map((e) => e.logits.shape));
+    expect(asked.reads.every((n) => typeof n === 'number' && n > 0)).toBe(true);
+    expect(skipped.reads.length).toBeGreaterThan(1);
+    for (const err of skipped.reads) {
+      expect(err).toBeInstanceOf(KvplanError);
+      expect((err as KvplanError).code).toBe('invalid-argument');
+      expect((err as KvplanError).message).toMatch(/stepLogits: false/);
+    }
+  });
+
   test('generate: a batch of two, every step reported for each; bad prompts refused', async () => {
     const model = await openModel({ preset: 'tiny' });
     const prepared = await prepare(planOf(dual()), model, { maxCanvas: 24 });
