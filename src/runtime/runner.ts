@@ -22,13 +22,14 @@ export interface StepOutput {
    */
   readonly out: Int32Array;
   readonly logits?: HostTensor;
-  /** The softmax statistics of those rows, when the backend's probe computed them. */
+  /** The softmax statistics of those rows, when the runner computed them (HeadOutput). */
   readonly stats?: PredictionStats;
 }
 
 /**
- * Softmax statistics of rows of logits (src/model/golden.ts softmaxStats): `stats[3r..3r+2]` the confidence, margin and entropy of
- * row r, `argmax[r]` its most likely token, or -1 where the row holds a logit that is not finite.
+ * Softmax statistics of rows of logits (src/model/golden.ts softmaxStats): `stats[3r..3r+2]` the
+ * confidence, margin and entropy of row r, `argmax[r]` its most likely token, or -1 where the row
+ * holds a logit that is not finite.
  */
 export interface PredictionStats {
   readonly stats: Float64Array;
