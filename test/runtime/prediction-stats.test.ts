@@ -127,7 +127,13 @@ for (const [backend, factory] of backends)
     async () => {
       const plan = examplePlan('fast-dllm-dual');
       const config = modelFor(plan, { ...(backendConfigs[0] as ModelConfig), tieEmbeddings: false });
-      for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      // Asked for its logits, the step names the value too; not asked, a device runner leaves them
+      // where they are and the statistics alone name the row.
+      for (const [bad, logits] of [
+        [Number.NaN, false],
+        [Number.POSITIVE_INFINITY, false],
+        [Number.NaN, true],
+      ] as const) {
         const weights = randomWeights(config, 5);
         const head = weights.get('lm_head.weight');
         if (!head) throw new Error('the model has no lm_head.weight');
@@ -141,11 +147,12 @@ for (const [backend, factory] of backends)
           lowered: compilePlan(plan, config, { target: 'reference' }).lowered,
           prompts: [Int32Array.from([1, 5, 9, 2, 6])],
           genLength: 8,
+          logits,
           runner: (n) => {
             const r = make(n);
             const { head } = r;
-            r.head = async (program, out) => {
-              const h = await head.call(r, program, out);
+            r.head = async (program, out, read) => {
+              const h = await head.call(r, program, out, read);
               if (first < 0) first = out[0] as number;
               if (h.stats) stats++;
               return h;

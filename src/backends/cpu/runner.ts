@@ -210,8 +210,8 @@ export class CpuRunner implements StepRunner {
     const logits = this.arena.subarray(at, at + out.length * V);
     const stats = new Float64Array(3 * out.length);
     const argmax = new Int32Array(out.length);
-    const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : -1;
-    bindPrimitives(this.build.primitives).softmaxStats(out.length, V, logits, exclude, stats, argmax);
+    // The mask is a token of the vocabulary: the model's configuration is refused otherwise.
+    bindPrimitives(this.build.primitives).softmaxStats(out.length, V, logits, maskTokenId, stats, argmax);
     return { logits: float32Tensor([out.length, V], logits), stats: { stats, argmax } };
   }
 

@@ -269,12 +269,11 @@ export class PtxRunner implements StepRunner {
     if (n === 0 || !deviceStatsFit(V)) return { logits: this.read('arena', at, n, V) };
     const logits = read ? { logits: this.read('arena', at, n, V) } : {};
     const name = 'kvp_softmax_stats';
-    const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
     this.stats ??= this.device.alloc(16 * this.L);
     const params = packParams([
       { type: 'u64', value: this.slot('arena') + BigInt(at) },
       { type: 'u64', value: this.stats },
-      ...[n, V, exclude].map((value) => ({ type: 'u32' as const, value })),
+      ...[n, V, maskTokenId].map((value) => ({ type: 'u32' as const, value })),
     ]);
     const shared = this.build.render.manifest.kernels[name]?.sharedBytes ?? 0;
     this.device.launch(this.fns.get(name), [n, 1, 1], [STATS_THREADS, 1, 1], shared, params);

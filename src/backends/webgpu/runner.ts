@@ -422,8 +422,7 @@ export class WebGpuRunner implements StepRunner {
     const read: [string, number][] = logits || !stats ? [['logits', n * V]] : [];
     const data = await this.run(program, 'head', read, undefined, (pass, output) => {
       if (!stats) return [];
-      const exclude = maskTokenId >= 0 && maskTokenId < V ? maskTokenId : V;
-      const params = [n, V, exclude].map((u) => ({ u: [u] as [number] }));
+      const params = [n, V, maskTokenId].map((u) => ({ u: [u] as [number] }));
       this.dispatch(
         pass,
         'head/stats',
