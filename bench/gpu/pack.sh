@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Fills .gpu/ (git-ignored) with what bench/gpu/run.sh needs on a GPU machine, where Node may be
-# missing: the driver-call traces and PTX files for harness.py, the Node check bundled into one
-# file with koffi beside it, and this machine's Node binary, compressed (about 24 MB; made once).
+# missing: the driver-call traces and PTX files for harness.py, the Node check and the generation
+# benchmark bundled into one file each with koffi beside them, and this machine's Node binary,
+# compressed (about 24 MB; made once).
 # Then: the device tool's run with carry [".gpu"], see docs/ptx-backend.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.gpu
 npx tsx bench/gpu/prepare.ts "$G/cases"
 mkdir -p "$G/node"
-npx esbuild bench/gpu/check.ts --bundle --platform=node --format=esm --target=node20 --external:koffi \
-  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" \
-  --outfile="$G/node/check.mjs" --log-level=warning
+for entry in check generate; do
+  npx esbuild "bench/gpu/$entry.ts" --bundle --platform=node --format=esm --target=node20 --external:koffi \
+    --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" \
+    --outfile="$G/node/$entry.mjs" --log-level=warning
+done
 # koffi finds its native module at ../../../@koromix/koffi-<platform> from its own sources.
 rm -rf "$G/node/node_modules"
 mkdir -p "$G/node/node_modules/@koromix"
@@ -24,4 +27,6 @@ fi
 # The bundle must run before it travels: the same checks on the emulator (about half a minute).
 node "$G/node/check.mjs" --emulator > "$G/node/emulator.log" || { tail -20 "$G/node/emulator.log"; exit 1; }
 tail -1 "$G/node/emulator.log"
+node "$G/node/generate.mjs" --emulator --preset tiny --gen 16 --prompt 8 > "$G/node/generate-emulator.log" ||
+  { tail -20 "$G/node/generate-emulator.log"; exit 1; }
 du -sh "$G"

@@ -3,6 +3,7 @@ import type { LoweredPlan } from '../../ir/lower.ts';
 import { layerStage } from '../../ir/names.ts';
 import { float32Tensor, type HostTensor } from '../../ir/tensor.ts';
 import type { ModelConfig } from '../../model/config.ts';
+import { transposeInto } from '../../model/transpose.ts';
 import { floatsOf, isHalf, storedForm, type Tensor, type Weights } from '../../model/weights.ts';
 import { compilePlan } from '../../passes/compile.ts';
 import type { KernelProgram } from '../../passes/kernelIR.ts';
@@ -97,7 +98,7 @@ export function slotData(slot: PtxSlot, weights: Weights): Float32Array | Uint16
     return t;
   }
   const [k, n] = slot.shape as [number, number];
-  for (let o = 0; o < n; o++) for (let i = 0; i < k; i++) t[i * n + o] = w[o * k + i] as number;
+  transposeInto(t, w, n, k);
   return t;
 }
 

@@ -5,6 +5,7 @@
  * is reported in one OnnxError, so that one re-export fixes them all.
  */
 import { ConfigError, type ModelConfig, validateConfig } from '../config.ts';
+import { transposeInto } from '../transpose.ts';
 import { checkWeights, type Tensor, type Weights } from '../weights.ts';
 import { Deriver, shapeOf } from './derive.ts';
 import { OnnxError } from './error.ts';
@@ -23,8 +24,7 @@ const reexport =
 /** [rows, cols] row-major -> [cols, rows]. */
 function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c] as number;
+  transposeInto(out, data, rows, cols);
   return out;
 }
 
