@@ -5,7 +5,8 @@
  * split a step into kernels (by name), copies and the host's own time.
  *
  *   node generate.mjs [--preset sdar-1.7b] [--layers N] [--gen 128] [--prompt 64]
- *                     [--plans baseline,fast-dllm-dual] [--gemm fma,mma-bf16] [--out result.json]
+ *                     [--plans baseline,fast-dllm-dual] [--gemm fma,mma-bf16] [--split on,off]
+ *                     [--out result.json]
  *                     [--emulator]
  *
  * Run from the repository root (plans are read from examples/). bench/gpu/pack.sh bundles it;
@@ -13,7 +14,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cudaAvailable } from '../../src/backends/cuda-ptx/driver.ts';
-import type { GemmPath } from '../../src/backends/cuda-ptx/kernels/index.ts';
+import type { GemmPath, GemmSplitPolicy } from '../../src/backends/cuda-ptx/kernels/index.ts';
 import type { CudaDevice } from '../../src/backends/cuda-ptx/launch.ts';
 import { buildPtx, PtxRunner, sharedCudaDevice } from '../../src/backends/cuda-ptx/runner.ts';
 import { checkSource } from '../../src/dsl/check.ts';
@@ -93,6 +94,9 @@ const genLength = Number(option('gen', '128'));
 const promptLength = Number(option('prompt', '64'));
 const plans = option('plans', 'baseline,fast-dllm-dual').split(',');
 const paths = option('gemm', 'fma,mma-bf16').split(',') as GemmPath[];
+// `off`: no GEMM splits K (a policy that never does), to compare with the default in one run.
+const splitModes = option('split', 'on,off').split(',');
+const NO_SPLIT: GemmSplitPolicy = { ctas: 0, minK: 1, scratchBytes: 0 };
 
 const t0 = performance.now();
 const weights = randomBf16(config, 1);
@@ -104,72 +108,75 @@ const prompt = Int32Array.from({ length: promptLength }, (_, i) => (i * 7919) % 
 const rows: Record<string, unknown>[] = [];
 
 for (const path of paths)
-  for (const name of plans) {
-    const file = `examples/${name}.kvp`;
-    const plan = checkSource({ path: file, text: readFileSync(file, 'utf8') }).plans[0];
-    if (!plan) throw new Error(`${file} has no plan`);
-    const fit = planOnModel(plan, config);
-    if (!fit.ok) throw new Error(fit.error);
-    const L = promptLength + genLength;
-    const maxCanvas = promptLength + Math.max(genLength, blockLength(plan, genLength));
-    const tb = performance.now();
-    const build = buildPtx(plan, fit.config, maxCanvas, {
-      arch: device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80',
-      gemm: path,
-      weights,
-    });
-    const buildMs = performance.now() - tb;
-    // One runner for both runs: building one uploads (and transposes on the host) every weight.
-    const profile = new DeviceProfile(device);
-    const runner = new PtxRunner(build, weights, L, profile);
-    const once = async () => {
-      const opts = {
-        model: { config: fit.config, weights },
-        plan,
-        lowered: build.lowered,
-        prompts: [prompt],
+  for (const splitMode of splitModes)
+    for (const name of plans) {
+      const file = `examples/${name}.kvp`;
+      const plan = checkSource({ path: file, text: readFileSync(file, 'utf8') }).plans[0];
+      if (!plan) throw new Error(`${file} has no plan`);
+      const fit = planOnModel(plan, config);
+      if (!fit.ok) throw new Error(fit.error);
+      const L = promptLength + genLength;
+      const maxCanvas = promptLength + Math.max(genLength, blockLength(plan, genLength));
+      const tb = performance.now();
+      const build = buildPtx(plan, fit.config, maxCanvas, {
+        arch: device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80',
+        gemm: path,
+        weights,
+        ...(splitMode === 'off' ? { split: NO_SPLIT } : {}),
+      });
+      const buildMs = performance.now() - tb;
+      // One runner for both runs: building one uploads (and transposes on the host) every weight.
+      const profile = new DeviceProfile(device);
+      const runner = new PtxRunner(build, weights, L, profile);
+      const once = async () => {
+        const opts = {
+          model: { config: fit.config, weights },
+          plan,
+          lowered: build.lowered,
+          prompts: [prompt],
+        };
+        // generate releases its runner at the end; this one is kept for the second run.
+        const kept: StepRunner = {
+          embed: (p, c, r) => runner.embed(p, c, r),
+          layer: (p, l, lists, r) => runner.layer(p, l, lists, r),
+          head: (p, out, logits) => runner.head(p, out, logits),
+          cachePart: (part, l) => runner.cachePart(part, l),
+        };
+        const r = await generate({ ...opts, genLength, runner: () => kept });
+        return { seq: r.sequences[0], tokensPerSecond: r.tokensPerSecond };
       };
-      // generate releases its runner at the end; this one is kept for the second run.
-      const kept: StepRunner = {
-        embed: (p, c, r) => runner.embed(p, c, r),
-        layer: (p, l, lists, r) => runner.layer(p, l, lists, r),
-        head: (p, out, logits) => runner.head(p, out, logits),
-        cachePart: (part, l) => runner.cachePart(part, l),
+      let timed: Awaited<ReturnType<typeof once>>;
+      let profiledMs: number;
+      try {
+        timed = await once();
+        profile.recording = true;
+        const tp = performance.now();
+        await once();
+        profiledMs = performance.now() - tp;
+      } finally {
+        runner.release();
+      }
+      const seq = timed.seq;
+      if (!seq) throw new Error('no sequence');
+      const row = {
+        plan: name,
+        gemm: path,
+        split: splitMode,
+        steps: seq.steps,
+        tokens: seq.generated.length,
+        tokens_per_s: timed.tokensPerSecond,
+        ms_per_step: seq.ms / seq.steps,
+        build_ms: buildMs,
+        profiled_ms: profiledMs,
+        profile: profile.report(profiledMs),
       };
-      const r = await generate({ ...opts, genLength, runner: () => kept });
-      return { seq: r.sequences[0], tokensPerSecond: r.tokensPerSecond };
-    };
-    let timed: Awaited<ReturnType<typeof once>>;
-    let profiledMs: number;
-    try {
-      timed = await once();
-      profile.recording = true;
-      const tp = performance.now();
-      await once();
-      profiledMs = performance.now() - tp;
-    } finally {
-      runner.release();
+      rows.push(row);
+      console.log(
+        `${name.padEnd(15)} ${path.padEnd(9)} split ${splitMode.padEnd(3)} ${seq.steps} steps, ${row.tokens_per_s.toFixed(1)} tokens/s, ` +
+          `${row.ms_per_step.toFixed(2)} ms a step`,
+      );
+      for (const line of profile.lines(profiledMs)) console.log(`    ${line}`);
     }
-    const seq = timed.seq;
-    if (!seq) throw new Error('no sequence');
-    const row = {
-      plan: name,
-      gemm: path,
-      steps: seq.steps,
-      tokens: seq.generated.length,
-      tokens_per_s: timed.tokensPerSecond,
-      ms_per_step: seq.ms / seq.steps,
-      build_ms: buildMs,
-      profiled_ms: profiledMs,
-      profile: profile.report(profiledMs),
-    };
-    rows.push(row);
-    console.log(
-      `${name.padEnd(15)} ${path.padEnd(9)} ${seq.steps} steps, ${row.tokens_per_s.toFixed(1)} tokens/s, ` +
-        `${row.ms_per_step.toFixed(2)} ms a step`,
-    );
-    for (const line of profile.lines(profiledMs)) console.log(`    ${line}`);
-  }
 const out = process.argv.indexOf('--out');
 const report = { device: status.reason, config, genLength, promptLength, rows };
 if (out > 0) writeFileSync(process.argv[out + 1] as string, `${JSON.stringify(report, null, 1)}\n`);

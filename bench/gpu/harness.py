@@ -304,7 +304,7 @@ def bench(manifest, ptx, drv, deadline):
             fn = drv.kernel(ptx[name], name, k['shared'])
             params, offsets = pack(decl[name]['params'], {
                 'p_c': C.data_ptr(), 'p_a': A.data_ptr(), 'p_arows': 0, 'p_w': W.data_ptr(), 'p_bias': 0,
-                'p_m': M, 'p_n': N, 'p_k': K, 'p_lda': K, 'p_ldc': N,
+                'p_m': M, 'p_n': N, 'p_k': K, 'p_lda': K, 'p_ldc': N, 'p_kchunk': K, 'p_zstride': 0,
             })
             grid = (-(-N // g['tile']['n']), -(-M // g['tile']['m']), 1)
             launch = lambda: drv.launch(fn, grid, (k['block'], 1, 1), k['shared'], params, offsets, stream())  # noqa: E731

@@ -1,9 +1,10 @@
 import type { Dim } from '../../ir/types.ts';
-import type { Arch, GemmPath, GeneratedKernel, MmaDtype } from './kernels/index.ts';
+import type { Arch, GemmPath, GemmSplitPolicy, GeneratedKernel, MmaDtype } from './kernels/index.ts';
 import type { ParamType } from './kernels/ptx.ts';
 
 /** The launch manifest the PTX renderer writes and the runner, the checks and the CLI read. */
-export type SlotKind = 'weight' | 'persistent' | 'arena' | 'list' | 'tokens' | 'blocks' | 'seqs';
+/** `scratch`: device memory used within one launch sequence (split-K partials), nothing carried. */
+export type SlotKind = 'weight' | 'persistent' | 'arena' | 'scratch' | 'list' | 'tokens' | 'blocks' | 'seqs';
 
 export interface PtxSlot {
   readonly name: string;
@@ -108,6 +109,8 @@ export interface PtxRenderOptions {
    */
   readonly halfWeights?: ReadonlyMap<string, MmaDtype>;
   readonly maxCanvas: number;
+  /** When a GEMM splits K (default GEMM_SPLIT, tuned for 132-SM GPUs); tests lower it for tiny models. */
+  readonly split?: GemmSplitPolicy;
 }
 
 /** Evaluates a launch dimension for concrete sizes. */

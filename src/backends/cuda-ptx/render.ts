@@ -35,8 +35,10 @@ import {
 import {
   ATT_PAIRS,
   EW_THREADS,
+  GEMM_SPLIT,
   GEMM_TILE,
   type GeneratedKernel,
+  gemmSplit,
   generateKernel,
   type KernelSpec,
   pointwise,
@@ -84,6 +86,8 @@ class Renderer {
   readonly sizes = new Set<string>(['L']);
   readonly kernels = new Map<string, GeneratedKernel>();
   arenaBytes = 0;
+  /** The largest scratch a launch sequence asked for (one slot serves every split GEMM in turn). */
+  private scratchBytes = 0;
   /** Weights something other than a GEMM reads row-major (the embedding table). */
   readonly rowMajorUse = new Set<string>();
   private readonly bySpec = new Map<string, GeneratedKernel>();
@@ -108,6 +112,11 @@ class Renderer {
     this.bySpec.set(key, k);
     this.kernels.set(k.name, k);
     return k;
+  }
+  /** The scratch slot, large enough for `bytes`. */
+  scratch(bytes: number): string {
+    this.scratchBytes = Math.max(this.scratchBytes, bytes);
+    return this.slot('scratch', 'scratch', 0).name;
   }
   note(d: Dim): Dim {
     if (typeof d === 'string') this.sizes.add(d);
@@ -153,6 +162,7 @@ class Renderer {
       .filter((s) => !gemmOnly(s))
       .map((s): PtxSlot => {
         if (s.kind === 'arena') return { ...s, bytes: this.arenaBytes };
+        if (s.kind === 'scratch') return { ...s, bytes: this.scratchBytes };
         if (s.kind !== 'persistent') return s;
         return { ...s, bytes: persistentBytes(memory, s.name, (m) => new PtxRenderError(m)) };
       });
@@ -240,24 +250,41 @@ const gemm = (ins: Instr, c: Walk<Loc>, t: T) => {
   });
   const g = c.gathered(c.arg(ins, 0));
   const m = t.rows(r0);
-  const bias = ins.args[2];
+  const bias = ins.args[2] ? buf(c.ptr(ins.args[2])) : NULL;
+  const out = buf(c.out(r0));
+  const { splits, kchunk } = gemmSplit(n, k, t.r.opts.maxCanvas, t.r.opts.split);
+  // Split: the partials go to scratch, maxCanvas rows apart, and the reduction writes C (+ bias).
+  const zstride = splits > 1 ? t.r.opts.maxCanvas * n : 0;
+  const scratch = splits > 1 ? buf({ slot: t.r.scratch(splits * zstride * 4), offset: 0 }) : undefined;
   t.emit(
     half ? { op: 'gemm16', dtype: half } : { op: 'gemm', path: t.r.opts.gemm },
-    ins.op,
-    [dim(n, 1, GEMM_TILE.bn), dim(m, 1, GEMM_TILE.bm), ONE],
+    splits > 1 ? `${ins.op} (K in ${splits} splits)` : ins.op,
+    [dim(n, 1, GEMM_TILE.bn), dim(m, 1, GEMM_TILE.bm), dim(splits)],
     {
-      c: buf(c.out(r0)),
+      c: scratch ?? out,
       a: buf(g ? g.base : c.plain(c.arg(ins, 0))),
       arows: g ? buf(g.rows) : NULL,
       w: buf({ slot: km.name, offset: 0 }),
-      bias: bias ? buf(c.ptr(bias)) : NULL,
+      bias: scratch ? NULL : bias,
       m: count(m),
       n: u32(n),
       k: u32(k),
       lda: u32(k),
       ldc: u32(n),
+      kchunk: u32(kchunk),
+      zstride: u32(zstride),
     },
   );
+  if (scratch)
+    t.emit({ op: 'splitk_reduce' }, `${ins.op} (sum of the splits)`, ew(m, n), {
+      out,
+      ws: scratch,
+      bias,
+      count: count(m, n),
+      n: u32(n),
+      splits: u32(splits),
+      zstride: u32(zstride),
+    });
 };
 
 const swiglu = (ins: Instr, c: Walk<Loc>, t: T) => {
@@ -456,7 +483,12 @@ export function renderPtx(
   memory: ReadonlyMap<string, MemoryPlan>,
   opts: PtxRenderOptions,
 ): PtxRender {
-  const full: Required<PtxRenderOptions> = { gemm: 'mma-f16', halfWeights: new Map(), ...opts };
+  const full: Required<PtxRenderOptions> = {
+    gemm: 'mma-f16',
+    halfWeights: new Map(),
+    split: GEMM_SPLIT,
+    ...opts,
+  };
   const r = new Renderer(config, full);
   r.slot('arena', 'arena', 0);
   const manifestPhases: Record<string, PtxStage[]> = {};

@@ -11,7 +11,13 @@ import { type CachePart, cachePartTensor } from '../../runtime/cachePart.ts';
 import type { CanvasRows, HeadOutput, Program, StepRunner } from '../../runtime/runner.ts';
 import { deviceStatsFit, unpackStats } from '../deviceStats.ts';
 import { CudaDriver, cudaAvailable } from './driver.ts';
-import { type Arch, type GemmPath, type MmaDtype, STATS_THREADS } from './kernels/index.ts';
+import {
+  type Arch,
+  type GemmPath,
+  type GemmSplitPolicy,
+  type MmaDtype,
+  STATS_THREADS,
+} from './kernels/index.ts';
 import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
 import { type PtxRender, PtxRenderError, type PtxSlot, type PtxStage, renderPtx } from './render.ts';
 
@@ -33,6 +39,8 @@ export interface PtxBuildOptions {
    * without weights, or on the `fma` path, every weight is widened to float32 (exactly).
    */
   readonly weights?: Weights;
+  /** When GEMMs split K (default GEMM_SPLIT). */
+  readonly split?: GemmSplitPolicy;
 }
 
 /** The weight buffers of the compiled program that the weights hold in 16 bits, and their dtype. */
@@ -60,6 +68,7 @@ export function buildPtx(
     arch: opts.arch ?? 'sm_80',
     gemm,
     maxCanvas,
+    ...(opts.split ? { split: opts.split } : {}),
     ...(gemm !== 'fma' && opts.weights ? { halfWeights: halfWeights(state.kernels, opts.weights) } : {}),
   });
   return { lowered, render };
@@ -147,7 +156,8 @@ export class PtxRunner implements StepRunner {
       const p = device.alloc(s.bytes);
       this.ptrs.set(s.name, p);
       if (s.kind === 'weight') device.upload(p, slotData(s, weights));
-      else if (s.kind === 'persistent' || s.kind === 'arena') device.fill(p, POISON, s.bytes);
+      else if (s.kind === 'persistent' || s.kind === 'arena' || s.kind === 'scratch')
+        device.fill(p, POISON, s.bytes);
     }
     for (const [name, ptx] of files) {
       const info = manifest.kernels[name];

@@ -10,8 +10,11 @@
  * reference's scale; a generation's every exact or refresh step within float32Budget.
  */
 import {
+  EW_THREADS,
   GEMM_PATHS,
   type GemmPath,
+  type GemmSplit,
+  type GemmSplitPolicy,
   generateKernel,
   type KernelSpec,
   MMA_DTYPES,
@@ -68,10 +71,18 @@ const ptrArgs = (ps: readonly (bigint | undefined)[]): KernelArg[] =>
   ps.map((value) => ({ type: 'u64', value: value as bigint }));
 const u32Args = (xs: readonly number[]): KernelArg[] => xs.map((value) => ({ type: 'u32', value }));
 
+/** A further launch of a primitive case, on the same buffers (a split GEMM's reduction). */
+interface Then {
+  readonly spec: KernelSpec;
+  readonly grid: readonly [number, number, number];
+  readonly args: (ins: bigint[], outs: bigint[]) => KernelArg[];
+}
+
 /**
- * Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`;
- * an output of n floats is read back whole, one given as parts ([3n, n]) a part at a time, each
- * part an output compared on its own.
+ * Inputs uploaded (null: a null pointer), outputs poisoned, one launch with `args(inputs, outputs)`
+ * (and any `then` after it); an output of n floats is read back whole, one given as parts ([3n, n])
+ * a part at a time, each part an output compared on its own; `scratch` floats follow the outputs
+ * in `outs`, poisoned and not read back.
  */
 function launcher(
   spec: KernelSpec,
@@ -79,10 +90,15 @@ function launcher(
   inputs: readonly (Float32Array | Int32Array | Uint16Array | null)[],
   outputs: readonly (number | readonly number[])[],
   args: (ins: bigint[], outs: bigint[]) => KernelArg[],
+  then: readonly Then[] = [],
+  scratch = 0,
 ): Launcher {
   return (device) => {
-    const k = generateKernel(spec, device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80');
-    const fn = device.loadKernel(k.ptx, k.name, k.sharedBytes);
+    const arch = device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80';
+    const launches = [{ spec, grid, args }, ...then].map((l) => {
+      const k = generateKernel(l.spec, arch);
+      return { ...l, k, fn: device.loadKernel(k.ptx, k.name, k.sharedBytes) };
+    });
     const ins = inputs.map((x) => {
       if (!x) return 0n;
       const p = device.alloc(x.byteLength);
@@ -90,13 +106,14 @@ function launcher(
       return p;
     });
     const parts = outputs.map((o) => (typeof o === 'number' ? [o] : o));
-    const outs = parts.map((ns) => {
+    const outs = [...parts, ...(scratch ? [[scratch]] : [])].map((ns) => {
       const bytes = ns.reduce((a, b) => a + b, 0) * 4;
       const p = device.alloc(bytes);
       device.fill(p, 0x7f, bytes);
       return p;
     });
-    device.launch(fn, grid, [k.block, 1, 1], k.sharedBytes, packParams(args(ins, outs)));
+    for (const l of launches)
+      device.launch(l.fn, l.grid, [l.k.block, 1, 1], l.k.sharedBytes, packParams(l.args(ins, outs)));
     device.synchronize();
     const got = parts.flatMap((ns, i) => {
       let at = 0;
@@ -139,7 +156,14 @@ export type GemmSpec = Extract<KernelSpec, { op: 'gemm' | 'gemm16' }>;
  * gemm16); the reference rounds the inputs as the kernel does (A and a float32 W to the tensor-core
  * dtype; 16-bit W is exact).
  */
-export function gemmCase(spec: GemmSpec, m: number, n: number, k: number, seed: number): PrimitiveCase {
+export function gemmCase(
+  spec: GemmSpec,
+  m: number,
+  n: number,
+  k: number,
+  seed: number,
+  split?: GemmSplit,
+): PrimitiveCase {
   const r = createRng(seed);
   const src = m + 11;
   const a = floats(r, src * k);
@@ -159,15 +183,39 @@ export function gemmCase(spec: GemmSpec, m: number, n: number, k: number, seed: 
         s += (ar[(rows[i] as number) * k + t] as number) * (wr[t * n + j] as number);
       ref[i * n + j] = s;
     }
-  const run = launcher(
-    spec,
-    [Math.ceil(n / 64), Math.ceil(m / 64), 1],
-    [a, rows, w, bias],
-    [m * n],
-    ([pa, pr, pw, pb], [pc]) => [...ptrArgs([pc, pa, pr, pw, pb]), ...u32Args([m, n, k, k, n])],
-  );
+  const grid = [Math.ceil(n / 64), Math.ceil(m / 64), split?.splits ?? 1] as const;
+  // Split: the partials go to scratch (zstride floats apart, more than m * n as the renderer's are),
+  // and the reduction writes C and adds the bias.
+  const zstride = split ? (m + 3) * n : 0;
+  const run = split
+    ? launcher(
+        spec,
+        grid,
+        [a, rows, w, bias],
+        [m * n],
+        ([pa, pr, pw], [, ws]) => [
+          ...ptrArgs([ws, pa, pr, pw, 0n]),
+          ...u32Args([m, n, k, k, n, split.kchunk, zstride]),
+        ],
+        [
+          {
+            spec: { op: 'splitk_reduce' },
+            grid: [Math.ceil((m * n) / EW_THREADS), 1, 1],
+            args: ([, , , pb], [pc, ws]) => [
+              ...ptrArgs([pc, ws, pb]),
+              ...u32Args([m * n, n, split.splits, zstride]),
+            ],
+          },
+        ],
+        split.splits * zstride,
+      )
+    : launcher(spec, grid, [a, rows, w, bias], [m * n], ([pa, pr, pw, pb], [pc]) => [
+        ...ptrArgs([pc, pa, pr, pw, pb]),
+        ...u32Args([m, n, k, k, n, k, 0]),
+      ]);
   const what = spec.op === 'gemm16' ? `gemm16 ${spec.dtype}` : `gemm ${spec.path}`;
-  return { name: `${what} ${m}x${n}x${k}`, run, reference: [ref] };
+  const how = split ? `, K in ${split.splits} splits of ${split.kchunk}` : '';
+  return { name: `${what} ${m}x${n}x${k}${how}`, run, reference: [ref] };
 }
 
 /** Every GEMM kernel: each path over float32 weights, and the 16-bit-weight GEMM of each dtype. */
@@ -273,6 +321,10 @@ export const primitiveCases = (): PrimitiveCase[] => [
   gemmCase({ op: 'gemm', path: 'fma' }, 130, 200, 264, 2),
   gemmCase({ op: 'gemm', path: 'mma-f16' }, 130, 200, 264, 3),
   gemmCase({ op: 'gemm16', dtype: 'bf16' }, 130, 200, 264, 8),
+  // K split in three (the last split short), one row tile as in a cached step, and two row tiles.
+  gemmCase({ op: 'gemm16', dtype: 'bf16' }, 33, 200, 264, 9, { splits: 3, kchunk: 96 }),
+  gemmCase({ op: 'gemm', path: 'fma' }, 70, 96, 264, 10, { splits: 3, kchunk: 96 }),
+  gemmCase({ op: 'gemm', path: 'mma-f16' }, 70, 96, 264, 11, { splits: 3, kchunk: 96 }),
   ...[false, true].flatMap((merge) => [
     attentionCase(16, 4, 2, merge, 4),
     attentionCase(128, 4, 1, merge, 5),
@@ -316,6 +368,7 @@ export interface PlanCheckOptions {
   /** Wraps every runner, e.g. to mark step boundaries in a recording. */
   readonly wrap?: (r: StepRunner) => StepRunner;
   readonly gemm?: GemmPath;
+  readonly split?: GemmSplitPolicy;
 }
 
 /**
@@ -334,7 +387,11 @@ export async function checkPlan(
   const prompt = Int32Array.from([3, 1, 4, 1, 5]);
   const L = prompt.length + 8;
   const arch = device.computeCapability[0] >= 9 ? 'sm_90' : 'sm_80';
-  const build = buildPtx(plan, config, L, { arch, ...(opts.gemm ? { gemm: opts.gemm } : {}) });
+  const build = buildPtx(plan, config, L, {
+    arch,
+    ...(opts.gemm ? { gemm: opts.gemm } : {}),
+    ...(opts.split ? { split: opts.split } : {}),
+  });
   const gen = { config, weights, prompt, genLen: 8, seed: 21 };
   const runners: PtxRunner[] = [];
   const lowered = compilePlan(plan, config, { target: 'reference' }).lowered;

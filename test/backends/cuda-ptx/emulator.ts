@@ -257,9 +257,12 @@ export class EmulatedDevice implements CudaDevice {
     if (name.startsWith('kvp_gemm')) {
       covers('columns', grid[0] * 64, u('n'));
       covers('rows', grid[1] * 64, u('m'));
+      covers('k', grid[2] * u('kchunk'), u('k'));
+      if (u('kchunk') % 32 !== 0 && grid[2] > 1)
+        throw new EmulatorError(`${name}: a split's k-range ${u('kchunk')} is not whole k-steps`);
       // kvp_gemm_fma, kvp_gemm_mma_<dtype> (f32 W), kvp_gemm16_<dtype> (W stored as dtype bits)
       const dtype = name.match(/_(b?f16)$/)?.[1] as HalfDtype | undefined;
-      this.gemm(a, dtype, name.startsWith('kvp_gemm16_'));
+      this.gemm(a, dtype, name.startsWith('kvp_gemm16_'), grid[2]);
     } else if (name.startsWith('kvp_attention_hd')) {
       covers('pairs', grid[0] * 32, u('nq') * u('group'));
       // One CTA row per KV head: all of them, or (pointers moved to it) one KV head alone.
@@ -296,6 +299,10 @@ export class EmulatedDevice implements CudaDevice {
             u('width'),
           );
           break;
+        case 'kvp_splitk_reduce':
+          covers('elements', threads, u('count'));
+          this.splitkReduce(a);
+          break;
         case 'kvp_fill':
           covers('elements', threads, u('count'));
           this.f32(ptr('out')).fill(u('value'), 0, u('count'));
@@ -325,15 +332,11 @@ export class EmulatedDevice implements CudaDevice {
    * C = A[rows]·W + bias. `dtype`: the tensor-core paths, which round A (and a float32 W) to it;
    * `w16`: W holds `dtype` bits.
    */
-  private gemm(a: Record<string, bigint>, dtype: HalfDtype | undefined, w16: boolean): void {
+  private gemm(a: Record<string, bigint>, dtype: HalfDtype | undefined, w16: boolean, splits: number): void {
     const r = this.r;
-    const [m, n, k, lda, ldc] = ['m', 'n', 'k', 'lda', 'ldc'].map((x) => Number(a[x])) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const [m, n, k, lda, ldc, kchunk, zstride] = ['m', 'n', 'k', 'lda', 'ldc', 'kchunk', 'zstride'].map((x) =>
+      Number(a[x]),
+    ) as [number, number, number, number, number, number, number];
     // Inputs are rounded once, as the tensor-core paths convert them once while staging.
     const round = roundTo(dtype);
     const A = this.f32(a.a as bigint).map(round);
@@ -346,16 +349,39 @@ export class EmulatedDevice implements CudaDevice {
     const bias = this.f32(a.bias as bigint, true);
     const rows = this.i32(a.arows as bigint);
     const C = this.f32(a.c as bigint);
-    const out = new Float64Array(m * n);
-    for (let i = 0; i < m; i++) {
-      const src = (rows ? (rows[i] as number) : i) * lda;
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let t = 0; t < k; t++) s = r(s + r((A[src + t] as number) * (W[t * n + j] as number)));
-        out[i * n + j] = bias ? r(s + (bias[j] as number)) : s;
+    // Split z sums its k-range into its own partial, zstride floats further on.
+    for (let z = 0; z < splits; z++) {
+      const [k0, k1] = [z * kchunk, Math.min(k, (z + 1) * kchunk)];
+      const out = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        const src = (rows ? (rows[i] as number) : i) * lda;
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let t = k0; t < k1; t++) s = r(s + r((A[src + t] as number) * (W[t * n + j] as number)));
+          out[i * n + j] = bias ? r(s + (bias[j] as number)) : s;
+        }
       }
+      for (let i = 0; i < m; i++) C.set(out.subarray(i * n, (i + 1) * n), z * zstride + i * ldc);
     }
-    for (let i = 0; i < m; i++) C.set(out.subarray(i * n, (i + 1) * n), i * ldc);
+  }
+
+  /** out = the partials summed in split order, + bias. */
+  private splitkReduce(a: Record<string, bigint>): void {
+    const r = this.r;
+    const [count, n, splits, zstride] = ['count', 'n', 'splits', 'zstride'].map((x) => Number(a[x])) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    const ws = this.f32(a.ws as bigint);
+    const bias = this.f32(a.bias as bigint, true);
+    const out = this.f32(a.out as bigint);
+    for (let i = 0; i < count; i++) {
+      let s = ws[i] as number;
+      for (let z = 1; z < splits; z++) s = r(s + (ws[z * zstride + i] as number));
+      out[i] = bias ? r(s + (bias[i % n] as number)) : s;
+    }
   }
 
   /** The pairs of the first `kvHeads` KV heads' query heads (CTA rows g < grid.y), the rest untouched. */

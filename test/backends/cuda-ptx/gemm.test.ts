@@ -14,10 +14,17 @@ import { isHalf, randomWeights, type Tensor, type Weights, weightSpec } from '..
 import { modelFor } from '../../../src/runtime/modelFor.ts';
 import { simulateGeneration } from '../../../src/runtime/simulate.ts';
 import { examplePlan } from '../../runtime/support.ts';
-import { checkPrimitive, GEMM_SPECS, type GemmSpec, gemmCase, transposeSamples } from './checks.ts';
+import {
+  checkPrimitive,
+  GEMM_SPECS,
+  type GemmSpec,
+  gemmCase,
+  type PrimitiveCase,
+  transposeSamples,
+} from './checks.ts';
 import { EmulatedDevice, halfBits } from './emulator.ts';
 
-const interpreted = () => new EmulatedDevice({ interpret: /^kvp_gemm/ });
+const interpreted = () => new EmulatedDevice({ interpret: /^kvp_(gemm|splitk)/ });
 const label = (s: GemmSpec) => (s.op === 'gemm16' ? `gemm16 ${s.dtype}` : `gemm ${s.path}`);
 /** M, N, K: whole tiles, ragged in every dimension, a single row, K below one k-step. */
 const SHAPES = [
@@ -27,15 +34,20 @@ const SHAPES = [
   [33, 68, 100],
 ] as const;
 
+/** The case interpreted: finite where the reference is, within the derived bound. */
+function expectWithinBound(c: PrimitiveCase): void {
+  for (const r of checkPrimitive(c, interpreted())) {
+    expect(r.mismatched, r.label).toBe(0);
+    expect(r.error, `${r.label}: error ${r.error} over the derived bound ${r.bound}`).toBeLessThanOrEqual(
+      r.bound,
+    );
+  }
+}
+
 describe('GEMM PTX interpreted instruction by instruction, against float64 on the rounded inputs', () => {
   test.each(GEMM_SPECS.map((s) => [label(s), s] as const))('%s', (_name, spec) => {
     SHAPES.forEach(([m, n, k], i) => {
-      for (const r of checkPrimitive(gemmCase(spec, m, n, k, 40 + i), interpreted())) {
-        expect(r.mismatched, r.label).toBe(0);
-        expect(r.error, `${r.label}: error ${r.error} over the derived bound ${r.bound}`).toBeLessThanOrEqual(
-          r.bound,
-        );
-      }
+      expectWithinBound(gemmCase(spec, m, n, k, 40 + i));
     });
   });
 
@@ -47,6 +59,33 @@ describe('GEMM PTX interpreted instruction by instruction, against float64 on th
       }
     })({ interpret: /^kvp_gemm/ });
     const [r] = checkPrimitive(gemmCase({ op: 'gemm16', dtype: 'bf16' }, 33, 68, 100, 1), broken);
+    expect(r?.error).toBeGreaterThan(10 * (r?.bound as number));
+  });
+});
+
+describe('split-K: the GEMM PTX interpreted over K in splits, the partials summed by kvp_splitk_reduce', () => {
+  /** M, N, K and the split: the last split short, and one whose last split is a single k-step. */
+  const SPLITS = [
+    [33, 68, 200, { splits: 3, kchunk: 96 }],
+    [70, 100, 96, { splits: 2, kchunk: 64 }],
+  ] as const;
+  test.each(GEMM_SPECS.map((s) => [label(s), s] as const))('%s', (_name, spec) => {
+    SPLITS.forEach(([m, n, k, split], i) => {
+      expectWithinBound(gemmCase(spec, m, n, k, 60 + i, split));
+    });
+  });
+
+  test('a GEMM that ignores its split index fails the check', () => {
+    // Every CTA of a one-row-tile grid then sums the first k-range into the first partial.
+    const broken = new (class extends EmulatedDevice {
+      override loadKernel(ptx: string, name: string) {
+        return super.loadKernel(ptx.replaceAll('%ctaid.z', '%ctaid.y'), name);
+      }
+    })({ interpret: /^kvp_gemm/ });
+    const [r] = checkPrimitive(
+      gemmCase({ op: 'gemm16', dtype: 'bf16' }, 33, 68, 200, 1, { splits: 3, kchunk: 96 }),
+      broken,
+    );
     expect(r?.error).toBeGreaterThan(10 * (r?.bound as number));
   });
 });

@@ -324,6 +324,10 @@ class Program {
         const [set, x, y] = [d(), a(1), a(2)];
         return run((t) => set(t, x(t) * 2 ** y(t)));
       }
+      case 'rem.u32': {
+        const [x, y, o] = [a(1), a(2), d()];
+        return run((t) => o(t, x(t) % y(t)));
+      }
       case 'shr.u32': {
         const [set, x, y] = [d(), a(1), a(2)];
         return run((t) => set(t, x(t) >>> y(t)));
@@ -540,10 +544,16 @@ class Program {
         }
   }
 
+  /**
+   * Branches must be uniform over the threads still running, except a branch to the exit (a label
+   * at the end or before `ret`): the threads that take it are done, the others go on.
+   */
   private cta(threads: number): void {
     const c = this.ctx;
+    const live = new Uint8Array(threads).fill(1);
+    let running = threads;
     const on = (ins: Instr, t: number) =>
-      !ins.guard || (c.regs[t * c.nregs + ins.guard.reg] === 1) !== ins.guard.neg;
+      live[t] === 1 && (!ins.guard || (c.regs[t * c.nregs + ins.guard.reg] === 1) !== ins.guard.neg);
     let pc = 0;
     while (pc < this.instrs.length) {
       const ins = this.instrs[pc] as Instr;
@@ -551,10 +561,19 @@ class Program {
       if (ins.branch !== undefined) {
         let taken = 0;
         for (let t = 0; t < threads; t++) if (on(ins, t)) taken++;
-        if (taken !== 0 && taken !== threads)
-          throw new InterpretError(`divergent ${ins.text}: ${taken} of ${threads} threads branch`);
         const to = this.labels.get(ins.branch);
         if (to === undefined) throw new InterpretError(`no label ${ins.branch}`);
+        if (taken !== 0 && taken !== running) {
+          if (to < this.instrs.length && !this.instrs[to]?.ret)
+            throw new InterpretError(`divergent ${ins.text}: ${taken} of ${running} threads branch`);
+          for (let t = 0; t < threads; t++)
+            if (on(ins, t)) {
+              live[t] = 0;
+              running--;
+            }
+          pc++;
+          continue;
+        }
         pc = taken ? to : pc + 1;
         continue;
       }

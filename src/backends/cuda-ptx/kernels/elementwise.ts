@@ -1,6 +1,6 @@
 /**
  * The small kernels: rmsnorm (indirect rows), rotary embedding, swiglu, embed, copy_rows,
- * fill and the LSE merge. Each mirrors the primitive of the same name in
+ * fill, the LSE merge and the split-K reduction. Each mirrors the primitive of the same name in
  * src/backends/cpu/c/kvplan_cpu.h; optional index lists are nullable pointers. Element-wise
  * kernels use one thread per element, 256 per CTA: grid ceil(count / 256).
  */
@@ -397,6 +397,70 @@ export function fillKernel(arch: Arch): GeneratedKernel {
   const idx = flatIndex(x, count);
   x.i(`st.global.f32 [${x.addr(OUT, idx, 4)}], ${value}`);
   return finish(x, arch, 'kvp_fill', 'elementwise', params, 'out[i] = value');
+}
+
+/**
+ * out[i] = (ws[i] + ws[zstride + i] + ... + ws[(splits - 1) * zstride + i]) + bias[i % n]: the
+ * partials of a split-K GEMM (gemm.ts, gemmSplit), summed in split order so that the result does
+ * not depend on which split finished first.
+ */
+export function splitkReduceKernel(arch: Arch): GeneratedKernel {
+  const params: KernelParam[] = [
+    { name: 'p_out', type: 'u64' },
+    { name: 'p_ws', type: 'u64' },
+    { name: 'p_bias', type: 'u64', nullable: true },
+    { name: 'p_count', type: 'u32' },
+    { name: 'p_n', type: 'u32' },
+    { name: 'p_splits', type: 'u32' },
+    { name: 'p_zstride', type: 'u32' },
+  ];
+  const x = new Ptx();
+  const OUT = x.gptr('p_out');
+  const WS = x.gptr('p_ws');
+  const noBias = x.isNull('p_bias');
+  const bias = x.rd();
+  x.i(`cvta.to.global.u64 ${bias}, ${noBias.raw}`);
+  const count = x.param('p_count', 'u32');
+  const n = x.param('p_n', 'u32');
+  const splits = x.param('p_splits', 'u32');
+  const zstride = x.param('p_zstride', 'u32');
+  const idx = flatIndex(x, count);
+  const acc = x.f();
+  x.i(`ld.global.f32 ${acc}, [${x.addr(WS, idx, 4)}]`);
+  const at = x.r();
+  x.i(`mov.u32 ${at}, ${idx}`);
+  const z = x.r();
+  x.i(`mov.u32 ${z}, 1`);
+  const loop = x.label('z');
+  const done = x.label('sum');
+  x.place(loop);
+  const end = x.p();
+  x.i(`setp.ge.u32 ${end}, ${z}, ${splits}`);
+  x.at(end, `bra.uni ${done}`);
+  x.i(`add.s32 ${at}, ${at}, ${zstride}`);
+  const v = x.f();
+  x.i(`ld.global.f32 ${v}, [${x.addr(WS, at, 4)}]`);
+  x.i(`add.f32 ${acc}, ${acc}, ${v}`);
+  x.i(`add.s32 ${z}, ${z}, 1`);
+  x.i(`bra.uni ${loop}`);
+  x.place(done);
+  const withBias = x.p();
+  x.i(`not.pred ${withBias}, ${noBias.pred}`);
+  const col = x.r();
+  x.i(`rem.u32 ${col}, ${idx}, ${n}`);
+  const b = x.f();
+  x.i(`mov.f32 ${b}, 0f00000000`);
+  x.at(withBias, `ld.global.nc.f32 ${b}, [${x.addr(bias, col, 4)}]`);
+  x.i(`add.f32 ${acc}, ${acc}, ${b}`);
+  x.i(`st.global.f32 [${x.addr(OUT, idx, 4)}], ${acc}`);
+  return finish(
+    x,
+    arch,
+    'kvp_splitk_reduce',
+    'elementwise',
+    params,
+    'out = sum of the split-K partials + bias',
+  );
 }
 
 /**

@@ -35,6 +35,41 @@ export const pathDtype = (path: GemmPath): MmaDtype | undefined =>
 
 export const GEMM_TILE = { bm: 64, bn: 64, threads: 128 } as const;
 
+/**
+ * Split-K. At the row counts of cached steps (one 64-row tile) a grid of ceil(N/64) CTAs leaves
+ * most of a GPU idle, each CTA waiting on one tile's loads per k-step: on an H200 a 2048 x 6144
+ * bf16 weight (25 MB) took 100 us, 250 GB/s (docs/perf.md). Splitting K over grid.z multiplies the
+ * loads in flight; each split writes its partial to a scratch buffer and `kvp_splitk_reduce` sums
+ * them in split order (deterministic) and adds the bias. `ctas`: about 4 per multiprocessor of a
+ * 132-SM H100/H200 at one row tile; `minK`: at least 8 k-steps a split; `scratchBytes`: the most
+ * scratch one GEMM may take (partials of its largest M).
+ */
+export interface GemmSplitPolicy {
+  readonly ctas: number;
+  readonly minK: number;
+  readonly scratchBytes: number;
+}
+export const GEMM_SPLIT: GemmSplitPolicy = { ctas: 528, minK: 256, scratchBytes: 256 * 2 ** 20 };
+
+export interface GemmSplit {
+  readonly splits: number;
+  /** The k-range of a split, a multiple of every path's k-step (32). */
+  readonly kchunk: number;
+}
+
+/** How a GEMM of N columns and depth K, of at most maxRows rows, splits K. */
+export function gemmSplit(n: number, k: number, maxRows: number, policy = GEMM_SPLIT): GemmSplit {
+  const tiles = Math.ceil(n / GEMM_TILE.bn);
+  const want = Math.min(
+    Math.floor(policy.ctas / tiles),
+    Math.floor(k / policy.minK),
+    Math.floor(policy.scratchBytes / (Math.max(maxRows, 1) * n * 4)),
+  );
+  if (want < 2) return { splits: 1, kchunk: k };
+  const kchunk = Math.ceil(k / want / 32) * 32;
+  return { splits: Math.ceil(k / kchunk), kchunk };
+}
+
 const params: readonly KernelParam[] = [
   { name: 'p_c', type: 'u64' },
   { name: 'p_a', type: 'u64' },
@@ -46,6 +81,8 @@ const params: readonly KernelParam[] = [
   { name: 'p_k', type: 'u32' },
   { name: 'p_lda', type: 'u32' },
   { name: 'p_ldc', type: 'u32' },
+  { name: 'p_kchunk', type: 'u32' },
+  { name: 'p_zstride', type: 'u32' },
 ];
 
 interface Common {
@@ -65,6 +102,9 @@ interface Common {
   lda: string;
   ldc: string;
   smem: string;
+  /** The first k of this CTA's split and the end of its range (K bounds every load anyway). */
+  k0: string;
+  kEnd: string;
 }
 
 function prologue(x: Ptx): Common {
@@ -91,7 +131,39 @@ function prologue(x: Ptx): Common {
   const ldc = x.param('p_ldc', 'u32');
   const smem = x.r();
   x.i(`mov.u32 ${smem}, kvp_smem`);
-  return { t, m0, n0, C, A, W, arows, noRows: rows.pred, bias, noBias: b.pred, M, N, K, lda, ldc, smem };
+  // Split-K: CTA z sums k in [z * kchunk, (z + 1) * kchunk) and writes its partial zstride floats
+  // further on; one split (kchunk >= K, z = 0) is the whole product.
+  const z = x.special('%ctaid.z');
+  const kchunk = x.param('p_kchunk', 'u32');
+  const zstride = x.param('p_zstride', 'u32');
+  const k0 = x.r();
+  x.i(`mul.lo.s32 ${k0}, ${z}, ${kchunk}`);
+  const kEnd = x.r();
+  x.i(`add.s32 ${kEnd}, ${k0}, ${kchunk}`);
+  const zoff = x.rd();
+  x.i(`mul.wide.u32 ${zoff}, ${z}, ${zstride}`);
+  x.i(`shl.b64 ${zoff}, ${zoff}, 2`);
+  x.i(`add.s64 ${C}, ${C}, ${zoff}`);
+  return {
+    t,
+    m0,
+    n0,
+    C,
+    A,
+    W,
+    arows,
+    noRows: rows.pred,
+    bias,
+    noBias: b.pred,
+    M,
+    N,
+    K,
+    lda,
+    ldc,
+    smem,
+    k0,
+    kEnd,
+  };
 }
 
 /**
@@ -237,9 +309,8 @@ function gemmFma(arch: Arch, name: string): GeneratedKernel {
   };
   const acc = x.fs(32);
   for (const a of acc) x.i(`mov.f32 ${a}, 0f00000000`);
-  const k0 = x.r();
+  const k0 = c.k0;
   const buf = x.r();
-  x.i(`mov.u32 ${k0}, 0`);
   x.i(`mov.u32 ${buf}, 0`);
   x.comment('prologue: tile 0 into buffer 0');
   issueW(k0, buf);
@@ -285,6 +356,7 @@ function gemmFma(arch: Arch, name: string): GeneratedKernel {
   x.i(`mov.u32 ${k0}, ${k1}`);
   const more = x.p();
   x.i(`setp.lt.u32 ${more}, ${k0}, ${c.K}`);
+  x.i(`setp.lt.and.u32 ${more}, ${k0}, ${c.kEnd}, ${more}`);
   x.at(more, `bra.uni ${loop}`);
   x.comment('epilogue: + bias, 16-byte stores');
   const col = x.r();
@@ -443,8 +515,7 @@ function gemmMma(arch: Arch, name: string, dtype: MmaDtype, w16: boolean): Gener
   for (const a of acc) x.i(`mov.f32 ${a}, 0f00000000`);
   const fa = x.rs(8);
   const fb = x.rs(8);
-  const k0 = x.r();
-  x.i(`mov.u32 ${k0}, 0`);
+  const k0 = c.k0;
   x.comment('prologue: tile 0 into registers');
   loadTile(k0);
   const loop = x.label('k');
@@ -481,6 +552,7 @@ function gemmMma(arch: Arch, name: string, dtype: MmaDtype, w16: boolean): Gener
   x.i(`mov.u32 ${k0}, ${k1}`);
   const more = x.p();
   x.i(`setp.lt.u32 ${more}, ${k0}, ${c.K}`);
+  x.i(`setp.lt.and.u32 ${more}, ${k0}, ${c.kEnd}, ${more}`);
   x.at(more, `bra.uni ${loop}`);
   x.comment('epilogue: accumulator fragments (+ bias) to C, 8-byte stores');
   for (let ni = 0; ni < 4; ni++) {

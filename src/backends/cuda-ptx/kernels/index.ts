@@ -12,6 +12,7 @@ import {
   pointwiseKernel,
   rmsnormKernel,
   ropeKernel,
+  splitkReduceKernel,
   swigluKernel,
 } from './elementwise.ts';
 import { type GemmPath, gemm16Kernel, gemmKernel, type MmaDtype } from './gemm.ts';
@@ -29,7 +30,9 @@ export type KernelSpec =
       readonly sequences?: boolean;
     }
   | { readonly op: 'rope'; readonly headDim: number; readonly theta: number }
-  | { readonly op: 'rmsnorm' | 'swiglu' | 'embed' | 'copy_rows' | 'fill' | 'merge' }
+  | {
+      readonly op: 'rmsnorm' | 'swiglu' | 'embed' | 'copy_rows' | 'fill' | 'merge' | 'splitk_reduce';
+    }
   /** The runner's own: the softmax statistics of the head's logits. */
   | { readonly op: 'softmax_stats' }
   | {
@@ -63,6 +66,8 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
       return fillKernel(arch);
     case 'merge':
       return mergeKernel(arch);
+    case 'splitk_reduce':
+      return splitkReduceKernel(arch);
     case 'softmax_stats':
       return softmaxStatsKernel(arch);
   }
@@ -70,7 +75,18 @@ export function generateKernel(spec: KernelSpec, arch: Arch): GeneratedKernel {
 
 export { ATT_KEYS, ATT_PAIRS, ATT_THREADS, attentionSharedBytes } from './attention.ts';
 export { EW_THREADS, pointwiseOperand } from './elementwise.ts';
-export { GEMM_PATHS, GEMM_TILE, type GemmPath, MMA_DTYPES, type MmaDtype, pathDtype } from './gemm.ts';
+export {
+  GEMM_PATHS,
+  GEMM_SPLIT,
+  GEMM_TILE,
+  type GemmPath,
+  type GemmSplit,
+  type GemmSplitPolicy,
+  gemmSplit,
+  MMA_DTYPES,
+  type MmaDtype,
+  pathDtype,
+} from './gemm.ts';
 export { pointwise } from './pointwise.ts';
 export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';
 export { STATS_THREADS } from './softmaxStats.ts';
