@@ -6,11 +6,12 @@
  *
  *   node generate.mjs [--preset sdar-1.7b] [--layers N] [--gen 128] [--prompt 64]
  *                     [--plans baseline,fast-dllm-dual] [--gemm fma,mma-bf16] [--split on,off]
- *                     [--out result.json]
+ *                     [--out result.json] [--emulator | --null]
  *                     [--emulator]
  *
  * Run from the repository root (plans are read from examples/). bench/gpu/pack.sh bundles it;
- * `--emulator` runs it on the JS emulator of the kernels (use a small preset) to try the bundle.
+ * `--emulator` runs it on the JS emulator of the kernels (use a small preset) to try the bundle;
+ * `--null` on a device that does nothing (bench/gpu/nullDevice.ts), to time the host side alone.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cudaAvailable } from '../../src/backends/cuda-ptx/driver.ts';
@@ -26,6 +27,7 @@ import { planOnModel } from '../../src/runtime/prepare.ts';
 import type { StepRunner } from '../../src/runtime/runner.ts';
 import { blockLength } from '../../src/runtime/simulate.ts';
 import { EmulatedDevice } from '../../test/backends/cuda-ptx/emulator.ts';
+import { NullDevice } from './nullDevice.ts';
 import { DeviceProfile } from './profile.ts';
 
 function option(name: string, fallback: string): string {
@@ -82,7 +84,12 @@ function randomBf16(config: ModelConfig, seed: number): Map<string, Tensor> {
 }
 
 const emulator = process.argv.includes('--emulator');
-const status = emulator ? { ok: true, reason: 'the JS emulator' } : cudaAvailable();
+const nothing = process.argv.includes('--null');
+const status = emulator
+  ? { ok: true, reason: 'the JS emulator' }
+  : nothing
+    ? { ok: true, reason: 'no device (host time only)' }
+    : cudaAvailable();
 if (!status.ok) {
   console.log(`skipped: ${status.reason}`);
   process.exit(0);
@@ -103,7 +110,7 @@ const weights = randomBf16(config, 1);
 console.log(
   `${config.name} (${config.layers} layers): random bf16 weights in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
-const device: CudaDevice = emulator ? new EmulatedDevice() : sharedCudaDevice();
+const device: CudaDevice = emulator ? new EmulatedDevice() : nothing ? new NullDevice() : sharedCudaDevice();
 const prompt = Int32Array.from({ length: promptLength }, (_, i) => (i * 7919) % (config.vocab - 1));
 const rows: Record<string, unknown>[] = [];
 

@@ -34,6 +34,9 @@ interface Api {
   cuMemAlloc: Fn;
   cuMemFree: Fn;
   cuMemcpyHtoD: Fn;
+  cuMemcpyHtoDAsync: Fn;
+  cuMemAllocHost: Fn;
+  cuMemFreeHost: Fn;
   cuMemcpyDtoH: Fn;
   cuMemcpyDtoD: Fn;
   cuMemsetD8: Fn;
@@ -82,6 +85,13 @@ function bindNow(library: string): Bound {
     cuMemAlloc: lib.func('int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)'),
     cuMemFree: lib.func('int cuMemFree_v2(uint64_t dptr)'),
     cuMemcpyHtoD: lib.func('int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes)'),
+    // The source is an address inside the pinned staging area (a const void * in cuda.h; both are
+    // one 64-bit integer register in the x86-64 and AArch64 calling conventions).
+    cuMemcpyHtoDAsync: lib.func(
+      'int cuMemcpyHtoDAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
+    ),
+    cuMemAllocHost: lib.func('int cuMemAllocHost_v2(_Out_ void **pp, size_t bytes)'),
+    cuMemFreeHost: lib.func('int cuMemFreeHost(void *p)'),
     cuMemcpyDtoH: lib.func('int cuMemcpyDtoH_v2(_Out_ void *dst, uint64_t src, size_t bytes)'),
     cuMemcpyDtoD: lib.func('int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t bytes)'),
     cuMemsetD8: lib.func('int cuMemsetD8_v2(uint64_t dst, unsigned char value, size_t n)'),
@@ -115,8 +125,25 @@ const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 /** What a launch gets without opting in to more dynamic shared memory. */
 const DEFAULT_SHARED = 48 * 1024;
 
+/**
+ * Uploads up to this size (index lists, tokens: a step's few hundred small copies) go through
+ * pinned staging with cuMemcpyHtoDAsync. cuMemcpyHtoD from pageable memory waits for the stream
+ * first, so every layer's lists drained the GPU (115 waits a step of a 1.7B model on an H200,
+ * docs/perf.md); larger ones (weights, once) stay synchronous.
+ */
+export const PINNED_UPLOAD_MAX = 1 << 20;
+const PINNED_BYTES = 4 << 20;
+
 /** A context on one device, with checked wrappers of the driver calls. */
 export class CudaDriver implements CudaDevice {
+  /**
+   * Pinned host memory the small uploads are staged in, filled from the start after each point
+   * where the stream is known to be idle (a synchronisation or a download, which on the legacy
+   * stream returns once everything before it has run), so that no staged bytes are overwritten
+   * before their copy has read them.
+   */
+  private pinned: { ptr: unknown; view: Uint8Array; address: bigint; used: number } | undefined;
+
   /**
    * Arguments are staged in memory koffi owns, so that their addresses stay fixed while the
    * driver reads them; grown when a launch needs more.
@@ -182,10 +209,32 @@ export class CudaDriver implements CudaDevice {
     check(this.api, this.api.cuMemFree(ptr), 'cuMemFree');
   }
   upload(dst: bigint, src: ArrayBufferView): void {
-    if (src.byteLength > 0) check(this.api, this.api.cuMemcpyHtoD(dst, src, src.byteLength), 'cuMemcpyHtoD');
+    const n = src.byteLength;
+    if (n === 0) return;
+    if (n > PINNED_UPLOAD_MAX) {
+      check(this.api, this.api.cuMemcpyHtoD(dst, src, n), 'cuMemcpyHtoD');
+      return;
+    }
+    const p = this.staged();
+    if (p.used + n > p.view.byteLength) this.synchronize();
+    const at = p.used;
+    p.view.set(new Uint8Array(src.buffer, src.byteOffset, n), at);
+    check(this.api, this.api.cuMemcpyHtoDAsync(dst, p.address + BigInt(at), n, null), 'cuMemcpyHtoDAsync');
+    p.used = (at + n + 15) & ~15;
+  }
+  private staged() {
+    if (!this.pinned) {
+      const ptr = [null];
+      check(this.api, this.api.cuMemAllocHost(ptr, PINNED_BYTES), 'cuMemAllocHost');
+      const view = new Uint8Array(koffi.view(ptr[0], PINNED_BYTES));
+      this.pinned = { ptr: ptr[0], view, address: BigInt(koffi.address(ptr[0])), used: 0 };
+    }
+    return this.pinned;
   }
   download(dst: ArrayBufferView, src: bigint): void {
-    if (dst.byteLength > 0) check(this.api, this.api.cuMemcpyDtoH(dst, src, dst.byteLength), 'cuMemcpyDtoH');
+    if (dst.byteLength === 0) return;
+    check(this.api, this.api.cuMemcpyDtoH(dst, src, dst.byteLength), 'cuMemcpyDtoH');
+    if (this.pinned) this.pinned.used = 0;
   }
   copy(dst: bigint, src: bigint, bytes: number): void {
     if (bytes > 0) check(this.api, this.api.cuMemcpyDtoD(dst, src, bytes), 'cuMemcpyDtoD');
@@ -214,10 +263,16 @@ export class CudaDriver implements CudaDevice {
   }
   synchronize(): void {
     check(this.api, this.api.cuCtxSynchronize(), 'cuCtxSynchronize');
+    if (this.pinned) this.pinned.used = 0;
   }
   close(): void {
     if (this.staging) koffi.free(this.staging.mem);
     this.staging = undefined;
+    if (this.pinned) {
+      this.synchronize();
+      this.api.cuMemFreeHost(this.pinned.ptr);
+      this.pinned = undefined;
+    }
     this.api.cuDevicePrimaryCtxRelease(this.dev);
   }
 }

@@ -18,7 +18,7 @@ import {
   type MmaDtype,
   STATS_THREADS,
 } from './kernels/index.ts';
-import { type CudaDevice, LaunchError, launchArgs, launchGrid, packParams } from './launch.ts';
+import { type CudaDevice, LaunchError, PreparedLaunch, packParams } from './launch.ts';
 import { type PtxRender, PtxRenderError, type PtxSlot, type PtxStage, renderPtx } from './render.ts';
 
 export interface PtxBuild {
@@ -133,6 +133,8 @@ export class PtxRunner implements StepRunner {
   private readonly ptrs = new Map<string, bigint>();
   private readonly fns = new Map<string, unknown>();
   private readonly sizes = new Map<string, number>();
+  /** Each stage's launches with their arguments packed, by `phase/stage`, made on first use. */
+  private readonly prepared = new Map<string, { st: PtxStage; launches: readonly PreparedLaunch[] }>();
   private bounce: bigint | undefined;
   /** Where `kvp_softmax_stats` leaves each head's statistics and argmax (4 floats a row). */
   private stats: bigint | undefined;
@@ -173,6 +175,7 @@ export class PtxRunner implements StepRunner {
     for (const fn of this.fns.values()) this.device.unloadKernel(fn);
     this.ptrs.clear();
     this.fns.clear();
+    this.prepared.clear();
     this.bounce = undefined;
     this.stats = undefined;
   }
@@ -185,9 +188,14 @@ export class PtxRunner implements StepRunner {
 
   private size = (name: string): number => (name === 'L' ? this.L : (this.sizes.get(name) ?? 0));
 
-  private stage(phase: string, stage: string): PtxStage {
-    const e = this.build.render.manifest.phases[phase]?.find((s) => s.name === stage);
-    if (!e) throw new LaunchError(`phase ${phase} has no stage ${stage}`);
+  private stage(phase: string, stage: string): { st: PtxStage; launches: readonly PreparedLaunch[] } {
+    const key = `${phase}/${stage}`;
+    const have = this.prepared.get(key);
+    if (have) return have;
+    const st = this.build.render.manifest.phases[phase]?.find((s) => s.name === stage);
+    if (!st) throw new LaunchError(`phase ${phase} has no stage ${stage}`);
+    const e = { st, launches: st.launches.map((l) => new PreparedLaunch(l, this.slot)) };
+    this.prepared.set(key, e);
     return e;
   }
 
@@ -206,14 +214,14 @@ export class PtxRunner implements StepRunner {
    * (phases plan the arena independently). Launches over an empty grid (an empty list) are skipped.
    */
   private run(program: Program, stage: string, hAt: number | undefined): PtxStage {
-    const st = this.stage(program, stage);
+    const { st, launches } = this.stage(program, stage);
     const want = st.inputs.h;
     if (hAt !== undefined && want !== undefined && want !== hAt) this.moveHidden(want, hAt);
-    for (const l of st.launches) {
-      const grid = launchGrid(l, this.size);
-      if (grid.some((g) => g === 0)) continue;
-      const params = packParams(launchArgs(l.params, this.slot, this.size));
-      this.device.launch(this.fns.get(l.kernel), grid, l.block, l.sharedBytes, params);
+    for (const p of launches) {
+      const grid = p.bind(this.size);
+      if (!grid) continue;
+      const l = p.launch;
+      this.device.launch(this.fns.get(l.kernel), grid, l.block, l.sharedBytes, p.params);
     }
     return st;
   }

@@ -5,7 +5,12 @@
  */
 import koffi from 'koffi';
 import { describe, expect, test } from 'vitest';
-import { CudaDriver, CudaError, cudaAvailable } from '../../../src/backends/cuda-ptx/driver.ts';
+import {
+  CudaDriver,
+  CudaError,
+  cudaAvailable,
+  PINNED_UPLOAD_MAX,
+} from '../../../src/backends/cuda-ptx/driver.ts';
 import { generateKernel } from '../../../src/backends/cuda-ptx/kernels/index.ts';
 import { packParams } from '../../../src/backends/cuda-ptx/launch.ts';
 import { fakeLibcuda } from './fakeLibcuda.ts';
@@ -18,6 +23,8 @@ const functionName = fake.func('const char *fake_function(void)');
 const sharedAttribute = fake.func('int fake_shared_attribute(void)');
 const retained = fake.func('int fake_retained(void)');
 const unloaded = fake.func('int fake_unloaded(void)');
+const asyncCopies = fake.func('int fake_async_copies(void)');
+const pinnedLive = fake.func('int fake_pinned_live(void)');
 
 describe('CUDA driver bindings (stub libcuda)', () => {
   test('a missing library is reported as no CUDA device, with the reason', () => {
@@ -51,6 +58,53 @@ describe('CUDA driver bindings (stub libcuda)', () => {
     expect(new Uint32Array(back.buffer, 0, 2)).toEqual(Uint32Array.from([0x7f7f7f7f, 0x7f7f7f7f]));
     cuda.free(a);
     cuda.free(b);
+    cuda.close();
+  });
+
+  test('small uploads are staged in pinned memory and copied asynchronously, the source free at once', () => {
+    // The stub's asynchronous copies read their source only at the next stream operation.
+    const cuda = CudaDriver.open(0, stub);
+    const before = asyncCopies() as number;
+    const sizes = [5, 64, 1000, 3, PINNED_UPLOAD_MAX / 4];
+    const srcs = sizes.map((n, i) => Int32Array.from({ length: n }, (_, j) => i * 100_000 + j));
+    const ptrs = sizes.map((n) => cuda.alloc(4 * n));
+    srcs.forEach((src, i) => {
+      cuda.upload(ptrs[i] as bigint, src);
+    });
+    const kept = srcs.map((x) => x.slice());
+    for (const src of srcs) src.fill(-1);
+    kept.forEach((want, i) => {
+      const back = new Int32Array(want.length);
+      cuda.download(back, ptrs[i] as bigint);
+      expect(back).toEqual(want);
+    });
+    expect((asyncCopies() as number) - before).toBe(sizes.length);
+    for (const p of ptrs) cuda.free(p);
+    cuda.close();
+    expect(pinnedLive()).toBe(0);
+  });
+
+  test('more staged bytes than the pinned area holds, with no download between: every copy lands', () => {
+    const cuda = CudaDriver.open(0, stub);
+    const n = PINNED_UPLOAD_MAX / 4;
+    const ptrs = Array.from({ length: 20 }, () => cuda.alloc(4 * n));
+    ptrs.forEach((p, i) => {
+      cuda.upload(p, new Int32Array(n).fill(i + 1));
+    });
+    // Larger than the staging limit: a synchronous copy, ordered after the staged ones.
+    const big = cuda.alloc(4 * (n + 1));
+    const before = asyncCopies() as number;
+    cuda.upload(big, new Int32Array(n + 1).fill(99));
+    expect(asyncCopies()).toBe(before);
+    ptrs.forEach((p, i) => {
+      const back = new Int32Array(n);
+      cuda.download(back, p);
+      expect(back.every((v) => v === i + 1)).toBe(true);
+    });
+    const back = new Int32Array(n + 1);
+    cuda.download(back, big);
+    expect(back.every((v) => v === 99)).toBe(true);
+    for (const p of [...ptrs, big]) cuda.free(p);
     cuda.close();
   });
 

@@ -29,7 +29,7 @@ int cuDevicePrimaryCtxRetain(void **ctx, int dev) { *ctx = (void *)0x5eed; retai
 int cuDevicePrimaryCtxRelease_v2(int dev) { retained--; return dev == 0 ? 0 : 101; }
 int cuCtxSetCurrent(void *ctx) { return ctx == (void *)0x5eed ? 0 : 201; }
 int fake_retained(void) { return retained; }
-int cuCtxSynchronize(void) { return 0; }
+
 int cuModuleLoadData(void **module, const char *image) {
   strncpy(module_text, image, sizeof module_text - 1);
   *module = (void *)module_text;
@@ -54,15 +54,44 @@ int cuFuncSetAttribute(void *fn, int attrib, int value) {
   if (attrib == 8) shared_attribute = value;
   return 0;
 }
+/*
+ * Asynchronous host-to-device copies read their source late, when the next stream operation (or a
+ * synchronisation) runs, as a GPU's copy engine may: a caller that reuses the source before then
+ * gets the reused bytes.
+ */
+static struct { uint64_t dst; const void *src; size_t n; } pending[4096];
+static int npending;
+static int async_copies;
+static void flush(void) {
+  for (int i = 0; i < npending; i++) memcpy((void *)(uintptr_t)pending[i].dst, pending[i].src, pending[i].n);
+  npending = 0;
+}
+int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *stream) {
+  if (stream) return 1;
+  if (npending == 4096) flush();
+  pending[npending].dst = dst;
+  pending[npending].src = src;
+  pending[npending].n = n;
+  npending++;
+  async_copies++;
+  return 0;
+}
+int fake_async_copies(void) { return async_copies; }
+static int pinned_live;
+int cuMemAllocHost_v2(void **p, size_t bytes) { *p = malloc(bytes); pinned_live++; return *p ? 0 : 2; }
+int cuMemFreeHost(void *p) { flush(); free(p); pinned_live--; return 0; }
+int fake_pinned_live(void) { return pinned_live; }
 int cuMemAlloc_v2(uint64_t *ptr, size_t bytes) { *ptr = (uint64_t)(uintptr_t)malloc(bytes); return *ptr ? 0 : 2; }
 int cuMemFree_v2(uint64_t ptr) { free((void *)(uintptr_t)ptr); return 0; }
-int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) { memcpy((void *)(uintptr_t)dst, src, n); return 0; }
-int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
+int cuCtxSynchronize(void) { flush(); return 0; }
+int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) { flush(); memcpy((void *)(uintptr_t)dst, src, n); return 0; }
+int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { flush(); memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
 int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
+  flush();
   memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n);
   return 0;
 }
-int cuMemsetD8_v2(uint64_t dst, unsigned char v, size_t n) { memset((void *)(uintptr_t)dst, v, n); return 0; }
+int cuMemsetD8_v2(uint64_t dst, unsigned char v, size_t n) { flush(); memset((void *)(uintptr_t)dst, v, n); return 0; }
 
 /* The test says how wide each argument is (the real driver knows it from the kernel's signature). */
 void fake_expect_args(int count, const unsigned *bytes) {
@@ -73,6 +102,7 @@ void fake_expect_args(int count, const unsigned *bytes) {
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                    unsigned shared, void *stream, void **params, void **extra) {
   if (f != (void *)function_name || stream || extra) return 1;
+  flush();
   unsigned dims[7] = {gx, gy, gz, bx, by, bz, shared};
   memcpy(launch_dims, dims, sizeof dims);
   for (int i = 0; i < launch_arg_count; i++) {

@@ -10,6 +10,7 @@ import {
   LaunchError,
   launchArgs,
   launchGrid,
+  PreparedLaunch,
   packParams,
 } from '../../../src/backends/cuda-ptx/launch.ts';
 import type { Launch } from '../../../src/backends/cuda-ptx/render.ts';
@@ -98,6 +99,24 @@ describe('kernel arguments', () => {
     expect(launchGrid(l, size)[0]).toBe(0);
     const tooTall = { ...l, grid: [l.grid[0], { size: 70000, mul: 1, div: 1 }, l.grid[2]] as Launch['grid'] };
     expect(() => launchGrid(tooTall, size)).toThrow(/exceeds the device's limits/);
+
+    // Packed once, bound per step: the same bytes as packing the step's arguments anew.
+    const prepared = new PreparedLaunch(l, () => 0x1000n);
+    for (const [L, keys] of [
+      [13, 50],
+      [7, 1],
+      [2 ** 29 - 1, 9],
+    ] as const) {
+      sizes.set('L', L);
+      sizes.set('#keys.0', keys);
+      expect(prepared.bind(size)).toEqual(launchGrid(l, size));
+      expect(prepared.params).toEqual(packParams(launchArgs(l.params, () => 0x1000n, size)));
+    }
+    sizes.set('#keys.0', 0);
+    expect(prepared.bind(size)).toBeUndefined();
+    sizes.set('#keys.0', 1);
+    sizes.set('L', 2 ** 29);
+    expect(() => prepared.bind(size)).toThrow(/count L x 8 \(4294967296\) does not fit a u32/);
   });
 });
 
