@@ -239,8 +239,23 @@ export class PtxRunner implements StepRunner {
     this.device.copy(arena + BigInt(to), this.bounce, bytes);
   }
 
+  /**
+   * Host memory that reads land in, reused from one step to the next: what a step returns is
+   * valid until the next step's embed (StepRunner), and a plan that probes every layer reads the
+   * whole hidden state each time (fresh arrays were most of the runner's host time for mage).
+   */
+  private readonly host: Float32Array[] = [];
+  private hostUsed = 0;
+
   private read(slot: string, offset: number, rows: number, width: number): HostTensor {
-    const data = new Float32Array(rows * width);
+    const n = rows * width;
+    let buf = this.host[this.hostUsed];
+    if (!buf || buf.length < n) {
+      buf = new Float32Array(n);
+      this.host[this.hostUsed] = buf;
+    }
+    this.hostUsed++;
+    const data = buf.subarray(0, n);
     this.device.download(data, this.slot(slot) + BigInt(offset));
     return float32Tensor([rows, width], data);
   }
@@ -256,6 +271,7 @@ export class PtxRunner implements StepRunner {
 
   embed(program: Program, canvas: CanvasRows, read: boolean): HostTensor | undefined {
     this.sizes.clear();
+    this.hostUsed = 0;
     this.setInts('tokens', canvas.tokens);
     this.setInts('blocks', canvas.blocks);
     this.setInts('seqs', canvas.seqs);

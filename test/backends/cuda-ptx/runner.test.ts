@@ -22,10 +22,12 @@ import {
   slotData,
 } from '../../../src/backends/cuda-ptx/runner.ts';
 import { BackendUnavailable, prepareBackend } from '../../../src/backends/registry.ts';
+import { float32Of, type HostTensor } from '../../../src/ir/tensor.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { modelFor } from '../../../src/runtime/modelFor.ts';
+import type { StepRunner } from '../../../src/runtime/runner.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
 import { checkPlan, checkPrimitive, primitiveCases, transposeSamples } from './checks.ts';
 import { EmulatedDevice, roundBf16, roundF16 } from './emulator.ts';
@@ -233,6 +235,37 @@ describe.each(devices)('PTX runner on the %s against the float64 reference, step
       }
     },
   );
+});
+
+test('what a step reads back stays as read until the next step embeds, though the runner reuses its host memory', async () => {
+  // Plans whose scores read hidden states or caches back, every layer.
+  const probing = exampleCases.filter(([name]) => ['d2cache', 'es-dllm', 'elastic-cache'].includes(name));
+  expect(probing.length).toBe(3);
+  for (const [name, , base] of probing) {
+    // The float32 form: `data` is a float64 copy made on first access.
+    let kept: { got: Float32Array; copy: Float32Array }[] = [];
+    let reads = 0;
+    const keep = (t: HostTensor | undefined) => {
+      const f = t && float32Of(t);
+      if (f) kept.push({ got: f, copy: f.slice() });
+      return t;
+    };
+    const wrap = (r: StepRunner): StepRunner => ({
+      embed: (p, c, read) => {
+        for (const k of kept)
+          expect(k.got, `${name}: a read changed before the next step embedded`).toEqual(k.copy);
+        reads += kept.length;
+        kept = [];
+        return keep(r.embed(p, c, read) as HostTensor | undefined);
+      },
+      layer: (p, l, lists, read) => keep(r.layer(p, l, lists, read) as HostTensor | undefined),
+      head: (p, out, logits) => r.head(p, out, logits),
+      cachePart: (part, l) => keep(r.cachePart(part, l)),
+      ...(r.release ? { release: () => r.release?.() } : {}),
+    });
+    await checkPlan(name, base, new EmulatedDevice(), { wrap });
+    expect(reads, `${name} read nothing back`).toBeGreaterThan(0);
+  }
 });
 
 test('f16 and bf16 rounding match the formats (nearest even, f16 subnormals and overflow)', () => {
