@@ -57,11 +57,8 @@ function packLists(
   };
   plans.forEach((p, i) => {
     const offset = (members[i] as BatchMember).offset;
-    for (const [name, list] of p.lists)
-      add(
-        name,
-        list.map((r) => r + offset),
-      );
+    // A lone sequence sits at offset 0: its lists are the canvas's as they are.
+    for (const [name, list] of p.lists) add(name, offset === 0 ? list : list.map((r) => r + offset));
     add(lists.positions(layer), p.lists.get(lists.rows(layer)) ?? new Int32Array(0));
   });
   return new Map([...parts].map(([name, lists]) => [name, concat(lists)] as const));

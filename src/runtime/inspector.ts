@@ -1,7 +1,7 @@
 import type { Call, DecodeStmt, Expr, RefreshStmt } from '../dsl/ast.ts';
 import { printExpr } from '../dsl/printer.ts';
 import type { Canvas } from '../dsl/semantics/canvas.ts';
-import { type Mask, maskOf, members } from '../dsl/semantics/evaluate.ts';
+import { type Mask, maskOf } from '../dsl/semantics/evaluate.ts';
 import type { LayerRules } from '../dsl/semantics/layerRules.ts';
 import { PlanStepper, type StepScores } from '../dsl/semantics/stepper.ts';
 import type { TypedPlan } from '../dsl/typecheck.ts';
@@ -18,7 +18,14 @@ export interface LayerPlan {
   readonly rows: Mask;
 }
 
-const toList = (m: Mask): Int32Array => Int32Array.from(members(m));
+/** The positions a mask holds, ascending (counted first: no intermediate array per layer). */
+function toList(m: Mask): Int32Array {
+  let n = 0;
+  for (let i = 0; i < m.length; i++) if (m[i]) n++;
+  const out = new Int32Array(n);
+  for (let i = 0, k = 0; k < n; i++) if (m[i]) out[k++] = i;
+  return out;
+}
 
 /**
  * The host-side inspector: turns the plan's step semantics (PlanStepper, the same decisions the
