@@ -269,7 +269,8 @@ export class CudaDriver implements CudaDevice {
     if (this.staging) koffi.free(this.staging.mem);
     this.staging = undefined;
     if (this.pinned) {
-      this.synchronize();
+      // Unchecked, like the release below: a context a kernel broke still gives its memory back.
+      this.api.cuCtxSynchronize();
       this.api.cuMemFreeHost(this.pinned.ptr);
       this.pinned = undefined;
     }

@@ -25,6 +25,7 @@ const retained = fake.func('int fake_retained(void)');
 const unloaded = fake.func('int fake_unloaded(void)');
 const asyncCopies = fake.func('int fake_async_copies(void)');
 const pinnedLive = fake.func('int fake_pinned_live(void)');
+const setSyncError = fake.func('void fake_set_sync_error(int e)');
 
 describe('CUDA driver bindings (stub libcuda)', () => {
   test('a missing library is reported as no CUDA device, with the reason', () => {
@@ -82,6 +83,21 @@ describe('CUDA driver bindings (stub libcuda)', () => {
     for (const p of ptrs) cuda.free(p);
     cuda.close();
     expect(pinnedLive()).toBe(0);
+  });
+
+  test('a context that reports an error still gives its pinned memory back on close', () => {
+    const cuda = CudaDriver.open(0, stub);
+    const p = cuda.alloc(64);
+    cuda.upload(p, new Int32Array(4));
+    expect(pinnedLive()).toBe(1);
+    setSyncError(700); // CUDA_ERROR_ILLEGAL_ADDRESS, sticky after a faulting kernel
+    try {
+      expect(() => cuda.synchronize()).toThrow(CudaError);
+      cuda.close();
+      expect(pinnedLive()).toBe(0);
+    } finally {
+      setSyncError(0);
+    }
   });
 
   test('more staged bytes than the pinned area holds, with no download between: every copy lands', () => {

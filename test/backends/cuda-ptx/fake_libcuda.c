@@ -83,7 +83,9 @@ int cuMemFreeHost(void *p) { flush(); free(p); pinned_live--; return 0; }
 int fake_pinned_live(void) { return pinned_live; }
 int cuMemAlloc_v2(uint64_t *ptr, size_t bytes) { *ptr = (uint64_t)(uintptr_t)malloc(bytes); return *ptr ? 0 : 2; }
 int cuMemFree_v2(uint64_t ptr) { free((void *)(uintptr_t)ptr); return 0; }
-int cuCtxSynchronize(void) { flush(); return 0; }
+static int sync_error;
+void fake_set_sync_error(int e) { sync_error = e; }
+int cuCtxSynchronize(void) { flush(); return sync_error; }
 int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) { flush(); memcpy((void *)(uintptr_t)dst, src, n); return 0; }
 int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { flush(); memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
 int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
