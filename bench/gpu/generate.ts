@@ -5,7 +5,7 @@
  * split a step into kernels (by name), copies and the host's own time.
  *
  *   node generate.mjs [--preset sdar-1.7b] [--layers N] [--gen 128] [--prompt 64]
- *                     [--plans baseline,fast-dllm-dual] [--gemm fma,mma-bf16] [--split on,off]
+ *                     [--plans baseline,fast-dllm-dual] [--gemm fma,mma-bf16] [--split on|off|on,off]
  *                     [--out result.json] [--emulator | --null]
  *                     [--emulator]
  *
@@ -102,8 +102,12 @@ const promptLength = Number(option('prompt', '64'));
 const plans = option('plans', 'baseline,fast-dllm-dual').split(',');
 const paths = option('gemm', 'fma,mma-bf16').split(',') as GemmPath[];
 // `off`: no GEMM splits K (a policy that never does), to compare with the default in one run.
-const splitModes = option('split', 'on,off').split(',');
+const splitModes = option('split', 'on').split(',');
 const NO_SPLIT: GemmSplitPolicy = { ctas: 0, minK: 1, scratchBytes: 0 };
+if (splitModes.some((m) => m !== 'on' && m !== 'off')) {
+  console.error(`generate: --split takes on, off or on,off (got ${splitModes.join(',')})`);
+  process.exit(2);
+}
 
 const t0 = performance.now();
 const weights = randomBf16(config, 1);
