@@ -1,7 +1,7 @@
 import type { Call, DecodeStmt, Expr, RefreshStmt } from '../dsl/ast.ts';
 import { printExpr } from '../dsl/printer.ts';
 import type { Canvas } from '../dsl/semantics/canvas.ts';
-import { type Mask, maskOf } from '../dsl/semantics/evaluate.ts';
+import { type Mask, maskOf, positionsOf } from '../dsl/semantics/evaluate.ts';
 import type { LayerRules } from '../dsl/semantics/layerRules.ts';
 import { PlanStepper, type StepScores } from '../dsl/semantics/stepper.ts';
 import type { TypedPlan } from '../dsl/typecheck.ts';
@@ -16,15 +16,6 @@ export interface LayerPlan {
   readonly full: boolean;
   readonly lists: Map<string, Int32Array>;
   readonly rows: Mask;
-}
-
-/** The positions a mask holds, ascending (counted first: no intermediate array per layer). */
-function toList(m: Mask): Int32Array {
-  let n = 0;
-  for (let i = 0; i < m.length; i++) if (m[i]) n++;
-  const out = new Int32Array(n);
-  for (let i = 0, k = 0; k < n; i++) if (m[i]) out[k++] = i;
-  return out;
 }
 
 /**
@@ -64,18 +55,18 @@ export class Inspector {
     if (l === 0) this.stepSizes = new Map();
     const d = this.stepper.decideLayer(r);
     this.stepper.commitLayer(d);
-    const lists = new Map<string, Int32Array>([[names.rows(l), toList(d.rows)]]);
-    if (d.keys) lists.set(names.keys(l), toList(d.keys));
+    const lists = new Map<string, Int32Array>([[names.rows(l), positionsOf(d.rows)]]);
+    if (d.keys) lists.set(names.keys(l), positionsOf(d.keys));
     d.headKeys?.forEach((keys, g) => {
-      lists.set(names.headKeys(l, g), toList(keys));
+      lists.set(names.headKeys(l, g), positionsOf(keys));
     });
     for (const [segment, keys] of d.segments)
-      if (!d.servedFrom.has(segment)) lists.set(names.keys(l, segment), toList(keys));
-    for (const w of d.writes) lists.set(names.write(l, w.id), toList(w.rows));
+      if (!d.servedFrom.has(segment)) lists.set(names.keys(l, segment), positionsOf(keys));
+    for (const w of d.writes) lists.set(names.write(l, w.id), positionsOf(w.rows));
     // The cached program reads these on every layer that has them, also on one a layer-scoped
     // refresh makes full: there the rows the layer below skipped still need their input.
-    if (d.restore) lists.set(names.restore(l), toList(d.restore));
-    if (d.delta) lists.set(names.delta(l), toList(d.delta));
+    if (d.restore) lists.set(names.restore(l), positionsOf(d.restore));
+    if (d.delta) lists.set(names.delta(l), positionsOf(d.delta));
     for (const [name, list] of lists) this.stepSizes.set(name, list.length);
     return { layer: l, variant: d.variant, full: d.full, lists, rows: d.rows };
   }
@@ -92,7 +83,7 @@ export class Inspector {
 
   /** Rows computed at the last layer this step: the rows whose predictions are fresh. */
   outputRows(): Int32Array {
-    return toList(this.stepper.stepRows[this.rules.length - 1] ?? maskOf(this.stepper.L, () => false));
+    return positionsOf(this.stepper.stepRows[this.rules.length - 1] ?? maskOf(this.stepper.L, () => false));
   }
 
   get decodeRule(): DecodeStmt {

@@ -1,4 +1,4 @@
-import { type Mask, members } from '../dsl/semantics/evaluate.ts';
+import { type Mask, members, positionsOf } from '../dsl/semantics/evaluate.ts';
 import type { StepScores } from '../dsl/semantics/stepper.ts';
 import { float32Of, type HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -220,7 +220,7 @@ export class ModelScores implements StepScores {
     const out = this.measure(
       name === 'query_key' ? 'query_key' : perHead ? 'mass_heads' : 'mass',
       layer,
-      name === 'rollout' ? all : Int32Array.from(members(queries ?? new Uint8Array(this.L).fill(1))),
+      name === 'rollout' ? all : positionsOf(queries ?? new Uint8Array(this.L).fill(1)),
     );
     return out.data;
   }

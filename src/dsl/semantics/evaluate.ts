@@ -48,6 +48,14 @@ export const members = (m: Mask): number[] => {
   for (let i = 0; i < m.length; i++) if (m[i]) out.push(i);
   return out;
 };
+/** `members` as an index list: counted first, so that no intermediate array is built (per layer). */
+export function positionsOf(m: Mask): Int32Array {
+  let n = 0;
+  for (let i = 0; i < m.length; i++) if (m[i]) n++;
+  const out = new Int32Array(n);
+  for (let i = 0, k = 0; k < n; i++) if (m[i]) out[k++] = i;
+  return out;
+}
 
 /** Positions from `start` up to `end`: the sets made of whole blocks are ranges of the canvas. */
 const range = (n: number, start: number, end: number): Mask => new Uint8Array(n).fill(1, start, end);

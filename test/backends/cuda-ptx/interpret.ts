@@ -270,7 +270,8 @@ class Program {
       case 'cp.async.wait_all':
         return run(() => {});
       case 'ld.param.u32':
-      case 'ld.param.u64': {
+      case 'ld.param.u64':
+      case 'ld.param.f32': {
         const name = (args[1] as string).slice(1, -1);
         const v = c.launch.params[name];
         if (v === undefined) throw new InterpretError(`no parameter ${name}`);

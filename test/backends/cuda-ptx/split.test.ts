@@ -16,7 +16,7 @@ import { buildPtx } from '../../../src/backends/cuda-ptx/runner.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
-import { checkPlan } from './checks.ts';
+import { checkPlan, checkPrimitive, gemmCase } from './checks.ts';
 import { EmulatedDevice } from './emulator.ts';
 
 /** Splits K of the tiny models' GEMMs (K 32-128) in two to four. */
@@ -84,6 +84,16 @@ test('a split GEMM writes its partials to scratch and the next launch sums them 
   const plain = buildPtx(examplePlan('fast-dllm-dual'), config, 48, { arch: 'sm_90', gemm: 'mma-bf16' });
   expect(launches(plain.render.manifest.phases).some((l) => l.kernel === 'kvp_splitk_reduce')).toBe(false);
   expect(plain.render.manifest.slots.some((s) => s.kind === 'scratch')).toBe(false);
+});
+
+test('the emulator refuses a split GEMM whose splits leave K uncovered or cut a k-step', () => {
+  const spec = { op: 'gemm16', dtype: 'bf16' } as const;
+  expect(() =>
+    checkPrimitive(gemmCase(spec, 33, 68, 96, 1, { splits: 2, kchunk: 32 }), new EmulatedDevice()),
+  ).toThrow(/the launch covers 64 k, 96 needed/);
+  expect(() =>
+    checkPrimitive(gemmCase(spec, 33, 68, 96, 1, { splits: 2, kchunk: 48 }), new EmulatedDevice()),
+  ).toThrow(/a split's k-range 48 is not whole k-steps/);
 });
 
 describe('generations with every GEMM split, the GEMM PTX interpreted', () => {
