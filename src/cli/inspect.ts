@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { modelSplitScratch } from '../backends/cuda-ptx/scratch.ts';
 import { bundledPlansDir } from '../eval/bundledModels.ts';
 import { ConfigError, type ModelConfig } from '../model/config.ts';
 import { modelPathProblem } from '../model/fsError.ts';
@@ -9,6 +10,7 @@ import { familyLabel } from '../model/hf/families.ts';
 import { modelConfig } from '../model/hf/load.ts';
 import { OnnxError } from '../model/onnx/error.ts';
 import { parameterCount } from '../model/weights.ts';
+import { maxCanvasPositions } from '../runtime/canvasLimit.ts';
 import { planOnModel } from '../runtime/prepare.ts';
 import { TokenizerError } from '../runtime/tokenizer.ts';
 import { backendMemory, formatBytes } from '../runtime/workEstimate.ts';
@@ -34,6 +36,11 @@ interface Inspection {
   readonly tokenizer: string;
   /** Bytes each backend holds for the weights, and the host's own copy (none for a checkpoint). */
   readonly memory: Readonly<Record<string, number>>;
+  /**
+   * Device memory the PTX backend takes besides the weights and the canvas: split-K partials, at
+   * most this much (at kvplan's largest canvas, `rows`).
+   */
+  readonly scratch: { readonly ptx: number; readonly rows: number };
   readonly plans: readonly { readonly path: string; readonly plan: string; readonly fits: string }[];
 }
 
@@ -57,6 +64,7 @@ function fromCheckpoint(c: Checkpoint): Omit<Inspection, 'plans'> {
       c.memory.byDtype.BF16 ? 'bf16' : c.memory.byDtype.F16 ? 'f16' : undefined,
       0,
     ),
+    scratch: ptxScratch(modelConfig(c)),
   };
 }
 
@@ -75,8 +83,14 @@ async function fromOnnx(path: string): Promise<Omit<Inspection, 'plans'>> {
     files: [path],
     tokenizer: `character (${m.config.vocab} ids)`,
     memory: backendMemory(m.config, undefined, parameters * 4),
+    scratch: ptxScratch(m.config),
   };
 }
+
+const ptxScratch = (c: ModelConfig): Inspection['scratch'] => ({
+  ptx: modelSplitScratch(c, maxCanvasPositions),
+  rows: maxCanvasPositions,
+});
 
 /** The plans to try: the given files, else the example plans kvplan ships. */
 function planFiles(given: readonly string[] | undefined): string[] {
@@ -92,6 +106,8 @@ function planFiles(given: readonly string[] | undefined): string[] {
 function render(i: Inspection): string {
   const c = i.config;
   const row = (k: string, v: string | number | boolean) => `  ${k.padEnd(18)}${v}`;
+  // Plan names as long as the column (elastic_cache_adaptive) keep a gap before their verdict.
+  const width = Math.max(18, ...i.plans.map((p) => p.plan.length + 2));
   return [
     `${i.path}: ${i.family} (${i.format === 'hf' ? 'Hugging Face checkpoint' : 'ONNX'})`,
     row('layers', c.layers),
@@ -120,7 +136,15 @@ function render(i: Inspection): string {
         .map(([b, n]) => `${b} ${formatBytes(n)}`)
         .join(', '),
     ),
-    ...(i.plans.length > 0 ? ['  plans:', ...i.plans.map((p) => `    ${p.plan.padEnd(18)}${p.fits}`)] : []),
+    row(
+      'ptx scratch',
+      i.scratch.ptx > 0
+        ? `at most ${formatBytes(i.scratch.ptx)} (split-K partials, at a canvas of ${i.scratch.rows.toLocaleString('en-US')} rows)`
+        : 'none (no GEMM of this model splits K)',
+    ),
+    ...(i.plans.length > 0
+      ? ['  plans:', ...i.plans.map((p) => `    ${p.plan.padEnd(width)}${p.fits}`)]
+      : []),
     '',
   ].join('\n');
 }

@@ -32,6 +32,10 @@ describe('kvplan inspect-model', () => {
     expect(r.stdout).toMatch(
       /fast_dllm_v2\s+yes, with a warning: plan fast_dllm_v2 attends with block_causal/,
     );
+    // The longest example plan's name keeps a gap before its verdict.
+    expect(r.stdout).toMatch(/\n {4}elastic_cache_adaptive {2,}no: /);
+    // Its GEMMs are too shallow to split K on the PTX backend: no scratch.
+    expect(r.stdout).toMatch(/ptx scratch\s+none \(no GEMM of this model splits K\)/);
   });
 
   test('--json describes an SDAR checkpoint as data, q/k norm and trained block size included', async () => {
@@ -50,6 +54,7 @@ describe('kvplan inspect-model', () => {
     // F32 weights, untied: every backend holds them once, as floats; the host none.
     expect(j.memory).toEqual({ host: 0, cpu: j.stored.F32, webgpu: j.stored.F32, ptx: j.stored.F32 });
     expect(j.plans).toEqual([{ path: 'examples/flashblock.kvp', plan: 'flashblock', fits: 'yes' }]);
+    expect(j.scratch).toEqual({ ptx: 0, rows: 16_384 });
   });
 
   // The figures are what the runners then allocate: the CPU backend's loaded slots (plus the

@@ -13,6 +13,7 @@ import {
 } from '../../../src/backends/cuda-ptx/kernels/index.ts';
 import type { Launch } from '../../../src/backends/cuda-ptx/render.ts';
 import { buildPtx } from '../../../src/backends/cuda-ptx/runner.ts';
+import { modelSplitScratch } from '../../../src/backends/cuda-ptx/scratch.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { exampleCases, examplePlan } from '../../runtime/support.ts';
@@ -84,6 +85,26 @@ test('a split GEMM writes its partials to scratch and the next launch sums them 
   const plain = buildPtx(examplePlan('fast-dllm-dual'), config, 48, { arch: 'sm_90', gemm: 'mma-bf16' });
   expect(launches(plain.render.manifest.phases).some((l) => l.kernel === 'kvp_splitk_reduce')).toBe(false);
   expect(plain.render.manifest.slots.some((s) => s.kind === 'scratch')).toBe(false);
+});
+
+test.each([
+  ['small', presets.small as ModelConfig],
+  // A tied head, the widest GEMM here: the estimate must count the table's GEMM too.
+  [
+    'small, tied, vocab 512',
+    { ...(presets.small as ModelConfig), vocab: 512, maskTokenId: 511, tieEmbeddings: true },
+  ],
+])("the scratch inspect-model reports for %s is the renderer's scratch slot", (_name, config) => {
+  for (const rows of [48, 200]) {
+    const { manifest } = buildPtx(examplePlan('baseline'), config, rows, {
+      arch: 'sm_90',
+      gemm: 'fma',
+      split: EAGER,
+    }).render;
+    const slot = manifest.slots.find((s) => s.kind === 'scratch');
+    expect(modelSplitScratch(config, rows, EAGER)).toBe(slot?.bytes);
+  }
+  expect(modelSplitScratch(config, 48)).toBe(0);
 });
 
 test('the emulator refuses a split GEMM whose splits leave K uncovered or cut a k-step', () => {

@@ -70,6 +70,23 @@ export function gemmSplit(n: number, k: number, maxRows: number, policy = GEMM_S
   return { splits: Math.ceil(k / kchunk), kchunk };
 }
 
+/**
+ * The split-K scratch a program of these GEMMs ([N, K] each) allocates at a canvas of maxRows
+ * rows: one slot, sized for the largest split GEMM's partials (the renderer's `scratch`).
+ */
+export function splitScratchBytes(
+  gemms: readonly (readonly [number, number])[],
+  maxRows: number,
+  policy = GEMM_SPLIT,
+): number {
+  let bytes = 0;
+  for (const [n, k] of gemms) {
+    const { splits } = gemmSplit(n, k, maxRows, policy);
+    if (splits > 1) bytes = Math.max(bytes, splits * maxRows * n * 4);
+  }
+  return bytes;
+}
+
 const params: readonly KernelParam[] = [
   { name: 'p_c', type: 'u64' },
   { name: 'p_a', type: 'u64' },

@@ -86,6 +86,7 @@ export {
   MMA_DTYPES,
   type MmaDtype,
   pathDtype,
+  splitScratchBytes,
 } from './gemm.ts';
 export { pointwise } from './pointwise.ts';
 export { ARCHES, type Arch, type GeneratedKernel, KernelGenError, type KernelParam } from './ptx.ts';
