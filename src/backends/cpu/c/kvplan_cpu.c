@@ -1677,9 +1677,6 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
  * Merge, normalisation, rotary, pointwise, gathers
  */
 
-#define KV_MASS_TILE 4
-#define KV_MASS_QB 4
-
 /*
  * kt[d][j0 + t] = K[j0 + t][d] for the 16 keys of one block (rows[t], hd floats each) at the given
  * kv head, kt rows `ld` apart. With 16-float vectors, 16 x 16 squares are transposed in registers:
@@ -1714,12 +1711,16 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 }
 
 /*
- * A score probe, not a hot path of a step, but one that sees every query row: K is transposed per
- * kv head once (kt[g][d][j], keys padded with zeros to whole vectors), so that a query's scores
- * come KV_VL keys per FMA, and probabilities are exponentiated as vectors; each thread sums them
- * in double, the threads' sums are reduced at the end. KV_MASS_QB query rows of one head are
- * scored together, so that each vector of keys loaded feeds that many FMAs (one per row): scoring
- * one row at a time needed a load per FMA, and the loads bounded it.
+ * A score probe, not a hot path of a step, but one that sees every query row. Per KV head, K is
+ * transposed once into the GEMM's weight panels (NR keys by hd, keys padded with zeros to whole
+ * panels) and a block of MR query rows of one head into the GEMM's A micro-panel, so that the
+ * scores are the GEMM's micro-kernel (its FMAs in the same order as a row-by-row dot product):
+ * with the keys of a tile held in registers and the queries broadcast, a tile costs the GEMM's
+ * loads per FMA, where scoring a few rows against four vectors of keys loaded each key vector
+ * once per row (the compiler folded the loads into the FMAs) and the loads bounded it. Which key
+ * a row sees is a compare of two int arrays made once per call (not per head and row). The
+ * probabilities are exponentiated as vectors; each thread sums them in double, and the threads'
+ * sums are reduced at the end.
  */
 void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                        const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
@@ -1728,28 +1729,35 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
   memset(mass, 0, sizeof(double) * (size_t)nk);
   if (nq <= 0 || heads <= 0 || kvh <= 0 || hd <= 0 || heads % kvh) return;
   const int group = heads / kvh;
-  /* Whole tiles of the scores, and whole blocks of 16 keys for the transpose. */
-  const int64_t pad = KV_MASS_TILE * KV_VL > 16 ? KV_MASS_TILE * KV_VL : 16;
+  /* Whole panels of keys, and whole blocks of 16 keys for the transpose. */
+  const int64_t pad = KV_GEMM_NR > 16 ? KV_GEMM_NR : 16;
   const int64_t nkp = kvi_ceil_div(nk, pad) * pad;
+  const int64_t panel = (int64_t)hd * KV_GEMM_NR; /* floats of one panel: [hd][NR] */
   float *kt = kvi_thread_buffer((size_t)kvh * hd * nkp);
-  if (!kt) {
+  int32_t *kb = blocks ? malloc(sizeof(int32_t) * (size_t)nk) : NULL;
+  int32_t *ks = seqs ? malloc(sizeof(int32_t) * (size_t)nk) : NULL;
+  if (!kt || (blocks && !kb) || (seqs && !ks)) {
     /* Out of memory: a visibly wrong result, as kv_attention's. */
     for (int j = 0; j < nk; j++) mass[j] = NAN;
+    free(kb);
+    free(ks);
     return;
   }
-  const int64_t jblocks = kvi_ceil_div(nkp, 16);
-  const int qblocks = kvi_ceil_div(nq, KV_MASS_QB);
+  for (int j = 0; j < nk; j++) {
+    if (kb) kb[j] = blocks[kpos[j]];
+    if (ks) ks[j] = seqs[kpos[j]];
+  }
+  const int64_t jblocks = nkp / 16;
+  const int qblocks = kvi_ceil_div(nq, KV_GEMM_MR);
   const int64_t items = (int64_t)heads * qblocks;
   const double work = 2.0 * nq * nk * heads * hd;
-  (void)work;
 #ifdef _OPENMP
 #pragma omp parallel if (work > KV_PAR_MIN_WORK)
 #endif
   {
-    /* Transposed 16 keys at a time (the 16 rows of K being read stay in L1 across d, where a
-       whole column of keys per d, one cache line and one page per key, cost more than the scores
-       of a few query rows), by all threads: with one query row, as the probe of an attention row
-       asks, the transpose is most of the call. */
+    /* Transposed 16 keys at a time (the 16 rows of K being read stay in L1 across d), by all
+       threads: with one query row, as the probe of an attention row asks, the transpose is most of
+       the call. Key j of KV head g lands in panel j / NR, column j % NR. */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -1759,48 +1767,52 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
       const float *rows[16];
       for (int t = 0; t < 16; t++)
         rows[t] = j0 + t < nk ? kcanvas + ((int64_t)kpos[j0 + t] * kvh + g) * hd : kvi_zero_row(hd);
-      kvi_transpose_keys(rows, hd, kt + (int64_t)g * hd * nkp + j0, nkp);
+      float *dst = kt + (int64_t)g * hd * nkp + j0 / KV_GEMM_NR * panel;
+      if (KV_GEMM_NR % 16 == 0)
+        kvi_transpose_keys(rows, hd, dst + j0 % KV_GEMM_NR, KV_GEMM_NR);
+      else
+        for (int t = 0; t < 16; t++) {
+          const int64_t j = j0 + t;
+          float *col = kt + (int64_t)g * hd * nkp + j / KV_GEMM_NR * panel + j % KV_GEMM_NR;
+          for (int d = 0; d < hd; d++) col[(int64_t)d * KV_GEMM_NR] = rows[t][d];
+        }
     }
-    float *sb = kvi_aligned_buffer((size_t)KV_MASS_QB * nkp);
+    float *qp = kvi_aligned_buffer((size_t)hd * KV_GEMM_MR);
+    float *sb = kvi_aligned_buffer((size_t)KV_GEMM_MR * nkp);
     double *acc = calloc((size_t)nk, sizeof(double));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t it = 0; it < items; it++) {
       const int h = (int)(it / qblocks);
-      const int i0 = (int)(it % qblocks) * KV_MASS_QB;
-      const int rows = nq - i0 < KV_MASS_QB ? nq - i0 : KV_MASS_QB;
+      const int i0 = (int)(it % qblocks) * KV_GEMM_MR;
+      const int rows = kvi_imin(KV_GEMM_MR, nq - i0);
       const float *ktg = kt + (int64_t)(h / group) * hd * nkp;
-      /* Rows past nq score the block's last row again; their scores are not used. */
-      const float *qr[KV_MASS_QB];
-      for (int b = 0; b < KV_MASS_QB; b++) qr[b] = q + ((int64_t)(i0 + (b < rows ? b : rows - 1)) * heads + h) * hd;
-      for (int64_t j0 = 0; j0 < nkp; j0 += KV_MASS_TILE * KV_VL) {
-        kvi_vf v[KV_MASS_QB][KV_MASS_TILE];
-        for (int b = 0; b < KV_MASS_QB; b++)
-          for (int t = 0; t < KV_MASS_TILE; t++) v[b][t] = kvi_vsplat(0.0f);
-        for (int d = 0; d < hd; d++) {
-          const float *kd = ktg + d * nkp + j0;
-          kvi_vf kv[KV_MASS_TILE];
-          for (int t = 0; t < KV_MASS_TILE; t++) kv[t] = kvi_vload(kd + t * KV_VL);
-          for (int b = 0; b < KV_MASS_QB; b++) {
-            const kvi_vf qd = kvi_vbcast(qr[b][d]);
-            for (int t = 0; t < KV_MASS_TILE; t++) v[b][t] = kvi_vfma(v[b][t], qd, kv[t]);
-          }
-        }
-        for (int b = 0; b < KV_MASS_QB; b++)
-          for (int t = 0; t < KV_MASS_TILE; t++) kvi_vstore(sb + b * nkp + j0 + t * KV_VL, v[b][t] * scale);
+      /* The block's rows as an A micro-panel [hd][MR]; rows past nq are zeros, their scores unused. */
+      for (int b = 0; b < KV_GEMM_MR; b++) {
+        const float *qr = q + ((int64_t)(i0 + kvi_imin(b, rows - 1)) * heads + h) * hd;
+        for (int d = 0; d < hd; d++) qp[d * KV_GEMM_MR + b] = b < rows ? qr[d] : 0.0f;
       }
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
+        kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0);
       for (int b = 0; b < rows; b++) {
         const int i = i0 + b;
-        float *s = sb + b * nkp;
-        for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
-        int any = !blocks && !seqs;
-        if (!any)
+        float *s = sb + (int64_t)b * nkp;
+        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) kvi_vstore(s + j0, kvi_vload(s + j0) * scale);
+        int any = 1;
+        if (kb || ks) {
+          const int32_t qb = kb ? blocks[qpos[i]] : 0;
+          const int32_t qs = ks ? seqs[qpos[i]] : 0;
+          int seen = 0;
           for (int j = 0; j < nk; j++) {
-            if (kvi_sees(blocks, seqs, qpos[i], kpos[j])) any = 1;
-            else s[j] = -INFINITY;
+            const int v = (!kb || kb[j] <= qb) && (!ks || ks[j] == qs);
+            seen |= v;
+            s[j] = v ? s[j] : -INFINITY;
           }
+          any = seen;
+        }
         if (!any) continue;
+        for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
         kvi_vf mv = kvi_vsplat(-INFINITY);
         for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
         const float m = kvi_vhmax(mv);
@@ -1818,9 +1830,12 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
 #pragma omp critical
 #endif
     for (int j = 0; j < nk; j++) mass[j] += acc[j];
+    free(qp);
     free(sb);
     free(acc);
   }
+  free(kb);
+  free(ks);
 }
 
 void kv_merge(int rows, int heads, int hd, float *o1, float *lse1, const float *o2, const float *lse2) {
