@@ -1332,6 +1332,33 @@ const onlyBlockStart = (s: Spec) =>
 const segmentsOf = (s: Spec): readonly Segment[] =>
   Array.isArray(s.attend?.keys) ? (s.attend.keys as readonly Segment[]) : [];
 
+/**
+ * Whether a select plan reads its selection at some step: 'selection read after its choice'
+ * reads it only from block step r on, which a block decoded in r steps or fewer never reaches
+ * (`steps(2)` with the selection read from block step 2 reads it never, and needs no refresh).
+ */
+function selectionRead(s: Spec): boolean {
+  const phased = (p: PhaseFilter | undefined) =>
+    p?.cond.k === 'atom' && p.cond.a.k === 'cmp' && p.cond.a.v === 'block_step' && p.cond.a.op === '>='
+      ? p.cond.a.n
+      : 0;
+  const keys = s.attend?.keys;
+  const from =
+    typeof keys === 'string'
+      ? Number(/\[block_step >= (\d+)\]/.exec(keys)?.[1] ?? 0)
+      : phased(segmentsOf(s).find((g) => g.name === 'chosen')?.phase);
+  if (from === 0 || s.block === undefined) return true;
+  const steps = /^steps\((\d+)\)$/.exec(s.decode.rule);
+  const per = /^per_step\((\d+)\)$/.exec(s.decode.rule);
+  // The most steps a block can take: one row a step, fewer steps under steps(n) and per_step(k)
+  // (a mutation is only added where it is sure to break the rule, so this errs low).
+  const most = Math.min(
+    s.block,
+    steps ? Number(steps[1]) : per ? Math.ceil(s.block / Number(per[1])) : s.block,
+  );
+  return most > from;
+}
+
 /** Every near miss that applies to a family plan (without wild edits). */
 export function nearMisses(s: Spec): NearMiss[] {
   const out: NearMiss[] = [];
@@ -1341,7 +1368,13 @@ export function nearMisses(s: Spec): NearMiss[] {
 
   // Nothing is cached before step 0, and every one of these families reads prompt keys it does not
   // compute (a streaming plan computes every key it reads uncached, without a refresh or a cache).
-  if (f !== 'full' && f !== 'd2cache' && f !== 'streaming' && !(f === 'sparsed' && s.caches.length === 0))
+  if (
+    f !== 'full' &&
+    f !== 'd2cache' &&
+    f !== 'streaming' &&
+    !(f === 'sparsed' && s.caches.length === 0) &&
+    !(f === 'select' && !selectionRead(s))
+  )
     add('drop every refresh', '7.10 no refresh at step 0', { ...s, refreshes: [] });
 
   // A cached step reads prompt keys outside R; the schedule guarantees such a step (a SparseD
@@ -1405,13 +1438,13 @@ export function nearMisses(s: Spec): NearMiss[] {
       },
     });
 
-  if (f === 'select' && s.decode.onePerStep)
+  if (f === 'select' && s.decode.onePerStep && selectionRead(s))
     add('never choose the selection', '7.12 selection read before chosen', {
       ...s,
       selects: s.selects.map((x) => ({ ...x, at: [{ k: 'false' }] })),
     });
 
-  if (f === 'select' && s.decode.onePerStep && onlyBlockStart(s))
+  if (f === 'select' && s.decode.onePerStep && selectionRead(s) && onlyBlockStart(s))
     add('choose the selection after its first read', '7.12 selection read before chosen', {
       ...s,
       selects: s.selects.map((x) => ({ ...x, at: [{ k: 'bs_eq', n: 1 }] })),
