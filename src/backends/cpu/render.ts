@@ -194,21 +194,68 @@ class CStage extends Target<string> {
 
 const bytes = (n: string, w: number) => `sizeof(float) * (size_t)${n} * ${w}`;
 
+/**
+ * The GEMMs of `ins`'s kernel from `ins` on that read the same activation over the same rows (the
+ * fusion pass puts a layer's projections of one input in one kernel, q, k and v or gate and up,
+ * each followed by its epilogue): all of them run now, in one call. Running a later one before
+ * the epilogues between is safe: it reads only the activation, its weight and its bias, none of
+ * which those write, and the values of one kernel never share memory (the memory plan's live
+ * ranges are whole kernels, and the arena's scratch is not reused within one).
+ */
+const sameInputGemms = (ins: Instr, c: Walk<string>, t: CStage): Instr[] => {
+  const group = [ins];
+  const between = new Set<number>();
+  for (const next of c.rest) {
+    if (
+      next.op === ins.op &&
+      next.args[0]?.id === ins.args[0]?.id &&
+      t.rows(next.results[0] as Value) === t.rows(ins.results[0] as Value) &&
+      next.args.every((a) => !between.has(a.id))
+    )
+      group.push(next);
+    else for (const r of next.results) between.add(r.id);
+  }
+  return group;
+};
+
 const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
-  const r0 = ins.results[0] as Value;
   const x = t.source(c, c.arg(ins, 0), true);
-  const weight = c.gemmWeight(ins, 'packed-k16');
-  const i = t.r.pack(weight.name);
-  const a2 = ins.args[2];
-  const bias = a2 ? c.ptr(a2) : '0';
   const k = t.w(c.arg(ins, 0));
-  const out = c.out(r0);
-  const args = (packed: string) =>
-    `${t.rows(r0)}, ${t.w(r0)}, ${k}, ${x}, ${packed}, ${bias}, ${out}, ${t.w(r0)}, 0`;
+  const instrs = sameInputGemms(ins, c, t);
+  for (const g of instrs.slice(1)) c.done.add(g);
+  const group = instrs.map((g) => {
+    const r0 = g.results[0] as Value;
+    const a2 = g.args[2];
+    return {
+      i: t.r.pack(c.gemmWeight(g, 'packed-k16').name),
+      n: t.w(r0),
+      bias: a2 ? c.ptr(a2) : '0',
+      out: c.out(r0),
+      rows: t.rows(r0),
+    };
+  });
   // The weight's dtype is the loaded model's, known when the runner fills the slot (D[i]).
-  t.emit(
-    `if (D[${i}]) kv_gemm16(${args(`(const uint16_t *)P[${i}], D[${i}]`)}); else kv_gemm(${args(`(const float *)P[${i}]`)});`,
-  );
+  const one = (g: (typeof group)[number]) => {
+    const args = (packed: string) =>
+      `${g.rows}, ${g.n}, ${k}, ${x}, ${packed}, ${g.bias}, ${g.out}, ${g.n}, 0`;
+    return `if (D[${g.i}]) kv_gemm16(${args(`(const uint16_t *)P[${g.i}], D[${g.i}]`)}); else kv_gemm(${args(`(const float *)P[${g.i}]`)});`;
+  };
+  const [first] = group as [(typeof group)[number]];
+  if (group.length === 1) {
+    t.emit(one(first));
+    return;
+  }
+  // Float32 weights: one call packs the activation once for all (kv_gemm_multi).
+  const list = (f: (g: (typeof group)[number]) => string | number, sep = ', ') => group.map(f).join(sep);
+  t.emit(`if (${list((g) => `!D[${g.i}]`, ' && ')}) {`);
+  t.emit(`  const int kvm_n[] = {${list((g) => g.n)}};`);
+  t.emit(`  const float *const kvm_w[] = {${list((g) => `(const float *)P[${g.i}]`)}};`);
+  t.emit(`  const float *const kvm_b[] = {${list((g) => g.bias)}};`);
+  t.emit(`  float *const kvm_c[] = {${list((g) => g.out)}};`);
+  t.emit(`  kv_gemm_multi(${group.length}, ${first.rows}, ${k}, ${x}, kvm_n, kvm_w, kvm_b, kvm_c, kvm_n);`);
+  t.emit('} else {');
+  for (const g of group) t.emit(`  ${one(g)}`);
+  t.emit('}');
 };
 
 /** A pointwise op of ./pointwise.ts: a loop over its `rows × width` elements (the output may alias an operand). */

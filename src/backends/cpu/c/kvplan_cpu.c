@@ -430,23 +430,42 @@ static void kvi_pack_a(int mc, int kc, const float *a, int64_t lda, const int32_
   }
 }
 
-void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed,
-             const float *bias, float *c, int ldc, int accumulate) {
-  if (m <= 0 || n <= 0) return;
+/*
+ * `count` GEMMs of one A (m x k, rows arows) against their own packed weights, into their own C:
+ * GEMM g is kv_gemm(m, n[g], k, a, lda, arows, packed[g], bias[g], c[g], ldc[g], accumulate). One
+ * parallel region runs the work units of all of them, and each thread packs A once for all: the
+ * q, k and v projections of a layer (or gate and up) as three calls forked three times and packed
+ * A three times, 12-18% slower at 160-512 rows (docs/cpu-backend.md). Every element is the same
+ * sum as kv_gemm's.
+ */
+static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *ns,
+                           const float *const *packs, const float *const *biases, float *const *cs, const int *ldcs,
+                           int accumulate) {
+  if (m <= 0 || count <= 0) return;
   if (k <= 0) {
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++)
-        c[(int64_t)i * ldc + j] = (accumulate ? c[(int64_t)i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+    for (int g = 0; g < count; g++)
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < ns[g]; j++) {
+          float *cij = cs[g] + (int64_t)i * ldcs[g] + j;
+          *cij = (accumulate ? *cij : 0.0f) + (biases[g] ? biases[g][j] : 0.0f);
+        }
     return;
   }
-  const int panels = (int)kvi_ceil_div(n, KV_GEMM_NR);
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
   const int row_units = (int)kvi_ceil_div(m, KV_GEMM_MC);
-  const int col_units = (int)kvi_ceil_div(panels, nc_panels);
-  const int units = row_units * col_units;
+  /* The work units of GEMM g are [first[g], first[g + 1]): row_units of each of its column blocks. */
+  int first_small[9];
+  int *first = count < 9 ? first_small : malloc(sizeof(int) * (size_t)(count + 1));
+  if (!first) return;
+  double flops = 0.0;
+  first[0] = 0;
+  for (int g = 0; g < count; g++) {
+    const int panels = ns[g] > 0 ? (int)kvi_ceil_div(ns[g], KV_GEMM_NR) : 0;
+    first[g + 1] = first[g] + row_units * (int)kvi_ceil_div(panels, nc_panels);
+    flops += (double)m * (ns[g] > 0 ? ns[g] : 0) * k;
+  }
+  const int units = first[count];
   const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
-  /* c starts as (accumulate ? c : 0) + bias; the k-blocks are then added to it. */
-  const int first_adds = accumulate || bias != NULL;
   /* A thread packs the rows of A it multiplies once, over all of k, and keeps them for all its
      column blocks, when A is not too large: packed per work unit instead, the same rows would be
      packed again for every column block (6 times for a 512 -> 1536 projection; 8% of a no-cache
@@ -460,7 +479,7 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
      (a row's result does not depend on m). */
   const int whole = keep && row_units == 1 && k > KV_GEMM_KC;
 #ifdef _OPENMP
-#pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
+#pragma omp parallel if (flops > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
     float *apack = keep ? kvi_thread_buffer((size_t)(mpad * k)) : kvi_aligned_buffer((size_t)KV_GEMM_MC * KV_GEMM_KC);
@@ -470,9 +489,17 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
 #pragma omp for schedule(static)
 #endif
     for (int u = 0; u < units; u++) {
+      int g = 0;
+      while (u >= first[g + 1]) g++;
+      const int n = ns[g], ldc = ldcs[g];
+      const float *packed = packs[g], *bias = biases[g];
+      float *c = cs[g];
+      /* c starts as (accumulate ? c : 0) + bias; the k-blocks are then added to it. */
+      const int first_adds = accumulate || bias != NULL;
+      const int panels = (int)kvi_ceil_div(n, KV_GEMM_NR);
       /* Consecutive units share a column block, so a thread keeps its weights warm in L2. */
-      const int cu = u / row_units;
-      const int ru = u % row_units;
+      const int cu = (u - first[g]) / row_units;
+      const int ru = (u - first[g]) % row_units;
       const int i0 = ru * KV_GEMM_MC;
       const int mc = kvi_imin(KV_GEMM_MC, m - i0);
       const int p0 = cu * nc_panels;
@@ -556,8 +583,20 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
     free(kept);
   }
 #ifdef KV_FAULT_GEMM
-  KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
+  for (int g = 0; g < count; g++) KVI_FAULT(KV_FAULT_GEMM, cs[g], m, ns[g], ldcs[g]);
 #endif
+  if (first != first_small) free(first);
+}
+
+void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed,
+             const float *bias, float *c, int ldc, int accumulate) {
+  if (n <= 0) return;
+  kvi_gemm_multi(1, m, k, a, lda, arows, &n, &packed, &bias, &c, &ldc, accumulate);
+}
+
+void kv_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *n,
+                   const float *const *packed, const float *const *bias, float *const *c, const int *ldc) {
+  kvi_gemm_multi(count, m, k, a, lda, arows, n, packed, bias, c, ldc, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------

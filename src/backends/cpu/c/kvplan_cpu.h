@@ -23,6 +23,13 @@ void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows,
              const float *bias, float *c, int ldc, int accumulate);
 
 /*
+ * `count` GEMMs of one A, as kv_gemm(m, n[g], k, a, lda, arows, packed[g], bias[g], c[g], ldc[g], 0)
+ * for each g, in one parallel region that packs A once: a layer's projections of one input.
+ */
+void kv_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *n,
+                   const float *const *packed, const float *const *bias, float *const *c, const int *ldc);
+
+/*
  * 16-bit weights: W[n][k] as raw bit patterns, row-major (as a Hugging Face Linear stores it),
  * packed by kv_pack_weight16 into kv_packed_size16 uint16 elements (2 bytes a weight). kv_gemm16
  * has the contract of kv_gemm (float32 activations, bias and C, float32 accumulation) and reads
