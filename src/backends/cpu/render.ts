@@ -245,16 +245,24 @@ const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
     t.emit(one(first));
     return;
   }
-  // Float32 weights: one call packs the activation once for all (kv_gemm_multi).
+  // Weights of one dtype (a model's): one call packs the activation once for all.
   const list = (f: (g: (typeof group)[number]) => string | number, sep = ', ') => group.map(f).join(sep);
-  t.emit(`if (${list((g) => `!D[${g.i}]`, ' && ')}) {`);
+  t.emit('{');
   t.emit(`  const int kvm_n[] = {${list((g) => g.n)}};`);
-  t.emit(`  const float *const kvm_w[] = {${list((g) => `(const float *)P[${g.i}]`)}};`);
   t.emit(`  const float *const kvm_b[] = {${list((g) => g.bias)}};`);
   t.emit(`  float *const kvm_c[] = {${list((g) => g.out)}};`);
-  t.emit(`  kv_gemm_multi(${group.length}, ${first.rows}, ${k}, ${x}, kvm_n, kvm_w, kvm_b, kvm_c, kvm_n);`);
-  t.emit('} else {');
-  for (const g of group) t.emit(`  ${one(g)}`);
+  t.emit(`  if (${list((g) => `!D[${g.i}]`, ' && ')}) {`);
+  t.emit(`    const float *const kvm_w[] = {${list((g) => `(const float *)P[${g.i}]`)}};`);
+  t.emit(`    kv_gemm_multi(${group.length}, ${first.rows}, ${k}, ${x}, kvm_n, kvm_w, kvm_b, kvm_c, kvm_n);`);
+  const same = group.slice(1).map((g) => `D[${g.i}] == D[${first.i}]`);
+  t.emit(`  } else if (${same.join(' && ')}) {`);
+  t.emit(`    const uint16_t *const kvm_w[] = {${list((g) => `(const uint16_t *)P[${g.i}]`)}};`);
+  t.emit(
+    `    kv_gemm16_multi(${group.length}, ${first.rows}, ${k}, ${x}, kvm_n, kvm_w, D[${first.i}], kvm_b, kvm_c, kvm_n);`,
+  );
+  t.emit('  } else {');
+  for (const g of group) t.emit(`    ${one(g)}`);
+  t.emit('  }');
   t.emit('}');
 };
 

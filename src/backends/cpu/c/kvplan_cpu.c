@@ -431,6 +431,34 @@ static void kvi_pack_a(int mc, int kc, const float *a, int64_t lda, const int32_
 }
 
 /*
+ * The work units of `count` GEMMs of one A over row_units row units: GEMM g's are [first[g],
+ * first[g + 1]), row_units for each of its column blocks of nc_panels panels of nr columns.
+ * `first` has count + 1 elements; returns the multiply-adds of all of them (m x n x k each).
+ */
+static double kvi_multi_units(int count, const int *ns, int nr, int nc_panels, int row_units, int m, int k,
+                              int *first) {
+  double flops = 0.0;
+  first[0] = 0;
+  for (int g = 0; g < count; g++) {
+    const int panels = ns[g] > 0 ? (int)kvi_ceil_div(ns[g], nr) : 0;
+    first[g + 1] = first[g] + row_units * (int)kvi_ceil_div(panels, nc_panels);
+    flops += (double)m * (ns[g] > 0 ? ns[g] : 0) * k;
+  }
+  return flops;
+}
+
+/* The output of `count` GEMMs when k <= 0: (accumulate ? C : 0) + bias. */
+static void kvi_multi_empty(int count, int m, const int *ns, const float *const *biases, float *const *cs,
+                            const int *ldcs, int accumulate) {
+  for (int g = 0; g < count; g++)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < ns[g]; j++) {
+        float *cij = cs[g] + (int64_t)i * ldcs[g] + j;
+        *cij = (accumulate ? *cij : 0.0f) + (biases[g] ? biases[g][j] : 0.0f);
+      }
+}
+
+/*
  * `count` GEMMs of one A (m x k, rows arows) against their own packed weights, into their own C:
  * GEMM g is kv_gemm(m, n[g], k, a, lda, arows, packed[g], bias[g], c[g], ldc[g], accumulate). One
  * parallel region runs the work units of all of them, and each thread packs A once for all: the
@@ -443,27 +471,15 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
                            int accumulate) {
   if (m <= 0 || count <= 0) return;
   if (k <= 0) {
-    for (int g = 0; g < count; g++)
-      for (int i = 0; i < m; i++)
-        for (int j = 0; j < ns[g]; j++) {
-          float *cij = cs[g] + (int64_t)i * ldcs[g] + j;
-          *cij = (accumulate ? *cij : 0.0f) + (biases[g] ? biases[g][j] : 0.0f);
-        }
+    kvi_multi_empty(count, m, ns, biases, cs, ldcs, accumulate);
     return;
   }
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
   const int row_units = (int)kvi_ceil_div(m, KV_GEMM_MC);
-  /* The work units of GEMM g are [first[g], first[g + 1]): row_units of each of its column blocks. */
   int first_small[9];
   int *first = count < 9 ? first_small : malloc(sizeof(int) * (size_t)(count + 1));
   if (!first) return;
-  double flops = 0.0;
-  first[0] = 0;
-  for (int g = 0; g < count; g++) {
-    const int panels = ns[g] > 0 ? (int)kvi_ceil_div(ns[g], KV_GEMM_NR) : 0;
-    first[g + 1] = first[g] + row_units * (int)kvi_ceil_div(panels, nc_panels);
-    flops += (double)m * (ns[g] > 0 ? ns[g] : 0) * k;
-  }
+  const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
   const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
   /* A thread packs the rows of A it multiplies once, over all of k, and keeps them for all its
@@ -1087,13 +1103,13 @@ static inline void kvi_g16_tile(kvi_micro16_fn store, kvi_micro16_fn addfn, int 
   }
 }
 
-void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
-               int dtype, const float *bias, float *c, int ldc, int accumulate) {
-  if (m <= 0 || n <= 0 || dtype < KV_BF16 || dtype > KV_BF16_DOT) return;
+/* kv_gemm16 of `count` weights of one dtype and one A, as kvi_gemm_multi is kv_gemm's. */
+static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *ns,
+                             const uint16_t *const *packs, int dtype, const float *const *biases, float *const *cs,
+                             const int *ldcs, int accumulate) {
+  if (m <= 0 || count <= 0 || dtype < KV_BF16 || dtype > KV_BF16_DOT) return;
   if (k <= 0) {
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++)
-        c[(int64_t)i * ldc + j] = (accumulate ? c[(int64_t)i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+    kvi_multi_empty(count, m, ns, biases, cs, ldcs, accumulate);
     return;
   }
   const int pairs = dtype != KV_F16; /* the bf16 layout: k-blocks of even length */
@@ -1110,19 +1126,20 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
     amode = KVI_A_ROUND;
 #endif
   }
-  const int panels = (int)kvi_ceil_div(n, KV_G16_NR);
   const int nc_panels = KV_GEMM_NC / KV_G16_NR > 0 ? KV_GEMM_NC / KV_G16_NR : 1;
   const int row_units = (int)kvi_ceil_div(m, KV_G16_MC);
-  const int col_units = (int)kvi_ceil_div(panels, nc_panels);
-  const int units = row_units * col_units;
+  int first_small[9];
+  int *first = count < 9 ? first_small : malloc(sizeof(int) * (size_t)(count + 1));
+  if (!first) return;
+  const double flops = kvi_multi_units(count, ns, KV_G16_NR, nc_panels, row_units, m, k, first);
+  const int units = first[count];
   const int64_t kp = ((int64_t)k + 1) / 2 * 2;
   const int64_t panel_stride = (int64_t)KV_G16_NR * kp;
-  const int first_adds = accumulate || bias != NULL;
   const int whole = (int64_t)KV_G16_MC * kp <= KV_G16_APACK;
   /* row blocks a thread keeps packed, in whole mode: row unit ru in slot ru % slots */
   const int slots = whole && (int64_t)row_units * KV_G16_MC * kp <= KV_G16_APACK ? row_units : 1;
 #ifdef _OPENMP
-#pragma omp parallel if ((double)m * n * k > KV_PAR_MIN_WORK && units > 1)
+#pragma omp parallel if (flops > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
     float *apack = whole ? kvi_thread_buffer((size_t)slots * KV_G16_MC * kp)
@@ -1135,8 +1152,16 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
 #pragma omp for schedule(static)
 #endif
     for (int u = 0; u < units; u++) {
-      const int cu = u / row_units;
-      const int ru = u % row_units;
+      int g = 0;
+      while (u >= first[g + 1]) g++;
+      const int n = ns[g], ldc = ldcs[g];
+      const uint16_t *packed = packs[g];
+      const float *bias = biases[g];
+      float *c = cs[g];
+      const int first_adds = accumulate || bias != NULL;
+      const int panels = (int)kvi_ceil_div(n, KV_G16_NR);
+      const int cu = (u - first[g]) / row_units;
+      const int ru = (u - first[g]) % row_units;
       const int i0 = ru * KV_G16_MC;
       const int mc = kvi_imin(KV_G16_MC, m - i0);
       const int p0 = cu * nc_panels;
@@ -1217,8 +1242,21 @@ void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arow
     free(slot_ru);
   }
 #ifdef KV_FAULT_GEMM
-  KVI_FAULT(KV_FAULT_GEMM, c, m, n, ldc);
+  for (int g = 0; g < count; g++) KVI_FAULT(KV_FAULT_GEMM, cs[g], m, ns[g], ldcs[g]);
 #endif
+  if (first != first_small) free(first);
+}
+
+void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
+               int dtype, const float *bias, float *c, int ldc, int accumulate) {
+  if (n <= 0) return;
+  kvi_gemm16_multi(1, m, k, a, lda, arows, &n, &packed, dtype, &bias, &c, &ldc, accumulate);
+}
+
+void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *n,
+                     const uint16_t *const *packed, int dtype, const float *const *bias, float *const *c,
+                     const int *ldc) {
+  kvi_gemm16_multi(count, m, k, a, lda, arows, n, packed, dtype, bias, c, ldc, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ int64_t kv_packed_size16(int n, int k);
 void kv_pack_weight16(int n, int k, const uint16_t *w, int dtype, uint16_t *packed);
 void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
                int dtype, const float *bias, float *c, int ldc, int accumulate);
+/* kv_gemm_multi with 16-bit weights of one dtype, as kv_gemm16. */
+void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, const int *n,
+                     const uint16_t *const *packed, int dtype, const float *const *bias, float *const *c,
+                     const int *ldc);
 /* The code path kv_gemm16 takes for dtype in this build, in words ("" for an unknown dtype). */
 const char *kv_gemm16_path(int dtype);
 
