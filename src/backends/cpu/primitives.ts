@@ -44,6 +44,14 @@ type Halves = Uint16Array;
 export const Dtype16 = { bf16: 1, f16: 2, bf16Dot: 3 } as const;
 export type Dtype16 = (typeof Dtype16)[keyof typeof Dtype16];
 
+/** One GEMM of a gemmMulti call: its weight (packed as the call's dtype asks), bias and output. */
+export interface MultiGemm {
+  readonly n: number;
+  readonly packed: Floats | Halves;
+  readonly bias: Floats | null;
+  readonly c: Floats;
+}
+
 export interface Primitives {
   /** The koffi handle of the loaded library. */
   readonly lib: LibraryHandle;
@@ -74,6 +82,19 @@ export interface Primitives {
     c: Floats,
     ldc: number,
     accumulate: boolean,
+  ): void;
+  /**
+   * gemm without accumulate of several weights over one A (ldc = n each), in one call that packs A
+   * once (kv_gemm_multi); with `dtype`, of 16-bit weights packed by packWeight16 (kv_gemm16_multi).
+   */
+  gemmMulti(
+    m: number,
+    k: number,
+    a: Floats,
+    lda: number,
+    arows: Ints | null,
+    gemms: readonly MultiGemm[],
+    dtype?: Dtype16,
   ): void;
   /** The code path gemm16 takes for dtype in this build, in words (kv_gemm16_path). */
   gemm16Path(dtype: Dtype16): string;
@@ -246,6 +267,10 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       'void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed, ' +
         'const float *bias, float *c, int ldc, int accumulate)',
     ),
+    gemmMulti: lib.func(
+      'void kv_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
+        'const int *n, const float **packed, const float **bias, float **c, const int *ldc)',
+    ),
     attention: lib.func(
       'void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
         'const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos, ' +
@@ -283,6 +308,7 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
     pack: (n: number, k: number, w: Halves, dtype: number, packed: Halves) => void;
     gemm: (...args: unknown[]) => void;
     path: (dtype: number) => string;
+    multi: (...args: unknown[]) => void;
   } | null = null;
   const g16 = () => {
     f16 ??= {
@@ -293,6 +319,10 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
           'const uint16_t *packed, int dtype, const float *bias, float *c, int ldc, int accumulate)',
       ),
       path: lib.func('const char *kv_gemm16_path(int dtype)'),
+      multi: lib.func(
+        'void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
+          'const int *n, const uint16_t **packed, int dtype, const float **bias, float **c, const int *ldc)',
+      ),
     };
     return f16;
   };
@@ -380,6 +410,16 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       dtype16(dtype);
       if (!checkGemm(m, n, k, a, lda, arows, packed, packedSize16, bias, c, ldc)) return;
       g16().gemm(m, n, k, a, lda, arows, packed, dtype, bias, c, ldc, accumulate ? 1 : 0);
+    },
+    gemmMulti(m, k, a, lda, arows, gemms, dtype) {
+      if (dtype !== undefined) dtype16(dtype);
+      const size = dtype === undefined ? packedSize : packedSize16;
+      const live = gemms.filter((g) => checkGemm(m, g.n, k, a, lda, arows, g.packed, size, g.bias, g.c, g.n));
+      if (live.length === 0) return;
+      const ns = Int32Array.from(live, (g) => g.n);
+      const [packed, bias, c] = [live.map((g) => g.packed), live.map((g) => g.bias), live.map((g) => g.c)];
+      if (dtype === undefined) f.gemmMulti(live.length, m, k, a, lda, arows, ns, packed, bias, c, ns);
+      else g16().multi(live.length, m, k, a, lda, arows, ns, packed, dtype, bias, c, ns);
     },
     gemm16Path(dtype) {
       dtype16(dtype);

@@ -67,6 +67,38 @@ export class CpuProbe implements Probe {
     return out;
   }
 
+  /**
+   * Q and K of every row in one call (gemmMulti packs the normalised state once for both), into the
+   * scratch buffers `q` and `k`, when the queries are all the rows in order (rollout, an attention
+   * row) and both weights are packed alike; false, with nothing computed, otherwise.
+   */
+  private projectBoth(xn: Float32Array, L: number, layer: number, queries: Int32Array): boolean {
+    const c = this.config;
+    if (queries.length !== L || queries.some((r, i) => r !== i)) return false;
+    const named = (name: string, n: number) => ({
+      w: this.weight(`model.layers.${layer}.self_attn.${name}.weight`),
+      bias: c.qkvBias ? this.floats(`model.layers.${layer}.self_attn.${name}.bias`) : null,
+      n: n * c.headDim,
+    });
+    const [q, k] = [named('q_proj', c.heads), named('k_proj', c.kvHeads)];
+    const dtype = q.w.packed16?.dtype;
+    const packs =
+      q.w.packed && k.w.packed
+        ? [q.w.packed, k.w.packed]
+        : dtype !== undefined && k.w.packed16?.dtype === dtype
+          ? [q.w.packed16?.bits, k.w.packed16.bits]
+          : undefined;
+    if (!packs) return false;
+    const gemms = [q, k].map((x, i) => ({
+      n: x.n,
+      packed: packs[i] as Float32Array | Uint16Array,
+      bias: x.bias,
+      c: this.buffer(i === 0 ? 'q' : 'k', L * x.n),
+    }));
+    this.prims.gemmMulti(L, c.dModel, xn, c.dModel, null, gemms, q.w.packed ? undefined : dtype);
+    return true;
+  }
+
   private floats(name: string): Float32Array {
     const f = this.weight(name).floats;
     if (!f) throw new Error(`weight ${name} is not held as floats`);
@@ -108,11 +140,24 @@ export class CpuProbe implements Probe {
         this.project(xn, L, layer, 'v_proj', c.kvHeads, null, 'v'),
       );
     const keys = Int32Array.from({ length: L }, (_, i) => i);
-    const k = this.qkNorm(this.project(xn, L, layer, 'k_proj', c.kvHeads, null, 'k'), layer, 'k_norm');
+    const both = output !== 'k' && this.projectBoth(xn, L, layer, queries);
+    const k = this.qkNorm(
+      both
+        ? this.buffer('k', L * c.kvHeads * c.headDim)
+        : this.project(xn, L, layer, 'k_proj', c.kvHeads, null, 'k'),
+      layer,
+      'k_norm',
+    );
     this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
     if (output === 'k') return float32Tensor([L, c.kvHeads, c.headDim], k);
     const q = this.rope(
-      this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, queries, 'q'), layer, 'q_norm'),
+      this.qkNorm(
+        both
+          ? this.buffer('q', L * c.heads * c.headDim)
+          : this.project(xn, L, layer, 'q_proj', c.heads, queries, 'q'),
+        layer,
+        'q_norm',
+      ),
       queries,
     );
     if (output === 'query_key') {

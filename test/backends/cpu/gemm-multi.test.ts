@@ -101,4 +101,43 @@ describe('kv_gemm_multi and kv_gemm16_multi', async () => {
       );
     },
   );
+
+  test('gemmMulti (the binding the score probe calls): the single GEMMs, and its arguments checked', () => {
+    p.setThreads(2);
+    const [m, k, ns] = [70, 300, [96, 40]];
+    const a = floats(m * k, 3);
+    for (const dtype of [undefined, Dtype16.bf16] as const) {
+      const packed = ns.map((n, g) => {
+        const w = floats(n * k, 20 + g);
+        return dtype ? p.packWeight16(n, k, halves(w), dtype) : p.packWeight(n, k, w);
+      });
+      const bias = floats(96, 9);
+      const ours = ns.map((n) => new Float32Array(m * n));
+      const theirs = ns.map((n) => new Float32Array(m * n));
+      p.gemmMulti(
+        m,
+        k,
+        a,
+        k,
+        null,
+        ns.map((n, g) => ({
+          n,
+          packed: packed[g] as Float32Array,
+          bias: g === 0 ? bias : null,
+          c: ours[g] as Float32Array,
+        })),
+        dtype,
+      );
+      ns.forEach((n, g) => {
+        const [w, b, c] = [packed[g], g === 0 ? bias : null, theirs[g] as Float32Array];
+        if (dtype) p.gemm16(m, n, k, a, k, null, w as Uint16Array, dtype, b, c, n, false);
+        else p.gemm(m, n, k, a, k, null, w as Float32Array, b, c, n, false);
+        expect(Buffer.from((ours[g] as Float32Array).buffer)).toEqual(Buffer.from(c.buffer));
+      });
+      const short = { n: 40, packed: packed[1] as Float32Array, bias: null, c: new Float32Array(m * 40 - 1) };
+      expect(() => p.gemmMulti(m, k, a, k, null, [short], dtype)).toThrow(
+        /c has \d+ elements, needs at least 2800/,
+      );
+    }
+  });
 });
