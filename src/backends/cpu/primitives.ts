@@ -267,10 +267,6 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       'void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed, ' +
         'const float *bias, float *c, int ldc, int accumulate)',
     ),
-    gemmMulti: lib.func(
-      'void kv_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
-        'const int *n, const float **packed, const float **bias, float **c, const int *ldc)',
-    ),
     attention: lib.func(
       'void kv_attention(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q, ' +
         'const float *kcanvas, const float *vcanvas, const int32_t *qpos, const int32_t *kpos, ' +
@@ -308,8 +304,9 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
     pack: (n: number, k: number, w: Halves, dtype: number, packed: Halves) => void;
     gemm: (...args: unknown[]) => void;
     path: (dtype: number) => string;
-    multi: (...args: unknown[]) => void;
   } | null = null;
+  let multi32: ((...args: unknown[]) => void) | undefined;
+  let multi16: ((...args: unknown[]) => void) | undefined;
   const g16 = () => {
     f16 ??= {
       packedSize: lib.func('int64_t kv_packed_size16(int n, int k)'),
@@ -319,10 +316,6 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
           'const uint16_t *packed, int dtype, const float *bias, float *c, int ldc, int accumulate)',
       ),
       path: lib.func('const char *kv_gemm16_path(int dtype)'),
-      multi: lib.func(
-        'void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
-          'const int *n, const uint16_t **packed, int dtype, const float **bias, float **c, const int *ldc)',
-      ),
     };
     return f16;
   };
@@ -418,8 +411,20 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       if (live.length === 0) return;
       const ns = Int32Array.from(live, (g) => g.n);
       const [packed, bias, c] = [live.map((g) => g.packed), live.map((g) => g.bias), live.map((g) => g.c)];
-      if (dtype === undefined) f.gemmMulti(live.length, m, k, a, lda, arows, ns, packed, bias, c, ns);
-      else g16().multi(live.length, m, k, a, lda, arows, ns, packed, dtype, bias, c, ns);
+      if (dtype === undefined) {
+        // Bound when first called, so that bench/ab.ts can load the primitives of a revision without it.
+        multi32 ??= lib.func(
+          'void kv_gemm_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
+            'const int *n, const float **packed, const float **bias, float **c, const int *ldc)',
+        );
+        multi32(live.length, m, k, a, lda, arows, ns, packed, bias, c, ns);
+      } else {
+        multi16 ??= lib.func(
+          'void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int32_t *arows, ' +
+            'const int *n, const uint16_t **packed, int dtype, const float **bias, float **c, const int *ldc)',
+        );
+        multi16(live.length, m, k, a, lda, arows, ns, packed, dtype, bias, c, ns);
+      }
     },
     gemm16Path(dtype) {
       dtype16(dtype);
