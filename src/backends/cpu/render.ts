@@ -195,33 +195,35 @@ class CStage extends Target<string> {
 const bytes = (n: string, w: number) => `sizeof(float) * (size_t)${n} * ${w}`;
 
 /**
- * The GEMMs of `ins`'s kernel from `ins` on that read the same activation over the same rows (the
- * fusion pass puts a layer's projections of one input in one kernel, q, k and v or gate and up,
- * each followed by its epilogue): all of them run now, in one call. Running a later one before
- * the epilogues between is safe: it reads only the activation, its weight and its bias, none of
- * which those write, and the values of one kernel never share memory (the memory plan's live
- * ranges are whole kernels, and the arena's scratch is not reused within one).
+ * The GEMMs of `ins`'s kernel from `ins` on (`rest`: the kernel's instructions after it) that read
+ * the same activation over the same rows (`rows`): the fusion pass puts a layer's projections of
+ * one input in one kernel, q, k and v or gate and up, each followed by its epilogue. All of them
+ * run now, in one call. Running a later one before the epilogues between is safe when it reads
+ * nothing they compute, and the values of one kernel never share memory (the memory plan's live
+ * ranges are whole kernels, and the arena's scratch is not reused within one); an effect (a cache
+ * write) may write what the activation reads, so the search stops there.
  */
-const sameInputGemms = (ins: Instr, c: Walk<string>, t: CStage): Instr[] => {
+export function sameInputGemms(ins: Instr, rest: readonly Instr[], rows: (v: Value) => string): Instr[] {
   const group = [ins];
   const between = new Set<number>();
-  for (const next of c.rest) {
+  for (const next of rest) {
+    if (next.results.length === 0) break;
     if (
       next.op === ins.op &&
       next.args[0]?.id === ins.args[0]?.id &&
-      t.rows(next.results[0] as Value) === t.rows(ins.results[0] as Value) &&
+      rows(next.results[0] as Value) === rows(ins.results[0] as Value) &&
       next.args.every((a) => !between.has(a.id))
     )
       group.push(next);
     else for (const r of next.results) between.add(r.id);
   }
   return group;
-};
+}
 
 const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
   const x = t.source(c, c.arg(ins, 0), true);
   const k = t.w(c.arg(ins, 0));
-  const instrs = sameInputGemms(ins, c, t);
+  const instrs = sameInputGemms(ins, c.rest, (v) => t.rows(v));
   for (const g of instrs.slice(1)) c.done.add(g);
   const group = instrs.map((g) => {
     const r0 = g.results[0] as Value;

@@ -9,6 +9,8 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { compileLibrary, openLibrary } from '../../../src/backends/cpu/compiler.ts';
 import { compilePrimitives, Dtype16, loadPrimitives } from '../../../src/backends/cpu/primitives.ts';
+import { sameInputGemms } from '../../../src/backends/cpu/render.ts';
+import type { Instr, Value } from '../../../src/ir/types.ts';
 
 // Up to three GEMMs; dtype 0 calls kv_gemm_multi, else kv_gemm16_multi.
 const HARNESS = `#include "kvplan_cpu.h"
@@ -139,5 +141,46 @@ describe('kv_gemm_multi and kv_gemm16_multi', async () => {
         /c has \d+ elements, needs at least 2800/,
       );
     }
+  });
+
+  test('gemmMulti of more GEMMs than one region runs (8): each the single GEMM, bit for bit', () => {
+    const [m, k] = [20, 40];
+    const a = floats(m * k, 5);
+    const gemms = Array.from({ length: 11 }, (_, g) => ({
+      n: 8 + 5 * g,
+      packed: p.packWeight(8 + 5 * g, k, floats((8 + 5 * g) * k, 40 + g)),
+      bias: g % 2 ? floats(8 + 5 * g, g) : null,
+      c: new Float32Array(m * (8 + 5 * g)),
+    }));
+    p.gemmMulti(m, k, a, k, null, gemms);
+    for (const g of gemms) {
+      const c = new Float32Array(m * g.n);
+      p.gemm(m, g.n, k, a, k, null, g.packed, g.bias, c, g.n, false);
+      expect(Buffer.from(g.c.buffer)).toEqual(Buffer.from(c.buffer));
+    }
+  });
+});
+
+describe('sameInputGemms: which later GEMMs of a kernel join the first one call', () => {
+  const v = (id: number, rows = 'N[1]') => ({ id, rows }) as unknown as Value;
+  const rows = (x: Value) => (x as unknown as { rows: string }).rows;
+  const instr = (op: string, args: Value[], results: Value[]): Instr => ({ op, args, results, attrs: {} });
+  const x = v(1);
+  const q = instr('linear', [x, v(10)], [v(20)]);
+  const rope = instr('rope', [v(20)], [v(21)]);
+  const k = instr('linear', [x, v(11)], [v(22)]);
+
+  test('past the epilogues between, not past what reads their results or writes memory', () => {
+    expect(sameInputGemms(q, [rope, k], rows)).toEqual([q, k]);
+    // A bias computed between (here the rope's result) must wait for it.
+    const late = instr('linear', [x, v(12), v(21)], [v(23)]);
+    expect(sameInputGemms(q, [rope, late, k], rows)).toEqual([q, k]);
+    // A cache write between may write what the activation reads: the search stops.
+    const write = instr('cache_write', [v(30), v(21)], []);
+    expect(sameInputGemms(q, [rope, write, k], rows)).toEqual([q]);
+    // Another activation, or the same one over other rows, is another call.
+    expect(sameInputGemms(q, [instr('linear', [v(2), v(11)], [v(22)])], rows)).toEqual([q]);
+    expect(sameInputGemms(q, [instr('linear', [x, v(11)], [v(22, 'N[2]')])], rows)).toEqual([q]);
+    expect(sameInputGemms(q, [instr('logits', [x, v(11)], [v(22)])], rows)).toEqual([q]);
   });
 });

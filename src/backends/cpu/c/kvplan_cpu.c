@@ -430,6 +430,9 @@ static void kvi_pack_a(int mc, int kc, const float *a, int64_t lda, const int32_
   }
 }
 
+/* The most GEMMs one parallel region runs (a layer has three of one input); more are run in turns. */
+#define KVI_MULTI_MAX 8
+
 /*
  * The work units of `count` GEMMs of one A over row_units row units: GEMM g's are [first[g],
  * first[g + 1]), row_units for each of its column blocks of nc_panels panels of nr columns.
@@ -470,15 +473,19 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
                            const float *const *packs, const float *const *biases, float *const *cs, const int *ldcs,
                            int accumulate) {
   if (m <= 0 || count <= 0) return;
+  if (count > KVI_MULTI_MAX) {
+    kvi_gemm_multi(KVI_MULTI_MAX, m, k, a, lda, arows, ns, packs, biases, cs, ldcs, accumulate);
+    kvi_gemm_multi(count - KVI_MULTI_MAX, m, k, a, lda, arows, ns + KVI_MULTI_MAX, packs + KVI_MULTI_MAX,
+                   biases + KVI_MULTI_MAX, cs + KVI_MULTI_MAX, ldcs + KVI_MULTI_MAX, accumulate);
+    return;
+  }
   if (k <= 0) {
     kvi_multi_empty(count, m, ns, biases, cs, ldcs, accumulate);
     return;
   }
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
   const int row_units = (int)kvi_ceil_div(m, KV_GEMM_MC);
-  int first_small[9];
-  int *first = count < 9 ? first_small : malloc(sizeof(int) * (size_t)(count + 1));
-  if (!first) return;
+  int first[KVI_MULTI_MAX + 1];
   const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
   const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
@@ -601,7 +608,6 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
 #ifdef KV_FAULT_GEMM
   for (int g = 0; g < count; g++) KVI_FAULT(KV_FAULT_GEMM, cs[g], m, ns[g], ldcs[g]);
 #endif
-  if (first != first_small) free(first);
 }
 
 void kv_gemm(int m, int n, int k, const float *a, int lda, const int32_t *arows, const float *packed,
@@ -1108,6 +1114,12 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
                              const uint16_t *const *packs, int dtype, const float *const *biases, float *const *cs,
                              const int *ldcs, int accumulate) {
   if (m <= 0 || count <= 0 || dtype < KV_BF16 || dtype > KV_BF16_DOT) return;
+  if (count > KVI_MULTI_MAX) {
+    kvi_gemm16_multi(KVI_MULTI_MAX, m, k, a, lda, arows, ns, packs, dtype, biases, cs, ldcs, accumulate);
+    kvi_gemm16_multi(count - KVI_MULTI_MAX, m, k, a, lda, arows, ns + KVI_MULTI_MAX, packs + KVI_MULTI_MAX, dtype,
+                     biases + KVI_MULTI_MAX, cs + KVI_MULTI_MAX, ldcs + KVI_MULTI_MAX, accumulate);
+    return;
+  }
   if (k <= 0) {
     kvi_multi_empty(count, m, ns, biases, cs, ldcs, accumulate);
     return;
@@ -1128,9 +1140,7 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
   }
   const int nc_panels = KV_GEMM_NC / KV_G16_NR > 0 ? KV_GEMM_NC / KV_G16_NR : 1;
   const int row_units = (int)kvi_ceil_div(m, KV_G16_MC);
-  int first_small[9];
-  int *first = count < 9 ? first_small : malloc(sizeof(int) * (size_t)(count + 1));
-  if (!first) return;
+  int first[KVI_MULTI_MAX + 1];
   const double flops = kvi_multi_units(count, ns, KV_G16_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
   const int64_t kp = ((int64_t)k + 1) / 2 * 2;
@@ -1244,7 +1254,6 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
 #ifdef KV_FAULT_GEMM
   for (int g = 0; g < count; g++) KVI_FAULT(KV_FAULT_GEMM, cs[g], m, ns[g], ldcs[g]);
 #endif
-  if (first != first_small) free(first);
 }
 
 void kv_gemm16(int m, int n, int k, const float *a, int lda, const int32_t *arows, const uint16_t *packed,
