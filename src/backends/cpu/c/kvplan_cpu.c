@@ -1325,46 +1325,65 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) {
 static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055994531f); }
 #endif
 
-/* S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:] (NR). */
-static void kvi_micro_qk(int hd, const float *const *krow, const float *restrict bp, float *c, int64_t ldc) {
+/*
+ * S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:], over nv
+ * vectors of the panel (a constant where inlined; the panel's row stride is NR either way).
+ */
+static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int hd, const float *const *krow,
+                                                             const float *restrict bp, float *c, int64_t ldc) {
   kvi_vf acc[KV_ATT_MR][KV_GEMM_NV];
   for (int r = 0; r < KV_ATT_MR; r++)
-    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
+    for (int v = 0; v < nv; v++) acc[r][v] = kvi_vsplat(0.0f);
   for (int kk = 0; kk < hd; kk++) {
     kvi_vf b[KV_GEMM_NV];
-    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
+    for (int v = 0; v < nv; v++) b[v] = kvi_vload(bp + v * KV_VL);
     for (int r = 0; r < KV_ATT_MR; r++) {
       const float a = krow[r][kk];
-      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
+      for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
     bp += KV_GEMM_NR;
   }
   for (int r = 0; r < KV_ATT_MR; r++)
-    for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
+    for (int v = 0; v < nv; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
 }
 
-/* O^T[d0 + r][:] += sum_t vrow[t][d0 + r] * P^T[t][:] for r < nd (NR pairs; constant nd when inlined). */
-static inline __attribute__((always_inline)) void kvi_pv_block(int nd, int tl, const float *const *vrow, int d0,
-                                                          const float *restrict p, int64_t ldp, float *ot,
+static void kvi_micro_qk(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_qk_nv(KV_GEMM_NV, hd, krow, bp, c, ldc);
+}
+/* The first vector of a panel alone: a unit's last panel of at most KV_VL pairs (kvi_attention). */
+static void kvi_micro_qk1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_qk_nv(1, hd, krow, bp, c, ldc);
+}
+
+/*
+ * O^T[d0 + r][:] += sum_t vrow[t][d0 + r] * P^T[t][:] for r < nd, over nv vectors of pairs (NR with
+ * nv = KV_GEMM_NV; nd and nv constants when inlined).
+ */
+static inline __attribute__((always_inline)) void kvi_pv_block(int nv, int nd, int tl, const float *const *vrow,
+                                                          int d0, const float *restrict p, int64_t ldp, float *ot,
                                                           int64_t ldo) {
   kvi_vf acc[KV_ATT_MR][KV_GEMM_NV];
   for (int r = 0; r < nd; r++)
-    for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vload(ot + r * ldo + v * KV_VL);
+    for (int v = 0; v < nv; v++) acc[r][v] = kvi_vload(ot + r * ldo + v * KV_VL);
   for (int t = 0; t < tl; t++) {
     kvi_vf b[KV_GEMM_NV];
-    for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(p + t * ldp + v * KV_VL);
+    for (int v = 0; v < nv; v++) b[v] = kvi_vload(p + t * ldp + v * KV_VL);
     for (int r = 0; r < nd; r++) {
       const float a = vrow[t][d0 + r];
-      for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
+      for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
   }
   for (int r = 0; r < nd; r++)
-    for (int v = 0; v < KV_GEMM_NV; v++) kvi_vstore(ot + r * ldo + v * KV_VL, acc[r][v]);
+    for (int v = 0; v < nv; v++) kvi_vstore(ot + r * ldo + v * KV_VL, acc[r][v]);
 }
 
-static void kvi_pv_full(int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
+/* kvi_pv_block of KV_ATT_MR rows, over a whole panel or (narrow) its first vector. */
+static void kvi_pv_full(int narrow, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
                         int64_t ldo) {
-  kvi_pv_block(KV_ATT_MR, tl, vrow, d0, p, ldp, ot, ldo);
+  if (narrow)
+    kvi_pv_block(1, KV_ATT_MR, tl, vrow, d0, p, ldp, ot, ldo);
+  else
+    kvi_pv_block(KV_GEMM_NV, KV_ATT_MR, tl, vrow, d0, p, ldp, ot, ldo);
 }
 
 /*
@@ -1372,12 +1391,15 @@ static void kvi_pv_full(int tl, const float *const *vrow, int d0, const float *p
  * the last full block): each nd is its own inlined copy, so that its accumulators stay in registers (a variable nd kept them in memory and
  * ran that sixteenth of O^T += V^T P^T at a fraction of the speed).
  */
-static void kvi_pv_part(int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp, float *ot,
-                        int64_t ldo) {
+static void kvi_pv_part(int narrow, int nd, int tl, const float *const *vrow, int d0, const float *p, int64_t ldp,
+                        float *ot, int64_t ldo) {
   switch (nd) {
 #define KVI_PV_ROWS(r)                                                                             \
   case r:                                                                                          \
-    kvi_pv_block(r, tl, vrow, d0, p, ldp, ot, ldo);                                                \
+    if (narrow)                                                                                    \
+      kvi_pv_block(1, r, tl, vrow, d0, p, ldp, ot, ldo);                                           \
+    else                                                                                           \
+      kvi_pv_block(KV_GEMM_NV, r, tl, vrow, d0, p, ldp, ot, ldo);                                  \
     break;
     KVI_PV_ROWS(1)
     KVI_PV_ROWS(2)
@@ -1396,7 +1418,10 @@ static void kvi_pv_part(int nd, int tl, const float *const *vrow, int d0, const 
 #endif
 #undef KVI_PV_ROWS
   default:
-    kvi_pv_block(nd, tl, vrow, d0, p, ldp, ot, ldo);
+    if (narrow)
+      kvi_pv_block(1, nd, tl, vrow, d0, p, ldp, ot, ldo);
+    else
+      kvi_pv_block(KV_GEMM_NV, nd, tl, vrow, d0, p, ldp, ot, ldo);
   }
 }
 
@@ -1631,7 +1656,11 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       const int nqi = kvi_imin(qblock, nq - i0);
       const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
       const int npan = (int)kvi_ceil_div(nr, KV_GEMM_NR);
-      const int width = npan * KV_GEMM_NR;
+      /* A last panel of at most KV_VL pairs computes its first vector alone: a cached step's few
+         query rows (9 pairs a head) ran a whole panel, the second vector all padding. Each lane's
+         sums are the same either way. */
+      const int narrow_last = KV_GEMM_NV > 1 && nr - (npan - 1) * KV_GEMM_NR <= KV_VL;
+      const int width = npan * KV_GEMM_NR - (narrow_last ? KV_GEMM_NR - KV_VL : 0);
       /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
       for (int pn = 0; pn < npan; pn++)
         kvi_pack_pairs(pn * KV_GEMM_NR, nr, group, heads, hd, qscale, q + ((int64_t)i0 * heads + g * group) * hd,
@@ -1680,16 +1709,20 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           /* S^T = K Q^T for the tile. */
           for (int tb = 0; tb < tpad; tb += KV_ATT_MR)
             for (int pn = 0; pn < npan; pn++)
-              kvi_micro_qk(hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
-                           st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
+              (narrow_last && pn == npan - 1 ? kvi_micro_qk1 : kvi_micro_qk)(
+                  hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
+                  rows_pad);
           /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
           for (int c = 0; c < width;) {
             if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
               kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
               c += KV_ATT_SOFTMAX_NV * KV_VL;
-            } else {
+            } else if (width - c >= KV_GEMM_NR) {
               kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
               c += KV_GEMM_NR;
+            } else {
+              kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+              c += KV_VL;
             }
           }
           /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
@@ -1701,15 +1734,17 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           for (int pn = 0; pn < npan; pn++) {
             const float *p = st + pn * KV_GEMM_NR;
             float *opan = ot + pn * KV_GEMM_NR;
+            const int narrow = narrow_last && pn == npan - 1;
             int d0 = 0;
             for (; d0 < full_end; d0 += KV_ATT_MR)
-              kvi_pv_full(tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+              kvi_pv_full(narrow, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
             if (halves) {
               const int h1 = (hd - d0 + 1) / 2;
-              kvi_pv_part(h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+              kvi_pv_part(narrow, h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
               d0 += h1;
             }
-            if (d0 < hd) kvi_pv_part(hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+            if (d0 < hd)
+              kvi_pv_part(narrow, hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
           }
         }
       }
