@@ -14,8 +14,13 @@ export interface Build {
   readonly p: Primitives;
 }
 
-/** A tool's command line: one git revision and its string options; usage errors exit 2. */
-export function abCommand(tool: string, usage: string, options: readonly string[]) {
+/** A tool's command line: one git revision, its string options and its boolean flags; usage errors exit 2. */
+export function abCommand(
+  tool: string,
+  usage: string,
+  options: readonly string[],
+  flags: readonly string[] = [],
+) {
   const fail = (msg: string, code: number): never => {
     console.error(`${tool}: ${msg}\n${usage}`);
     process.exit(code);
@@ -23,7 +28,10 @@ export function abCommand(tool: string, usage: string, options: readonly string[
   const parsed = (() => {
     try {
       return parseArgs({
-        options: Object.fromEntries(options.map((o) => [o, { type: 'string' as const }])),
+        options: Object.fromEntries([
+          ...options.map((o) => [o, { type: 'string' as const }]),
+          ...flags.map((f) => [f, { type: 'boolean' as const }]),
+        ]),
         allowPositionals: true,
         strict: true,
       });
@@ -33,14 +41,17 @@ export function abCommand(tool: string, usage: string, options: readonly string[
   })();
   const [rev, ...extra] = parsed.positionals;
   if (rev === undefined || extra.length > 0) fail('give one git revision', 2);
-  const values = parsed.values as Record<string, string | undefined>;
+  const given = parsed.values as Record<string, string | boolean | undefined>;
+  const values = Object.fromEntries(options.map((o) => [o, given[o]])) as Record<string, string | undefined>;
+  /** Whether the boolean option `name` (one of `flags`) was given. */
+  const flag = (name: string): boolean => given[name] === true;
   /** A comma-separated list of positive integers, `d` when the option is absent. */
   const list = (name: string, d: string): number[] => {
     const v = (values[name] ?? d).split(',').map(Number);
     if (v.some((n) => !Number.isInteger(n) || n < 1)) fail(`bad list "${values[name]}"`, 2);
     return v;
   };
-  return { rev: rev as string, values, list, fail };
+  return { rev: rev as string, values, list, flag, fail };
 }
 
 /** The primitives of `rev` and of the working tree, in that order; exits 1 when either does not build. */

@@ -1,6 +1,6 @@
 /**
  * `npx tsx bench/attention-ab.ts <git revision> [--kernel attention|mass] [--shapes
- * nq:nk:heads:kvh:hd,...] [--threads 1,2]`: the attention (or the score probes' attention mass,
+ * nq:nk:heads:kvh:hd,...] [--threads 1,2] [--cold]`: the attention (or the score probes' attention mass,
  * kv_attention_mass) of the working tree's CPU primitives against the one of another revision, in
  * one process, on the same inputs, calls alternating (bench/ab.ts), the median per call reported
  * for each, and the largest difference between their outputs (O and log-sum-exp, or the mass; 0
@@ -10,6 +10,10 @@
  * 128, GQA) and a cached step of the policies model (32 queries over 160 keys, 16 heads of 64). Of
  * the mass: the probes of the policies model's quick canvas (every row, and the one row of
  * `attn_similarity`, over 160 keys) and the kernel bench's 1024 x 1024.
+ *
+ * --cold: each call reads its own copy of K and V, from copies that fill 128 MB, so that they come
+ * from memory as in a plan's step, where a layer's GEMMs stream their weights between its
+ * attentions (with one copy, every call after the first finds them in cache).
  */
 import type { Primitives } from '../src/backends/cpu/primitives.ts';
 import { fmt, table } from '../src/report/table.ts';
@@ -17,8 +21,13 @@ import { abBuilds, abCommand, alternate } from './ab.ts';
 import { randomFloats } from './timing.ts';
 
 const usage =
-  'usage: npx tsx bench/attention-ab.ts <git revision> [--kernel attention|mass] [--shapes nq:nk:heads:kvh:hd,...] [--threads 1,2]';
-const { rev, values, list, fail } = abCommand('attention-ab', usage, ['kernel', 'shapes', 'threads']);
+  'usage: npx tsx bench/attention-ab.ts <git revision> [--kernel attention|mass] [--shapes nq:nk:heads:kvh:hd,...] [--threads 1,2] [--cold]';
+const { rev, values, list, flag, fail } = abCommand(
+  'attention-ab',
+  usage,
+  ['kernel', 'shapes', 'threads'],
+  ['cold'],
+);
 const threads = list('threads', '1,2');
 const kernel = values.kernel ?? 'attention';
 if (kernel !== 'attention' && kernel !== 'mass') fail(`unknown --kernel "${kernel}"`, 2);
@@ -41,7 +50,12 @@ for (const t of threads) {
   for (const b of builds) b.p.setThreads(t);
   for (const { nq, nk, heads, kvh, hd } of shapes) {
     const q = randomFloats(nq * heads * hd, 1);
-    const [kc, vc] = [randomFloats(nk * kvh * hd, 2), randomFloats(nk * kvh * hd, 3)];
+    const copies = flag('cold') ? Math.max(2, Math.ceil(128e6 / (8 * nk * kvh * hd))) : 1;
+    const kvs = Array.from({ length: copies }, (_, i) => [
+      randomFloats(nk * kvh * hd, 2 + 2 * i),
+      randomFloats(nk * kvh * hd, 3 + 2 * i),
+    ]);
+    const next = builds.map(() => 0); // each build reads the copies in the same order
     const qpos = Int32Array.from({ length: nq }, (_, i) => nk - nq + i);
     const kpos = Int32Array.from({ length: nk }, (_, i) => i);
     const outs = builds.map(() => ({
@@ -58,10 +72,14 @@ for (const t of threads) {
     const pass = (p: Primitives, build: number) => {
       const r = outs[build] as (typeof outs)[0];
       const start = performance.now();
-      for (let c = 0; c < calls; c++)
+      for (let c = 0; c < calls; c++) {
+        const n = next[build] ?? 0;
+        next[build] = n + 1;
+        const [kc, vc] = kvs[n % copies] as [Float32Array, Float32Array];
         if (kernel === 'mass')
           p.attentionMass(nq, nk, heads, kvh, hd, scale, q, kc, qpos, kpos, null, r.mass);
         else p.attention(nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, null, r.o, r.lse);
+      }
       return (performance.now() - start) / calls;
     };
     const [ta, tb] = alternate(builds, 10, pass) as [number, number];
