@@ -35,6 +35,7 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { CompilerError } from './compilerError.ts';
+import { openMpDefaults } from './openmp.ts';
 import { resolveTarget } from './target.ts';
 
 export interface CompileOptions {
@@ -454,6 +455,7 @@ function loadVerified(lib: CompiledLibrary): Opened {
     }
     if (sha256(readFileSync(fd)) !== want) return { ok: false, reason: 'its checksum does not match' };
     try {
+      openMpDefaults();
       const handle = koffi.load(existsSync('/proc/self/fd') ? `/proc/self/fd/${fd}` : lib.path);
       keep = true;
       return { ok: true, lib: handle };

@@ -88,9 +88,6 @@ export class CpuRunner implements StepRunner {
     const { manifest } = build;
     if (L > manifest.maxCanvas)
       throw new Error(`canvas ${L} exceeds the compiled maximum ${manifest.maxCanvas}`);
-    // Spinning OpenMP workers stall badly when another process (or runtime) takes a core; wait
-    // passively unless the user chose otherwise. Read by libgomp when it first loads.
-    process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
     const stageFns = Object.values(manifest.phases).flatMap((stages) => stages.map((st) => st.fn));
     const lib = openLibrary(build.compiled, [...RUNNER_SYMBOLS, ...stageFns]);
     const slot = lib.func('void *kvp_slot(int i, int64_t bytes)');
