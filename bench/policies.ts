@@ -7,9 +7,11 @@
  * of every step at max(FLOPs / peak FLOP/s, bytes / bandwidth), the peak and bandwidth measured in
  * the same run (src/cost/probe.ts), and `of roofline` is that time over the measured step time:
  * how close the plan's kernels come to the machine (score probes and host work count against it).
+ * With --repeats N every plan generates N times, one pass over all plans after another, and its
+ * fastest pass is reported (all passes' step times are in `steps_ms_passes`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { buildCpu, CpuRunner } from '../src/backends/cpu/runner.ts';
+import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { cpuHardware } from '../src/cost/probe.ts';
 import { costProbe } from '../src/cost/probes.ts';
 import { costProgram, type Roofline } from '../src/cost/roofline.ts';
@@ -36,6 +38,8 @@ export interface PoliciesOptions {
   readonly prompts: number;
   /** Only the plans with these names (the baseline always runs: every ratio is against it). */
   readonly plans?: readonly string[];
+  /** Passes over the plans; each plan's fastest is reported (default 1). */
+  readonly repeats: number;
   readonly to: Destination;
 }
 
@@ -101,6 +105,102 @@ function instrumented(
   return Object.defineProperty(runner, 'probe', { value: counted });
 }
 
+/** One generation of every prompt by a plan: its step time and what it is measured against. */
+interface Pass {
+  readonly ms: number;
+  readonly roofSeconds: number;
+  /** FLOPs of the kernels and of the score probes (`probe` of them). */
+  readonly flops: number;
+  readonly probe: number;
+  readonly stageMs: number;
+  readonly probeMs: number;
+  readonly generated: number;
+  readonly outputs: Int32Array[];
+  readonly peak: number;
+}
+
+const builds = new Map<
+  CheckedPlan,
+  { build: CpuBuild; kernels: ReadonlyMap<string, KernelProgram>; peak: number }
+>();
+
+async function generatePass(
+  plan: CheckedPlan,
+  o: PoliciesOptions,
+  L: number,
+  prompts: readonly Int32Array[],
+  weightsOf: Map<string, ReturnType<typeof randomWeights>>,
+  roofline: Roofline,
+): Promise<Pass> {
+  const config = modelFor(plan, o.config);
+  const shapeKey = JSON.stringify([
+    config.layers,
+    config.dModel,
+    config.heads,
+    config.kvHeads,
+    config.dFF,
+    config.vocab,
+  ]);
+  const weights = weightsOf.get(shapeKey) ?? randomWeights(config, 3);
+  weightsOf.set(shapeKey, weights);
+  let compiled = builds.get(plan);
+  if (!compiled) {
+    const { state } = compilePlan(plan, config, { target: 'cpu', canvas: L });
+    compiled = {
+      build: buildCpu(plan, config, L),
+      kernels: state.kernels as ReadonlyMap<string, KernelProgram>,
+      peak: Math.max(...[...(state.memory?.values() ?? [])].map((m) => m.peakBytes)),
+    };
+    builds.set(plan, compiled);
+  }
+  const { build, kernels, peak } = compiled;
+  let ms = 0;
+  let roofSeconds = 0;
+  let flops = 0;
+  let probe = 0;
+  let stageMs = 0;
+  let probeMs = 0;
+  let generated = 0;
+  const outputs: Int32Array[] = [];
+  for (const prompt of prompts) {
+    const r = await simulateGeneration(plan, build.lowered, {
+      config,
+      weights,
+      prompt,
+      genLen: o.genLen,
+      seed: 1,
+      compare: false,
+      runner: (n) =>
+        instrumented(
+          new CpuRunner(build, weights, n),
+          config,
+          roofline,
+          (f, seconds) => {
+            probe += f;
+            roofSeconds += seconds;
+          },
+          (t) => {
+            stageMs += t;
+          },
+          (t) => {
+            probeMs += t;
+          },
+        ),
+      onStep: (info) => {
+        ms += info.ms;
+        const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
+        const size = (d: Dim) =>
+          typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
+        flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
+        roofSeconds += costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, roofline).seconds;
+      },
+    });
+    generated += o.genLen;
+    outputs.push(r.tokens.slice(o.promptLen));
+  }
+  return { ms, roofSeconds, flops: flops + probe, probe, stageMs, probeMs, generated, outputs, peak };
+}
+
 function examplePlans(block: number, only: readonly string[] | undefined): CheckedPlan[] {
   const files = readdirSync('examples')
     .filter((f) => f.endsWith('.kvp'))
@@ -139,72 +239,32 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   );
   const L = o.promptLen + o.genLen;
   let baseline: { tokens: Int32Array[]; tps: number; flops: number } | undefined;
-  for (const plan of plans.sort((a, b) =>
-    a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0,
-  )) {
-    const planStarted = performance.now();
-    const config = modelFor(plan, o.config);
-    const shapeKey = JSON.stringify([
-      config.layers,
-      config.dModel,
-      config.heads,
-      config.kvHeads,
-      config.dFF,
-      config.vocab,
-    ]);
-    const weights = weightsOf.get(shapeKey) ?? randomWeights(config, 3);
-    weightsOf.set(shapeKey, weights);
-    const build = buildCpu(plan, config, L);
-    const { state } = compilePlan(plan, config, { target: 'cpu', canvas: L });
-    const kernels = state.kernels as ReadonlyMap<string, KernelProgram>;
-    const peak = Math.max(...[...(state.memory?.values() ?? [])].map((m) => m.peakBytes));
-    let ms = 0;
-    let roofSeconds = 0;
-    let flops = 0;
-    let probe = 0;
-    let stageMs = 0;
-    let probeMs = 0;
-    let generated = 0;
-    const outputs: Int32Array[] = [];
-    for (const prompt of prompts) {
-      const r = await simulateGeneration(plan, build.lowered, {
-        config,
-        weights,
-        prompt,
-        genLen: o.genLen,
-        seed: 1,
-        compare: false,
-        runner: (n) =>
-          instrumented(
-            new CpuRunner(build, weights, n),
-            config,
-            roofline,
-            (f, seconds) => {
-              probe += f;
-              roofSeconds += seconds;
-            },
-            (t) => {
-              stageMs += t;
-            },
-            (t) => {
-              probeMs += t;
-            },
-          ),
-        onStep: (info) => {
-          ms += info.ms;
-          const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
-          const size = (d: Dim) =>
-            typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
-          flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
-          roofSeconds += costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, roofline).seconds;
-        },
-      });
-      generated += o.genLen;
-      outputs.push(r.tokens.slice(o.promptLen));
+  // Every plan is generated `repeats` times, one pass over all plans after another, and its
+  // fastest pass kept: this host has phases of seconds in which memory-bound work runs up to a
+  // third slower (docs/perf.md), and a later pass over the plans meets other phases.
+  const sorted = plans.sort((a, b) => (a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0));
+  const best = new Map<string, Pass>();
+  const passMs = new Map<string, number[]>();
+  for (let pass = 0; pass < o.repeats; pass++)
+    for (const plan of sorted) {
+      const planStarted = performance.now();
+      const r = await generatePass(plan, o, L, prompts, weightsOf, roofline);
+      const name = plan.plan.name;
+      passMs.set(name, [...(passMs.get(name) ?? []), r.ms]);
+      const kept = best.get(name);
+      if (!kept || r.ms < kept.ms) best.set(name, r);
+      console.error(
+        `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
+          `${fmt((performance.now() - planStarted) / 1000)} s`,
+      );
     }
+  for (const plan of sorted) {
+    const name = plan.plan.name;
+    const { ms, roofSeconds, flops, stageMs, probeMs, generated, outputs, peak, probe } = best.get(
+      name,
+    ) as Pass;
     const tps = (1000 * generated) / ms;
-    flops += probe;
-    if (plan.plan.name === 'baseline') baseline = { tokens: outputs, tps, flops };
+    if (name === 'baseline') baseline = { tokens: outputs, tps, flops };
     const base = baseline;
     const same = base
       ? outputs.reduce((a, t, i) => a + t.filter((x, j) => x === base.tokens[i]?.[j]).length, 0)
@@ -218,8 +278,8 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       genLen: 2 * Math.min(o.block, 16),
       seed: 1,
     });
-    const row = {
-      plan: plan.plan.name,
+    rows.push({
+      plan: name,
       tokens_per_s: tps,
       speedup: base ? tps / base.tps : 1,
       ideal_speedup: base ? base.flops / flops : 1,
@@ -232,14 +292,10 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       max_logit_dev: Math.max(...dev.steps.map((s) => s.deviation)),
       peak_bytes: peak,
       steps_ms: ms,
+      steps_ms_passes: passMs.get(name),
       gflop: flops / 1e9,
       probe_share: probe / flops,
-    };
-    rows.push(row);
-    console.error(
-      `${row.plan}: ${fmt(tps)} tokens/s, speedup ${fmt(row.speedup)} (ideal ${fmt(row.ideal_speedup)}), ` +
-        `${fmt((performance.now() - planStarted) / 1000)} s`,
-    );
+    });
   }
   const headers = [
     'plan',

@@ -30,6 +30,7 @@ suites:
              reached, agreement; four to five hours on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; not with --write)
+              --repeats N (passes over the plans, each plan's fastest kept; default 1, 2 with --quick)
               --quick (prompt 32, generation 128; not with --write))
   peers      kvplan against whole-model engines on one random model (d_model 512, 8 layers) with
              the same weights: onnxruntime-node on the exported ONNX graph (plain, and with its
@@ -111,6 +112,7 @@ async function main(argv: string[]): Promise<void> {
       block: { type: 'string' },
       prompts: { type: 'string' },
       plans: { type: 'string' },
+      repeats: { type: 'string' },
       quick: { type: 'boolean' },
     });
     const plans = v.plans?.split(',').map((x) => x.trim());
@@ -123,6 +125,7 @@ async function main(argv: string[]): Promise<void> {
       block: positive(v.block, 32),
       prompts: positive(v.prompts, 1),
       ...(plans ? { plans } : {}),
+      repeats: positive(v.repeats, quick ? 2 : 1),
       to: resultsTo('policies', {
         write: v.write === true,
         out: v.out,
