@@ -25,12 +25,11 @@ import { exportOnnx } from '../src/model/onnx/export.ts';
 import { createRng, randomWeights, type Weights } from '../src/model/weights.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { generate } from '../src/runtime/generate.ts';
-import { simulateGeneration } from '../src/runtime/simulate.ts';
 import type { LlamaCppPeer } from './llamacpp.ts';
 import { createSession, type Session } from './onnx.ts';
 import { benchModel } from './policies.ts';
 import { type Destination, saveResults } from './save.ts';
-import { machineInfo, measure, otherProcessesMeter, randomFloats } from './timing.ts';
+import { machineInfo, measure, otherProcessesMeter, randomFloats, timedGeneration } from './timing.ts';
 
 export interface PeersOptions {
   readonly config: ModelConfig;
@@ -147,24 +146,8 @@ function kvplanEngine(
 ) {
   const build = buildCpu(p, config, canvas);
   const runner = new CpuRunner(build, weights, canvas, threads);
-  return async (prompt: Int32Array, genLen: number) => {
-    let ms = 0;
-    let steps = 0;
-    const r = await simulateGeneration(p, build.lowered, {
-      config,
-      weights,
-      prompt,
-      genLen,
-      seed: 1,
-      compare: false,
-      runner: () => runner,
-      onStep: (info) => {
-        ms += info.ms;
-        steps++;
-      },
-    });
-    return { tokens: r.tokens, steps, ms };
-  };
+  return (prompt: Int32Array, genLen: number) =>
+    timedGeneration(p, build, runner, { config, weights }, prompt, genLen);
 }
 
 /** onnxruntime on the exported graph: logits of every row, read at the masked ones. */

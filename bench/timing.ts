@@ -2,6 +2,11 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import type { CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
+import type { CheckedPlan } from '../src/dsl/check.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import type { Weights } from '../src/model/weights.ts';
+import { simulateGeneration } from '../src/runtime/simulate.ts';
 
 export interface Timing {
   /** Median milliseconds of one call. */
@@ -161,4 +166,33 @@ export function otherProcessesMeter(): () => number | null {
     const cores = Math.max(0, (cpu1 - cpu0 - (own.user + own.system) / 1e6) / seconds);
     return Math.round(cores * 100) / 100;
   };
+}
+
+/**
+ * One generation of `plan` on a CPU runner kept across generations (its weights packed once): the
+ * tokens, the steps and the milliseconds spent in them (seed 1, no comparison with a golden).
+ */
+export async function timedGeneration(
+  plan: CheckedPlan,
+  build: CpuBuild,
+  runner: CpuRunner,
+  model: { readonly config: ModelConfig; readonly weights: Weights },
+  prompt: Int32Array,
+  genLen: number,
+): Promise<{ tokens: Int32Array; steps: number; ms: number }> {
+  let ms = 0;
+  let steps = 0;
+  const r = await simulateGeneration(plan, build.lowered, {
+    ...model,
+    prompt,
+    genLen,
+    seed: 1,
+    compare: false,
+    runner: () => runner,
+    onStep: (info) => {
+      ms += info.ms;
+      steps++;
+    },
+  });
+  return { tokens: r.tokens, steps, ms };
 }
