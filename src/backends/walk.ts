@@ -293,6 +293,8 @@ function renderInstr<L, T extends Target<L>>(ins: Instr, c: Walk<L>, t: T, emitt
  */
 export class Arena {
   private readonly planned = new Map<string, number>();
+  /** Values the memory plan puts where their scatter's base was (MemoryPlan.aliases). */
+  private readonly aliased: ReadonlySet<string>;
   /** Output name → the value that carries it to the next stage of the phase. */
   private readonly carried = new Map<string, string>();
   private readonly base: number;
@@ -308,6 +310,7 @@ export class Arena {
     private readonly error: (message: string) => Error,
   ) {
     for (const [name, place] of mem.arena) this.planned.set(name, place.offset / unitBytes);
+    this.aliased = new Set(mem.aliases?.keys() ?? []);
     this.base = roundUp(mem.peakBytes / unitBytes, align);
     this.scratch = this.base;
     this.high = this.base;
@@ -332,6 +335,10 @@ export class Arena {
     this.scratch += roundUp((elements() * 4) / this.unitBytes, this.align);
     this.high = Math.max(this.high, this.scratch);
     return here;
+  }
+  /** Whether the scatter result `v` lives where its base does: its rows but the scattered are there. */
+  inPlace(v: Value): boolean {
+    return this.aliased.has(`%${v.id}`);
   }
   input(name: string): number {
     const buffer = this.carried.get(name);

@@ -145,6 +145,7 @@ export function fuseProgram(p: StepProgram): KernelProgram {
       const reads: string[] = [];
       const writes: string[] = [];
       const indirect: string[] = [];
+      const homes = new Map<number, string>();
       const bytes: (readonly [number, ...Dim[]])[] = [];
       const read = (name: string) => {
         if (!reads.includes(name)) reads.push(name);
@@ -164,6 +165,7 @@ export function fuseProgram(p: StepProgram): KernelProgram {
         instr.args.forEach((a, k) => {
           if (local.has(a.id)) return;
           const name = home.get(a.id) ?? `%${a.id}`;
+          if (name !== `%${a.id}`) homes.set(a.id, name);
           read(name);
           if (instr.op !== 'gather' || k !== 0) bytes.push(bytesOf(a.type));
         });
@@ -210,6 +212,7 @@ export function fuseProgram(p: StepProgram): KernelProgram {
         flops: g.instrs.flatMap(flopsOf),
         bytes,
         instrs: g.instrs,
+        ...(homes.size > 0 ? { homes } : {}),
       });
     });
     for (const o of stage.outputs) carried.set(o.name, home.get(o.value.id) ?? `%${o.value.id}`);

@@ -61,6 +61,11 @@ export interface Kernel {
   readonly bytes: Cost;
   /** The IR instructions this kernel computes, in order. */
   readonly instrs: readonly Instr[];
+  /**
+   * Values the instructions read under another buffer's name, by value id: a stage's carried input
+   * is the buffer of the earlier stage's output that carries it (every other value `v` is `%v.id`).
+   */
+  readonly homes?: ReadonlyMap<number, string>;
 }
 
 export interface MergeFold {

@@ -41,6 +41,11 @@ export interface MemoryPlan {
   readonly liveRanges: ReadonlyMap<string, readonly [number, number]>;
   /** Whole-buffer mode only: the numbered buffers temps were assigned to. */
   readonly slots?: readonly Slot[];
+  /**
+   * With `inPlace`: temps that take another's storage, a scatter's result → its base (the root of
+   * a chain: the base's own base when that was one too). See `inPlaceScatters`.
+   */
+  readonly aliases?: ReadonlyMap<string, string>;
   readonly align: number;
   readonly wholeBuffer: boolean;
   readonly batch: number;
@@ -51,6 +56,12 @@ export interface MemoryOptions {
   readonly wholeBuffer: boolean;
   /** Sequences per batch; scales the persistent region (default 1). */
   readonly batch?: number;
+  /**
+   * A scatter's result may take its base's storage where the base dies (`inPlaceScatters`): the
+   * backend then writes the scattered rows over the base instead of copying all of it first. For
+   * arena backends that compare the two places at run time (the C renderer); not whole buffers.
+   */
+  readonly inPlace?: boolean;
 }
 
 export const alignFor: Readonly<Record<Target, number>> = { reference: 8, cpu: 64, wgsl: 256, ptx: 256 };
@@ -111,6 +122,46 @@ export function liveRanges(kp: KernelProgram, withLocals = false): Map<string, [
     );
   }
   return ranges;
+}
+
+/**
+ * Scatters that can run in place: `r = scatter(b, rows, x)` in kernel i, where b and r are temps
+ * of one size, b is last used by kernel i, and no instruction after the scatter in kernel i reads
+ * b. Then r can live where b did: the rows it does not replace are b's already (a canvas-sized
+ * copy a layer for the carried hidden state). Each base gives its storage once. Returns r → b.
+ */
+export function inPlaceScatters(
+  kp: KernelProgram,
+  ranges: ReadonlyMap<string, readonly [number, number]>,
+  size: (d: Dim) => number,
+): Map<string, string> {
+  const byName = new Map(kp.buffers.map((b) => [b.name, b]));
+  const temp = (name: string) => byName.get(name)?.kind === 'temp';
+  const bytes = (name: string) => bufferBytes(byName.get(name) as Buffer, size, 1);
+  const out = new Map<string, string>();
+  const given = new Set<string>();
+  kp.kernels.forEach((k, i) => {
+    const nameOf = (v: { readonly id: number } | undefined) => (v && k.homes?.get(v.id)) ?? `%${v?.id}`;
+    k.instrs.forEach((ins, j) => {
+      if (ins.op !== 'scatter') return;
+      const [r, b] = [`%${ins.results[0]?.id}`, nameOf(ins.args[0])];
+      if (!temp(r) || !temp(b) || given.has(b) || !k.writes.includes(r)) return;
+      if (ranges.get(b)?.[1] !== i || bytes(r) !== bytes(b)) return;
+      if (k.instrs.slice(j + 1).some((later) => later.args.some((a) => nameOf(a) === b))) return;
+      given.add(b);
+      out.set(r, b);
+    });
+  });
+  return out;
+}
+
+/** The root of each alias chain: r → b → b' gives r → b'. */
+function rootsOf(aliases: ReadonlyMap<string, string>): Map<string, string> {
+  const root = (n: string): string => {
+    const b = aliases.get(n);
+    return b === undefined ? n : root(b);
+  };
+  return new Map([...aliases.keys()].map((r) => [r, root(r)]));
 }
 
 const overlaps = (a: readonly [number, number], b: readonly [number, number]): boolean =>
@@ -194,11 +245,21 @@ export function planMemory(kp: KernelProgram, size: (d: Dim) => number, opts: Me
   // them in a scratch area of the kernel producing them.
   const ranges = liveRanges(kp, wholeBuffer);
 
+  const aliases = opts.inPlace && !wholeBuffer ? rootsOf(inPlaceScatters(kp, ranges, size)) : new Map();
+  // A root's storage lives from its first use to its last alias's last.
+  const span = new Map<string, [number, number]>();
+  for (const [r, root] of aliases) {
+    const [a, b] = [
+      span.get(root) ?? (ranges.get(root) as [number, number]),
+      ranges.get(r) as [number, number],
+    ];
+    span.set(root, [Math.min(a[0], b[0]), Math.max(a[1], b[1])]);
+  }
   const items: Item[] = kp.buffers
-    .map((b, order) => ({ b, order, range: ranges.get(b.name) }))
+    .map((b, order) => ({ b, order, range: span.get(b.name) ?? ranges.get(b.name) }))
     .filter(
       (x): x is { b: Buffer; order: number; range: [number, number] } =>
-        (x.b.kind === 'temp' || x.b.kind === 'local') && !!x.range,
+        (x.b.kind === 'temp' || x.b.kind === 'local') && !!x.range && !aliases.has(x.b.name),
     )
     .sort((x, y) => x.range[0] - y.range[0] || x.order - y.order)
     .map(({ b, range }) => ({ name: b.name, bytes: bufferBytes(b, size, align), range }));
@@ -219,6 +280,7 @@ export function planMemory(kp: KernelProgram, size: (d: Dim) => number, opts: Me
     const fit = bestFit(items);
     for (const it of items)
       arena.set(it.name, { offset: fit.offsets.get(it.name) as number, bytes: it.bytes });
+    for (const [r, root] of aliases) arena.set(r, arena.get(root) as Placement);
     peakBytes = fit.size;
   }
 
@@ -233,6 +295,7 @@ export function planMemory(kp: KernelProgram, size: (d: Dim) => number, opts: Me
   }
 
   const live = new Map<string, readonly [number, number]>(items.map((it) => [it.name, it.range]));
+  for (const r of aliases.keys()) live.set(r, ranges.get(r) as [number, number]);
   return {
     arena,
     persistent,
@@ -241,6 +304,7 @@ export function planMemory(kp: KernelProgram, size: (d: Dim) => number, opts: Me
     persistentBytes,
     liveRanges: live,
     ...(slots ? { slots } : {}),
+    ...(aliases.size > 0 ? { aliases } : {}),
     align,
     wholeBuffer,
     batch,
@@ -281,6 +345,12 @@ export function checkMemoryPlan(kp: KernelProgram, plan: MemoryPlan, size: (d: D
     }
   }
 
+  // Temps live together may share storage only as an in-place scatter and its base, recomputed
+  // here from the program, not taken from the plan.
+  const group = plan.aliases ? rootsOf(inPlaceScatters(kp, ranges, size)) : new Map<string, string>();
+  for (const [r, root] of plan.aliases ?? [])
+    if (group.get(r) !== root) out.push(`${r} shares ${root}'s storage, but is no in-place scatter of it`);
+  const rootOf = (n: string) => group.get(n) ?? n;
   const placed = [...plan.arena].filter(([name]) => ranges.has(name));
   for (let i = 0; i < placed.length; i++) {
     for (let j = i + 1; j < placed.length; j++) {
@@ -289,6 +359,7 @@ export function checkMemoryPlan(kp: KernelProgram, plan: MemoryPlan, size: (d: D
       const ra = ranges.get(a) as [number, number];
       const rb = ranges.get(b) as [number, number];
       if (!overlaps(ra, rb)) continue;
+      if (rootOf(a) === rootOf(b) && pa.offset === pb.offset && pa.bytes === pb.bytes) continue;
       const sameSlot = plan.wholeBuffer && pa.slot !== undefined && pa.slot === pb.slot;
       if (sameSlot || !disjoint(pa, pb)) {
         out.push(
@@ -379,7 +450,11 @@ export const memoryPass: Pass = {
   run(state, ctx) {
     if (state.kernels === undefined) throw new Error("the 'memory' pass needs kernels: run 'fusion' first");
     const size = sizesFor(ctx.config, ctx.canvas ?? defaultCanvas);
-    const opts: MemoryOptions = { align: alignFor[ctx.target], wholeBuffer: ctx.target === 'wgsl' };
+    const opts: MemoryOptions = {
+      align: alignFor[ctx.target],
+      wholeBuffer: ctx.target === 'wgsl',
+      inPlace: ctx.target === 'cpu',
+    };
     const memory = new Map<string, MemoryPlan>();
     for (const [phase, kp] of state.kernels) memory.set(phase, planMemory(kp, size, opts));
     return { ...state, memory };

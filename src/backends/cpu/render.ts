@@ -171,6 +171,10 @@ class CStage extends Target<string> {
     this.arena.enter(k);
     this.lines.push(`/* kernel ${k.name} (${k.kind}) */`);
   }
+  /** Whether the memory plan put the scatter result `v` where its base is (no copy needed). */
+  inPlace(v: Value): boolean {
+    return this.arena.inPlace(v);
+  }
   place(v: Value, view?: Value): string {
     return `(A + ${this.arena.place(v, () => this.elements(v), view)})`;
   }
@@ -307,7 +311,7 @@ const emitters: Emitters<string, CStage> = {
     const fresh = `${t.rows(vals)}, ${t.w(r0)}, ${c.plain(vals)}, 0`;
     if (!overlay) {
       const o = c.out(r0);
-      t.emit(`memcpy(${o}, ${c.plain(base)}, ${bytes(L, t.w(r0))});`);
+      if (!t.inPlace(r0)) t.emit(`memcpy(${o}, ${c.plain(base)}, ${bytes(L, t.w(r0))});`);
       t.emit(`kv_copy_rows(${fresh}, ${o}, ${c.ptr(list)});`);
       return;
     }
