@@ -62,8 +62,9 @@ export interface Kernel {
   /** The IR instructions this kernel computes, in order. */
   readonly instrs: readonly Instr[];
   /**
-   * Values the instructions read under another buffer's name, by value id: a stage's carried input
-   * is the buffer of the earlier stage's output that carries it (every other value `v` is `%v.id`).
+   * Buffer names of the stage inputs the instructions read, by value id (any other value `v` is
+   * the buffer `%v.id`): a weight or an index list by its own name, a carried value by the buffer
+   * of the earlier stage's output that carries it.
    */
   readonly homes?: ReadonlyMap<number, string>;
 }
