@@ -85,6 +85,7 @@ for (const t of threads) {
       for (const w of weights)
         for (const group of groups) {
           const ai = a[input[group[0] as number] as number] as Float32Array;
+          const k = (shapes[group[0] as number] as [number, number])[0];
           if (multi && build === 1 && group.length > 1) {
             const gemms = group.map((i) => ({
               n: (shapes[i] as [number, number])[1],
@@ -92,19 +93,11 @@ for (const t of threads) {
               bias: null,
               c: cs[i] as Float32Array,
             }));
-            p.gemmMulti(
-              m,
-              (shapes[group[0] as number] as [number, number])[0],
-              ai,
-              ai.length / m,
-              null,
-              gemms,
-              dtype || undefined,
-            );
+            p.gemmMulti(m, k, ai, k, null, gemms, dtype || undefined);
             continue;
           }
           for (const i of group) {
-            const [k, n] = shapes[i] as [number, number];
+            const n = (shapes[i] as [number, number])[1];
             const [wi, ci] = [w[i] as Float32Array | Uint16Array, cs[i] as Float32Array];
             if (dtype) p.gemm16(m, n, k, ai, k, null, wi as Uint16Array, dtype, null, ci, n, false);
             else p.gemm(m, n, k, ai, k, null, wi as Float32Array, null, ci, n, false);

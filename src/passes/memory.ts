@@ -4,7 +4,7 @@
  * region; inputs and weights are host-provided and not placed. WebGPU gets the whole-buffer mode:
  * temps are assigned to numbered buffers ("slots") instead of offsets. See docs/passes-memory.md.
  */
-import type { Dim } from '../ir/types.ts';
+import type { Dim, Instr } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { type Buffer, dtypeBytes, type KernelProgram } from './kernelIR.ts';
 import type { Pass, Target } from './state.ts';
@@ -126,9 +126,12 @@ export function liveRanges(kp: KernelProgram, withLocals = false): Map<string, [
 
 /**
  * Scatters that can run in place: `r = scatter(b, rows, x)` in kernel i, where b and r are temps
- * of one size, b is last used by kernel i, and no instruction after the scatter in kernel i reads
- * b. Then r can live where b did: the rows it does not replace are b's already (a canvas-sized
- * copy a layer for the carried hidden state). Each base gives its storage once. Returns r → b.
+ * of one size, b is last used by kernel i, and nothing reads b after the scatter: no later
+ * instruction of kernel i, not x itself, and no view of b (a gather or reshape of it, which the
+ * backends fold into where it is consumed, so it reads b there, not where it is defined) that any
+ * of those reads or that kernel i leaves for another. Then r can live where b did: the rows it does
+ * not replace are b's already (a canvas-sized copy a layer for the carried hidden state). Each
+ * base gives its storage once. Returns r → b.
  */
 export function inPlaceScatters(
   kp: KernelProgram,
@@ -147,7 +150,13 @@ export function inPlaceScatters(
       const [r, b] = [`%${ins.results[0]?.id}`, nameOf(ins.args[0])];
       if (!temp(r) || !temp(b) || given.has(b) || !k.writes.includes(r)) return;
       if (ranges.get(b)?.[1] !== i || bytes(r) !== bytes(b)) return;
-      if (k.instrs.slice(j + 1).some((later) => later.args.some((a) => nameOf(a) === b))) return;
+      const views = new Set([b]);
+      for (const x of k.instrs)
+        if ((x.op === 'gather' || x.op === 'reshape') && views.has(nameOf(x.args[0])))
+          for (const v of x.results) views.add(`%${v.id}`);
+      const reads = (x: Instr) => x.args.some((a) => views.has(nameOf(a)));
+      if (ins.args.slice(1).some((a) => views.has(nameOf(a)))) return;
+      if (k.instrs.slice(j + 1).some(reads) || k.writes.some((w) => w !== b && views.has(w))) return;
       given.add(b);
       out.set(r, b);
     });

@@ -50,7 +50,7 @@ describe('in-place scatters', () => {
       for (const { plan } of compiled('es-dllm', target)) expect(plan.aliases).toBeUndefined();
   });
 
-  test('a scatter whose base is read after it, in its kernel or a later one, keeps its own storage', () => {
+  test('a scatter whose base is read after it, in its kernel (directly or through a view) or a later one, keeps its own storage', () => {
     const { kp } = compiled('es-dllm').find((c) => (c.plan.aliases?.size ?? 0) > 0) as { kp: KernelProgram };
     const ranges = liveRanges(kp);
     const found = inPlaceScatters(kp, ranges, size);
@@ -72,6 +72,44 @@ describe('in-place scatters', () => {
       kernels: kp.kernels.map((x, i) => (i === at ? { ...x, instrs: [...x.instrs, reader] } : x)),
     };
     expect(inPlaceScatters(readAfter, ranges, size).has(r)).toBe(false);
+    // Read after the scatter through a view of the base defined before it (a folded gather reads
+    // the base where it is consumed), by the scattered values themselves, or left for another kernel.
+    const base = scatter.args[0] as Instr['args'][number];
+    const view = { ...base, id: 1_000_000 };
+    const gather: Instr = {
+      op: 'gather',
+      args: [base, scatter.args[1] as typeof base],
+      results: [view],
+      attrs: {},
+    };
+    const withInstrs = (before: Instr[], after: Instr[], writes: string[] = []): KernelProgram => ({
+      ...kp,
+      kernels: kp.kernels.map((x, i) => {
+        if (i !== at) return x;
+        const j = x.instrs.indexOf(scatter);
+        const instrs = [
+          ...x.instrs.slice(0, j),
+          ...before,
+          ...x.instrs.slice(j, j + 1),
+          ...after,
+          ...x.instrs.slice(j + 1),
+        ];
+        return { ...x, instrs, writes: [...x.writes, ...writes] };
+      }),
+    });
+    const viewReader: Instr = { op: 'add', args: [view], results: [], attrs: {} };
+    expect(inPlaceScatters(withInstrs([gather], [viewReader]), ranges, size).has(r)).toBe(false);
+    const fromBase: Instr = { ...scatter, args: [base, scatter.args[1] as typeof base, view] };
+    const selfRead: KernelProgram = {
+      ...kp,
+      kernels: kp.kernels.map((x, i) =>
+        i === at ? { ...x, instrs: x.instrs.flatMap((y) => (y === scatter ? [gather, fromBase] : [y])) } : x,
+      ),
+    };
+    expect(inPlaceScatters(selfRead, ranges, size).has(r)).toBe(false);
+    expect(inPlaceScatters(withInstrs([gather], [], [`%${view.id}`]), ranges, size).has(r)).toBe(false);
+    // A view read before the scatter only is no obstacle.
+    expect(inPlaceScatters(withInstrs([gather, viewReader], []), ranges, size).get(r)).toBe(b);
     // Read by a later kernel.
     const later = new Map(ranges);
     later.set(b, [(ranges.get(b) as [number, number])[0], at + 1]);
