@@ -130,8 +130,8 @@ export function liveRanges(kp: KernelProgram, withLocals = false): Map<string, [
  * instruction of kernel i, not x itself, and no view of b (a gather or reshape of it, which the
  * backends fold into where it is consumed, so it reads b there, not where it is defined) that any
  * of those reads or that kernel i leaves for another. Then r can live where b did: the rows it does
- * not replace are b's already (a canvas-sized copy a layer for the carried hidden state). Each
- * base gives its storage once. Returns r → b.
+ * not replace are b's already (a canvas-sized copy a layer for the carried hidden state). A base
+ * gives its storage once: a second scatter of it reads it after the first. Returns r → b.
  */
 export function inPlaceScatters(
   kp: KernelProgram,
@@ -142,13 +142,12 @@ export function inPlaceScatters(
   const temp = (name: string) => byName.get(name)?.kind === 'temp';
   const bytes = (name: string) => bufferBytes(byName.get(name) as Buffer, size, 1);
   const out = new Map<string, string>();
-  const given = new Set<string>();
   kp.kernels.forEach((k, i) => {
     const nameOf = (v: { readonly id: number } | undefined) => (v && k.homes?.get(v.id)) ?? `%${v?.id}`;
     k.instrs.forEach((ins, j) => {
       if (ins.op !== 'scatter') return;
       const [r, b] = [`%${ins.results[0]?.id}`, nameOf(ins.args[0])];
-      if (!temp(r) || !temp(b) || given.has(b) || !k.writes.includes(r)) return;
+      if (!temp(r) || !temp(b) || !k.writes.includes(r)) return;
       if (ranges.get(b)?.[1] !== i || bytes(r) !== bytes(b)) return;
       const views = new Set([b]);
       for (const x of k.instrs)
@@ -157,7 +156,6 @@ export function inPlaceScatters(
       const reads = (x: Instr) => x.args.some((a) => views.has(nameOf(a)));
       if (ins.args.slice(1).some((a) => views.has(nameOf(a)))) return;
       if (k.instrs.slice(j + 1).some(reads) || k.writes.some((w) => w !== b && views.has(w))) return;
-      given.add(b);
       out.set(r, b);
     });
   });
