@@ -21,7 +21,7 @@ import { compilePlan } from '../../src/passes/compile.ts';
 import { type GenerateOptions, generate } from '../../src/runtime/generate.ts';
 import { NonFiniteLogits } from '../../src/runtime/generationError.ts';
 import { modelFor } from '../../src/runtime/modelFor.ts';
-import type { StepRunner } from '../../src/runtime/runner.ts';
+import type { HeadOutput, StepRunner } from '../../src/runtime/runner.ts';
 import { EmulatedDevice } from '../backends/cuda-ptx/emulator.ts';
 import { gpuOrSkip } from '../backends/webgpu/support.ts';
 import { backendConfigs, examplePlan } from './support.ts';
@@ -116,6 +116,37 @@ for (const [backend, factory] of backends)
       expect(withNative.sequences.map((s) => [s.generated, s.steps])).toEqual(
         js.sequences.map((s) => [s.generated, s.steps]),
       );
+    },
+  );
+
+// A step may output no row (a plan whose output set is empty on it): its head still answers, with
+// logits of no rows, asked for them or not.
+for (const [backend, factory] of backends)
+  test.skipIf(backend === 'webgpu' && !gpu)(
+    `${backend}: a head of no rows returns logits of no rows`,
+    async () => {
+      const plan = examplePlan('fast-dllm-dual');
+      const config = modelFor(plan, backendConfigs[0] as ModelConfig);
+      const weights = randomWeights(config, 5);
+      const genLength = 8;
+      const L = prompts.reduce((a, p) => a + p.length + genLength, 0);
+      const make = (await factory())?.(plan, config, weights, L) as (L: number) => StepRunner;
+      // The first step's head, asked for no rows; the generation ends there (a head runs once a step).
+      const emptyHead = async (read: boolean) => {
+        let got: HeadOutput | undefined;
+        await inOneBatch(plan, config, weights, genLength, (n) => {
+          const r = make(n);
+          const { head } = r;
+          r.head = async (program) => {
+            got = await head.call(r, program, new Int32Array(0), read);
+            throw new Error('stop');
+          };
+          return r;
+        }).catch(() => {});
+        return got;
+      };
+      for (const read of [true, false])
+        expect((await emptyHead(read))?.logits?.shape).toEqual([0, config.vocab]);
     },
   );
 

@@ -336,18 +336,20 @@ export class WebGpuRunner implements StepRunner {
     device.queue.submit([enc.finish()]);
     const error = await device.popErrorScope();
     if (error) throw new Error(`WebGPU ${phase}/${stageName}: ${error.message}`);
-    const data = new Map<string, Float32Array>();
+    let all = new Float32Array(0);
     if (staging) {
       await staging.mapAsync(GPUMapMode.READ);
-      const all = new Float32Array(staging.getMappedRange().slice(0));
+      all = new Float32Array(staging.getMappedRange().slice(0));
       staging.unmap();
       staging.destroy();
-      off = 0;
-      for (const [n, , k] of reads) {
-        data.set(n, all.subarray(off, off + k));
-        off += k;
-      }
     } else await device.queue.onSubmittedWorkDone();
+    // Every read is answered, an empty one too: a head of no rows has logits of no rows.
+    const data = new Map<string, Float32Array>();
+    off = 0;
+    for (const [n, , k] of reads) {
+      data.set(n, all.subarray(off, off + k));
+      off += k;
+    }
     for (const [name, m] of mirrors) m.set(data.get(name) as Float32Array);
     return data;
   }
