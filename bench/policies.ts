@@ -5,14 +5,15 @@
  * costed with that step's index-list sizes, plus the score probes the plan ran); agreement is the
  * fraction of generated tokens equal to the no-cache baseline's. The roofline ideal costs every kernel
  * of every step at max(FLOPs / peak FLOP/s, bytes / bandwidth), the peak and bandwidth measured in
- * the same run (src/cost/probe.ts), and `of roofline` is that time over the measured step time:
- * how close the plan's kernels come to the machine (score probes and host work count against it).
+ * the same run just before and just after the plan's pass (src/cost/probe.ts; the mean of the two
+ * times), and `of roofline` is that time over the measured step time: how close the plan's kernels
+ * come to the machine (score probes and host work count against it).
  * With --repeats N every plan generates N times, one pass over all plans after another, and its
  * fastest pass is reported (all passes' step times are in `steps_ms_passes`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
-import { cpuHardware } from '../src/cost/probe.ts';
+import { pureRooflineMeter } from '../src/cost/probe.ts';
 import { costProbe } from '../src/cost/probes.ts';
 import { costProgram, type Roofline } from '../src/cost/roofline.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
@@ -70,18 +71,20 @@ function timed<A extends unknown[], R>(f: (...a: A) => R, add: (ms: number) => v
   };
 }
 
+/** Seconds of some work on a machine's pure roofline. */
+type RooflineTime = (hw: Roofline) => number;
+
 /**
  * The CPU runner with its stages (embed, layers, head: the compiled kernels) timed into `stages`, and
- * its score probes timed into `probes` and reporting their FLOPs and roofline seconds (with the
- * machine's pure roofline `hw`) to `count` (own properties shadow the runner's methods and getter).
+ * its score probes timed into `probes` and reporting their FLOPs and roofline time to `count` (own
+ * properties shadow the runner's methods and getter).
  * What a step spends outside both is host work: the inspector's sets and index lists, the decode
  * rule, copies of the carried state.
  */
 function instrumented(
   runner: CpuRunner,
   config: ModelConfig,
-  hw: Roofline,
-  count: (flops: number, seconds: number) => void,
+  count: (flops: number, time: RooflineTime) => void,
   stages: (ms: number) => void,
   probes: (ms: number) => void,
 ): StepRunner {
@@ -94,8 +97,10 @@ function instrumented(
     measure: timed((output: ProbeOutput, layer, h, queries, blocks) => {
       const L = h.shape[0] as number;
       const sizes = { dim: () => L, batch: 1, weightBytes: 4 };
-      const cost = costProbe({ output, layer, queries: queries.length }, config, L, sizes, hw);
-      count(cost.flops, cost.seconds);
+      const probeOf = { output, layer, queries: queries.length };
+      const cost = (hw: Roofline) => costProbe(probeOf, config, L, sizes, hw);
+      // Its FLOPs are the same on every machine.
+      count(cost({ peakFlops: 1, bandwidth: 1 }).flops, (hw) => cost(hw).seconds);
       return probe.measure(output, layer, h, queries, blocks);
     }, probes),
     // Drift against a cache is host work, as it was when the host computed it. (The softmax
@@ -108,7 +113,8 @@ function instrumented(
 /** One generation of every prompt by a plan: its step time and what it is measured against. */
 interface Pass {
   readonly ms: number;
-  readonly roofSeconds: number;
+  /** The kernels' and probes' time on a roofline: the sum over the steps and probes of the pass. */
+  readonly roofSeconds: RooflineTime;
   /** FLOPs of the kernels and of the score probes (`probe` of them). */
   readonly flops: number;
   readonly probe: number;
@@ -118,6 +124,9 @@ interface Pass {
   readonly outputs: Int32Array[];
   readonly peak: number;
 }
+
+/** A plan's fastest pass, with the rooflines measured just before and just after it. */
+type Kept = Pass & { readonly around: readonly [Roofline, Roofline] };
 
 const builds = new Map<
   CheckedPlan,
@@ -130,7 +139,6 @@ async function generatePass(
   L: number,
   prompts: readonly Int32Array[],
   weightsOf: Map<string, ReturnType<typeof randomWeights>>,
-  roofline: Roofline,
 ): Promise<Pass> {
   const config = modelFor(plan, o.config);
   const shapeKey = JSON.stringify([
@@ -155,7 +163,7 @@ async function generatePass(
   }
   const { build, kernels, peak } = compiled;
   let ms = 0;
-  let roofSeconds = 0;
+  const roofTimes: RooflineTime[] = [];
   let flops = 0;
   let probe = 0;
   let stageMs = 0;
@@ -174,10 +182,9 @@ async function generatePass(
         instrumented(
           new CpuRunner(build, weights, n),
           config,
-          roofline,
-          (f, seconds) => {
+          (f, time) => {
             probe += f;
-            roofSeconds += seconds;
+            roofTimes.push(time);
           },
           (t) => {
             stageMs += t;
@@ -189,15 +196,17 @@ async function generatePass(
       onStep: (info) => {
         ms += info.ms;
         const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
-        const size = (d: Dim) =>
-          typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
+        // Kept for the roofline, which is measured after the pass: the sizes of this step.
+        const sizes = new Map(info.sizes);
+        const size = (d: Dim) => (typeof d === 'number' ? d : d === 'L' ? L : (sizes.get(d.slice(1)) ?? L));
         flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
-        roofSeconds += costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, roofline).seconds;
+        roofTimes.push((hw) => costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, hw).seconds);
       },
     });
     generated += o.genLen;
     outputs.push(r.tokens.slice(o.promptLen));
   }
+  const roofSeconds = (hw: Roofline) => roofTimes.reduce((a, t) => a + t(hw), 0);
   return { ms, roofSeconds, flops: flops + probe, probe, stageMs, probeMs, generated, outputs, peak };
 }
 
@@ -220,13 +229,21 @@ function examplePlans(block: number, only: readonly string[] | undefined): Check
     .filter((p) => !only || p.plan.name === 'baseline' || only.includes(p.plan.name));
 }
 
+const range = (xs: readonly number[]) => ({ min: Math.min(...xs), max: Math.max(...xs) });
+
 export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   const started = performance.now();
   const others = otherProcessesMeter();
-  // The pure roofline of this machine, measured now (not a kept measurement): its float32 GEMM peak
-  // and its memory bandwidth, nothing else.
-  const measured = await cpuHardware({ remeasure: true });
-  const roofline: Roofline = { peakFlops: measured.peakFlops, bandwidth: measured.bandwidth };
+  // The pure roofline of this machine (its float32 GEMM peak and its memory bandwidth, nothing
+  // else), measured before and after every plan's pass: its bandwidth has phases of seconds to
+  // minutes, and a plan is held to the machine of its own minute, not of the run's first.
+  const measure = await pureRooflineMeter();
+  const measured: Roofline[] = [];
+  const meter = () => {
+    const m = measure();
+    measured.push(m);
+    return m;
+  };
   const rows: Record<string, unknown>[] = [];
   const plans = examplePlans(o.block, o.plans);
   const unknown = o.plans?.filter((n) => !plans.some((p) => p.plan.name === n)) ?? [];
@@ -243,26 +260,33 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   // fastest pass kept: this host has phases of seconds in which memory-bound work runs up to a
   // third slower (docs/perf.md), and a later pass over the plans meets other phases.
   const sorted = plans.sort((a, b) => (a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0));
-  const best = new Map<string, Pass>();
+  const best = new Map<string, Kept>();
   const passMs = new Map<string, number[]>();
-  for (let pass = 0; pass < o.repeats; pass++)
+  for (let pass = 0; pass < o.repeats; pass++) {
+    let before = meter();
     for (const plan of sorted) {
       const planStarted = performance.now();
-      const r = await generatePass(plan, o, L, prompts, weightsOf, roofline);
+      const r = await generatePass(plan, o, L, prompts, weightsOf);
+      const after = meter();
       const name = plan.plan.name;
       passMs.set(name, [...(passMs.get(name) ?? []), r.ms]);
       const kept = best.get(name);
-      if (!kept || r.ms < kept.ms) best.set(name, r);
+      if (!kept || r.ms < kept.ms) best.set(name, { ...r, around: [before, after] });
       console.error(
         `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
-          `${fmt((performance.now() - planStarted) / 1000)} s`,
+          `${fmt((performance.now() - planStarted) / 1000)} s, bandwidth ${fmt(before.bandwidth / 1e9)} -> ${fmt(after.bandwidth / 1e9)} GB/s`,
       );
+      before = after;
     }
+  }
   for (const plan of sorted) {
     const name = plan.plan.name;
-    const { ms, roofSeconds, flops, stageMs, probeMs, generated, outputs, peak, probe } = best.get(
+    const { ms, roofSeconds, flops, stageMs, probeMs, generated, outputs, peak, probe, around } = best.get(
       name,
-    ) as Pass;
+    ) as Kept;
+    // The roofline time on the machine measured before the pass and on the one measured after it,
+    // averaged: a phase that changes during the pass is met halfway.
+    const roofMs = 500 * (roofSeconds(around[0]) + roofSeconds(around[1]));
     const tps = (1000 * generated) / ms;
     if (name === 'baseline') baseline = { tokens: outputs, tps, flops };
     const base = baseline;
@@ -283,8 +307,9 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       tokens_per_s: tps,
       speedup: base ? tps / base.tps : 1,
       ideal_speedup: base ? base.flops / flops : 1,
-      roofline_ms: roofSeconds * 1000,
-      of_roofline: (roofSeconds * 1000) / ms,
+      roofline_ms: roofMs,
+      of_roofline: roofMs / ms,
+      roofline_around: around.map((r) => ({ peak_flops: r.peakFlops, bandwidth: r.bandwidth })),
       kernel_share: stageMs / ms,
       probe_time_share: probeMs / ms,
       host_share: (ms - stageMs - probeMs) / ms,
@@ -330,7 +355,11 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     seconds: (performance.now() - started) / 1000,
     other_processes_busy_cores: others(),
     machine: machineInfo(),
-    roofline: { peak_flops: roofline.peakFlops, bandwidth: roofline.bandwidth },
+    roofline: {
+      measurements: measured.length,
+      peak_flops: range(measured.map((r) => r.peakFlops)),
+      bandwidth: range(measured.map((r) => r.bandwidth)),
+    },
     model: o.config,
     prompt_length: o.promptLen,
     gen_length: o.genLen,

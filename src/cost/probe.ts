@@ -12,8 +12,9 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { defaultCacheDir, prepareCacheDir } from '../backends/cpu/compiler.ts';
-import { loadPrimitives, primitivesSource } from '../backends/cpu/primitives.ts';
+import { loadPrimitives, type Primitives, primitivesSource } from '../backends/cpu/primitives.ts';
 import type { Hardware } from './hardware.ts';
+import type { Roofline } from './roofline.ts';
 
 export interface CpuMeasurement {
   /** The CPU model and core count the measurement is kept under. */
@@ -92,20 +93,13 @@ function readback(): number {
 const STREAMED = { count: 8, n: 4096, k: 1024 } as const;
 
 /**
- * Peak: kv_gemm of 1024 x 1024 x 1024 with a packed weight, the GEMM the kernel benchmark
- * measures against onnxruntime (bench/kernels.ts). Bandwidth: kv_rmsnorm over 128 MiB of rows of
- * 1024, a STREAM "scale": it reads each float once and writes it once, with a few FLOPs per element,
- * and is counted as reads plus writes, as the kernels' byte costs are. Weight bandwidth: kv_gemm of
- * one row through 128 MiB of packed weights, the traffic of a cached step that computes few rows.
- * Overlap: the same GEMMs at the ridge, the row count whose FLOPs at the peak take as long as their
- * weights at the weight bandwidth; were the two overlapped, that would take one of those times, and
- * were they not, both. Attention: kv_attention of 1024 queries over 1024 keys, 16 heads of 64, and
- * kv_attention_mass, the score probes' kernel, on the same shapes. Readback: see `readback`.
- * `threads`: the primitives' thread count (0: all cores, what the advisor costs).
+ * The two kernels of the pure roofline. Peak: kv_gemm of 1024 x 1024 x 1024 with a packed weight,
+ * the GEMM the kernel benchmark measures against onnxruntime (bench/kernels.ts). Bandwidth:
+ * kv_rmsnorm over 128 MiB of rows of 1024, a STREAM "scale": it reads each float once and writes it
+ * once, with a few FLOPs per element, and is counted as reads plus writes, as the kernels' byte
+ * costs are.
  */
-export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
-  const p = await loadPrimitives();
-  p.setThreads(threads);
+function pureKernels(p: Primitives) {
   const n = 1024;
   const a = new Float32Array(n * n).fill(0.5);
   const packed = p.packWeight(n, n, new Float32Array(n * n).fill(0.25));
@@ -116,6 +110,48 @@ export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
   const x = new Float32Array(rows * n).fill(0.5);
   const y = new Float32Array(rows * n);
   const w = new Float32Array(n).fill(1);
+  return {
+    gemm: () => p.gemm(n, n, n, a, n, null, packed, null, c, n, false),
+    stream: () => p.rmsnorm(rows, n, x, null, w, 1e-5, y),
+    peakFlops: (seconds: number) => (2 * n * n * n) / seconds,
+    bandwidth: (seconds: number) => (2 * x.byteLength) / seconds,
+  };
+}
+
+/**
+ * A meter of the pure roofline (peak and bandwidth only), its buffers allocated once, read as often
+ * as asked in about a second: this host's bandwidth has phases of seconds to minutes (docs/perf.md),
+ * so a benchmark that holds a minute of work to one measurement taken before it holds most of that
+ * work to another phase's machine. `threads`: as measureCpu's.
+ */
+export async function pureRooflineMeter(threads = 0): Promise<() => Roofline> {
+  const p = await loadPrimitives();
+  p.setThreads(threads);
+  const pure = pureKernels(p);
+  return () => {
+    let gemm = Number.POSITIVE_INFINITY;
+    let stream = Number.POSITIVE_INFINITY;
+    for (let pass = 0; pass < 2; pass++) {
+      gemm = Math.min(gemm, fastest(pure.gemm, 0.2));
+      stream = Math.min(stream, fastest(pure.stream, 0.2));
+    }
+    return { peakFlops: pure.peakFlops(gemm), bandwidth: pure.bandwidth(stream) };
+  };
+}
+
+/**
+ * Peak and bandwidth: pureKernels. Weight bandwidth: kv_gemm of one row through 128 MiB of packed
+ * weights, the traffic of a cached step that computes few rows.
+ * Overlap: the same GEMMs at the ridge, the row count whose FLOPs at the peak take as long as their
+ * weights at the weight bandwidth; were the two overlapped, that would take one of those times, and
+ * were they not, both. Attention: kv_attention of 1024 queries over 1024 keys, 16 heads of 64, and
+ * kv_attention_mass, the score probes' kernel, on the same shapes. Readback: see `readback`.
+ * `threads`: the primitives' thread count (0: all cores, what the advisor costs).
+ */
+export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
+  const p = await loadPrimitives();
+  p.setThreads(threads);
+  const pure = pureKernels(p);
   const { count, n: wn, k: wk } = STREAMED;
   const one = p.packWeight(wn, wk, new Float32Array(wn * wk).fill(0.01));
   const weights = Array.from({ length: count }, () => one.slice());
@@ -132,8 +168,8 @@ export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
   const lse = new Float32Array(nq * heads);
   const mass = new Float64Array(nq);
   const kernels = {
-    gemm: () => p.gemm(n, n, n, a, n, null, packed, null, c, n, false),
-    stream: () => p.rmsnorm(rows, n, x, null, w, 1e-5, y),
+    gemm: pure.gemm,
+    stream: pure.stream,
     weights: through(1),
     attention: () => p.attention(nq, nq, heads, heads, hd, 0.125, q, kv, kv, pos, pos, null, o, lse),
     mass: () => p.attentionMass(nq, nq, heads, heads, hd, 0.125, q, kv, pos, pos, null, mass),
@@ -147,7 +183,7 @@ export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
   for (let pass = 0; pass < 2; pass++)
     for (const [k, f] of Object.entries(kernels) as [keyof typeof kernels, () => void][])
       best[k] = Math.min(best[k], fastest(f, 0.2));
-  const peakFlops = (2 * n * n * n) / best.gemm;
+  const peakFlops = pure.peakFlops(best.gemm);
   const weightBytes = count * wn * wk * 4;
   const weightBandwidth = weightBytes / best.weights;
   // FLOPs per weight byte of a GEMM of m rows: 2m / 4; the ridge is where that is peak / bandwidth.
@@ -160,7 +196,7 @@ export async function measureCpu(threads = 0): Promise<CpuMeasurement> {
     threads: p.getThreads(),
     readbackBandwidth: readback(),
     peakFlops,
-    bandwidth: (2 * x.byteLength) / best.stream,
+    bandwidth: pure.bandwidth(best.stream),
     weightBandwidth,
     attentionFlops: (4 * nq * nq * heads * hd) / best.attention,
     massFlops: (2 * nq * nq * heads * hd + 5 * nq * nq * heads) / best.mass,
