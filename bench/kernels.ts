@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { DEFAULT_FLAGS } from '../src/backends/cpu/compiler.ts';
 import { Dtype16, type Primitives } from '../src/backends/cpu/primitives.ts';
-import { measureCpu } from '../src/cost/probe.ts';
+import { measureCpu, pureRooflineMeter } from '../src/cost/probe.ts';
 import { presets } from '../src/model/presets.ts';
 import { fmt, table } from '../src/report/table.ts';
 import {
@@ -66,10 +66,11 @@ export interface KernelRow {
   /**
    * 16-bit GEMM rows: our float32 GEMM on the same shape (f32_ms) against the roofline: the longer
    * of its FLOPs at the machine's GEMM peak and its weight bytes at the memory bandwidth of a
-   * STREAM-like kernel, both measured in the same run at the same thread count (`roofline` of the
-   * result), over f32_ms. 1 is the machine's limit.
+   * STREAM-like kernel, both measured at the same thread count just before the row was timed
+   * (`roofline`), over f32_ms. 1 is the machine's limit.
    */
   f32_of_roofline?: number;
+  roofline?: Pick<MachineRoof, 'peak_gflops' | 'stream_gbps'>;
 }
 
 /** The machine's float32 GEMM peak and memory bandwidth at one thread count, this run. */
@@ -101,7 +102,12 @@ export async function machineRoofs(threads: readonly number[]): Promise<MachineR
 }
 
 /** A float32 GEMM's roofline time in ms: FLOPs at the peak or weight bytes at the bandwidth. */
-const rooflineMs = (roof: MachineRoof, m: number, n: number, k: number): number =>
+const rooflineMs = (
+  roof: Pick<MachineRoof, 'peak_gflops' | 'stream_gbps'>,
+  m: number,
+  n: number,
+  k: number,
+): number =>
   Math.max((2 * m * n * k) / (roof.peak_gflops * 1e9), (4 * n * k) / (roof.stream_gbps * 1e9)) * 1e3;
 
 export interface KernelOptions {
@@ -300,15 +306,16 @@ function toHeadMajor(x: Float32Array, n: number, h: number, d: number): Float32A
   return out;
 }
 
-/** The roofline time of a float32 GEMM over its measured time, when the run measured the roofline. */
+/** The roofline at a thread count, measured when asked: just before the GEMM it judges is timed. */
+export type RoofMeter = (threads: number) => Pick<MachineRoof, 'peak_gflops' | 'stream_gbps'>;
+
+/** The roofline time of a float32 GEMM over its measured time, and the roofline, when there is one. */
 function ofRoofline(
-  roofs: readonly MachineRoof[],
-  threads: number,
+  roof: Pick<MachineRoof, 'peak_gflops' | 'stream_gbps'> | undefined,
   c: { m: number; n: number; k: number },
   ms: number,
-): { f32_of_roofline?: number } {
-  const roof = roofs.find((r) => r.threads === threads);
-  return roof ? { f32_of_roofline: rooflineMs(roof, c.m, c.n, c.k) / ms } : {};
+): Pick<KernelRow, 'f32_of_roofline' | 'roofline'> {
+  return roof ? { f32_of_roofline: rooflineMs(roof, c.m, c.n, c.k) / ms, roofline: roof } : {};
 }
 
 function gflops(flops: number, ms: number): number {
@@ -318,7 +325,7 @@ function gflops(flops: number, ms: number): number {
 export async function runKernels(
   p: BenchPrimitives,
   opts: KernelOptions,
-  roofs: readonly MachineRoof[] = [],
+  roofAt?: RoofMeter,
 ): Promise<{ rows: KernelRow[]; skipped: string[] }> {
   const rows: KernelRow[] = [];
   const skipped: string[] = [];
@@ -408,6 +415,9 @@ export async function runKernels(
           const pk = d.dtype === Dtype16.f16 ? packed16.f16 : packed16.bf16;
           return () => p.gemm16(m, n, k, a, k, null, pk, d.dtype, null, out, n, false);
         });
+        // The roofline of this moment: the host's bandwidth has phases of seconds to minutes.
+        const roof = roofAt?.(threads);
+        p.setThreads(threads);
         // Ours in turns; onnxruntime on its own after them: its worker threads spin after a run
         // and would take the cores from the next of ours (and OpenMP's from it).
         const [tF32, ...t16s] = await measureInTurns([f32, ...runs], { skipAboveMs: opts.skipAboveMs });
@@ -437,7 +447,7 @@ export async function runKernels(
             gflops_ort: gflops(flops, tOrt.ms),
             f32_ms: tF32.ms,
             speedup_vs_f32: tF32.ms / t.ms,
-            ...ofRoofline(roofs, threads, { m, n, k }, tF32.ms),
+            ...ofRoofline(roof, { m, n, k }, tF32.ms),
             max_abs_diff: maxAbsDiff(mine, ref),
           });
         }
@@ -651,13 +661,19 @@ export async function kernelsSuite(
   console.error(
     `kernels: threads ${opts.threads.join(',')}${opts.filter ? `, filter "${opts.filter}"` : ''}`,
   );
-  // The roofline the GEMM rows are held to, measured in this run at each thread count.
+  // The roofline of the run's start, at each thread count, for the record; each GEMM row is held to
+  // one measured just before it.
   const roofs = await machineRoofs(opts.threads);
+  const meter = await pureRooflineMeter();
+  const roofAt: RoofMeter = (threads) => {
+    const r = meter(threads);
+    return { peak_gflops: r.peakFlops / 1e9, stream_gbps: r.bandwidth / 1e9 };
+  };
   for (const r of roofs)
     console.error(
       `  roofline t=${r.threads}: GEMM peak ${fmt(r.peak_gflops)} GFLOP/s, stream ${fmt(r.stream_gbps)} GB/s (our GEMM streams weights at ${fmt(r.weight_gbps)}), ridge ${r.ridge_rows} rows`,
     );
-  const { rows, skipped } = await runKernels(p, opts, roofs);
+  const { rows, skipped } = await runKernels(p, opts, roofAt);
   const machine = machineInfo({
     onnxruntime_node: ortVersion,
     cc: ccVersion(),

@@ -26,7 +26,7 @@ suites:
   kernels    our CPU primitives (kv_gemm, kv_attention) vs onnxruntime-node on the same shapes
   policies   every example plan generating on one random model (d_model 1024, 8 layers) with
              the CPU backend: tokens/s, speedup vs the no-cache baseline, ideal (FLOP) speedup,
-             the share of the roofline ideal (peak and bandwidth measured in the same run)
+             the share of the roofline ideal (peak and bandwidth measured around each plan)
              reached, agreement; four to five hours on 2 cores at the defaults
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; not with --write)

@@ -116,7 +116,7 @@ function instrument(source: string): { source: string; labels: string[] } {
   }
   if (labels.length === 0)
     throw new Error('no statement of the generated C was recognised: has its layout changed?');
-  const head = out.findIndex((l) => l === '#include "kvplan_cpu.h"');
+  const head = out.indexOf('#include "kvplan_cpu.h"');
   out.splice(head, 0, `#define KVP_PROF_MAX ${labels.length}`);
   return { source: out.join('\n'), labels };
 }

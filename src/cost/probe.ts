@@ -122,13 +122,13 @@ function pureKernels(p: Primitives) {
  * A meter of the pure roofline (peak and bandwidth only), its buffers allocated once, read as often
  * as asked in about a second: this host's bandwidth has phases of seconds to minutes (docs/perf.md),
  * so a benchmark that holds a minute of work to one measurement taken before it holds most of that
- * work to another phase's machine. `threads`: as measureCpu's.
+ * work to another phase's machine. A reading's `threads`: as measureCpu's (0: all cores).
  */
-export async function pureRooflineMeter(threads = 0): Promise<() => Roofline> {
+export async function pureRooflineMeter(): Promise<(threads?: number) => Roofline> {
   const p = await loadPrimitives();
-  p.setThreads(threads);
   const pure = pureKernels(p);
-  return () => {
+  return (threads = 0) => {
+    p.setThreads(threads);
     let gemm = Number.POSITIVE_INFINITY;
     let stream = Number.POSITIVE_INFINITY;
     for (let pass = 0; pass < 2; pass++) {
