@@ -542,19 +542,29 @@ export async function runKernels(
           fused: null as number | null,
           diff: 0,
         };
-        for (const e of engines) {
+        const timeEngine = async (e: (typeof engines)[number], again: boolean) => {
           const label =
             e.key === 'ort' ? 'onnxruntime MatMul-Softmax-MatMul' : 'onnxruntime MultiHeadAttention';
-          if (prior(label)) continue;
+          if (prior(label)) return;
           const session = await createSession(e.bytes, threads);
           const t = await measure(() => session.run(e.feeds), { skipAboveMs: opts.skipAboveMs });
           if (t.skipped) skipNote(label, t);
+          else if (again) res.fused = Math.min(res.fused ?? t.ms, t.ms);
           else {
             res[e.key as 'ort' | 'fused'] = t.ms;
             const ref = await runFloat(session, e.feeds, 'O');
             res.diff = Math.max(res.diff, maxAbsDiff(e.headMajor ? mineHeadMajor : mine, ref));
           }
           await session.release();
+        };
+        for (const e of engines) await timeEngine(e, false);
+        // Ours and the fused op get a second block each, in alternation after the first round, and
+        // keep the better of their two medians: the host's phases last seconds, and with one block
+        // each the two could meet different phases (a row's ratio moved by up to 10% between runs).
+        const fused = engines.find((e) => e.key === 'fused');
+        if (fused && res.fused !== null) {
+          res.ours = Math.min(res.ours, (await measure(ours)).ms);
+          await timeEngine(fused, true);
         }
         out.push(res);
       }
