@@ -417,7 +417,6 @@ export async function runKernels(
         });
         // The roofline of this moment: the host's bandwidth has phases of seconds to minutes.
         const roof = roofAt?.(threads);
-        p.setThreads(threads);
         // Ours in turns; onnxruntime on its own after them: its worker threads spin after a run
         // and would take the cores from the next of ours (and OpenMP's from it).
         const [tF32, ...t16s] = await measureInTurns([f32, ...runs], { skipAboveMs: opts.skipAboveMs });

@@ -196,9 +196,8 @@ async function generatePass(
       onStep: (info) => {
         ms += info.ms;
         const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
-        // Kept for the roofline, which is measured after the pass: the sizes of this step.
-        const sizes = new Map(info.sizes);
-        const size = (d: Dim) => (typeof d === 'number' ? d : d === 'L' ? L : (sizes.get(d.slice(1)) ?? L));
+        const size = (d: Dim) =>
+          typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
         flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
         roofTimes.push((hw) => costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, hw).seconds);
       },
