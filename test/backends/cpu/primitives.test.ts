@@ -583,6 +583,73 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       expect(Buffer.from(l1.buffer).equals(Buffer.from(l2.buffer))).toBe(true);
     });
 
+    // A unit of few pairs (a cached step's query rows) takes several KV heads, walking each tile's
+    // key rows once for all of them; a unit of many pairs takes one. Either way each head's pairs
+    // get the same operations in the same order.
+    test("a query row's result does not depend on the other rows, nor on the KV heads its unit takes (bitwise)", () => {
+      for (let seed = 500; seed < 512; seed++) {
+        const kvh = [2, 4, 8, 16][seed % 4] as number;
+        const hd = [16, 64, 72][seed % 3] as number;
+        const r = rng(seed);
+        // 100 rows: units of 64-128 pairs, one KV head each.
+        const all = makeCase(seed, {
+          nq: 100,
+          nk: randInt(r, 1, 300),
+          kvh,
+          heads: kvh * (1 + (seed % 2)),
+          hd,
+        });
+        const t = {
+          ...all,
+          seqs: seed % 3 === 0 ? Int32Array.from({ length: all.L }, (_, i) => i % 2) : undefined,
+        };
+        const picked = [0, 17, 42, 63, 99];
+        const width = t.heads * t.hd;
+        const few = {
+          ...t,
+          nq: picked.length,
+          q: Float32Array.from(picked.flatMap((i) => [...t.q.subarray(i * width, (i + 1) * width)])),
+          qpos: Int32Array.from(picked, (i) => t.qpos[i] as number),
+        };
+        const run = (c: typeof t, threads: number) => {
+          p.setThreads(threads);
+          const o = new Float32Array(c.nq * width).fill(Number.NaN);
+          const lse = new Float32Array(c.nq * t.heads).fill(Number.NaN);
+          p.attention(
+            c.nq,
+            c.nk,
+            c.heads,
+            c.kvh,
+            c.hd,
+            c.scale,
+            c.q,
+            c.kc,
+            c.vc,
+            c.qpos,
+            c.kpos,
+            c.blocks,
+            o,
+            lse,
+            c.seqs,
+          );
+          return { o, lse };
+        };
+        const whole = run(t, 2);
+        for (const threads of [1, 2]) {
+          const part = run(few, threads);
+          picked.forEach((i, at) => {
+            const label = `seed ${seed} kvh=${kvh} hd=${hd} threads=${threads} row ${i}`;
+            const bits = (x: Float32Array, row: number, n: number) =>
+              Buffer.from(x.buffer, row * n * 4, n * 4);
+            expect(bits(part.o, at, width).equals(bits(whole.o, i, width)), `${label}: o`).toBe(true);
+            expect(bits(part.lse, at, t.heads).equals(bits(whole.lse, i, t.heads)), `${label}: lse`).toBe(
+              true,
+            );
+          });
+        }
+      }
+    });
+
     test('merging the partials of two key halves equals attention over all keys', () => {
       const t = makeCase(301, { nq: 30, nk: 200, heads: 4, kvh: 1, hd: 32 });
       const half = 77;

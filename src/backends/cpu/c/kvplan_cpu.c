@@ -1297,6 +1297,14 @@ void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int
 #else
 #define KV_ATT_MR KV_GEMM_MR
 #endif
+/* Units of at most KV_ATT_GROUP_PAIRS pairs take several KV heads, KV_ATT_GROUP_FLOATS floats of a
+   canvas row at most (each head's O^T and packed queries are kept a unit). */
+#ifndef KV_ATT_GROUP_PAIRS
+#define KV_ATT_GROUP_PAIRS 64
+#endif
+#ifndef KV_ATT_GROUP_FLOATS
+#define KV_ATT_GROUP_FLOATS 512
+#endif
 #ifndef KV_ATT_KT
 #define KV_ATT_KT (8 * KV_ATT_MR) /* keys per tile (a multiple of KV_ATT_MR) */
 #endif
@@ -1608,7 +1616,16 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
   const int rows = kvi_imin(qblock, nq) * group; /* pairs of the largest unit */
   const int rows_pad = (int)kvi_ceil_div(rows, KV_GEMM_NR) * KV_GEMM_NR; /* S^T and O^T row stride */
   const int qblocks = (int)kvi_ceil_div(nq, qblock);
-  const int units = qblocks * (only >= 0 ? 1 : kvh);
+  /* KV heads per unit: one, but for units of few pairs (a cached step's query rows), which read
+     every key and value once per call, from memory: a unit of one head read its hd floats of each
+     canvas row, a row (a page, at 16 heads of 64) apart, and waited on every one of them. A unit of
+     several heads walks each tile's rows once for all of them, hg * hd contiguous floats a row.
+     Each head's pairs get the same operations in the same order either way. */
+  const int per_thread = (int)kvi_ceil_div(kvh, kvi_imin(kvh, kv_get_threads()));
+  const int hg = only >= 0 || rows > KV_ATT_GROUP_PAIRS
+                     ? 1
+                     : kvi_imin(per_thread, KV_ATT_GROUP_FLOATS / hd > 1 ? KV_ATT_GROUP_FLOATS / hd : 1);
+  const int units = qblocks * (only >= 0 ? 1 : (int)kvi_ceil_div(kvh, hg));
   const int64_t hstride = (int64_t)kvh * hd; /* canvas row stride */
   /* Scores in log2 units: the scale and log2(e) are folded into the packed queries. */
   const float qscale = scale * 1.44269504088896341f;
@@ -1636,11 +1653,12 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
 #pragma omp parallel if (work > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
-    float *qpack = kvi_aligned_buffer((size_t)rows_pad * hd);
+    /* Per head of a unit: packed queries, O^T, running max and sum. */
+    float *qpacks = kvi_aligned_buffer((size_t)hg * rows_pad * hd);
     float *st = kvi_aligned_buffer((size_t)KV_ATT_KT * rows_pad);
-    float *ot = kvi_aligned_buffer((size_t)hd * rows_pad);
-    float *mrow = kvi_aligned_buffer((size_t)rows_pad);
-    float *lrow = kvi_aligned_buffer((size_t)rows_pad);
+    float *ots = kvi_aligned_buffer((size_t)hg * hd * rows_pad);
+    float *mrows = kvi_aligned_buffer((size_t)hg * rows_pad);
+    float *lrows = kvi_aligned_buffer((size_t)hg * rows_pad);
     int32_t *qb = kvi_aligned_buffer((size_t)rows_pad);
     int32_t *qs = kvi_aligned_buffer((size_t)rows_pad);
     int32_t kb[KV_ATT_KT];
@@ -1651,7 +1669,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
 #endif
     for (int u = 0; u < units; u++) {
       /* Head-major: consecutive units read the same keys and values, which stay in cache. */
-      const int g = only >= 0 ? only : u / qblocks;
+      const int g0 = only >= 0 ? only : (u / qblocks) * hg;
+      const int ng = only >= 0 ? 1 : kvi_imin(hg, kvh - g0);
       const int i0 = (u % qblocks) * qblock;
       const int nqi = kvi_imin(qblock, nq - i0);
       const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
@@ -1661,18 +1680,24 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
          sums are the same either way. */
       const int narrow_last = KV_GEMM_NV > 1 && nr - (npan - 1) * KV_GEMM_NR <= KV_VL;
       const int width = npan * KV_GEMM_NR - (narrow_last ? KV_GEMM_NR - KV_VL : 0);
-      /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
-      for (int pn = 0; pn < npan; pn++)
-        kvi_pack_pairs(pn * KV_GEMM_NR, nr, group, heads, hd, qscale, q + ((int64_t)i0 * heads + g * group) * hd,
-                       qpack + (int64_t)pn * KV_GEMM_NR * hd);
+      for (int hi = 0; hi < ng; hi++) {
+        /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
+        const float *qh = q + ((int64_t)i0 * heads + (g0 + hi) * group) * hd;
+        for (int pn = 0; pn < npan; pn++)
+          kvi_pack_pairs(pn * KV_GEMM_NR, nr, group, heads, hd, qscale, qh,
+                         qpacks + ((int64_t)hi * rows_pad + pn * KV_GEMM_NR) * hd);
+        for (int d = 0; d < hd; d++)
+          memset(ots + ((int64_t)hi * hd + d) * rows_pad, 0, sizeof(float) * (size_t)width);
+        for (int rho = 0; rho < width; rho++) {
+          mrows[(int64_t)hi * rows_pad + rho] = -INFINITY;
+          lrows[(int64_t)hi * rows_pad + rho] = 0.0f;
+        }
+      }
       for (int rho = 0; rho < width; rho++) {
-        mrow[rho] = -INFINITY;
-        lrow[rho] = 0.0f;
         /* Padding pairs see nothing (INT32_MIN is below every block, -1 for the prompt included). */
         qb[rho] = rho < nr ? (blocks ? blocks[qpos[i0 + rho / group]] : 0) : INT32_MIN;
         qs[rho] = rho < nr && seqs ? seqs[qpos[i0 + rho / group]] : 0;
       }
-      for (int d = 0; d < hd; d++) memset(ot + (int64_t)d * rows_pad, 0, sizeof(float) * (size_t)width);
 
       /* The sequences of the unit's pairs: runs of keys of other sequences are not visited, so
          that a batch's attention grows with its rows, not with rows times keys. */
@@ -1697,80 +1722,90 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           int any = 0;
           for (int t = 0; t < tl; t++) {
             kb[t] = blocks ? blocks[kpos[t0 + t]] : 0;
-            const int seen = kb[t] <= qb_max;
-            any |= seen;
-            const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)g * hd;
-            krows[t] = seen ? kcanvas + base : kvi_zero_row(hd);
-            vrows[t] = seen ? vcanvas + base : kvi_zero_row(hd);
+            any |= kb[t] <= qb_max;
           }
           if (!any) continue; /* no pair of this unit sees any key of the tile */
-          const int tpad = (int)kvi_ceil_div(tl, KV_ATT_MR) * KV_ATT_MR;
-          for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
-          /* S^T = K Q^T for the tile. */
-          for (int tb = 0; tb < tpad; tb += KV_ATT_MR)
-            for (int pn = 0; pn < npan; pn++)
-              (narrow_last && pn == npan - 1 ? kvi_micro_qk1 : kvi_micro_qk)(
-                  hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
-                  rows_pad);
-          /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
-          for (int c = 0; c < width;) {
-            if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
-              kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
-              c += KV_ATT_SOFTMAX_NV * KV_VL;
-            } else if (width - c >= KV_GEMM_NR) {
-              kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
-              c += KV_GEMM_NR;
-            } else {
-              kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
-              c += KV_VL;
+          for (int hi = 0; hi < ng; hi++) {
+            const float *qpack = qpacks + (int64_t)hi * rows_pad * hd;
+            float *ot = ots + (int64_t)hi * hd * rows_pad;
+            float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
+            for (int t = 0; t < tl; t++) {
+              const int64_t base = (int64_t)kpos[t0 + t] * hstride + (int64_t)(g0 + hi) * hd;
+              krows[t] = kb[t] <= qb_max ? kcanvas + base : kvi_zero_row(hd);
+              vrows[t] = kb[t] <= qb_max ? vcanvas + base : kvi_zero_row(hd);
             }
-          }
-          /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
-             of 12) loads the same P vectors as a full one for a third of its FMAs, so the last
-             full block and it are split in two halves instead (8 + 8). */
-          const int rem = hd % KV_ATT_MR;
-          const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
-          const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
-          for (int pn = 0; pn < npan; pn++) {
-            const float *p = st + pn * KV_GEMM_NR;
-            float *opan = ot + pn * KV_GEMM_NR;
-            const int narrow = narrow_last && pn == npan - 1;
-            int d0 = 0;
-            for (; d0 < full_end; d0 += KV_ATT_MR)
-              kvi_pv_full(narrow, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-            if (halves) {
-              const int h1 = (hd - d0 + 1) / 2;
-              kvi_pv_part(narrow, h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-              d0 += h1;
+            const int tpad = (int)kvi_ceil_div(tl, KV_ATT_MR) * KV_ATT_MR;
+            for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
+            /* S^T = K Q^T for the tile. */
+            for (int tb = 0; tb < tpad; tb += KV_ATT_MR)
+              for (int pn = 0; pn < npan; pn++)
+                (narrow_last && pn == npan - 1 ? kvi_micro_qk1 : kvi_micro_qk)(
+                    hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
+                    rows_pad);
+            /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
+            for (int c = 0; c < width;) {
+              if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
+                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                c += KV_ATT_SOFTMAX_NV * KV_VL;
+              } else if (width - c >= KV_GEMM_NR) {
+                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                c += KV_GEMM_NR;
+              } else {
+                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                c += KV_VL;
+              }
             }
-            if (d0 < hd)
-              kvi_pv_part(narrow, hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+            /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
+               of 12) loads the same P vectors as a full one for a third of its FMAs, so the last
+               full block and it are split in two halves instead (8 + 8). */
+            const int rem = hd % KV_ATT_MR;
+            const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
+            const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
+            for (int pn = 0; pn < npan; pn++) {
+              const float *p = st + pn * KV_GEMM_NR;
+              float *opan = ot + pn * KV_GEMM_NR;
+              const int narrow = narrow_last && pn == npan - 1;
+              int d0 = 0;
+              for (; d0 < full_end; d0 += KV_ATT_MR)
+                kvi_pv_full(narrow, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+              if (halves) {
+                const int h1 = (hd - d0 + 1) / 2;
+                kvi_pv_part(narrow, h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+                d0 += h1;
+              }
+              if (d0 < hd)
+                kvi_pv_part(narrow, hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+            }
           }
         }
       }
       /* Normalise and write out; the log-sum-exp back in natural units. */
-      for (int c0 = 0; c0 < nr; c0 += KV_VL) {
-        const int np = kvi_imin(KV_VL, nr - c0);
-        float inv[KV_VL];
-        float *dst[KV_VL];
-        for (int j = 0; j < np; j++) {
-          const int rho = c0 + j;
-          const int64_t ih = (int64_t)(i0 + rho / group) * heads + g * group + rho % group;
-          dst[j] = o + ih * hd;
-          inv[j] = lrow[rho] > 0.0f ? 1.0f / lrow[rho] : 0.0f;
-          lse[ih] = lrow[rho] > 0.0f ? (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f : -INFINITY;
+      for (int hi = 0; hi < ng; hi++) {
+        const float *ot = ots + (int64_t)hi * hd * rows_pad;
+        const float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
+        for (int c0 = 0; c0 < nr; c0 += KV_VL) {
+          const int np = kvi_imin(KV_VL, nr - c0);
+          float inv[KV_VL];
+          float *dst[KV_VL];
+          for (int j = 0; j < np; j++) {
+            const int rho = c0 + j;
+            const int64_t ih = (int64_t)(i0 + rho / group) * heads + (g0 + hi) * group + rho % group;
+            dst[j] = o + ih * hd;
+            inv[j] = lrow[rho] > 0.0f ? 1.0f / lrow[rho] : 0.0f;
+            lse[ih] = lrow[rho] > 0.0f ? (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f : -INFINITY;
+          }
+          kvi_unpack_pairs(np, hd, ot + c0, rows_pad, inv, dst);
+          /* A pair that saw no key is 0, whatever its O^T holds. */
+          for (int j = 0; j < np; j++)
+            if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
         }
-        kvi_unpack_pairs(np, hd, ot + c0, rows_pad, inv, dst);
-        /* A pair that saw no key is 0, whatever its O^T holds. */
-        for (int j = 0; j < np; j++)
-          if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
       }
     }
-    free(qpack);
+    free(qpacks);
     free(st);
-    free(ot);
-    free(mrow);
-    free(lrow);
+    free(ots);
+    free(mrows);
+    free(lrows);
     free(qb);
     free(qs);
   }
