@@ -71,6 +71,12 @@ function timed<A extends unknown[], R>(f: (...a: A) => R, add: (ms: number) => v
   };
 }
 
+/** A step's size of each dim: its index list's length (`#rows.0`: sizes `rows.0`), L for the canvas. */
+export const stepSize =
+  (L: number, sizes: ReadonlyMap<string, number>) =>
+  (d: Dim): number =>
+    typeof d === 'number' ? d : d === 'L' ? L : (sizes.get(d.slice(1)) ?? L);
+
 /** Seconds of some work on a machine's pure roofline. */
 type RooflineTime = (hw: Roofline) => number;
 
@@ -196,8 +202,7 @@ async function generatePass(
       onStep: (info) => {
         ms += info.ms;
         const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
-        const size = (d: Dim) =>
-          typeof d === 'number' ? d : d === 'L' ? L : (info.sizes.get(d.slice(1)) ?? L);
+        const size = stepSize(L, info.sizes);
         flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
         roofTimes.push((hw) => costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, hw).seconds);
       },

@@ -9,17 +9,28 @@
  * one statement of one stage function (a function several layers share counts them all): its
  * share of the time inside the stages, its calls and its mean time a call. What the stages do not
  * cover (host work between them) is the step time less their sum.
+ *
+ * A second table holds each kernel of the plan's IR to its roofline: the statements of a kernel
+ * (those after its `/* kernel ... *\/` comment in a stage function) against the kernel costed at
+ * max(FLOPs / peak, bytes / bandwidth) with each step's index-list sizes, summed over the steps
+ * (costKernel, as `bench policies` costs a step), the peak and the bandwidth read just before and
+ * just after the measured generation (their mean). Rows are ordered by the time lost to the
+ * roofline. Score probes run outside the stage functions and are in neither table.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import koffi from 'koffi';
 import { compileLibrary, openLibrary } from '../src/backends/cpu/compiler.ts';
 import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
+import { pureRooflineMeter } from '../src/cost/probe.ts';
+import { costKernel, type Roofline } from '../src/cost/roofline.ts';
 import { checkSource } from '../src/dsl/check.ts';
 import { createRng, randomWeights } from '../src/model/weights.ts';
+import { compilePlan } from '../src/passes/compile.ts';
+import type { KernelProgram } from '../src/passes/kernelIR.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
-import { benchModel } from './policies.ts';
+import { benchModel, stepSize } from './policies.ts';
 import { timedGeneration } from './timing.ts';
 
 const usage =
@@ -66,14 +77,16 @@ const L = promptLen + genLen;
 const build = buildCpu(plan as NonNullable<typeof plan>, config, L);
 
 /** The plan's source with a clock around every top-level statement of its stage functions. */
-function instrument(source: string): { source: string; labels: string[] } {
+function instrument(source: string): { source: string; labels: string[]; owners: string[] } {
   const out: string[] = [];
   const labels: string[] = [];
+  const owners: string[] = [];
   let fn = '';
   let kernel = '';
   let block: string[] | undefined;
   const timed = (statement: string[]) => {
     labels.push(`${fn} ${kernel}: ${statement.join(' ').replace(/\s+/g, ' ').trim().slice(0, 70)}`);
+    owners.push(kernelKey(fn, kernel));
     const id = labels.length - 1;
     out.push('  { const int64_t kvp_t0 = kvp_prof_now();', ...statement);
     out.push(`  KVP_NS[${id}] += kvp_prof_now() - kvp_t0; KVP_CALLS[${id}]++; }`);
@@ -118,10 +131,31 @@ function instrument(source: string): { source: string; labels: string[] } {
     throw new Error('no statement of the generated C was recognised: has its layout changed?');
   const head = out.indexOf('#include "kvplan_cpu.h"');
   out.splice(head, 0, `#define KVP_PROF_MAX ${labels.length}`);
-  return { source: out.join('\n'), labels };
+  return { source: out.join('\n'), labels, owners };
 }
 
-const { source, labels } = instrument(build.source);
+/** A kernel as a function of the generated C holds it: `layer.3/2.gemm` is `2.gemm` there. */
+function kernelKey(fn: string, kernel: string): string {
+  return `${fn} ${kernel.replace(/^[^/]*\//, '')}`;
+}
+
+/** The function each stage runs: a shared one its wrapper calls, or its own. */
+function stageFunctions(source: string): (stage: string) => string {
+  const shared = new Map(
+    [...source.matchAll(/^void (kvp_\w+)\(const int32_t \*N\) \{ (kvp_shared_\d+)\(/gm)].map(
+      (m) => [m[1] as string, m[2] as string] as const,
+    ),
+  );
+  return (stage) => shared.get(stage) ?? stage;
+}
+
+/** The C function of phase `phase` that runs IR kernel `name` (`layer.3/2.gemm`, `head/1.logits`). */
+function functionOf(fnOf: (stage: string) => string, phase: string, name: string): string {
+  const stage = (name.split('/')[0] as string).replace(/^layer\./, 'layer_');
+  return fnOf(`kvp_${phase}_${stage}`);
+}
+
+const { source, labels, owners } = instrument(build.source);
 const compiled = compileLibrary(source, {
   flags: ['-O2', '-march=native', '-fPIC', '-shared', '-std=c11'],
   against: build.primitives,
@@ -136,10 +170,17 @@ const lib = openLibrary(compiled, ['kvp_prof_ns', 'kvp_prof_calls']);
 const counters = (name: string) =>
   new BigInt64Array(koffi.view(lib.func(`int64_t *${name}(void)`)(), 8 * labels.length));
 const [ns, calls] = [counters('kvp_prof_ns'), counters('kvp_prof_calls')];
+const { state } = compilePlan(plan as NonNullable<typeof plan>, config, { target: 'cpu', canvas: L });
+const programs = state.kernels as ReadonlyMap<string, KernelProgram>;
+const meter = await pureRooflineMeter();
 let stepMs = 0;
+let steps: { phase: 'refresh' | 'cached'; sizes: ReadonlyMap<string, number> }[] = [];
+let around: Roofline[] = [];
 for (const measured of [false, true]) {
   ns.fill(0n);
   calls.fill(0n);
+  steps = [];
+  if (measured) around = [meter()];
   stepMs = (
     await timedGeneration(
       plan as NonNullable<typeof plan>,
@@ -148,9 +189,10 @@ for (const measured of [false, true]) {
       { config, weights },
       prompt,
       genLen,
+      (info) => steps.push({ phase: info.phase, sizes: info.sizes }),
     )
   ).ms;
-  if (measured) break;
+  if (measured) around.push(meter());
 }
 
 const rows = labels
@@ -168,5 +210,45 @@ console.log(
     rows
       .slice(0, top)
       .map((r) => [r.label, fmt(r.ns / inStages), String(r.calls), fmt(r.ns / r.calls / 1e3)]),
+  ),
+);
+
+// Each kernel's statements against its roofline time, summed over the steps.
+const fnOf = stageFunctions(build.source);
+const measuredNs = new Map<string, number>();
+owners.forEach((key, i) => {
+  measuredNs.set(key, (measuredNs.get(key) ?? 0) + Number(ns[i]));
+});
+const roofSeconds = new Map<string, number>();
+for (const { phase, sizes } of steps) {
+  const program = programs.get(phase) as KernelProgram;
+  const s = { dim: stepSize(L, sizes), batch: 1, weightBytes: 4 };
+  for (const k of program.kernels) {
+    const key = kernelKey(functionOf(fnOf, phase, k.name), k.name);
+    const seconds = around.reduce((a, hw) => a + costKernel(k, program, s, hw).seconds, 0) / around.length;
+    roofSeconds.set(key, (roofSeconds.get(key) ?? 0) + seconds);
+  }
+}
+const unowned = [...roofSeconds.keys()].filter((key) => !measuredNs.has(key));
+if (unowned.length > 0)
+  throw new Error(`kernels of the IR with no statement timed in the generated C: ${unowned.join(', ')}`);
+const kernelRows = [...measuredNs.keys()]
+  .map((key) => ({ key, ms: (measuredNs.get(key) ?? 0) / 1e6, roof: (roofSeconds.get(key) ?? 0) * 1e3 }))
+  .filter((r) => r.ms > 0 || r.roof > 0)
+  .sort((a, b) => b.ms - b.roof - (a.ms - a.roof));
+const roofTotal = kernelRows.reduce((a, r) => a + r.roof, 0);
+const hw = around
+  .map((r) => `${fmt(r.peakFlops / 1e9)} GFLOP/s, ${fmt(r.bandwidth / 1e9)} GB/s`)
+  .join(' -> ');
+console.log(
+  `\nkernels against their roofline (${hw}): ${fmt(roofTotal)} ms of roofline, ` +
+    `${fmt(roofTotal / stepMs)} of the step time\n`,
+);
+console.log(
+  table(
+    ['function, kernel', 'ms', 'roofline ms', 'of roofline', 'lost ms'],
+    kernelRows
+      .slice(0, top)
+      .map((r) => [r.key, fmt(r.ms), fmt(r.roof), r.ms > 0 ? fmt(r.roof / r.ms) : '-', fmt(r.ms - r.roof)]),
   ),
 );

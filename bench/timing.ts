@@ -6,7 +6,7 @@ import type { CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
 import type { CheckedPlan } from '../src/dsl/check.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import type { Weights } from '../src/model/weights.ts';
-import { simulateGeneration } from '../src/runtime/simulate.ts';
+import { type StepInfo, simulateGeneration } from '../src/runtime/simulate.ts';
 
 export interface Timing {
   /** Median milliseconds of one call. */
@@ -179,6 +179,7 @@ export async function timedGeneration(
   model: { readonly config: ModelConfig; readonly weights: Weights },
   prompt: Int32Array,
   genLen: number,
+  onStep?: (info: StepInfo) => void,
 ): Promise<{ tokens: Int32Array; steps: number; ms: number }> {
   let ms = 0;
   let steps = 0;
@@ -192,6 +193,7 @@ export async function timedGeneration(
     onStep: (info) => {
       ms += info.ms;
       steps++;
+      onStep?.(info);
     },
   });
   return { tokens: r.tokens, steps, ms };
