@@ -20,6 +20,7 @@ import {
 } from '../walk.ts';
 import type { CpuManifest, Slot, SlotKind, StageEntry } from './manifest.ts';
 import { inPlaceOverlays, type Overlay } from './overlays.ts';
+import { gatheredPlacements } from './placements.ts';
 import { type CPointwise, pointwise } from './pointwise.ts';
 import { type StageCode, shareStages } from './share.ts';
 import { slotTable } from './slots.ts';
@@ -142,6 +143,7 @@ class CStage extends Target<string> {
   readonly lines: string[] = [];
   readonly inputs: Record<string, number> = {};
   readonly overlays: ReadonlyMap<number, Overlay>;
+  readonly placements: ReadonlyMap<number, readonly Value[]>;
 
   constructor(
     readonly r: Renderer,
@@ -150,6 +152,7 @@ class CStage extends Target<string> {
   ) {
     super(r.maxCanvas);
     this.overlays = inPlaceOverlays(stage);
+    this.placements = gatheredPlacements(stage);
   }
 
   error(message: string): Error {
@@ -330,8 +333,14 @@ const emitters: Emitters<string, CStage> = {
     const r0 = ins.results[0] as Value;
     const vals = c.arg(ins, 0);
     const o = c.out(r0);
-    t.emit(`memset(${o}, 0, ${bytes(t.r.dim('L'), t.w(r0))});`);
-    t.emit(`kv_copy_rows(${t.rows(vals)}, ${t.w(r0)}, ${c.plain(vals)}, 0, ${o}, ${c.ptr(c.arg(ins, 1))});`);
+    const [rows, L] = [c.arg(ins, 1), t.r.dim('L')];
+    const clear = `memset(${o}, 0, ${bytes(L, t.w(r0))});`;
+    // Read only at gathered rows: cleared unless every one of them is placed.
+    const within = (t.placements.get(r0.id) ?? []).map(
+      (list) => `kv_rows_within(${t.rows(list)}, ${c.ptr(list)}, ${t.rows(rows)}, ${c.ptr(rows)}, ${L})`,
+    );
+    t.emit(within.length > 0 ? `if (!(${within.join(' && ')})) ${clear}` : clear);
+    t.emit(`kv_copy_rows(${t.rows(vals)}, ${t.w(r0)}, ${c.plain(vals)}, 0, ${o}, ${c.ptr(rows)});`);
   },
   rmsnorm: (ins, c, t) => {
     const r0 = ins.results[0] as Value;
