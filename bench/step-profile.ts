@@ -231,7 +231,10 @@ for (const { phase, sizes } of steps) {
 }
 const unowned = [...roofSeconds.keys()].filter((key) => !measuredNs.has(key));
 if (unowned.length > 0)
-  throw new Error(`kernels of the IR with no statement timed in the generated C: ${unowned.join(', ')}`);
+  throw new Error(
+    `${unowned.length} kernels of the IR have no statement timed in the generated C (` +
+      `${unowned.slice(0, 3).join(', ')}${unowned.length > 3 ? ', …' : ''}): has its layout changed?`,
+  );
 const kernelRows = [...measuredNs.keys()]
   .map((key) => ({ key, ms: (measuredNs.get(key) ?? 0) / 1e6, roof: (roofSeconds.get(key) ?? 0) * 1e3 }))
   .filter((r) => r.ms > 0 || r.roof > 0)
