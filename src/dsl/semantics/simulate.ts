@@ -1,4 +1,5 @@
 import type { CacheStmt, Expr, Segment, SelectStmt, Stmt } from '../ast.ts';
+import { builtins } from '../builtins.ts';
 import { type Diagnostic, error } from '../diagnostics.ts';
 import { printExpr } from '../printer.ts';
 import { forEachChild, type TypedPlan } from '../typecheck.ts';
@@ -149,6 +150,13 @@ export function standInScores(
   };
 }
 
+/**
+ * Scores whose decode order the plan can know: `age` and `position` are the simulation's own, and a
+ * `random` order is drawn per generation, which `targets` and `next_targets` follow whatever the
+ * draw. An order by any other score comes from the model's predictions.
+ */
+const fixedScores: ReadonlySet<string> = new Set(['age', 'position', 'random']);
+
 /** The prediction row of each position of a plan: the one before it under ar_shift. */
 export const predictionRowOf =
   (typed: TypedPlan) =>
@@ -205,6 +213,8 @@ class Simulation {
   private readonly rules: readonly LayerRules[];
   /** The plan's step semantics, the very decisions the runtime's inspector takes. */
   private readonly stepper: PlanStepper;
+  /** Whether the decode order comes from the model's predictions (see fixedScores). */
+  private readonly orderFromData: boolean;
 
   constructor(
     private readonly typed: TypedPlan,
@@ -213,6 +223,13 @@ class Simulation {
     private readonly trace: SimulationTrace = {},
   ) {
     this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
+    const by = typed.decode.by;
+    this.orderFromData =
+      !by ||
+      refersTo(by, (e) => {
+        const name = e.kind === 'name' ? e.name : e.kind === 'call' ? e.callee.name : undefined;
+        return name !== undefined && builtins[name]?.type === 'score' && !fixedScores.has(name);
+      });
     this.L = this.canvas.length;
     this.logitsStep = new Int32Array(this.L).fill(-1);
     this.causal = isBlockCausal(typed);
@@ -386,18 +403,33 @@ class Simulation {
     }
   }
 
+  /**
+   * The predictions the decode rule reads this step: those of the positions it chose, or, when its
+   * order comes from the model's predictions, of every candidate, since the stand-in scores only
+   * sample the choices a run can make (a plan that computed the chosen rows' predictions here read
+   * a never-computed one on a model, with ar_shift).
+   */
   private checkPredictions(chosen: number[]): void {
     const c = this.canvas;
     const d = this.typed.decode;
     const fresh = this.visibleChange();
-    for (const i of chosen) {
+    const picked = new Set(chosen);
+    const read = this.orderFromData
+      ? [...chosen, ...this.stepper.decideCandidates().filter((i) => !picked.has(i))]
+      : chosen;
+    for (const i of read) {
       const row = this.predictionRow(i);
       if (row < 0) continue;
       const at = this.logitsStep[row] ?? -1;
       if (at < c.tokenSince(row)) {
         this.fail(
           d.span,
-          `the decode rule reads the prediction of ${describePositions(c, [i])} ${when(c)}, but ${d.arShift ? `row ${row} (ar_shift)` : 'that row'} was never computed since its token last changed`,
+          `the decode rule ${picked.has(i) ? 'reads the prediction of' : 'may commit'} ${describePositions(c, [i])} ${when(c)}, but ${d.arShift ? `row ${row} (ar_shift)` : 'that row'} was never computed since its token last changed`,
+          picked.has(i)
+            ? []
+            : [
+                "note: its order comes from the model's predictions, so a run may commit any of its candidates",
+              ],
         );
       } else if (at < fresh(row)) this.approx.staleLogits.add(rowClass(c, i));
     }

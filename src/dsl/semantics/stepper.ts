@@ -428,6 +428,17 @@ export class PlanStepper {
     return decodeCandidates(this.typed.decode, this.env());
   }
 
+  /** The candidates `decide` ranks, evaluated as it evaluates them (at the end of the step). */
+  decideCandidates(): number[] {
+    const wasEnd = this.endOfStep;
+    this.endOfStep = true;
+    try {
+      return members(this.candidates());
+    } finally {
+      this.endOfStep = wasEnd;
+    }
+  }
+
   get decodeRule(): DecodeStmt {
     return this.typed.decode;
   }
