@@ -405,9 +405,9 @@ class Simulation {
 
   /**
    * The predictions the decode rule reads this step: those of the positions it chose, or, when its
-   * order comes from the model's predictions, of every candidate, since the stand-in scores only
-   * sample the choices a run can make (a plan that computed the chosen rows' predictions here read
-   * a never-computed one on a model, with ar_shift).
+   * order comes from the model's predictions, of every candidate with a prediction, since the
+   * stand-in scores only sample the choices a run can make (a plan that computed the chosen rows'
+   * predictions here read, on a model and under ar_shift, one made before its row's token changed).
    */
   private checkPredictions(chosen: number[]): void {
     const c = this.canvas;
@@ -421,6 +421,9 @@ class Simulation {
       const row = this.predictionRow(i);
       if (row < 0) continue;
       const at = this.logitsStep[row] ?? -1;
+      // A row never predicted ranks last (its score is the score's `none`), so where the rule did
+      // not choose it here, the ones a run ranks above it are the ones that can be chosen.
+      if (!picked.has(i) && at < 0) continue;
       if (at < c.tokenSince(row)) {
         this.fail(
           d.span,
