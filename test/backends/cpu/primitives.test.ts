@@ -603,14 +603,13 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           ...all,
           seqs: seed % 3 === 0 ? Int32Array.from({ length: all.L }, (_, i) => i % 2) : undefined,
         };
-        const picked = [0, 17, 42, 63, 99];
         const width = t.heads * t.hd;
-        const few = {
+        const few = (picked: number[]) => ({
           ...t,
           nq: picked.length,
           q: Float32Array.from(picked.flatMap((i) => [...t.q.subarray(i * width, (i + 1) * width)])),
           qpos: Int32Array.from(picked, (i) => t.qpos[i] as number),
-        };
+        });
         const run = (c: typeof t, threads: number) => {
           p.setThreads(threads);
           const o = new Float32Array(c.nq * width).fill(Number.NaN);
@@ -635,8 +634,15 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           return { o, lse };
         };
         const whole = run(t, 2);
-        for (const threads of [1, 2]) {
-          const part = run(few, threads);
+        // Five rows; and one, 17 and 33, whose last pair a head (one KV head a query head) is a
+        // leftover one, computed alone (kvi_left_tile), where among 100 it is in a panel.
+        const sets = [
+          [0, 17, 42, 63, 99],
+          [42],
+          ...[17, 33].map((n) => Array.from({ length: n }, (_, i) => 3 * i)),
+        ];
+        for (const [threads, picked] of [1, 2].flatMap((n) => sets.map((s) => [n, s] as const))) {
+          const part = run(few(picked), threads);
           picked.forEach((i, at) => {
             const label = `seed ${seed} kvh=${kvh} hd=${hd} threads=${threads} row ${i}`;
             const bits = (x: Float32Array, row: number, n: number) =>

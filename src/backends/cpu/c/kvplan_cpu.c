@@ -207,6 +207,14 @@ static float *kvi_thread_buffer(size_t floats) {
   }
   return buffer;
 }
+/* Floats rounded up to whole cache lines. */
+static inline size_t kvi_lines(size_t floats) { return (floats + 15) / 16 * 16; }
+/* The next n floats of a buffer carved into line-aligned pieces. */
+static inline float *kvi_carve(float **at, size_t n) {
+  float *p = *at;
+  *at += kvi_lines(n);
+  return p;
+}
 
 /*
  * Fault injection, for the mutation test only (src/backends/fault.ts): a translation unit that
@@ -1571,6 +1579,118 @@ static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const
 }
 
 /* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
+/*
+ * kt[d][j0 + t] = K[j0 + t][d] for the 16 keys of one block (rows[t], hd floats each) at the given
+ * kv head, kt rows `ld` apart. With 16-float vectors, 16 x 16 squares are transposed in registers
+ * (kvi_transpose16), where element by element the transpose cost a load and a store per float and
+ * was most of a one-row probe; shuffles by index vectors built in a loop were not constant-folded
+ * and cost as much again.
+ */
+static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, int64_t ld) {
+  int d0 = 0;
+#if KV_VL == 16
+  for (; d0 + 16 <= hd; d0 += 16) {
+    __m512 r[16];
+    for (int t = 0; t < 16; t++) r[t] = _mm512_loadu_ps(rows[t] + d0);
+    kvi_transpose16(r);
+    for (int d = 0; d < 16; d++) _mm512_storeu_ps(kt + (int64_t)(d0 + d) * ld, r[d]);
+  }
+#endif
+  for (; d0 < hd; d0++)
+    for (int t = 0; t < 16; t++) kt[(int64_t)d0 * ld + t] = rows[t][d0];
+}
+
+#if KV_VL == 16
+/*
+ * Pairs past a unit's last whole vector, at most KV_ATT_LEFT: a cached step's 17 query rows are 16
+ * pairs a head and one more, and that one filled a vector of its own, 15 lanes of padding through
+ * every multiply-add of K Q^T and V^T P^T. Such a pair is computed alone instead, with the keys of
+ * the tile in the lanes (K transposed once a tile for all of them) and then hd in the lanes:
+ * K Q^T sums over d in order from 0, the softmax keeps the panels' max, exp2 and sums in key order,
+ * and O[d] adds its keys in order, so every bit is the one the pair had in a panel. kt holds the
+ * tile's K^T (rows KV_ATT_KT16 apart), e its scores; lq the pairs' scaled queries, lo their O (hd
+ * floats each), lm and ll their running max and sum; qb and qs their blocks and sequences.
+ */
+#define KV_ATT_LEFT 1
+#define KV_ATT_KT16 ((KV_ATT_KT + 15) / 16 * 16) /* kt's row stride */
+static void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb, int32_t ts, const int32_t *qb,
+                          const int32_t *qs, const float *const *krows, const float *const *vrows, float *kt,
+                          float *e, const float *lq, float *lo, float *lm, float *ll) {
+  enum { NVK = KV_ATT_KT16 / 16 }; /* key vectors of a tile: a constant, so that they stay in registers */
+  for (int t0 = 0; t0 < tl; t0 += 16) {
+    const float *rows[16];
+    for (int t = 0; t < 16; t++) rows[t] = krows[t0 + t < tl ? t0 + t : t0]; /* lanes past tl: never read */
+    kvi_transpose_keys(rows, hd, kt + t0, KV_ATT_KT16);
+  }
+  __mmask16 inside[NVK]; /* the lanes of keys t < tl */
+  for (int v = 0; v < NVK; v++)
+    inside[v] = (__mmask16)(tl - v * 16 >= 16 ? 0xffff : tl - v * 16 > 0 ? (1u << (tl - v * 16)) - 1 : 0);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int j = 0; j < left; j++) {
+    const float *q = lq + (int64_t)j * hd;
+    /* S = K q, each key's sum over d in order; lanes past tl hold what kt held, and are dropped. */
+    __m512 sv[NVK];
+    for (int v = 0; v < NVK; v++) sv[v] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+      const __m512 qd = _mm512_set1_ps(q[d]);
+      const float *kd = kt + (int64_t)d * KV_ATT_KT16;
+      for (int v = 0; v < NVK; v++) sv[v] = _mm512_fmadd_ps(_mm512_load_ps(kd + v * 16), qd, sv[v]);
+    }
+    __m512 mxv = ninf;
+    __mmask16 nan = 0;
+    for (int v = 0; v < NVK; v++) {
+      __mmask16 keep = inside[v];
+      if (masked)
+        keep &= _mm512_cmp_epi32_mask(_mm512_loadu_si512((const void *)(kb + v * 16)), _mm512_set1_epi32(qb[j]),
+                                      _MM_CMPINT_LE) &
+                (qs[j] == ts ? 0xffff : 0);
+      sv[v] = _mm512_mask_mov_ps(ninf, keep, sv[v]);
+      nan |= _mm512_cmp_ps_mask(sv[v], sv[v], _CMP_UNORD_Q);
+      mxv = _mm512_max_ps(mxv, sv[v]);
+    }
+    float mx = _mm512_reduce_max_ps(mxv);
+    if (nan) {
+      /* vmaxps(a, b) is a > b ? a : b: with a NaN score the panels' max depends on the order of
+         the keys, which this follows. */
+      for (int v = 0; v < NVK; v++) _mm512_store_ps(e + v * 16, sv[v]);
+      mx = -INFINITY;
+      for (int t = 0; t < tl; t++) mx = mx > e[t] ? mx : e[t];
+    }
+    const float mold = lm[j];
+    const float mnew = mold > mx ? mold : mx;
+    const float al = _mm512_cvtss_f32((__m512)kvi_vexp2_neg(kvi_vsplat(mold - mnew)));
+    const __m512 mv = _mm512_set1_ps(mnew);
+    for (int v = 0; v < NVK; v++)
+      _mm512_store_ps(e + v * 16, (__m512)kvi_vexp2_neg((kvi_vf)_mm512_sub_ps(sv[v], mv)));
+    float sum = 0.0f;
+    for (int t = 0; t < tl; t++) sum += e[t];
+    ll[j] = ll[j] * al + sum;
+    lm[j] = mnew;
+    float *o = lo + (int64_t)j * hd;
+    const __m512 alv = _mm512_set1_ps(al);
+    /* O = O * al, then O += e[t] V[t] key after key; four vectors of hd at a time. */
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+      __mmask16 mk[4];
+      __m512 acc[4];
+      for (int c = 0; c < 4; c++) {
+        const int w = hd - d0 - c * 16;
+        mk[c] = (__mmask16)(w >= 16 ? 0xffff : w > 0 ? (1u << w) - 1 : 0);
+        acc[c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[c], o + d0 + c * 16), alv);
+      }
+      for (int t = 0; t < tl; t++) {
+        const __m512 p = _mm512_set1_ps(e[t]);
+        const float *vr = vrows[t] + d0;
+        for (int c = 0; c < 4; c++) acc[c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk[c], vr + c * 16), p, acc[c]);
+      }
+      for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o + d0 + c * 16, mk[c], acc[c]);
+    }
+  }
+}
+#else
+#define KV_ATT_LEFT 0
+#define KV_ATT_KT16 KV_ATT_KT
+#endif
+
 #define KV_MAX_HEAD_DIM 1024
 static const float *kvi_zero_row(int hd) {
   static const float zeros[KV_MAX_HEAD_DIM];
@@ -1655,14 +1775,30 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
 #pragma omp parallel if (work > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
+    /* One buffer a thread, kept between calls: allocated and freed each call, these pieces made
+       glibc give the heap's top back and fault it in again at every call (most of a cached
+       step's attention, at one query row). */
+    const size_t n_pairs = (size_t)hg * rows_pad, n_left = (size_t)hg * KV_ATT_LEFT;
+    float *at = kvi_thread_buffer(kvi_lines(n_pairs * hd) * 2 + kvi_lines((size_t)KV_ATT_KT * rows_pad) +
+                                  kvi_lines(n_pairs) * 2 + kvi_lines((size_t)rows_pad) * 2 +
+                                  (KV_ATT_LEFT ? kvi_lines((size_t)hd * KV_ATT_KT16) + kvi_lines(KV_ATT_KT16) +
+                                                     kvi_lines(n_left * hd) * 2 + kvi_lines(n_left) * 2
+                                               : 0));
     /* Per head of a unit: packed queries, O^T, running max and sum. */
-    float *qpacks = kvi_aligned_buffer((size_t)hg * rows_pad * hd);
-    float *st = kvi_aligned_buffer((size_t)KV_ATT_KT * rows_pad);
-    float *ots = kvi_aligned_buffer((size_t)hg * hd * rows_pad);
-    float *mrows = kvi_aligned_buffer((size_t)hg * rows_pad);
-    float *lrows = kvi_aligned_buffer((size_t)hg * rows_pad);
-    int32_t *qb = kvi_aligned_buffer((size_t)rows_pad);
-    int32_t *qs = kvi_aligned_buffer((size_t)rows_pad);
+    float *qpacks = kvi_carve(&at, n_pairs * hd);
+    float *st = kvi_carve(&at, (size_t)KV_ATT_KT * rows_pad);
+    float *ots = kvi_carve(&at, n_pairs * hd);
+    float *mrows = kvi_carve(&at, n_pairs);
+    float *lrows = kvi_carve(&at, n_pairs);
+    int32_t *qb = (int32_t *)kvi_carve(&at, (size_t)rows_pad);
+    int32_t *qs = (int32_t *)kvi_carve(&at, (size_t)rows_pad);
+    /* The leftover pairs' K^T tile, scores, queries, O, max and sum (kvi_left_tile). */
+    float *kt = KV_ATT_LEFT ? kvi_carve(&at, (size_t)hd * KV_ATT_KT16) : NULL;
+    float *ebuf = KV_ATT_LEFT ? kvi_carve(&at, KV_ATT_KT16) : NULL;
+    float *lq = KV_ATT_LEFT ? kvi_carve(&at, n_left * hd) : NULL;
+    float *lo = KV_ATT_LEFT ? kvi_carve(&at, n_left * hd) : NULL;
+    float *lm = KV_ATT_LEFT ? kvi_carve(&at, n_left) : NULL;
+    float *ll = KV_ATT_LEFT ? kvi_carve(&at, n_left) : NULL;
     int32_t kb[KV_ATT_KT];
     const float *krows[KV_ATT_KT];
     const float *vrows[KV_ATT_KT];
@@ -1676,26 +1812,41 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       const int i0 = (u % qblocks) * qblock;
       const int nqi = kvi_imin(qblock, nq - i0);
       const int nr = nqi * group; /* pair rho = il * group + hh: query row i0 + il, head g*group + hh */
-      const int npan = (int)kvi_ceil_div(nr, KV_GEMM_NR);
+      /* Pairs past the last whole vector, if few, are the leftover ones (kvi_left_tile); the
+         panels take the first nvr. */
+      const int left = nr % KV_VL <= KV_ATT_LEFT ? nr % KV_VL : 0;
+      const int nvr = nr - left;
+      const int npan = (int)kvi_ceil_div(nvr, KV_GEMM_NR);
       /* A last panel of at most KV_VL pairs computes its first vector alone: a cached step's few
          query rows (9 pairs a head) ran a whole panel, the second vector all padding. Each lane's
          sums are the same either way. */
-      const int narrow_last = KV_GEMM_NV > 1 && nr - (npan - 1) * KV_GEMM_NR <= KV_VL;
+      const int narrow_last = KV_GEMM_NV > 1 && npan > 0 && nvr - (npan - 1) * KV_GEMM_NR <= KV_VL;
       const int width = npan * KV_GEMM_NR - (narrow_last ? KV_GEMM_NR - KV_VL : 0);
       for (int hi = 0; hi < ng; hi++) {
         /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
         const float *qh = q + ((int64_t)i0 * heads + (g0 + hi) * group) * hd;
         for (int pn = 0; pn < npan; pn++)
-          kvi_pack_pairs(pn * KV_GEMM_NR, nr, group, heads, hd, qscale, qh,
+          kvi_pack_pairs(pn * KV_GEMM_NR, nvr, group, heads, hd, qscale, qh,
                          qpacks + ((int64_t)hi * rows_pad + pn * KV_GEMM_NR) * hd);
-        for (int d = 0; d < hd; d++)
+        for (int j = 0; j < left; j++) {
+          const int rho = nvr + j;
+          const float *src = qh + ((int64_t)(rho / group) * heads + rho % group) * hd;
+          float *dq = lq + ((int64_t)hi * KV_ATT_LEFT + j) * hd;
+          for (int d = 0; d < hd; d++) dq[d] = src[d] * qscale;
+          memset(lo + ((int64_t)hi * KV_ATT_LEFT + j) * hd, 0, sizeof(float) * (size_t)hd);
+          lm[hi * KV_ATT_LEFT + j] = -INFINITY;
+          ll[hi * KV_ATT_LEFT + j] = 0.0f;
+        }
+        /* Not even an empty memset when every pair is a leftover one: glibc's for under 64
+           bytes is a masked store, which here took an assist each time. */
+        for (int d = 0; d < hd && width > 0; d++)
           memset(ots + ((int64_t)hi * hd + d) * rows_pad, 0, sizeof(float) * (size_t)width);
         for (int rho = 0; rho < width; rho++) {
           mrows[(int64_t)hi * rows_pad + rho] = -INFINITY;
           lrows[(int64_t)hi * rows_pad + rho] = 0.0f;
         }
       }
-      for (int rho = 0; rho < width; rho++) {
+      for (int rho = 0; rho < (width > nr ? width : nr); rho++) {
         /* Padding pairs see nothing (INT32_MIN is below every block, -1 for the prompt included). */
         qb[rho] = rho < nr ? (blocks ? blocks[qpos[i0 + rho / group]] : 0) : INT32_MIN;
         qs[rho] = rho < nr && seqs ? seqs[qpos[i0 + rho / group]] : 0;
@@ -1778,6 +1929,12 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
               if (d0 < hd)
                 kvi_pv_part(narrow, hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
             }
+#if KV_ATT_LEFT
+            if (left > 0)
+              kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, krows, vrows, kt, ebuf,
+                            lq + (int64_t)hi * KV_ATT_LEFT * hd, lo + (int64_t)hi * KV_ATT_LEFT * hd,
+                            lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT);
+#endif
           }
         }
       }
@@ -1785,8 +1942,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       for (int hi = 0; hi < ng; hi++) {
         const float *ot = ots + (int64_t)hi * hd * rows_pad;
         const float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
-        for (int c0 = 0; c0 < nr; c0 += KV_VL) {
-          const int np = kvi_imin(KV_VL, nr - c0);
+        for (int c0 = 0; c0 < nvr; c0 += KV_VL) {
+          const int np = kvi_imin(KV_VL, nvr - c0);
           float inv[KV_VL];
           float *dst[KV_VL];
           for (int j = 0; j < np; j++) {
@@ -1801,15 +1958,17 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           for (int j = 0; j < np; j++)
             if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
         }
+        for (int j = 0; j < left; j++) {
+          const int rho = nvr + j;
+          const int64_t ih = (int64_t)(i0 + rho / group) * heads + (g0 + hi) * group + rho % group;
+          const float l = ll[hi * KV_ATT_LEFT + j], m = lm[hi * KV_ATT_LEFT + j];
+          const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+          const float *src = lo + ((int64_t)hi * KV_ATT_LEFT + j) * hd;
+          lse[ih] = l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : -INFINITY;
+          for (int d = 0; d < hd; d++) o[ih * hd + d] = l > 0.0f ? src[d] * inv : 0.0f;
+        }
       }
     }
-    free(qpacks);
-    free(st);
-    free(ots);
-    free(mrows);
-    free(lrows);
-    free(qb);
-    free(qs);
   }
   free(rstart);
   free(rseq);
@@ -1834,39 +1993,6 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
 /* ---------------------------------------------------------------------------------------------
  * Merge, normalisation, rotary, pointwise, gathers
  */
-
-/*
- * kt[d][j0 + t] = K[j0 + t][d] for the 16 keys of one block (rows[t], hd floats each) at the given
- * kv head, kt rows `ld` apart. With 16-float vectors, 16 x 16 squares are transposed in registers:
- * four rounds that swap the off-diagonal blocks of 8, 4, 2 and 1 lanes (two shuffles per pair of
- * rows), where element by element the transpose cost a load and a store per float and was most of
- * a one-row probe.
- */
-static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, int64_t ld) {
-  int d0 = 0;
-#if KV_VL == 16
-  for (; d0 + 16 <= hd; d0 += 16) {
-    kvi_vf r[16];
-    for (int t = 0; t < 16; t++) r[t] = kvi_vload(rows[t] + d0);
-    for (int k = 8; k > 0; k /= 2) {
-      kvi_vi lo, hi;
-      for (int l = 0; l < 16; l++) {
-        lo[l] = (l & k) ? 16 + l - k : l;
-        hi[l] = (l & k) ? 16 + l : l + k;
-      }
-      for (int i = 0; i < 16; i++) {
-        if (i & k) continue;
-        const kvi_vf a = r[i], b = r[i + k];
-        r[i] = __builtin_shuffle(a, b, lo);
-        r[i + k] = __builtin_shuffle(a, b, hi);
-      }
-    }
-    for (int d = 0; d < 16; d++) kvi_vstore(kt + (int64_t)(d0 + d) * ld, r[d]);
-  }
-#endif
-  for (; d0 < hd; d0++)
-    for (int t = 0; t < 16; t++) kt[(int64_t)d0 * ld + t] = rows[t][d0];
-}
 
 /*
  * A score probe, not a hot path of a step, but one that sees every query row. Per KV head, K is
