@@ -1602,10 +1602,12 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 
 #if KV_VL == 16
 /*
- * Pairs past a unit's last whole vector, at most KV_ATT_LEFT: a cached step's 17 query rows are 16
- * pairs a head and one more, and that one filled a vector of its own, 15 lanes of padding through
- * every multiply-add of K Q^T and V^T P^T. Such a pair is computed alone instead, with the keys of
- * the tile in the lanes (K transposed once a tile for all of them) and then hd in the lanes:
+ * Pairs past a unit's last whole vector, at most KV_ATT_LEFT: one query row, or 17 or 33, is a
+ * whole number of vectors of pairs a head and one more, and that one filled a vector of its own,
+ * 15 lanes of padding through every multiply-add of K Q^T and V^T P^T. Such a pair is computed
+ * alone instead, with the keys of the tile in the lanes (K transposed once a tile) and then hd in
+ * the lanes (one row 2.2-2.7x, 33 rows 1.3x; two to four such pairs ran 0.8x, so they stay in a
+ * panel):
  * K Q^T sums over d in order from 0, the softmax keeps the panels' max, exp2 and sums in key order,
  * and O[d] adds its keys in order, so every bit is the one the pair had in a panel. kt holds the
  * tile's K^T (rows KV_ATT_KT16 apart), e its scores; lq the pairs' scaled queries, lo their O (hd
