@@ -604,6 +604,13 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           seqs: seed % 3 === 0 ? Int32Array.from({ length: all.L }, (_, i) => i % 2) : undefined,
         };
         const width = t.heads * t.hd;
+        if (seed % 4 === 2) {
+          // Non-finite scores (one KV head a query head, so that a lone row is a leftover pair): an
+          // infinite key element, met by a zero query element (NaN) in every third row and by a
+          // finite one (±inf) in the others.
+          t.kc[(t.kpos[t.nk >> 1] as number) * t.kvh * t.hd] = Number.POSITIVE_INFINITY;
+          for (let i = 0; i < t.nq; i += 3) for (let h = 0; h < t.heads; h++) t.q[i * width + h * t.hd] = 0;
+        }
         const few = (picked: number[]) => ({
           ...t,
           nq: picked.length,

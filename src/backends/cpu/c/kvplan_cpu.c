@@ -209,11 +209,11 @@ static float *kvi_thread_buffer(size_t floats) {
 }
 /* Floats rounded up to whole cache lines. */
 static inline size_t kvi_lines(size_t floats) { return (floats + 15) / 16 * 16; }
-/* The next n floats of a buffer carved into line-aligned pieces. */
-static inline float *kvi_carve(float **at, size_t n) {
-  float *p = *at;
-  *at += kvi_lines(n);
-  return p;
+/* The offset of the next piece of n floats of a buffer laid out in line-aligned pieces. */
+static inline size_t kvi_piece(size_t *end, size_t n) {
+  const size_t at = *end;
+  *end += kvi_lines(n);
+  return at;
 }
 
 /*
@@ -1562,6 +1562,11 @@ static void kvi_pack_pairs(int rho0, int nr, int group, int heads, int hd, float
 }
 
 /* dst[j][d] = col[d * ld + j] * scale[j] for pairs j < np <= KV_VL and d < hd. */
+/* A pair's log-sum-exp in natural units from its running max and sum in log2 units. */
+static inline float kvi_pair_lse(float m, float l) {
+  return l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : -INFINITY;
+}
+
 static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const float *scale, float *const *dst) {
 #if KV_VL == 16
   for (int d0 = 0; d0 < hd; d0 += 16) {
@@ -1578,7 +1583,6 @@ static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const
 #endif
 }
 
-/* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
 /*
  * kt[d][j0 + t] = K[j0 + t][d] for the 16 keys of one block (rows[t], hd floats each) at the given
  * kv head, kt rows `ld` apart. With 16-float vectors, 16 x 16 squares are transposed in registers
@@ -1693,6 +1697,7 @@ static void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *k
 #define KV_ATT_KT16 KV_ATT_KT
 #endif
 
+/* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
 #define KV_MAX_HEAD_DIM 1024
 static const float *kvi_zero_row(int hd) {
   static const float zeros[KV_MAX_HEAD_DIM];
@@ -1781,26 +1786,28 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
        glibc give the heap's top back and fault it in again at every call (most of a cached
        step's attention, at one query row). */
     const size_t n_pairs = (size_t)hg * rows_pad, n_left = (size_t)hg * KV_ATT_LEFT;
-    float *at = kvi_thread_buffer(kvi_lines(n_pairs * hd) * 2 + kvi_lines((size_t)KV_ATT_KT * rows_pad) +
-                                  kvi_lines(n_pairs) * 2 + kvi_lines((size_t)rows_pad) * 2 +
-                                  (KV_ATT_LEFT ? kvi_lines((size_t)hd * KV_ATT_KT16) + kvi_lines(KV_ATT_KT16) +
-                                                     kvi_lines(n_left * hd) * 2 + kvi_lines(n_left) * 2
-                                               : 0));
+    size_t end = 0;
     /* Per head of a unit: packed queries, O^T, running max and sum. */
-    float *qpacks = kvi_carve(&at, n_pairs * hd);
-    float *st = kvi_carve(&at, (size_t)KV_ATT_KT * rows_pad);
-    float *ots = kvi_carve(&at, n_pairs * hd);
-    float *mrows = kvi_carve(&at, n_pairs);
-    float *lrows = kvi_carve(&at, n_pairs);
-    int32_t *qb = (int32_t *)kvi_carve(&at, (size_t)rows_pad);
-    int32_t *qs = (int32_t *)kvi_carve(&at, (size_t)rows_pad);
-    /* The leftover pairs' K^T tile, scores, queries, O, max and sum (kvi_left_tile). */
-    float *kt = KV_ATT_LEFT ? kvi_carve(&at, (size_t)hd * KV_ATT_KT16) : NULL;
-    float *ebuf = KV_ATT_LEFT ? kvi_carve(&at, KV_ATT_KT16) : NULL;
-    float *lq = KV_ATT_LEFT ? kvi_carve(&at, n_left * hd) : NULL;
-    float *lo = KV_ATT_LEFT ? kvi_carve(&at, n_left * hd) : NULL;
-    float *lm = KV_ATT_LEFT ? kvi_carve(&at, n_left) : NULL;
-    float *ll = KV_ATT_LEFT ? kvi_carve(&at, n_left) : NULL;
+    const size_t at_qpacks = kvi_piece(&end, n_pairs * hd), at_st = kvi_piece(&end, (size_t)KV_ATT_KT * rows_pad),
+                 at_ots = kvi_piece(&end, n_pairs * hd), at_mrows = kvi_piece(&end, n_pairs),
+                 at_lrows = kvi_piece(&end, n_pairs), at_qb = kvi_piece(&end, (size_t)rows_pad),
+                 at_qs = kvi_piece(&end, (size_t)rows_pad);
+    /* The leftover pairs' K^T tile, scores, queries, O, max and sum (kvi_left_tile; none without). */
+    const size_t at_kt = kvi_piece(&end, KV_ATT_LEFT ? (size_t)hd * KV_ATT_KT16 : 0),
+                 at_e = kvi_piece(&end, KV_ATT_LEFT ? KV_ATT_KT16 : 0), at_lq = kvi_piece(&end, n_left * hd),
+                 at_lo = kvi_piece(&end, n_left * hd), at_lm = kvi_piece(&end, n_left),
+                 at_ll = kvi_piece(&end, n_left);
+    float *buf = kvi_thread_buffer(end);
+    float *qpacks = buf + at_qpacks, *st = buf + at_st, *ots = buf + at_ots, *mrows = buf + at_mrows,
+          *lrows = buf + at_lrows;
+    int32_t *qb = (int32_t *)(buf + at_qb), *qs = (int32_t *)(buf + at_qs);
+    float *lq = buf + at_lq, *lo = buf + at_lo, *lm = buf + at_lm, *ll = buf + at_ll;
+#if KV_ATT_LEFT
+    float *kt = buf + at_kt, *ebuf = buf + at_e;
+#else
+    (void)at_kt;
+    (void)at_e;
+#endif
     int32_t kb[KV_ATT_KT];
     const float *krows[KV_ATT_KT];
     const float *vrows[KV_ATT_KT];
@@ -1953,7 +1960,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             const int64_t ih = (int64_t)(i0 + rho / group) * heads + (g0 + hi) * group + rho % group;
             dst[j] = o + ih * hd;
             inv[j] = lrow[rho] > 0.0f ? 1.0f / lrow[rho] : 0.0f;
-            lse[ih] = lrow[rho] > 0.0f ? (mrow[rho] + log2f(lrow[rho])) * 0.69314718055994531f : -INFINITY;
+            lse[ih] = kvi_pair_lse(mrow[rho], lrow[rho]);
           }
           kvi_unpack_pairs(np, hd, ot + c0, rows_pad, inv, dst);
           /* A pair that saw no key is 0, whatever its O^T holds. */
@@ -1966,7 +1973,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           const float l = ll[hi * KV_ATT_LEFT + j], m = lm[hi * KV_ATT_LEFT + j];
           const float inv = l > 0.0f ? 1.0f / l : 0.0f;
           const float *src = lo + ((int64_t)hi * KV_ATT_LEFT + j) * hd;
-          lse[ih] = l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : -INFINITY;
+          lse[ih] = kvi_pair_lse(m, l);
           for (int d = 0; d < hd; d++) o[ih * hd + d] = l > 0.0f ? src[d] * inv : 0.0f;
         }
       }
