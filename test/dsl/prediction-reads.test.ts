@@ -9,6 +9,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { checkSource } from '../../src/dsl/check.ts';
+import { decodeOrderFromModel } from '../../src/dsl/semantics/simulate.ts';
 
 const plan = (compute: string, decode: string) =>
   checkSource({
@@ -62,5 +63,29 @@ describe('the predictions a decode rule may read', () => {
       '7: the decode rule reads the prediction of position N (masked rows) at step N (block N, block step N), but row N (ar_shift) was never computed since its token last changed',
     ]);
     expect(r.diagnostics[0]?.notes ?? []).toEqual([]);
+  });
+
+  test('which orders come from the model: every score but age, position and random, in any expression', () => {
+    const fromModel = (by: string) => {
+      const p = plan('current_block', `per_step(1)${by}`).plans[0];
+      if (!p) throw new Error(`not accepted: ${by}`);
+      return decodeOrderFromModel(p.typed);
+    };
+    expect(
+      [
+        '',
+        ' by margin',
+        ' by entropy',
+        ' by confidence - 0.01 * position',
+        ' by maxpool(confidence, 3)',
+        ' by maxpool(age, 3)',
+      ].map(fromModel),
+    ).toEqual([true, true, true, true, true, false]);
+    expect([' by age', ' by position', ' by random', ' by -position'].map(fromModel)).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
   });
 });

@@ -157,6 +157,21 @@ export function standInScores(
  */
 const fixedScores: ReadonlySet<string> = new Set(['age', 'position', 'random']);
 
+/** Whether a plan's decode order comes from the model's predictions (the default, confidence, does). */
+export function decodeOrderFromModel(typed: TypedPlan): boolean {
+  const by = typed.decode.by;
+  return (
+    !by ||
+    refersTo(by, (e) => {
+      const name = e.kind === 'name' ? e.name : e.kind === 'call' ? e.callee.name : undefined;
+      const b = name === undefined ? undefined : builtins[name];
+      // A score of scores (maxpool) is as fixed as the scores it reads.
+      const combinator = b?.kind === 'function' && b.args.some((a) => a.type === 'score');
+      return b?.type === 'score' && !combinator && !fixedScores.has(name as string);
+    })
+  );
+}
+
 /** The prediction row of each position of a plan: the one before it under ar_shift. */
 export const predictionRowOf =
   (typed: TypedPlan) =>
@@ -213,7 +228,7 @@ class Simulation {
   private readonly rules: readonly LayerRules[];
   /** The plan's step semantics, the very decisions the runtime's inspector takes. */
   private readonly stepper: PlanStepper;
-  /** Whether the decode order comes from the model's predictions (see fixedScores). */
+  /** Whether the decode order comes from the model's predictions (decodeOrderFromModel). */
   private readonly orderFromData: boolean;
 
   constructor(
@@ -223,13 +238,7 @@ class Simulation {
     private readonly trace: SimulationTrace = {},
   ) {
     this.canvas = new Canvas(sc.promptLen, sc.genLen, sc.blockLen, sc.aligned);
-    const by = typed.decode.by;
-    this.orderFromData =
-      !by ||
-      refersTo(by, (e) => {
-        const name = e.kind === 'name' ? e.name : e.kind === 'call' ? e.callee.name : undefined;
-        return name !== undefined && builtins[name]?.type === 'score' && !fixedScores.has(name);
-      });
+    this.orderFromData = decodeOrderFromModel(typed);
     this.L = this.canvas.length;
     this.logitsStep = new Int32Array(this.L).fill(-1);
     this.causal = isBlockCausal(typed);
