@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DEFAULT_FLAGS } from '../../../src/backends/cpu/compiler.ts';
 import { Dtype16, loadPrimitives, type Primitives } from '../../../src/backends/cpu/primitives.ts';
 import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
+import { randFloats, rng } from '../../support/random.ts';
 
 // ---------------------------------------------------------------------------------------------
 // 16-bit formats, written from the IEEE definitions (not from the C)
@@ -108,26 +109,6 @@ test('the test formats: rounding, encoding and decoding agree with known values'
     expect(bf16Bits(bf16Value(b))).toBe(b);
   }
 });
-
-// ---------------------------------------------------------------------------------------------
-// Random data
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randFloats(r: () => number, n: number, amp = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * amp;
-  return a;
-}
 
 interface Weights {
   /** Raw bits, [n][k]. */

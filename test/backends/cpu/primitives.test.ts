@@ -17,37 +17,13 @@ import { attentionMass, attentionPartial, mergePartials } from '../../../src/ir/
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
 import { softmaxStats } from '../../../src/model/golden.ts';
 import { halfToFloat32 } from '../../../src/model/half.ts';
+import {
+  type AttentionCase as Case,
+  makeAttentionCase as makeCase,
+  runAttention,
+} from '../../support/attentionCase.ts';
 import { derivedBound, expectClose, f32, maxError, scaleOf } from '../../support/float32.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Random data
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randFloats(r: () => number, n: number, amp = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * amp;
-  return a;
-}
-
-function randInt(r: () => number, lo: number, hi: number): number {
-  return lo + Math.floor(r() * (hi - lo + 1));
-}
-
-function randIndices(r: () => number, n: number, limit: number): Int32Array {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = Math.floor(r() * limit);
-  return a;
-}
+import { randFloats, randIndices, randInt, rng } from '../../support/random.ts';
 
 /** Rows idx of a [*, width] array, as float64 (for the reference kernels). */
 function gather64(src: Float32Array, idx: Int32Array, width: number): Float64Array {
@@ -295,57 +271,6 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
 
   // -------------------------------------------------------------------------------------------
   describe('attention', () => {
-    interface Case {
-      nq: number;
-      nk: number;
-      heads: number;
-      kvh: number;
-      hd: number;
-      L: number;
-      scale: number;
-      q: Float32Array;
-      kc: Float32Array;
-      vc: Float32Array;
-      qpos: Int32Array;
-      kpos: Int32Array;
-      blocks: Int32Array | null;
-      seqs?: Int32Array;
-    }
-
-    function makeCase(seed: number, shape: Partial<Case> & { amp?: number } = {}): Case {
-      const r = rng(seed);
-      const kvhChoices = [1, 1, 2, 4];
-      const kvh = shape.kvh ?? (kvhChoices[randInt(r, 0, kvhChoices.length - 1)] as number);
-      const heads = shape.heads ?? kvh * randInt(r, 1, 4);
-      const hdChoices = [1, 5, 8, 16, 20, 32, 64, 72];
-      const hd = shape.hd ?? (hdChoices[randInt(r, 0, hdChoices.length - 1)] as number);
-      const nq = shape.nq ?? randInt(r, 1, 70);
-      const nk = shape.nk ?? randInt(r, 0, 150);
-      const L = shape.L ?? Math.max(nq, nk, 1) + randInt(r, 0, 20);
-      const amp = shape.amp ?? 1;
-      const blocks =
-        shape.blocks !== undefined
-          ? shape.blocks
-          : r() < 0.5
-            ? Int32Array.from({ length: L }, (_, i) => (i < L / 4 ? -1 : Math.floor(i / 8)))
-            : null;
-      return {
-        nq,
-        nk,
-        heads,
-        kvh,
-        hd,
-        L,
-        scale: shape.scale ?? 1 / Math.sqrt(Math.max(hd, 1)),
-        q: randFloats(r, nq * heads * hd, amp),
-        kc: randFloats(r, L * kvh * hd, amp),
-        vc: randFloats(r, L * kvh * hd),
-        qpos: shape.qpos ?? randIndices(r, nq, L),
-        kpos: shape.kpos ?? randIndices(r, nk, L),
-        blocks,
-      };
-    }
-
     /**
      * The float32 eager scores of query row i, head h over the case's keys, into s (-Infinity for a
      * masked key); returns their maximum.
@@ -404,10 +329,8 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     }
 
     function check(label: string, t: Case): { o: Float32Array; lse: Float32Array } {
-      const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, seqs } = t;
-      const o = new Float32Array(nq * heads * hd).fill(Number.NaN);
-      const lse = new Float32Array(nq * heads).fill(Number.NaN);
-      p.attention(nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, o, lse, seqs);
+      const { heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks, seqs } = t;
+      const { o, lse } = runAttention(p, t);
       const ref = attentionPartial(
         Float64Array.from(q),
         gather64(kc, kpos, kvh * hd),
@@ -556,25 +479,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     test('the result does not depend on the thread count (bitwise)', () => {
       const t = makeCase(300, { nq: 100, nk: 400, heads: 4, kvh: 2, hd: 64 });
       const run = (threads: number) => {
-        p.setThreads(threads);
-        const o = new Float32Array(t.nq * t.heads * t.hd);
-        const lse = new Float32Array(t.nq * t.heads);
-        p.attention(
-          t.nq,
-          t.nk,
-          t.heads,
-          t.kvh,
-          t.hd,
-          t.scale,
-          t.q,
-          t.kc,
-          t.vc,
-          t.qpos,
-          t.kpos,
-          t.blocks,
-          o,
-          lse,
-        );
+        const { o, lse } = runAttention(p, t, { threads });
         return [o, lse] as const;
       };
       const [o1, l1] = run(1);
@@ -617,29 +522,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
           q: Float32Array.from(picked.flatMap((i) => [...t.q.subarray(i * width, (i + 1) * width)])),
           qpos: Int32Array.from(picked, (i) => t.qpos[i] as number),
         });
-        const run = (c: typeof t, threads: number) => {
-          p.setThreads(threads);
-          const o = new Float32Array(c.nq * width).fill(Number.NaN);
-          const lse = new Float32Array(c.nq * t.heads).fill(Number.NaN);
-          p.attention(
-            c.nq,
-            c.nk,
-            c.heads,
-            c.kvh,
-            c.hd,
-            c.scale,
-            c.q,
-            c.kc,
-            c.vc,
-            c.qpos,
-            c.kpos,
-            c.blocks,
-            o,
-            lse,
-            c.seqs,
-          );
-          return { o, lse };
-        };
+        const run = (c: typeof t, threads: number) => runAttention(p, c, { threads });
         const whole = run(t, 2);
         // Five rows; and one, 17 and 33, whose last pair a head (one KV head a query head) is a
         // leftover one, computed alone (kvi_left_tile), where among 100 it is in a panel.
@@ -666,27 +549,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     test('merging the partials of two key halves equals attention over all keys', () => {
       const t = makeCase(301, { nq: 30, nk: 200, heads: 4, kvh: 1, hd: 32 });
       const half = 77;
-      const part = (kpos: Int32Array) => {
-        const o = new Float32Array(t.nq * t.heads * t.hd);
-        const lse = new Float32Array(t.nq * t.heads);
-        p.attention(
-          t.nq,
-          kpos.length,
-          t.heads,
-          t.kvh,
-          t.hd,
-          t.scale,
-          t.q,
-          t.kc,
-          t.vc,
-          t.qpos,
-          kpos,
-          t.blocks,
-          o,
-          lse,
-        );
-        return { o, lse };
-      };
+      const part = (kpos: Int32Array) => runAttention(p, t, { kpos });
       const a = part(t.kpos.subarray(0, half));
       const b = part(t.kpos.subarray(half));
       p.merge(t.nq, t.heads, t.hd, a.o, a.lse, b.o, b.lse);

@@ -16,23 +16,11 @@ import {
 } from '../../../src/backends/webgpu/shaders.ts';
 import { attentionPartial, mergePartials } from '../../../src/ir/attention.ts';
 import { rope as rope64 } from '../../../src/ir/interpret.ts';
+import { type AttentionCase as Case, makeAttentionCase } from '../../support/attentionCase.ts';
 import { expectClose, f32, scaleOf } from '../../support/float32.ts';
+import { randFloats, randIndices, rng } from '../../support/random.ts';
 import { gpuOrSkip, readsFormat, runKernel, weightIn } from './support.ts';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const randFloats = (r: () => number, n: number, amp = 1) =>
-  Float32Array.from({ length: n }, () => (r() * 2 - 1) * amp);
-const randIndices = (r: () => number, n: number, limit: number) =>
-  Int32Array.from({ length: n }, () => Math.floor(r() * limit));
 function gather64(src: Float32Array, idx: Int32Array, width: number): Float64Array {
   const out = new Float64Array(idx.length * width);
   for (let i = 0; i < idx.length; i++)
@@ -119,21 +107,7 @@ describe('WGSL primitives against float64 references', () => {
     });
 
   describe('attention', () => {
-    interface Case {
-      nq: number;
-      nk: number;
-      heads: number;
-      kvh: number;
-      hd: number;
-      L: number;
-      scale: number;
-      q: Float32Array;
-      kc: Float32Array;
-      vc: Float32Array;
-      qpos: Int32Array;
-      kpos: Int32Array;
-      blocks: Int32Array | null;
-    }
+    /** Smaller than the CPU tests' cases (Dawn on llvmpipe is slow): up to 30 rows, 60 keys. */
     function makeCase(seed: number, s: Partial<Case> & { amp?: number } = {}): Case {
       const r = rng(seed);
       const kvh = s.kvh ?? ([1, 2, 4][Math.floor(r() * 3)] as number);
@@ -142,27 +116,7 @@ describe('WGSL primitives against float64 references', () => {
       const nq = s.nq ?? 1 + Math.floor(r() * 30);
       const nk = s.nk ?? Math.floor(r() * 60);
       const L = s.L ?? Math.max(nq, nk, 1) + Math.floor(r() * 10);
-      const blocks =
-        s.blocks !== undefined
-          ? s.blocks
-          : r() < 0.5
-            ? Int32Array.from({ length: L }, (_, i) => (i < L / 4 ? -1 : Math.floor(i / 8)))
-            : null;
-      return {
-        nq,
-        nk,
-        heads,
-        kvh,
-        hd,
-        L,
-        scale: s.scale ?? 1 / Math.sqrt(hd),
-        q: randFloats(r, nq * heads * hd, s.amp ?? 1),
-        kc: randFloats(r, L * kvh * hd, s.amp ?? 1),
-        vc: randFloats(r, L * kvh * hd),
-        qpos: s.qpos ?? randIndices(r, nq, L),
-        kpos: s.kpos ?? randIndices(r, nk, L),
-        blocks,
-      };
+      return makeAttentionCase(seed, { ...s, kvh, heads, hd, nq, nk, L });
     }
     function eager32(t: Case): { o: Float64Array; lse: Float64Array } {
       const { nq, nk, heads, kvh, hd, scale, q, kc, vc, qpos, kpos, blocks } = t;
