@@ -1333,6 +1333,9 @@ void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int
 #ifndef KV_ATT_PACK_SPAN
 #define KV_ATT_PACK_SPAN (1 << 20)
 #endif
+/* The most floats a thread's copy may hold (32 MB, 32K keys of 128): the buffer is kept between
+   calls, and a longer context should not keep that much memory a thread for the process's life. */
+#define KV_ATT_PACK_MAX ((int64_t)8 << 20)
 
 /*
  * 2^x for lanes x <= 0 (scores minus their running max, in log2 units): x = n + r, |r| <= 1/2,
@@ -1794,7 +1797,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
   const double work = 4.0 * nq * nk * heads * hd;
   (void)work;
   /* Not for a batch of several sequences: a unit reads the keys of its own sequences only. */
-  const int pack_kv = hg == 1 && qblocks >= KV_ATT_PACK_UNITS && (int64_t)nk * hstride >= KV_ATT_PACK_SPAN && nruns == 1;
+  const int pack_kv = hg == 1 && qblocks >= KV_ATT_PACK_UNITS && (int64_t)nk * hstride >= KV_ATT_PACK_SPAN &&
+                      2 * (int64_t)nk * hd <= KV_ATT_PACK_MAX && nruns == 1;
 #ifdef _OPENMP
 #pragma omp parallel if (work > KV_PAR_MIN_WORK && units > 1)
 #endif
