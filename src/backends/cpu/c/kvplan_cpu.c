@@ -1323,9 +1323,9 @@ void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int
  * them, when its key rows span at least KV_ATT_PACK_SPAN floats of the canvas (4 MB) and at least
  * KV_ATT_PACK_UNITS units read each head. Read in place, rows a canvas row apart were read again
  * by every unit from pages beyond the TLB's reach, each few rows a page the hardware prefetchers
- * do not cross into: at N 4096, 1.13x (32 heads of 64), 1.09x (32 of 128, and GQA) and 1.06x (8 of
- * 128) at one thread; within 2% at N 1024 (a span of 2 to 8 MB). A copy is only made where it is
- * read many times; it holds the same values, so every bit of the result is the same.
+ * do not cross into (bench/attention-ab.ts, 1 and 2 threads: 1.04-1.11x at N 4096, 1.00-1.06x at
+ * N 1024; units of a cached step's few rows, one a head, lost 0.75-0.93x to a copy). A copy is only
+ * made where it is read many times; it holds the same values, so every bit of the result is the same.
  */
 #ifndef KV_ATT_PACK_UNITS
 #define KV_ATT_PACK_UNITS 8
