@@ -101,13 +101,15 @@ function instrumented(
   if (!probe) return runner;
   const counted: Probe = {
     measure: timed((output: ProbeOutput, layer, h, queries, blocks) => {
+      const result = probe.measure(output, layer, h, queries, blocks);
       const L = h.shape[0] as number;
       const sizes = { dim: () => L, batch: 1, weightBytes: 4 };
-      const probeOf = { output, layer, queries: queries.length };
+      // Costed at what it projected: a probe that keeps projections projects only changed rows.
+      const probeOf = { output, layer, queries: queries.length, projected: probe.projected };
       const cost = (hw: Roofline) => costProbe(probeOf, config, L, sizes, hw);
       // Its FLOPs are the same on every machine.
       count(cost({ peakFlops: 1, bandwidth: 1 }).flops, (hw) => cost(hw).seconds);
-      return probe.measure(output, layer, h, queries, blocks);
+      return result;
     }, probes),
     // Drift against a cache is host work, as it was when the host computed it. (The softmax
     // statistics of the decode rule are the head stage's: native, next to the logits.)

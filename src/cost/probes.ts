@@ -13,6 +13,13 @@ export interface ProbeCall {
   readonly layer: number;
   /** Query rows (`mass`, `query_key`); `k` and `v` project every row. */
   readonly queries: number;
+  /**
+   * The rows the call normalised and whose keys (or values) and queries it projected, where a probe
+   * keeps earlier projections and projects again only rows whose hidden state changed
+   * (src/backends/cpu/probe.ts); without it, every row normalised, every row's keys and the query
+   * rows' queries, as the probe program states.
+   */
+  readonly projected?: { readonly norms: number; readonly keys: number; readonly queries: number };
 }
 
 /**
@@ -42,11 +49,15 @@ export function costProbe(call: ProbeCall, c: ModelConfig, L: number, s: Sizes, 
       }
     : // the mean query against every key
       { flops: 2 * L * q + nq * q, bytes: 8 * L, weightBytes: 0 };
-  const norm = { flops: 4 * L * c.dModel, bytes: 2 * L * c.dModel * 4, weightBytes: 0 };
+  const drift = call.output === 'k' || call.output === 'v';
+  // Rows normalised and projected: every row's keys and the query rows' queries, or what was new.
+  const keyRows = call.projected?.keys ?? L;
+  const queryRows = drift ? 0 : (call.projected?.queries ?? nq);
+  const normRows = call.projected?.norms ?? L;
+  const norm = { flops: 4 * normRows * c.dModel, bytes: 2 * normRows * c.dModel * 4, weightBytes: 0 };
   // The norm and the projections run as GEMM-like kernels, the scores as attention (the mass on its
   // own kernel, kv_attention_mass).
-  const drift = call.output === 'k' || call.output === 'v';
-  const gemms = drift ? [norm, project(L, kv)] : [norm, project(nq, q), project(L, kv)];
+  const gemms = drift ? [norm, project(keyRows, kv)] : [norm, project(queryRows, q), project(keyRows, kv)];
   const parts = drift ? [] : [scores];
   const total = (ps: readonly { flops: number; bytes: number; weightBytes: number }[], peak: number) =>
     ps.map((p) => ({

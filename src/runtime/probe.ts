@@ -37,6 +37,11 @@ export interface Probe {
     blocks: Int32Array | undefined,
   ): HostTensor;
   /**
+   * Rows the last `measure` normalised and whose keys (or values) and queries it projected, for a
+   * probe that keeps projections between calls; absent where every call projects what it is asked for.
+   */
+  readonly projected?: { readonly norms: number; readonly keys: number; readonly queries: number };
+  /**
    * Drift of each of `rows` rows of `width` floats against a cache's, over columns [from, to): 1 -
    * cos(fresh_i, cached_i), or 1 where the cached row starts with NaN (never written). Optional: a
    * compiled probe computes it where both sides are float32, without widening them.

@@ -50,6 +50,21 @@ describe('costProbe', () => {
     expect(row.bytes - mass.bytes).toBe(8 * L);
   });
 
+  test('a call that kept earlier projections costs the rows it normalised and projected, and every score', () => {
+    const call = { output: 'mass', layer: 0, queries: 10 } as const;
+    const all = costProbe(call, c, L, sizes, hw);
+    const few = costProbe({ ...call, projected: { norms: 7, keys: 7, queries: 3 } }, c, L, sizes, hw);
+    expect(few.flops).toBe(4 * 7 * 64 + proj(3) + proj(7) + scores);
+    expect(all.flops - few.flops).toBe(norm - 4 * 7 * 64 + proj(10) - proj(3) + proj(L) - proj(7));
+    // What the probe program states, stated as rows: the same cost as without them.
+    expect(costProbe({ ...call, projected: { norms: L, keys: L, queries: 10 } }, c, L, sizes, hw)).toEqual(
+      all,
+    );
+    // A drift projects keys or values only.
+    const k = { output: 'k', layer: 0, queries: 0 } as const;
+    expect(costProbe({ ...k, projected: { norms: 0, keys: 0, queries: 0 } }, c, L, sizes, hw).flops).toBe(0);
+  });
+
   test('the fresh host buffers of a call cost their bytes at the readback rate', () => {
     const call = { output: 'v', layer: 0, queries: 0 } as const;
     const without = costProbe(call, c, L, sizes, hw);

@@ -4,6 +4,9 @@ import type { ModelConfig } from '../../model/config.ts';
 import { mostAttended, type Probe, type ProbeOutput } from '../../runtime/probe.ts';
 import type { Dtype16, Primitives } from './primitives.ts';
 
+/** Floats the probe keeps for its projections of every layer (256 MB): past it, a layer is projected whole. */
+const PROJECTION_MEMO_FLOATS = 2 ** 26;
+
 /**
  * A layer weight as the compiled library holds it: the floats, and for GEMM weights the packed copy
  * (floats, or 16-bit bits of a kv_gemm16 dtype when the model stores the weight so).
@@ -68,17 +71,16 @@ export class CpuProbe implements Probe {
   }
 
   /**
-   * Q and K of every row in one call (gemmMulti packs the normalised state once for both), into the
-   * scratch buffers `q` and `k`, when the queries are all the rows in order (rollout, an attention
-   * row) and both weights are packed alike; false, with nothing computed, otherwise.
+   * Q and K of the n rows of xn in one call (gemmMulti packs the normalised rows once for both),
+   * into the scratch buffers `q` and `k`, when both weights are packed alike; false, with nothing
+   * computed, otherwise.
    */
-  private projectBoth(xn: Float32Array, L: number, layer: number, queries: Int32Array): boolean {
+  private projectBoth(xn: Float32Array, n: number, layer: number): boolean {
     const c = this.config;
-    if (queries.length !== L || queries.some((r, i) => r !== i)) return false;
-    const named = (name: string, n: number) => ({
+    const named = (name: string, heads: number) => ({
       w: this.weight(`model.layers.${layer}.self_attn.${name}.weight`),
       bias: c.qkvBias ? this.floats(`model.layers.${layer}.self_attn.${name}.bias`) : null,
-      n: n * c.headDim,
+      n: heads * c.headDim,
     });
     const [q, k] = [named('q_proj', c.heads), named('k_proj', c.kvHeads)];
     const dtype = q.w.packed16?.dtype;
@@ -93,10 +95,103 @@ export class CpuProbe implements Probe {
       n: x.n,
       packed: packs[i] as Float32Array | Uint16Array,
       bias: x.bias,
-      c: this.buffer(i === 0 ? 'q' : 'k', L * x.n),
+      c: this.buffer(i === 0 ? 'q' : 'k', n * x.n),
     }));
-    this.prims.gemmMulti(L, c.dModel, xn, c.dModel, null, gemms, q.w.packed ? undefined : dtype);
+    this.prims.gemmMulti(n, c.dModel, xn, c.dModel, null, gemms, q.w.packed ? undefined : dtype);
     return true;
+  }
+
+  /**
+   * Per layer, the hidden state the last probe read and the keys, and the queries when it asked
+   * for every row's, that it projected from it (norms and RoPE applied), so that the next probe
+   * projects only the rows whose hidden state changed: between two probes of a layer a step
+   * recomputes a few rows and the others keep their cached state, and every kernel of the
+   * projection is bitwise independent of the other rows (kv_gemm, kv_gemm16, RMSNorm, RoPE), so
+   * a kept row is the row recomputed. The probe of every layer at every step projected every row,
+   * about nine tenths of its FLOPs. Kept while the layers' copies fit PROJECTION_MEMO_FLOATS.
+   */
+  private readonly kept = new Map<
+    number,
+    { h: Float32Array; k: Float32Array; q: Float32Array | undefined }
+  >();
+  private keptFloats = 0;
+
+  /**
+   * Keys of every row of h, and with `withQ` the queries of every row, after their norms and RoPE;
+   * rows whose hidden state is byte for byte the one the last probe of this layer read are not
+   * projected again. The arrays are the probe's until its next call.
+   */
+  private keysAndQueries(
+    layer: number,
+    h: Float32Array,
+    L: number,
+    withQ: boolean,
+  ): { k: Float32Array; q: Float32Array | undefined } {
+    const c = this.config;
+    const [dk, dq] = [c.kvHeads * c.headDim, c.heads * c.headDim];
+    let kept = this.kept.get(layer);
+    if (kept && (kept.h.length !== L * c.dModel || (withQ && !kept.q))) {
+      this.keptFloats -= kept.h.length + kept.k.length + (kept.q?.length ?? 0);
+      this.kept.delete(layer);
+      kept = undefined;
+    }
+    const fresh = !kept;
+    const size = L * (c.dModel + dk + (withQ ? dq : 0));
+    if (!kept && this.keptFloats + size <= PROJECTION_MEMO_FLOATS) {
+      kept = {
+        h: new Float32Array(L * c.dModel),
+        k: new Float32Array(L * dk),
+        q: withQ ? new Float32Array(L * dq) : undefined,
+      };
+      this.kept.set(layer, kept);
+      this.keptFloats += size;
+    }
+    const rowBytes = c.dModel * 4;
+    const hBytes = Buffer.from(h.buffer, h.byteOffset, L * rowBytes);
+    const keptBytes =
+      kept && !fresh ? Buffer.from(kept.h.buffer, kept.h.byteOffset, L * rowBytes) : undefined;
+    const changed: number[] = [];
+    for (let r = 0; r < L; r++)
+      if (
+        !keptBytes ||
+        hBytes.compare(keptBytes, r * rowBytes, (r + 1) * rowBytes, r * rowBytes, (r + 1) * rowBytes) !== 0
+      )
+        changed.push(r);
+    const rows = Int32Array.from(changed);
+    const n = rows.length;
+    this.projected = { norms: n, keys: n, queries: withQ || kept?.q !== undefined ? n : 0 };
+    // Kept queries are kept up to date even when this call does not ask for them.
+    const wantQ = withQ || kept?.q !== undefined;
+    if (n > 0 || !kept) {
+      const xn = this.buffer('xn', n * c.dModel);
+      const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
+      this.prims.rmsnorm(n, c.dModel, h, rows, norm, c.normEps, xn);
+      const both = wantQ && this.projectBoth(xn, n, layer);
+      const k = this.qkNorm(
+        both ? this.buffer('k', n * dk) : this.project(xn, n, layer, 'k_proj', c.kvHeads, null, 'k'),
+        layer,
+        'k_norm',
+      );
+      this.prims.rope(n, c.kvHeads, c.headDim, k, rows, c.ropeTheta);
+      const q = wantQ
+        ? this.rope(
+            this.qkNorm(
+              both ? this.buffer('q', n * dq) : this.project(xn, n, layer, 'q_proj', c.heads, null, 'q'),
+              layer,
+              'q_norm',
+            ),
+            rows,
+          )
+        : undefined;
+      if (!kept) return { k, q };
+      for (let i = 0; i < n; i++) {
+        const r = rows[i] as number;
+        kept.h.set(h.subarray(r * c.dModel, (r + 1) * c.dModel), r * c.dModel);
+        kept.k.set(k.subarray(i * dk, (i + 1) * dk), r * dk);
+        if (q && kept.q) kept.q.set(q.subarray(i * dq, (i + 1) * dq), r * dq);
+      }
+    }
+    return { k: (kept as NonNullable<typeof kept>).k, q: withQ ? kept?.q : undefined };
   }
 
   private floats(name: string): Float32Array {
@@ -121,6 +216,23 @@ export class CpuProbe implements Probe {
     return q;
   }
 
+  /** Rows the last `measure` normalised and projected (Probe.projected). */
+  projected: { norms: number; keys: number; queries: number } = { norms: 0, keys: 0, queries: 0 };
+
+  /** Queries of the rows `rows` of h, after their norm and RoPE, into the scratch buffer `slot`. */
+  private queriesOf(layer: number, h: Float32Array, rows: Int32Array, slot: string): Float32Array {
+    const c = this.config;
+    const { norms, keys, queries } = this.projected;
+    this.projected = { norms: norms + rows.length, keys, queries: queries + rows.length };
+    const xn = this.buffer(`${slot}-xn`, rows.length * c.dModel);
+    const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
+    this.prims.rmsnorm(rows.length, c.dModel, h, rows, norm, c.normEps, xn);
+    return this.rope(
+      this.qkNorm(this.project(xn, rows.length, layer, 'q_proj', c.heads, null, slot), layer, 'q_norm'),
+      rows,
+    );
+  }
+
   measure(
     output: ProbeOutput,
     layer: number,
@@ -130,36 +242,24 @@ export class CpuProbe implements Probe {
   ): HostTensor {
     const c = this.config;
     const L = h.shape[0] as number;
-    const xn = this.buffer('xn', L * c.dModel);
-    const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
-    this.prims.rmsnorm(L, c.dModel, float32Of(h) ?? new Float32Array(h.data), null, norm, c.normEps, xn);
+    const hf = float32Of(h) ?? new Float32Array(h.data);
     // K and V stay float32 (widened only if read as float64): drift scores compare them as such.
-    if (output === 'v')
+    if (output === 'v') {
+      this.projected = { norms: L, keys: L, queries: 0 };
+      const xn = this.buffer('xn', L * c.dModel);
+      const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
+      this.prims.rmsnorm(L, c.dModel, hf, null, norm, c.normEps, xn);
       return float32Tensor(
         [L, c.kvHeads, c.headDim],
         this.project(xn, L, layer, 'v_proj', c.kvHeads, null, 'v'),
       );
+    }
     const keys = Int32Array.from({ length: L }, (_, i) => i);
-    const both = output !== 'k' && this.projectBoth(xn, L, layer, queries);
-    const k = this.qkNorm(
-      both
-        ? this.buffer('k', L * c.kvHeads * c.headDim)
-        : this.project(xn, L, layer, 'k_proj', c.kvHeads, null, 'k'),
-      layer,
-      'k_norm',
-    );
-    this.prims.rope(L, c.kvHeads, c.headDim, k, keys, c.ropeTheta);
+    const everyRow = queries.length === L && queries.every((r, i) => r === i);
+    const projected = this.keysAndQueries(layer, hf, L, output !== 'k' && everyRow);
+    const k = projected.k;
     if (output === 'k') return float32Tensor([L, c.kvHeads, c.headDim], k);
-    const q = this.rope(
-      this.qkNorm(
-        both
-          ? this.buffer('q', L * c.heads * c.headDim)
-          : this.project(xn, L, layer, 'q_proj', c.heads, queries, 'q'),
-        layer,
-        'q_norm',
-      ),
-      queries,
-    );
+    const q = projected.q ?? this.queriesOf(layer, hf, queries, 'q');
     if (output === 'query_key') {
       const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };
       return {
@@ -193,12 +293,7 @@ export class CpuProbe implements Probe {
       const at = queries.indexOf(top[0] as number);
       const width = c.heads * c.headDim;
       const qTop =
-        at >= 0
-          ? q.subarray(at * width, (at + 1) * width)
-          : this.rope(
-              this.qkNorm(this.project(xn, L, layer, 'q_proj', c.heads, top, 'qtop'), layer, 'q_norm'),
-              top,
-            );
+        at >= 0 ? q.subarray(at * width, (at + 1) * width) : this.queriesOf(layer, hf, top, 'qtop');
       const mass = new Float64Array(L);
       this.prims.attentionMass(
         1,

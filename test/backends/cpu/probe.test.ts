@@ -99,6 +99,56 @@ describe.each(backendConfigs.map((c) => [c.name, c] as const))(
       expect(Math.abs(total(masked) - rows)).toBeLessThanOrEqual(rows * L * EPS32);
       expect(Math.abs(total(open) - rows)).toBeLessThanOrEqual(rows * L * EPS32);
     });
+
+    // A probe keeps each layer's projections and projects again only the rows whose hidden state
+    // changed: after any history of calls it must give every bit a probe without history gives.
+    test('after earlier calls, a probe gives every bit a new probe gives (kept projections)', () => {
+      const kept = new CpuRunner(buildCpu(plan, config, L), weights, L);
+      const r = createRng(21);
+      const state = Float32Array.from(h.data);
+      const all = Int32Array.from({ length: L }, (_, i) => i);
+      const calls: [ProbeOutput, Int32Array][] = [
+        ['mass', all],
+        ['row', all],
+        ['k', all],
+        ['query_key', Int32Array.from([7, 2, 11])],
+        ['mass_heads', all],
+        ['mass', Int32Array.from([3])],
+      ];
+      // Per layer, whether the probe keeps every row's queries too.
+      const memo = new Map<number, boolean>();
+      for (let step = 0; step < 12; step++) {
+        // No row, every row, or a few rows changed; a changed row may be given back its old bytes.
+        const changed = step % 4 === 1 ? [] : step % 4 === 2 ? all : [...all].filter(() => r.uniform() < 0.3);
+        for (const row of changed) {
+          const at = (row as number) * config.dModel;
+          if (step % 3 === 0) state.set(Float32Array.from(h.data.subarray(at, at + config.dModel)), at);
+          else for (let d = 0; d < config.dModel; d++) state[at + d] = 2 * r.uniform() - 1;
+        }
+        const hs = float32Tensor([L, config.dModel], Float32Array.from(state));
+        for (const layer of [0, config.layers - 1]) {
+          const [output, queries] = calls[(step + layer) % calls.length] as [ProbeOutput, Int32Array];
+          const fresh = new CpuRunner(buildCpu(plan, config, L), weights, L);
+          const bytes = (x: { data: ArrayLike<number> }) => {
+            const d = x.data as Float32Array | Float64Array;
+            return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+          };
+          const label = `step ${step} layer ${layer} ${output}`;
+          const got = kept.probe.measure(output, layer, hs, queries, blocks);
+          // It says what it projected: with no row changed, nothing, unless it had kept no queries
+          // and now projects every row's; with every row given new values, every row.
+          const withQ = output !== 'k' && queries.length === L;
+          const reusable = memo.has(layer) && (!withQ || memo.get(layer));
+          if (step % 4 === 1) expect(kept.probe.projected?.keys, label).toBe(reusable ? 0 : L);
+          if (step % 4 === 2 && step % 3 !== 0) expect(kept.probe.projected?.keys, label).toBe(L);
+          memo.set(layer, (reusable && memo.get(layer)) || withQ);
+          expect(
+            bytes(got).equals(bytes(fresh.probe.measure(output, layer, hs, queries, blocks))),
+            label,
+          ).toBe(true);
+        }
+      }
+    });
   },
 );
 
