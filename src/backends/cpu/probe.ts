@@ -163,9 +163,7 @@ export class CpuProbe implements Probe {
     // Kept queries are kept up to date even when this call does not ask for them.
     const wantQ = withQ || kept?.q !== undefined;
     if (n > 0 || !kept) {
-      const xn = this.buffer('xn', n * c.dModel);
-      const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
-      this.prims.rmsnorm(n, c.dModel, h, rows, norm, c.normEps, xn);
+      const xn = this.normalised(layer, h, rows, n, 'xn');
       const both = wantQ && this.projectBoth(xn, n, layer);
       const k = this.qkNorm(
         both ? this.buffer('k', n * dk) : this.project(xn, n, layer, 'k_proj', c.kvHeads, null, 'k'),
@@ -216,6 +214,21 @@ export class CpuProbe implements Probe {
     return q;
   }
 
+  /** The input RMSNorm of a layer over n rows of h (`rows` of it, or the first n), into the scratch buffer `slot`. */
+  private normalised(
+    layer: number,
+    h: Float32Array,
+    rows: Int32Array | null,
+    n: number,
+    slot: string,
+  ): Float32Array {
+    const c = this.config;
+    const xn = this.buffer(slot, n * c.dModel);
+    const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
+    this.prims.rmsnorm(n, c.dModel, h, rows, norm, c.normEps, xn);
+    return xn;
+  }
+
   /** Rows the last `measure` normalised and projected (Probe.projected). */
   projected: { norms: number; keys: number; queries: number } = { norms: 0, keys: 0, queries: 0 };
 
@@ -224,9 +237,7 @@ export class CpuProbe implements Probe {
     const c = this.config;
     const { norms, keys, queries } = this.projected;
     this.projected = { norms: norms + rows.length, keys, queries: queries + rows.length };
-    const xn = this.buffer(`${slot}-xn`, rows.length * c.dModel);
-    const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
-    this.prims.rmsnorm(rows.length, c.dModel, h, rows, norm, c.normEps, xn);
+    const xn = this.normalised(layer, h, rows, rows.length, `${slot}-xn`);
     return this.rope(
       this.qkNorm(this.project(xn, rows.length, layer, 'q_proj', c.heads, null, slot), layer, 'q_norm'),
       rows,
@@ -246,9 +257,7 @@ export class CpuProbe implements Probe {
     // K and V stay float32 (widened only if read as float64): drift scores compare them as such.
     if (output === 'v') {
       this.projected = { norms: L, keys: L, queries: 0 };
-      const xn = this.buffer('xn', L * c.dModel);
-      const norm = this.floats(`model.layers.${layer}.input_layernorm.weight`);
-      this.prims.rmsnorm(L, c.dModel, hf, null, norm, c.normEps, xn);
+      const xn = this.normalised(layer, hf, null, L, 'xn');
       return float32Tensor(
         [L, c.kvHeads, c.headDim],
         this.project(xn, L, layer, 'v_proj', c.kvHeads, null, 'v'),

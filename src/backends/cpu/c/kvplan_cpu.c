@@ -1579,12 +1579,12 @@ static void kvi_pack_pairs(int rho0, int nr, int group, int heads, int hd, float
 #endif
 }
 
-/* dst[j][d] = col[d * ld + j] * scale[j] for pairs j < np <= KV_VL and d < hd. */
 /* A pair's log-sum-exp in natural units from its running max and sum in log2 units. */
 static inline float kvi_pair_lse(float m, float l) {
   return l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : -INFINITY;
 }
 
+/* dst[j][d] = col[d * ld + j] * scale[j] for pairs j < np <= KV_VL and d < hd. */
 static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const float *scale, float *const *dst) {
 #if KV_VL == 16
   for (int d0 = 0; d0 < hd; d0 += 16) {
