@@ -45,7 +45,7 @@ export function report(res: KernelsResult): string {
   const out: string[] = [];
   const m = res.machine;
   out.push(
-    `Run ${res.date}, ${res.seconds} s; machine: ${m.cpu} (${m.simd}), ${m.cores} cores, ${m.memory_gib} GiB, ` +
+    `Run ${res.date}, ${res.seconds} s; machine: ${m.cpu} (${m.simd}${m.family_model ? `; family/model ${m.family_model}` : ''}${m.caches ? `; ${m.caches}` : ''}), ${m.cores} cores, ${m.memory_gib} GiB, ` +
       `${m.os}, node ${m.node}, onnxruntime-node ${m.onnxruntime_node}, ${m.cc} (${m.cc_flags}); ` +
       `other processes kept ${fmt(res.other_processes_busy_cores)} cores busy on average during the run.`,
   );
