@@ -84,15 +84,19 @@ export interface Machine {
   [key: string]: unknown;
 }
 
-/** The SIMD extensions the kernels care about, from /proc/cpuinfo (Linux; empty elsewhere). */
-function simdFlags(): string {
+/** A file's text, trimmed; empty where it cannot be read (a file of Linux's elsewhere). */
+function readText(path: string): string {
   try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    const flags = new Set((/^flags\s*:(.*)$/m.exec(info)?.[1] ?? '').trim().split(/\s+/));
-    return ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni'].filter((f) => flags.has(f)).join(' ');
+    return readFileSync(path, 'utf8').trim();
   } catch {
     return '';
   }
+}
+
+/** The SIMD extensions the kernels care about, from /proc/cpuinfo (Linux; empty elsewhere). */
+function simdFlags(info: string): string {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(info)?.[1] ?? '').trim().split(/\s+/));
+  return ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni'].filter((f) => flags.has(f)).join(' ');
 }
 
 /**
@@ -101,21 +105,13 @@ function simdFlags(): string {
  * (Zen 4: one 512-bit FMA a cycle, a 32 KiB L1d) and a family 26 part (Zen 5: two, 48 KiB), with
  * twice the FLOP peak between them and the ratios of every benchmark moved by it.
  */
-function cpuIdentity(): { family_model: string; caches: string } {
-  const read = (path: string) => {
-    try {
-      return readFileSync(path, 'utf8').trim();
-    } catch {
-      return '';
-    }
-  };
-  const info = read('/proc/cpuinfo');
+function cpuIdentity(info: string): { family_model: string; caches: string } {
   const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(\\d+)$`, 'm').exec(info)?.[1];
   const [family, model] = [field('cpu family'), field('model')];
   const caches: string[] = [];
   for (let i = 0; ; i++) {
     const dir = `/sys/devices/system/cpu/cpu0/cache/index${i}`;
-    const [level, type, size] = ['level', 'type', 'size'].map((f) => read(`${dir}/${f}`));
+    const [level, type, size] = ['level', 'type', 'size'].map((f) => readText(`${dir}/${f}`));
     if (!level) break;
     if (type !== 'Instruction') caches.push(`L${level}${type === 'Data' ? 'd' : ''} ${size}`);
   }
@@ -124,10 +120,11 @@ function cpuIdentity(): { family_model: string; caches: string } {
 
 export function machineInfo(extra: Record<string, unknown> = {}): Machine {
   const cpus = os.cpus();
+  const info = readText('/proc/cpuinfo');
   return {
     cpu: cpus[0]?.model ?? 'unknown',
-    simd: simdFlags(),
-    ...cpuIdentity(),
+    simd: simdFlags(info),
+    ...cpuIdentity(info),
     cores: cpus.length,
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
