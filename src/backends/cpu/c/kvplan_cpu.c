@@ -1365,31 +1365,76 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055
 /*
  * S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:], over nv
  * vectors of the panel (a constant where inlined; the panel's row stride is NR either way).
+ *
+ * grouped (a constant too): KV_ATT_QK_ROWS keys at a time over 16 dimensions, one 64-byte line of
+ * each, where all MR keys took each dimension in turn. Units of one KV head take it: 1.00-1.06x
+ * (N 1024-4096, 70-100 queries over 160-1280 keys, packed or read in place). Units of several
+ * (a cached step's few query rows, whose keys lie a canvas row apart) ran 0.9x, and do not. Each
+ * key's sum runs over d in order either way, so every bit is the same.
  */
-static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int hd, const float *const *krow,
-                                                             const float *restrict bp, float *c, int64_t ldc) {
+#define KV_ATT_QK_ROWS (KV_ATT_MR > 8 ? 4 : KV_ATT_MR)
+_Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS || KV_ATT_MR == 3 * KV_ATT_QK_ROWS, "one or three key groups");
+#if KV_VL == 16
+/* An empty asm that takes x in a vector register and gives it back: x is then loaded once. */
+#define KVI_IN_REGISTER(x) __asm__("" : "+v"(x))
+#else
+#define KVI_IN_REGISTER(x) (void)0
+#endif
+static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int grouped, int hd,
+                                                             const float *const *krow, const float *restrict bp,
+                                                             float *c, int64_t ldc) {
   kvi_vf acc[KV_ATT_MR][KV_GEMM_NV];
   for (int r = 0; r < KV_ATT_MR; r++)
     for (int v = 0; v < nv; v++) acc[r][v] = kvi_vsplat(0.0f);
-  for (int kk = 0; kk < hd; kk++) {
+  int k0 = 0;
+  if (grouped) {
+    /* The panel's vectors are held in registers (KVI_IN_REGISTER): left to itself, GCC folded
+       their loads into each multiply-add, three times the loads. */
+#define KVI_QK_GROUP(r0)                                                                            \
+  for (int kk = k0; kk < k0 + 16; kk++) {                                                          \
+    kvi_vf b[KV_GEMM_NV];                                                                          \
+    for (int v = 0; v < nv; v++) {                                                                 \
+      b[v] = kvi_vload(bp + (int64_t)kk * KV_GEMM_NR + v * KV_VL);                                 \
+      KVI_IN_REGISTER(b[v]);                                                                       \
+    }                                                                                              \
+    for (int r = (r0); r < (r0) + KV_ATT_QK_ROWS; r++) {                                           \
+      const float a = krow[r][kk];                                                                 \
+      for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);            \
+    }                                                                                              \
+  }
+    for (; k0 + 16 <= hd; k0 += 16) {
+      KVI_QK_GROUP(0)
+#if KV_ATT_MR > KV_ATT_QK_ROWS
+      KVI_QK_GROUP(KV_ATT_QK_ROWS)
+      KVI_QK_GROUP(2 * KV_ATT_QK_ROWS)
+#endif
+    }
+#undef KVI_QK_GROUP
+  }
+  for (int kk = k0; kk < hd; kk++) {
     kvi_vf b[KV_GEMM_NV];
-    for (int v = 0; v < nv; v++) b[v] = kvi_vload(bp + v * KV_VL);
+    for (int v = 0; v < nv; v++) b[v] = kvi_vload(bp + (int64_t)kk * KV_GEMM_NR + v * KV_VL);
     for (int r = 0; r < KV_ATT_MR; r++) {
       const float a = krow[r][kk];
       for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
     }
-    bp += KV_GEMM_NR;
   }
   for (int r = 0; r < KV_ATT_MR; r++)
     for (int v = 0; v < nv; v++) kvi_vstore(c + r * ldc + v * KV_VL, acc[r][v]);
 }
 
 static void kvi_micro_qk(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(KV_GEMM_NV, hd, krow, bp, c, ldc);
+  kvi_micro_qk_nv(KV_GEMM_NV, 0, hd, krow, bp, c, ldc);
 }
 /* The first vector of a panel alone: a unit's last panel of at most KV_VL pairs (kvi_attention). */
 static void kvi_micro_qk1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(1, hd, krow, bp, c, ldc);
+  kvi_micro_qk_nv(1, 0, hd, krow, bp, c, ldc);
+}
+static void kvi_micro_qkg(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_qk_nv(KV_GEMM_NV, 1, hd, krow, bp, c, ldc);
+}
+static void kvi_micro_qkg1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
+  kvi_micro_qk_nv(1, 1, hd, krow, bp, c, ldc);
 }
 
 /*
@@ -1628,39 +1673,54 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
  * Pairs past a unit's last whole vector, at most KV_ATT_LEFT: one query row, or 17 or 33, is a
  * whole number of vectors of pairs a head and one more, and that one filled a vector of its own,
  * 15 lanes of padding through every multiply-add of K Q^T and V^T P^T. Such a pair is computed
- * alone instead, with the keys of the tile in the lanes (K transposed once a tile) and then hd in
- * the lanes (one row 2.2-2.7x, 33 rows 1.3x; two to four such pairs ran 0.8x, so they stay in a
- * panel):
+ * alone instead, with the keys of the tile in the lanes and then hd in the lanes (one row
+ * 2.2-2.7x, 33 rows 1.3x; two to four such pairs ran 0.8x, so they stay in a panel):
  * K Q^T sums over d in order from 0, the softmax keeps the panels' max, exp2 and sums in key order,
- * and O[d] adds its keys in order, so every bit is the one the pair had in a panel. kt holds the
- * tile's K^T (rows KV_ATT_KT16 apart), e its scores; lq the pairs' scaled queries, lo their O (hd
- * floats each), lm and ll their running max and sum; qb and qs their blocks and sequences.
+ * and O[d] adds its keys in order, so every bit is the one the pair had in a panel. e holds the
+ * tile's scores; lq the pairs' scaled queries, lo their O (hd floats each), lm and ll their running
+ * max and sum; qb and qs their blocks and sequences.
  */
 #define KV_ATT_LEFT 1
-#define KV_ATT_KT16 ((KV_ATT_KT + 15) / 16 * 16) /* kt's row stride */
-static void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb, int32_t ts, const int32_t *qb,
-                          const int32_t *qs, const float *const *krows, const float *const *vrows, float *kt,
-                          float *e, const float *lq, float *lo, float *lm, float *ll) {
+#define KV_ATT_KT16 ((KV_ATT_KT + 15) / 16 * 16) /* a tile's keys, in whole vectors */
+/* Not inlined into the unit's loop: inlined, it ran a call of 17 queries over 160-1280 keys
+   1.05-1.07x longer. */
+static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb, int32_t ts, const int32_t *qb,
+                          const int32_t *qs, const float *const *krows, const float *const *vrows, float *e,
+                          const float *lq, float *lo, float *lm, float *ll) {
   enum { NVK = KV_ATT_KT16 / 16 }; /* key vectors of a tile: a constant, so that they stay in registers */
-  for (int t0 = 0; t0 < tl; t0 += 16) {
-    const float *rows[16];
-    for (int t = 0; t < 16; t++) rows[t] = krows[t0 + t < tl ? t0 + t : t0]; /* lanes past tl: never read */
-    kvi_transpose_keys(rows, hd, kt + t0, KV_ATT_KT16);
+  /* S = K q for each pair, each key's sum over d in order from 0: a block of 16 keys transposed 16
+     dimensions at a time in registers and multiplied there (through a K^T tile in memory, a call of
+     17 queries over 160 or 1280 keys ran 1.05-1.09x longer). Lanes past tl are dropped below. */
+  __m512 svs[KV_ATT_LEFT][NVK];
+  for (int v = 0; v < NVK; v++) {
+    __m512 s[KV_ATT_LEFT];
+    for (int j = 0; j < KV_ATT_LEFT; j++) s[j] = _mm512_setzero_ps();
+    if (v * 16 < tl) {
+      const float *rows[16];
+      for (int t = 0; t < 16; t++) rows[t] = krows[v * 16 + t < tl ? v * 16 + t : v * 16];
+      for (int d0 = 0; d0 < hd; d0 += 16) {
+        const int nd = kvi_imin(16, hd - d0);
+        const __mmask16 in = (__mmask16)((1u << nd) - 1);
+        __m512 r[16];
+        for (int t = 0; t < 16; t++) r[t] = _mm512_maskz_loadu_ps(in, rows[t] + d0);
+        kvi_transpose16(r);
+        for (int j = 0; j < left; j++) {
+          const float *q = lq + (int64_t)j * hd + d0;
+          if (nd == 16)
+            for (int d = 0; d < 16; d++) s[j] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(q[d]), s[j]);
+          else
+            for (int d = 0; d < nd; d++) s[j] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(q[d]), s[j]);
+        }
+      }
+    }
+    for (int j = 0; j < KV_ATT_LEFT; j++) svs[j][v] = s[j];
   }
   __mmask16 inside[NVK]; /* the lanes of keys t < tl */
   for (int v = 0; v < NVK; v++)
     inside[v] = (__mmask16)(tl - v * 16 >= 16 ? 0xffff : tl - v * 16 > 0 ? (1u << (tl - v * 16)) - 1 : 0);
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
   for (int j = 0; j < left; j++) {
-    const float *q = lq + (int64_t)j * hd;
-    /* S = K q, each key's sum over d in order; lanes past tl hold what kt held, and are dropped. */
-    __m512 sv[NVK];
-    for (int v = 0; v < NVK; v++) sv[v] = _mm512_setzero_ps();
-    for (int d = 0; d < hd; d++) {
-      const __m512 qd = _mm512_set1_ps(q[d]);
-      const float *kd = kt + (int64_t)d * KV_ATT_KT16;
-      for (int v = 0; v < NVK; v++) sv[v] = _mm512_fmadd_ps(_mm512_load_ps(kd + v * 16), qd, sv[v]);
-    }
+    __m512 *sv = svs[j];
     __m512 mxv = ninf;
     __mmask16 nan = 0;
     for (int v = 0; v < NVK; v++) {
@@ -1814,9 +1874,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
                  at_ots = kvi_piece(&end, n_pairs * hd), at_mrows = kvi_piece(&end, n_pairs),
                  at_lrows = kvi_piece(&end, n_pairs), at_qb = kvi_piece(&end, (size_t)rows_pad),
                  at_qs = kvi_piece(&end, (size_t)rows_pad);
-    /* The leftover pairs' K^T tile, scores, queries, O, max and sum (kvi_left_tile; none without). */
-    const size_t at_kt = kvi_piece(&end, KV_ATT_LEFT ? (size_t)hd * KV_ATT_KT16 : 0),
-                 at_e = kvi_piece(&end, KV_ATT_LEFT ? KV_ATT_KT16 : 0), at_lq = kvi_piece(&end, n_left * hd),
+    /* The leftover pairs' scores, queries, O, max and sum (kvi_left_tile; none without). */
+    const size_t at_e = kvi_piece(&end, KV_ATT_LEFT ? KV_ATT_KT16 : 0), at_lq = kvi_piece(&end, n_left * hd),
                  at_lo = kvi_piece(&end, n_left * hd), at_lm = kvi_piece(&end, n_left),
                  at_ll = kvi_piece(&end, n_left);
     /* The packed keys and values, when there is memory for them (else rows are read in place). */
@@ -1831,9 +1890,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
     int32_t *qb = (int32_t *)(buf + at_qb), *qs = (int32_t *)(buf + at_qs);
     float *lq = buf + at_lq, *lo = buf + at_lo, *lm = buf + at_lm, *ll = buf + at_ll;
 #if KV_ATT_LEFT
-    float *kt = buf + at_kt, *ebuf = buf + at_e;
+    float *ebuf = buf + at_e;
 #else
-    (void)at_kt;
     (void)at_e;
 #endif
     int32_t kb[KV_ATT_KT];
@@ -1940,7 +1998,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             /* S^T = K Q^T for the tile. */
             for (int tb = 0; tb < tpad; tb += KV_ATT_MR)
               for (int pn = 0; pn < npan; pn++)
-                (narrow_last && pn == npan - 1 ? kvi_micro_qk1 : kvi_micro_qk)(
+                (narrow_last && pn == npan - 1 ? (hg == 1 ? kvi_micro_qkg1 : kvi_micro_qk1)
+                                               : (hg == 1 ? kvi_micro_qkg : kvi_micro_qk))(
                     hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
                     rows_pad);
             /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
@@ -1979,7 +2038,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             }
 #if KV_ATT_LEFT
             if (left > 0)
-              kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, krows, vrows, kt, ebuf,
+              kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, krows, vrows, ebuf,
                             lq + (int64_t)hi * KV_ATT_LEFT * hd, lo + (int64_t)hi * KV_ATT_LEFT * hd,
                             lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT);
 #endif
