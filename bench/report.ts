@@ -152,5 +152,11 @@ export function report(res: KernelsResult): string {
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
 if (isMain) {
   const path = process.argv[2] ?? fileURLToPath(new URL('./results/kernels.json', import.meta.url));
-  console.log(report(JSON.parse(readFileSync(path, 'utf8')) as KernelsResult));
+  const res = JSON.parse(readFileSync(path, 'utf8')) as KernelsResult & { suite?: string };
+  if (res.suite !== 'kernels' || !Array.isArray(res.rows)) {
+    // The policies and peers suites print their own tables; a record of theirs has no kernel rows.
+    console.error(`bench/report.ts: ${path} is not a kernels record (suite: ${res.suite ?? 'none'})`);
+    process.exit(1);
+  }
+  console.log(report(res));
 }
