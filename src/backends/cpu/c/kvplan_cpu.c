@@ -1430,6 +1430,7 @@ static void kvi_micro_qk(int hd, const float *const *krow, const float *bp, floa
 static void kvi_micro_qk1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
   kvi_micro_qk_nv(1, 0, hd, krow, bp, c, ldc);
 }
+/* The two, keys grouped: for units of one KV head. */
 static void kvi_micro_qkg(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
   kvi_micro_qk_nv(KV_GEMM_NV, 1, hd, krow, bp, c, ldc);
 }
@@ -1684,9 +1685,10 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 #define KV_ATT_KT16 ((KV_ATT_KT + 15) / 16 * 16) /* a tile's keys, in whole vectors */
 /* Not inlined into the unit's loop: inlined, it ran a call of 17 queries over 160-1280 keys
    1.05-1.07x longer. */
-static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb, int32_t ts, const int32_t *qb,
-                          const int32_t *qs, const float *const *krows, const float *const *vrows, float *e,
-                          const float *lq, float *lo, float *lm, float *ll) {
+static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb,
+                                                    int32_t ts, const int32_t *qb, const int32_t *qs,
+                                                    const float *const *krows, const float *const *vrows, float *e,
+                                                    const float *lq, float *lo, float *lm, float *ll) {
   enum { NVK = KV_ATT_KT16 / 16 }; /* key vectors of a tile: a constant, so that they stay in registers */
   /* S = K q for each pair, each key's sum over d in order from 0: a block of 16 keys transposed 16
      dimensions at a time in registers and multiplied there (through a K^T tile in memory, a call of
