@@ -1655,18 +1655,28 @@ static void kvi_unpack_pairs(int np, int hd, const float *col, int64_t ld, const
  * was most of a one-row probe; shuffles by index vectors built in a loop were not constant-folded
  * and cost as much again.
  */
-static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, int64_t ld) {
-  int d0 = 0;
 #if KV_VL == 16
-  for (; d0 + 16 <= hd; d0 += 16) {
-    __m512 r[16];
-    for (int t = 0; t < 16; t++) r[t] = _mm512_loadu_ps(rows[t] + d0);
-    kvi_transpose16(r);
-    for (int d = 0; d < 16; d++) _mm512_storeu_ps(kt + (int64_t)(d0 + d) * ld, r[d]);
-  }
+/* r[d][t] = rows[t][d0 + d] for d < nd <= 16 (zeros past nd): 16 rows' dimensions from d0 transposed. */
+static inline __attribute__((always_inline)) void kvi_rows_transposed(const float *const rows[16], int d0, int nd,
+                                                                 __m512 *r) {
+  const __mmask16 in = (__mmask16)((1u << nd) - 1);
+  for (int t = 0; t < 16; t++) r[t] = _mm512_maskz_loadu_ps(in, rows[t] + d0);
+  kvi_transpose16(r);
+}
 #endif
-  for (; d0 < hd; d0++)
-    for (int t = 0; t < 16; t++) kt[(int64_t)d0 * ld + t] = rows[t][d0];
+
+static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, int64_t ld) {
+#if KV_VL == 16
+  for (int d0 = 0; d0 < hd; d0 += 16) {
+    const int nd = kvi_imin(16, hd - d0);
+    __m512 r[16];
+    kvi_rows_transposed(rows, d0, nd, r);
+    for (int d = 0; d < nd; d++) _mm512_storeu_ps(kt + (int64_t)(d0 + d) * ld, r[d]);
+  }
+#else
+  for (int d = 0; d < hd; d++)
+    for (int t = 0; t < 16; t++) kt[(int64_t)d * ld + t] = rows[t][d];
+#endif
 }
 
 #if KV_VL == 16
@@ -1702,10 +1712,8 @@ static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, in
       for (int t = 0; t < 16; t++) rows[t] = krows[v * 16 + t < tl ? v * 16 + t : v * 16];
       for (int d0 = 0; d0 < hd; d0 += 16) {
         const int nd = kvi_imin(16, hd - d0);
-        const __mmask16 in = (__mmask16)((1u << nd) - 1);
         __m512 r[16];
-        for (int t = 0; t < 16; t++) r[t] = _mm512_maskz_loadu_ps(in, rows[t] + d0);
-        kvi_transpose16(r);
+        kvi_rows_transposed(rows, d0, nd, r);
         for (int j = 0; j < left; j++) {
           const float *q = lq + (int64_t)j * hd + d0;
           if (nd == 16)
