@@ -403,6 +403,45 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       }
     });
 
+    test('attention mass of one to four query rows: every bit the one the rows get among eight', () => {
+      // A few rows take their scores straight from the key rows (kv_attention_mass's direct path);
+      // the same rows with four to seven more that see no key (their block is below every key's)
+      // fill a micro-panel and take the micro-kernel. The rows that see nothing add nothing, so the
+      // two masses are the same sums in the same order. One thread: at two, a call below the
+      // parallel threshold sums on one where the other sums two halves.
+      for (let seed = 600; seed < 640; seed++) {
+        const r = rng(seed);
+        const kvh = [1, 2, 4][randInt(r, 0, 2)] as number;
+        const group = [1, 2, 4, 7][randInt(r, 0, 3)] as number;
+        const t = makeCase(seed, { nq: randInt(r, 1, 4), kvh, heads: kvh * group });
+        const dead = 8 - t.nq;
+        const L = t.L + dead;
+        const blocks = Int32Array.from({ length: L }, (_, i) => (i >= t.L ? -2 : (t.blocks?.[i] ?? 0)));
+        const kc = new Float32Array(L * t.kvh * t.hd);
+        kc.set(t.kc);
+        const q8 = new Float32Array(8 * t.heads * t.hd);
+        q8.set(t.q);
+        q8.set(randFloats(r, dead * t.heads * t.hd), t.q.length);
+        const qpos8 = Int32Array.from({ length: 8 }, (_, i) =>
+          i < t.nq ? (t.qpos[i] as number) : t.L + i - t.nq,
+        );
+        const label = `seed ${seed} nq=${t.nq} nk=${t.nk} h=${t.heads}/${t.kvh} hd=${t.hd}`;
+        p.setThreads(1);
+        const alone = new Float64Array(t.nk).fill(Number.NaN);
+        p.attentionMass(t.nq, t.nk, t.heads, t.kvh, t.hd, t.scale, t.q, kc, t.qpos, t.kpos, blocks, alone);
+        const among = new Float64Array(t.nk).fill(Number.NaN);
+        p.attentionMass(8, t.nk, t.heads, t.kvh, t.hd, t.scale, q8, kc, qpos8, t.kpos, blocks, among);
+        expect(Buffer.from(alone.buffer), label).toEqual(Buffer.from(among.buffer));
+        // Not a mass of nothing: the rows' probabilities, one a row and head, are all there.
+        const total = alone.reduce((a, m) => a + m, 0);
+        const seeing = Array.from(t.qpos, (qp) =>
+          t.kpos.some((kp) => (blocks[kp] as number) <= (blocks[qp] as number)),
+        );
+        expect(total, label).toBeCloseTo(seeing.filter(Boolean).length * t.heads, 4);
+      }
+      p.setThreads(2);
+    });
+
     test('long key lists (many tiles, online rescaling), large scores', () => {
       check('nk=1000 hd=64', makeCase(101, { nq: 40, nk: 1000, heads: 4, kvh: 2, hd: 64 }));
       check('nk=700 hd=33 masked', makeCase(102, { nq: 70, nk: 700, heads: 2, kvh: 1, hd: 33 }));

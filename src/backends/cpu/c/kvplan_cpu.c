@@ -2135,8 +2135,11 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
  * loads per FMA, where scoring a few rows against four vectors of keys loaded each key vector
  * once per row (the compiler folded the loads into the FMAs) and the loads bounded it. Which key
  * a row sees is a compare of two int arrays made once per call (not per head and row). The
- * probabilities are exponentiated as vectors; each thread sums them in double, and the threads'
- * sums are reduced at the end.
+ * queries are packed times scale * log2(e), so that the probabilities are powers of 2, exponentiated
+ * as vectors by the attention kernel's exp2 (the natural exp with its range reduction, mul and add
+ * apart, was a fifth of a call over every row of the quick canvas); each thread sums them in double,
+ * all the rows of a block through one pass over the keys, and the threads' sums are reduced at the
+ * end.
  */
 void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                        const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
@@ -2149,11 +2152,17 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
   const int64_t pad = KV_GEMM_NR > 16 ? KV_GEMM_NR : 16;
   const int64_t nkp = kvi_ceil_div(nk, pad) * pad;
   const int64_t panel = (int64_t)hd * KV_GEMM_NR; /* floats of one panel: [hd][NR] */
-  float *kt = kvi_thread_buffer((size_t)kvh * hd * nkp);
+  /* Fewer query rows than a micro-panel (one, for the probe of an attention row): each head's
+     scores straight from the key rows, transposed 16 by 16 in registers, where the transpose of
+     every key into panels was most of the call and the micro-kernel's rows were mostly padding
+     (one row 1.2-2.2x, the same bits). Each head of a group transposes its keys again, so not for
+     more rows: 4 rows of 4 heads a KV head ran 0.85x, 7 rows of one head 0.8-0.9x. */
+  const int direct = KV_VL == 16 && (nq <= 2 || (nq <= 4 && group <= 2));
+  float *kt = direct ? NULL : kvi_thread_buffer((size_t)kvh * hd * nkp);
   /* The keys' blocks and sequences, padded to nkp for whole-vector reads (the padding is never seen). */
   int32_t *kb = blocks ? malloc(sizeof(int32_t) * (size_t)nkp) : NULL;
   int32_t *ks = seqs ? malloc(sizeof(int32_t) * (size_t)nkp) : NULL;
-  if (!kt || (blocks && !kb) || (seqs && !ks)) {
+  if ((!direct && !kt) || (blocks && !kb) || (seqs && !ks)) {
     /* Out of memory: a visibly wrong result, as kv_attention's. */
     for (int j = 0; j < nk; j++) mass[j] = NAN;
     free(kb);
@@ -2178,7 +2187,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t tb = 0; tb < (int64_t)kvh * jblocks; tb++) {
+    for (int64_t tb = 0; tb < (direct ? 0 : (int64_t)kvh * jblocks); tb++) {
       const int g = (int)(tb / jblocks);
       const int64_t j0 = tb % jblocks * 16;
       const float *rows[16];
@@ -2196,7 +2205,9 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
     }
     float *qp = kvi_aligned_buffer((size_t)hd * KV_GEMM_MR);
     float *sb = kvi_aligned_buffer((size_t)KV_GEMM_MR * nkp);
-    double *acc = calloc((size_t)nk, sizeof(double));
+    double *acc = calloc((size_t)nkp, sizeof(double));
+    /* The scale, in log2 units so that the softmax is a power of 2, goes into the packed queries. */
+    const float qscale = scale * 1.44269504088896341f;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -2204,33 +2215,63 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
       const int h = (int)(it / qblocks);
       const int i0 = (int)(it % qblocks) * KV_GEMM_MR;
       const int rows = kvi_imin(KV_GEMM_MR, nq - i0);
-      const float *ktg = kt + (int64_t)(h / group) * hd * nkp;
-      /* The block's rows as an A micro-panel [hd][MR]; rows past nq are zeros, their scores unused.
-         With AVX-512, 16 floats of each row at a time through registers (one at a time, the pack
-         was 7% of a call over every row of the quick canvas). */
-      int d0 = 0;
-#if KV_VL == 16 && KV_GEMM_MR == 8
-      for (; d0 + 16 <= hd; d0 += 16) {
-        __m512 r[16];
-        for (int b = 0; b < 16; b++)
-          r[b] = b < rows ? _mm512_loadu_ps(q + ((int64_t)(i0 + b) * heads + h) * hd + d0) : _mm512_setzero_ps();
-        kvi_transpose16(r);
-        for (int d = 0; d < 16; d++) _mm256_store_ps(qp + (d0 + d) * KV_GEMM_MR, _mm512_castps512_ps256(r[d]));
-      }
+#if KV_VL == 16
+      if (direct) {
+        /* Each key's sum over d in order from 0, as the micro-kernel's: the same bits. */
+        for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
+          const float *kr[16];
+          for (int t = 0; t < 16; t++)
+            kr[t] = j0 + t < nk ? kcanvas + ((int64_t)kpos[j0 + t] * kvh + h / group) * hd : kvi_zero_row(hd);
+          __m512 sv[KV_GEMM_MR];
+          for (int b = 0; b < rows; b++) sv[b] = _mm512_setzero_ps();
+          for (int d0 = 0; d0 < hd; d0 += 16) {
+            const int nd = kvi_imin(16, hd - d0);
+            __m512 r[16];
+            kvi_rows_transposed(kr, d0, nd, r);
+            for (int b = 0; b < rows; b++) {
+              const float *qr = q + ((int64_t)(i0 + b) * heads + h) * hd + d0;
+              for (int d = 0; d < nd; d++) sv[b] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(qr[d] * qscale), sv[b]);
+            }
+          }
+          for (int b = 0; b < rows; b++) _mm512_store_ps(sb + (int64_t)b * nkp + j0, sv[b]);
+        }
+      } else
 #endif
-      for (int b = 0; b < KV_GEMM_MR; b++) {
-        const float *qr = q + ((int64_t)(i0 + kvi_imin(b, rows - 1)) * heads + h) * hd;
-        for (int d = d0; d < hd; d++) qp[d * KV_GEMM_MR + b] = b < rows ? qr[d] : 0.0f;
+      {
+        const float *ktg = kt + (int64_t)(h / group) * hd * nkp;
+        /* The block's rows as an A micro-panel [hd][MR]; rows past nq are zeros, their scores unused.
+           With AVX-512, 16 floats of each row at a time through registers (one at a time, the pack
+           was 7% of a call over every row of the quick canvas). */
+        int d0 = 0;
+#if KV_VL == 16 && KV_GEMM_MR == 8
+        const __m512 qs16 = _mm512_set1_ps(qscale);
+        for (; d0 + 16 <= hd; d0 += 16) {
+          __m512 r[16];
+          for (int b = 0; b < 16; b++)
+            r[b] = b < rows ? _mm512_mul_ps(_mm512_loadu_ps(q + ((int64_t)(i0 + b) * heads + h) * hd + d0), qs16)
+                            : _mm512_setzero_ps();
+          kvi_transpose16(r);
+          for (int d = 0; d < 16; d++) _mm256_store_ps(qp + (d0 + d) * KV_GEMM_MR, _mm512_castps512_ps256(r[d]));
+        }
+#endif
+        for (int b = 0; b < KV_GEMM_MR; b++) {
+          const float *qr = q + ((int64_t)(i0 + kvi_imin(b, rows - 1)) * heads + h) * hd;
+          for (int d = d0; d < hd; d++) qp[d * KV_GEMM_MR + b] = b < rows ? qr[d] * qscale : 0.0f;
+        }
+        for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
+          kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0);
       }
-      for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
-        kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0);
+      /* Each row's probabilities, exponentiated in place, and their normaliser (0: a row that sees
+         no key). */
+      double inv[KV_GEMM_MR];
+      int live = 0;
       for (int b = 0; b < rows; b++) {
         const int i = i0 + b;
         float *s = sb + (int64_t)b * nkp;
         const int32_t qb = kb ? blocks[qpos[i]] : 0;
         const int32_t qs = ks ? seqs[qpos[i]] : 0;
-        /* One pass over the row: the scale, -inf where the row does not see the key (and past nk),
-           the max. */
+        inv[b] = 0.0;
+        /* One pass over the row: -inf where the row does not see the key (and past nk), the max. */
         kvi_vf mv = kvi_vsplat(-INFINITY);
         int seen = 0;
 #if KV_VL > 1
@@ -2240,7 +2281,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
           kvi_vi v = lane + (int32_t)j0 < nk;
           if (kb) v &= *(const kvi_viu *)(kb + j0) <= qb;
           if (ks) v &= *(const kvi_viu *)(ks + j0) == qs;
-          const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0) * scale, kvi_vsplat(-INFINITY));
+          const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0), kvi_vsplat(-INFINITY));
           kvi_vstore(s + j0, x);
           mv = kvi_vmax(mv, x);
           any |= v;
@@ -2249,21 +2290,34 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
 #else
         for (int64_t j = 0; j < nkp; j++) {
           const int v = j < nk && (!kb || kb[j] <= qb) && (!ks || ks[j] == qs);
-          s[j] = v ? s[j] * scale : -INFINITY;
+          s[j] = v ? s[j] : -INFINITY;
           mv = kvi_vmax(mv, s[j]);
           seen |= v;
         }
 #endif
         if (!seen) continue;
-        const float m = kvi_vhmax(mv);
+        const kvi_vf m = kvi_vsplat(kvi_vhmax(mv));
         kvi_vf sum = kvi_vsplat(0.0f);
         for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-          const kvi_vf e = kvi_vexp(kvi_vload(s + j0) - m);
+          const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
           kvi_vstore(s + j0, e);
           sum += e;
         }
-        const double inv = 1.0 / kvi_vhsum(sum);
-        for (int j = 0; j < nk; j++) acc[j] += s[j] * inv;
+        inv[b] = 1.0 / kvi_vhsum(sum);
+        live = 1;
+      }
+      if (!live) continue;
+      /* The rows' probabilities into the thread's sums, 16 keys at a time through all the rows, in
+         row order (the padding keys' probabilities are 0). */
+      for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
+        double a[16];
+        memcpy(a, acc + j0, sizeof a);
+        for (int b = 0; b < rows; b++) {
+          if (inv[b] == 0.0) continue;
+          const float *s = sb + (int64_t)b * nkp + j0;
+          for (int l = 0; l < 16; l++) a[l] += s[l] * inv[b];
+        }
+        memcpy(acc + j0, a, sizeof a);
       }
     }
 #ifdef _OPENMP
