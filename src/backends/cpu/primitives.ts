@@ -173,6 +173,11 @@ export interface Primitives {
    */
   rowDrift(n: number, width: number, from: number, to: number, a: Floats, b: Floats, out: Float64Array): void;
   /**
+   * The rows of `a` (n rows of width floats) whose bytes differ from `kept`'s, in order into
+   * `changed`, each copied into `kept`; returns how many.
+   */
+  rowsChanged(n: number, width: number, a: Floats, kept: Floats, changed: Int32Array): number;
+  /**
    * Softmax statistics of `rows` rows of v logits, logit `exclude` left out (-1: none):
    * stats[3r..3r+2] = confidence, margin, entropy (as src/model/golden.ts softmaxStats); argmax[r],
    * or -1 where the row holds a NaN or an infinity (its stats NaN).
@@ -293,6 +298,9 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
     ),
     rowDrift: lib.func(
       'void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out)',
+    ),
+    rowsChanged: lib.func(
+      'int kv_rows_changed(int n, int width, const float *a, float *kept, int32_t *changed)',
     ),
     softmaxStats: lib.func(
       'void kv_softmax_stats(int rows, int v, const float *logits, int exclude, double *stats, int32_t *argmax)',
@@ -523,6 +531,14 @@ export function bindPrimitives(compiled: CompiledLibrary): Primitives {
       need('b', b, n * width);
       need('out', out, n);
       if (n > 0) f.rowDrift(n, width, from, to, a, b, out);
+    },
+    rowsChanged(n, width, a, kept, changed) {
+      nonNegInt('n', n);
+      nonNegInt('width', width);
+      need('a', a, n * width);
+      need('kept', kept, n * width);
+      need('changed', changed, n);
+      return n > 0 && width > 0 ? (f.rowsChanged(n, width, a, kept, changed) as number) : 0;
     },
     softmaxStats(rows, v, logits, exclude, stats, argmax) {
       nonNegInt('rows', rows);

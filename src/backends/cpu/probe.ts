@@ -115,6 +115,15 @@ export class CpuProbe implements Probe {
     { h: Float32Array; k: Float32Array; q: Float32Array | undefined }
   >();
   private keptFloats = 0;
+  /** Room for the rows keysAndQueries finds changed. */
+  private changed = new Int32Array(0);
+  private rowIndex = new Int32Array(0);
+
+  /** 0, 1, ..., L - 1 (the probe's until its next call). */
+  private allRows(L: number): Int32Array {
+    if (this.rowIndex.length !== L) this.rowIndex = Int32Array.from({ length: L }, (_, i) => i);
+    return this.rowIndex;
+  }
 
   /**
    * Keys of every row of h, and with `withQ` the queries of every row, after their norms and RoPE;
@@ -146,18 +155,16 @@ export class CpuProbe implements Probe {
       this.kept.set(layer, kept);
       this.keptFloats += size;
     }
-    const rowBytes = c.dModel * 4;
-    const hBytes = Buffer.from(h.buffer, h.byteOffset, L * rowBytes);
-    const keptBytes =
-      kept && !fresh ? Buffer.from(kept.h.buffer, kept.h.byteOffset, L * rowBytes) : undefined;
-    const changed: number[] = [];
-    for (let r = 0; r < L; r++)
-      if (
-        !keptBytes ||
-        hBytes.compare(keptBytes, r * rowBytes, (r + 1) * rowBytes, r * rowBytes, (r + 1) * rowBytes) !== 0
-      )
-        changed.push(r);
-    const rows = Int32Array.from(changed);
+    // The rows whose bytes changed, copied into the memo as they are found (one native pass: a
+    // Buffer compare a row cost more than the memcmp it ran).
+    let rows: Int32Array;
+    if (kept && !fresh) {
+      if (this.changed.length < L) this.changed = new Int32Array(L);
+      rows = this.changed.subarray(0, this.prims.rowsChanged(L, c.dModel, h, kept.h, this.changed));
+    } else {
+      kept?.h.set(h.subarray(0, L * c.dModel));
+      rows = this.allRows(L);
+    }
     const n = rows.length;
     this.projected = { norms: n, keys: n, queries: withQ || kept?.q !== undefined ? n : 0 };
     // Kept queries are kept up to date even when this call does not ask for them.
@@ -184,7 +191,6 @@ export class CpuProbe implements Probe {
       if (!kept) return { k, q };
       for (let i = 0; i < n; i++) {
         const r = rows[i] as number;
-        kept.h.set(h.subarray(r * c.dModel, (r + 1) * c.dModel), r * c.dModel);
         kept.k.set(k.subarray(i * dk, (i + 1) * dk), r * dk);
         if (q && kept.q) kept.q.set(q.subarray(i * dq, (i + 1) * dq), r * dq);
       }
@@ -263,7 +269,7 @@ export class CpuProbe implements Probe {
         this.project(xn, L, layer, 'v_proj', c.kvHeads, null, 'v'),
       );
     }
-    const keys = Int32Array.from({ length: L }, (_, i) => i);
+    const keys = this.allRows(L);
     const everyRow = queries.length === L && queries.every((r, i) => r === i);
     const projected = this.keysAndQueries(layer, hf, L, output !== 'k' && everyRow);
     const k = projected.k;

@@ -866,6 +866,53 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     expect(() => p.rowDrift(3, 4, 0, 4, a, a, new Float64Array(3))).toThrow(RangeError);
   });
 
+  test('rows_changed: the rows whose bytes differ, in order, copied into the memo', () => {
+    const r = rng(960);
+    for (const [n, width] of [
+      [1, 1],
+      [7, 3],
+      [160, 1024],
+      [33, 17],
+    ] as const) {
+      const kept = randFloats(r, n * width);
+      const a = Float32Array.from(kept);
+      const bits = new Uint32Array(a.buffer);
+      // Changes a value cannot see: -0 for 0, another NaN payload; and ordinary ones, first and
+      // last element of a row.
+      const want = new Set<number>();
+      for (let i = 0; i < n; i++) {
+        const kind = randInt(r, 0, 5);
+        if (kind === 0) continue;
+        const j = i * width + (kind === 1 ? 0 : kind === 2 ? width - 1 : randInt(r, 0, width - 1));
+        if (kind === 3) {
+          kept[j] = 0;
+          a[j] = -0;
+        } else if (kind === 4) {
+          bits[j] = 0x7fc00001;
+          new Uint32Array(kept.buffer)[j] = 0x7fc00002;
+        } else a[j] = (a[j] as number) + 1;
+        want.add(i);
+      }
+      const before = Uint8Array.from(new Uint8Array(kept.buffer));
+      const changed = new Int32Array(n).fill(-1);
+      const count = p.rowsChanged(n, width, a, kept, changed);
+      expect(Array.from(changed.subarray(0, count))).toEqual([...want].sort((x, y) => x - y));
+      // Every byte of the memo is a's now; the rows that did not change were a's already.
+      expect(Buffer.from(kept.buffer)).toEqual(Buffer.from(a.buffer));
+      for (let i = 0; i < n; i++)
+        if (!want.has(i))
+          expect(Buffer.from(before.subarray(i * width * 4, (i + 1) * width * 4))).toEqual(
+            Buffer.from(a.buffer, i * width * 4, width * 4),
+          );
+      // Nothing changed since: none found.
+      expect(p.rowsChanged(n, width, a, kept, changed)).toBe(0);
+    }
+    const a = new Float32Array(8);
+    expect(() => p.rowsChanged(3, 4, a, a, new Int32Array(3))).toThrow(RangeError);
+    expect(() => p.rowsChanged(2, 4, a, a, new Int32Array(1))).toThrow(RangeError);
+    expect(p.rowsChanged(0, 4, a, a, new Int32Array(0))).toBe(0);
+  });
+
   test('softmax_stats: confidence, margin, entropy and argmax as softmaxStats computes them', () => {
     const r = rng(950);
     // Vocabularies around the vector and block widths, a real one (OpenMP path), the excluded

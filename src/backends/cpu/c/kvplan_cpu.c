@@ -2655,6 +2655,21 @@ void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, f
             sizeof(float) * width);
 }
 
+int kv_rows_changed(int n, int width, const float *a, float *kept, int32_t *changed) {
+  if (n <= 0 || width <= 0) return 0;
+  const size_t bytes = sizeof(float) * (size_t)width;
+  int count = 0;
+  for (int r = 0; r < n; r++) {
+    const float *src = a + (int64_t)r * width;
+    float *dst = kept + (int64_t)r * width;
+    if (memcmp(src, dst, bytes) != 0) {
+      memcpy(dst, src, bytes);
+      changed[count++] = r;
+    }
+  }
+  return count;
+}
+
 int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L) {
   if (n <= 0) return 1;
   if (n == nw && memcmp(rows, writes, sizeof(int32_t) * (size_t)n) == 0) return 1;

@@ -120,6 +120,13 @@ void kv_softmax_stats(int rows, int v, const float *logits, int exclude, double 
  */
 void kv_row_drift(int n, int width, int from, int to, const float *a, const float *b, double *out);
 
+/*
+ * The rows of a (n rows of width floats) whose bytes differ from kept's, in order into changed
+ * (room for n); each such row copied into kept. Returns how many. Bytes, not values: -0 against 0
+ * or two NaNs of different payloads differ, as a memo of what was read must hold them.
+ */
+int kv_rows_changed(int n, int width, const float *a, float *kept, int32_t *changed);
+
 /* Whether every one of the n rows is among the nw rows of writes (canvas rows below L). */
 int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L);
 
