@@ -58,7 +58,7 @@ const pack = (p: Primitives, n: number, k: number, w: Float32Array): Float32Arra
     ? p.packWeight16(
         n,
         k,
-        new Uint16Array(w.buffer).filter((_, h) => h % 2 === 1),
+        new Uint16Array(w.buffer, w.byteOffset, 2 * w.length).filter((_, h) => h % 2 === 1),
         dtype,
       )
     : p.packWeight(n, k, w);
