@@ -1320,6 +1320,16 @@ void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int
 #define KV_ATT_KT (8 * KV_ATT_MR) /* keys per tile (a multiple of KV_ATT_MR) */
 #endif
 /*
+ * Keys a unit of several heads takes for all of its heads at a time, within a tile (a multiple of
+ * KV_ATT_MR). Such a unit (a cached step's few rows, whose keys and values come from memory) took
+ * a whole tile a head: 96 rows of one head, then the same rows of the next. Walking 12 rows for
+ * every head, their slices of a canvas row side by side, 17 queries over 160-1280 keys with K and V
+ * from memory ran 1.3-1.46x (24 rows: 1.2-1.3x; 48: 0.93x), in cache 0.91-0.98x.
+ */
+#ifndef KV_ATT_WALK
+#define KV_ATT_WALK KV_ATT_MR
+#endif
+/*
  * A head's keys and values copied into the thread's buffer, [nk][hd] each, before its units read
  * them, when its key rows span at least KV_ATT_PACK_SPAN floats of the canvas (4 MB) and at least
  * KV_ATT_PACK_UNITS units read each head. Read in place, rows a canvas row apart were read again
@@ -1880,7 +1890,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
     const size_t n_pairs = (size_t)hg * rows_pad, n_left = (size_t)hg * KV_ATT_LEFT;
     size_t end = 0;
     /* Per head of a unit: packed queries, O^T, running max and sum. */
-    const size_t at_qpacks = kvi_piece(&end, n_pairs * hd), at_st = kvi_piece(&end, (size_t)KV_ATT_KT * rows_pad),
+    const size_t at_qpacks = kvi_piece(&end, n_pairs * hd), at_st = kvi_piece(&end, (size_t)hg * KV_ATT_KT * rows_pad),
                  at_ots = kvi_piece(&end, n_pairs * hd), at_mrows = kvi_piece(&end, n_pairs),
                  at_lrows = kvi_piece(&end, n_pairs), at_qb = kvi_piece(&end, (size_t)rows_pad),
                  at_qs = kvi_piece(&end, (size_t)rows_pad);
@@ -1888,6 +1898,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
     const size_t at_e = kvi_piece(&end, KV_ATT_LEFT ? KV_ATT_KT16 : 0), at_lq = kvi_piece(&end, n_left * hd),
                  at_lo = kvi_piece(&end, n_left * hd), at_lm = kvi_piece(&end, n_left),
                  at_ll = kvi_piece(&end, n_left);
+    /* Each head's key and value rows of the tile, KV_ATT_KT pointers of each a head. */
+    const size_t at_rows = kvi_piece(&end, 2 * (size_t)hg * KV_ATT_KT * sizeof(void *) / sizeof(float));
     /* The packed keys and values, when there is memory for them (else rows are read in place). */
     const size_t at_pk = kvi_piece(&end, pack_kv ? 2 * (size_t)nk * hd : 0);
     float *buf = kvi_thread_buffer(end);
@@ -1905,8 +1917,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
     (void)at_e;
 #endif
     int32_t kb[KV_ATT_KT];
-    const float *krows[KV_ATT_KT];
-    const float *vrows[KV_ATT_KT];
+    const float **kall = (const float **)(buf + at_rows), **vall = kall + (size_t)hg * KV_ATT_KT;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -1983,91 +1994,115 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             any |= kb[t] <= qb_max;
           }
           if (!any) continue; /* no pair of this unit sees any key of the tile */
+          const int tpad = (int)kvi_ceil_div(tl, KV_ATT_MR) * KV_ATT_MR;
+          /* A unit of several heads (a cached step's few rows) walks the tile KV_ATT_WALK keys at a
+             time for all of its heads, their slices of a canvas row side by side: K Q^T of every
+             head, each head's softmax over the whole tile, then V^T P^T of every head. A head's
+             operations and their order are those of a unit of one head. */
+          const int walk = ng > 1 ? KV_ATT_WALK : tpad;
+          for (int s0 = 0; s0 < tpad; s0 += walk) {
+            for (int hi = 0; hi < ng; hi++) {
+              const float **krows = kall + (int64_t)hi * KV_ATT_KT, **vrows = vall + (int64_t)hi * KV_ATT_KT;
+              const float *qpack = qpacks + (int64_t)hi * rows_pad * hd;
+              float *sth = st + (int64_t)hi * KV_ATT_KT * rows_pad;
+              if (s0 == 0) {
+                if (packs && pk_head != g0 + hi) {
+                  pk_head = g0 + hi;
+                  for (int j = 0; j < nk; j++) {
+                    const int64_t base = (int64_t)kpos[j] * hstride + (int64_t)pk_head * hd;
+                    memcpy(pk + (int64_t)j * hd, kcanvas + base, sizeof(float) * (size_t)hd);
+                    memcpy(pk + ((int64_t)nk + j) * hd, vcanvas + base, sizeof(float) * (size_t)hd);
+                  }
+                }
+                for (int t = 0; t < tl; t++) {
+                  const float *kr = packs ? pk + (int64_t)(t0 + t) * hd
+                                          : kcanvas + (int64_t)kpos[t0 + t] * hstride + (int64_t)(g0 + hi) * hd;
+                  const float *vr = packs ? pk + ((int64_t)nk + t0 + t) * hd
+                                          : vcanvas + (int64_t)kpos[t0 + t] * hstride + (int64_t)(g0 + hi) * hd;
+                  krows[t] = kb[t] <= qb_max ? kr : kvi_zero_row(hd);
+                  vrows[t] = kb[t] <= qb_max ? vr : kvi_zero_row(hd);
+                }
+                for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
+#if KV_VL > 1
+                /* A call of one query block a head (a cached step's rows) reads each key and value
+                   once, from memory: the next tile's rows of this head, those the unit sees, are
+                   fetched into L2 while this one is computed (K and V from memory, 17 queries over
+                   160-1280 keys: 1.03-1.15x; with many blocks a head they are in cache already). */
+                if (qblocks == 1)
+                  for (int t = t0 + tl; t < kvi_imin(t0 + tl + KV_ATT_KT, rstart[ri + 1]); t++) {
+                    if (blocks && blocks[kpos[t]] > qb_max) continue;
+                    const int64_t base = (int64_t)kpos[t] * hstride + (int64_t)(g0 + hi) * hd;
+                    for (int d = 0; d < hd; d += 16) {
+                      _mm_prefetch((const char *)(kcanvas + base + d), _MM_HINT_T1);
+                      _mm_prefetch((const char *)(vcanvas + base + d), _MM_HINT_T1);
+                    }
+                  }
+#endif
+              }
+              /* S^T = K Q^T for these keys of the tile. */
+              for (int tb = s0; tb < kvi_imin(s0 + walk, tpad); tb += KV_ATT_MR)
+                for (int pn = 0; pn < npan; pn++)
+                  (narrow_last && pn == npan - 1 ? (hg == 1 ? kvi_micro_qkg1 : kvi_micro_qk1)
+                                                 : (hg == 1 ? kvi_micro_qkg : kvi_micro_qk))(
+                      hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
+                      sth + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
+            }
+          }
+          /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
           for (int hi = 0; hi < ng; hi++) {
-            const float *qpack = qpacks + (int64_t)hi * rows_pad * hd;
+            float *sth = st + (int64_t)hi * KV_ATT_KT * rows_pad;
             float *ot = ots + (int64_t)hi * hd * rows_pad;
             float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
-            if (packs && pk_head != g0 + hi) {
-              pk_head = g0 + hi;
-              for (int j = 0; j < nk; j++) {
-                const int64_t base = (int64_t)kpos[j] * hstride + (int64_t)pk_head * hd;
-                memcpy(pk + (int64_t)j * hd, kcanvas + base, sizeof(float) * (size_t)hd);
-                memcpy(pk + ((int64_t)nk + j) * hd, vcanvas + base, sizeof(float) * (size_t)hd);
-              }
-            }
-            for (int t = 0; t < tl; t++) {
-              const float *kr = packs ? pk + (int64_t)(t0 + t) * hd
-                                      : kcanvas + (int64_t)kpos[t0 + t] * hstride + (int64_t)(g0 + hi) * hd;
-              const float *vr = packs ? pk + ((int64_t)nk + t0 + t) * hd
-                                      : vcanvas + (int64_t)kpos[t0 + t] * hstride + (int64_t)(g0 + hi) * hd;
-              krows[t] = kb[t] <= qb_max ? kr : kvi_zero_row(hd);
-              vrows[t] = kb[t] <= qb_max ? vr : kvi_zero_row(hd);
-            }
-            const int tpad = (int)kvi_ceil_div(tl, KV_ATT_MR) * KV_ATT_MR;
-            for (int t = tl; t < tpad; t++) krows[t] = krows[0]; /* computed, never read */
-#if KV_VL > 1
-            /* A call of one query block a head (a cached step's rows) reads each key and value
-               once, from memory: the next tile's rows of this head, those the unit sees, are
-               fetched into L2 while this one is computed (K and V from memory, 17 queries over
-               160-1280 keys: 1.03-1.15x; with many blocks a head they are in cache already). */
-            if (qblocks == 1)
-              for (int t = t0 + tl; t < kvi_imin(t0 + tl + KV_ATT_KT, rstart[ri + 1]); t++) {
-                if (blocks && blocks[kpos[t]] > qb_max) continue;
-                const int64_t base = (int64_t)kpos[t] * hstride + (int64_t)(g0 + hi) * hd;
-                for (int d = 0; d < hd; d += 16) {
-                  _mm_prefetch((const char *)(kcanvas + base + d), _MM_HINT_T1);
-                  _mm_prefetch((const char *)(vcanvas + base + d), _MM_HINT_T1);
-                }
-              }
-#endif
-            /* S^T = K Q^T for the tile. */
-            for (int tb = 0; tb < tpad; tb += KV_ATT_MR)
-              for (int pn = 0; pn < npan; pn++)
-                (narrow_last && pn == npan - 1 ? (hg == 1 ? kvi_micro_qkg1 : kvi_micro_qk1)
-                                               : (hg == 1 ? kvi_micro_qkg : kvi_micro_qk))(
-                    hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd, st + (int64_t)tb * rows_pad + pn * KV_GEMM_NR,
-                    rows_pad);
-            /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
             for (int c = 0; c < width;) {
               if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
-                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
                 c += KV_ATT_SOFTMAX_NV * KV_VL;
               } else if (width - c >= KV_GEMM_NR) {
-                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
                 c += KV_GEMM_NR;
               } else {
-                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, st, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
                 c += KV_VL;
               }
             }
-            /* O^T += V^T P^T, MR rows of hd by NR pairs at a time. A short last block (hd 64 leaves 4
-               of 12) loads the same P vectors as a full one for a third of its FMAs, so the last
-               full block and it are split in two halves instead (8 + 8). */
-            const int rem = hd % KV_ATT_MR;
-            const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
-            const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
-            for (int pn = 0; pn < npan; pn++) {
-              const float *p = st + pn * KV_GEMM_NR;
-              float *opan = ot + pn * KV_GEMM_NR;
-              const int narrow = narrow_last && pn == npan - 1;
-              int d0 = 0;
-              for (; d0 < full_end; d0 += KV_ATT_MR)
-                kvi_pv_full(narrow, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-              if (halves) {
-                const int h1 = (hd - d0 + 1) / 2;
-                kvi_pv_part(narrow, h1, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-                d0 += h1;
-              }
-              if (d0 < hd)
-                kvi_pv_part(narrow, hd - d0, tl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
-            }
-#if KV_ATT_LEFT
-            if (left > 0)
-              kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, krows, vrows, ebuf,
-                            lq + (int64_t)hi * KV_ATT_LEFT * hd, lo + (int64_t)hi * KV_ATT_LEFT * hd,
-                            lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT);
-#endif
           }
+          /* O^T += V^T P^T, MR rows of hd by NR pairs at a time, keys in order (a walk's steps add
+             theirs to O^T in turn). A short last block (hd 64 leaves 4 of 12) loads the same P
+             vectors as a full one for a third of its FMAs, so the last full block and it are split
+             in two halves instead (8 + 8). */
+          const int rem = hd % KV_ATT_MR;
+          const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
+          const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
+          for (int s0 = 0; s0 < tl; s0 += walk) {
+            const int sl = kvi_imin(walk, tl - s0);
+            for (int hi = 0; hi < ng; hi++) {
+              const float *const *vrows = vall + (int64_t)hi * KV_ATT_KT + s0;
+              const float *sth = st + ((int64_t)hi * KV_ATT_KT + s0) * rows_pad;
+              float *ot = ots + (int64_t)hi * hd * rows_pad;
+              for (int pn = 0; pn < npan; pn++) {
+                const float *p = sth + pn * KV_GEMM_NR;
+                float *opan = ot + pn * KV_GEMM_NR;
+                const int narrow = narrow_last && pn == npan - 1;
+                int d0 = 0;
+                for (; d0 < full_end; d0 += KV_ATT_MR)
+                  kvi_pv_full(narrow, sl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+                if (halves) {
+                  const int h1 = (hd - d0 + 1) / 2;
+                  kvi_pv_part(narrow, h1, sl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+                  d0 += h1;
+                }
+                if (d0 < hd)
+                  kvi_pv_part(narrow, hd - d0, sl, vrows, d0, p, rows_pad, opan + (int64_t)d0 * rows_pad, rows_pad);
+              }
+            }
+          }
+#if KV_ATT_LEFT
+          if (left > 0)
+            for (int hi = 0; hi < ng; hi++)
+              kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, kall + (int64_t)hi * KV_ATT_KT,
+                            vall + (int64_t)hi * KV_ATT_KT, ebuf, lq + (int64_t)hi * KV_ATT_LEFT * hd,
+                            lo + (int64_t)hi * KV_ATT_LEFT * hd, lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT);
+#endif
         }
       }
       /* Normalise and write out; the log-sum-exp back in natural units. */
