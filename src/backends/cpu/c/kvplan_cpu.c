@@ -1324,7 +1324,7 @@ void kv_gemm16_multi(int count, int m, int k, const float *a, int lda, const int
  * KV_ATT_MR). Such a unit (a cached step's few rows, whose keys and values come from memory) took
  * a whole tile a head: 96 rows of one head, then the same rows of the next. Walking 12 rows for
  * every head, their slices of a canvas row side by side, 17 queries over 160-1280 keys with K and V
- * from memory ran 1.3-1.46x (24 rows: 1.2-1.3x; 48: 0.93x), in cache 0.91-0.98x.
+ * from memory ran 1.3-1.46x (24 rows: 1.2-1.3x; 48: 0.93x), in cache 0.88-0.98x.
  */
 #ifndef KV_ATT_WALK
 #define KV_ATT_WALK KV_ATT_MR
