@@ -1889,7 +1889,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
        step's attention, at one query row). */
     const size_t n_pairs = (size_t)hg * rows_pad, n_left = (size_t)hg * KV_ATT_LEFT;
     size_t end = 0;
-    /* Per head of a unit: packed queries, O^T, running max and sum. */
+    /* Per head of a unit: packed queries, a tile's S^T, O^T, running max and sum. */
     const size_t at_qpacks = kvi_piece(&end, n_pairs * hd), at_st = kvi_piece(&end, (size_t)hg * KV_ATT_KT * rows_pad),
                  at_ots = kvi_piece(&end, n_pairs * hd), at_mrows = kvi_piece(&end, n_pairs),
                  at_lrows = kvi_piece(&end, n_pairs), at_qb = kvi_piece(&end, (size_t)rows_pad),
@@ -2252,7 +2252,10 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
       const int rows = kvi_imin(KV_GEMM_MR, nq - i0);
 #if KV_VL == 16
       if (direct) {
-        /* Each key's sum over d in order from 0, as the micro-kernel's: the same bits. */
+        /* The rows' scaled queries, [rows][hd] in qp; then each key's sum over d in order from 0,
+           as the micro-kernel's: the same bits. */
+        for (int b = 0; b < rows; b++)
+          for (int d = 0; d < hd; d++) qp[b * hd + d] = q[((int64_t)(i0 + b) * heads + h) * hd + d] * qscale;
         for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
           const float *kr[16];
           for (int t = 0; t < 16; t++)
@@ -2264,8 +2267,8 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
             __m512 r[16];
             kvi_rows_transposed(kr, d0, nd, r);
             for (int b = 0; b < rows; b++) {
-              const float *qr = q + ((int64_t)(i0 + b) * heads + h) * hd + d0;
-              for (int d = 0; d < nd; d++) sv[b] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(qr[d] * qscale), sv[b]);
+              const float *qr = qp + b * hd + d0;
+              for (int d = 0; d < nd; d++) sv[b] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(qr[d]), sv[b]);
             }
           }
           for (int b = 0; b < rows; b++) _mm512_store_ps(sb + (int64_t)b * nkp + j0, sv[b]);
