@@ -113,13 +113,17 @@ export async function runStep(
   // layer so far was full.
   const main: Program = 'refresh';
   const full = members.map(() => true);
-  const read = members.some((m) => m.scores.needsHidden);
-  let h = await runner.embed(main, canvas, read);
+  // The hidden state entering a layer is copied out only where some sequence's scores read it.
+  const reads = (at: number) => {
+    const rules = lowered.layers[at];
+    return rules !== undefined && members.some((m) => m.scores.readsHiddenAt(rules.layer));
+  };
+  let h = await runner.embed(main, canvas, reads(0));
   for (const m of members) m.scores.hiddenIn.clear();
-  const last = lowered.layers.length - 1;
   for (const [l, rules] of lowered.layers.entries()) {
     for (const m of members)
-      if (h && m.scores.needsHidden) m.scores.hiddenIn.set(rules.layer, rowsOf(h, m.offset, m.length));
+      if (h && m.scores.readsHiddenAt(rules.layer))
+        m.scores.hiddenIn.set(rules.layer, rowsOf(h, m.offset, m.length));
     const plans = members.map((m) => m.inspector.planLayer(rules));
     plans.forEach((p, i) => {
       full[i] &&= p.full;
@@ -136,12 +140,7 @@ export async function runStep(
         rules.layer,
       );
       // The hidden state entering the next layer is read once every group has run.
-      const after = await runner.layer(
-        program,
-        rules.layer,
-        lists,
-        read && l < last && k === groups.length - 1,
-      );
+      const after = await runner.layer(program, rules.layer, lists, k === groups.length - 1 && reads(l + 1));
       if (k === groups.length - 1) h = after;
     }
   }

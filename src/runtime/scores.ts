@@ -56,8 +56,11 @@ export class ModelScores implements StepScores {
     private readonly blocks: Int32Array,
     private readonly blockCausal: boolean,
     private readonly cachePart: (part: CachePart, layer: number) => HostTensor | undefined,
-    /** Whether the plan uses scores measured from hidden states; runners skip recording them otherwise. */
-    readonly needsHidden = true,
+    /**
+     * The layers whose entering hidden state the plan's scores read (`hiddenLayers`); runners record
+     * only these. Every layer when absent.
+     */
+    private readonly hiddenLayers?: ReadonlySet<number>,
     /** Where probes run: a backend's compiled probe, or the reference interpreter. */
     probe?: Probe,
     /** Whether `logits` must hold every row stored (the golden comparison reads them). */
@@ -75,6 +78,11 @@ export class ModelScores implements StepScores {
       entropy: new Float64Array(L),
     };
     this.probe = probe ?? new InterpretedProbe(config, weights);
+  }
+
+  /** Whether the runner records the hidden state entering `layer` for these scores. */
+  readsHiddenAt(layer: number): boolean {
+    return !this.hiddenLayers || this.hiddenLayers.has(layer);
   }
 
   /** The hidden state entering a layer this step (after the forward: entering the last one measured). */

@@ -3,7 +3,7 @@ import type { CheckedPlan } from '../dsl/check.ts';
 import { printExpr } from '../dsl/printer.ts';
 import { Canvas } from '../dsl/semantics/canvas.ts';
 import { constantOf } from '../dsl/semantics/constant.ts';
-import { modelInternalScores, planUses, similarityLayers } from '../dsl/semantics/uses.ts';
+import { hiddenLayers, similarityLayers } from '../dsl/semantics/uses.ts';
 import type { LoweredPlan } from '../ir/lower.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -134,7 +134,12 @@ export class SequenceRun {
       this.blocks,
       lowered.blockCausal,
       cachePart,
-      planUses(plan.plan, modelInternalScores),
+      new Set(
+        hiddenLayers(
+          plan.typed,
+          lowered.layers.map((r) => r.layer),
+        ),
+      ),
       probe,
       keepLogits,
     );

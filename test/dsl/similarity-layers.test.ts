@@ -4,9 +4,9 @@
  */
 import { expect, test } from 'vitest';
 import { checkSource } from '../../src/dsl/check.ts';
-import { similarityLayers } from '../../src/dsl/semantics/uses.ts';
+import { hiddenLayers, similarityLayers } from '../../src/dsl/semantics/uses.ts';
 
-const layersOf = (rules: string, params = '') => {
+const typedOf = (rules: string, params = '') => {
   const text = `plan p(${params}) {
   refresh all when step == 0
   ${rules}
@@ -20,8 +20,10 @@ const layersOf = (rules: string, params = '') => {
   expect(checked.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
   const typed = checked.plans[0]?.typed;
   if (!typed) throw new Error('not typed');
-  return similarityLayers(typed, [0, 1, 2, 3, 4, 5]);
+  return typed;
 };
+const layersOf = (rules: string, params = '') => similarityLayers(typedOf(rules, params), [0, 1, 2, 3, 4, 5]);
+const readOf = (rules: string, params = '') => hiddenLayers(typedOf(rules, params), [0, 1, 2, 3, 4, 5]);
 
 test('a plan remembers the layers its attn_similarity calls name, parameters evaluated', () => {
   expect(layersOf('refresh all when attn_similarity(2) < 0.9 on layers > 2')).toEqual([2]);
@@ -39,4 +41,18 @@ test('after_drift compares every layer below the current one, so every layer is 
 
 test('a plan without similarity remembers nothing', () => {
   expect(layersOf('refresh all when every(2) on layers > 1')).toEqual([]);
+});
+
+test('the hidden state is read at the compared layers only when attn_similarity is the only internal score', () => {
+  expect(
+    readOf('refresh all when attn_similarity(probe) < 0.9 on layers > probe', 'probe: int = 2 in [0, 3]'),
+  ).toEqual([2]);
+  // Any other score measured from the hidden state reads the layer its rule is evaluated on.
+  expect(
+    readOf(
+      'refresh all when attn_similarity(1) < 0.9 or count(keep(masked, rollout, 0.5)) > 3 on layers > 1',
+    ),
+  ).toEqual([0, 1, 2, 3, 4, 5]);
+  expect(readOf('refresh all when after_drift(0.9)')).toEqual([0, 1, 2, 3, 4, 5]);
+  expect(readOf('refresh all when every(2) on layers > 1')).toEqual([]);
 });

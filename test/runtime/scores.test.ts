@@ -94,7 +94,7 @@ describe('prediction statistics', () => {
         new Int32Array(4),
         false,
         () => undefined,
-        false,
+        new Set(),
         undefined,
         keep,
       );
@@ -194,7 +194,7 @@ describe('attention similarity', () => {
   const counted = () => {
     const inner = new InterpretedProbe(config, weights);
     const calls = { n: 0 };
-    const scores = new ModelScores(config, weights, L, new Int32Array(L), false, () => undefined, true, {
+    const scores = new ModelScores(config, weights, L, new Int32Array(L), false, () => undefined, undefined, {
       measure: (...a) => {
         calls.n++;
         return inner.measure(...a);

@@ -42,3 +42,16 @@ export function similarityLayers(typed: TypedPlan, layers: readonly number[]): n
   for (const s of typed.plan.body) forEachStmtExpr(s, visit);
   return layers.filter((l) => named.has(l));
 }
+
+/**
+ * The layers whose entering hidden state a plan's scores may read: none without model-internal
+ * scores; the layers its `attn_similarity` calls name when those are its only ones (Elastic-Cache's
+ * probe layer); every layer otherwise (a score in a layer's rules reads that layer's, `after_drift`
+ * any below). A runner copies out the state of these layers only: a copy of the canvas's hidden
+ * state at every layer of every step was 1.5% of `elastic_cache`'s quick step, for one layer read.
+ */
+export function hiddenLayers(typed: TypedPlan, layers: readonly number[]): readonly number[] {
+  const others = new Set([...modelInternalScores].filter((name) => name !== 'attn_similarity'));
+  if (planUses(typed.plan, others)) return [...layers];
+  return similarityLayers(typed, layers);
+}

@@ -219,7 +219,7 @@ test('drift scores on the compiled probe equal the host computation on the same 
   const compiled = runner.probe;
   const h = float32Tensor([L, config.dModel], floats(L * config.dModel));
   const scoresWith = (probe: Probe) => {
-    const s = new ModelScores(config, weights, L, new Int32Array(L), false, cachePart, true, probe);
+    const s = new ModelScores(config, weights, L, new Int32Array(L), false, cachePart, undefined, probe);
     s.hiddenIn.set(1, h);
     return s;
   };
