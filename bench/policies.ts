@@ -78,7 +78,7 @@ export const stepSize =
     typeof d === 'number' ? d : d === 'L' ? L : (sizes.get(d.slice(1)) ?? L);
 
 /** Seconds of some work on a machine's pure roofline. */
-type RooflineTime = (hw: Roofline) => number;
+export type RooflineTime = (hw: Roofline) => number;
 
 /**
  * The CPU runner with its stages (embed, layers, head: the compiled kernels) timed into `stages`, and
@@ -87,7 +87,7 @@ type RooflineTime = (hw: Roofline) => number;
  * What a step spends outside both is host work: the inspector's sets and index lists, the decode
  * rule, copies of the carried state.
  */
-function instrumented(
+export function instrumented(
   runner: CpuRunner,
   config: ModelConfig,
   count: (flops: number, time: RooflineTime) => void,

@@ -15,7 +15,10 @@
  * max(FLOPs / peak, bytes / bandwidth) with each step's index-list sizes, summed over the steps
  * (costKernel, as `bench policies` costs a step), the peak and the bandwidth read just before and
  * just after the measured generation (their mean). Rows are ordered by the time lost to the
- * roofline. Score probes run outside the stage functions and are in neither table.
+ * roofline. Score probes run outside the stage functions and are in neither table; a last line
+ * holds them to theirs (costProbe, as `bench policies` costs them), and the kernels and probes
+ * together to the step time: the figure `bench policies` reports as `of roofline`, for one
+ * generation of one prompt, at any size (the issue's full size runs one plan in minutes).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -30,7 +33,7 @@ import { compilePlan } from '../src/passes/compile.ts';
 import type { KernelProgram } from '../src/passes/kernelIR.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
-import { benchModel, stepSize } from './policies.ts';
+import { benchModel, instrumented, type RooflineTime, stepSize } from './policies.ts';
 import { timedGeneration } from './timing.ts';
 
 const usage =
@@ -165,6 +168,18 @@ const weights = randomWeights(config, 3);
 const rng = createRng(7);
 const prompt = Int32Array.from({ length: promptLen }, () => Math.floor(rng.uniform() * (config.vocab - 1)));
 const runner = new CpuRunner(profiled, weights, L);
+// Score probes, outside the stage functions, timed and costed as `bench policies` does them.
+let probeMs = 0;
+let probeRoofs: RooflineTime[] = [];
+instrumented(
+  runner,
+  config,
+  (_, time) => probeRoofs.push(time),
+  () => {},
+  (ms) => {
+    probeMs += ms;
+  },
+);
 // The runner has loaded the library (after the primitives it links against); this is the same one.
 const lib = openLibrary(compiled, ['kvp_prof_ns', 'kvp_prof_calls']);
 const counters = (name: string) =>
@@ -180,6 +195,8 @@ for (const measured of [false, true]) {
   ns.fill(0n);
   calls.fill(0n);
   steps = [];
+  probeMs = 0;
+  probeRoofs = [];
   if (measured) around = [meter()];
   stepMs = (
     await timedGeneration(
@@ -254,4 +271,10 @@ console.log(
       .slice(0, top)
       .map((r) => [r.key, fmt(r.ms), fmt(r.roof), r.ms > 0 ? fmt(r.roof / r.ms) : '-', fmt(r.ms - r.roof)]),
   ),
+);
+const probeRoof =
+  (probeRoofs.reduce((a, t) => a + around.reduce((b, hw) => b + t(hw), 0), 0) / around.length) * 1e3;
+console.log(
+  `\nscore probes: ${probeRoofs.length} calls, ${fmt(probeMs)} ms against ${fmt(probeRoof)} ms of roofline; ` +
+    `kernels and probes at ${fmt((roofTotal + probeRoof) / stepMs)} of the step time against their roofline`,
 );
