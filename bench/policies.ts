@@ -15,14 +15,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { pureRooflineMeter } from '../src/cost/probe.ts';
 import { costProbe } from '../src/cost/probes.ts';
-import { costProgram, type Roofline } from '../src/cost/roofline.ts';
+import { costRan, type Roofline } from '../src/cost/roofline.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { presets } from '../src/model/presets.ts';
 import { createRng, randomWeights } from '../src/model/weights.ts';
 import { compilePlan } from '../src/passes/compile.ts';
-import { evalCost, type KernelProgram } from '../src/passes/kernelIR.ts';
+import type { KernelProgram } from '../src/passes/kernelIR.ts';
 import { fmt, table } from '../src/report/table.ts';
 import { modelFor } from '../src/runtime/modelFor.ts';
 import type { Probe, ProbeOutput } from '../src/runtime/probe.ts';
@@ -203,10 +203,10 @@ async function generatePass(
         ),
       onStep: (info) => {
         ms += info.ms;
-        const kp = kernels.get(info.phase === 'refresh' ? 'refresh' : 'cached') as KernelProgram;
-        const size = stepSize(L, info.sizes);
-        flops += kp.kernels.reduce((a, k) => a + evalCost(k.flops, size), 0);
-        roofTimes.push((hw) => costProgram(kp, { dim: size, batch: 1, weightBytes: 4 }, hw).seconds);
+        const sizes = { dim: stepSize(L, info.sizes), batch: 1, weightBytes: 4 };
+        // Each layer costed at the program it ran (a reused partial's `reuse`, not `cached`).
+        flops += costRan(kernels, info.programs, sizes, { peakFlops: 1, bandwidth: 1 }).flops;
+        roofTimes.push((hw) => costRan(kernels, info.programs, sizes, hw).seconds);
       },
     });
     generated += o.genLen;

@@ -26,7 +26,7 @@ import koffi from 'koffi';
 import { compileLibrary, openLibrary } from '../src/backends/cpu/compiler.ts';
 import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { pureRooflineMeter } from '../src/cost/probe.ts';
-import { costKernel, type Roofline } from '../src/cost/roofline.ts';
+import { costKernel, type Roofline, ranKernels } from '../src/cost/roofline.ts';
 import { checkSource } from '../src/dsl/check.ts';
 import { createRng, randomWeights } from '../src/model/weights.ts';
 import { compilePlan } from '../src/passes/compile.ts';
@@ -189,7 +189,7 @@ const { state } = compilePlan(plan as NonNullable<typeof plan>, config, { target
 const programs = state.kernels as ReadonlyMap<string, KernelProgram>;
 const meter = await pureRooflineMeter();
 let stepMs = 0;
-let steps: { phase: 'refresh' | 'cached'; sizes: ReadonlyMap<string, number> }[] = [];
+let steps: { programs: ReadonlyMap<number, string>; sizes: ReadonlyMap<string, number> }[] = [];
 let around: Roofline[] = [];
 for (const measured of [false, true]) {
   ns.fill(0n);
@@ -206,7 +206,7 @@ for (const measured of [false, true]) {
       { config, weights },
       prompt,
       genLen,
-      (info) => steps.push({ phase: info.phase, sizes: info.sizes }),
+      (info) => steps.push({ programs: info.programs, sizes: info.sizes }),
     )
   ).ms;
   if (measured) around.push(meter());
@@ -237,12 +237,11 @@ owners.forEach((key, i) => {
   measuredNs.set(key, (measuredNs.get(key) ?? 0) + Number(ns[i]));
 });
 const roofSeconds = new Map<string, number>();
-for (const { phase, sizes } of steps) {
-  const program = programs.get(phase) as KernelProgram;
-  const s = { dim: stepSize(L, sizes), batch: 1, weightBytes: 4 };
-  for (const k of program.kernels) {
-    const key = kernelKey(functionOf(fnOf, phase, k.name), k.name);
-    const seconds = around.reduce((a, hw) => a + costKernel(k, program, s, hw).seconds, 0) / around.length;
+for (const step of steps) {
+  const s = { dim: stepSize(L, step.sizes), batch: 1, weightBytes: 4 };
+  for (const { program, kp, kernel } of ranKernels(programs, step.programs)) {
+    const key = kernelKey(functionOf(fnOf, program, kernel.name), kernel.name);
+    const seconds = around.reduce((a, hw) => a + costKernel(kernel, kp, s, hw).seconds, 0) / around.length;
     roofSeconds.set(key, (roofSeconds.get(key) ?? 0) + seconds);
   }
 }

@@ -195,3 +195,37 @@ export function stepCost(kernels: readonly KernelCost[]): StepCost {
 export function costProgram(program: KernelProgram, s: Sizes, hw: Roofline): StepCost {
   return stepCost(program.kernels.map((k) => costKernel(k, program, s, hw)));
 }
+
+/**
+ * The kernels of one step whose layers may have run different programs (`ran`: by layer number,
+ * as StepInfo holds it): each layer's from the program it ran, the embedding's and the head's (the
+ * same in every program) from the program of the step's first layer. A cached step that serves a
+ * stored partial runs the `reuse` program, which skips what the `cached` one computes.
+ */
+export function ranKernels(
+  programs: ReadonlyMap<string, KernelProgram>,
+  ran: ReadonlyMap<number, string>,
+): { readonly program: string; readonly kp: KernelProgram; readonly kernel: Kernel }[] {
+  const first = ran.values().next().value;
+  const out: { program: string; kp: KernelProgram; kernel: Kernel }[] = [];
+  for (const name of new Set(ran.values())) {
+    const kp = programs.get(name);
+    if (!kp) throw new Error(`no kernels of the ${name} program`);
+    for (const kernel of kp.kernels) {
+      const layer = /^layer\.(\d+)\//.exec(kernel.name)?.[1];
+      if (layer === undefined ? name === first : ran.get(Number(layer)) === name)
+        out.push({ program: name, kp, kernel });
+    }
+  }
+  return out;
+}
+
+/** One step, each layer at the program it ran (ranKernels). */
+export function costRan(
+  programs: ReadonlyMap<string, KernelProgram>,
+  ran: ReadonlyMap<number, string>,
+  s: Sizes,
+  hw: Roofline,
+): StepCost {
+  return stepCost(ranKernels(programs, ran).map(({ kp, kernel }) => costKernel(kernel, kp, s, hw)));
+}

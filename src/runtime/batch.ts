@@ -113,6 +113,7 @@ export async function runStep(
   // layer so far was full.
   const main: Program = 'refresh';
   const full = members.map(() => true);
+  const ran = members.map(() => new Map<number, Program>());
   // The hidden state entering a layer is copied out only where some sequence's scores read it.
   const reads = (at: number) => {
     const rules = lowered.layers[at];
@@ -130,6 +131,9 @@ export async function runStep(
     });
     const programOf = (i: number): Program =>
       full[i] ? 'refresh' : plans[i]?.variant === 'reuse' && lowered.programs.reuse ? 'reuse' : 'cached';
+    members.forEach((_, i) => {
+      ran[i]?.set(rules.layer, programOf(i));
+    });
     const groups = programs
       .map((p) => [p, members.flatMap((_, i) => (programOf(i) === p ? [i] : []))] as const)
       .filter(([, g]) => g.length > 0);
@@ -154,6 +158,7 @@ export async function runStep(
     at += out.length;
     return {
       phase: full[i] ? 'refresh' : 'cached',
+      programs: ran[i] as Map<number, Program>,
       out,
       ...(head.logits ? { logits: rowsOf(head.logits, range[0], out.length) } : {}),
       ...(stats

@@ -16,6 +16,8 @@ export interface CanvasRows {
 
 export interface StepOutput {
   readonly phase: 'refresh' | 'cached';
+  /** The program each layer ran, by layer number: a cached step may serve a stored partial (`reuse`). */
+  readonly programs: ReadonlyMap<number, Program>;
   /**
    * Rows whose predictions this step recomputed, and their logits [#out, vocab]: absent where the
    * step did not ask for them and the runner left them on its device (HeadOutput).

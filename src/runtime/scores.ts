@@ -85,8 +85,21 @@ export class ModelScores implements StepScores {
     return !this.hiddenLayers || this.hiddenLayers.has(layer);
   }
 
+  /**
+   * A score measured on a layer whose state is not recorded would read another layer's (or, for
+   * attn_similarity, none): the plan's analysis (`hiddenLayers`) missed a use, our bug, not the
+   * plan's. After the forward (past the last layer) the last state recorded stands.
+   */
+  private expectRead(layer: number): void {
+    if (layer < this.config.layers && !this.readsHiddenAt(layer))
+      throw new Error(
+        `a score read the hidden state entering layer ${layer}, which the plan's analysis did not record`,
+      );
+  }
+
   /** The hidden state entering a layer this step (after the forward: entering the last one measured). */
   private hiddenAt(layer: number): HostTensor {
+    this.expectRead(layer);
     const h = this.hiddenIn.get(layer) ?? this.hiddenIn.get(Math.max(...this.hiddenIn.keys()));
     if (!h) throw new Error('no hidden state measured yet in this step');
     return h;
@@ -253,6 +266,7 @@ export class ModelScores implements StepScores {
   }
 
   attnSimilarity(layer: number): number {
+    this.expectRead(layer);
     const ref = this.similarityRef.get(layer);
     if (!ref || !this.hiddenIn.has(layer)) return 1;
     return cosine(this.attentionRow(layer), ref);

@@ -15,7 +15,7 @@ import { GenerationError } from './generationError.ts';
 import { Inspector } from './inspector.ts';
 import type { Probe } from './probe.ts';
 import { ReferenceRunner } from './referenceRunner.ts';
-import type { StepOutput, StepRunner } from './runner.ts';
+import type { Program, StepOutput, StepRunner } from './runner.ts';
 import { ModelScores } from './scores.ts';
 
 export interface GenerationCase {
@@ -37,6 +37,8 @@ export interface StepInfo {
   readonly block: number;
   readonly blockStep: number;
   readonly phase: 'refresh' | 'cached';
+  /** The program each layer ran, by layer number (`reuse` where it served a stored partial). */
+  readonly programs: ReadonlyMap<number, Program>;
   /** Rows recomputed at each layer. */
   readonly rows: readonly number[];
   /** Lengths of the index lists of the step, by name (`rows.0`, `keys.0`, `out`, …). */
@@ -178,6 +180,7 @@ export class SequenceRun {
       block: c.block,
       blockStep: c.blockStep,
       phase: out.phase,
+      programs: out.programs,
       rows: this.inspector.layerRows(),
       sizes: new Map([...this.inspector.listSizes(), ['out', out.out.length]]),
       committed,

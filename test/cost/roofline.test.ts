@@ -8,6 +8,7 @@ import { overlapOf } from '../../src/cost/probe.ts';
 import {
   costKernel,
   costProgram,
+  costRan,
   overlapped,
   type Roofline,
   rooflineTime,
@@ -273,5 +274,63 @@ describe('the split of kernel costs the roofline relies on', () => {
           flops: 0,
         });
       }
+  });
+});
+
+describe('a step costed at the programs its layers ran', () => {
+  // FlashBlock serves the current block's external partial from its store on most cached steps
+  // (the reuse program), where the cached program computes it: a reused step costed as cached
+  // counted an attention over the whole prefix that never ran.
+  const path = 'examples/flashblock.kvp';
+  const plan = checkSource({ path, text: readFileSync(path, 'utf8') }).plans[0];
+  if (!plan) throw new Error(`${path} does not check`);
+  const config = deepEnough(plan, modelFor(plan, presets.small as ModelConfig));
+  const programs = compilePlan(plan, config, { target: 'cpu' }).state.kernels as ReadonlyMap<
+    string,
+    KernelProgram
+  >;
+  const layers = Array.from({ length: config.layers }, (_, l) => l);
+  const ran = (of: (l: number) => string) => new Map(layers.map((l) => [l, of(l)]));
+  const s = { dim: (d: Dim) => (d === 'L' ? 256 : 16), batch: 1, weightBytes: 4 };
+
+  test('every layer at one program is that program', () => {
+    for (const name of ['refresh', 'cached', 'reuse']) {
+      const program = programs.get(name) as KernelProgram;
+      expect(
+        costRan(
+          programs,
+          ran(() => name),
+          s,
+          hw,
+        ),
+      ).toEqual(costProgram(program, s, hw));
+    }
+  });
+
+  test('a reused layer costs less than a cached one, and each layer counts its own', () => {
+    const cached = costRan(
+      programs,
+      ran(() => 'cached'),
+      s,
+      hw,
+    );
+    const reuse = costRan(
+      programs,
+      ran(() => 'reuse'),
+      s,
+      hw,
+    );
+    const mixed = costRan(
+      programs,
+      ran((l) => (l === 0 ? 'cached' : 'reuse')),
+      s,
+      hw,
+    );
+    expect(reuse.seconds).toBeLessThan(cached.seconds);
+    expect(mixed.seconds).toBeGreaterThan(reuse.seconds);
+    expect(mixed.seconds).toBeLessThan(cached.seconds);
+    expect(mixed.kernels).toHaveLength(
+      reuse.kernels.length + (cached.kernels.length - reuse.kernels.length) / config.layers,
+    );
   });
 });

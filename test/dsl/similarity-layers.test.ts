@@ -56,3 +56,14 @@ test('the hidden state is read at the compared layers only when attn_similarity 
   expect(readOf('refresh all when after_drift(0.9)')).toEqual([0, 1, 2, 3, 4, 5]);
   expect(readOf('refresh all when every(2) on layers > 1')).toEqual([]);
 });
+
+test('scores pinned by measured_at are read at the pinned layer only; the same score unpinned, everywhere', () => {
+  const keep = (score: string) => `compute keep(masked, ${score}, 0.5) | newly_decoded on layers >= 3`;
+  expect(
+    readOf(keep('measured_at(hidden_drift + (1.0 - confidence), skip)'), 'skip: int = 3 in [1, 5]'),
+  ).toEqual([3]);
+  expect(
+    readOf(`${keep('measured_at(rollout, 3)')}\n  refresh all when attn_similarity(1) < 0.5 on layers > 1`),
+  ).toEqual([1, 3]);
+  expect(readOf(keep('measured_at(rollout, 3) + hidden_drift'))).toEqual([0, 1, 2, 3, 4, 5]);
+});

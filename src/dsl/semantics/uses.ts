@@ -44,14 +44,31 @@ export function similarityLayers(typed: TypedPlan, layers: readonly number[]): n
 }
 
 /**
- * The layers whose entering hidden state a plan's scores may read: none without model-internal
- * scores; the layers its `attn_similarity` calls name when those are its only ones (Elastic-Cache's
- * probe layer); every layer otherwise (a score in a layer's rules reads that layer's, `after_drift`
- * any below). A runner copies out the state of these layers only: a copy of the canvas's hidden
- * state at every layer of every step was 1.5% of `elastic_cache`'s quick step, for one layer read.
+ * The layers whose entering hidden state a plan's scores may read: the layer an `attn_similarity`
+ * call names, the layer a `measured_at` pins the scores inside it to (they are measured as that
+ * layer is decided, and never elsewhere), and every layer for any other score measured from the
+ * hidden state (read on the layer its rule is evaluated on) or for `after_drift` (any layer below).
+ * A runner copies out the state of these layers only: a copy of the canvas's hidden state at every
+ * layer of every step was 1.5% of `elastic_cache`'s quick step, for one layer read.
  */
 export function hiddenLayers(typed: TypedPlan, layers: readonly number[]): readonly number[] {
-  const others = new Set([...modelInternalScores].filter((name) => name !== 'attn_similarity'));
-  if (planUses(typed.plan, others)) return [...layers];
-  return similarityLayers(typed, layers);
+  if (planUses(typed.plan, new Set(['after_drift']))) return [...layers];
+  const read = new Set<number>();
+  let everywhere = false;
+  const visit = (e: Expr, pinned: number | undefined): void => {
+    if (e.kind === 'call' && e.callee.name === 'measured_at' && e.args[1]) {
+      const at = constantOf(typed, e.args[1]);
+      forEachChild(e, (c) => visit(c, at));
+      return;
+    }
+    if (e.kind === 'call' && e.callee.name === 'attn_similarity' && e.args[0])
+      read.add(constantOf(typed, e.args[0]));
+    else if (modelInternalScores.has(e.kind === 'call' ? e.callee.name : e.kind === 'name' ? e.name : '')) {
+      if (pinned === undefined) everywhere = true;
+      else read.add(pinned);
+    }
+    forEachChild(e, (c) => visit(c, pinned));
+  };
+  for (const st of typed.plan.body) forEachStmtExpr(st, (e) => visit(e, undefined));
+  return everywhere ? [...layers] : layers.filter((l) => read.has(l));
 }

@@ -1,7 +1,8 @@
 /**
  * The CPU runner hands out the hidden states of a step from buffers it reuses (StepRunner.embed):
  * each must keep its values for the rest of its step, while later layers run, since scores
- * measured at one layer may be read at another (es-dllm's `measured_at`, the similarity rows).
+ * measured at one layer may be read at another (the similarity rows `after_drift` compares,
+ * `measured_at`). A plan whose scores read every layer's state shows them all.
  * Its logits (StepRunner.head) are a view of its arena, read in float32 by the steps that follow.
  */
 import { expect, test, vi } from 'vitest';
@@ -29,7 +30,7 @@ function setup(name: string) {
 }
 
 test('every hidden state a step returns keeps its values until the step ends', async () => {
-  const { plan, config, weights, prompt, build } = setup('es-dllm');
+  const { plan, config, weights, prompt, build } = setup('elastic-cache-adaptive');
   let step: { tensor: HostTensor; copy: Float32Array }[] = [];
   // The float32 storage itself: `data` widens it once, on first read, and would hide a change.
   const storage = (h: HostTensor) => float32Of(h) ?? Float32Array.from(h.data);
