@@ -4,7 +4,7 @@
  * speedup is the ratio of FLOPs the IR predicts for the whole generation (each step's kernels
  * costed with that step's index-list sizes, plus the score probes the plan ran); agreement is the
  * fraction of generated tokens equal to the no-cache baseline's. The roofline ideal costs every kernel
- * of every step at max(FLOPs / peak FLOP/s, bytes / bandwidth), the peak and bandwidth measured in
+ * of every step (each layer's of the program it ran) at max(FLOPs / peak FLOP/s, bytes / bandwidth), the peak and bandwidth measured in
  * the same run just before and just after the plan's pass (src/cost/probe.ts; the mean of the two
  * times), and `of roofline` is that time over the measured step time: how close the plan's kernels
  * come to the machine (score probes and host work count against it).
