@@ -307,6 +307,17 @@ describe('a step costed at the programs its layers ran', () => {
     }
   });
 
+  test('a program the plan does not have is refused, not costed as nothing', () => {
+    expect(() =>
+      costRan(
+        programs,
+        ran(() => 'refreshed'),
+        s,
+        hw,
+      ),
+    ).toThrow('no kernels of the refreshed program');
+  });
+
   test('a reused layer costs less than a cached one, and each layer counts its own', () => {
     const cached = costRan(
       programs,
