@@ -2,18 +2,21 @@ import type { Instr, Stage, Value } from '../../ir/types.ts';
 
 /** A cache overlaid with fresh rows whose result is written back to the same cache at `writes`. */
 export interface Overlay {
-  /** The C flag that says, at run time, that every fresh row is also written. */
-  readonly flag: string;
+  /** The C names of the run-time state: `saved_N` (rows saved, -1 when copied whole), `mark_N`. */
+  readonly saved: string;
+  readonly mark: string;
   /** The cache_write that stores the overlay's rows back. */
   readonly write: Instr;
 }
 
 /**
  * Overlays `scatter(cache_read(R), rows, fresh)` whose only write-back is
- * `cache_write(R, writes, gather(overlay, writes))`, with no other read or write of R in the stage.
- * When rows ⊆ writes at run time (every plan that caches what it computes), writing the fresh rows
- * into R first and reading R in place gives the same values as copying R whole into the arena,
- * overlaying and writing back: the copy of the whole cache (a canvas of K or V per layer) is saved.
+ * `cache_write(R, writes, gather(overlay, writes))`, with no other read or write of R in the stage
+ * and not a stage output. The fresh rows are written into R itself and R is read as the overlay;
+ * the rows among `rows` but not `writes`, which the overlay must not leave in R, are saved first
+ * and restored once the overlay is dead. That is the same as copying R whole into the arena,
+ * overlaying and writing back, and copies two lists of rows instead of a canvas of K or V a layer
+ * (a cache of `prompt | before_block` holds none of the block it computes: every row is restored).
  */
 export function inPlaceOverlays(stage: Stage): Map<number, Overlay> {
   const byResult = new Map<number, Instr>();
@@ -24,6 +27,7 @@ export function inPlaceOverlays(stage: Stage): Map<number, Overlay> {
       const r = String(ins.attrs.resource);
       touches.set(r, [...(touches.get(r) ?? []), ins]);
     }
+  const outputs = new Set(stage.outputs.map((o) => o.value.id));
   const found = new Map<number, Overlay>();
   for (const ins of stage.body) {
     if (ins.op !== 'scatter') continue;
@@ -37,7 +41,8 @@ export function inPlaceOverlays(stage: Stage): Map<number, Overlay> {
     const result = ins.results[0] as Value;
     const sameList = (src?.args[1] as Value | undefined)?.id === (write.args[0] as Value).id;
     if (src?.op !== 'gather' || (src.args[0] as Value).id !== result.id || !sameList) continue;
-    found.set(result.id, { flag: `inplace_${result.id}`, write });
+    if (outputs.has(result.id)) continue;
+    found.set(result.id, { saved: `saved_${result.id}`, mark: `mark_${result.id}`, write });
   }
   return found;
 }

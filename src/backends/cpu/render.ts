@@ -92,13 +92,15 @@ class Renderer {
 
   renderPhase(phase: string, p: StepProgram, kp: KernelProgram, mem: MemoryPlan) {
     const arena = new Arena(mem, 4, 16, (m) => new RenderError(m));
+    const schedule = { index: new Map(kp.kernels.map((k, i) => [k, i])), ranges: mem.liveRanges };
     const code: StageCode[] = [];
     const stages: StageEntry[] = [];
     const parts = stageParts(kp, p.stages);
     for (const stage of p.stages) {
       const fn = `kvp_${cName(phase)}_${cName(stage.name)}`;
-      const t = new CStage(this, arena, stage);
+      const t = new CStage(this, arena, stage, schedule);
       walkStage(stage, parts.get(stage.name) as KernelProgram, t, emitters, phase);
+      t.restore(() => true);
       code.push({
         stage: stage.name,
         fn,
@@ -144,11 +146,18 @@ class CStage extends Target<string> {
   readonly inputs: Record<string, number> = {};
   readonly overlays: ReadonlyMap<number, Overlay>;
   readonly placements: ReadonlyMap<number, readonly Value[]>;
+  /** Restores of in-place overlays, each due once the last kernel reading its overlay has run. */
+  private readonly restores: { end: number; line: string }[] = [];
 
   constructor(
     readonly r: Renderer,
     private readonly arena: Arena,
     stage: Stage,
+    /** The phase's kernels in schedule order and the live ranges of its temps over them. */
+    private readonly schedule: {
+      readonly index: ReadonlyMap<Kernel, number>;
+      readonly ranges: ReadonlyMap<string, readonly [number, number]>;
+    },
   ) {
     super(r.maxCanvas);
     this.overlays = inPlaceOverlays(stage);
@@ -171,8 +180,22 @@ class CStage extends Target<string> {
     return `((float *)S[${this.r.slot(name, 'persistent', 0).index}])`;
   }
   enter(k: Kernel): void {
+    const at = this.schedule.index.get(k) ?? Number.POSITIVE_INFINITY;
+    this.restore((end) => end < at);
     this.arena.enter(k);
     this.lines.push(`/* kernel ${k.name} (${k.kind}) */`);
+  }
+  /** Runs `line` after the last kernel that reads `v` (at the stage's end when no range says). */
+  restoreAfter(v: Value, line: string): void {
+    const end = this.schedule.ranges.get(`%${v.id}`)?.[1] ?? Number.POSITIVE_INFINITY;
+    this.restores.push({ end, line });
+  }
+  /** Emits the restores that are due, in the order they were asked for. */
+  restore(due: (end: number) => boolean): void {
+    for (const r of this.restores.filter((x) => due(x.end))) {
+      this.emit(r.line);
+      this.restores.splice(this.restores.indexOf(r), 1);
+    }
   }
   /** Whether the memory plan put the scatter result `v` where its base is (no copy needed). */
   inPlace(v: Value): boolean {
@@ -295,7 +318,7 @@ const emitters: Emitters<string, CStage> = {
     const src = t.source(c, rows);
     const overlay = [...t.overlays.values()].find((o) => o.write === ins);
     t.emit(
-      `${overlay ? `if (!${overlay.flag}) ` : ''}kv_copy_rows(${t.rows(rows)}, ${t.w(rows)}, ${src}, ${res}, ${c.ptr(list)});`,
+      `${overlay ? `if (${overlay.saved} < 0) ` : ''}kv_copy_rows(${t.rows(rows)}, ${t.w(rows)}, ${src}, ${res}, ${c.ptr(list)});`,
     );
   },
   embed: (ins, c, t) => {
@@ -321,12 +344,18 @@ const emitters: Emitters<string, CStage> = {
     const cache = c.plain(base);
     const write = overlay.write.args[0] as Value;
     const o = `overlay_${r0.id}`;
+    // The overlay's own place holds the saved rows, or the whole copy when saving cannot be done.
+    const place = t.place(r0);
+    const { saved, mark } = overlay;
+    const rows = `${t.rows(vals)}, ${c.ptr(list)}`;
+    t.emit(`unsigned char *${mark};`);
     t.emit(
-      `const int ${overlay.flag} = kv_rows_within(${t.rows(vals)}, ${c.ptr(list)}, ${t.rows(write)}, ${c.ptr(write)}, ${L});`,
+      `const int ${saved} = kv_overlay_save(${rows}, ${t.rows(write)}, ${c.ptr(write)}, ${L}, ${t.w(r0)}, ${cache}, ${place}, &${mark});`,
     );
-    t.emit(`float *${o} = ${overlay.flag} ? ${cache} : ${t.place(r0)};`);
-    t.emit(`if (!${overlay.flag}) memcpy(${o}, ${cache}, ${bytes(L, t.w(r0))});`);
+    t.emit(`float *${o} = ${saved} >= 0 ? ${cache} : ${place};`);
+    t.emit(`if (${saved} < 0) memcpy(${o}, ${cache}, ${bytes(L, t.w(r0))});`);
     t.emit(`kv_copy_rows(${fresh}, ${o}, ${c.ptr(list)});`);
+    t.restoreAfter(r0, `kv_overlay_restore(${rows}, ${L}, ${t.w(r0)}, ${place}, ${cache}, ${mark});`);
     c.bind(r0, o);
   },
   place: (ins, c, t) => {

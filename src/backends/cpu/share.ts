@@ -25,7 +25,7 @@ interface Lifted {
 }
 
 /** Numbers a body is parameterised by: slots (S, P, D share an index), sizes (N), arena offsets. */
-const NUMBER = /\b([SPDN])\[(\d+)\]|\(A \+ (\d+)\)|\b(inplace|overlay)_(\d+)\b/g;
+const NUMBER = /\b([SPDN])\[(\d+)\]|\(A \+ (\d+)\)|\b(overlay|saved|mark)_(\d+)\b/g;
 
 /** The body with its numbers replaced by `I[k]`, and the numbers; locals are renumbered in order. */
 function lift(s: StageCode): Lifted {

@@ -51,8 +51,8 @@ describe('shareStages', () => {
   const body = (i: number, n = 32) => [
     `/* kernel layer.${i}/0.norm (norm) */`,
     `kv_rmsnorm(N[${1 + i}], ${n}, (A + ${512 * (i + 1)}), 0, ((float *)S[${7 + i}]), 0.00001f, (A + 64));`,
-    `const int inplace_${40 + i} = kv_rows_within(N[${1 + i}], 0, N[0], 0, N[0]);`,
-    `if (D[${7 + i}]) kv_gemm16(N[0], 8, 8, (A + 64), 8, 0, (const uint16_t *)P[${7 + i}], D[${7 + i}], 0, (A + 0), 8, inplace_${40 + i});`,
+    `const int saved_${40 + i} = kv_rows_within(N[${1 + i}], 0, N[0], 0, N[0]);`,
+    `if (D[${7 + i}]) kv_gemm16(N[0], 8, 8, (A + 64), 8, 0, (const uint16_t *)P[${7 + i}], D[${7 + i}], 0, (A + 0), 8, saved_${40 + i});`,
   ];
 
   test('bodies equal but for their numbers become one function over a table, row by row', () => {
@@ -63,7 +63,7 @@ describe('shareStages', () => {
     );
     expect(c).toContain(
       '  kv_rmsnorm(N[I[0]], 32, (A + I[1]), 0, ((float *)S[I[2]]), 0.00001f, (A + I[3]));\n' +
-        '  const int inplace_0 = kv_rows_within(N[I[0]], 0, N[I[4]], 0, N[I[4]]);',
+        '  const int saved_0 = kv_rows_within(N[I[0]], 0, N[I[4]], 0, N[I[4]]);',
     );
     expect(c).toContain('  /* kernel 0.norm (norm) */');
     expect(c).toContain('void kvp_x_layer_1(const int32_t *N) { kvp_shared_0(N, T0[1]); }');
@@ -77,7 +77,7 @@ describe('shareStages', () => {
     const c = shareStages([stage(0, body(0)), { ...stage(0, body(0)), fn: 'kvp_y_layer_0' }]).join('\n');
     expect(c).not.toContain('static const int64_t');
     expect(c).toContain('static void kvp_shared_0(const int32_t *N) {');
-    expect(c).toContain('(A + 64), 8, 0, (const uint16_t *)P[7], D[7], 0, (A + 0), 8, inplace_0);');
+    expect(c).toContain('(A + 64), 8, 0, (const uint16_t *)P[7], D[7], 0, (A + 0), 8, saved_0);');
     expect(c).toContain('void kvp_y_layer_0(const int32_t *N) { kvp_shared_0(N); }');
   });
 });

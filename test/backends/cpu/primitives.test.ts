@@ -90,6 +90,39 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     expect(ask([20, 3], [3, 20, 1])).toBe(false); // outside the canvas: never in place
   });
 
+  test('kv_overlay_save / kv_overlay_restore: the rows computed but not written come back, once each', () => {
+    const save = p.lib.func(
+      'int kv_overlay_save(int n, const int32_t *rows, int nw, const int32_t *writes, int L, int width, const float *cache, float *saved, _Out_ void **mark)',
+    ) as (...a: unknown[]) => number;
+    const restore = p.lib.func(
+      'void kv_overlay_restore(int n, const int32_t *rows, int L, int width, const float *saved, float *cache, void *mark)',
+    ) as (...a: unknown[]) => void;
+    const [L, width] = [8, 3];
+    const before = Float32Array.from({ length: L * width }, (_, i) => i + 0.5);
+    const cache = Float32Array.from(before);
+    const saved = new Float32Array(L * width).fill(-1);
+    const rows = Int32Array.from([5, 2, 5, 9, 1]); // 5 twice, 9 outside the canvas, 1 written
+    const writes = Int32Array.from([1, 3]);
+    const mark: unknown[] = [null];
+    expect(save(rows.length, rows, writes.length, writes, L, width, cache, saved, mark)).toBe(2);
+    expect([...saved.subarray(0, 2 * width)]).toEqual([...before.subarray(15, 18), ...before.subarray(6, 9)]);
+    expect(mark[0]).not.toBeNull();
+    // The overlay's fresh rows written over the cache, as the stage does before reading it.
+    for (const r of [5, 2, 1]) cache.fill(100 + r, r * width, (r + 1) * width);
+    restore(rows.length, rows, L, width, saved, cache, mark[0]);
+    const expected = Float32Array.from(before);
+    expected.fill(101, width, 2 * width); // row 1 is among the writes: its fresh value stays
+    expect([...cache]).toEqual([...expected]);
+    // Nothing to save (the same list, or every row written): no mark, and restoring is a no-op.
+    const none: unknown[] = [1];
+    expect(save(2, writes, 2, writes, L, width, cache, saved, none)).toBe(0);
+    expect(none[0]).toBeNull();
+    expect(save(1, Int32Array.from([3]), 2, writes, L, width, cache, saved, none)).toBe(0);
+    expect(none[0]).toBeNull();
+    restore(2, writes, L, width, saved, cache, null);
+    expect([...cache]).toEqual([...expected]);
+  });
+
   // -------------------------------------------------------------------------------------------
   describe('gemm', () => {
     const sizes = [1, 3, 8, 17, 64, 100];

@@ -2721,3 +2721,36 @@ int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, in
   free(mark);
   return all;
 }
+
+/* mark: 1 for a row of writes, 2 for a row saved and not yet restored. */
+int kv_overlay_save(int n, const int32_t *rows, int nw, const int32_t *writes, int L, int width, const float *cache, float *saved, unsigned char **mark) {
+  *mark = 0;
+  if (n <= 0 || L <= 0 || (n == nw && memcmp(rows, writes, sizeof(int32_t) * (size_t)n) == 0)) return 0;
+  unsigned char *m = calloc((size_t)L, 1);
+  if (!m) return -1;
+  for (int i = 0; i < nw; i++)
+    if (writes[i] >= 0 && writes[i] < L) m[writes[i]] = 1;
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    const int r = rows[i];
+    if (r < 0 || r >= L || m[r]) continue;
+    m[r] = 2;
+    memcpy(saved + (int64_t)k++ * width, cache + (int64_t)r * width, sizeof(float) * (size_t)width);
+  }
+  if (k > 0) *mark = m;
+  else free(m);
+  return k;
+}
+
+void kv_overlay_restore(int n, const int32_t *rows, int L, int width, const float *saved, float *cache, unsigned char *mark) {
+  if (!mark) return;
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    const int r = rows[i];
+    /* The rows save skipped are outside the canvas or marked 1; a saved row is restored once. */
+    if (r < 0 || r >= L || mark[r] != 2) continue;
+    mark[r] = 3;
+    memcpy(cache + (int64_t)r * width, saved + (int64_t)k++ * width, sizeof(float) * (size_t)width);
+  }
+  free(mark);
+}

@@ -130,6 +130,18 @@ int kv_rows_changed(int n, int width, const float *a, float *kept, int32_t *chan
 /* Whether every one of the n rows is among the nw rows of writes (canvas rows below L). */
 int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, int L);
 
+/*
+ * A cache overlaid in place with n fresh rows, of which only the nw rows of writes are to stay.
+ * kv_overlay_save copies the cache's rows (width floats, canvas rows below L) that are among rows
+ * but not among writes, each once and in list order, into saved (room for L rows) and returns how
+ * many, or -1 when it cannot (no memory; nothing copied). When it saved any, *mark holds what
+ * kv_overlay_restore needs to put them back, given the same rows, and frees; else it is null.
+ * Between the two, the fresh rows may be written over the cache and the cache read as the overlay:
+ * a few rows are copied twice instead of the whole cache once.
+ */
+int kv_overlay_save(int n, const int32_t *rows, int nw, const int32_t *writes, int L, int width, const float *cache, float *saved, unsigned char **mark);
+void kv_overlay_restore(int n, const int32_t *rows, int L, int width, const float *saved, float *cache, unsigned char *mark);
+
 /* dst[dst_rows ? dst_rows[i] : i] = src[src_rows ? src_rows[i] : i], n rows of width floats. */
 void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows);
 
