@@ -2172,9 +2172,9 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
  * a row sees is a compare of two int arrays made once per call (not per head and row). The
  * queries are packed times scale * log2(e), so that the probabilities are powers of 2, exponentiated
  * as vectors by the attention kernel's exp2 (the natural exp with its range reduction, mul and add
- * apart, was a fifth of a call over every row of the quick canvas); each thread sums them in double,
- * all the rows of a block through one pass over the keys, and the threads' sums are reduced at the
- * end.
+ * apart, was a fifth of a call over every row of the quick canvas); a block's rows' probabilities
+ * are summed in float, each block's sums added to the thread's in double, and the threads' sums
+ * are reduced at the end.
  */
 void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, const float *q,
                        const float *kcanvas, const int32_t *qpos, const int32_t *kpos,
@@ -2241,6 +2241,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
     float *qp = kvi_aligned_buffer((size_t)hd * KV_GEMM_MR);
     float *sb = kvi_aligned_buffer((size_t)KV_GEMM_MR * nkp);
     double *acc = calloc((size_t)nkp, sizeof(double));
+    float *blk = kvi_aligned_buffer((size_t)nkp);
     /* The scale, in log2 units so that the softmax is a power of 2, goes into the packed queries. */
     const float qscale = scale * 1.44269504088896341f;
 #ifdef _OPENMP
@@ -2299,30 +2300,41 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
         for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
           kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0);
       }
-      /* Each row's probabilities, exponentiated in place, and their normaliser (0: a row that sees
-         no key). */
-      double inv[KV_GEMM_MR];
-      int live = 0;
+      /* Each row's probabilities, exponentiated in place, times 1 / their sum into blk, the block's
+         sums in float (a row that sees no key adds nothing). A row's are added as the next row's are
+         exponentiated, in the same pass, and the last row's after: a pass of their own over every
+         row of the block, in double, was a tenth of a call at 1280 x 1280 (the double accumulator
+         alone was not what cost; the strided walk over the rows was). */
+      const float *pend = NULL; /* the row whose probabilities are not in blk yet, and its 1 / sum */
+      kvi_vf pw = kvi_vsplat(0.0f);
+      int live = 0; /* blk holds sums */
       for (int b = 0; b < rows; b++) {
         const int i = i0 + b;
         float *s = sb + (int64_t)b * nkp;
         const int32_t qb = kb ? blocks[qpos[i]] : 0;
         const int32_t qs = ks ? seqs[qpos[i]] : 0;
-        inv[b] = 0.0;
         /* One pass over the row: -inf where the row does not see the key (and past nk), the max. */
         kvi_vf mv = kvi_vsplat(-INFINITY);
         int seen = 0;
 #if KV_VL > 1
         kvi_vi lane, any = {0};
         for (int l = 0; l < KV_VL; l++) lane[l] = l;
-        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-          kvi_vi v = lane + (int32_t)j0 < nk;
-          if (kb) v &= *(const kvi_viu *)(kb + j0) <= qb;
-          if (ks) v &= *(const kvi_viu *)(ks + j0) == qs;
-          const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0), kvi_vsplat(-INFINITY));
-          kvi_vstore(s + j0, x);
-          mv = kvi_vmax(mv, x);
-          any |= v;
+        if (!kb && !ks) {
+          /* Every key seen (attend all): the padding keys set apart, then only the max, a load and
+             a max a vector where the masked pass also compares, selects and stores (1.02x). */
+          for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
+          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
+          any[0] = 1;
+        } else {
+          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+            kvi_vi v = lane + (int32_t)j0 < nk;
+            if (kb) v &= *(const kvi_viu *)(kb + j0) <= qb;
+            if (ks) v &= *(const kvi_viu *)(ks + j0) == qs;
+            const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0), kvi_vsplat(-INFINITY));
+            kvi_vstore(s + j0, x);
+            mv = kvi_vmax(mv, x);
+            any |= v;
+          }
         }
         for (int l = 0; l < KV_VL; l++) seen |= any[l] != 0;
 #else
@@ -2336,27 +2348,34 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
         if (!seen) continue;
         const kvi_vf m = kvi_vsplat(kvi_vhmax(mv));
         kvi_vf sum = kvi_vsplat(0.0f);
-        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-          const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
-          kvi_vstore(s + j0, e);
-          sum += e;
+        if (!pend) {
+          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+            const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
+            kvi_vstore(s + j0, e);
+            sum += e;
+          }
+        } else {
+          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+            const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
+            kvi_vstore(s + j0, e);
+            sum += e;
+            const kvi_vf p = kvi_vload(pend + j0) * pw;
+            kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
+          }
+          live = 1;
         }
-        inv[b] = 1.0 / kvi_vhsum(sum);
+        pend = s;
+        pw = kvi_vsplat((float)(1.0 / kvi_vhsum(sum)));
+      }
+      if (pend) {
+        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+          const kvi_vf p = kvi_vload(pend + j0) * pw;
+          kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
+        }
         live = 1;
       }
       if (!live) continue;
-      /* The rows' probabilities into the thread's sums, 16 keys at a time through all the rows, in
-         row order (the padding keys' probabilities are 0). */
-      for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
-        double a[16];
-        memcpy(a, acc + j0, sizeof a);
-        for (int b = 0; b < rows; b++) {
-          if (inv[b] == 0.0) continue;
-          const float *s = sb + (int64_t)b * nkp + j0;
-          for (int l = 0; l < 16; l++) a[l] += s[l] * inv[b];
-        }
-        memcpy(acc + j0, a, sizeof a);
-      }
+      for (int64_t j = 0; j < nkp; j++) acc[j] += blk[j]; /* the padding keys' are 0 */
     }
 #ifdef _OPENMP
 #pragma omp critical
@@ -2365,6 +2384,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
     free(qp);
     free(sb);
     free(acc);
+    free(blk);
   }
   free(kb);
   free(ks);
