@@ -148,6 +148,8 @@ class CStage extends Target<string> {
   readonly placements: ReadonlyMap<number, readonly Value[]>;
   /** Restores of in-place overlays, each due once the last kernel reading its overlay has run. */
   private readonly restores: { end: number; line: string }[] = [];
+  /** The schedule index of the kernel being rendered. */
+  private at = -1;
 
   constructor(
     readonly r: Renderer,
@@ -182,12 +184,16 @@ class CStage extends Target<string> {
   enter(k: Kernel): void {
     const at = this.schedule.index.get(k) ?? Number.POSITIVE_INFINITY;
     this.restore((end) => end < at);
+    this.at = at;
     this.arena.enter(k);
     this.lines.push(`/* kernel ${k.name} (${k.kind}) */`);
   }
-  /** Runs `line` after the last kernel that reads `v` (at the stage's end when no range says). */
+  /**
+   * Runs `line` after the last kernel that reads `v`. A value without a live range is read by no
+   * other kernel, and may sit in the kernel's scratch, which the next kernel reuses: after this one.
+   */
   restoreAfter(v: Value, line: string): void {
-    const end = this.schedule.ranges.get(`%${v.id}`)?.[1] ?? Number.POSITIVE_INFINITY;
+    const end = this.schedule.ranges.get(`%${v.id}`)?.[1] ?? this.at;
     this.restores.push({ end, line });
   }
   /** Emits the restores that are due, in the order they were asked for. */
