@@ -15,7 +15,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { buildCpu, type CpuBuild, CpuRunner } from '../src/backends/cpu/runner.ts';
 import { pureRooflineMeter } from '../src/cost/probe.ts';
 import { costProbe } from '../src/cost/probes.ts';
-import { costRan, type Roofline } from '../src/cost/roofline.ts';
+import { costRan, type InPlace, type Roofline } from '../src/cost/roofline.ts';
 import { type CheckedPlan, checkSource } from '../src/dsl/check.ts';
 import type { Dim } from '../src/ir/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
@@ -138,7 +138,12 @@ type Kept = Pass & { readonly around: readonly [Roofline, Roofline] };
 
 const builds = new Map<
   CheckedPlan,
-  { build: CpuBuild; kernels: ReadonlyMap<string, KernelProgram>; peak: number }
+  {
+    build: CpuBuild;
+    kernels: ReadonlyMap<string, KernelProgram>;
+    memory: ReadonlyMap<string, InPlace>;
+    peak: number;
+  }
 >();
 
 async function generatePass(
@@ -165,11 +170,12 @@ async function generatePass(
     compiled = {
       build: buildCpu(plan, config, L),
       kernels: state.kernels as ReadonlyMap<string, KernelProgram>,
+      memory: state.memory ?? new Map(),
       peak: Math.max(...[...(state.memory?.values() ?? [])].map((m) => m.peakBytes)),
     };
     builds.set(plan, compiled);
   }
-  const { build, kernels, peak } = compiled;
+  const { build, kernels, memory, peak } = compiled;
   let ms = 0;
   const roofTimes: RooflineTime[] = [];
   let flops = 0;
@@ -205,8 +211,8 @@ async function generatePass(
         ms += info.ms;
         const sizes = { dim: stepSize(L, info.sizes), batch: 1, weightBytes: 4 };
         // Each layer costed at the program it ran (a reused partial's `reuse`, not `cached`).
-        flops += costRan(kernels, info.programs, sizes, { peakFlops: 1, bandwidth: 1 }).flops;
-        roofTimes.push((hw) => costRan(kernels, info.programs, sizes, hw).seconds);
+        flops += costRan(kernels, info.programs, sizes, { peakFlops: 1, bandwidth: 1 }, memory).flops;
+        roofTimes.push((hw) => costRan(kernels, info.programs, sizes, hw, memory).seconds);
       },
     });
     generated += o.genLen;

@@ -241,7 +241,11 @@ for (const step of steps) {
   const s = { dim: stepSize(L, step.sizes), batch: 1, weightBytes: 4 };
   for (const { program, kp, kernel } of ranKernels(programs, step.programs)) {
     const key = kernelKey(functionOf(fnOf, program, kernel.name), kernel.name);
-    const seconds = around.reduce((a, hw) => a + costKernel(kernel, kp, s, hw).seconds, 0) / around.length;
+    const seconds =
+      around.reduce(
+        (a, hw) => a + costKernel(kernel, kp, s, hw, state.memory?.get(program)?.aliases).seconds,
+        0,
+      ) / around.length;
     roofSeconds.set(key, (roofSeconds.get(key) ?? 0) + seconds);
   }
 }

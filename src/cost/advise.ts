@@ -149,7 +149,9 @@ function costShape(c: Costed, shape: StepShape, L: number, s: Omit<Sizes, 'dim'>
   const costs: KernelCost[] = [];
   const add = (program: Program, stage: string) => {
     const kp = kernels.get(program) as KernelProgram;
-    for (const k of c.stages.get(program)?.get(stage) ?? []) costs.push(costKernel(k, kp, sizes, hw));
+    const aliases = c.compiled.state.memory?.get(program)?.aliases;
+    for (const k of c.stages.get(program)?.get(stage) ?? [])
+      costs.push(costKernel(k, kp, sizes, hw, aliases));
   };
   for (const stage of c.stages.get('refresh')?.keys() ?? []) {
     const layer = layerOfStage(stage);

@@ -13,6 +13,7 @@ import {
   type Kernel,
   type KernelKind,
   type KernelProgram,
+  typeBytes,
 } from '../passes/kernelIR.ts';
 
 export interface Roofline {
@@ -155,12 +156,46 @@ const matrices = (k: Kernel, program: KernelProgram): string[] =>
     .map(shortName);
 
 /**
+ * The bytes a kernel moves: the terms the fusion pass states, less what its in-place scatters
+ * skip. Where the memory plan gives a scatter's result its base's storage (`aliases`, result ->
+ * base: src/passes/memory.ts), the backend writes the scattered rows over the base: it neither
+ * reads the base nor writes a whole result, only the rows' values. Costed as a copy of the base,
+ * a drift refresh's restore of a few hidden rows counted as a whole canvas copied.
+ */
+function bytesMoved(k: Kernel, aliases: ReadonlyMap<string, string> | undefined): Cost {
+  if (!aliases?.size) return k.bytes;
+  const computed = new Set(k.instrs.flatMap((i) => i.results.map((r) => r.id)));
+  const less = (t: Parameters<typeof typeBytes>[0]): Cost[number] => {
+    const [coef, ...dims] = typeBytes(t);
+    return [-coef, ...dims];
+  };
+  const skipped: Cost[number][] = [];
+  for (const i of k.instrs) {
+    const r = i.results[0];
+    const [base, , values] = i.args;
+    if (i.op !== 'scatter' || !r || !base || !values || !aliases.has(`%${r.id}`)) continue;
+    // The fusion pass counts an argument computed outside the kernel as read, the result as written.
+    if (!computed.has(base.id)) skipped.push(less(base.type));
+    skipped.push(less(r.type), typeBytes(values.type));
+  }
+  return [...k.bytes, ...skipped];
+}
+
+/**
  * The roofline cost of one kernel of `program`. Every term with a row dimension scales with the
  * batch (attention too: a sequence's queries attend to its own keys only); the weights do not.
+ * `aliases` are the memory plan's in-place scatters (bytesMoved); without them every scatter
+ * copies its base.
  */
-export function costKernel(k: Kernel, program: KernelProgram, s: Sizes, hw: Roofline): KernelCost {
+export function costKernel(
+  k: Kernel,
+  program: KernelProgram,
+  s: Sizes,
+  hw: Roofline,
+  aliases?: ReadonlyMap<string, string>,
+): KernelCost {
   const f = split(k.flops, s.dim);
-  const b = split(k.bytes, s.dim);
+  const b = split(bytesMoved(k, aliases), s.dim);
   const flops = s.batch * f.rows + f.constant;
   const weights = weightBytes(k, program, b.constant, s);
   const bytes = s.batch * b.rows + weights;
@@ -220,12 +255,25 @@ export function ranKernels(
   return out;
 }
 
-/** One step, each layer at the program it ran (ranKernels). */
+/** What costing reads of a program's memory plan (src/passes/memory.ts): its in-place scatters. */
+export interface InPlace {
+  readonly aliases?: ReadonlyMap<string, string>;
+}
+
+/**
+ * One step, each layer at the program it ran (ranKernels); `memory` holds each program's memory
+ * plan, whose in-place scatters move only their rows (costKernel).
+ */
 export function costRan(
   programs: ReadonlyMap<string, KernelProgram>,
   ran: ReadonlyMap<number, string>,
   s: Sizes,
   hw: Roofline,
+  memory?: ReadonlyMap<string, InPlace>,
 ): StepCost {
-  return stepCost(ranKernels(programs, ran).map(({ kp, kernel }) => costKernel(kernel, kp, s, hw)));
+  return stepCost(
+    ranKernels(programs, ran).map(({ program, kp, kernel }) =>
+      costKernel(kernel, kp, s, hw, memory?.get(program)?.aliases),
+    ),
+  );
 }

@@ -1,14 +1,14 @@
 import { type Fusion, ops } from '../ir/ops.ts';
-import type { Dim, Input, Instr, IRType, Stage, StepProgram, Value } from '../ir/types.ts';
+import type { Dim, Input, Instr, Stage, StepProgram, Value } from '../ir/types.ts';
 import { shapeOf } from '../ir/types.ts';
 import {
   type Buffer,
   type Cost,
-  dtypeBytes,
   type Kernel,
   type KernelKind,
   type KernelProgram,
   type MergeFold,
+  typeBytes,
 } from './kernelIR.ts';
 import type { Pass, PipelineState } from './state.ts';
 
@@ -24,11 +24,6 @@ interface Group {
   /** For GEMMs: the activation they read, so that projections of one input share a kernel. */
   readonly gemmInput?: number;
 }
-
-const bytesOf = (t: IRType): [number, ...Dim[]] => [
-  t.kind === 'index' ? 4 : dtypeBytes[t.dtype],
-  ...shapeOf(t),
-];
 
 /** Floating-point work of one instruction, as its op states it. */
 function flopsOf(i: Instr): Cost {
@@ -155,19 +150,19 @@ export function fuseProgram(p: StepProgram): KernelProgram {
         if (instr.op === 'cache_write') {
           const res = String(instr.attrs.resource);
           if (!writes.includes(res)) writes.push(res);
-          bytes.push(bytesOf((instr.args[1] as Value).type));
+          bytes.push(typeBytes((instr.args[1] as Value).type));
         }
         if (instr.op === 'gather' && instr.args[1]) {
           const list = home.get(instr.args[1].id) ?? inputs.get(instr.args[1].id)?.name;
           if (list && !indirect.includes(list)) indirect.push(list);
-          bytes.push(bytesOf((instr.results[0] as Value).type));
+          bytes.push(typeBytes((instr.results[0] as Value).type));
         }
         instr.args.forEach((a, k) => {
           if (local.has(a.id)) return;
           const name = home.get(a.id) ?? `%${a.id}`;
           if (name !== `%${a.id}`) homes.set(a.id, name);
           read(name);
-          if (instr.op !== 'gather' || k !== 0) bytes.push(bytesOf(a.type));
+          if (instr.op !== 'gather' || k !== 0) bytes.push(typeBytes(a.type));
         });
       }
       for (const instr of g.instrs) {
@@ -185,7 +180,7 @@ export function fuseProgram(p: StepProgram): KernelProgram {
             if (!writes.includes(name)) writes.push(name);
             const t = r.type;
             addBuffer({ name, kind: 'temp', dtype: t.kind === 'index' ? 'i32' : t.dtype, shape: shapeOf(t) });
-            bytes.push(bytesOf(t));
+            bytes.push(typeBytes(t));
           }
         }
       }

@@ -1,5 +1,5 @@
 import type { Cost, KernelKind } from '../ir/ops.ts';
-import type { Dim, DType, Instr } from '../ir/types.ts';
+import { type Dim, type DType, type Instr, type IRType, shapeOf } from '../ir/types.ts';
 
 export type { Cost, KernelKind } from '../ir/ops.ts';
 
@@ -86,3 +86,9 @@ export function evalCost(c: Cost, size: (d: Dim) => number): number {
 }
 
 export const dtypeBytes: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4 };
+
+/** The bytes of a value of type t, as a cost term: its element size times its dims. */
+export const typeBytes = (t: IRType): [number, ...Dim[]] => [
+  t.kind === 'index' ? 4 : dtypeBytes[t.dtype],
+  ...shapeOf(t),
+];

@@ -345,3 +345,85 @@ describe('a step costed at the programs its layers ran', () => {
     );
   });
 });
+
+describe('a scatter the memory plan runs in place', () => {
+  // Elastic-Cache's cached layers restore the rows a drift refresh recomputed from the hidden
+  // cache (`0.copy`), and every layer's down projection scatters its rows into the carried
+  // hidden state: on the CPU both write over their base, which the roofline counted as read and
+  // written whole (L rows twice).
+  const path = 'examples/elastic-cache.kvp';
+  const plan = checkSource({ path, text: readFileSync(path, 'utf8') }).plans[0];
+  if (!plan) throw new Error(`${path} does not check`);
+  const config = modelFor(plan, presets.small as ModelConfig);
+  const d = config.dModel;
+  const { state } = compilePlan(plan, config, { target: 'cpu' });
+  const kp = state.kernels?.get('cached') as KernelProgram;
+  const aliases = state.memory?.get('cached')?.aliases ?? new Map<string, string>();
+  const at = (L: number, rows: number): Sizes => ({
+    dim: (x: Dim) => (typeof x === 'number' ? x : x === 'L' ? L : rows),
+    batch: 1,
+    weightBytes: 4,
+  });
+  const copy = kp.kernels.find((k) => k.name === 'layer.1/0.copy') as Kernel;
+
+  test('a restore moves its rows and their index lists, not the canvas', () => {
+    expect(copy.writes.some((w) => aliases.has(w))).toBe(true);
+    for (const [L, rows] of [
+      [256, 3],
+      [1280, 17],
+      [64, 64],
+    ] as const) {
+      // the cached rows read and written, the gather's and the scatter's index list
+      expect(costKernel(copy, kp, at(L, rows), hw, aliases).bytes).toBe(2 * 4 * rows * d + 2 * 4 * rows);
+      // as a copy: the cached rows, both lists, the base read and the result written
+      expect(costKernel(copy, kp, at(L, rows), hw).bytes).toBe(4 * rows * d + 2 * 4 * rows + 2 * 4 * L * d);
+    }
+  });
+
+  test('a fused residual scatter costs its rows written, not the canvas read and written', () => {
+    const down = kp.kernels.filter((k) => k.writes.some((w) => aliases.has(w)) && k.kind === 'gemm');
+    expect(down.length).toBe(config.layers);
+    for (const k of down) {
+      const L = 1280;
+      const inPlace = costKernel(k, kp, at(L, 17), hw, aliases).bytes;
+      const copied = costKernel(k, kp, at(L, 17), hw).bytes;
+      expect(copied - inPlace).toBe(2 * 4 * L * d - 4 * 17 * d);
+    }
+  });
+
+  test('every example plan: in place never costs more, and only aliased kernels change', () => {
+    const dir = 'examples';
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.kvp'))) {
+      const checked = checkSource({
+        path: `${dir}/${file}`,
+        text: readFileSync(`${dir}/${file}`, 'utf8'),
+      }).plans;
+      for (const p of checked) {
+        const cfg = deepEnough(p, modelFor(p, presets.small as ModelConfig));
+        const compiled = compilePlan(p, cfg, { target: 'cpu' }).state;
+        for (const [phase, program] of compiled.kernels ?? []) {
+          const al = compiled.memory?.get(phase)?.aliases ?? new Map<string, string>();
+          for (const k of program.kernels) {
+            const s = at(300, 7);
+            const inPlace = costKernel(k, program, s, hw, al).bytes;
+            const copied = costKernel(k, program, s, hw).bytes;
+            if (k.writes.some((w) => al.has(w)))
+              expect(inPlace, `${file} ${phase} ${k.name}`).toBeLessThan(copied);
+            else expect(inPlace, `${file} ${phase} ${k.name}`).toBe(copied);
+            expect(inPlace).toBeGreaterThan(0);
+          }
+        }
+      }
+    }
+  });
+
+  test('a step costed with the memory plans is the sum of its kernels in place', () => {
+    const programs = state.kernels as ReadonlyMap<string, KernelProgram>;
+    const ran = new Map(Array.from({ length: config.layers }, (_, l) => [l, 'cached']));
+    const s = at(1280, 17);
+    const step = costRan(programs, ran, s, hw, state.memory);
+    const sum = kp.kernels.reduce((a, k) => a + costKernel(k, kp, s, hw, aliases).bytes, 0);
+    expect(step.bytes).toBe(sum);
+    expect(step.bytes).toBeLessThan(costRan(programs, ran, s, hw).bytes);
+  });
+});
