@@ -242,10 +242,8 @@ for (const step of steps) {
   for (const { program, kp, kernel } of ranKernels(programs, step.programs)) {
     const key = kernelKey(functionOf(fnOf, program, kernel.name), kernel.name);
     const seconds =
-      around.reduce(
-        (a, hw) => a + costKernel(kernel, kp, s, hw, state.memory?.get(program)?.aliases).seconds,
-        0,
-      ) / around.length;
+      around.reduce((a, hw) => a + costKernel(kernel, kp, s, hw, state.memory?.get(program)).seconds, 0) /
+      around.length;
     roofSeconds.set(key, (roofSeconds.get(key) ?? 0) + seconds);
   }
 }

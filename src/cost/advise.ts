@@ -149,9 +149,9 @@ function costShape(c: Costed, shape: StepShape, L: number, s: Omit<Sizes, 'dim'>
   const costs: KernelCost[] = [];
   const add = (program: Program, stage: string) => {
     const kp = kernels.get(program) as KernelProgram;
-    const aliases = c.compiled.state.memory?.get(program)?.aliases;
+    const inPlace = c.compiled.state.memory?.get(program);
     for (const k of c.stages.get(program)?.get(stage) ?? [])
-      costs.push(costKernel(k, kp, sizes, hw, aliases));
+      costs.push(costKernel(k, kp, sizes, hw, inPlace));
   };
   for (const stage of c.stages.get('refresh')?.keys() ?? []) {
     const layer = layerOfStage(stage);

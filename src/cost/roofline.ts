@@ -155,50 +155,76 @@ const matrices = (k: Kernel, program: KernelProgram): string[] =>
     })
     .map(shortName);
 
+/** What costing reads of a program's memory plan (src/passes/memory.ts): what it does in place. */
+export interface InPlace {
+  /** Scatter results that take their base's storage, result -> base. */
+  readonly aliases?: ReadonlyMap<string, string>;
+  /** Overlays of a cache read in place, result -> the size of their write-back's list. */
+  readonly overlays?: ReadonlyMap<string, Dim>;
+}
+
 /**
  * The bytes a kernel moves: the terms the fusion pass states, less what its in-place scatters
- * skip. Where the memory plan gives a scatter's result its base's storage (`aliases`, result ->
- * base: src/passes/memory.ts), the backend writes the scattered rows over the base: it neither
- * reads the base nor writes a whole result, only the rows' values. Costed as a copy of the base,
- * a drift refresh's restore of a few hidden rows counted as a whole canvas copied.
+ * skip, as row terms (`rows`) and bytes of evaluated sizes (`extra`). Where the memory plan gives
+ * a scatter's result its base's storage (`aliases`), the backend writes the scattered rows over
+ * the base: it neither reads the base nor writes a whole result, only the rows' values. An overlay
+ * of a cache read in place (`overlays`) writes its fresh rows into the cache, and saves and then
+ * restores those the write-back does not store: at least max(0, rows - written) rows, each read
+ * and written twice, which is what is counted (exact where the rows are all written back, or none
+ * are; the write-back of rows already in place is left costed, two row copies an overlay).
+ * Costed as copies of their bases, a drift refresh's restore of a few hidden rows, every cached
+ * layer's residual rows, and every cached layer's K and V overlays counted a canvas each.
  */
-function bytesMoved(k: Kernel, aliases: ReadonlyMap<string, string> | undefined): Cost {
-  if (!aliases?.size) return k.bytes;
+function bytesMoved(
+  k: Kernel,
+  p: InPlace | undefined,
+  dim: (d: Dim) => number,
+): { rows: Cost; extra: number } {
+  if (!p?.aliases?.size && !p?.overlays?.size) return { rows: k.bytes, extra: 0 };
   const computed = new Set(k.instrs.flatMap((i) => i.results.map((r) => r.id)));
   const less = (t: Parameters<typeof typeBytes>[0]): Cost[number] => {
     const [coef, ...dims] = typeBytes(t);
     return [-coef, ...dims];
   };
   const skipped: Cost[number][] = [];
+  let extra = 0;
   for (const i of k.instrs) {
     const r = i.results[0];
     const [base, , values] = i.args;
-    if (i.op !== 'scatter' || !r || !base || !values || !aliases.has(`%${r.id}`)) continue;
+    if (i.op !== 'scatter' || !r || !base || !values) continue;
+    const written = p.overlays?.get(`%${r.id}`);
+    if (!p.aliases?.has(`%${r.id}`) && written === undefined) continue;
     // The fusion pass counts an argument computed outside the kernel as read, the result as written.
     if (!computed.has(base.id)) skipped.push(less(base.type));
     skipped.push(less(r.type), typeBytes(values.type));
+    if (written !== undefined) {
+      const [coef, rows, ...row] = typeBytes(values.type);
+      const perRow = row.reduce<number>((a, d) => a * dim(d), coef);
+      extra += 4 * perRow * Math.max(0, dim(rows as Dim) - dim(written));
+    }
   }
-  return [...k.bytes, ...skipped];
+  return { rows: [...k.bytes, ...skipped], extra };
 }
 
 /**
  * The roofline cost of one kernel of `program`. Every term with a row dimension scales with the
  * batch (attention too: a sequence's queries attend to its own keys only); the weights do not.
- * `aliases` are the memory plan's in-place scatters (bytesMoved); without them every scatter
- * copies its base.
+ * `inPlace` is its program's memory plan: the scatters it runs in place move only their rows
+ * (bytesMoved); without it every scatter copies its base.
  */
 export function costKernel(
   k: Kernel,
   program: KernelProgram,
   s: Sizes,
   hw: Roofline,
-  aliases?: ReadonlyMap<string, string>,
+  inPlace?: InPlace,
 ): KernelCost {
   const f = split(k.flops, s.dim);
-  const b = split(bytesMoved(k, aliases), s.dim);
+  const moved = bytesMoved(k, inPlace, s.dim);
+  const b = split(moved.rows, s.dim);
   const flops = s.batch * f.rows + f.constant;
   const weights = weightBytes(k, program, b.constant, s);
-  const bytes = s.batch * b.rows + weights;
+  const bytes = s.batch * (b.rows + moved.extra) + weights;
   // Only GEMM weights are streamed as packed panels; a gathered embedding row or a norm's vector
   // is read like any other buffer.
   const streamed = k.kind === 'gemm' || k.kind === 'logits' ? weights : 0;
@@ -255,11 +281,6 @@ export function ranKernels(
   return out;
 }
 
-/** What costing reads of a program's memory plan (src/passes/memory.ts): its in-place scatters. */
-export interface InPlace {
-  readonly aliases?: ReadonlyMap<string, string>;
-}
-
 /**
  * One step, each layer at the program it ran (ranKernels); `memory` holds each program's memory
  * plan, whose in-place scatters move only their rows (costKernel).
@@ -273,7 +294,7 @@ export function costRan(
 ): StepCost {
   return stepCost(
     ranKernels(programs, ran).map(({ program, kp, kernel }) =>
-      costKernel(kernel, kp, s, hw, memory?.get(program)?.aliases),
+      costKernel(kernel, kp, s, hw, memory?.get(program)),
     ),
   );
 }

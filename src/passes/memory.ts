@@ -4,9 +4,10 @@
  * region; inputs and weights are host-provided and not placed. WebGPU gets the whole-buffer mode:
  * temps are assigned to numbered buffers ("slots") instead of offsets. See docs/passes-memory.md.
  */
-import type { Dim, Instr } from '../ir/types.ts';
+import { type Dim, type Instr, shapeOf, type Value } from '../ir/types.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { type Buffer, dtypeBytes, type KernelProgram } from './kernelIR.ts';
+import { inPlaceOverlays } from './overlays.ts';
 import type { Pass, Target } from './state.ts';
 
 export interface Placement {
@@ -46,6 +47,12 @@ export interface MemoryPlan {
    * a chain: the base's own base when that was one too). See `inPlaceScatters`.
    */
   readonly aliases?: ReadonlyMap<string, string>;
+  /**
+   * With `inPlace`: overlays of a cache read in place (src/passes/overlays.ts), `%id` → the size of
+   * their write-back's list. The backend writes the fresh rows into the cache instead of copying it
+   * whole; rows it must not leave there are saved and restored.
+   */
+  readonly overlays?: ReadonlyMap<string, Dim>;
   readonly align: number;
   readonly wholeBuffer: boolean;
   readonly batch: number;
@@ -463,7 +470,15 @@ export const memoryPass: Pass = {
       inPlace: ctx.target === 'cpu',
     };
     const memory = new Map<string, MemoryPlan>();
-    for (const [phase, kp] of state.kernels) memory.set(phase, planMemory(kp, size, opts));
+    for (const [phase, kp] of state.kernels) {
+      const plan = planMemory(kp, size, opts);
+      const overlays = new Map<string, Dim>();
+      if (opts.inPlace)
+        for (const stage of state.phases.get(phase)?.stages ?? [])
+          for (const [id, write] of inPlaceOverlays(stage))
+            overlays.set(`%${id}`, shapeOf((write.args[0] as Value).type)[0] as Dim);
+      memory.set(phase, overlays.size > 0 ? { ...plan, overlays } : plan);
+    }
     return { ...state, memory };
   },
 };

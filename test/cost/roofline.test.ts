@@ -9,6 +9,7 @@ import {
   costKernel,
   costProgram,
   costRan,
+  type InPlace,
   overlapped,
   type Roofline,
   rooflineTime,
@@ -348,19 +349,25 @@ describe('a step costed at the programs its layers ran', () => {
 
 describe('a scatter the memory plan runs in place', () => {
   // Elastic-Cache's cached layers restore the rows a drift refresh recomputed from the hidden
-  // cache (`0.copy`), and every layer's down projection scatters its rows into the carried
-  // hidden state: on the CPU both write over their base, which the roofline counted as read and
-  // written whole (L rows twice).
-  const path = 'examples/elastic-cache.kvp';
-  const plan = checkSource({ path, text: readFileSync(path, 'utf8') }).plans[0];
-  if (!plan) throw new Error(`${path} does not check`);
-  const config = modelFor(plan, presets.small as ModelConfig);
+  // cache (`0.copy`), every layer's down projection scatters its rows into the carried hidden
+  // state, and K and V are read as the caches with the fresh rows over them: on the CPU all of
+  // them write over their base, which the roofline counted as read or written whole (L rows).
+  const compiled = (file: string) => {
+    const path = `examples/${file}.kvp`;
+    const plan = checkSource({ path, text: readFileSync(path, 'utf8') }).plans[0];
+    if (!plan) throw new Error(`${path} does not check`);
+    const config = modelFor(plan, presets.small as ModelConfig);
+    return { config, state: compilePlan(plan, config, { target: 'cpu' }).state };
+  };
+  const { config, state } = compiled('elastic-cache');
   const d = config.dModel;
-  const { state } = compilePlan(plan, config, { target: 'cpu' });
+  const kvWidth = config.kvHeads * config.headDim;
   const kp = state.kernels?.get('cached') as KernelProgram;
-  const aliases = state.memory?.get('cached')?.aliases ?? new Map<string, string>();
-  const at = (L: number, rows: number): Sizes => ({
-    dim: (x: Dim) => (typeof x === 'number' ? x : x === 'L' ? L : rows),
+  const inPlace: InPlace = state.memory?.get('cached') ?? {};
+  const aliases = inPlace.aliases ?? new Map<string, string>();
+  /** The canvas L, `rows` rows in every index list, `written` in the write-back lists. */
+  const at = (L: number, rows: number, written = rows): Sizes => ({
+    dim: (x: Dim) => (typeof x === 'number' ? x : x === 'L' ? L : x.startsWith('#write') ? written : rows),
     batch: 1,
     weightBytes: 4,
   });
@@ -374,7 +381,7 @@ describe('a scatter the memory plan runs in place', () => {
       [64, 64],
     ] as const) {
       // the cached rows read and written, the gather's and the scatter's index list
-      expect(costKernel(copy, kp, at(L, rows), hw, aliases).bytes).toBe(2 * 4 * rows * d + 2 * 4 * rows);
+      expect(costKernel(copy, kp, at(L, rows), hw, inPlace).bytes).toBe(2 * 4 * rows * d + 2 * 4 * rows);
       // as a copy: the cached rows, both lists, the base read and the result written
       expect(costKernel(copy, kp, at(L, rows), hw).bytes).toBe(4 * rows * d + 2 * 4 * rows + 2 * 4 * L * d);
     }
@@ -385,13 +392,34 @@ describe('a scatter the memory plan runs in place', () => {
     expect(down.length).toBe(config.layers);
     for (const k of down) {
       const L = 1280;
-      const inPlace = costKernel(k, kp, at(L, 17), hw, aliases).bytes;
       const copied = costKernel(k, kp, at(L, 17), hw).bytes;
-      expect(copied - inPlace).toBe(2 * 4 * L * d - 4 * 17 * d);
+      expect(copied - costKernel(k, kp, at(L, 17), hw, inPlace).bytes).toBe(2 * 4 * L * d - 4 * 17 * d);
     }
   });
 
-  test('every example plan: in place never costs more, and only aliased kernels change', () => {
+  test('K and V overlaid in place cost their fresh rows, and the rows saved and restored', () => {
+    // The projection that writes a cached layer's fresh K and V rows: each overlay was a canvas
+    // written; in place it is the rows written into the cache.
+    const qkv = kp.kernels.find((k) => k.name === 'layer.1/2.gemm') as Kernel;
+    expect(qkv.writes.filter((w) => inPlace.overlays?.has(w))).toHaveLength(2);
+    const L = 1280;
+    const copied = costKernel(qkv, kp, at(L, 17), hw).bytes;
+    expect(copied - costKernel(qkv, kp, at(L, 17), hw, inPlace).bytes).toBe(2 * 4 * kvWidth * (L - 17));
+    // Fast-dLLM v2 caches only what precedes its block: the block's rows are saved before the
+    // overlay and restored after it, each read and written twice.
+    const v2 = compiled('fast-dllm-v2');
+    const v2kp = v2.state.kernels?.get('cached') as KernelProgram;
+    const v2mem = v2.state.memory?.get('cached');
+    const fresh = v2kp.kernels.find((k) => k.writes.some((w) => v2mem?.overlays?.has(w))) as Kernel;
+    const written = (w: number) => costKernel(fresh, v2kp, at(L, 32, w), hw, v2mem).bytes;
+    // every row written back: nothing saved
+    expect(costKernel(fresh, v2kp, at(L, 32, 32), hw).bytes - written(32)).toBe(2 * 4 * kvWidth * (L - 32));
+    expect(written(0) - costKernel(fresh, v2kp, at(L, 32, 0), hw).bytes).toBe(
+      -2 * 4 * kvWidth * (L - 32) + 2 * 4 * 4 * kvWidth * 32,
+    );
+  });
+
+  test('every example plan: in place never costs more here, and only kernels doing it change', () => {
     const dir = 'examples';
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.kvp'))) {
       const checked = checkSource({
@@ -400,17 +428,17 @@ describe('a scatter the memory plan runs in place', () => {
       }).plans;
       for (const p of checked) {
         const cfg = deepEnough(p, modelFor(p, presets.small as ModelConfig));
-        const compiled = compilePlan(p, cfg, { target: 'cpu' }).state;
-        for (const [phase, program] of compiled.kernels ?? []) {
-          const al = compiled.memory?.get(phase)?.aliases ?? new Map<string, string>();
+        const st = compilePlan(p, cfg, { target: 'cpu' }).state;
+        for (const [phase, program] of st.kernels ?? []) {
+          const plan = st.memory?.get(phase);
+          const changes = (w: string) => !!plan?.aliases?.has(w) || !!plan?.overlays?.has(w);
           for (const k of program.kernels) {
             const s = at(300, 7);
-            const inPlace = costKernel(k, program, s, hw, al).bytes;
+            const moved = costKernel(k, program, s, hw, plan).bytes;
             const copied = costKernel(k, program, s, hw).bytes;
-            if (k.writes.some((w) => al.has(w)))
-              expect(inPlace, `${file} ${phase} ${k.name}`).toBeLessThan(copied);
-            else expect(inPlace, `${file} ${phase} ${k.name}`).toBe(copied);
-            expect(inPlace).toBeGreaterThan(0);
+            if (k.writes.some(changes)) expect(moved, `${file} ${phase} ${k.name}`).toBeLessThan(copied);
+            else expect(moved, `${file} ${phase} ${k.name}`).toBe(copied);
+            expect(moved).toBeGreaterThan(0);
           }
         }
       }
@@ -422,7 +450,7 @@ describe('a scatter the memory plan runs in place', () => {
     const ran = new Map(Array.from({ length: config.layers }, (_, l) => [l, 'cached']));
     const s = at(1280, 17);
     const step = costRan(programs, ran, s, hw, state.memory);
-    const sum = kp.kernels.reduce((a, k) => a + costKernel(k, kp, s, hw, aliases).bytes, 0);
+    const sum = kp.kernels.reduce((a, k) => a + costKernel(k, kp, s, hw, inPlace).bytes, 0);
     expect(step.bytes).toBe(sum);
     expect(step.bytes).toBeLessThan(costRan(programs, ran, s, hw).bytes);
   });

@@ -19,7 +19,7 @@ import {
   walkStage,
 } from '../walk.ts';
 import type { CpuManifest, Slot, SlotKind, StageEntry } from './manifest.ts';
-import { inPlaceOverlays, type Overlay } from './overlays.ts';
+import { cOverlays, type Overlay } from './overlays.ts';
 import { gatheredPlacements } from './placements.ts';
 import { type CPointwise, pointwise } from './pointwise.ts';
 import { type StageCode, shareStages } from './share.ts';
@@ -162,7 +162,7 @@ class CStage extends Target<string> {
     },
   ) {
     super(r.maxCanvas);
-    this.overlays = inPlaceOverlays(stage);
+    this.overlays = cOverlays(stage);
     this.placements = gatheredPlacements(stage);
   }
 
