@@ -52,7 +52,8 @@
  * (kvi_prefetch_from, KVI_PREFETCH_STEP): prefetched only by the first pass, 8 KiB ahead, the
  * memory stream stalled while the other passes ran, and at 16-32 rows the weight traffic and the
  * FMAs added up instead of overlapping. The float32 GEMM's hint is non-temporal (prefetchnta): into
- * L2 (prefetcht1), 1-8 rows lost 10-37% and 16 rows their gain (bench/gemm-ab.ts); the 16-bit
+ * L2 (prefetcht1), 1-8 rows lost 10-37% and 16 rows their gain (bench/gemm-ab.ts, on the first
+ * host), but for rows of two micro-panels it is L2 (see `l2` in kvi_gemm_multi); the 16-bit
  * GEMM's is L2, where nta lost its 3-18% gain. A single micro-panel (1-8 rows, memory-bound) reads
  * the slice once: it prefetches KV_GEMM_PF_ONE bytes ahead of what it reads, as before (one slice
  * ahead read 5-9% slower on one thread). A GEMM of several row units (65 rows and more) prefetches
@@ -83,6 +84,14 @@ static inline uintptr_t kvi_prefetch_from(const void *slice, int64_t bytes, int 
   do {                                                                                             \
     for (int kvi_o = 0; kvi_o < (step); kvi_o += 64) __builtin_prefetch((const void *)((pf) + kvi_o), 0, hint); \
     (pf) += (step);                                                                                \
+  } while (0)
+/* KVI_PREFETCH_STEP into L2 (l2) or non-temporally: the hint must be a constant. */
+#define KVI_PREFETCH_STEP_TO(pf, step, l2)                                                         \
+  do {                                                                                             \
+    if (l2)                                                                                        \
+      KVI_PREFETCH_STEP(pf, step, 2);                                                              \
+    else                                                                                           \
+      KVI_PREFETCH_STEP(pf, step, 0);                                                              \
   } while (0)
 #define KV_GEMM_APACK_KEPT (4 << 20) /* floats: the largest A a kv_gemm thread packs whole (16 MiB) */
 
@@ -296,14 +305,14 @@ void kv_pack_weight(int n, int k, const float *w, float *packed) {
 static inline __attribute__((always_inline)) void kvi_micro_kernel(int rows, int kc, const float *restrict ap,
                                                               const float *restrict bp, float *c,
                                                               int64_t ldc, int add, uintptr_t pf,
-                                                              int pfstep) {
+                                                              int pfstep, int l2) {
   kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
   for (int kk = 0; kk < kc; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
-    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 0);
+    if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
     for (int r = 0; r < rows; r++) {
       const float a = ap[r];
       for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
@@ -321,23 +330,24 @@ static inline __attribute__((always_inline)) void kvi_micro_kernel(int rows, int
 }
 
 static void kvi_micro_store(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
-                            int pfstep) {
-  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 0, pf, pfstep);
+                            int pfstep, int l2) {
+  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 0, pf, pfstep, l2);
 }
 static void kvi_micro_add(int kc, const float *ap, const float *bp, float *c, int64_t ldc, uintptr_t pf,
-                          int pfstep) {
-  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 1, pf, pfstep);
+                          int pfstep, int l2) {
+  kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, c, ldc, 1, pf, pfstep, l2);
 }
 /*
  * The first mr rows of a micro-tile into tile (row stride NR). A partial micro-panel multiplies
  * only its rows, not its zero padding (17 rows cost 24 before), with the same FMAs per row as a
  * full one, so a row's result does not depend on m.
  */
-static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, float *tile, uintptr_t pf, int pfstep) {
+static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, float *tile, uintptr_t pf, int pfstep,
+                           int l2) {
   switch (mr) {
 #define KVI_ROWS(r)                                                                                \
   case r:                                                                                          \
-    kvi_micro_kernel(r, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep);                              \
+    kvi_micro_kernel(r, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep, l2);                          \
     break;
     KVI_ROWS(1)
     KVI_ROWS(2)
@@ -352,7 +362,7 @@ static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, flo
 #endif
 #undef KVI_ROWS
   default:
-    kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep);
+    kvi_micro_kernel(KV_GEMM_MR, kc, ap, bp, tile, KV_GEMM_NR, 0, pf, pfstep, l2);
   }
 }
 
@@ -366,7 +376,8 @@ static void kvi_micro_rows(int mr, int kc, const float *ap, const float *bp, flo
 static inline __attribute__((always_inline)) void kvi_micro_merged_kernel(int rows2, int kc, const float *restrict ap,
                                                                      const float *restrict ap2,
                                                                      const float *restrict bp, float *c, int64_t ldc,
-                                                                     int add, float *tile, uintptr_t pf, int pfstep) {
+                                                                     int add, float *tile, uintptr_t pf, int pfstep,
+                                                                     int l2) {
   kvi_vf acc[KV_GEMM_MR][KV_GEMM_NV];
   kvi_vf acc2[KV_GEMM_MERGE][KV_GEMM_NV];
   for (int r = 0; r < KV_GEMM_MR; r++)
@@ -376,7 +387,7 @@ static inline __attribute__((always_inline)) void kvi_micro_merged_kernel(int ro
   for (int kk = 0; kk < kc; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < KV_GEMM_NV; v++) b[v] = kvi_vload(bp + v * KV_VL);
-    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 0);
+    if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
     for (int r = 0; r < KV_GEMM_MR; r++) {
       const float a = ap[r];
       for (int v = 0; v < KV_GEMM_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);
@@ -397,11 +408,11 @@ static inline __attribute__((always_inline)) void kvi_micro_merged_kernel(int ro
 }
 
 static void kvi_micro_merged(int rows2, int kc, const float *ap, const float *ap2, const float *bp, float *c,
-                             int64_t ldc, int add, float *tile, uintptr_t pf, int pfstep) {
+                             int64_t ldc, int add, float *tile, uintptr_t pf, int pfstep, int l2) {
   switch (rows2) {
 #define KVI_MERGED(r)                                                                              \
   case r:                                                                                          \
-    kvi_micro_merged_kernel(r, kc, ap, ap2, bp, c, ldc, add, tile, pf, pfstep);                    \
+    kvi_micro_merged_kernel(r, kc, ap, ap2, bp, c, ldc, add, tile, pf, pfstep, l2);                \
     break;
     KVI_MERGED(1)
     KVI_MERGED(2)
@@ -564,6 +575,13 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
           const int tail = mc % KV_GEMM_MR;
           const int merge = KV_GEMM_MERGE > 0 && tail > 0 && tail <= KV_GEMM_MERGE && mc > KV_GEMM_MR;
           const int passes = (int)(kvi_ceil_div(mc, KV_GEMM_MR) - merge);
+          /* The next slice into L2, not non-temporally, for one or two passes over rows of more than
+             one micro-panel (9-22 rows, a cached step's window and the row decoded last): the
+             non-temporal lines did not last to the second pass or the rider that reads them again.
+             `npx tsx bench/gemm-ab.ts HEAD --rows 1,8,9,16,17,20,24,33` on the Zen 4 VM: 9 rows
+             1.19-1.40x, 16-17 rows 1.14-1.19x, 20 rows 1.07-1.09x at one and two threads; 1, 8, 24
+             and 33 rows 0.99-1.03x (three passes and more lost 3-7% in a C harness). */
+          const int l2 = mc > KV_GEMM_MR && passes <= 2;
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
             const float *ap =
@@ -588,7 +606,7 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
               if (merge && !rider && ir + 2 * KV_GEMM_MR > mc && nr == KV_GEMM_NR) {
                 const float *ap2 = ap + (keep ? (int64_t)KV_GEMM_MR * k : (int64_t)KV_GEMM_MR * kc);
                 float *ct2 = ct + (int64_t)KV_GEMM_MR * ldc;
-                kvi_micro_merged(tail, kc, ap, ap2, bp, ct, ldc, add, tile, pf, pfstep);
+                kvi_micro_merged(tail, kc, ap, ap2, bp, ct, ldc, add, tile, pf, pfstep, l2);
                 for (int r = 0; r < tail; r++)
                   for (int j = 0; j < KV_GEMM_NR; j++)
                     ct2[(int64_t)r * ldc + j] = (add ? ct2[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
@@ -597,11 +615,11 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
 #endif
               if (mr == KV_GEMM_MR && nr == KV_GEMM_NR) {
                 if (add)
-                  kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep);
+                  kvi_micro_add(kc, ap, bp, ct, ldc, pf, pfstep, l2);
                 else
-                  kvi_micro_store(kc, ap, bp, ct, ldc, pf, pfstep);
+                  kvi_micro_store(kc, ap, bp, ct, ldc, pf, pfstep, l2);
               } else {
-                kvi_micro_rows(mr, kc, ap, bp, tile, pf, pfstep);
+                kvi_micro_rows(mr, kc, ap, bp, tile, pf, pfstep, l2);
                 for (int r = 0; r < mr; r++)
                   for (int j = 0; j < nr; j++)
                     ct[(int64_t)r * ldc + j] = (add ? ct[(int64_t)r * ldc + j] : 0.0f) + tile[r * KV_GEMM_NR + j];
@@ -2298,7 +2316,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
           for (int d = d0; d < hd; d++) qp[d * KV_GEMM_MR + b] = b < rows ? qr[d] * qscale : 0.0f;
         }
         for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
-          kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0);
+          kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0, 0);
       }
       /* Each row's probabilities, exponentiated in place, times 1 / their sum into blk, the block's
          sums in float (a row that sees no key adds nothing). A row's are added as the next row's are
