@@ -194,9 +194,11 @@ function bytesMoved(
     if (i.op !== 'scatter' || !r || !base || !values) continue;
     const written = p.overlays?.get(`%${r.id}`);
     if (!p.aliases?.has(`%${r.id}`) && written === undefined) continue;
-    // The fusion pass counts an argument computed outside the kernel as read, the result as written.
+    // The fusion pass counts an argument computed outside the kernel as read, and the result as
+    // written where another kernel reads it; in place, the rows' values are written instead.
     if (!computed.has(base.id)) skipped.push(less(base.type));
-    skipped.push(less(r.type), typeBytes(values.type));
+    if (k.writes.includes(`%${r.id}`)) skipped.push(less(r.type));
+    skipped.push(typeBytes(values.type));
     if (written !== undefined) {
       const [coef, rows, ...row] = typeBytes(values.type);
       const perRow = row.reduce<number>((a, d) => a * dim(d), coef);
