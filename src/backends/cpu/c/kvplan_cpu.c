@@ -576,11 +576,12 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
           const int merge = KV_GEMM_MERGE > 0 && tail > 0 && tail <= KV_GEMM_MERGE && mc > KV_GEMM_MR;
           const int passes = (int)(kvi_ceil_div(mc, KV_GEMM_MR) - merge);
           /* The next slice into L2, not non-temporally, for one or two passes over rows of more than
-             one micro-panel (9-22 rows, a cached step's window and the row decoded last): the
-             non-temporal lines did not last to the second pass or the rider that reads them again.
-             `npx tsx bench/gemm-ab.ts HEAD --rows 1,8,9,16,17,20,24,33` on the Zen 4 VM: 9 rows
-             1.19-1.40x, 16-17 rows 1.14-1.19x, 20 rows 1.07-1.09x at one and two threads; 1, 8, 24
-             and 33 rows 0.99-1.03x (three passes and more lost 3-7% in a C harness). */
+             one micro-panel (9-22 rows, a cached step's window and the row decoded last). Why is
+             not established: 9-14 rows read each slice once (the rider rides on the pass) and
+             gained the most. `npx tsx bench/gemm-ab.ts HEAD --rows 1,8,9,16,17,20,24,33` on the
+             Zen 4 VM: 9 rows 1.19-1.40x, 16-17 rows 1.14-1.19x, 20 rows 1.07-1.09x at one and two
+             threads; 1, 8, 24 and 33 rows 0.99-1.03x (three passes and more lost 3-7% in a C
+             harness). */
           const int l2 = mc > KV_GEMM_MR && passes <= 2;
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
