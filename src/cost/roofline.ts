@@ -6,7 +6,7 @@
  * added. Kernel costs are the symbolic ones the fusion pass states (src/passes/kernelIR.ts); this
  * evaluates them at one step's index-list sizes, for a batch.
  */
-import type { Dim } from '../ir/types.ts';
+import type { Dim, Instr, IRType, Value } from '../ir/types.ts';
 import {
   type Cost,
   dtypeBytes,
@@ -180,25 +180,28 @@ function bytesMoved(
   p: InPlace | undefined,
   dim: (d: Dim) => number,
 ): { rows: Cost; extra: number } {
-  if (!p?.aliases?.size && !p?.overlays?.size) return { rows: k.bytes, extra: 0 };
+  const inPlace = (i: Instr) =>
+    i.op === 'scatter' &&
+    !!i.results[0] &&
+    (!!p?.aliases?.has(`%${i.results[0].id}`) || !!p?.overlays?.has(`%${i.results[0].id}`));
+  const scatters = k.instrs.filter(inPlace);
+  if (scatters.length === 0) return { rows: k.bytes, extra: 0 };
   const computed = new Set(k.instrs.flatMap((i) => i.results.map((r) => r.id)));
-  const less = (t: Parameters<typeof typeBytes>[0]): Cost[number] => {
+  const less = (t: IRType): Cost[number] => {
     const [coef, ...dims] = typeBytes(t);
     return [-coef, ...dims];
   };
   const skipped: Cost[number][] = [];
   let extra = 0;
-  for (const i of k.instrs) {
-    const r = i.results[0];
-    const [base, , values] = i.args;
-    if (i.op !== 'scatter' || !r || !base || !values) continue;
-    const written = p.overlays?.get(`%${r.id}`);
-    if (!p.aliases?.has(`%${r.id}`) && written === undefined) continue;
+  for (const i of scatters) {
+    const r = i.results[0] as Value;
+    const [base, , values] = i.args as [Value, Value, Value];
     // The fusion pass counts an argument computed outside the kernel as read, and the result as
     // written where another kernel reads it; in place, the rows' values are written instead.
     if (!computed.has(base.id)) skipped.push(less(base.type));
     if (k.writes.includes(`%${r.id}`)) skipped.push(less(r.type));
     skipped.push(typeBytes(values.type));
+    const written = p?.overlays?.get(`%${r.id}`);
     if (written !== undefined) {
       const [coef, rows, ...row] = typeBytes(values.type);
       const perRow = row.reduce<number>((a, d) => a * dim(d), coef);

@@ -16,11 +16,14 @@ import {
   type Sizes,
 } from '../../src/cost/roofline.ts';
 import { checkSource } from '../../src/dsl/check.ts';
-import type { Dim } from '../../src/ir/types.ts';
+import { ProgramBuilder } from '../../src/ir/builder.ts';
+import { type Dim, index, type Stage, shapeOf, tensor, type Value } from '../../src/ir/types.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { presets } from '../../src/model/presets.ts';
 import { compilePlan } from '../../src/passes/compile.ts';
+import { fuseProgram } from '../../src/passes/fusion.ts';
 import type { Kernel, KernelProgram } from '../../src/passes/kernelIR.ts';
+import { inPlaceOverlays } from '../../src/passes/overlays.ts';
 import { deepEnough, modelFor } from '../../src/runtime/modelFor.ts';
 
 const N = 256;
@@ -417,6 +420,40 @@ describe('a scatter the memory plan runs in place', () => {
     expect(written(0) - costKernel(fresh, v2kp, at(L, 32, 0), hw).bytes).toBe(
       -2 * 4 * kvWidth * (L - 32) + 2 * 4 * 4 * kvWidth * 32,
     );
+  });
+
+  test('an overlay read only by its own write-back: no base read and no result write were counted', () => {
+    // scatter(cache_read(K), rows, fresh) written back in the same kernel and read nowhere else:
+    // the fusion pass counts neither the cache it reads in the kernel nor the overlay it keeps there.
+    const pb = new ProgramBuilder('p.cached');
+    const cache = pb.resource({ name: 'k.0', kind: 'kv', dtype: 'f32', shape: ['L', 8] });
+    const sb = pb.stage('layer.0');
+    const h = sb.input('h', 'carried', tensor('f32', ['L', 8]));
+    const rows = sb.input('rows.0', 'index', index('#rows.0'));
+    const fresh = sb.op1('gather', [h, rows]);
+    const overlay = sb.op1('scatter', [sb.cacheRead(cache), rows, fresh]);
+    const writes = sb.input('write.0', 'index', index('#write.0'));
+    sb.cacheWrite(cache, writes, sb.op1('gather', [overlay, writes]));
+    sb.output('h', h);
+    const p = pb.finish();
+    const fused = fuseProgram(p);
+    const [k] = fused.kernels;
+    if (!k || fused.kernels.length !== 1) throw new Error('expected one kernel');
+    expect(k.writes).not.toContain(`%${overlay.id}`);
+    const overlays = new Map(
+      [...inPlaceOverlays(p.stages[0] as Stage)].map(([id, w]) => [
+        `%${id}`,
+        shapeOf((w.args[0] as Value).type)[0] as Dim,
+      ]),
+    );
+    expect([...overlays.keys()]).toEqual([`%${overlay.id}`]);
+    // In place it writes the fresh rows into the cache, and saves and restores those not written back.
+    for (const written of [7, 0]) {
+      const s = at(1280, 7, written);
+      expect(costKernel(k, fused, s, hw, { overlays }).bytes - costKernel(k, fused, s, hw).bytes).toBe(
+        4 * 8 * 7 + 4 * 4 * 8 * (7 - written),
+      );
+    }
   });
 
   test('every example plan: in place never costs more here, and only kernels doing it change', () => {
