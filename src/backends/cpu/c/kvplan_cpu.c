@@ -2181,6 +2181,91 @@ void kv_attention_kv_head(int nq, int nk, int heads, int kvh, int hd, float scal
  */
 
 /*
+ * The probabilities of one block of a head's query rows (rows i0 .. i0 + rows - 1, their scores in
+ * sb, rows nkp apart, overwritten), summed over the rows into blk in float and added to acc.
+ */
+static void kvi_mass_rows(int rows, int i0, int nk, int64_t nkp, float *sb, const int32_t *qpos,
+                          const int32_t *blocks, const int32_t *seqs, const int32_t *kb, const int32_t *ks,
+                          float *blk, double *acc) {
+  /* Each row's probabilities, exponentiated in place, times 1 / their sum into blk, the block's
+     sums in float (a row that sees no key adds nothing). A row's are added as the next row's are
+     exponentiated, in the same pass, and the last row's after: a pass of their own over every
+     row of the block, in double, was a tenth of a call at 1280 x 1280 (the double accumulator
+     alone was not what cost; the strided walk over the rows was). */
+  const float *pend = NULL; /* the row whose probabilities are not in blk yet, and its 1 / sum */
+  kvi_vf pw = kvi_vsplat(0.0f);
+  int live = 0; /* blk holds sums */
+  for (int b = 0; b < rows; b++) {
+    const int i = i0 + b;
+    float *s = sb + (int64_t)b * nkp;
+    const int32_t qb = kb ? blocks[qpos[i]] : 0;
+    const int32_t qs = ks ? seqs[qpos[i]] : 0;
+    /* One pass over the row: -inf where the row does not see the key (and past nk), the max. */
+    kvi_vf mv = kvi_vsplat(-INFINITY);
+    int seen = 0;
+#if KV_VL > 1
+    kvi_vi lane, any = {0};
+    for (int l = 0; l < KV_VL; l++) lane[l] = l;
+    if (!kb && !ks) {
+      /* Every key seen (attend all): the padding keys set apart, then only the max, a load and
+         a max a vector where the masked pass also compares, selects and stores (1.02x). */
+      for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
+      any[0] = 1;
+    } else {
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+        kvi_vi v = lane + (int32_t)j0 < nk;
+        if (kb) v &= *(const kvi_viu *)(kb + j0) <= qb;
+        if (ks) v &= *(const kvi_viu *)(ks + j0) == qs;
+        const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0), kvi_vsplat(-INFINITY));
+        kvi_vstore(s + j0, x);
+        mv = kvi_vmax(mv, x);
+        any |= v;
+      }
+    }
+    for (int l = 0; l < KV_VL; l++) seen |= any[l] != 0;
+#else
+    for (int64_t j = 0; j < nkp; j++) {
+      const int v = j < nk && (!kb || kb[j] <= qb) && (!ks || ks[j] == qs);
+      s[j] = v ? s[j] : -INFINITY;
+      mv = kvi_vmax(mv, s[j]);
+      seen |= v;
+    }
+#endif
+    if (!seen) continue;
+    const kvi_vf m = kvi_vsplat(kvi_vhmax(mv));
+    kvi_vf sum = kvi_vsplat(0.0f);
+    if (!pend) {
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+        const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
+        kvi_vstore(s + j0, e);
+        sum += e;
+      }
+    } else {
+      for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+        const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
+        kvi_vstore(s + j0, e);
+        sum += e;
+        const kvi_vf p = kvi_vload(pend + j0) * pw;
+        kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
+      }
+      live = 1;
+    }
+    pend = s;
+    pw = kvi_vsplat((float)(1.0 / kvi_vhsum(sum)));
+  }
+  if (pend) {
+    for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
+      const kvi_vf p = kvi_vload(pend + j0) * pw;
+      kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
+    }
+    live = 1;
+  }
+  if (!live) return;
+  for (int64_t j = 0; j < nkp; j++) acc[j] += blk[j]; /* the padding keys' are 0 */
+}
+
+/*
  * A score probe, not a hot path of a step, but one that sees every query row. Per KV head, K is
  * transposed once into the GEMM's weight panels (NR keys by hd, keys padded with zeros to whole
  * panels) and a block of MR query rows of one head into the GEMM's A micro-panel, so that the
@@ -2231,6 +2316,7 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
   const int qblocks = kvi_ceil_div(nq, KV_GEMM_MR);
   const int64_t items = (int64_t)heads * qblocks;
   const double work = 2.0 * nq * nk * heads * hd;
+  int failed = 0; /* a thread's buffers could not be allocated */
 #ifdef _OPENMP
 #pragma omp parallel if (work > KV_PAR_MIN_WORK)
 #endif
@@ -2257,45 +2343,86 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
           for (int d = 0; d < hd; d++) col[(int64_t)d * KV_GEMM_NR] = rows[t][d];
         }
     }
-    float *qp = kvi_aligned_buffer((size_t)hd * KV_GEMM_MR);
-    float *sb = kvi_aligned_buffer((size_t)KV_GEMM_MR * nkp);
     double *acc = calloc((size_t)nkp, sizeof(double));
     float *blk = kvi_aligned_buffer((size_t)nkp);
     /* The scale, in log2 units so that the softmax is a power of 2, goes into the packed queries. */
     const float qscale = scale * 1.44269504088896341f;
+#if KV_VL == 16
+    if (direct) {
+      /* The thread's items (qblocks is 1: an item is a head), the block a static schedule gives
+         it, so that the threads' sums group as the GEMM path's do. Their scores are taken a block
+         of 16 keys at a time for all of its heads, whose slices of a key row lie side by side,
+         where head after head walked every key, its hd floats of each canvas row a page apart at
+         16 heads of 64 (keys in cache: one row over 160-1280 keys 1.03-1.12x, 1.11x on one
+         thread; read from memory, as a probe's row after its full mass, the same). Each key's sum
+         over d runs in order from 0, as the micro-kernel's: the same bits. The thread's buffer is
+         free here (kt is not made). */
+#ifdef _OPENMP
+      const int64_t nt = omp_get_num_threads(), tn = omp_get_thread_num();
+#else
+      const int64_t nt = 1, tn = 0;
+#endif
+      int64_t per = items / nt, extra = items % nt;
+      if (tn < extra) {
+        per++;
+        extra = 0;
+      }
+      const int64_t lo = per * tn + extra;
+      const size_t qfloats = kvi_lines((size_t)per * nq * hd);
+      float *qd = per > 0 ? kvi_thread_buffer(qfloats + (size_t)per * nq * nkp) : NULL;
+      if (per > 0 && (!qd || !acc || !blk)) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        failed = 1;
+      } else if (per > 0) {
+        float *sd = qd + qfloats;
+        /* The items' scaled queries, [item][row][hd]. */
+        for (int64_t it = 0; it < per; it++)
+          for (int b = 0; b < nq; b++)
+            for (int d = 0; d < hd; d++)
+              qd[(it * nq + b) * hd + d] = q[((int64_t)b * heads + lo + it) * hd + d] * qscale;
+        for (int64_t j0 = 0; j0 < nkp; j0 += 16)
+          for (int64_t it = 0; it < per; it++) {
+            const int h = (int)(lo + it);
+            const float *kr[16];
+            for (int t = 0; t < 16; t++)
+              kr[t] = j0 + t < nk ? kcanvas + ((int64_t)kpos[j0 + t] * kvh + h / group) * hd : kvi_zero_row(hd);
+            __m512 sv[4]; /* direct: nq <= 4 */
+            for (int b = 0; b < nq; b++) sv[b] = _mm512_setzero_ps();
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+              const int nd = kvi_imin(16, hd - d0);
+              __m512 r[16];
+              kvi_rows_transposed(kr, d0, nd, r);
+              for (int b = 0; b < nq; b++) {
+                const float *qr = qd + (it * nq + b) * hd + d0;
+                for (int d = 0; d < nd; d++) sv[b] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(qr[d]), sv[b]);
+              }
+            }
+            for (int b = 0; b < nq; b++) _mm512_store_ps(sd + (it * nq + b) * nkp + j0, sv[b]);
+          }
+        for (int64_t it = 0; it < per; it++)
+          kvi_mass_rows(nq, 0, nk, nkp, sd + it * nq * nkp, qpos, blocks, seqs, kb, ks, blk, acc);
+      }
+    } else
+#endif
+    {
+      float *qp = kvi_aligned_buffer((size_t)hd * KV_GEMM_MR);
+      float *sb = kvi_aligned_buffer((size_t)KV_GEMM_MR * nkp);
+      if (!qp || !sb || !acc || !blk) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        failed = 1;
+      }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t it = 0; it < items; it++) {
-      const int h = (int)(it / qblocks);
-      const int i0 = (int)(it % qblocks) * KV_GEMM_MR;
-      const int rows = kvi_imin(KV_GEMM_MR, nq - i0);
-#if KV_VL == 16
-      if (direct) {
-        /* The rows' scaled queries, [rows][hd] in qp; then each key's sum over d in order from 0,
-           as the micro-kernel's: the same bits. */
-        for (int b = 0; b < rows; b++)
-          for (int d = 0; d < hd; d++) qp[b * hd + d] = q[((int64_t)(i0 + b) * heads + h) * hd + d] * qscale;
-        for (int64_t j0 = 0; j0 < nkp; j0 += 16) {
-          const float *kr[16];
-          for (int t = 0; t < 16; t++)
-            kr[t] = j0 + t < nk ? kcanvas + ((int64_t)kpos[j0 + t] * kvh + h / group) * hd : kvi_zero_row(hd);
-          __m512 sv[KV_GEMM_MR];
-          for (int b = 0; b < rows; b++) sv[b] = _mm512_setzero_ps();
-          for (int d0 = 0; d0 < hd; d0 += 16) {
-            const int nd = kvi_imin(16, hd - d0);
-            __m512 r[16];
-            kvi_rows_transposed(kr, d0, nd, r);
-            for (int b = 0; b < rows; b++) {
-              const float *qr = qp + b * hd + d0;
-              for (int d = 0; d < nd; d++) sv[b] = _mm512_fmadd_ps(r[d], _mm512_set1_ps(qr[d]), sv[b]);
-            }
-          }
-          for (int b = 0; b < rows; b++) _mm512_store_ps(sb + (int64_t)b * nkp + j0, sv[b]);
-        }
-      } else
-#endif
-      {
+      for (int64_t it = 0; it < items; it++) {
+        if (!qp || !sb || !acc || !blk) continue;
+        const int h = (int)(it / qblocks);
+        const int i0 = (int)(it % qblocks) * KV_GEMM_MR;
+        const int rows = kvi_imin(KV_GEMM_MR, nq - i0);
         const float *ktg = kt + (int64_t)(h / group) * hd * nkp;
         /* The block's rows as an A micro-panel [hd][MR]; rows past nq are zeros, their scores unused.
            With AVX-512, 16 floats of each row at a time through registers (one at a time, the pack
@@ -2318,93 +2445,20 @@ void kv_attention_mass(int nq, int nk, int heads, int kvh, int hd, float scale, 
         }
         for (int64_t j0 = 0; j0 < nkp; j0 += KV_GEMM_NR)
           kvi_micro_store(hd, qp, ktg + j0 / KV_GEMM_NR * panel, sb + j0, nkp, 0, 0, 0);
+        kvi_mass_rows(rows, i0, nk, nkp, sb, qpos, blocks, seqs, kb, ks, blk, acc);
       }
-      /* Each row's probabilities, exponentiated in place, times 1 / their sum into blk, the block's
-         sums in float (a row that sees no key adds nothing). A row's are added as the next row's are
-         exponentiated, in the same pass, and the last row's after: a pass of their own over every
-         row of the block, in double, was a tenth of a call at 1280 x 1280 (the double accumulator
-         alone was not what cost; the strided walk over the rows was). */
-      const float *pend = NULL; /* the row whose probabilities are not in blk yet, and its 1 / sum */
-      kvi_vf pw = kvi_vsplat(0.0f);
-      int live = 0; /* blk holds sums */
-      for (int b = 0; b < rows; b++) {
-        const int i = i0 + b;
-        float *s = sb + (int64_t)b * nkp;
-        const int32_t qb = kb ? blocks[qpos[i]] : 0;
-        const int32_t qs = ks ? seqs[qpos[i]] : 0;
-        /* One pass over the row: -inf where the row does not see the key (and past nk), the max. */
-        kvi_vf mv = kvi_vsplat(-INFINITY);
-        int seen = 0;
-#if KV_VL > 1
-        kvi_vi lane, any = {0};
-        for (int l = 0; l < KV_VL; l++) lane[l] = l;
-        if (!kb && !ks) {
-          /* Every key seen (attend all): the padding keys set apart, then only the max, a load and
-             a max a vector where the masked pass also compares, selects and stores (1.02x). */
-          for (int64_t j = nk; j < nkp; j++) s[j] = -INFINITY;
-          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) mv = kvi_vmax(mv, kvi_vload(s + j0));
-          any[0] = 1;
-        } else {
-          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-            kvi_vi v = lane + (int32_t)j0 < nk;
-            if (kb) v &= *(const kvi_viu *)(kb + j0) <= qb;
-            if (ks) v &= *(const kvi_viu *)(ks + j0) == qs;
-            const kvi_vf x = kvi_vselect(v, kvi_vload(s + j0), kvi_vsplat(-INFINITY));
-            kvi_vstore(s + j0, x);
-            mv = kvi_vmax(mv, x);
-            any |= v;
-          }
-        }
-        for (int l = 0; l < KV_VL; l++) seen |= any[l] != 0;
-#else
-        for (int64_t j = 0; j < nkp; j++) {
-          const int v = j < nk && (!kb || kb[j] <= qb) && (!ks || ks[j] == qs);
-          s[j] = v ? s[j] : -INFINITY;
-          mv = kvi_vmax(mv, s[j]);
-          seen |= v;
-        }
-#endif
-        if (!seen) continue;
-        const kvi_vf m = kvi_vsplat(kvi_vhmax(mv));
-        kvi_vf sum = kvi_vsplat(0.0f);
-        if (!pend) {
-          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-            const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
-            kvi_vstore(s + j0, e);
-            sum += e;
-          }
-        } else {
-          for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-            const kvi_vf e = kvi_vexp2_neg(kvi_vload(s + j0) - m);
-            kvi_vstore(s + j0, e);
-            sum += e;
-            const kvi_vf p = kvi_vload(pend + j0) * pw;
-            kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
-          }
-          live = 1;
-        }
-        pend = s;
-        pw = kvi_vsplat((float)(1.0 / kvi_vhsum(sum)));
-      }
-      if (pend) {
-        for (int64_t j0 = 0; j0 < nkp; j0 += KV_VL) {
-          const kvi_vf p = kvi_vload(pend + j0) * pw;
-          kvi_vstore(blk + j0, live ? kvi_vload(blk + j0) + p : p);
-        }
-        live = 1;
-      }
-      if (!live) continue;
-      for (int64_t j = 0; j < nkp; j++) acc[j] += blk[j]; /* the padding keys' are 0 */
+      free(qp);
+      free(sb);
     }
 #ifdef _OPENMP
 #pragma omp critical
 #endif
-    for (int j = 0; j < nk; j++) mass[j] += acc[j];
-    free(qp);
-    free(sb);
+    for (int j = 0; j < nk && acc; j++) mass[j] += acc[j];
     free(acc);
     free(blk);
   }
+  if (failed)
+    for (int j = 0; j < nk; j++) mass[j] = NAN;
   free(kb);
   free(ks);
 }
@@ -2732,18 +2786,27 @@ void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, f
             sizeof(float) * width);
 }
 
+/*
+ * The rows are compared on every thread, each marking its rows in changed (the row, or -1), then
+ * packed in order: a probe compares a whole canvas (two 5 MB arrays at 1280 rows of 1024) against
+ * its memo at every layer, and one thread read them at a fraction of the machine's bandwidth.
+ */
 int kv_rows_changed(int n, int width, const float *a, float *kept, int32_t *changed) {
   if (n <= 0 || width <= 0) return 0;
   const size_t bytes = sizeof(float) * (size_t)width;
-  int count = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)n * width > KV_PAR_MIN_WORK)
+#endif
   for (int r = 0; r < n; r++) {
     const float *src = a + (int64_t)r * width;
     float *dst = kept + (int64_t)r * width;
-    if (memcmp(src, dst, bytes) != 0) {
-      memcpy(dst, src, bytes);
-      changed[count++] = r;
-    }
+    const int differs = memcmp(src, dst, bytes) != 0;
+    if (differs) memcpy(dst, src, bytes);
+    changed[r] = differs ? r : -1;
   }
+  int count = 0;
+  for (int r = 0; r < n; r++)
+    if (changed[r] >= 0) changed[count++] = changed[r];
   return count;
 }
 
