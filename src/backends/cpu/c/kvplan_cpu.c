@@ -1395,11 +1395,14 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055
  * S^T tile rows for MR keys given by row pointers: c[r][:] = sum_d krow[r][d] * bp[d][:], over nv
  * vectors of the panel (a constant where inlined; the panel's row stride is NR either way).
  *
- * grouped (a constant too): KV_ATT_QK_ROWS keys at a time over 16 dimensions, one 64-byte line of
- * each, where all MR keys took each dimension in turn. Units of one KV head take it: 1.00-1.06x
- * (N 1024-4096, 70-100 queries over 160-1280 keys, packed or read in place). Units of several
- * (a cached step's few query rows, whose keys lie a canvas row apart) ran 0.9x, and do not. Each
- * key's sum runs over d in order either way, so every bit is the same.
+ * KV_ATT_QK_ROWS keys at a time over 16 dimensions, one 64-byte line of each, where all MR keys
+ * took each dimension in turn: 1.00-1.06x for units of one KV head (N 1024-4096, 70-100 queries
+ * over 160-1280 keys, packed or read in place). Units of several (a cached step's few query rows)
+ * took every key a dimension at a time until 2026-12-06: their keys lie a canvas row apart, 4 KiB
+ * at 16 heads of 64, where twelve lines of one L1 set met eight ways (Zen 4) and the micro-kernel
+ * alone ran at 0.76 of its speed on rows 64 bytes further apart; four keys at a time, such calls run
+ * 1.03-1.13x (1-33 queries over 160-1280 keys, K and V in cache or from memory, 1 and 2 threads).
+ * Each key's sum runs over d in order either way, so every bit is the same.
  */
 #define KV_ATT_QK_ROWS (KV_ATT_MR > 8 ? 4 : KV_ATT_MR)
 _Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS || KV_ATT_MR == 3 * KV_ATT_QK_ROWS, "one or three key groups");
@@ -1409,16 +1412,14 @@ _Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS || KV_ATT_MR == 3 * KV_ATT_QK_ROWS, "
 #else
 #define KVI_IN_REGISTER(x) (void)0
 #endif
-static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int grouped, int hd,
+static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int hd,
                                                              const float *const *krow, const float *restrict bp,
                                                              float *c, int64_t ldc) {
   kvi_vf acc[KV_ATT_MR][KV_GEMM_NV];
   for (int r = 0; r < KV_ATT_MR; r++)
     for (int v = 0; v < nv; v++) acc[r][v] = kvi_vsplat(0.0f);
-  int k0 = 0;
-  if (grouped) {
-    /* The panel's vectors are held in registers (KVI_IN_REGISTER): left to itself, GCC folded
-       their loads into each multiply-add, three times the loads. */
+  /* The panel's vectors are held in registers (KVI_IN_REGISTER): left to itself, GCC folded their
+     loads into each multiply-add, three times the loads. */
 #define KVI_QK_GROUP(r0)                                                                            \
   for (int kk = k0; kk < k0 + 16; kk++) {                                                          \
     kvi_vf b[KV_GEMM_NV];                                                                          \
@@ -1431,15 +1432,15 @@ static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int gr
       for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);            \
     }                                                                                              \
   }
-    for (; k0 + 16 <= hd; k0 += 16) {
-      KVI_QK_GROUP(0)
+  int k0 = 0;
+  for (; k0 + 16 <= hd; k0 += 16) {
+    KVI_QK_GROUP(0)
 #if KV_ATT_MR > KV_ATT_QK_ROWS
-      KVI_QK_GROUP(KV_ATT_QK_ROWS)
-      KVI_QK_GROUP(2 * KV_ATT_QK_ROWS)
+    KVI_QK_GROUP(KV_ATT_QK_ROWS)
+    KVI_QK_GROUP(2 * KV_ATT_QK_ROWS)
 #endif
-    }
-#undef KVI_QK_GROUP
   }
+#undef KVI_QK_GROUP
   for (int kk = k0; kk < hd; kk++) {
     kvi_vf b[KV_GEMM_NV];
     for (int v = 0; v < nv; v++) b[v] = kvi_vload(bp + (int64_t)kk * KV_GEMM_NR + v * KV_VL);
@@ -1453,18 +1454,11 @@ static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int gr
 }
 
 static void kvi_micro_qk(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(KV_GEMM_NV, 0, hd, krow, bp, c, ldc);
+  kvi_micro_qk_nv(KV_GEMM_NV, hd, krow, bp, c, ldc);
 }
 /* The first vector of a panel alone: a unit's last panel of at most KV_VL pairs (kvi_attention). */
 static void kvi_micro_qk1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(1, 0, hd, krow, bp, c, ldc);
-}
-/* The two, keys grouped: for units of one KV head. */
-static void kvi_micro_qkg(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(KV_GEMM_NV, 1, hd, krow, bp, c, ldc);
-}
-static void kvi_micro_qkg1(int hd, const float *const *krow, const float *bp, float *c, int64_t ldc) {
-  kvi_micro_qk_nv(1, 1, hd, krow, bp, c, ldc);
+  kvi_micro_qk_nv(1, hd, krow, bp, c, ldc);
 }
 
 /*
@@ -2061,8 +2055,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
               /* S^T = K Q^T for these keys of the tile. */
               for (int tb = s0; tb < kvi_imin(s0 + walk, tpad); tb += KV_ATT_MR)
                 for (int pn = 0; pn < npan; pn++)
-                  (narrow_last && pn == npan - 1 ? (hg == 1 ? kvi_micro_qkg1 : kvi_micro_qk1)
-                                                 : (hg == 1 ? kvi_micro_qkg : kvi_micro_qk))(
+                  (narrow_last && pn == npan - 1 ? kvi_micro_qk1 : kvi_micro_qk)(
                       hd, krows + tb, qpack + (int64_t)pn * KV_GEMM_NR * hd,
                       sth + (int64_t)tb * rows_pad + pn * KV_GEMM_NR, rows_pad);
             }
