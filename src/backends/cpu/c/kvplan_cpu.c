@@ -1401,8 +1401,8 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055
  * took every key a dimension at a time until 2026-12-06: their keys lie a canvas row apart, 4 KiB
  * at 16 heads of 64, where twelve lines of one L1 set met eight ways (Zen 4) and the micro-kernel
  * alone ran at 0.76 of its speed on rows 64 bytes further apart; four keys at a time, such calls run
- * 1.03-1.13x (1-33 queries over 160-1280 keys, K and V in cache or from memory, 1 and 2 threads).
- * Each key's sum runs over d in order either way, so every bit is the same.
+ * 1.02-1.13x at 16-17 queries over 160-1280 keys and 1.01-1.06x at 33 (K and V in cache or from
+ * memory, 1 and 2 threads). Each key's sum runs over d in order either way, so every bit is the same.
  */
 #define KV_ATT_QK_ROWS (KV_ATT_MR > 8 ? 4 : KV_ATT_MR)
 _Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS || KV_ATT_MR == 3 * KV_ATT_QK_ROWS, "one or three key groups");
