@@ -28,6 +28,7 @@ import { modelFor } from '../src/runtime/modelFor.ts';
 import type { Probe, ProbeOutput } from '../src/runtime/probe.ts';
 import type { StepRunner } from '../src/runtime/runner.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
+import { Journal, type JournalSettings, type PassRecord, sourcesHash } from './journal.ts';
 import { type Destination, saveResults } from './save.ts';
 import { machineInfo, otherProcessesMeter } from './timing.ts';
 
@@ -42,6 +43,10 @@ export interface PoliciesOptions {
   /** Passes over the plans; each plan's fastest is reported (default 1). */
   readonly repeats: number;
   readonly to: Destination;
+  /** A journal of the run's passes (bench/journal.ts): the run resumes it and keeps it up to date. */
+  readonly journal?: string;
+  /** No pass starts after this many milliseconds of the run; the journal keeps what ran. */
+  readonly stopAfterMs?: number;
 }
 
 /** A LLaMA-shaped model large enough for caching to matter (the issue's size: d_model 1024, 8 layers). */
@@ -132,9 +137,6 @@ interface Pass {
   readonly outputs: Int32Array[];
   readonly peak: number;
 }
-
-/** A plan's fastest pass, with the rooflines measured just before and just after it. */
-type Kept = Pass & { readonly around: readonly [Roofline, Roofline] };
 
 const builds = new Map<
   CheckedPlan,
@@ -246,16 +248,6 @@ const range = (xs: readonly number[]) => ({ min: Math.min(...xs), max: Math.max(
 export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   const started = performance.now();
   const others = otherProcessesMeter();
-  // The pure roofline of this machine (its float32 GEMM peak and its memory bandwidth, nothing
-  // else), measured before and after every plan's pass: its bandwidth has phases of seconds to
-  // minutes, and a plan is held to the machine of its own minute, not of the run's first.
-  const measure = await pureRooflineMeter();
-  const measured: Roofline[] = [];
-  const meter = () => {
-    const m = measure();
-    measured.push(m);
-    return m;
-  };
   const rows: Record<string, unknown>[] = [];
   const plans = examplePlans(o.block, o.plans);
   const unknown = o.plans?.filter((n) => !plans.some((p) => p.plan.name === n)) ?? [];
@@ -267,38 +259,95 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     Int32Array.from({ length: o.promptLen }, () => Math.floor(rng.uniform() * (o.config.vocab - 1))),
   );
   const L = o.promptLen + o.genLen;
-  let baseline: { tokens: Int32Array[]; tps: number; flops: number } | undefined;
+  let baseline: { tokens: readonly (readonly number[])[]; tps: number; flops: number } | undefined;
   // Every plan is generated `repeats` times, one pass over all plans after another, and its
   // fastest pass kept: this host has phases of seconds in which memory-bound work runs up to a
   // third slower (docs/perf.md), and a later pass over the plans meets other phases.
   const sorted = plans.sort((a, b) => (a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0));
-  const best = new Map<string, Kept>();
+  const settings: JournalSettings = {
+    model: o.config,
+    prompt_length: o.promptLen,
+    gen_length: o.genLen,
+    block: o.block,
+    prompts: o.prompts,
+    repeats: o.repeats,
+    plans: sorted.map((p) => p.plan.name),
+    machine: (({ cpu, family_model, cores }) => ({ cpu, family_model, cores }))(machineInfo()),
+    sources: sourcesHash(),
+  };
+  const journal = o.journal === undefined ? undefined : Journal.open(o.journal, settings);
+  // The pure roofline of this machine (its float32 GEMM peak and its memory bandwidth, nothing
+  // else), measured before and after every plan's pass: its bandwidth has phases of seconds to
+  // minutes, and a plan is held to the machine of its own minute, not of the run's first.
+  const measure = await pureRooflineMeter();
+  const measured: Roofline[] = [];
+  const meter = () => {
+    const m = measure();
+    measured.push(m);
+    return m;
+  };
+  const best = new Map<string, PassRecord>();
   const passMs = new Map<string, number[]>();
+  let left = 0;
   for (let pass = 0; pass < o.repeats; pass++) {
-    let before = meter();
+    // The machine measured just before a pass: the one after the last pass run, when it ran just before.
+    let before: Roofline | undefined;
     for (const plan of sorted) {
-      const planStarted = performance.now();
-      const r = await generatePass(plan, o, L, prompts, weightsOf);
-      const after = meter();
       const name = plan.plan.name;
+      let r = journal?.get(name, pass);
+      if (!r && o.stopAfterMs !== undefined && performance.now() - started > o.stopAfterMs) {
+        left++;
+        continue;
+      }
+      if (r) {
+        before = undefined;
+        console.error(
+          `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: from ${o.journal}`,
+        );
+      } else {
+        const planStarted = performance.now();
+        before ??= meter();
+        const p = await generatePass(plan, o, L, prompts, weightsOf);
+        const after = meter();
+        // The roofline time on the machine measured before the pass and on the one measured after
+        // it, averaged: a phase that changes during the pass is met halfway.
+        const roofMs = 500 * (p.roofSeconds(before) + p.roofSeconds(after));
+        r = {
+          ms: p.ms,
+          roofMs,
+          flops: p.flops,
+          probe: p.probe,
+          stageMs: p.stageMs,
+          probeMs: p.probeMs,
+          generated: p.generated,
+          outputs: p.outputs.map((t) => [...t]),
+          peak: p.peak,
+          around: [before, after],
+        };
+        journal?.record(name, pass, r, others());
+        console.error(
+          `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
+            `${fmt((performance.now() - planStarted) / 1000)} s, bandwidth ${fmt(before.bandwidth / 1e9)} -> ${fmt(after.bandwidth / 1e9)} GB/s`,
+        );
+        before = after;
+      }
       passMs.set(name, [...(passMs.get(name) ?? []), r.ms]);
       const kept = best.get(name);
-      if (!kept || r.ms < kept.ms) best.set(name, { ...r, around: [before, after] });
-      console.error(
-        `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
-          `${fmt((performance.now() - planStarted) / 1000)} s, bandwidth ${fmt(before.bandwidth / 1e9)} -> ${fmt(after.bandwidth / 1e9)} GB/s`,
-      );
-      before = after;
+      if (!kept || r.ms < kept.ms) best.set(name, r);
     }
+  }
+  if (left > 0) {
+    console.error(
+      `stopped after ${fmt((performance.now() - started) / 60000)} minutes (--stop-after): ${left} of ` +
+        `${o.repeats * sorted.length} passes left; the same command resumes the run from ${o.journal}`,
+    );
+    return;
   }
   for (const plan of sorted) {
     const name = plan.plan.name;
-    const { ms, roofSeconds, flops, stageMs, probeMs, generated, outputs, peak, probe, around } = best.get(
+    const { ms, roofMs, flops, stageMs, probeMs, generated, outputs, peak, probe, around } = best.get(
       name,
-    ) as Kept;
-    // The roofline time on the machine measured before the pass and on the one measured after it,
-    // averaged: a phase that changes during the pass is met halfway.
-    const roofMs = 500 * (roofSeconds(around[0]) + roofSeconds(around[1]));
+    ) as PassRecord;
     const tps = (1000 * generated) / ms;
     if (name === 'baseline') baseline = { tokens: outputs, tps, flops };
     const base = baseline;
@@ -367,6 +416,8 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
     seconds: (performance.now() - started) / 1000,
     other_processes_busy_cores: others(),
     machine: machineInfo(),
+    // A run in parts: each process's time, load and passes (the numbers of one build of the code).
+    ...(journal ? { journal: { path: journal.path, segments: journal.segments } } : {}),
     roofline: {
       measurements: measured.length,
       peak_flops: range(measured.map((r) => r.peakFlops)),

@@ -9,6 +9,7 @@ import { loadPrimitives } from '../src/backends/cpu/primitives.ts';
 import { isRunBackend } from '../src/backends/registry.ts';
 import { bundledTasks } from '../src/eval/bundled.ts';
 import { checkpointsSuite } from './checkpoints.ts';
+import { JournalError } from './journal.ts';
 import { kernelsSuite } from './kernels.ts';
 import { peerModel, peersSuite } from './peers.ts';
 import { benchModel, policiesSuite } from './policies.ts';
@@ -31,7 +32,11 @@ suites:
              (options: --prompt-length 256 --gen-length 1024 --block 32 --prompts 1
               --plans <names,...> (with the baseline; not with --write)
               --repeats N (passes over the plans, each plan's fastest kept; default 1, 2 with --quick)
-              --quick (prompt 32, generation 128; not with --write))
+              --quick (prompt 32, generation 128; not with --write)
+              --journal <file> (each plan's pass written there as it ends; a run given
+              the journal of an earlier one with the same options and sources runs only the
+              passes it lacks: the full size in parts)
+              --stop-after <minutes> (with --journal: start no pass after that long))
   peers      kvplan against whole-model engines on one random model (d_model 512, 8 layers) with
              the same weights: onnxruntime-node on the exported ONNX graph (plain, and with its
              fused attention op) and llama.cpp (node-llama-cpp, an F32 GGUF): one full no-cache
@@ -114,24 +119,39 @@ async function main(argv: string[]): Promise<void> {
       plans: { type: 'string' },
       repeats: { type: 'string' },
       quick: { type: 'boolean' },
+      journal: { type: 'string' },
+      'stop-after': { type: 'string' },
     });
     const plans = v.plans?.split(',').map((x) => x.trim());
+    const stopAfter = v['stop-after'] === undefined ? undefined : Number(v['stop-after']);
+    if (stopAfter !== undefined && !(stopAfter >= 0)) fail(`bad --stop-after "${v['stop-after']}"`);
+    if (stopAfter !== undefined && v.journal === undefined)
+      fail('--stop-after needs --journal <file>: the passes a stopped run made are kept there');
     // --quick: a canvas an eighth as long, for iterating (minutes, not hours).
     const quick = v.quick === true;
-    await policiesSuite({
-      config: benchModel,
-      promptLen: positive(v['prompt-length'], quick ? 32 : 256),
-      genLen: positive(v['gen-length'], quick ? 128 : 1024),
-      block: positive(v.block, 32),
-      prompts: positive(v.prompts, 1),
-      ...(plans ? { plans } : {}),
-      repeats: positive(v.repeats, quick ? 2 : 1),
-      to: resultsTo('policies', {
-        write: v.write === true,
-        out: v.out,
-        partial: plans ? '--plans' : quick ? '--quick' : undefined,
-      }),
-    });
+    try {
+      await policiesSuite({
+        config: benchModel,
+        promptLen: positive(v['prompt-length'], quick ? 32 : 256),
+        genLen: positive(v['gen-length'], quick ? 128 : 1024),
+        block: positive(v.block, 32),
+        prompts: positive(v.prompts, 1),
+        ...(plans ? { plans } : {}),
+        repeats: positive(v.repeats, quick ? 2 : 1),
+        ...(v.journal !== undefined ? { journal: v.journal } : {}),
+        ...(stopAfter !== undefined ? { stopAfterMs: stopAfter * 60_000 } : {}),
+        to: resultsTo('policies', {
+          write: v.write === true,
+          out: v.out,
+          partial: plans ? '--plans' : quick ? '--quick' : undefined,
+        }),
+      });
+    } catch (e) {
+      // A journal of other settings or sources: the user's input, not our bug.
+      if (!(e instanceof JournalError)) throw e;
+      console.error(`bench policies: ${e.message}`);
+      process.exit(1);
+    }
     return;
   }
   if (suite === 'peers') {
