@@ -7,9 +7,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { replaceFile } from './save.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 
@@ -96,6 +97,23 @@ function gitRevision(): string | null {
   }
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
+const isNumbers = (x: unknown): boolean => Array.isArray(x) && x.every((v) => Number.isFinite(v));
+
+/** A record as record() writes it: a pass read back must not fail later, in the table. */
+function isPassRecord(r: unknown): r is PassRecord {
+  if (!isObject(r)) return false;
+  const numbers = ['ms', 'roofMs', 'flops', 'probe', 'stageMs', 'probeMs', 'generated', 'peak'];
+  return (
+    numbers.every((n) => Number.isFinite(r[n])) &&
+    Array.isArray(r.outputs) &&
+    r.outputs.every(isNumbers) &&
+    Array.isArray(r.around) &&
+    r.around.length === 2 &&
+    r.around.every((m) => isObject(m) && Number.isFinite(m.peakFlops) && Number.isFinite(m.bandwidth))
+  );
+}
+
 const key = (plan: string, pass: number) => `${plan}#${pass}`;
 
 /** The setting where two runs differ, or undefined. */
@@ -144,11 +162,13 @@ export class Journal {
     }
     if (
       file?.kind !== 'kvplan policies journal' ||
-      typeof file.settings !== 'object' ||
+      !isObject(file.settings) ||
       !Array.isArray(file.segments) ||
-      typeof file.passes !== 'object'
+      !isObject(file.passes)
     )
       throw new JournalError(`${path}: not a journal of a policies run`);
+    const bad = Object.entries(file.passes).find(([, r]) => !isPassRecord(r));
+    if (bad) throw new JournalError(`${path}: the pass ${bad[0]} is not a pass record`);
     const diff = differing(settings, file.settings);
     if (diff === 'sources') {
       const revisions = [...new Set(file.segments.map((s) => s?.revision).filter(Boolean))];
@@ -164,10 +184,6 @@ export class Journal {
           'resume it with the options that began it, or start a new journal',
       );
     return new Journal(path, file, segment);
-  }
-
-  get settings(): JournalSettings {
-    return this.file.settings;
   }
 
   /** The earlier processes' segments and this one's, once it has recorded a pass. */
@@ -197,9 +213,6 @@ export class Journal {
     this.segment.passes.push(key(plan, pass));
     this.segment.ended = now.toISOString();
     this.segment.other_processes_busy_cores = busy;
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.tmp`);
-    writeFileSync(tmp, `${JSON.stringify(this.file)}\n`);
-    renameSync(tmp, this.path);
+    replaceFile(this.path, `${JSON.stringify(this.file)}\n`);
   }
 }

@@ -43,10 +43,11 @@ export interface PoliciesOptions {
   /** Passes over the plans; each plan's fastest is reported (default 1). */
   readonly repeats: number;
   readonly to: Destination;
-  /** A journal of the run's passes (bench/journal.ts): the run resumes it and keeps it up to date. */
-  readonly journal?: string;
-  /** No pass starts after this many milliseconds of the run; the journal keeps what ran. */
-  readonly stopAfterMs?: number;
+  /**
+   * A journal of the run's passes (bench/journal.ts) at `path`: the run resumes it and keeps it up
+   * to date, and with `stopAfterMs` starts no pass after that many milliseconds.
+   */
+  readonly journal?: { readonly path: string; readonly stopAfterMs?: number };
 }
 
 /** A LLaMA-shaped model large enough for caching to matter (the issue's size: d_model 1024, 8 layers). */
@@ -243,6 +244,22 @@ function examplePlans(block: number, only: readonly string[] | undefined): Check
     .filter((p) => !only || p.plan.name === 'baseline' || only.includes(p.plan.name));
 }
 
+/** What a journal of this run must have been begun with: its options, this CPU and these sources. */
+function journalSettings(o: PoliciesOptions, plans: readonly CheckedPlan[]): JournalSettings {
+  const { cpu, family_model, cores } = machineInfo();
+  return {
+    model: o.config,
+    prompt_length: o.promptLen,
+    gen_length: o.genLen,
+    block: o.block,
+    prompts: o.prompts,
+    repeats: o.repeats,
+    plans: plans.map((p) => p.plan.name),
+    machine: { cpu, family_model, cores },
+    sources: sourcesHash(),
+  };
+}
+
 const range = (xs: readonly number[]) => ({ min: Math.min(...xs), max: Math.max(...xs) });
 
 export async function policiesSuite(o: PoliciesOptions): Promise<void> {
@@ -264,18 +281,8 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   // fastest pass kept: this host has phases of seconds in which memory-bound work runs up to a
   // third slower (docs/perf.md), and a later pass over the plans meets other phases.
   const sorted = plans.sort((a, b) => (a.plan.name === 'baseline' ? -1 : b.plan.name === 'baseline' ? 1 : 0));
-  const settings: JournalSettings = {
-    model: o.config,
-    prompt_length: o.promptLen,
-    gen_length: o.genLen,
-    block: o.block,
-    prompts: o.prompts,
-    repeats: o.repeats,
-    plans: sorted.map((p) => p.plan.name),
-    machine: (({ cpu, family_model, cores }) => ({ cpu, family_model, cores }))(machineInfo()),
-    sources: sourcesHash(),
-  };
-  const journal = o.journal === undefined ? undefined : Journal.open(o.journal, settings);
+  const journal = o.journal && Journal.open(o.journal.path, journalSettings(o, sorted));
+  const stopAfterMs = o.journal?.stopAfterMs ?? Number.POSITIVE_INFINITY;
   // The pure roofline of this machine (its float32 GEMM peak and its memory bandwidth, nothing
   // else), measured before and after every plan's pass: its bandwidth has phases of seconds to
   // minutes, and a plan is held to the machine of its own minute, not of the run's first.
@@ -288,22 +295,17 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   };
   const best = new Map<string, PassRecord>();
   const passMs = new Map<string, number[]>();
-  let left = 0;
   for (let pass = 0; pass < o.repeats; pass++) {
     // The machine measured just before a pass: the one after the last pass run, when it ran just before.
     let before: Roofline | undefined;
     for (const plan of sorted) {
       const name = plan.plan.name;
+      const label = `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}`;
       let r = journal?.get(name, pass);
-      if (!r && o.stopAfterMs !== undefined && performance.now() - started > o.stopAfterMs) {
-        left++;
-        continue;
-      }
+      if (!r && performance.now() - started > stopAfterMs) continue;
       if (r) {
         before = undefined;
-        console.error(
-          `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: from ${o.journal}`,
-        );
+        console.error(`${label}: from ${journal?.path}`);
       } else {
         const planStarted = performance.now();
         before ??= meter();
@@ -326,7 +328,7 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
         };
         journal?.record(name, pass, r, others());
         console.error(
-          `${name}${o.repeats > 1 ? ` (pass ${pass + 1} of ${o.repeats})` : ''}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
+          `${label}: ${fmt((1000 * r.generated) / r.ms)} tokens/s, ` +
             `${fmt((performance.now() - planStarted) / 1000)} s, bandwidth ${fmt(before.bandwidth / 1e9)} -> ${fmt(after.bandwidth / 1e9)} GB/s`,
         );
         before = after;
@@ -336,10 +338,11 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
       if (!kept || r.ms < kept.ms) best.set(name, r);
     }
   }
-  if (left > 0) {
+  const left = journal?.missing() ?? 0;
+  if (journal && left > 0) {
     console.error(
       `stopped after ${fmt((performance.now() - started) / 60000)} minutes (--stop-after): ${left} of ` +
-        `${o.repeats * sorted.length} passes left; the same command resumes the run from ${o.journal}`,
+        `${o.repeats * sorted.length} passes left; the same command resumes the run from ${journal.path}`,
     );
     return;
   }

@@ -138,8 +138,14 @@ async function main(argv: string[]): Promise<void> {
         prompts: positive(v.prompts, 1),
         ...(plans ? { plans } : {}),
         repeats: positive(v.repeats, quick ? 2 : 1),
-        ...(v.journal !== undefined ? { journal: v.journal } : {}),
-        ...(stopAfter !== undefined ? { stopAfterMs: stopAfter * 60_000 } : {}),
+        ...(v.journal !== undefined
+          ? {
+              journal: {
+                path: v.journal,
+                ...(stopAfter !== undefined ? { stopAfterMs: stopAfter * 60_000 } : {}),
+              },
+            }
+          : {}),
         to: resultsTo('policies', {
           write: v.write === true,
           out: v.out,

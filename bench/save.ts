@@ -62,7 +62,7 @@ export function destination(suite: Suite, o: SaveOptions, repo: string = REPO): 
 }
 
 /** Writes `text` to a temporary name beside `path` and renames it: an interrupt leaves the old file whole. */
-function replaceFile(path: string, text: string): void {
+export function replaceFile(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   writeFileSync(tmp, text);

@@ -124,10 +124,30 @@ describe('policies journal', () => {
       JSON.stringify({ kind: 'kvplan policies journal', settings, segments: [] }),
     ],
     ['null', 'null'],
+    [
+      'a journal whose settings are null',
+      JSON.stringify({ kind: 'kvplan policies journal', settings: null, segments: [], passes: {} }),
+    ],
   ])('%s is not taken for a journal', (_, text) => {
     const path = join(dir, 'run.json');
     writeFileSync(path, text);
+    expect(() => Journal.open(path, settings)).toThrow(JournalError);
     expect(() => Journal.open(path, settings)).toThrow(/not a journal of a policies run/);
+  });
+
+  const { outputs: _, ...noOutputs } = record(5);
+  test.each([
+    ['without its outputs', noOutputs],
+    ['with a step time that is not a number', { ...record(5), ms: '5' }],
+    ['with one roofline reading', { ...record(5), around: [record(5).around[0]] }],
+    ['with a token that is not a number', { ...record(5), outputs: [[1, null]] }],
+  ])('a pass %s is refused when the journal is opened', (_, bad) => {
+    const path = join(dir, 'run.json');
+    Journal.open(path, settings).record('baseline', 0, record(1000), 0);
+    const file = JSON.parse(readFileSync(path, 'utf8'));
+    file.passes['d2cache#0'] = bad;
+    writeFileSync(path, JSON.stringify(file));
+    expect(() => Journal.open(path, settings)).toThrow(/the pass d2cache#0 is not a pass record/);
   });
 });
 
