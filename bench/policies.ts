@@ -30,6 +30,7 @@ import type { StepRunner } from '../src/runtime/runner.ts';
 import { simulateGeneration } from '../src/runtime/simulate.ts';
 import { Journal, type JournalSettings, type PassRecord, sourcesHash } from './journal.ts';
 import { type Destination, saveResults } from './save.ts';
+import { steadyDefaults, steadyMeter } from './steadyRoofline.ts';
 import { machineInfo, otherProcessesMeter } from './timing.ts';
 
 export interface PoliciesOptions {
@@ -285,8 +286,15 @@ export async function policiesSuite(o: PoliciesOptions): Promise<void> {
   const stopAfterMs = o.journal?.stopAfterMs ?? Number.POSITIVE_INFINITY;
   // The pure roofline of this machine (its float32 GEMM peak and its memory bandwidth, nothing
   // else), measured before and after every plan's pass: its bandwidth has phases of seconds to
-  // minutes, and a plan is held to the machine of its own minute, not of the run's first.
-  const measure = await pureRooflineMeter();
+  // minutes, and a plan is held to the machine of its own minute, not of the run's first; a
+  // reading whose peak is a slow moment of the host is read again (steadyMeter).
+  const measure = steadyMeter(await pureRooflineMeter(), {
+    ...steadyDefaults,
+    onRetake: (low, best) =>
+      console.error(
+        `roofline: peak read ${fmt(low.peakFlops / 1e9, 3)} GFLOP/s, under ${steadyDefaults.floor} of the ${fmt(best / 1e9, 3)} read before: read again`,
+      ),
+  });
   const measured: Roofline[] = [];
   const meter = () => {
     const m = measure();
