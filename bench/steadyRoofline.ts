@@ -25,7 +25,7 @@ const pauseMs = (ms: number) => () => Atomics.wait(new Int32Array(new SharedArra
 
 export const steadyDefaults: SteadyOptions = { floor: 0.75, retakes: 3, pause: pauseMs(2000) };
 
-export function steadyMeter(read: () => Roofline, o: SteadyOptions = steadyDefaults): () => Roofline {
+export function steadyMeter(read: () => Roofline, o: SteadyOptions): () => Roofline {
   let bestPeak = 0;
   return () => {
     let kept = read();
