@@ -63,6 +63,27 @@
  */
 #define KV_GEMM_PF_ONE 8192
 /*
+ * Whether the weights a GEMM of few rows streams are prefetched into L2 where the comments below
+ * say so (the float32 GEMM's rows of two micro-panels, every 16-bit GEMM), or non-temporally there
+ * too. Which is faster depends on the core: on Zen 4 (AMD family 19h) the L2 hint gained 14-19% at
+ * 16-17 float32 rows and 3-18% in 16 bits; on Zen 5 (family 1Ah) the non-temporal hint runs 16-20
+ * float32 rows 1.00-1.24x (median 1.05) and 16-32 bf16 rows 1.01-1.09x (bench/gemm-ab.ts, 1 and
+ * 2 threads, four to seven runs; docs/perf.md). Other cores keep the L2 hint, the one measured
+ * first. Read once, when the library loads; a hint changes no value.
+ */
+static int kvi_l2_streams = 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+__attribute__((constructor)) static void kvi_detect_streams(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return;
+  const int amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* "AuthenticAMD" */
+  if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return;
+  const unsigned family = ((a >> 8) & 0xfu) + (((a >> 8) & 0xfu) == 0xfu ? (a >> 20) & 0xffu : 0u);
+  if (family == 0x1a) kvi_l2_streams = 0;
+}
+#endif
+/*
  * Prefetches the `step` bytes of the stream at address pf (at least one line) with locality `hint`
  * (__builtin_prefetch's: 0 non-temporal, 2 into L2), then advances pf.
  * An address, not a pointer: the stream runs past the end of the weights at the last slice, and a
@@ -582,7 +603,7 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
              Zen 4 VM: 9 rows 1.19-1.40x, 16-17 rows 1.14-1.19x, 20 rows 1.07-1.09x at one and two
              threads; 1, 8, 24 and 33 rows 0.99-1.03x (three passes and more lost 3-7% in a C
              harness). */
-          const int l2 = mc > KV_GEMM_MR && passes <= 2;
+          const int l2 = kvi_l2_streams && mc > KV_GEMM_MR && passes <= 2;
           for (int ir = 0; ir < mc; ir += KV_GEMM_MR) {
             const int mr = kvi_imin(KV_GEMM_MR, mc - ir);
             const float *ap =
@@ -838,6 +859,7 @@ static inline void kvi_vload_bf16x2(const uint16_t *p, kvi_vf *even, kvi_vf *odd
 static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int rows, int kc, const float *restrict ap,
                                                              const uint16_t *restrict bp, float *c, int64_t ldc,
                                                              int add, uintptr_t pf, int pfstep) {
+  const int l2 = kvi_l2_streams; /* a local, so that the loop is unswitched on it */
   kvi_vf acc[KV_G16_MR][KV_G16_NV];
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
@@ -845,7 +867,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int row
     for (int kk = 0; kk < kc; kk += 2) {
       kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
       for (int r = 0; r < rows; r++) {
         const kvi_vf a0 = kvi_vbcast(ap[r]);
         const kvi_vf a1 = kvi_vbcast(ap[KV_G16_MR + r]);
@@ -858,7 +880,7 @@ static inline __attribute__((always_inline)) void kvi_micro16(int pairs, int row
     for (int kk = 0; kk < kc; kk++) {
       kvi_vf b[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
       for (int r = 0; r < rows; r++) {
         const kvi_vf a = kvi_vbcast(ap[r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], a, b[v]);
@@ -900,13 +922,14 @@ static inline __attribute__((always_inline)) void kvi_micro_dot(int rows, int kc
                                                                const uint16_t *restrict bp, float *c, int64_t ldc,
                                                                int add, uintptr_t pf, int pfstep) {
   const uint32_t *ap = (const uint32_t *)apf;
+  const int l2 = kvi_l2_streams;
   __m512 acc[KV_G16_MR][KV_G16_NV];
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_setzero_ps();
   for (int kk = 0; kk < kc; kk += 2) {
     __m512i w[KV_G16_NV];
     for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
-    if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+    if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
     for (int r = 0; r < rows; r++) {
       const __m512i x = _mm512_set1_epi32((int)ap[r]);
       for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)x, (__m512bh)w[v]);
@@ -991,6 +1014,7 @@ static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, i
                                                                     const uint16_t *restrict bp, float *c,
                                                                     int64_t ldc, int add, float *tile, uintptr_t pf,
                                                                     int pfstep) {
+  const int l2 = kvi_l2_streams;
   kvi_vf acc[KV_G16_MR][KV_G16_NV], acc2[KV_G16_MERGE][KV_G16_NV];
   for (int r = 0; r < KV_G16_MR; r++)
     for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vsplat(0.0f);
@@ -1000,7 +1024,7 @@ static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, i
     for (int kk = 0; kk < kc; kk++) {
       kvi_vf b[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) b[v] = kvi_vload_f16(bp + v * KV_VL);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
       for (int r = 0; r < KV_G16_MR; r++)
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(ap[r]), b[v]);
       for (int r = 0; r < rows2; r++)
@@ -1013,7 +1037,7 @@ static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, i
     for (int kk = 0; kk < kc; kk += 2) {
       kvi_vf be[KV_G16_NV], bo[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) kvi_vload_bf16x2(bp + v * 2 * KV_VL, &be[v], &bo[v]);
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
       for (int r = 0; r < KV_G16_MR; r++) {
         const kvi_vf a0 = kvi_vbcast(ap[r]), a1 = kvi_vbcast(ap[KV_G16_MR + r]);
         for (int v = 0; v < KV_G16_NV; v++) acc[r][v] = kvi_vfma(kvi_vfma(acc[r][v], a0, be[v]), a1, bo[v]);
@@ -1033,7 +1057,7 @@ static inline __attribute__((always_inline)) void kvi_micro16_merged(int mode, i
     for (int kk = 0; kk < kc; kk += 2) {
       __m512i w[KV_G16_NV];
       for (int v = 0; v < KV_G16_NV; v++) w[v] = _mm512_loadu_si512((const void *)(bp + v * 2 * KV_VL));
-      if (pf) KVI_PREFETCH_STEP(pf, pfstep, 2);
+      if (pf) KVI_PREFETCH_STEP_TO(pf, pfstep, l2);
       for (int r = 0; r < KV_G16_MR; r++) {
         const __m512i x = _mm512_set1_epi32((int)ap32[r]);
         for (int v = 0; v < KV_G16_NV; v++)
