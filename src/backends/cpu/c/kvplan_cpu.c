@@ -1565,7 +1565,7 @@ static void kvi_pv_part(int narrow, int nd, int tl, const float *const *vrow, in
 static inline __attribute__((always_inline)) void kvi_softmax_cols(int nv, int c, int tl, int hd, int masked,
                                                               const int32_t *kb, int32_t ts, const int32_t *qb,
                                                               const int32_t *qs, float *st, int64_t rows_pad,
-                                                              float *mrow, float *lrow, float *ot) {
+                                                              float *mrow, float *lrow, float *ot, float *alout) {
   kvi_vf mx[KV_ATT_SOFTMAX_NV], mnew[KV_ATT_SOFTMAX_NV], al[KV_ATT_SOFTMAX_NV], sum[KV_ATT_SOFTMAX_NV];
   for (int j = 0; j < nv; j++) mx[j] = kvi_vsplat(-INFINITY);
   if (masked) {
@@ -1604,6 +1604,10 @@ static inline __attribute__((always_inline)) void kvi_softmax_cols(int nv, int c
     const int cj = c + j * KV_VL;
     kvi_vstore(lrow + cj, kvi_vload(lrow + cj) * al[j] + sum[j]);
     kvi_vstore(mrow + cj, mnew[j]);
+  }
+  if (alout) {
+    for (int j = 0; j < nv; j++) kvi_vstore(alout + j * KV_VL, al[j]);
+    return;
   }
   for (int d = 0; d < hd; d++)
     for (int j = 0; j < nv; j++) {
@@ -1728,6 +1732,61 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 
 #if KV_VL == 16
 /*
+ * V^T P^T of a unit of one vector of pairs a head (a cached step's few query rows: at most 16 pairs
+ * and the leftover one) with O row-major, O[pair][hd] (kvi_pv_rows): each key's V row is loaded as
+ * whole vectors of hd and each pair's probability broadcast onto them, up to 6 pairs by 4 vectors
+ * (hd 64) or 3 by 8 (hd 128) in 24 accumulators, 0.4 loads an FMA. In O^T, each FMA of such a unit
+ * took a broadcast element of V of its own for one vector of pairs, and the loads held it to about
+ * one FMA a cycle on Zen 5. A pair's O gets the operations of a panel in their order (O * al, then
+ * an FMA a key, keys in order), so every bit is the same. 17 queries over 160-1280 keys, 16 heads of
+ * 64: 1.24-1.32x at 1 and 2 threads; 32 heads of 128: 1.10-1.12x (bench/attention-ab.ts, Zen 5).
+ */
+#define KV_ATT_PV_ACC 24
+static inline __attribute__((always_inline)) void kvi_pv_rows_block(int np, int nvec, int tl, const float *const *vrow,
+                                                               const float *p, int64_t ldp, const float *al, float *o,
+                                                               int hd) {
+  __m512 acc[KV_ATT_PV_ACC / 4][8];
+  for (int j = 0; j < np; j++) {
+    const __m512 a = _mm512_set1_ps(al[j]);
+    for (int v = 0; v < nvec; v++) acc[j][v] = _mm512_mul_ps(_mm512_loadu_ps(o + (int64_t)j * hd + v * 16), a);
+  }
+  for (int t = 0; t < tl; t++) {
+    __m512 vv[8];
+    for (int v = 0; v < nvec; v++) vv[v] = _mm512_loadu_ps(vrow[t] + v * 16);
+    for (int j = 0; j < np; j++) {
+      const __m512 b = _mm512_set1_ps(p[(int64_t)t * ldp + j]);
+      for (int v = 0; v < nvec; v++) acc[j][v] = _mm512_fmadd_ps(b, vv[v], acc[j][v]);
+    }
+  }
+  for (int j = 0; j < np; j++)
+    for (int v = 0; v < nvec; v++) _mm512_storeu_ps(o + (int64_t)j * hd + v * 16, acc[j][v]);
+}
+
+/* The head dimensions kvi_pv_rows takes: 4 or 8 whole vectors. */
+static inline int kvi_pv_rows_takes(int hd) { return hd == 64 || hd == 128; }
+
+/* O[j][:] = O[j][:] * al[j] + sum_t p[t][j] V[t][:] for npairs pairs, p rows ldp apart. */
+static void kvi_pv_rows(int npairs, int hd, int tl, const float *const *vrow, const float *p, int64_t ldp,
+                        const float *al, float *o) {
+  const int nvec = hd / 16, pb = KV_ATT_PV_ACC / nvec;
+  for (int p0 = 0; p0 < npairs; p0 += pb) {
+    const int np = kvi_imin(pb, npairs - p0);
+    const float *pp = p + p0, *alp = al + p0;
+    float *op = o + (int64_t)p0 * hd;
+    /* Each (vectors, pairs) its own inlined copy, so that the accumulators stay in registers. */
+#define KVI_PVR(nv, n)                                                                             \
+  if (nvec == (nv) && np == (n)) {                                                                 \
+    kvi_pv_rows_block(n, nv, tl, vrow, pp, ldp, alp, op, hd);                                      \
+    continue;                                                                                      \
+  }
+    KVI_PVR(4, 1) KVI_PVR(4, 2) KVI_PVR(4, 3) KVI_PVR(4, 4) KVI_PVR(4, 5) KVI_PVR(4, 6)
+    KVI_PVR(8, 1) KVI_PVR(8, 2) KVI_PVR(8, 3)
+#undef KVI_PVR
+  }
+}
+#endif
+#if KV_VL == 16
+/*
  * Pairs past a unit's last whole vector, at most KV_ATT_LEFT: one query row, or 17 or 33, is a
  * whole number of vectors of pairs a head and one more, and that one filled a vector of its own,
  * 15 lanes of padding through every multiply-add of K Q^T and V^T P^T. Such a pair is computed
@@ -1745,7 +1804,8 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, int masked, const int32_t *kb,
                                                     int32_t ts, const int32_t *qb, const int32_t *qs,
                                                     const float *const *krows, const float *const *vrows, float *e,
-                                                    const float *lq, float *lo, float *lm, float *ll) {
+                                                    const float *lq, float *lo, float *lm, float *ll, float *pcol,
+                                                    int64_t ldp, float *alout) {
   enum { NVK = KV_ATT_KT16 / 16 }; /* key vectors of a tile: a constant, so that they stay in registers */
   /* S = K q for each pair, each key's sum over d in order from 0: a block of 16 keys transposed 16
      dimensions at a time in registers and multiplied there (through a K^T tile in memory, a call of
@@ -1808,6 +1868,11 @@ static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, in
     for (int t = 0; t < tl; t++) sum += e[t];
     ll[j] = ll[j] * al + sum;
     lm[j] = mnew;
+    if (pcol) { /* its V^T P^T is the row-major one's (kvi_pv_rows): its probabilities and rescale go there */
+      for (int t = 0; t < tl; t++) pcol[(int64_t)t * ldp + j] = e[t];
+      alout[j] = al;
+      continue;
+    }
     float *o = lo + (int64_t)j * hd;
     const __m512 alv = _mm512_set1_ps(al);
     /* O = O * al, then O += e[t] V[t] key after key; four vectors of hd at a time. */
@@ -1832,6 +1897,8 @@ static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, in
 #define KV_ATT_LEFT 0
 #define KV_ATT_KT16 KV_ATT_KT
 #endif
+/* Pairs a head of a unit whose V^T P^T is row-major (kvi_pv_rows): one vector's and the leftover ones. */
+#define KV_ATT_ROWMAJOR (KV_VL + KV_ATT_LEFT)
 
 /* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
 #define KV_MAX_HEAD_DIM 1024
@@ -1937,6 +2004,8 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
                  at_ll = kvi_piece(&end, n_left);
     /* Each head's key and value rows of the tile, KV_ATT_KT pointers of each a head. */
     const size_t at_rows = kvi_piece(&end, 2 * (size_t)hg * KV_ATT_KT * sizeof(void *) / sizeof(float));
+    const size_t at_orm = kvi_piece(&end, (size_t)hg * KV_ATT_ROWMAJOR * hd),
+                 at_alb = kvi_piece(&end, (size_t)hg * KV_ATT_ROWMAJOR);
     /* The packed keys and values, when there is memory for them (else rows are read in place). */
     const size_t at_pk = kvi_piece(&end, pack_kv ? 2 * (size_t)nk * hd : 0);
     float *buf = kvi_thread_buffer(end);
@@ -1953,6 +2022,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
 #else
     (void)at_e;
 #endif
+    float *orm = buf + at_orm, *alb = buf + at_alb;
     int32_t kb[KV_ATT_KT];
     const float **kall = (const float **)(buf + at_rows), **vall = kall + (size_t)hg * KV_ATT_KT;
 #ifdef _OPENMP
@@ -1975,6 +2045,12 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
          sums are the same either way. */
       const int narrow_last = KV_GEMM_NV > 1 && npan > 0 && nvr - (npan - 1) * KV_GEMM_NR <= KV_VL;
       const int width = npan * KV_GEMM_NR - (narrow_last ? KV_GEMM_NR - KV_VL : 0);
+      /* One vector of pairs a head: V^T P^T row-major (kvi_pv_rows), the leftover pair's with it. */
+#if KV_VL == 16
+      const int rowmajor = npan == 1 && narrow_last && kvi_pv_rows_takes(hd);
+#else
+      const int rowmajor = 0;
+#endif
       for (int hi = 0; hi < ng; hi++) {
         /* Pack the pairs' scaled query vectors as panels [hd][NR], zero-padded. */
         const float *qh = q + ((int64_t)i0 * heads + (g0 + hi) * group) * hd;
@@ -1992,8 +2068,11 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
         }
         /* Not even an empty memset when every pair is a leftover one: glibc's for under 64
            bytes is a masked store, which here took an assist each time. */
-        for (int d = 0; d < hd && width > 0; d++)
-          memset(ots + ((int64_t)hi * hd + d) * rows_pad, 0, sizeof(float) * (size_t)width);
+        if (rowmajor)
+          memset(orm + (int64_t)hi * KV_ATT_ROWMAJOR * hd, 0, sizeof(float) * (size_t)KV_ATT_ROWMAJOR * (size_t)hd);
+        else
+          for (int d = 0; d < hd && width > 0; d++)
+            memset(ots + ((int64_t)hi * hd + d) * rows_pad, 0, sizeof(float) * (size_t)width);
         for (int rho = 0; rho < width; rho++) {
           mrows[(int64_t)hi * rows_pad + rho] = -INFINITY;
           lrows[(int64_t)hi * rows_pad + rho] = 0.0f;
@@ -2089,15 +2168,20 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             float *sth = st + (int64_t)hi * KV_ATT_KT * rows_pad;
             float *ot = ots + (int64_t)hi * hd * rows_pad;
             float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
+            if (rowmajor) {
+              kvi_softmax_cols(1, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, NULL,
+                               alb + (int64_t)hi * KV_ATT_ROWMAJOR);
+              continue;
+            }
             for (int c = 0; c < width;) {
               if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
-                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
                 c += KV_ATT_SOFTMAX_NV * KV_VL;
               } else if (width - c >= KV_GEMM_NR) {
-                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
                 c += KV_GEMM_NR;
               } else {
-                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot);
+                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
                 c += KV_VL;
               }
             }
@@ -2109,7 +2193,20 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           const int rem = hd % KV_ATT_MR;
           const int halves = rem > 0 && rem < KV_ATT_MR / 2 + 2 && hd > KV_ATT_MR;
           const int full_end = hd - rem - (halves ? KV_ATT_MR : 0);
-          for (int s0 = 0; s0 < tl; s0 += walk) {
+#if KV_VL == 16
+          if (rowmajor)
+            for (int hi = 0; hi < ng; hi++) {
+              float *sth = st + (int64_t)hi * KV_ATT_KT * rows_pad, *alh = alb + (int64_t)hi * KV_ATT_ROWMAJOR;
+              if (left > 0)
+                kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, kall + (int64_t)hi * KV_ATT_KT,
+                              vall + (int64_t)hi * KV_ATT_KT, ebuf, lq + (int64_t)hi * KV_ATT_LEFT * hd,
+                              lo + (int64_t)hi * KV_ATT_LEFT * hd, lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT,
+                              sth + nvr, rows_pad, alh + nvr);
+              kvi_pv_rows(nvr + left, hd, tl, vall + (int64_t)hi * KV_ATT_KT, sth, rows_pad, alh,
+                          orm + (int64_t)hi * KV_ATT_ROWMAJOR * hd);
+            }
+#endif
+          for (int s0 = 0; s0 < tl && !rowmajor; s0 += walk) {
             const int sl = kvi_imin(walk, tl - s0);
             for (int hi = 0; hi < ng; hi++) {
               const float *const *vrows = vall + (int64_t)hi * KV_ATT_KT + s0;
@@ -2133,11 +2230,12 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             }
           }
 #if KV_ATT_LEFT
-          if (left > 0)
+          if (left > 0 && !rowmajor)
             for (int hi = 0; hi < ng; hi++)
               kvi_left_tile(left, tl, hd, blocks || seqs, kb, ts, qb + nvr, qs + nvr, kall + (int64_t)hi * KV_ATT_KT,
                             vall + (int64_t)hi * KV_ATT_KT, ebuf, lq + (int64_t)hi * KV_ATT_LEFT * hd,
-                            lo + (int64_t)hi * KV_ATT_LEFT * hd, lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT);
+                            lo + (int64_t)hi * KV_ATT_LEFT * hd, lm + hi * KV_ATT_LEFT, ll + hi * KV_ATT_LEFT, NULL, 0,
+                            NULL);
 #endif
         }
       }
@@ -2145,7 +2243,17 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       for (int hi = 0; hi < ng; hi++) {
         const float *ot = ots + (int64_t)hi * hd * rows_pad;
         const float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
-        for (int c0 = 0; c0 < nvr; c0 += KV_VL) {
+        if (rowmajor)
+          for (int j = 0; j < nr; j++) {
+            const int64_t ih = (int64_t)(i0 + j / group) * heads + (g0 + hi) * group + j % group;
+            const float l = j < nvr ? lrow[j] : ll[hi * KV_ATT_LEFT + j - nvr];
+            const float m = j < nvr ? mrow[j] : lm[hi * KV_ATT_LEFT + j - nvr];
+            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            const float *src = orm + ((int64_t)hi * KV_ATT_ROWMAJOR + j) * hd;
+            lse[ih] = kvi_pair_lse(m, l);
+            for (int d = 0; d < hd; d++) o[ih * hd + d] = l > 0.0f ? src[d] * inv : 0.0f;
+          }
+        for (int c0 = 0; c0 < nvr && !rowmajor; c0 += KV_VL) {
           const int np = kvi_imin(KV_VL, nvr - c0);
           float inv[KV_VL];
           float *dst[KV_VL];
@@ -2161,7 +2269,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           for (int j = 0; j < np; j++)
             if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
         }
-        for (int j = 0; j < left; j++) {
+        for (int j = 0; j < left && !rowmajor; j++) {
           const int rho = nvr + j;
           const int64_t ih = (int64_t)(i0 + rho / group) * heads + (g0 + hi) * group + rho % group;
           const float l = ll[hi * KV_ATT_LEFT + j], m = lm[hi * KV_ATT_LEFT + j];
