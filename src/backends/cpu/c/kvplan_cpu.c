@@ -1732,14 +1732,16 @@ static void kvi_transpose_keys(const float *const rows[16], int hd, float *kt, i
 
 #if KV_VL == 16
 /*
- * V^T P^T of a unit of one vector of pairs a head (a cached step's few query rows: at most 16 pairs
+ * V^T P^T of a unit of one panel of pairs a head (a cached step's few query rows: at most 32 pairs
  * and the leftover one) with O row-major, O[pair][hd] (kvi_pv_rows): each key's V row is loaded as
  * whole vectors of hd and each pair's probability broadcast onto them, up to 6 pairs by 4 vectors
- * (hd 64) or 3 by 8 (hd 128) in 24 accumulators, 0.4 loads an FMA. In O^T, each FMA of such a unit
- * took a broadcast element of V of its own for one vector of pairs, and the loads held it to about
- * one FMA a cycle on Zen 5. A pair's O gets the operations of a panel in their order (O * al, then
- * an FMA a key, keys in order), so every bit is the same. 17 queries over 160-1280 keys, 16 heads of
- * 64: 1.24-1.32x at 1 and 2 threads; 32 heads of 128: 1.10-1.12x (bench/attention-ab.ts, Zen 5).
+ * (hd 64) or 3 by 8 (hd 128) in 24 accumulators, 0.4 loads an FMA. In O^T, each FMA took a broadcast
+ * element of V for one or two vectors of pairs (1.2 or 0.6 loads an FMA), and at one vector the
+ * loads held it to about one FMA a cycle on Zen 5. A pair's O gets the operations of a panel in their
+ * order (O * al, then an FMA a key, keys in order), so every bit is the same. On Zen 5
+ * (bench/attention-ab.ts, 1 and 2 threads, K and V in cache / from memory): 17 queries over 160-1280
+ * keys, 16 heads of 64, 1.26-1.31x / 1.17-1.20x; 24-33 queries 1.09-1.26x / 1.17-1.21x; 32 heads of
+ * 128 1.04-1.12x / 1.06-1.14x.
  */
 #define KV_ATT_PV_ACC 24
 static inline __attribute__((always_inline)) void kvi_pv_rows_block(int np, int nvec, int tl, const float *const *vrow,
@@ -1897,8 +1899,8 @@ static __attribute__((noinline)) void kvi_left_tile(int left, int tl, int hd, in
 #define KV_ATT_LEFT 0
 #define KV_ATT_KT16 KV_ATT_KT
 #endif
-/* Pairs a head of a unit whose V^T P^T is row-major (kvi_pv_rows): one vector's and the leftover ones. */
-#define KV_ATT_ROWMAJOR (KV_VL + KV_ATT_LEFT)
+/* Pairs a head of a unit whose V^T P^T is row-major (kvi_pv_rows): one panel's and the leftover ones. */
+#define KV_ATT_ROWMAJOR (KV_GEMM_NR + KV_ATT_LEFT)
 
 /* A row of zeros for masked keys; KV_MAX_HEAD_DIM bounds hd (the renderer and wrappers check it). */
 #define KV_MAX_HEAD_DIM 1024
@@ -2045,9 +2047,9 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
          sums are the same either way. */
       const int narrow_last = KV_GEMM_NV > 1 && npan > 0 && nvr - (npan - 1) * KV_GEMM_NR <= KV_VL;
       const int width = npan * KV_GEMM_NR - (narrow_last ? KV_GEMM_NR - KV_VL : 0);
-      /* One vector of pairs a head: V^T P^T row-major (kvi_pv_rows), the leftover pair's with it. */
+      /* One panel of pairs a head: V^T P^T row-major (kvi_pv_rows), the leftover pair's with it. */
 #if KV_VL == 16
-      const int rowmajor = npan == 1 && narrow_last && kvi_pv_rows_takes(hd);
+      const int rowmajor = npan == 1 && kvi_pv_rows_takes(hd);
 #else
       const int rowmajor = 0;
 #endif
@@ -2169,8 +2171,12 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
             float *ot = ots + (int64_t)hi * hd * rows_pad;
             float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
             if (rowmajor) {
-              kvi_softmax_cols(1, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, NULL,
-                               alb + (int64_t)hi * KV_ATT_ROWMAJOR);
+              if (narrow_last)
+                kvi_softmax_cols(1, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, NULL,
+                                 alb + (int64_t)hi * KV_ATT_ROWMAJOR);
+              else
+                kvi_softmax_cols(KV_GEMM_NV, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow,
+                                 NULL, alb + (int64_t)hi * KV_ATT_ROWMAJOR);
               continue;
             }
             for (int c = 0; c < width;) {
