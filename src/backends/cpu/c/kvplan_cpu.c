@@ -2071,7 +2071,7 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
         /* Not even an empty memset when every pair is a leftover one: glibc's for under 64
            bytes is a masked store, which here took an assist each time. */
         if (rowmajor)
-          memset(orm + (int64_t)hi * KV_ATT_ROWMAJOR * hd, 0, sizeof(float) * (size_t)KV_ATT_ROWMAJOR * (size_t)hd);
+          memset(orm + (int64_t)hi * KV_ATT_ROWMAJOR * hd, 0, sizeof(float) * (size_t)nr * (size_t)hd);
         else
           for (int d = 0; d < hd && width > 0; d++)
             memset(ots + ((int64_t)hi * hd + d) * rows_pad, 0, sizeof(float) * (size_t)width);
@@ -2168,26 +2168,22 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           /* Mask lane-wise, then the online softmax over the tile's keys; O^T rescaled lane-wise. */
           for (int hi = 0; hi < ng; hi++) {
             float *sth = st + (int64_t)hi * KV_ATT_KT * rows_pad;
-            float *ot = ots + (int64_t)hi * hd * rows_pad;
+            /* A row-major unit's O is rescaled by kvi_pv_rows: the softmax stores the factors. */
+            float *ot = rowmajor ? NULL : ots + (int64_t)hi * hd * rows_pad;
+            float *al = rowmajor ? alb + (int64_t)hi * KV_ATT_ROWMAJOR : NULL;
             float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
-            if (rowmajor) {
-              if (narrow_last)
-                kvi_softmax_cols(1, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, NULL,
-                                 alb + (int64_t)hi * KV_ATT_ROWMAJOR);
-              else
-                kvi_softmax_cols(KV_GEMM_NV, 0, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow,
-                                 NULL, alb + (int64_t)hi * KV_ATT_ROWMAJOR);
-              continue;
-            }
             for (int c = 0; c < width;) {
               if (width - c >= KV_ATT_SOFTMAX_NV * KV_VL) {
-                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
+                kvi_softmax_cols(KV_ATT_SOFTMAX_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot,
+                                 al ? al + c : NULL);
                 c += KV_ATT_SOFTMAX_NV * KV_VL;
               } else if (width - c >= KV_GEMM_NR) {
-                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
+                kvi_softmax_cols(KV_GEMM_NV, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot,
+                                 al ? al + c : NULL);
                 c += KV_GEMM_NR;
               } else {
-                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot, NULL);
+                kvi_softmax_cols(1, c, tl, hd, blocks || seqs, kb, ts, qb, qs, sth, rows_pad, mrow, lrow, ot,
+                                 al ? al + c : NULL);
                 c += KV_VL;
               }
             }
@@ -2249,16 +2245,6 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
       for (int hi = 0; hi < ng; hi++) {
         const float *ot = ots + (int64_t)hi * hd * rows_pad;
         const float *mrow = mrows + (int64_t)hi * rows_pad, *lrow = lrows + (int64_t)hi * rows_pad;
-        if (rowmajor)
-          for (int j = 0; j < nr; j++) {
-            const int64_t ih = (int64_t)(i0 + j / group) * heads + (g0 + hi) * group + j % group;
-            const float l = j < nvr ? lrow[j] : ll[hi * KV_ATT_LEFT + j - nvr];
-            const float m = j < nvr ? mrow[j] : lm[hi * KV_ATT_LEFT + j - nvr];
-            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            const float *src = orm + ((int64_t)hi * KV_ATT_ROWMAJOR + j) * hd;
-            lse[ih] = kvi_pair_lse(m, l);
-            for (int d = 0; d < hd; d++) o[ih * hd + d] = l > 0.0f ? src[d] * inv : 0.0f;
-          }
         for (int c0 = 0; c0 < nvr && !rowmajor; c0 += KV_VL) {
           const int np = kvi_imin(KV_VL, nvr - c0);
           float inv[KV_VL];
@@ -2275,12 +2261,15 @@ static void kvi_attention(int nq, int nk, int heads, int kvh, int hd, float scal
           for (int j = 0; j < np; j++)
             if (lrow[c0 + j] <= 0.0f) memset(dst[j], 0, sizeof(float) * (size_t)hd);
         }
-        for (int j = 0; j < left && !rowmajor; j++) {
-          const int rho = nvr + j;
+        /* The pairs whose O is a row: every pair of a row-major unit, else the leftover ones. */
+        for (int rho = rowmajor ? 0 : nvr; rho < nr; rho++) {
           const int64_t ih = (int64_t)(i0 + rho / group) * heads + (g0 + hi) * group + rho % group;
-          const float l = ll[hi * KV_ATT_LEFT + j], m = lm[hi * KV_ATT_LEFT + j];
+          const int j = rho - nvr; /* a leftover pair's index, from 0 */
+          const float l = j < 0 ? lrow[rho] : ll[hi * KV_ATT_LEFT + j];
+          const float m = j < 0 ? mrow[rho] : lm[hi * KV_ATT_LEFT + j];
           const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-          const float *src = lo + ((int64_t)hi * KV_ATT_LEFT + j) * hd;
+          const float *src = rowmajor ? orm + ((int64_t)hi * KV_ATT_ROWMAJOR + rho) * hd
+                                      : lo + ((int64_t)hi * KV_ATT_LEFT + j) * hd;
           lse[ih] = kvi_pair_lse(m, l);
           for (int d = 0; d < hd; d++) o[ih * hd + d] = l > 0.0f ? src[d] * inv : 0.0f;
         }
