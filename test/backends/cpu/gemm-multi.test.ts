@@ -55,7 +55,11 @@ describe('kv_gemm_multi and kv_gemm16_multi', async () => {
       fc.assert(
         fc.property(
           fc.record({
-            m: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 60, max: 200 })),
+            m: fc.oneof(
+              fc.integer({ min: 1, max: 20 }),
+              fc.integer({ min: 60, max: 200 }),
+              fc.integer({ min: 250, max: 420 }),
+            ),
             k: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 600 })),
             ns: fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 3 }),
             gathered: fc.boolean(),

@@ -397,6 +397,7 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
         [1, 1000, 300, all],
         [3, 5, 140_001, all], // A packed per k-block (too long to keep whole) in every build
         [130, 7, 40_001, none], // a row block kept whole, but not all three at once
+        [333, 41, 300, all], // a band of rows a thread, the last micro-panel partial
       ] as const)
         check(
           `m=${m} n=${n} k=${k} ${JSON.stringify(opts)}`,
@@ -541,17 +542,22 @@ describe.each(builds)('kv_gemm16 ($name build)', (build) => {
     });
 
     test('the result does not depend on the thread count (bitwise)', () => {
-      const t = makeCase(15, 150, 300, 700, dtype, { bias: true, indirect: true, accumulate: true });
-      const packed = p.packWeight16(t.n, t.k, t.w.bits, dtype);
-      const out = (threads: number) => {
-        p.setThreads(threads);
-        const c = Float32Array.from(t.c0);
-        p.gemm16(t.m, t.n, t.k, t.a, t.lda, t.arows, packed, dtype, t.bias, c, t.ldc, true);
-        return c;
-      };
-      const c1 = out(1);
-      const c2 = out(2);
-      expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer))).toBe(true);
+      // 150 rows: the threads split the columns; 397 rows: a band of rows a thread (three unequal
+      // bands at 3 threads).
+      for (const m of [150, 397]) {
+        const t = makeCase(15, m, 300, 700, dtype, { bias: true, indirect: true, accumulate: true });
+        const packed = p.packWeight16(t.n, t.k, t.w.bits, dtype);
+        const out = (threads: number) => {
+          p.setThreads(threads);
+          const c = Float32Array.from(t.c0);
+          p.gemm16(t.m, t.n, t.k, t.a, t.lda, t.arows, packed, dtype, t.bias, c, t.ldc, true);
+          return Buffer.from(c.buffer);
+        };
+        const one = out(1);
+        for (const threads of [2, 3])
+          expect(out(threads).equals(one), `m=${m}, ${threads} threads`).toBe(true);
+      }
+      p.setThreads(2);
     });
   });
 

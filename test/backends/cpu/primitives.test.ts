@@ -203,6 +203,8 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         [200, 33, 1],
         [1, 1000, 300],
         [9, 5, 300_001], // A too large for a thread to keep packed: packed per unit and k-block
+        [333, 97, 300], // a band of rows a thread, the last micro-panel partial
+        [300, 9, 15_000], // bands, A packed per unit and k-block
       ] as const) {
         runCase(m, n, k, true, true, true);
         runCase(m, n, k, false, false, false);
@@ -245,24 +247,36 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     });
 
     test('the result does not depend on the thread count (bitwise)', () => {
+      // 150 rows: the threads split the columns. 397 rows (50 micro-panels, the last partial) and
+      // 300 rows too many to keep packed (k 16 500): a band of rows a thread (three unequal bands of
+      // 397 rows at 3 threads; 300 rows are too few for three).
       const r = rng(7);
-      const [m, n, k] = [150, 300, 700];
-      const a = randFloats(r, m * k);
-      const packed = p.packWeight(n, k, randFloats(r, n * k));
-      const bias = randFloats(r, n);
-      const c1 = new Float32Array(m * n);
-      const c2 = new Float32Array(m * n);
-      p.setThreads(1);
-      p.gemm(m, n, k, a, k, null, packed, bias, c1, n, false);
+      for (const [m, n, k] of [
+        [150, 300, 700],
+        [397, 97, 700],
+        [300, 40, 16_500],
+      ] as const) {
+        const a = randFloats(r, m * k);
+        const packed = p.packWeight(n, k, randFloats(r, n * k));
+        const bias = randFloats(r, n);
+        const out = (threads: number) => {
+          p.setThreads(threads);
+          const c = new Float32Array(m * n);
+          p.gemm(m, n, k, a, k, null, packed, bias, c, n, false);
+          return Buffer.from(c.buffer);
+        };
+        const one = out(1);
+        for (const threads of [2, 3])
+          expect(out(threads).equals(one), `${m}x${n}x${k}, ${threads} threads`).toBe(true);
+      }
       p.setThreads(2);
-      p.gemm(m, n, k, a, k, null, packed, bias, c2, n, false);
-      expect(Buffer.from(c1.buffer).equals(Buffer.from(c2.buffer))).toBe(true);
     });
 
     test("a row's result does not depend on the other rows (bitwise), whichever way A is packed", () => {
       // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
       // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
-      // short k are several row units kept packed; 17 rows are one unit streaming the weights. The
+      // short k are several row units kept packed; 17 rows are one unit streaming the weights; 300
+      // rows are split into a band of rows a thread. The
       // k-blocks must add up in the same order. 33 columns: a whole 32-column panel, where a
       // partial micro-panel of up to 6 rows (9, 17) rides on the pass before it, and a partial one.
       const r = rng(11);
@@ -271,6 +285,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         [300_001, 8, 9],
         [700, 1, 130],
         [700, 1, 17],
+        [700, 1, 300],
       ] as const) {
         const a = randFloats(r, large * k);
         const packed = p.packWeight(n, k, randFloats(r, n * k));

@@ -491,6 +491,63 @@ static double kvi_multi_units(int count, const int *ns, int nr, int nc_panels, i
   return flops;
 }
 
+/*
+ * The rows of the work units of a GEMM of m rows (micro-panels of mr rows, row units of at most
+ * mc). With one band, row unit ru is rows [ru mc, (ru + 1) mc), and a GEMM's units run column block
+ * after column block, so that a thread's consecutive units share a column block of weights (warm in
+ * L2 when they come from memory: a cached step's few rows, one row unit). With several bands (one a
+ * thread, when each has at least KV_GEMM_BAND_ROWS rows), the micro-panels are split into `bands`
+ * equal ranges of `per_band` row units each, and the units run band after band, so that the static
+ * schedule gives each thread the rows of one band and every column block of them. Split by column
+ * block instead, each of two threads packed the whole of A and used it for half of the columns:
+ * bands ran 1.07-1.11x at 512-1280 rows and 1.02x at 256 on two threads (a C harness, weights from
+ * memory; docs/perf.md), and 128-192 rows within the noise, so the split starts at 128 rows a band.
+ * A band's units still run column block after column block. Which rows a unit takes changes no
+ * value: each element is the same sum of k-blocks either way.
+ */
+#ifndef KV_GEMM_BAND_ROWS
+#define KV_GEMM_BAND_ROWS 128
+#endif
+typedef struct {
+  int m, mr, mc, bands, per_band;
+} kvi_rows;
+
+static kvi_rows kvi_row_split(int m, int mr, int mc, double flops) {
+#ifdef _OPENMP
+  const int threads = kv_get_threads();
+  const int bands = threads > 1 && flops > KV_PAR_MIN_WORK && m >= (int64_t)threads * KV_GEMM_BAND_ROWS ? threads : 1;
+#else
+  const int bands = 1;
+  (void)flops;
+#endif
+  const int64_t micro = kvi_ceil_div(m, mr);
+  /* a band's rows: at most ceil(micro / bands) micro-panels */
+  const int64_t rows = kvi_ceil_div(micro, bands) * mr;
+  return (kvi_rows){m, mr, mc, bands, (int)kvi_ceil_div(rows < m ? rows : m, mc)};
+}
+
+/*
+ * Unit u's GEMM *g and column block *cu, of the `count` GEMMs whose units `first` holds (over
+ * bands * per_band row units), and its rows [*i0, *i0 + *mc) of row unit *ru (*mc <= 0: a unit past
+ * the rows of a shorter band). Band b holds the b-th share of every GEMM's units.
+ */
+static inline void kvi_unit_at(const kvi_rows *r, const int *first, int count, int u, int *g, int *cu, int *ru,
+                               int *i0, int *mc) {
+  const int size = first[count] / r->bands; /* units a band */
+  const int band = u / size, w = u % size;
+  int gg = 0;
+  while (w >= first[gg + 1] / r->bands) gg++;
+  const int local = w - first[gg] / r->bands, j = local % r->per_band;
+  *g = gg;
+  *cu = local / r->per_band;
+  *ru = band * r->per_band + j;
+  const int64_t micro = kvi_ceil_div(r->m, r->mr);
+  const int lo = (int)(micro * band / r->bands) * r->mr;
+  const int hi = kvi_imin(r->m, (int)(micro * (band + 1) / r->bands) * r->mr);
+  *i0 = lo + j * r->mc;
+  *mc = kvi_imin(r->mc, hi - *i0);
+}
+
 /* The output of `count` GEMMs when k <= 0: (accumulate ? C : 0) + bias. */
 static void kvi_multi_empty(int count, int m, const int *ns, const float *const *biases, float *const *cs,
                             const int *ldcs, int accumulate) {
@@ -525,9 +582,11 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
     return;
   }
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
-  const int row_units = (int)kvi_ceil_div(m, KV_GEMM_MC);
   int first[KVI_MULTI_MAX + 1];
-  const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
+  const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, 1, m, k, first);
+  const kvi_rows split = kvi_row_split(m, KV_GEMM_MR, KV_GEMM_MC, flops);
+  const int row_units = split.bands * split.per_band;
+  kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
   const int64_t panel_stride = (int64_t)KV_GEMM_NR * k;
   /* A thread packs the rows of A it multiplies once, over all of k, and keeps them for all its
@@ -553,19 +612,15 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
 #pragma omp for schedule(static)
 #endif
     for (int u = 0; u < units; u++) {
-      int g = 0;
-      while (u >= first[g + 1]) g++;
+      int g, cu, ru, i0, mc;
+      kvi_unit_at(&split, first, count, u, &g, &cu, &ru, &i0, &mc);
+      if (mc <= 0) continue;
       const int n = ns[g], ldc = ldcs[g];
       const float *packed = packs[g], *bias = biases[g];
       float *c = cs[g];
       /* c starts as (accumulate ? c : 0) + bias; the k-blocks are then added to it. */
       const int first_adds = accumulate || bias != NULL;
       const int panels = (int)kvi_ceil_div(n, KV_GEMM_NR);
-      /* Consecutive units share a column block, so a thread keeps its weights warm in L2. */
-      const int cu = (u - first[g]) / row_units;
-      const int ru = (u - first[g]) % row_units;
-      const int i0 = ru * KV_GEMM_MC;
-      const int mc = kvi_imin(KV_GEMM_MC, m - i0);
       const int p0 = cu * nc_panels;
       const int p1 = kvi_imin(panels, p0 + nc_panels);
       if (bias) {
@@ -1193,9 +1248,11 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
 #endif
   }
   const int nc_panels = KV_GEMM_NC / KV_G16_NR > 0 ? KV_GEMM_NC / KV_G16_NR : 1;
-  const int row_units = (int)kvi_ceil_div(m, KV_G16_MC);
   int first[KVI_MULTI_MAX + 1];
-  const double flops = kvi_multi_units(count, ns, KV_G16_NR, nc_panels, row_units, m, k, first);
+  const double flops = kvi_multi_units(count, ns, KV_G16_NR, nc_panels, 1, m, k, first);
+  const kvi_rows split = kvi_row_split(m, KV_G16_MR, KV_G16_MC, flops);
+  const int row_units = split.bands * split.per_band;
+  kvi_multi_units(count, ns, KV_G16_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
   const int64_t kp = ((int64_t)k + 1) / 2 * 2;
   const int64_t panel_stride = (int64_t)KV_G16_NR * kp;
@@ -1216,18 +1273,15 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
 #pragma omp for schedule(static)
 #endif
     for (int u = 0; u < units; u++) {
-      int g = 0;
-      while (u >= first[g + 1]) g++;
+      int g, cu, ru, i0, mc;
+      kvi_unit_at(&split, first, count, u, &g, &cu, &ru, &i0, &mc);
+      if (mc <= 0) continue;
       const int n = ns[g], ldc = ldcs[g];
       const uint16_t *packed = packs[g];
       const float *bias = biases[g];
       float *c = cs[g];
       const int first_adds = accumulate || bias != NULL;
       const int panels = (int)kvi_ceil_div(n, KV_G16_NR);
-      const int cu = (u - first[g]) / row_units;
-      const int ru = (u - first[g]) % row_units;
-      const int i0 = ru * KV_G16_MC;
-      const int mc = kvi_imin(KV_G16_MC, m - i0);
       const int p0 = cu * nc_panels;
       const int p1 = kvi_imin(panels, p0 + nc_panels);
       if (bias) {
