@@ -870,6 +870,32 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     const plain = new Float32Array(3 * d);
     p.copyRows(3, d, src, null, plain, null);
     expect(plain).toEqual(src.subarray(0, 3 * d));
+    // Large copies, spread over the threads where source and destination rows do not overlap: a
+    // gather through an index list; and rows of one buffer each copied onto the next, which must
+    // move one after the other, in order, and so carry the first row to every row.
+    const [n, w] = [400, 300];
+    const big = randFloats(r, n * w);
+    const perm = Int32Array.from({ length: n }, (_, i) => (i * 7) % n);
+    const gathered = new Float32Array(n * w);
+    p.copyRows(n, w, big, perm, gathered, null);
+    for (let i = 0; i < n; i++) {
+      const from = (perm[i] as number) * w;
+      expect(gathered.subarray(i * w, (i + 1) * w)).toEqual(big.subarray(from, from + w));
+    }
+    // 20 000 rows (20 MB), so that a second thread, had it taken half of them, would start while
+    // the first is still copying its own.
+    const rows = 20_000;
+    const chain = randFloats(r, (rows + 1) * w);
+    const first = chain.slice(0, w);
+    p.copyRows(rows, w, chain, null, chain.subarray(w), null);
+    let wrong = -1;
+    for (let i = 0; i <= rows && wrong < 0; i++)
+      for (let j = 0; j < w; j++)
+        if (chain[i * w + j] !== first[j]) {
+          wrong = i;
+          break;
+        }
+    expect(wrong, 'the first row whose copy came from a row not yet overwritten').toBe(-1);
   });
 
   test('row_drift: 1 - cosine of each row slice, in double; 1 for a never-written cache row', () => {
