@@ -2954,6 +2954,7 @@ void kv_embed(int n, int d, const void *table, int dtype, const int32_t *ids, fl
   }
 }
 
+#ifdef _OPENMP
 /* The first and one past the last row an index list (or the identity of n rows) names. */
 static void kvi_row_span(int n, const int32_t *rows, int64_t *lo, int64_t *hi) {
   *lo = rows ? INT64_MAX : 0;
@@ -2963,21 +2964,25 @@ static void kvi_row_span(int n, const int32_t *rows, int64_t *lo, int64_t *hi) {
     *hi = rows[i] + 1 > *hi ? rows[i] + 1 : *hi;
   }
 }
+#endif
 
 void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows) {
   if (n <= 0 || width <= 0) return;
   /* A large copy between rows that do not overlap is spread over the threads: one core copied the
      carried hidden state of a no-cache step (hundreds of rows) while the other waited. Where
      source and destination rows may overlap, the rows are moved one after the other, in order. */
-  int64_t slo, shi, dlo, dhi;
-  kvi_row_span(n, src_rows, &slo, &shi);
-  kvi_row_span(n, dst_rows, &dlo, &dhi);
-  const uintptr_t s0 = (uintptr_t)(src + slo * width), s1 = (uintptr_t)(src + shi * width);
-  const uintptr_t d0 = (uintptr_t)(dst + dlo * width), d1 = (uintptr_t)(dst + dhi * width);
-  const int apart = d1 <= s0 || s1 <= d0;
-  (void)apart;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (apart && (double)n * width > KV_COPY_PAR_FLOATS)
+  /* The spans are only looked at for a large copy: a cached step copies a few rows, many times. */
+  int apart = 0;
+  if ((double)n * width > KV_COPY_PAR_FLOATS) {
+    int64_t slo, shi, dlo, dhi;
+    kvi_row_span(n, src_rows, &slo, &shi);
+    kvi_row_span(n, dst_rows, &dlo, &dhi);
+    const uintptr_t s0 = (uintptr_t)(src + slo * width), s1 = (uintptr_t)(src + shi * width);
+    const uintptr_t d0 = (uintptr_t)(dst + dlo * width), d1 = (uintptr_t)(dst + dhi * width);
+    apart = d1 <= s0 || s1 <= d0;
+  }
+#pragma omp parallel for schedule(static) if (apart)
 #endif
   for (int i = 0; i < n; i++)
     memmove(dst + (int64_t)(dst_rows ? dst_rows[i] : i) * width, src + (int64_t)(src_rows ? src_rows[i] : i) * width,
