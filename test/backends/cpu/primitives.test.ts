@@ -204,6 +204,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         [1, 1000, 300],
         [9, 5, 300_001], // A too large for a thread to keep packed: packed per unit and k-block
         [333, 97, 300], // a band of rows a thread, the last micro-panel partial
+        [250, 512, 700], // one row unit of 32 micro-panels (two column blocks), the last partial
         [300, 9, 15_000], // bands, A packed per unit and k-block
       ] as const) {
         runCase(m, n, k, true, true, true);
@@ -247,12 +248,15 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     });
 
     test('the result does not depend on the thread count (bitwise)', () => {
-      // 150 rows: the threads split the columns. 397 rows (50 micro-panels, the last partial) and
-      // 300 rows too many to keep packed (k 16 500): a band of rows a thread (three unequal bands of
-      // 397 rows at 3 threads; 300 rows are too few for three).
+      // 150 rows: the threads split the columns, one row unit on 1 and 2 threads (two column blocks),
+      // units of 64 rows on 3. 250 rows (32 micro-panels, the last partial, three column blocks): one
+      // row unit on 1 and 3 threads, units of 64 rows on 2. 397 rows (50 micro-panels, the last
+      // partial) and 300 rows too many to keep packed (k 16 500): a band of rows a thread (three
+      // unequal bands of 397 rows at 3 threads; 300 rows are too few for three).
       const r = rng(7);
       for (const [m, n, k] of [
         [150, 300, 700],
+        [250, 520, 700],
         [397, 97, 700],
         [300, 40, 16_500],
       ] as const) {
@@ -275,18 +279,22 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
     test("a row's result does not depend on the other rows (bitwise), whichever way A is packed", () => {
       // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
       // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
-      // short k are several row units kept packed; 17 rows are one unit streaming the weights; 300
-      // rows are split into a band of rows a thread. The
-      // k-blocks must add up in the same order. 33 columns: a whole 32-column panel, where a
-      // partial micro-panel of up to 6 rows (9, 17) rides on the pass before it, and a partial one.
+      // short k are several row units kept packed on two threads (one column block), one unit
+      // streaming the weights on one (as 250 rows are); 17 rows are one unit streaming the weights;
+      // 300 rows are split into a band of rows a thread on two. The k-blocks must add up in the same
+      // order. 33 columns: a whole 32-column panel, where a partial micro-panel of up to 6 rows (9,
+      // 17, 130, 250) rides on the pass before it, and a partial one.
       const r = rng(11);
       const n = 33;
-      for (const [k, small, large] of [
-        [300_001, 8, 9],
-        [700, 1, 130],
-        [700, 1, 17],
-        [700, 1, 300],
+      for (const [threads, k, small, large] of [
+        [2, 300_001, 8, 9],
+        [2, 700, 1, 130],
+        [1, 700, 1, 130],
+        [1, 700, 1, 250],
+        [2, 700, 1, 17],
+        [2, 700, 1, 300],
       ] as const) {
+        p.setThreads(threads);
         const a = randFloats(r, large * k);
         const packed = p.packWeight(n, k, randFloats(r, n * k));
         const bias = randFloats(r, n);
@@ -300,6 +308,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         p.gemm(1, n, k, a.subarray((large - 1) * k), k, null, packed, bias, last, n, false);
         expect(Buffer.from(last.buffer).equals(Buffer.from(c2.buffer, (large - 1) * n * 4))).toBe(true);
       }
+      p.setThreads(2);
     });
 
     test('bad sizes and indices are RangeErrors, not crashes', () => {

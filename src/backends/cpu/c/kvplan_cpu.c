@@ -509,19 +509,36 @@ static double kvi_multi_units(int count, const int *ns, int nr, int nc_panels, i
 #ifndef KV_GEMM_BAND_ROWS
 #define KV_GEMM_BAND_ROWS 128
 #endif
+/*
+ * The most micro-panels of a float32 GEMM of one band that one row unit takes (256 rows of 8), when
+ * its column blocks alone keep the threads evenly busy (as many a thread, or at least four). Rows of
+ * 9-32 micro-panels were cut into row units of mc rows, and each unit streamed the column block's
+ * weights from memory again; one unit streams each panel once over all of k (whole mode, below).
+ * On Zen 5 (a C harness, weights from memory, both builds alternating in one process; docs/perf.md):
+ * 72-250 rows 1.01-1.14x on two threads, 1.00-1.09x on one. Not for rows in several bands (256-512
+ * rows read 0.95-1.06x with one unit a band), nor for the 16-bit GEMM, which packs each row unit's
+ * A whole already (bf16 at 64-250 rows: 0.96-1.01x).
+ */
+#ifndef KV_GEMM_ONE_UNIT_PANELS
+#define KV_GEMM_ONE_UNIT_PANELS 32
+#endif
 typedef struct {
   int m, mr, mc, bands, per_band;
 } kvi_rows;
 
-static kvi_rows kvi_row_split(int m, int mr, int mc, double flops) {
+/* col_units: the GEMMs' column blocks (their work units at one row unit); one_unit: the most
+   micro-panels taken as one row unit (0: none). */
+static kvi_rows kvi_row_split(int m, int mr, int mc, double flops, int col_units, int one_unit) {
 #ifdef _OPENMP
   const int threads = kv_get_threads();
   const int bands = threads > 1 && flops > KV_PAR_MIN_WORK && m >= (int64_t)threads * KV_GEMM_BAND_ROWS ? threads : 1;
 #else
-  const int bands = 1;
+  const int threads = 1, bands = 1;
   (void)flops;
 #endif
   const int64_t micro = kvi_ceil_div(m, mr);
+  if (bands == 1 && micro <= one_unit && (col_units % threads == 0 || col_units >= 4 * threads))
+    mc = (int)micro * mr;
   /* a band's rows: at most ceil(micro / bands) micro-panels */
   const int64_t rows = kvi_ceil_div(micro, bands) * mr;
   return (kvi_rows){m, mr, mc, bands, (int)kvi_ceil_div(rows < m ? rows : m, mc)};
@@ -585,7 +602,7 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
   int first[KVI_MULTI_MAX + 1];
   const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, 1, m, k, first);
-  const kvi_rows split = kvi_row_split(m, KV_GEMM_MR, KV_GEMM_MC, flops);
+  const kvi_rows split = kvi_row_split(m, KV_GEMM_MR, KV_GEMM_MC, flops, first[count], KV_GEMM_ONE_UNIT_PANELS);
   const int row_units = split.bands * split.per_band;
   kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
@@ -606,7 +623,7 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
 #pragma omp parallel if (flops > KV_PAR_MIN_WORK && units > 1)
 #endif
   {
-    float *apack = keep ? kvi_thread_buffer((size_t)(mpad * k)) : kvi_aligned_buffer((size_t)KV_GEMM_MC * KV_GEMM_KC);
+    float *apack = keep ? kvi_thread_buffer((size_t)(mpad * k)) : kvi_aligned_buffer((size_t)split.mc * KV_GEMM_KC);
     char *kept = keep ? calloc((size_t)row_units, 1) : NULL; /* row units already in apack */
     float tile[KV_GEMM_MR * KV_GEMM_NR];
 #ifdef _OPENMP
@@ -1251,7 +1268,7 @@ static void kvi_gemm16_multi(int count, int m, int k, const float *a, int lda, c
   const int nc_panels = KV_GEMM_NC / KV_G16_NR > 0 ? KV_GEMM_NC / KV_G16_NR : 1;
   int first[KVI_MULTI_MAX + 1];
   const double flops = kvi_multi_units(count, ns, KV_G16_NR, nc_panels, 1, m, k, first);
-  const kvi_rows split = kvi_row_split(m, KV_G16_MR, KV_G16_MC, flops);
+  const kvi_rows split = kvi_row_split(m, KV_G16_MR, KV_G16_MC, flops, first[count], 0);
   const int row_units = split.bands * split.per_band;
   kvi_multi_units(count, ns, KV_G16_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];
