@@ -251,8 +251,8 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       // 150 rows: the threads split the columns, one row unit on 1 and 2 threads (two column blocks),
       // units of 64 rows on 3. 250 rows (32 micro-panels, the last partial, three column blocks): one
       // row unit on 1 and 3 threads, units of 64 rows on 2. 397 rows (50 micro-panels, the last
-      // partial) and 300 rows too many to keep packed (k 16 500): a band of rows a thread (three
-      // unequal bands of 397 rows at 3 threads; 300 rows are too few for three).
+      // partial; one unit on one thread) and 300 rows too many to keep packed (k 16 500): a band of
+      // rows a thread (three unequal bands of 397 rows at 3 threads; 300 rows are too few for three).
       const r = rng(7);
       for (const [m, n, k] of [
         [150, 300, 700],
@@ -280,7 +280,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
       // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
       // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
       // short k are several row units kept packed on two threads (one column block), one unit
-      // streaming the weights on one (as 250 rows are), and 72 rows of k = 60 000 one unit packed
+      // streaming the weights on one (as 250 and 300 rows are), and 72 rows of k = 60 000 one unit packed
       // per k-block; 17 rows are one unit streaming the weights;
       // 300 rows are split into a band of rows a thread on two. The k-blocks must add up in the same
       // order. 33 columns: a whole 32-column panel, where a partial micro-panel of up to 6 rows (9,
@@ -292,6 +292,7 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
         [2, 700, 1, 130],
         [1, 700, 1, 130],
         [1, 700, 1, 250],
+        [1, 700, 1, 300],
         [1, 60_000, 1, 72], // one unit of 72 rows too many to keep packed: packed per k-block
         [2, 700, 1, 17],
         [2, 700, 1, 300],

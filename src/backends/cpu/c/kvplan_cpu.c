@@ -522,6 +522,11 @@ static double kvi_multi_units(int count, const int *ns, int nr, int nc_panels, i
 #ifndef KV_GEMM_ONE_UNIT_PANELS
 #define KV_GEMM_ONE_UNIT_PANELS 32
 #endif
+/* On one thread (no bands, A packed once whatever the unit), up to 64 micro-panels: 300-512 rows
+   ran 1.00-1.085x (C harness, the policies and peer models' projections, Zen 5). */
+#ifndef KV_GEMM_ONE_UNIT_PANELS_ALONE
+#define KV_GEMM_ONE_UNIT_PANELS_ALONE 64
+#endif
 typedef struct {
   int m, mr, mc, bands, per_band;
 } kvi_rows;
@@ -537,6 +542,7 @@ static kvi_rows kvi_row_split(int m, int mr, int mc, double flops, int col_units
   (void)flops;
 #endif
   const int64_t micro = kvi_ceil_div(m, mr);
+  if (one_unit > 0 && threads == 1) one_unit = KV_GEMM_ONE_UNIT_PANELS_ALONE;
   if (bands == 1 && micro <= one_unit && (col_units % threads == 0 || col_units >= 4 * threads))
     mc = (int)micro * mr;
   /* a band's rows: at most ceil(micro / bands) micro-panels */
