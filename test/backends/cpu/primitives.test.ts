@@ -278,13 +278,13 @@ describe.each(builds)('CPU primitives ($name build)', (build) => {
 
     test("a row's result does not depend on the other rows (bitwise), whichever way A is packed", () => {
       // k = 300 001: 8 rows (one micro-panel) are kept packed whole and each weight panel streamed
-      // along k; 9 rows are too many to keep, so A is packed per unit and k-block; 130 rows of a
+      // along k; 9 rows are too many to keep, so A is packed per unit and k-block. 130 rows of a
       // short k are several row units kept packed on two threads (one column block), one unit
-      // streaming the weights on one (as 250 and 300 rows are), and 72 rows of k = 60 000 one unit packed
-      // per k-block; 17 rows are one unit streaming the weights;
-      // 300 rows are split into a band of rows a thread on two. The k-blocks must add up in the same
-      // order. 33 columns: a whole 32-column panel, where a partial micro-panel of up to 6 rows (9,
-      // 17, 130, 250) rides on the pass before it, and a partial one.
+      // streaming the weights on one (as 250 and 300 rows are); 72 rows of k = 60 000 are one unit
+      // packed per k-block; 17 rows are one unit streaming the weights; 300 rows are split into a
+      // band of rows a thread on two. The k-blocks must add up in the same order. 33 columns: a
+      // whole 32-column panel, where a partial micro-panel of up to 6 rows (9, 17, 130, 250) rides
+      // on the pass before it, and a partial one.
       const r = rng(11);
       const n = 33;
       for (const [threads, k, small, large] of [

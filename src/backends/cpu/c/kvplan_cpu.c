@@ -531,8 +531,8 @@ typedef struct {
   int m, mr, mc, bands, per_band;
 } kvi_rows;
 
-/* col_units: the GEMMs' column blocks (their work units at one row unit); one_unit: the most
-   micro-panels taken as one row unit (0: none). */
+/* col_units: the GEMMs' column blocks (their work units at one row unit); one_unit: whether few
+   enough rows are taken as one row unit (KV_GEMM_ONE_UNIT_PANELS, on one thread _ALONE). */
 static kvi_rows kvi_row_split(int m, int mr, int mc, double flops, int col_units, int one_unit) {
 #ifdef _OPENMP
   const int threads = kv_get_threads();
@@ -542,8 +542,8 @@ static kvi_rows kvi_row_split(int m, int mr, int mc, double flops, int col_units
   (void)flops;
 #endif
   const int64_t micro = kvi_ceil_div(m, mr);
-  if (one_unit > 0 && threads == 1) one_unit = KV_GEMM_ONE_UNIT_PANELS_ALONE;
-  if (bands == 1 && micro <= one_unit && (col_units % threads == 0 || col_units >= 4 * threads))
+  const int most = !one_unit ? 0 : threads == 1 ? KV_GEMM_ONE_UNIT_PANELS_ALONE : KV_GEMM_ONE_UNIT_PANELS;
+  if (bands == 1 && micro <= most && (col_units % threads == 0 || col_units >= 4 * threads))
     mc = (int)micro * mr;
   /* a band's rows: at most ceil(micro / bands) micro-panels */
   const int64_t rows = kvi_ceil_div(micro, bands) * mr;
@@ -608,7 +608,7 @@ static void kvi_gemm_multi(int count, int m, int k, const float *a, int lda, con
   const int nc_panels = KV_GEMM_NC / KV_GEMM_NR > 0 ? KV_GEMM_NC / KV_GEMM_NR : 1;
   int first[KVI_MULTI_MAX + 1];
   const double flops = kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, 1, m, k, first);
-  const kvi_rows split = kvi_row_split(m, KV_GEMM_MR, KV_GEMM_MC, flops, first[count], KV_GEMM_ONE_UNIT_PANELS);
+  const kvi_rows split = kvi_row_split(m, KV_GEMM_MR, KV_GEMM_MC, flops, first[count], 1);
   const int row_units = split.bands * split.per_band;
   kvi_multi_units(count, ns, KV_GEMM_NR, nc_panels, row_units, m, k, first);
   const int units = first[count];

@@ -142,7 +142,9 @@ int kv_rows_within(int n, const int32_t *rows, int nw, const int32_t *writes, in
 int kv_overlay_save(int n, const int32_t *rows, int nw, const int32_t *writes, int L, int width, const float *cache, float *saved, unsigned char **mark);
 void kv_overlay_restore(int n, const int32_t *rows, int L, int width, const float *saved, float *cache, unsigned char *mark);
 
-/* dst[dst_rows ? dst_rows[i] : i] = src[src_rows ? src_rows[i] : i], n rows of width floats. */
+/* dst[dst_rows ? dst_rows[i] : i] = src[src_rows ? src_rows[i] : i], n rows of width floats, in
+   order where source and destination rows overlap; dst_rows distinct (a large copy between rows
+   apart runs over the threads, as the GPU backends' copies do). */
 void kv_copy_rows(int n, int width, const float *src, const int32_t *src_rows, float *dst, const int32_t *dst_rows);
 
 #endif
