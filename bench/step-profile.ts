@@ -127,7 +127,7 @@ function instrument(source: string): { source: string; labels: string[]; owners:
     else if (/^ {2}\/\* kernel /.test(line)) {
       kernel = line.replace(/^ {2}\/\* kernel (\S+).*$/, '$1');
       out.push(line);
-    } else if (/^ {2}(kv_|memcpy|memset|for |if |kvp_)/.test(line)) timed([line]);
+    } else if (/^ {2}(kv_|memcpy|memset|for |_Pragma|if |kvp_)/.test(line)) timed([line]);
     else out.push(line);
   }
   if (labels.length === 0)
