@@ -309,18 +309,32 @@ const gemm = (ins: Instr, c: Walk<string>, t: CStage) => {
  * buffer or exactly an operand's (the memory plan never overlaps two live buffers in part), so no
  * iteration reads what another writes: `ivdep` says so to gcc, which at -O2 otherwise left the loop
  * scalar for fear of an overlap (its cheapest cost model does not version loops for aliasing).
+ * An operand gathered through an index list is read through it, row by row, instead of being
+ * copied into a buffer of its own first (a cached step's residual rows, a skipped row's cached
+ * attention and FFN outputs): the same additions, one pass over the rows instead of two. A gather's
+ * base is live while the op runs, so the output is never in it.
  */
 const pointwiseOp = (ins: Instr, c: Walk<string>, t: CStage) => {
   const r0 = ins.results[0] as Value;
   const spell = pointwise[ins.op] as CPointwise;
-  const n = `(int64_t)${t.rows(r0)} * ${t.w(r0)}`;
-  const xs = ins.args.map((a) => `${c.plain(a)}[i]`);
   const values = pointwiseAttrs(ins);
   const attrs = Object.fromEntries(
     pointwiseSignature(ins.op).attrs.map((a, i) => [a, cFloat(values[i] as number)]),
   );
+  const gathers = ins.args.map((a) => c.gathered(a));
+  const out = c.out(r0);
+  if (gathers.every((g) => g === undefined)) {
+    const n = `(int64_t)${t.rows(r0)} * ${t.w(r0)}`;
+    const xs = ins.args.map((a) => `${c.plain(a)}[i]`);
+    t.emit(`_Pragma("GCC ivdep") for (int64_t i = 0, n = ${n}; i < n; i++) ${out}[i] = ${spell(xs, attrs)};`);
+    return;
+  }
+  const w = t.w(r0);
+  const row = (g: Gather<string> | undefined, a: Value) =>
+    g ? `${g.base} + (int64_t)${g.rows}[r] * ${w}` : `${c.plain(a)} + r * ${w}`;
+  const xs = ins.args.map((a, i) => `(${row(gathers[i], a)})[j]`);
   t.emit(
-    `_Pragma("GCC ivdep") for (int64_t i = 0, n = ${n}; i < n; i++) ${c.out(r0)}[i] = ${spell(xs, attrs)};`,
+    `for (int64_t r = 0, n = ${t.rows(r0)}; r < n; r++) { _Pragma("GCC ivdep") for (int64_t j = 0; j < ${w}; j++) (${out} + r * ${w})[j] = ${spell(xs, attrs)}; }`,
   );
 };
 
