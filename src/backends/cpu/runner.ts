@@ -32,7 +32,7 @@ export interface CpuBuild {
  * loops, so -O2 (which vectorises those loops) does as well as -O3 and compiles faster; it has no
  * OpenMP of its own. See docs/perf.md, "Start-up and compile latency".
  */
-const PLAN_FLAGS: readonly string[] = ['-O2', '-march=native', '-fPIC', '-shared', '-std=c11'];
+export const PLAN_FLAGS: readonly string[] = ['-O2', '-march=native', '-fPIC', '-shared', '-std=c11'];
 
 /**
  * Compiles a plan for the CPU: passes for the `cpu` target, C rendering, and the system compiler.

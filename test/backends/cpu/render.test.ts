@@ -1,5 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
+import { INCLUDE_DIR } from '../../../src/backends/cpu/compiler.ts';
 import { renderC } from '../../../src/backends/cpu/render.ts';
+import { PLAN_FLAGS } from '../../../src/backends/cpu/runner.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
 import { presets } from '../../../src/model/presets.ts';
 import { compilePlan } from '../../../src/passes/compile.ts';
@@ -29,6 +32,32 @@ describe('C renderer', () => {
     );
     // Plan text never reaches the C source except as sanitised identifiers.
     expect(source).not.toMatch(/dirty|block_start|current_block/);
+  });
+});
+
+describe('pointwise loops', () => {
+  // The assertion reads x86 mnemonics: scalar adds are `addss`, vector adds `addps`.
+  const x86 = process.arch === 'x64';
+  if (!x86) console.log(`pointwise loops: skipped: the check reads x86-64 code, this is ${process.arch}`);
+  test.runIf(x86)('compile to vector adds, a gathered operand read through its list too', () => {
+    // dllm-cache adds back the cached attention and FFN outputs of the rows it skips (gathered
+    // operands) and adds each layer's residual (plain ones).
+    const { source } = render('dllm-cache', presets.small as ModelConfig);
+    expect(source).toMatch(/for \(int64_t r = 0, n = [^;]+; r < n; r\+\+\) \{ _Pragma\("GCC ivdep"\)/);
+    expect(source).toMatch(/_Pragma\("GCC ivdep"\) for \(int64_t i = 0/);
+    const flags = PLAN_FLAGS.filter((f) => f !== '-shared' && f !== '-fPIC');
+    const cc = spawnSync('cc', [...flags, '-I', INCLUDE_DIR, '-S', '-x', 'c', '-', '-o', '-'], {
+      input: source,
+      encoding: 'utf8',
+    });
+    expect(cc.status, cc.stderr).toBe(0);
+    // The stage functions: each from its label to its `.size` directive.
+    const stages = [...cc.stdout.matchAll(/^(kvp_shared_\d+):\n[\s\S]*?\.size\s+\1,/gm)]
+      .map((m) => m[0])
+      .join('\n');
+    expect(stages).toContain('kvp_shared_');
+    expect(stages).toMatch(/\bvaddps\b/);
+    expect(stages).not.toMatch(/\bv?addss\b/);
   });
 });
 
