@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { INCLUDE_DIR } from '../../../src/backends/cpu/compiler.ts';
+import { compilerSettings, INCLUDE_DIR } from '../../../src/backends/cpu/compiler.ts';
 import { renderC } from '../../../src/backends/cpu/render.ts';
 import { PLAN_FLAGS } from '../../../src/backends/cpu/runner.ts';
 import type { ModelConfig } from '../../../src/model/config.ts';
@@ -45,8 +45,10 @@ describe('pointwise loops', () => {
     const { source } = render('dllm-cache', presets.small as ModelConfig);
     expect(source).toMatch(/for \(int64_t r = 0, n = [^;]+; r < n; r\+\+\) \{ _Pragma\("GCC ivdep"\)/);
     expect(source).toMatch(/_Pragma\("GCC ivdep"\) for \(int64_t i = 0/);
-    const flags = PLAN_FLAGS.filter((f) => f !== '-shared' && f !== '-fPIC');
-    const cc = spawnSync('cc', [...flags, '-I', INCLUDE_DIR, '-S', '-x', 'c', '-', '-o', '-'], {
+    // The compiler and flags a plan's library is built with (KVPLAN_CC, KVPLAN_CFLAGS included).
+    const settings = compilerSettings({ flags: PLAN_FLAGS });
+    const flags = settings.flags.filter((f) => f !== '-shared' && f !== '-fPIC');
+    const cc = spawnSync(settings.cc, [...flags, '-I', INCLUDE_DIR, '-S', '-x', 'c', '-', '-o', '-'], {
       input: source,
       encoding: 'utf8',
     });
