@@ -1508,6 +1508,19 @@ static inline kvi_vf kvi_vexp2_neg(kvi_vf x) { return kvi_vexp(x * 0.69314718055
  */
 #define KV_ATT_QK_ROWS (KV_ATT_MR > 8 ? 4 : KV_ATT_MR)
 _Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS || KV_ATT_MR == 3 * KV_ATT_QK_ROWS, "one or three key groups");
+/*
+ * With one vector of pairs (a cached step's 1-17 query rows a head), a group's keys are its only
+ * independent chains of multiply-adds: four keys kept four FMAs in flight against a latency of four
+ * cycles, one FMA a cycle, where Zen 5 issues two. Such a panel takes its keys six at a time (six
+ * lines of one L1 set, within Zen 4's eight ways): 5-17 queries over 160-1280 keys 1.00-1.09x on
+ * two threads, 1.02-1.07x on one (Zen 5; twelve at a time, 1.00x; each key's sum is the same chain
+ * over d, so every bit is the same).
+ */
+#ifndef KV_ATT_QK_ROWS1
+#define KV_ATT_QK_ROWS1 (KV_ATT_MR > 8 ? 6 : KV_ATT_MR)
+#endif
+_Static_assert(KV_ATT_MR == KV_ATT_QK_ROWS1 || KV_ATT_MR == 2 * KV_ATT_QK_ROWS1 || KV_ATT_MR == 3 * KV_ATT_QK_ROWS1,
+               "one to three key groups");
 #if KV_VL == 16
 /* An empty asm that takes x in a vector register and gives it back: x is then loaded once. */
 #define KVI_IN_REGISTER(x) __asm__("" : "+v"(x))
@@ -1522,25 +1535,35 @@ static inline __attribute__((always_inline)) void kvi_micro_qk_nv(int nv, int hd
     for (int v = 0; v < nv; v++) acc[r][v] = kvi_vsplat(0.0f);
   /* The panel's vectors are held in registers (KVI_IN_REGISTER): left to itself, GCC folded their
      loads into each multiply-add, three times the loads. */
-#define KVI_QK_GROUP(r0)                                                                            \
+#define KVI_QK_GROUP(r0, g)                                                                         \
   for (int kk = k0; kk < k0 + 16; kk++) {                                                          \
     kvi_vf b[KV_GEMM_NV];                                                                          \
     for (int v = 0; v < nv; v++) {                                                                 \
       b[v] = kvi_vload(bp + (int64_t)kk * KV_GEMM_NR + v * KV_VL);                                 \
       KVI_IN_REGISTER(b[v]);                                                                       \
     }                                                                                              \
-    for (int r = (r0); r < (r0) + KV_ATT_QK_ROWS; r++) {                                           \
+    for (int r = (r0); r < (r0) + (g); r++) {                                                      \
       const float a = krow[r][kk];                                                                 \
       for (int v = 0; v < nv; v++) acc[r][v] = kvi_vfma(acc[r][v], kvi_vbcast(a), b[v]);            \
     }                                                                                              \
   }
   int k0 = 0;
   for (; k0 + 16 <= hd; k0 += 16) {
-    KVI_QK_GROUP(0)
-#if KV_ATT_MR > KV_ATT_QK_ROWS
-    KVI_QK_GROUP(KV_ATT_QK_ROWS)
-    KVI_QK_GROUP(2 * KV_ATT_QK_ROWS)
+    if (nv == 1) {
+      KVI_QK_GROUP(0, KV_ATT_QK_ROWS1)
+#if KV_ATT_MR >= 2 * KV_ATT_QK_ROWS1
+      KVI_QK_GROUP(KV_ATT_QK_ROWS1, KV_ATT_QK_ROWS1)
 #endif
+#if KV_ATT_MR >= 3 * KV_ATT_QK_ROWS1
+      KVI_QK_GROUP(2 * KV_ATT_QK_ROWS1, KV_ATT_QK_ROWS1)
+#endif
+    } else {
+      KVI_QK_GROUP(0, KV_ATT_QK_ROWS)
+#if KV_ATT_MR > KV_ATT_QK_ROWS
+      KVI_QK_GROUP(KV_ATT_QK_ROWS, KV_ATT_QK_ROWS)
+      KVI_QK_GROUP(2 * KV_ATT_QK_ROWS, KV_ATT_QK_ROWS)
+#endif
+    }
   }
 #undef KVI_QK_GROUP
   for (int kk = k0; kk < hd; kk++) {
